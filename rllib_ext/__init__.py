@@ -1,0 +1,67 @@
+"""rllib_ext: the policy as the unit of checkpointing in multi-agent RLlib.
+
+The checkpoint reader (``inspect``-style helpers, ``read_weights``) needs only numpy.
+Everything that touches a live algorithm loads Ray lazily, on first attribute access,
+and registers the ``...Partial`` trainables with Tune at that moment.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .checkpoint import policy_ids, read_weights
+from .errors import (
+    CheckpointError,
+    CheckpointFormatError,
+    NotACheckpointError,
+    PolicyNotFoundError,
+    ShapeMismatchError,
+    UnsafePickleError,
+)
+
+# Names served by rllib_ext.algorithms (imports Ray; loaded on first use).
+_ALGORITHM_NAMES = {
+    "partial",
+    "PartialRestoreReport",
+    "PPOPartial",
+    "PPOPartialConfig",
+    "APPOPartial",
+    "APPOPartialConfig",
+    "IMPALAPartial",
+    "IMPALAPartialConfig",
+    "DQNPartial",
+    "DQNPartialConfig",
+    "SACPartial",
+    "SACPartialConfig",
+}
+
+__all__ = sorted(
+    {
+        "policy_ids",
+        "read_weights",
+        "CheckpointError",
+        "CheckpointFormatError",
+        "NotACheckpointError",
+        "PolicyNotFoundError",
+        "ShapeMismatchError",
+        "UnsafePickleError",
+        "register_trainables",
+    }
+    | _ALGORITHM_NAMES
+)
+
+
+def register_trainables() -> None:
+    """Register every ``...Partial`` algorithm with Tune (idempotent)."""
+    from . import tune as _tune
+
+    _tune.register_all()
+
+
+def __getattr__(name: str) -> Any:
+    if name in _ALGORITHM_NAMES:
+        from . import algorithms
+
+        register_trainables()
+        return getattr(algorithms, name)
+    raise AttributeError(f"module 'rllib_ext' has no attribute {name!r}")

@@ -1,0 +1,139 @@
+"""The on-disk layouts RLlib writes, and how to tell them apart.
+
+Version history (``checkpoint_version`` in ``rllib_checkpoint.json`` / ``metadata.json``):
+  0.1  Ray < 2.0: a single ``checkpoint-<n>`` file. Not supported (no per-policy data).
+  1.0  Ray 2.0-2.x old stack: ``algorithm_state.pkl`` + ``policies/<pid>/policy_state.pkl``.
+  1.1  old stack, adds msgpack (``*.msgpck``); still what Ray 2.60 writes on the old stack.
+  1.2  Ray ~2.30 new stack: ``learner/module_state/<mid>/module_state_dir/module_state.pt``.
+  2.0+ Ray >= 2.36 new stack (Checkpointable): ``learner_group/learner/rl_module/<mid>/
+       module_state.pkl`` (or ``.msgpack``); every component dir has ``metadata.json``.
+We dispatch on that version string and on which files exist, never on exception text.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+from ..errors import CheckpointFormatError, NotACheckpointError
+from .storage import CheckpointDir
+
+RLLIB_METADATA = "rllib_checkpoint.json"
+COMPONENT_METADATA = "metadata.json"
+NEW_STACK_MODULES_DIR = "learner_group/learner/rl_module"
+OLD_STACK_POLICIES_DIR = "policies"
+MODULE_STATE_STEMS = ("module_state.pkl", "module_state.msgpack")
+POLICY_STATE_FILES = ("policy_state.pkl", "policy_state.msgpck")
+SINGLE_POLICY_META = "policy.json"  # rllib_ext's own single-policy format
+
+
+class Kind(str, enum.Enum):
+    """What a checkpoint directory holds."""
+
+    ALGORITHM = "algorithm"
+    MULTI_MODULE = "multi-module"
+    MODULE = "module"
+    POLICY = "policy"
+
+
+class Stack(str, enum.Enum):
+    NEW = "new"
+    OLD = "old"
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where a checkpoint keeps its per-policy weights."""
+
+    kind: Kind
+    stack: Stack
+    version: str
+    # Directory (relative to the root) whose subdirectories are the policies/modules;
+    # "" for a checkpoint that *is* one policy/module.
+    policies_dir: str
+    metadata: dict
+
+
+def parse_version(text: object, where: str) -> Tuple[int, int]:
+    """'1.1' -> (1, 1); a clear error for anything else."""
+    try:
+        major, minor = str(text).split(".")[:2]
+        return int(major), int(minor)
+    except (ValueError, TypeError):
+        raise CheckpointFormatError(
+            f"{where}: checkpoint_version {text!r} is not of the form 'MAJOR.MINOR'"
+        ) from None
+
+
+def detect(ckpt: CheckpointDir) -> Layout:
+    """Work out the layout of the checkpoint at ``ckpt``.
+
+    Raises:
+        NotACheckpointError: no RLlib metadata file at all.
+        CheckpointFormatError: metadata present but unreadable or of an unknown version.
+    """
+    if ckpt.exists(RLLIB_METADATA):
+        meta_file = RLLIB_METADATA
+    elif ckpt.exists(COMPONENT_METADATA):
+        meta_file = COMPONENT_METADATA
+    else:
+        raise NotACheckpointError(
+            f"{ckpt.uri}: not an RLlib checkpoint (no {RLLIB_METADATA} or {COMPONENT_METADATA}); "
+            f"found: {', '.join(ckpt.listdir()[:10]) or '(empty directory)'}"
+        )
+    meta = ckpt.read_json(meta_file)
+    where = ckpt.child(meta_file)
+    if not isinstance(meta, dict):
+        raise CheckpointFormatError(f"{where}: expected a JSON object, got {type(meta).__name__}")
+    version = meta.get("checkpoint_version")
+    if version is None:
+        raise CheckpointFormatError(f"{where}: no 'checkpoint_version' key")
+    major, minor = parse_version(version, where)
+    version_s = f"{major}.{minor}"
+
+    if major >= 3 or major == 0:
+        raise CheckpointFormatError(
+            f"{where}: checkpoint_version {version_s} is not supported "
+            "(this reader knows 1.0-1.2 and 2.x)"
+        )
+    if major == 2:
+        if ckpt.is_dir(NEW_STACK_MODULES_DIR):
+            return Layout(Kind.ALGORITHM, Stack.NEW, version_s, NEW_STACK_MODULES_DIR, meta)
+        if any(ckpt.exists(f) for f in MODULE_STATE_STEMS):
+            subdirs = [d for d in ckpt.listdir() if _is_module_dir(ckpt, d)]
+            if subdirs:
+                return Layout(Kind.MULTI_MODULE, Stack.NEW, version_s, "", meta)
+            return Layout(Kind.MODULE, Stack.NEW, version_s, "", meta)
+        raise CheckpointFormatError(
+            f"{ckpt.uri}: a version {version_s} checkpoint, but neither "
+            f"{NEW_STACK_MODULES_DIR}/ nor module_state.pkl is in it"
+        )
+    # major == 1
+    if meta.get("type") == "Policy" or any(ckpt.exists(f) for f in POLICY_STATE_FILES):
+        return Layout(Kind.POLICY, Stack.OLD, version_s, "", meta)
+    if ckpt.is_dir("learner/module_state"):
+        return Layout(Kind.ALGORITHM, Stack.NEW, version_s, "learner/module_state", meta)
+    return Layout(Kind.ALGORITHM, Stack.OLD, version_s, OLD_STACK_POLICIES_DIR, meta)
+
+
+def _is_module_dir(ckpt: CheckpointDir, rel: str) -> bool:
+    return ckpt.is_dir(rel) and any(ckpt.exists(f"{rel}/{f}") for f in MODULE_STATE_STEMS)
+
+
+def weights_file(ckpt: CheckpointDir, layout: Layout, policy_id: Optional[str]) -> str:
+    """Relative path of the file holding ``policy_id``'s weights in ``layout``."""
+    base = f"{layout.policies_dir}/{policy_id}" if layout.policies_dir and policy_id else ""
+    if layout.kind is Kind.MULTI_MODULE and policy_id:
+        base = policy_id
+    if layout.stack is Stack.NEW and layout.version == "1.2":
+        return f"{base}/module_state_dir/module_state.pt"
+    candidates = MODULE_STATE_STEMS if layout.stack is Stack.NEW else POLICY_STATE_FILES
+    for name in candidates:
+        rel = f"{base}/{name}" if base else name
+        if ckpt.exists(rel):
+            return rel
+    raise CheckpointFormatError(
+        f"{ckpt.child(base)}: no weights file ({' or '.join(candidates)}) for "
+        f"{'policy ' + repr(policy_id) if policy_id else 'this checkpoint'}"
+    )

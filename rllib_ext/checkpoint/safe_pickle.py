@@ -1,0 +1,120 @@
+"""A restricted unpickler: numpy arrays and plain containers in, no code run.
+
+RLlib's old-stack ``policy_state.pkl`` cloudpickles the whole config (env class,
+callbacks, mapping functions by value). A normal ``pickle.load`` of it imports Ray and
+may execute arbitrary code. In safe mode every global outside a short allow-list becomes
+an inert :class:`Placeholder` subclass: it is never imported, and "calling" it only
+records the arguments. Weights (numpy arrays in plain dicts/lists) come out intact.
+"""
+
+from __future__ import annotations
+
+import builtins
+import collections
+import io
+import pickle
+from typing import Any, BinaryIO, Dict, Tuple, Type
+
+import numpy as np
+
+# Globals that only build data. numpy 1.x pickles name numpy.core.*, numpy 2.x
+# numpy._core.*: both spellings resolve to the installed numpy.
+_NUMPY_CORE = np._core if hasattr(np, "_core") else np.core  # type: ignore[attr-defined]
+_ALLOWED: Dict[Tuple[str, str], Any] = {
+    ("collections", "OrderedDict"): collections.OrderedDict,
+    ("collections", "defaultdict"): collections.defaultdict,
+    ("collections", "deque"): collections.deque,
+    ("numpy", "dtype"): np.dtype,
+    ("numpy", "ndarray"): np.ndarray,
+    ("numpy.core.multiarray", "_reconstruct"): _NUMPY_CORE.multiarray._reconstruct,
+    ("numpy._core.multiarray", "_reconstruct"): _NUMPY_CORE.multiarray._reconstruct,
+    ("numpy.core.multiarray", "scalar"): _NUMPY_CORE.multiarray.scalar,
+    ("numpy._core.multiarray", "scalar"): _NUMPY_CORE.multiarray.scalar,
+    ("numpy.core.numeric", "_frombuffer"): _NUMPY_CORE.numeric._frombuffer,
+    ("numpy._core.numeric", "_frombuffer"): _NUMPY_CORE.numeric._frombuffer,
+}
+for _name in ("set", "frozenset", "slice", "complex", "bytearray", "range", "list", "dict", "tuple"):
+    _ALLOWED[("builtins", _name)] = getattr(builtins, _name)
+    _ALLOWED[("__builtin__", _name)] = getattr(builtins, _name)
+
+
+class Placeholder:
+    """Stands in for an object safe mode refused to build.
+
+    ``module``/``name`` say what the pickle asked for; ``args`` and ``state`` hold what
+    it would have been built from (so spaces, versions etc. can still be described).
+    """
+
+    module: str = ""
+    name: str = ""
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> "Placeholder":
+        obj = object.__new__(cls)
+        object.__setattr__(obj, "args", args)
+        object.__setattr__(obj, "kwargs", kwargs)
+        object.__setattr__(obj, "state", None)
+        object.__setattr__(obj, "items", {})
+        object.__setattr__(obj, "listitems", [])
+        return obj
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:  # never runs foreign code
+        pass
+
+    def __call__(self, *args: Any, **kwargs: Any) -> "Placeholder":
+        # cloudpickle may call what a reduce returned (e.g. a rebuilt class).
+        return _placeholder_class(self.module, f"{self.name}()")(*args, **kwargs)
+
+    def __setstate__(self, state: Any) -> None:
+        object.__setattr__(self, "state", state)
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self.items[key] = value
+
+    def append(self, value: Any) -> None:
+        self.listitems.append(value)
+
+    def extend(self, values: Any) -> None:
+        self.listitems.extend(values)
+
+    def __repr__(self) -> str:
+        return f"<not loaded: {self.module}.{self.name}>"
+
+
+_CLASSES: Dict[Tuple[str, str], Type[Placeholder]] = {}
+
+
+def _placeholder_class(module: str, name: str) -> Type[Placeholder]:
+    key = (module, name)
+    if key not in _CLASSES:
+        _CLASSES[key] = type(name.replace(".", "_") or "Unknown", (Placeholder,), {"module": module, "name": name})
+    return _CLASSES[key]
+
+
+class _SafeUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in _ALLOWED:
+            return _ALLOWED[(module, name)]
+        return _placeholder_class(module, name)
+
+    def persistent_load(self, pid: Any) -> Any:
+        return _placeholder_class("persistent_id", str(pid)[:60])()
+
+
+def loads(data: bytes, *, trusted: bool = False) -> Any:
+    """Unpickle ``data``; in safe mode (default) no foreign code is imported or run.
+
+    Raises:
+        Whatever ``pickle`` raises for corrupt data (the reader wraps it).
+    """
+    if trusted:
+        try:
+            import cloudpickle as loader  # what Ray wrote it with
+        except ImportError:  # pragma: no cover - plain pickle reads cloudpickle output
+            loader = pickle
+        return loader.loads(data)
+    return _SafeUnpickler(io.BytesIO(data)).load()
+
+
+def load(fileobj: BinaryIO, *, trusted: bool = False) -> Any:
+    """Like :func:`loads`, from an open binary file."""
+    return loads(fileobj.read(), trusted=trusted)

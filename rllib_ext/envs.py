@@ -1,0 +1,64 @@
+"""A tiny multi-agent env for the demo, tests and benches.
+
+It lives in the package (not in examples/) so that remote Ray workers can import it.
+Each agent sees its own Box observation (sizes may differ per agent) and is rewarded
+for choosing action 1 when the first observation entry is positive, else action 0:
+learnable in a few iterations, so "did training change the weights?" is meaningful.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Optional
+
+import gymnasium as gym
+import numpy as np
+from ray.rllib.env.multi_agent_env import MultiAgentEnv
+
+
+class SignGame(MultiAgentEnv):
+    """Agents ``agent_<i>``; ``env_config = {"obs_dims": [4, 4, 6], "episode_len": 10}``."""
+
+    def __init__(self, config: Optional[Dict[str, Any]] = None):
+        super().__init__()
+        config = dict(config or {})
+        dims = list(config.get("obs_dims", [4, 4, 4]))
+        self.episode_len = int(config.get("episode_len", 10))
+        self.agents = self.possible_agents = [f"agent_{i}" for i in range(len(dims))]
+        self.observation_spaces = {
+            a: gym.spaces.Box(-1.0, 1.0, (d,), np.float32) for a, d in zip(self.agents, dims)
+        }
+        self.action_spaces = {a: gym.spaces.Discrete(2) for a in self.agents}
+        self._rng = np.random.default_rng(config.get("seed"))
+        self._t = 0
+        self._obs: Dict[str, np.ndarray] = {}
+
+    def _observe(self) -> Dict[str, np.ndarray]:
+        self._obs = {
+            a: self._rng.uniform(-1, 1, self.observation_spaces[a].shape).astype(np.float32)
+            for a in self.agents
+        }
+        return dict(self._obs)
+
+    def reset(self, *, seed: Optional[int] = None, options: Optional[dict] = None):
+        if seed is not None:
+            self._rng = np.random.default_rng(seed)
+        self._t = 0
+        return self._observe(), {}
+
+    def step(self, action_dict):
+        rewards = {
+            a: float(int(act) == int(self._obs[a][0] > 0)) for a, act in action_dict.items()
+        }
+        self._t += 1
+        done = self._t >= self.episode_len
+        obs = self._observe()
+        terminateds = {a: done for a in action_dict}
+        terminateds["__all__"] = done
+        truncateds = {a: False for a in action_dict}
+        truncateds["__all__"] = False
+        return obs, rewards, terminateds, truncateds, {}
+
+
+def agent_to_policy(agent_id: str, *args: Any, **kwargs: Any) -> str:
+    """Map ``agent_<i>`` to ``policy_<i>`` (works for both API stacks' signatures)."""
+    return "policy_" + str(agent_id).split("_", 1)[1]

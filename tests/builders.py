@@ -1,0 +1,97 @@
+"""Tiny multi-agent configs and checkpoints, shared by the tests (and benches).
+
+Everything is sized for a 2-core CI box: 8-unit layers, 200-step batches, one epoch.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Dict, Iterable, Optional, Sequence
+
+import numpy as np
+
+STACKS = ("new", "old")
+POLICIES3 = ("policy_0", "policy_1", "policy_2")
+
+
+def framework_for_cell() -> str:
+    """'tf2' in the tf2-old tox cell, else 'torch'."""
+    return os.environ.get("RLLIB_EXT_FRAMEWORK", "torch")
+
+
+def ppo_config(
+    stack: str = "new",
+    obs_dims: Sequence[int] = (4, 4, 4),
+    policies: Optional[Iterable[str]] = None,
+    framework: Optional[str] = None,
+    num_env_runners: int = 0,
+    hiddens: Sequence[int] = (8, 8),
+    config_cls=None,
+):
+    """A PPO(-Partial) config on SignGame: agent_<i> -> policy_<i> unless ``policies`` differ."""
+    from ray.rllib.algorithms.ppo import PPOConfig
+
+    from rllib_ext.envs import SignGame, agent_to_policy
+
+    cls = config_cls or PPOConfig
+    framework = framework or ("torch" if stack == "new" else framework_for_cell())
+    pols = set(policies) if policies is not None else {f"policy_{i}" for i in range(len(obs_dims))}
+    cfg = (
+        cls()
+        .environment(SignGame, env_config={"obs_dims": list(obs_dims), "episode_len": 10})
+        .framework(framework)
+        .env_runners(num_env_runners=num_env_runners, rollout_fragment_length="auto")
+        .training(train_batch_size=200, minibatch_size=50, num_epochs=1, lr=1e-3)
+        .multi_agent(policies=pols, policy_mapping_fn=agent_to_policy)
+        .resources(num_cpus_for_main_process=0)
+        .debugging(seed=0)
+    )
+    if stack == "old":
+        cfg = cfg.api_stack(
+            enable_rl_module_and_learner=False, enable_env_runner_and_connector_v2=False
+        ).training(model={"fcnet_hiddens": list(hiddens)})
+    else:
+        cfg = cfg.rl_module(model_config={"fcnet_hiddens": list(hiddens)})
+    return cfg
+
+
+def live_weights(algo, policy_id: str) -> Dict[str, np.ndarray]:
+    """RLlib's own getter for one policy, copied (torch's .numpy() shares memory)."""
+    if algo.config.enable_rl_module_and_learner:
+        w = algo.learner_group.get_weights(module_ids=[policy_id])[policy_id]
+    else:
+        w = algo.get_policy(policy_id).get_weights()
+        if isinstance(w, (list, tuple)):
+            w = {str(i): v for i, v in enumerate(w)}
+    return {k: np.array(v, copy=True) for k, v in w.items()}
+
+
+def env_runner_weights(algo, policy_id: str, remote: bool = True) -> Dict[str, np.ndarray]:
+    """Weights as the (first remote, else local) env runner acting for ``policy_id`` sees them."""
+    group = algo.env_runner_group
+    new = algo.config.enable_env_runner_and_connector_v2
+
+    def get(er):
+        if new:
+            st = er.module[policy_id].get_state()
+        else:
+            st = er.get_policy(policy_id).get_weights()
+            if isinstance(st, (list, tuple)):
+                st = {str(i): v for i, v in enumerate(st)}
+        return {k: np.array(v, copy=True) for k, v in st.items()}
+
+    if remote and group.num_remote_env_runners() > 0:
+        return group.foreach_env_runner(get, local_env_runner=False)[0]
+    return get(group.local_env_runner)
+
+
+def build_checkpoint(path: str, stack: str, train_iters: int = 1, **kw) -> Dict[str, Dict[str, np.ndarray]]:
+    """Train a tiny 3-policy PPO, save it to ``path``; return each policy's saved weights."""
+    algo = ppo_config(stack, **kw).build_algo()
+    try:
+        for _ in range(train_iters):
+            algo.train()
+        algo.save(path)
+        return {pid: live_weights(algo, pid) for pid in sorted(algo.config.policies)}
+    finally:
+        algo.stop()
