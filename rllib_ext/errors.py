@@ -32,6 +32,10 @@ class ShapeMismatchError(CheckpointError, ValueError):
     """Tensor names or shapes of the source do not fit the target."""
 
 
+class MissingDependencyError(CheckpointError, ImportError):
+    """An optional package (msgpack, safetensors, torch) is needed for this file."""
+
+
 class UnsafePickleError(CheckpointError):
     """Safe mode met an object it will not build; pass trusted=True to allow it."""
 

@@ -8,6 +8,10 @@ Version history (``checkpoint_version`` in ``rllib_checkpoint.json`` / ``metadat
   2.0+ Ray >= 2.36 new stack (Checkpointable): ``learner_group/learner/rl_module/<mid>/
        module_state.pkl`` (or ``.msgpack``); every component dir has ``metadata.json``.
 We dispatch on that version string and on which files exist, never on exception text.
+
+rllib_ext's own single-policy directory (``policy.json`` + ``weights.safetensors``) carries
+``format_version`` instead; see ``policy_file.py``:
+  1.0  first version.
 """
 
 from __future__ import annotations
@@ -24,8 +28,12 @@ COMPONENT_METADATA = "metadata.json"
 NEW_STACK_MODULES_DIR = "learner_group/learner/rl_module"
 OLD_STACK_POLICIES_DIR = "policies"
 MODULE_STATE_STEMS = ("module_state.pkl", "module_state.msgpack")
+LEGACY_MODULE_STATE = "module_state_dir/module_state.pt"  # layout 1.2 (Ray ~2.30)
+CTOR_ARGS_FILE = "class_and_ctor_args.pkl"
 POLICY_STATE_FILES = ("policy_state.pkl", "policy_state.msgpck")
 SINGLE_POLICY_META = "policy.json"  # rllib_ext's own single-policy format
+SINGLE_POLICY_WEIGHTS = "weights.safetensors"
+SINGLE_POLICY_VERSIONS = ("1.0",)
 
 
 class Kind(str, enum.Enum):
@@ -35,6 +43,7 @@ class Kind(str, enum.Enum):
     MULTI_MODULE = "multi-module"
     MODULE = "module"
     POLICY = "policy"
+    SINGLE_POLICY = "single-policy"  # rllib_ext's policy.json + weights.safetensors
 
 
 class Stack(str, enum.Enum):
@@ -73,6 +82,8 @@ def detect(ckpt: CheckpointDir) -> Layout:
         NotACheckpointError: no RLlib metadata file at all.
         CheckpointFormatError: metadata present but unreadable or of an unknown version.
     """
+    if ckpt.exists(SINGLE_POLICY_META):
+        return _detect_single_policy(ckpt)
     if ckpt.exists(RLLIB_METADATA):
         meta_file = RLLIB_METADATA
     elif ckpt.exists(COMPONENT_METADATA):
@@ -117,17 +128,43 @@ def detect(ckpt: CheckpointDir) -> Layout:
     return Layout(Kind.ALGORITHM, Stack.OLD, version_s, OLD_STACK_POLICIES_DIR, meta)
 
 
+def _detect_single_policy(ckpt: CheckpointDir) -> Layout:
+    where = ckpt.child(SINGLE_POLICY_META)
+    meta = ckpt.read_json(SINGLE_POLICY_META)
+    if not isinstance(meta, dict):
+        raise CheckpointFormatError(f"{where}: expected a JSON object, got {type(meta).__name__}")
+    version = meta.get("format_version")
+    if version not in SINGLE_POLICY_VERSIONS:
+        raise CheckpointFormatError(
+            f"{where}: format_version {version!r} is not supported "
+            f"(this reader knows {', '.join(SINGLE_POLICY_VERSIONS)})"
+        )
+    stack = meta.get("stack")
+    if stack not in (Stack.NEW.value, Stack.OLD.value):
+        raise CheckpointFormatError(f"{where}: 'stack' is {stack!r}, expected 'new' or 'old'")
+    return Layout(Kind.SINGLE_POLICY, Stack(stack), str(version), "", meta)
+
+
 def _is_module_dir(ckpt: CheckpointDir, rel: str) -> bool:
     return ckpt.is_dir(rel) and any(ckpt.exists(f"{rel}/{f}") for f in MODULE_STATE_STEMS)
 
 
+def policy_dir(layout: Layout, policy_id: Optional[str]) -> str:
+    """Relative directory of ``policy_id`` ("" when the checkpoint is that one policy)."""
+    if layout.kind is Kind.MULTI_MODULE and policy_id:
+        return policy_id
+    if layout.policies_dir and policy_id:
+        return f"{layout.policies_dir}/{policy_id}"
+    return ""
+
+
 def weights_file(ckpt: CheckpointDir, layout: Layout, policy_id: Optional[str]) -> str:
     """Relative path of the file holding ``policy_id``'s weights in ``layout``."""
-    base = f"{layout.policies_dir}/{policy_id}" if layout.policies_dir and policy_id else ""
-    if layout.kind is Kind.MULTI_MODULE and policy_id:
-        base = policy_id
+    base = policy_dir(layout, policy_id)
+    if layout.kind is Kind.SINGLE_POLICY:
+        return SINGLE_POLICY_WEIGHTS
     if layout.stack is Stack.NEW and layout.version == "1.2":
-        return f"{base}/module_state_dir/module_state.pt"
+        return f"{base}/{LEGACY_MODULE_STATE}" if base else LEGACY_MODULE_STATE
     candidates = MODULE_STATE_STEMS if layout.stack is Stack.NEW else POLICY_STATE_FILES
     for name in candidates:
         rel = f"{base}/{name}" if base else name

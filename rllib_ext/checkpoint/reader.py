@@ -8,14 +8,15 @@ Reading one policy touches only that policy's files.
 
 from __future__ import annotations
 
+import io
 import os
-import pickle
+import zipfile
 from collections import OrderedDict
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from ..errors import CheckpointFormatError, not_found
+from ..errors import CheckpointFormatError, MissingDependencyError, not_found
 from . import format as fmt
 from . import safe_pickle
 from .storage import CheckpointDir
@@ -36,6 +37,8 @@ def policy_ids(path: "str | os.PathLike[str]") -> List[str]:
 
 
 def _ids(ckpt: CheckpointDir, layout: fmt.Layout) -> List[str]:
+    if layout.kind is fmt.Kind.SINGLE_POLICY:
+        return [str(layout.metadata.get("policy_id") or os.path.basename(ckpt.uri.rstrip("/")))]
     if layout.kind in (fmt.Kind.POLICY, fmt.Kind.MODULE):
         return [os.path.basename(ckpt.uri.rstrip("/"))]
     base = layout.policies_dir
@@ -59,42 +62,142 @@ def read_weights(
         CheckpointFormatError: the weights file is missing, truncated or not understood.
     """
     ckpt, layout = open_checkpoint(path)
-    ids = _ids(ckpt, layout)
-    if layout.kind in (fmt.Kind.POLICY, fmt.Kind.MODULE):
-        # A checkpoint that *is* one policy: any policy_id names it (its dir name is a guess).
-        rel = fmt.weights_file(ckpt, layout, None)
-    else:
-        if policy_id is None:
-            if len(ids) != 1:
-                raise not_found("policy", "<none given>", ckpt.uri, ids)
-            policy_id = ids[0]
-        if policy_id not in ids:
-            raise not_found("policy", policy_id, ckpt.uri, ids)
-        rel = fmt.weights_file(ckpt, layout, policy_id)
+    _, rel = locate(ckpt, layout, policy_id)
     payload = decode_file(ckpt, rel, trusted=trusted)
     return _extract_weights(payload, layout, ckpt.child(rel))
 
 
+def locate(ckpt: CheckpointDir, layout: fmt.Layout, policy_id: Optional[str]) -> Tuple[Optional[str], str]:
+    """Resolve ``policy_id`` to ``(policy_id, weights file relative to the root)``.
+
+    For a checkpoint that *is* one policy, any ``policy_id`` names it (its directory
+    name is only a guess at the id) and ``None`` is returned as the id.
+
+    Raises:
+        PolicyNotFoundError: ``policy_id`` is not in the checkpoint (lists what is).
+    """
+    if layout.kind in (fmt.Kind.POLICY, fmt.Kind.MODULE, fmt.Kind.SINGLE_POLICY):
+        return None, fmt.weights_file(ckpt, layout, None)
+    ids = _ids(ckpt, layout)
+    if policy_id is None:
+        if len(ids) != 1:
+            raise not_found("policy", "<none given>", ckpt.uri, ids)
+        policy_id = ids[0]
+    if policy_id not in ids:
+        raise not_found("policy", policy_id, ckpt.uri, ids)
+    return policy_id, fmt.weights_file(ckpt, layout, policy_id)
+
+
 def decode_file(ckpt: CheckpointDir, rel: str, *, trusted: bool = False) -> Any:
-    """Decode one state file by its extension, wrapping every failure in a typed error."""
+    """Decode one state file by its extension, wrapping every failure in a typed error.
+
+    ``.pkl`` (pickle), ``.msgpack``/``.msgpck`` (msgpack + msgpack-numpy arrays), ``.pt``
+    (a ``torch.save`` zip; its ``data.pkl`` is read without torch) and ``.safetensors``.
+
+    Raises:
+        CheckpointFormatError: empty, truncated or corrupt file, or an unknown extension.
+        MissingDependencyError: a msgpack file but the ``msgpack`` package is not installed.
+    """
     data = ckpt.read_bytes(rel)
     where = ckpt.child(rel)
     if not data:
         raise CheckpointFormatError(f"{where}: file is empty")
-    if rel.endswith(".pkl"):
-        try:
-            return safe_pickle.loads(data, trusted=trusted)
-        except Exception as e:  # any unpickling failure means a damaged file
-            raise CheckpointFormatError(
-                f"{where}: truncated or corrupt pickle ({type(e).__name__}: {e})"
-            ) from e
-    raise CheckpointFormatError(
-        f"{where}: this reader cannot decode {os.path.splitext(rel)[1]!r} files yet"
-    )
+    ext = os.path.splitext(rel)[1]
+    if ext == ".pkl":
+        return _unpickle(data, where, trusted)
+    if ext in (".msgpack", ".msgpck"):
+        return _unpack_msgpack(data, where, trusted)
+    if ext == ".pt":
+        return _unpickle(_torch_zip_payload(data, where), where, trusted)
+    if ext == ".safetensors":
+        from .policy_file import decode_safetensors
+
+        return decode_safetensors(data, where)
+    raise CheckpointFormatError(f"{where}: this reader cannot decode {ext!r} files")
+
+
+def _unpickle(data: bytes, where: str, trusted: bool) -> Any:
+    try:
+        return safe_pickle.loads(data, trusted=trusted)
+    except Exception as e:  # any unpickling failure means a damaged file
+        raise CheckpointFormatError(
+            f"{where}: truncated or corrupt pickle ({type(e).__name__}: {e})"
+        ) from e
+
+
+def _torch_zip_payload(data: bytes, where: str) -> bytes:
+    """The pickle inside a ``torch.save`` zip archive (``<archive>/data.pkl``)."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as z:
+            names = [n for n in z.namelist() if n == "data.pkl" or n.endswith("/data.pkl")]
+            if len(names) != 1:
+                raise CheckpointFormatError(
+                    f"{where}: expected one data.pkl in the torch archive, found {len(names)} "
+                    f"among {', '.join(z.namelist()[:8])}"
+                )
+            return z.read(names[0])
+    except zipfile.BadZipFile as e:
+        raise CheckpointFormatError(
+            f"{where}: not a torch.save zip archive (legacy pre-1.6 torch format?): {e}"
+        ) from e
+
+
+def _unpack_msgpack(data: bytes, where: str, trusted: bool) -> Any:
+    """msgpack with msgpack-numpy array maps decoded by numpy alone.
+
+    We decode the array maps ourselves rather than through ``msgpack_numpy``: it would
+    ``pickle.loads`` object arrays, and safe mode runs no pickle outside our unpickler.
+    Map keys can be ints (optimizer state), hence ``strict_map_key=False``.
+    """
+    try:
+        import msgpack
+    except ImportError:
+        raise MissingDependencyError(
+            f"{where}: reading msgpack checkpoints needs the msgpack package: pip install msgpack"
+        ) from None
+
+    def hook(obj: Dict[Any, Any]) -> Any:
+        return _decode_msgpack_numpy(obj, trusted)
+
+    try:
+        return msgpack.unpackb(data, raw=False, strict_map_key=False, object_hook=hook)
+    except Exception as e:
+        raise CheckpointFormatError(
+            f"{where}: truncated or corrupt msgpack ({type(e).__name__}: {e})"
+        ) from e
+
+
+def _decode_msgpack_numpy(obj: Dict[Any, Any], trusted: bool) -> Any:
+    """One msgpack-numpy map -> numpy array / scalar / complex; other maps unchanged."""
+    if b"nd" in obj and b"data" in obj and b"type" in obj:
+        kind = obj.get(b"kind", b"")
+        if obj[b"nd"] is True:
+            if kind == b"O":  # object arrays are stored as a pickle
+                return safe_pickle.loads(obj[b"data"], trusted=trusted)
+            dtype = _msgpack_dtype(obj[b"type"])
+            shape = tuple(obj[b"shape"])
+            return np.frombuffer(obj[b"data"], dtype=dtype).reshape(shape).copy()
+        return np.frombuffer(obj[b"data"], dtype=_msgpack_dtype(obj[b"type"]))[0]
+    if obj.get(b"complex") is True and b"data" in obj:
+        text = obj[b"data"]
+        return complex(text.decode() if isinstance(text, bytes) else text)
+    return obj
+
+
+def _msgpack_dtype(descr: Any) -> np.dtype:
+    """Rebuild a dtype from ``dtype.str`` or a structured ``dtype.descr`` list."""
+    if isinstance(descr, (list, tuple)):
+        fields = []
+        for field in descr:
+            name, sub, *shape = field
+            name = name.decode() if isinstance(name, bytes) else name
+            fields.append((name, _msgpack_dtype(sub), *shape))
+        return np.dtype(fields)
+    return np.dtype(descr.decode() if isinstance(descr, bytes) else descr)
 
 
 def _extract_weights(payload: Any, layout: fmt.Layout, where: str) -> Weights:
-    if layout.stack is fmt.Stack.OLD:
+    if layout.stack is fmt.Stack.OLD and layout.kind is not fmt.Kind.SINGLE_POLICY:
         if not isinstance(payload, dict) or "weights" not in payload:
             raise CheckpointFormatError(f"{where}: policy state has no 'weights' entry")
         raw = payload["weights"]

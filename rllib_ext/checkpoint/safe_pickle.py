@@ -33,6 +33,22 @@ _ALLOWED: Dict[Tuple[str, str], Any] = {
     ("numpy.core.numeric", "_frombuffer"): _NUMPY_CORE.numeric._frombuffer,
     ("numpy._core.numeric", "_frombuffer"): _NUMPY_CORE.numeric._frombuffer,
 }
+
+
+def _latin1_encode(text: str, encoding: str = "latin1") -> bytes:
+    """``_codecs.encode`` as protocol-2 pickles use it for bytes (torch.save does).
+
+    Only latin-1 is accepted: other codec names would make Python import an
+    ``encodings.*`` module, and safe mode imports nothing.
+    """
+    if not isinstance(text, str) or encoding.replace("-", "").lower() != "latin1":
+        raise pickle.UnpicklingError(f"refusing _codecs.encode({type(text).__name__}, {encoding!r})")
+    return text.encode("latin1")
+
+
+_ALLOWED[("_codecs", "encode")] = _latin1_encode
+# Builtins that only build data. Never add getattr, eval, exec, compile, open,
+# __import__, globals, vars, setattr, delattr or breakpoint: each turns a pickle into code.
 for _name in ("set", "frozenset", "slice", "complex", "bytearray", "range", "list", "dict", "tuple"):
     _ALLOWED[("builtins", _name)] = getattr(builtins, _name)
     _ALLOWED[("__builtin__", _name)] = getattr(builtins, _name)
@@ -97,7 +113,20 @@ class _SafeUnpickler(pickle.Unpickler):
         return _placeholder_class(module, name)
 
     def persistent_load(self, pid: Any) -> Any:
+        # torch.save refers to tensor storages by persistent id; keep them inert.
         return _placeholder_class("persistent_id", str(pid)[:60])()
+
+
+class _TrustedUnpickler(pickle.Unpickler):
+    """Plain pickle (it reads cloudpickle output too), tolerating torch persistent ids."""
+
+    def persistent_load(self, pid: Any) -> Any:
+        return _placeholder_class("persistent_id", str(pid)[:60])()
+
+
+def is_allowed(module: str, name: str) -> bool:
+    """Whether safe mode builds the real ``module.name`` (else an inert Placeholder)."""
+    return (module, name) in _ALLOWED
 
 
 def loads(data: bytes, *, trusted: bool = False) -> Any:
@@ -107,11 +136,7 @@ def loads(data: bytes, *, trusted: bool = False) -> Any:
         Whatever ``pickle`` raises for corrupt data (the reader wraps it).
     """
     if trusted:
-        try:
-            import cloudpickle as loader  # what Ray wrote it with
-        except ImportError:  # pragma: no cover - plain pickle reads cloudpickle output
-            loader = pickle
-        return loader.loads(data)
+        return _TrustedUnpickler(io.BytesIO(data)).load()
     return _SafeUnpickler(io.BytesIO(data)).load()
 
 
