@@ -55,3 +55,117 @@ def test_reader_imports_no_framework(ckpts, stack):
     )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=dict(os.environ))
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+# --- msgpack and torch-zip state files -------------------------------------------------
+
+MODULES_DIR = "learner_group/learner/rl_module"
+
+
+def assert_weights_equal(got, want, label=""):
+    assert list(got) == list(want), label
+    for name in want:
+        assert got[name].shape == want[name].shape, f"{label}/{name}"
+        np.testing.assert_array_equal(got[name], want[name], err_msg=f"{label}/{name}")
+
+
+def test_read_weights_msgpack_new_stack_matches_rllib_getters(ckpts, tmp_path):
+    """RLlib's own msgpack writer (save_to_path(use_msgpack=True)) on the MultiRLModule."""
+    from ray.rllib.core.rl_module.rl_module import RLModule
+
+    path, expected = ckpts("new")
+    multi = RLModule.from_checkpoint(os.path.join(path, MODULES_DIR))
+    out = str(tmp_path / "rl_module_msgpack")
+    multi.save_to_path(out, use_msgpack=True)
+    assert os.path.isfile(os.path.join(out, "policy_1", "module_state.msgpack"))
+    assert policy_ids(out) == ["policy_0", "policy_1", "policy_2"]
+    for pid, want in expected.items():
+        assert_weights_equal(read_weights(out, pid), want, pid)
+
+
+def test_read_weights_msgpack_old_stack_matches_rllib_getters(ckpts, tmp_path):
+    """RLlib's Policy.export_checkpoint(checkpoint_format='msgpack') for every policy.
+
+    Ray 2.60 cannot msgpack a policy state as is: its config holds ``stats_cls_lookup``
+    (a dict of classes) that ``AlgorithmConfig._serialize_dict`` leaves alone, so it is
+    dropped here first (the same failure breaks ``convert_to_msgpack_checkpoint``).
+    """
+    import shutil
+
+    from ray.rllib.policy.policy import Policy
+
+    path, expected = ckpts("old")
+    out = tmp_path / "old_msgpack"
+    shutil.copytree(path, out)
+    for pid in expected:
+        pdir = out / "policies" / pid
+        policy = Policy.from_checkpoint(str(pdir))
+        state = policy.get_state()
+        state["policy_spec"]["config"].pop("stats_cls_lookup", None)
+        (pdir / "policy_state.pkl").unlink()
+        policy.export_checkpoint(str(pdir), policy_state=state, checkpoint_format="msgpack")
+        assert (pdir / "policy_state.msgpck").is_file()
+    for pid, want in expected.items():
+        assert_weights_equal(read_weights(str(out), pid), want, pid)
+        # The policy directory alone is RLlib's single-policy checkpoint.
+        assert_weights_equal(read_weights(str(out / "policies" / pid)), want, pid)
+
+
+def test_read_weights_legacy_pt_layout(tmp_path):
+    """Layout 1.2 (Ray ~2.30): module_state.pt is a torch.save zip of numpy arrays."""
+    import json
+    from collections import OrderedDict
+
+    import torch
+
+    want = OrderedDict(
+        [("pi.net.mlp.0.weight", np.arange(6, dtype=np.float32).reshape(2, 3)), ("pi.net.mlp.0.bias", np.ones(2, np.float64))]
+    )
+    (tmp_path / "rllib_checkpoint.json").write_text(
+        json.dumps({"type": "Algorithm", "checkpoint_version": "1.2", "format": "cloudpickle", "policy_ids": []})
+    )
+    mdir = tmp_path / "learner" / "module_state" / "default_policy" / "module_state_dir"
+    mdir.mkdir(parents=True)
+    torch.save(want, mdir / "module_state.pt")
+    (tmp_path / "learner" / "module_state" / "rl_module_metadata.json").write_text("{}")
+    assert policy_ids(str(tmp_path)) == ["default_policy"]
+    got = read_weights(str(tmp_path), "default_policy")
+    assert_weights_equal(got, want)
+    assert got["pi.net.mlp.0.bias"].dtype == np.float64
+
+
+def test_read_weights_msgpack_without_msgpack_installed(tmp_path):
+    from unittest import mock
+
+    import msgpack
+
+    from rllib_ext.errors import MissingDependencyError
+
+    (tmp_path / "metadata.json").write_text('{"checkpoint_version": "2.1"}')
+    (tmp_path / "module_state.msgpack").write_bytes(msgpack.packb({"w": 1}))
+    with mock.patch.dict(sys.modules, {"msgpack": None}):
+        with pytest.raises(MissingDependencyError) as e:
+            read_weights(str(tmp_path))
+    where = tmp_path / "module_state.msgpack"
+    assert str(e.value) == f"{where}: reading msgpack checkpoints needs the msgpack package: pip install msgpack"
+
+
+def test_read_weights_msgpack_numpy_dtypes_roundtrip(tmp_path):
+    """Arrays written by msgpack_numpy itself come back equal, dtype and shape included."""
+    import msgpack_numpy
+
+    want = {
+        "f16": np.linspace(-1, 1, 6, dtype=np.float16).reshape(3, 2),
+        "i8": np.arange(-3, 3, dtype=np.int8),
+        "bool": np.array([True, False]),
+        "scalar_shape": np.array(3.5, dtype=np.float32),
+        "transposed": np.arange(6, dtype=np.float32).reshape(2, 3).T,
+        "big_endian": np.arange(3, dtype=">i4"),
+    }
+    (tmp_path / "metadata.json").write_text('{"checkpoint_version": "2.1"}')
+    (tmp_path / "module_state.msgpack").write_bytes(msgpack_numpy.packb(want))
+    got = read_weights(str(tmp_path))
+    assert_weights_equal(got, want)
+    for name in want:
+        assert got[name].dtype == want[name].dtype, name
+        assert got[name].flags.writeable, name

@@ -149,22 +149,38 @@ def _unpack_msgpack(data: bytes, where: str, trusted: bool) -> Any:
     ``pickle.loads`` object arrays, and safe mode runs no pickle outside our unpickler.
     Map keys can be ints (optimizer state), hence ``strict_map_key=False``.
     """
-    try:
-        import msgpack
-    except ImportError:
-        raise MissingDependencyError(
-            f"{where}: reading msgpack checkpoints needs the msgpack package: pip install msgpack"
-        ) from None
+    unpackb = _plain_msgpack_unpackb(where)
 
     def hook(obj: Dict[Any, Any]) -> Any:
         return _decode_msgpack_numpy(obj, trusted)
 
     try:
-        return msgpack.unpackb(data, raw=False, strict_map_key=False, object_hook=hook)
+        return unpackb(data, raw=False, strict_map_key=False, object_hook=hook)
     except Exception as e:
         raise CheckpointFormatError(
             f"{where}: truncated or corrupt msgpack ({type(e).__name__}: {e})"
         ) from e
+
+
+def _plain_msgpack_unpackb(where: str) -> Any:
+    """msgpack's own ``unpackb``, even after ``msgpack_numpy.patch()``.
+
+    RLlib patches the ``msgpack`` module globally (``try_import_msgpack``); the patched
+    ``unpackb`` decodes arrays first and ``pickle.loads`` object arrays, bypassing safe
+    mode. The implementation modules are never patched, so we call them directly.
+    """
+    try:
+        import msgpack  # noqa: F401  (the install check; its attributes may be patched)
+
+        try:
+            from msgpack._cmsgpack import unpackb
+        except ImportError:  # pure-Python build of msgpack
+            from msgpack.fallback import unpackb
+    except ImportError:
+        raise MissingDependencyError(
+            f"{where}: reading msgpack checkpoints needs the msgpack package: pip install msgpack"
+        ) from None
+    return unpackb
 
 
 def _decode_msgpack_numpy(obj: Dict[Any, Any], trusted: bool) -> Any:
