@@ -16,7 +16,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from ..errors import CheckpointFormatError, MissingDependencyError, not_found
+from ..errors import CheckpointFormatError, MissingDependencyError, UnsafePickleError, not_found
 from . import format as fmt
 from . import safe_pickle
 from .storage import CheckpointDir
@@ -227,6 +227,12 @@ def _extract_weights(payload: Any, layout: fmt.Layout, where: str) -> Weights:
         )
     out: Weights = OrderedDict()
     for name, value in raw.items():
+        if isinstance(value, safe_pickle.Placeholder):
+            kind = type(value)
+            raise UnsafePickleError(
+                f"{where}: tensor {name!r} is a {kind.module}.{kind.name} object, which safe mode "
+                "does not build; pass trusted=True only if you trust this file"
+            )
         if not isinstance(value, np.ndarray):
             raise CheckpointFormatError(
                 f"{where}: tensor {name!r} is a {type(value).__name__}, not an array "
