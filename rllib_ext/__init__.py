@@ -7,6 +7,7 @@ and registers the ``...Partial`` trainables with Tune at that moment.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from .checkpoint import policy_ids, read_weights
@@ -56,6 +57,10 @@ def register_trainables() -> None:
     from . import tune as _tune
 
     _tune.register_all()
+
+
+if "ray" in sys.modules:  # a Ray process anyway: make tune.run("PPOPartial") just work
+    register_trainables()
 
 
 def __getattr__(name: str) -> Any:

@@ -43,7 +43,6 @@ def ppo_config(
         .env_runners(num_env_runners=num_env_runners, rollout_fragment_length="auto")
         .training(train_batch_size=200, minibatch_size=50, num_epochs=1, lr=1e-3)
         .multi_agent(policies=pols, policy_mapping_fn=agent_to_policy)
-        .resources(num_cpus_for_main_process=0)
         .debugging(seed=0)
     )
     if stack == "old":
@@ -81,7 +80,8 @@ def env_runner_weights(algo, policy_id: str, remote: bool = True) -> Dict[str, n
         return {k: np.array(v, copy=True) for k, v in st.items()}
 
     if remote and group.num_remote_env_runners() > 0:
-        return group.foreach_env_runner(get, local_env_runner=False)[0]
+        [result] = list(group._worker_manager.foreach_actor(get, healthy_only=False))[:1]
+        return result.get()  # raises the remote error instead of dropping it
     return get(group.local_env_runner)
 
 

@@ -20,7 +20,15 @@ def ray_session():
     import ray
 
     if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        # Workers import test helpers (callbacks) from tests/ by name.
+        here = os.path.dirname(os.path.abspath(__file__))
+        ray.init(
+            num_cpus=2,
+            include_dashboard=False,
+            log_to_driver=False,
+            configure_logging=False,
+            runtime_env={"env_vars": {"PYTHONPATH": here, "RAY_DEDUP_LOGS": "0"}},
+        )
     yield ray
     ray.shutdown()
 

@@ -1,0 +1,230 @@
+"""Drop-in ``...Partial`` subclasses of RLlib algorithms, made by one factory.
+
+Each adds to its RLlib parent:
+  * ``algo.restore(ckpt, policies=[...], freeze=...)``: restore only some policies
+    (without ``policies=`` it is RLlib's own restore, plus relative paths);
+  * ``config.restore_policies(ckpt, policies=..., freeze=...)`` (or the plain-dict key
+    ``"restore_policies"``): the same, applied once when the algorithm is set up. When
+    Tune then restores the trial from its *own* checkpoint (resume after a crash), that
+    later restore overwrites the initial one, so trained weights win.
+The logic lives in :mod:`rllib_ext.restore`; the classes only wire it in.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import Any, Dict, List, Mapping, Optional, Type
+
+from ray.rllib.algorithms.algorithm import Algorithm
+from ray.rllib.algorithms.appo import APPO
+from ray.rllib.algorithms.dqn import DQN
+from ray.rllib.algorithms.impala import IMPALA
+from ray.rllib.algorithms.ppo import PPO
+from ray.rllib.algorithms.sac import SAC
+
+from . import restore as _restore
+from .checkpoint import reader
+from .errors import not_found
+from .restore import PartialRestoreReport, PolicySelection
+
+logger = logging.getLogger(__name__)
+
+CONFIG_KEY = "restore_policies"  # the plain-dict spelling for tune.run(config={...})
+
+
+# Config class -> its algorithm class. Kept outside the classes: Ray disassembles an
+# actor class recursively through class attributes, and a class<->class cycle there
+# recurses forever.
+_ALGO_OF_CONFIG: Dict[type, type] = {}
+
+
+class _PartialConfigMixin:
+    """Adds ``restore_policies()`` to an AlgorithmConfig subclass."""
+
+    def __init__(self, algo_class: Optional[type] = None) -> None:
+        super().__init__(algo_class=algo_class or _ALGO_OF_CONFIG.get(type(self)))  # type: ignore[call-arg]
+        # A list of plain dicts, so it survives to_dict()/get_state() and Tune.
+        self._partial_restores: List[Dict[str, Any]] = []
+
+    def restore_policies(
+        self,
+        checkpoint: "str | os.PathLike[str]",
+        policies: PolicySelection,
+        *,
+        freeze: bool = False,
+        trusted: bool = False,
+    ):
+        """Restore ``policies`` from ``checkpoint`` when the algorithm is set up.
+
+        May be called several times (several source checkpoints). Ids are checked
+        against the checkpoint right away (Ray-free), so a typo fails here, in the
+        driver, not minutes later inside a Tune trial.
+
+        Args:
+            checkpoint: checkpoint directory; relative paths are resolved now.
+            policies: ids, or ``{checkpoint id: algorithm id}``.
+            freeze: keep the restored policies out of ``policies_to_train``.
+            trusted: fully unpickle old-stack policy files (default: safe mode).
+        """
+        path = _restore.resolve_path(checkpoint)
+        mapping = _restore.normalize_selection(policies)
+        if "://" not in path:
+            available = reader.policy_ids(path)
+            for src in mapping:
+                if src not in available:
+                    raise not_found("policy", src, path, available)
+        self._partial_restores = list(getattr(self, "_partial_restores", None) or []) + [
+            {"checkpoint": path, "policies": mapping, "freeze": bool(freeze), "trusted": bool(trusted)}
+        ]
+        return self
+
+    def update_from_dict(self, config_dict: Mapping[str, Any]):
+        """Also accept ``{"restore_policies": {...} or [{...}, ...]}`` in plain dicts."""
+        config_dict = dict(config_dict)
+        specs = config_dict.pop(CONFIG_KEY, None)
+        super().update_from_dict(config_dict)  # type: ignore[misc]
+        if specs:
+            for spec in [specs] if isinstance(specs, Mapping) else list(specs):
+                spec = dict(spec)
+                self.restore_policies(
+                    spec.pop("checkpoint"),
+                    spec.pop("policies"),
+                    freeze=spec.pop("freeze", False),
+                    trusted=spec.pop("trusted", False),
+                )
+                if spec:
+                    raise ValueError(f"unknown key(s) in {CONFIG_KEY!r}: {', '.join(spec)}")
+        return self
+
+
+class _PartialAlgorithmMixin:
+    """Adds policy-granular restore to an RLlib Algorithm subclass."""
+
+    partial_restore_reports: List[PartialRestoreReport]
+
+    def setup(self, config: Any) -> None:
+        super().setup(config)  # type: ignore[misc]
+        self.partial_restore_reports = []
+        for spec in getattr(self.config, "_partial_restores", None) or []:
+            report = _restore.restore_policies(
+                self, spec["checkpoint"], spec["policies"], freeze=spec["freeze"], trusted=spec["trusted"]
+            )
+            logger.info("rllib_ext: %s", report)
+            self.partial_restore_reports.append(report)
+
+    def restore(
+        self,
+        checkpoint_path: Any,
+        policies: Optional[PolicySelection] = None,
+        *,
+        freeze: bool = False,
+        trusted: bool = False,
+    ) -> Optional[PartialRestoreReport]:
+        """RLlib's restore, or, with ``policies=``, a partial restore synced everywhere.
+
+        Args:
+            checkpoint_path: directory, ``ray.tune.Checkpoint`` or Tune training result.
+            policies: ids to take, or ``{checkpoint id: algorithm id}``; None restores
+                everything exactly as RLlib does.
+            freeze: with ``policies=``, stop training the restored ids.
+            trusted: with ``policies=``, fully unpickle old-stack policy files.
+
+        Returns:
+            A :class:`PartialRestoreReport` for a partial restore, else None.
+        """
+        if policies is None:
+            if freeze:
+                raise ValueError("freeze=True needs policies=[...] (which policies to freeze?)")
+            return super().restore(_absolute_checkpoint(checkpoint_path))  # type: ignore[misc]
+        report = _restore.restore_policies(
+            self, _local_path(checkpoint_path), policies, freeze=freeze, trusted=trusted
+        )
+        self.partial_restore_reports.append(report)
+        return report
+
+    def load_checkpoint(self, checkpoint_dir: str) -> None:
+        # Tune hands us the trial's own checkpoint (resume, or tune.run(restore=...)).
+        super().load_checkpoint(_restore.resolve_path(checkpoint_dir))  # type: ignore[misc]
+
+
+def _local_path(checkpoint: Any) -> str:
+    """A path string from a str / PathLike / tune Checkpoint / Tune training result."""
+    checkpoint = getattr(checkpoint, "checkpoint", checkpoint)  # _TrainingResult
+    if hasattr(checkpoint, "to_directory") and hasattr(checkpoint, "filesystem"):
+        if getattr(checkpoint.filesystem, "type_name", "local") == "local":
+            return _restore.resolve_path(checkpoint.path)
+        return checkpoint.to_directory()
+    return _restore.resolve_path(checkpoint)
+
+
+def _absolute_checkpoint(checkpoint: Any) -> Any:
+    """Make a relative local path absolute before RLlib/Tune sees it (pyarrow needs it)."""
+    if isinstance(checkpoint, (str, os.PathLike)):
+        return _restore.resolve_path(checkpoint)
+    return checkpoint
+
+
+def partial(
+    algo_cls: Type[Algorithm], config_cls: Optional[type] = None, name: Optional[str] = None
+) -> Type[Algorithm]:
+    """Make the ``<Algo>Partial`` subclass of ``algo_cls`` (and its config class).
+
+    Assign the result to a module-level name of the same name, so Ray can pickle it
+    by reference: ``MyAlgoPartial = rllib_ext.partial(MyAlgo)``.
+
+    Args:
+        algo_cls: an RLlib Algorithm class (PPO, APPO, ..., or your own).
+        config_cls: its config class; defaults to the type of its default config.
+        name: class name; defaults to ``algo_cls.__name__ + "Partial"``.
+
+    Returns:
+        The new Algorithm class; ``config_class_of(cls)`` is its config class.
+    """
+    name = name or f"{algo_cls.__name__}Partial"
+    module = sys._getframe(1).f_globals.get("__name__", __name__)
+    base_config = config_cls or type(algo_cls.get_default_config())
+    cfg = type(
+        f"{name}Config",
+        (_PartialConfigMixin, base_config),
+        {"__module__": module, "__qualname__": f"{name}Config", "__doc__": f"{base_config.__name__} + restore_policies()."},
+    )
+
+    def get_default_config(cls):  # noqa: ANN001 - RLlib's classmethod signature
+        return cfg()
+
+    algo = type(
+        name,
+        (_PartialAlgorithmMixin, algo_cls),
+        {
+            "__module__": module,
+            "__qualname__": name,
+            "__doc__": f"{algo_cls.__name__} with policy-granular restore (see rllib_ext).",
+            "get_default_config": classmethod(get_default_config),
+        },
+    )
+    _ALGO_OF_CONFIG[cfg] = algo
+    return algo
+
+
+def config_class_of(algo_cls: Type[Algorithm]) -> type:
+    """The config class that :func:`partial` made for ``algo_cls``."""
+    return type(algo_cls.get_default_config())
+
+
+PPOPartial = partial(PPO)
+PPOPartialConfig = config_class_of(PPOPartial)
+APPOPartial = partial(APPO)
+APPOPartialConfig = config_class_of(APPOPartial)
+IMPALAPartial = partial(IMPALA)
+IMPALAPartialConfig = config_class_of(IMPALAPartial)
+DQNPartial = partial(DQN)
+DQNPartialConfig = config_class_of(DQNPartial)
+SACPartial = partial(SAC)
+SACPartialConfig = config_class_of(SACPartial)
+
+# Trainable name -> class, for rllib_ext.tune.
+ALGORITHMS: Dict[str, Type[Algorithm]] = {
+    cls.__name__: cls for cls in (PPOPartial, APPOPartial, IMPALAPartial, DQNPartial, SACPartial)
+}

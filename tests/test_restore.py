@@ -1,0 +1,192 @@
+"""Partial restore on a live algorithm: exact weights, everywhere, or nothing at all."""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+
+import numpy as np
+import pytest
+
+from builders import env_runner_weights, live_weights, ppo_config
+
+from rllib_ext import PolicyNotFoundError, PPOPartialConfig, ShapeMismatchError
+
+STACKS = ["new", "old"]
+ALL3 = ("policy_0", "policy_1", "policy_2")
+
+
+def assert_same(got, want, label=""):
+    assert sorted(got) == sorted(want), label
+    for name in want:
+        np.testing.assert_array_equal(got[name], want[name], err_msg=f"{label}/{name}")
+
+
+def assert_differs(got, want, label=""):
+    assert any(not np.array_equal(got[n], want[n]) for n in want), f"{label}: no tensor changed"
+
+
+def snapshot(algo, pids=ALL3):
+    return {p: live_weights(algo, p) for p in pids}
+
+
+def subset(weights, names):
+    """The entries of a full (learner) state that an inference-only runner holds."""
+    return {n: weights[n] for n in names}
+
+
+@pytest.fixture
+def make_algo(ray_session):
+    built = []
+
+    def make(stack, **kw):
+        algo = ppo_config(stack, config_cls=PPOPartialConfig, **kw).build_algo()
+        built.append(algo)
+        return algo
+
+    yield make
+    for algo in built:
+        algo.stop()
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_restore_one_policy_equals_checkpoint_everywhere(ckpts, make_algo, stack):
+    path, saved = ckpts(stack)
+    # policy_2 exists in the checkpoint too, but with another observation size here.
+    algo = make_algo(stack, obs_dims=(4, 4, 6), num_env_runners=1)
+    before = snapshot(algo)
+
+    report = algo.restore(path, policies=["policy_0"])
+
+    assert report.restored == {"policy_0": "policy_0"}
+    assert report.skipped == ["policy_1", "policy_2"]
+    assert_same(live_weights(algo, "policy_0"), saved["policy_0"], "learner policy_0")
+    remote = env_runner_weights(algo, "policy_0", remote=True)
+    local = env_runner_weights(algo, "policy_0", remote=False)
+    assert_same(remote, subset(saved["policy_0"], remote), "remote env runner policy_0")
+    assert_same(local, subset(saved["policy_0"], local), "local env runner policy_0")
+    assert_differs(live_weights(algo, "policy_0"), before["policy_0"], "policy_0 vs fresh")
+    for pid in ("policy_1", "policy_2"):
+        assert_same(live_weights(algo, pid), before[pid], f"untouched {pid}")
+    assert live_weights(algo, "policy_2")[_first_layer(stack)].shape[-1] == 6
+
+
+def _first_layer(stack):
+    return "encoder.actor_encoder.net.mlp.0.weight" if stack == "new" else "_hidden_layers.0._model.0.weight"
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_restore_renamed_and_frozen_stays_fixed_while_others_train(ckpts, make_algo, stack):
+    path, saved = ckpts(stack)
+    algo = make_algo(stack, obs_dims=(4, 4, 6))
+    before = snapshot(algo)
+
+    report = algo.restore(path, policies={"policy_1": "policy_0"}, freeze=True)
+
+    assert report.renamed == {"policy_0": "policy_1"}
+    assert report.frozen == ["policy_0"]
+    assert_same(live_weights(algo, "policy_0"), saved["policy_1"], "renamed")
+    algo.train()
+    algo.train()
+    assert_same(live_weights(algo, "policy_0"), saved["policy_1"], "frozen after train")
+    assert_same(env_runner_weights(algo, "policy_0", remote=False),
+                subset(saved["policy_1"], env_runner_weights(algo, "policy_0", remote=False)),
+                "frozen on the env runner after train")
+    for pid in ("policy_1", "policy_2"):
+        assert_differs(live_weights(algo, pid), before[pid], f"trained {pid}")
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_restore_bad_input_raises_and_changes_nothing(ckpts, make_algo, stack):
+    path, _ = ckpts(stack)
+    algo = make_algo(stack, obs_dims=(4, 4, 6), num_env_runners=1)
+    before = snapshot(algo)
+    before_remote = {p: env_runner_weights(algo, p) for p in ALL3}
+    layer = _first_layer(stack)
+
+    with pytest.raises(PolicyNotFoundError, match=re.escape(
+        f"policy 'polcy_1' not in {path}; available: policy_0, policy_1, policy_2 (did you mean 'policy_1'?)"
+    )):
+        algo.restore(path, policies=["policy_0", "polcy_1"])
+    with pytest.raises(PolicyNotFoundError, match=re.escape(
+        "target policy 'hero' not in the algorithm (PPOPartial); available: policy_0, policy_1, policy_2"
+    )):
+        algo.restore(path, policies={"policy_0": "hero"})
+    # policy_0 would fit; policy_2 does not: validation comes first, so neither is set.
+    with pytest.raises(ShapeMismatchError, match=re.escape(
+        f"policy 'policy_2': tensor '{layer}' is (8, 4) in the checkpoint but (8, 6) in the algorithm"
+    )):
+        algo.restore(path, policies=["policy_0", "policy_2"])
+    with pytest.raises(ShapeMismatchError, match=re.escape(
+        f"policy 'policy_1' -> 'policy_2': tensor '{layer}' is (8, 4)"
+    )):
+        algo.restore(path, policies={"policy_1": "policy_2"})
+
+    for pid in ALL3:
+        assert_same(live_weights(algo, pid), before[pid], f"unchanged {pid}")
+        assert_same(env_runner_weights(algo, pid), before_remote[pid], f"unchanged remote {pid}")
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_restore_without_policies_is_rllibs_full_restore_with_relative_path(
+    ckpts, make_algo, stack, monkeypatch
+):
+    path, saved = ckpts(stack)
+    algo = make_algo(stack)
+    monkeypatch.chdir(path.rsplit("/", 1)[0])
+    assert algo.restore(path.rsplit("/", 1)[1]) is None
+    for pid in ALL3:
+        assert_same(live_weights(algo, pid), saved[pid], pid)
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_restarted_env_runner_acts_with_restored_weights(ckpts, make_algo, stack):
+    import ray
+
+    path, saved = ckpts(stack)
+    algo = make_algo(stack, num_env_runners=1)
+    algo.restore(path, policies=["policy_1"])
+    group = algo.env_runner_group
+    [actor_id] = group.healthy_env_runner_ids()
+
+    def remote_pid():
+        [r] = group._worker_manager.foreach_actor(lambda er: os.getpid(), healthy_only=False)
+        return r.get() if r.ok else None
+
+    old_pid = remote_pid()
+    ray.kill(group._worker_manager._actors[actor_id], no_restart=False)
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        time.sleep(0.5)
+        # What Algorithm.training_step does after a failure: probe, and sync the restored.
+        group._worker_manager.set_actor_state(actor_id, healthy=False)
+        if algo.restore_env_runners(group) == [actor_id] and remote_pid() not in (None, old_pid):
+            break
+    else:
+        pytest.fail("the killed env runner did not come back within 90 s")
+    remote = env_runner_weights(algo, "policy_1", remote=True)
+    assert_same(remote, subset(saved["policy_1"], remote), "restarted runner")
+
+
+def test_restore_reaches_remote_learner_and_evaluation_runners(ckpts, ray_session):
+    path, saved = ckpts("new")
+    cfg = (
+        ppo_config("new", config_cls=PPOPartialConfig)
+        .learners(num_learners=1)
+        .evaluation(evaluation_num_env_runners=1, evaluation_interval=1)
+    )
+    algo = cfg.build_algo()
+    try:
+        algo.restore(path, policies=["policy_2"])
+        learners = algo.learner_group.foreach_learner(
+            lambda l: {k: np.array(v, copy=True) for k, v in l.module["policy_2"].get_state().items()}
+        )
+        assert_same([r.get() for r in learners][0], saved["policy_2"], "remote learner")
+        ev = algo.eval_env_runner_group.foreach_env_runner(
+            lambda er: {k: np.array(v, copy=True) for k, v in er.module["policy_2"].get_state().items()},
+            local_env_runner=False,
+        )[0]
+        assert_same(ev, subset(saved["policy_2"], ev), "evaluation env runner")
+    finally:
+        algo.stop()
