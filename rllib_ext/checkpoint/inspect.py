@@ -235,15 +235,45 @@ def inspect(path: "str | os.PathLike[str]", *, trusted: bool = False) -> Checkpo
         from .policy_file import view_policy_dir
 
         return view_policy_dir(ckpt, layout)
+    return _view(ckpt, layout, sorted(_ids(ckpt, layout)), trusted)[0]
+
+
+def load_policy(
+    path: "str | os.PathLike[str]", policy_id: Optional[str] = None, *, trusted: bool = False
+) -> Tuple[CheckpointView, Dict[str, np.ndarray]]:
+    """One policy's weights plus a view of the checkpoint that describes only that policy.
+
+    Reads only that policy's files (and the algorithm-level state), so extracting one
+    policy from a large checkpoint does not decode the others.
+
+    Raises:
+        PolicyNotFoundError: ``policy_id`` is not in the checkpoint (lists what is).
+        CheckpointFormatError: a file is missing, truncated or not understood.
+    """
+    ckpt, layout = open_checkpoint(path)
+    if layout.kind is fmt.Kind.SINGLE_POLICY:
+        from .policy_file import read_policy_dir, view_policy_dir
+
+        return view_policy_dir(ckpt, layout), read_policy_dir(ckpt.uri)[0]
+    pid, _ = locate(ckpt, layout, policy_id)
+    pid = pid if pid is not None else _ids(ckpt, layout)[0]
+    view, weights = _view(ckpt, layout, [pid], trusted)
+    return view, weights[pid]
+
+
+def _view(
+    ckpt: CheckpointDir, layout: fmt.Layout, ids: "list[str]", trusted: bool
+) -> Tuple[CheckpointView, Dict[str, Dict[str, np.ndarray]]]:
     algorithm_class, framework = _algorithm_info(ckpt, layout, trusted)
     policies: Dict[str, PolicyView] = OrderedDict()
+    weights: Dict[str, Dict[str, np.ndarray]] = {}
     frameworks = []
-    for pid in sorted(_ids(ckpt, layout)):
-        view, policy_framework = _policy_view(ckpt, layout, pid, trusted)
+    for pid in ids:
+        view, policy_framework, weights[pid] = _policy_view(ckpt, layout, pid, trusted)
         policies[pid] = view
         frameworks.append(policy_framework)
     framework = framework or next((f for f in frameworks if f), None)
-    return CheckpointView(
+    view = CheckpointView(
         path=ckpt.uri,
         kind=layout.kind.value,
         stack=layout.stack.value,
@@ -253,6 +283,7 @@ def inspect(path: "str | os.PathLike[str]", *, trusted: bool = False) -> Checkpo
         algorithm_class=algorithm_class,
         policies=policies,
     )
+    return view, weights
 
 
 def tensor_index(weights: Mapping[str, np.ndarray]) -> TensorIndex:
@@ -285,8 +316,8 @@ def make_policy_view(
 
 def _policy_view(
     ckpt: CheckpointDir, layout: fmt.Layout, pid: str, trusted: bool
-) -> Tuple[PolicyView, Optional[str]]:
-    """One policy's view plus the framework its files reveal (if any)."""
+) -> Tuple[PolicyView, Optional[str], Dict[str, np.ndarray]]:
+    """One policy's view, the framework its files reveal (if any), and its weights."""
     located, rel = locate(ckpt, layout, pid)
     payload = decode_file(ckpt, rel, trusted=trusted)
     weights = _extract_weights(payload, layout, ckpt.child(rel))
@@ -317,7 +348,7 @@ def _policy_view(
             model_config = plain(kwargs.get("model_config"))
             framework = _framework_of_class(ctor.get("class") if isinstance(ctor, dict) else None)
     view = make_policy_view(pid, weights, obs, act, policy_class, model_config, rel)
-    return view, framework
+    return view, framework, weights
 
 
 def _algorithm_info(ckpt: CheckpointDir, layout: fmt.Layout, trusted: bool) -> Tuple[Optional[str], Optional[str]]:

@@ -1,0 +1,488 @@
+"""rllib_ext's single-policy format: one directory, no pickle, readable with numpy alone.
+
+```
+<dir>/policy.json          metadata (below); read first, so a policy is described without its weights
+<dir>/weights.safetensors  the tensors, in the safetensors layout (no code, bounds-checked)
+```
+``policy.json`` (``format_version`` "1.0")::
+
+    {"format_version": "1.0", "policy_id": "policy_1", "stack": "new", "framework": "torch",
+     "observation_space": {SpaceView.to_dict()}, "action_space": {...},
+     "model_config": {...}, "algorithm_class": "PPO", "policy_class": "DefaultPPOTorchRLModule",
+     "ray_version": "2.60.0", "source": "/path/of/the/original/checkpoint",
+     "tensors": {"name": {"shape": [8, 4], "dtype": "float32"}, ...}}   # in getter order
+
+The safetensors layout (https://github.com/huggingface/safetensors): an 8-byte
+little-endian header size N, N bytes of JSON ``{name: {"dtype": "F32", "shape": [...],
+"data_offsets": [begin, end]}, "__metadata__": {...}}``, then the little-endian data.
+We read and write it with numpy (the ``safetensors`` package reads our files and we read
+its files; tests check both), so the reader keeps needing nothing but numpy.
+
+Writes are atomic: everything goes into a temporary sibling directory, is fsynced, and
+is renamed into place; an existing policy directory is replaced only once the new one is
+complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import struct
+from collections import OrderedDict
+from typing import Any, Dict, Mapping, Optional, Tuple
+
+import numpy as np
+
+from ..errors import CheckpointError, CheckpointFormatError, MissingDependencyError, did_you_mean
+from . import format as fmt
+from .inspect import CheckpointView, PolicyView, SpaceView
+from .storage import CheckpointDir
+
+FORMAT_VERSION = "1.0"
+META_FILE = fmt.SINGLE_POLICY_META
+WEIGHTS_FILE = fmt.SINGLE_POLICY_WEIGHTS
+
+# Keys a caller may pass in ``meta``; the rest of policy.json is written by us.
+META_KEYS = (
+    "stack",
+    "framework",
+    "observation_space",
+    "action_space",
+    "model_config",
+    "algorithm_class",
+    "policy_class",
+    "ray_version",
+    "source",
+)
+
+_DTYPES = {
+    "F64": np.float64, "F32": np.float32, "F16": np.float16,
+    "I64": np.int64, "I32": np.int32, "I16": np.int16, "I8": np.int8,
+    "U64": np.uint64, "U32": np.uint32, "U16": np.uint16, "U8": np.uint8,
+    "BOOL": np.bool_,
+}
+_CODES = {np.dtype(v): k for k, v in _DTYPES.items()}
+_MAX_HEADER = 100 * 1024 * 1024  # the safetensors reference limit
+
+Weights = Dict[str, np.ndarray]
+
+
+# --- safetensors bytes --------------------------------------------------------------------
+
+
+def encode_safetensors(weights: Mapping[str, np.ndarray], metadata: Optional[Mapping[str, str]] = None) -> bytes:
+    """Serialise ``weights`` in the safetensors layout, keeping their order.
+
+    Raises:
+        CheckpointFormatError: a tensor's dtype has no safetensors code (e.g. object, complex).
+    """
+    header: Dict[str, Any] = OrderedDict()
+    if metadata:
+        header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
+    chunks = []
+    offset = 0
+    for name, value in weights.items():
+        arr = np.asarray(value)
+        code = _CODES.get(arr.dtype.newbyteorder("="))
+        if code is None:
+            raise CheckpointFormatError(
+                f"tensor {name!r}: dtype {arr.dtype} cannot be stored in safetensors "
+                f"(supported: {', '.join(sorted(np.dtype(t).name for t in _DTYPES.values()))})"
+            )
+        data = np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("<")).tobytes()
+        header[str(name)] = {"dtype": code, "shape": [int(d) for d in arr.shape], "data_offsets": [offset, offset + len(data)]}
+        chunks.append(data)
+        offset += len(data)
+    head = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    head += b" " * (-len(head) % 8)  # align the data to 8 bytes, as the reference writer does
+    return struct.pack("<Q", len(head)) + head + b"".join(chunks)
+
+
+def _parse_header(data: bytes, where: str) -> Tuple[Dict[str, Any], int]:
+    if len(data) < 8:
+        raise CheckpointFormatError(f"{where}: too short for a safetensors file ({len(data)} bytes)")
+    (n,) = struct.unpack("<Q", data[:8])
+    if n > _MAX_HEADER or 8 + n > len(data):
+        raise CheckpointFormatError(f"{where}: safetensors header size {n} does not fit a {len(data)}-byte file")
+    try:
+        header = json.loads(data[8 : 8 + n].decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointFormatError(f"{where}: safetensors header is not valid JSON ({e})") from e
+    if not isinstance(header, dict):
+        raise CheckpointFormatError(f"{where}: safetensors header is not a JSON object")
+    return header, 8 + n
+
+
+def decode_safetensors(data: bytes, where: str) -> Weights:
+    """Parse safetensors bytes into ``{name: array}``, ordered by position in the file.
+
+    Raises:
+        CheckpointFormatError: truncated file, bad header, unknown dtype, or offsets that
+            do not match the shapes or point outside the data.
+    """
+    header, start = _parse_header(data, where)
+    body = len(data) - start
+    entries = []
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        try:
+            code, shape, (begin, end) = info["dtype"], tuple(int(d) for d in info["shape"]), info["data_offsets"]
+        except (KeyError, TypeError, ValueError):
+            raise CheckpointFormatError(f"{where}: tensor {name!r} has a malformed header entry: {info!r}") from None
+        if code not in _DTYPES:
+            raise CheckpointFormatError(
+                f"{where}: tensor {name!r} has dtype {code!r}, which numpy cannot hold "
+                f"(supported: {', '.join(sorted(_DTYPES))})"
+            )
+        dtype = np.dtype(_DTYPES[code]).newbyteorder("<")
+        expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        if not (0 <= begin <= end <= body) or end - begin != expected:
+            raise CheckpointFormatError(
+                f"{where}: tensor {name!r} of shape {shape} {dtype.name} needs {expected} bytes, "
+                f"its offsets [{begin}, {end}] do not fit the {body}-byte data section"
+            )
+        entries.append((begin, name, dtype, shape, end))
+    out: Weights = OrderedDict()
+    for begin, name, dtype, shape, end in sorted(entries, key=lambda e: e[0]):
+        arr = np.frombuffer(data, dtype=dtype, count=int(np.prod(shape, dtype=np.int64)), offset=start + begin)
+        out[name] = arr.astype(dtype.newbyteorder("="), copy=True).reshape(shape)
+    return out
+
+
+# --- the policy directory -------------------------------------------------------------------
+
+
+def write_policy_dir(
+    path: "str | os.PathLike[str]",
+    policy_id: str,
+    weights: Mapping[str, np.ndarray],
+    meta: Mapping[str, Any],
+) -> str:
+    """Write one policy as ``policy.json`` + ``weights.safetensors``, atomically.
+
+    The files go to a temporary sibling ``.<name>.tmp-<pid>-<rand>`` (same filesystem, so
+    the rename is atomic), are fsynced, and the directory is renamed to ``path``. An
+    existing policy directory at ``path`` is moved aside only after the new one is
+    complete, and removed after the new one is in place: a crash leaves either the old or
+    the new directory (plus at worst a hidden leftover sibling), never a half-written one.
+
+    Args:
+        path: the directory to create or replace.
+        policy_id: stored in policy.json (the id the policy had in its checkpoint).
+        weights: ``{tensor name: array}``; the order is kept.
+        meta: any of :data:`META_KEYS`; ``stack`` ('new' or 'old') is required. Spaces
+            may be :class:`SpaceView` objects or their ``to_dict()`` form.
+
+    Returns:
+        The absolute path written.
+
+    Raises:
+        ValueError: ``meta`` lacks ``stack`` or has keys outside :data:`META_KEYS`.
+        CheckpointError: ``path`` exists and is not an rllib_ext policy directory (it is
+            never replaced then), or a tensor cannot be stored.
+    """
+    final = os.path.abspath(os.fspath(path))
+    doc = _policy_json(policy_id, weights, meta)
+    blob = encode_safetensors(weights, {"format": "np", "policy_id": str(policy_id)})
+    if os.path.lexists(final) and not _replaceable(final):
+        raise CheckpointError(
+            f"{final}: exists and is not an rllib_ext policy directory (no {META_FILE}); "
+            "refusing to replace it"
+        )
+    parent, name = os.path.split(final)
+    os.makedirs(parent, exist_ok=True)
+    tmp = os.path.join(parent, f".{name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
+    os.mkdir(tmp)
+    try:
+        _write_synced(os.path.join(tmp, WEIGHTS_FILE), blob)
+        _write_synced(os.path.join(tmp, META_FILE), (json.dumps(doc, indent=2) + "\n").encode("utf-8"))
+        _fsync_dir(tmp)
+        _swap_into_place(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _fsync_dir(parent)
+    return final
+
+
+def read_policy_dir(path: "str | os.PathLike[str]") -> Tuple[Weights, Dict[str, Any]]:
+    """Read a directory written by :func:`write_policy_dir`.
+
+    Returns:
+        ``(weights, meta)``: weights in the stored order, meta as the parsed policy.json.
+
+    Raises:
+        NotACheckpointError: no directory at ``path``.
+        CheckpointFormatError: policy.json missing/unsupported, or it disagrees with the
+            tensors in weights.safetensors.
+    """
+    ckpt = CheckpointDir(path)
+    if not ckpt.exists(META_FILE):
+        raise CheckpointFormatError(
+            f"{ckpt.uri}: not an rllib_ext policy directory (no {META_FILE}); "
+            f"found: {', '.join(ckpt.listdir()[:10]) or '(empty directory)'}"
+        )
+    layout = fmt.detect(ckpt)
+    where = ckpt.child(WEIGHTS_FILE)
+    weights = decode_safetensors(ckpt.read_bytes(WEIGHTS_FILE), where)
+    meta = dict(layout.metadata)
+    _check_index(meta.get("tensors"), {k: (tuple(v.shape), v.dtype.name) for k, v in weights.items()}, ckpt)
+    ordered = OrderedDict((name, weights[name]) for name in meta["tensors"])
+    return ordered, meta
+
+
+def view_policy_dir(ckpt: CheckpointDir, layout: fmt.Layout) -> CheckpointView:
+    """The :func:`inspect` view of a policy directory, from policy.json and the
+    safetensors header only (the tensor data is not read)."""
+    meta = layout.metadata
+    index = _header_index(read_safetensors_header(ckpt.child(WEIGHTS_FILE)))
+    _check_index(meta.get("tensors"), index, ckpt)
+    tensors = OrderedDict((k, index[k]) for k in meta["tensors"])
+    sizes = {k: int(np.prod(shape, dtype=np.int64)) for k, (shape, _) in tensors.items()}
+    pid = str(meta.get("policy_id"))
+    view = PolicyView(
+        id=pid,
+        observation_space=_space(meta.get("observation_space")),
+        action_space=_space(meta.get("action_space")),
+        tensors=tensors,
+        num_params=sum(sizes.values()),
+        nbytes=sum(n * np.dtype(tensors[k][1]).itemsize for k, n in sizes.items()),
+        policy_class=meta.get("policy_class"),
+        model_config=meta.get("model_config"),
+        weights_file=WEIGHTS_FILE,
+    )
+    return CheckpointView(
+        path=ckpt.uri,
+        kind=layout.kind.value,
+        stack=layout.stack.value,
+        checkpoint_version=layout.version,
+        framework=meta.get("framework"),
+        ray_version=meta.get("ray_version"),
+        algorithm_class=meta.get("algorithm_class"),
+        policies={pid: view},
+    )
+
+
+def read_safetensors_header(file_path: str) -> Dict[str, Any]:
+    """Only the JSON header of a safetensors file (the tensor data is not read)."""
+    try:
+        with open(file_path, "rb") as f:
+            head = f.read(8)
+            size = struct.unpack("<Q", head)[0] if len(head) == 8 else 0
+            data = head + f.read(min(size, _MAX_HEADER + 1))
+    except FileNotFoundError as e:
+        raise CheckpointFormatError(f"{file_path}: file missing from the checkpoint") from e
+    except OSError as e:
+        raise CheckpointFormatError(f"{file_path}: cannot read: {e.strerror}") from e
+    header, _ = _parse_header(data, file_path)
+    return header
+
+
+EXTRACT_FORMATS = ("safetensors", "npz", "torch")
+
+
+def extract_policy(
+    checkpoint: "str | os.PathLike[str]",
+    policy_id: Optional[str],
+    out: "str | os.PathLike[str]",
+    *,
+    format: str = "safetensors",
+    trusted: bool = False,
+) -> str:
+    """Copy one policy out of any checkpoint into a file or directory of its own.
+
+    Args:
+        checkpoint: any checkpoint ``inspect`` accepts (including a policy directory).
+        policy_id: the policy to extract; may be None when the checkpoint holds one.
+        out: the directory (safetensors) or file (npz, torch) to write, atomically.
+        format: 'safetensors' (the single-policy directory, with its metadata), 'npz'
+            (tensors only) or 'torch' (a ``state_dict`` file; needs torch).
+        trusted: unpickle the source with plain pickle.
+
+    Returns:
+        The absolute path written.
+
+    Raises:
+        ValueError: unknown ``format``.
+        PolicyNotFoundError: ``policy_id`` is not in the checkpoint.
+    """
+    from .inspect import load_policy
+
+    if format not in EXTRACT_FORMATS:
+        raise ValueError(f"format {format!r} is not one of {', '.join(EXTRACT_FORMATS)}{did_you_mean(format, EXTRACT_FORMATS)}")
+    view, weights = load_policy(checkpoint, policy_id, trusted=trusted)
+    if format == "npz":
+        return export_npz(weights, out)
+    if format == "torch":
+        return export_torch_state_dict(weights, out)
+    (pv,) = view.policies.values()
+    meta = {
+        "stack": view.stack,
+        "framework": view.framework,
+        "observation_space": pv.observation_space,
+        "action_space": pv.action_space,
+        "model_config": pv.model_config,
+        "algorithm_class": view.algorithm_class,
+        "policy_class": pv.policy_class,
+        "ray_version": view.ray_version,
+        "source": view.path,
+    }
+    return write_policy_dir(out, pv.id, weights, meta)
+
+
+# --- exports for other tools ------------------------------------------------------------------
+
+
+def export_npz(weights: Mapping[str, np.ndarray], path: "str | os.PathLike[str]") -> str:
+    """Write ``weights`` as an uncompressed ``.npz`` (``np.load(path)[name]``), atomically.
+
+    Returns:
+        The absolute path written (exactly ``path``; numpy would otherwise append '.npz').
+    """
+    final = os.path.abspath(os.fspath(path))
+
+    def write(f: Any) -> None:
+        np.savez(f, **{str(k): np.asarray(v) for k, v in weights.items()})
+
+    _atomic_file(final, write)
+    return final
+
+
+def export_torch_state_dict(weights: Mapping[str, np.ndarray], path: "str | os.PathLike[str]") -> str:
+    """Write ``weights`` as a torch ``state_dict`` (an OrderedDict of tensors), atomically.
+
+    The file loads with ``torch.load(path, weights_only=True)`` and feeds
+    ``module.load_state_dict`` for a new-stack (torch RLModule) or old-stack torch policy.
+
+    Raises:
+        MissingDependencyError: torch is not installed.
+    """
+    try:
+        import torch
+    except ImportError:
+        raise MissingDependencyError(
+            "exporting a torch state_dict needs torch: pip install torch"
+        ) from None
+    final = os.path.abspath(os.fspath(path))
+    state = OrderedDict((str(k), torch.from_numpy(np.array(v, copy=True))) for k, v in weights.items())
+    _atomic_file(final, lambda f: torch.save(state, f))
+    return final
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+
+def _policy_json(policy_id: str, weights: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> Dict[str, Any]:
+    unknown = [k for k in meta if k not in META_KEYS]
+    if unknown:
+        raise ValueError(
+            f"meta key {unknown[0]!r} is not part of {META_FILE}; allowed: {', '.join(META_KEYS)}"
+            f"{did_you_mean(unknown[0], META_KEYS)}"
+        )
+    if meta.get("stack") not in (fmt.Stack.NEW.value, fmt.Stack.OLD.value):
+        raise ValueError(f"meta['stack'] must be 'new' or 'old', got {meta.get('stack')!r}")
+    doc: Dict[str, Any] = OrderedDict(format_version=FORMAT_VERSION, policy_id=str(policy_id))
+    for key in META_KEYS:
+        value = meta.get(key)
+        if isinstance(value, SpaceView):
+            value = value.to_dict()
+        doc[key] = value
+    doc["tensors"] = OrderedDict(
+        (str(k), {"shape": [int(d) for d in np.shape(v)], "dtype": np.asarray(v).dtype.name}) for k, v in weights.items()
+    )
+    return doc
+
+
+def _space(d: Any) -> Optional[SpaceView]:
+    return SpaceView.from_dict(d) if isinstance(d, dict) else None
+
+
+def _header_index(header: Mapping[str, Any]) -> Dict[str, Tuple[Tuple[int, ...], str]]:
+    return {
+        k: (tuple(int(d) for d in v["shape"]), np.dtype(_DTYPES[v["dtype"]]).name)
+        for k, v in header.items()
+        if k != "__metadata__" and isinstance(v, dict) and v.get("dtype") in _DTYPES
+    }
+
+
+def _check_index(index: Any, found: Mapping[str, Tuple[Tuple[int, ...], str]], ckpt: CheckpointDir) -> None:
+    """policy.json's tensor index must describe exactly the tensors in the weights file."""
+    where = ckpt.child(META_FILE)
+    if not isinstance(index, dict):
+        raise CheckpointFormatError(f"{where}: no 'tensors' index")
+    missing = [k for k in index if k not in found]
+    extra = [k for k in found if k not in index]
+    if missing or extra:
+        raise CheckpointFormatError(
+            f"{where}: tensor index does not match {WEIGHTS_FILE}: "
+            f"missing from the weights: {', '.join(missing) or '(none)'}; not in the index: {', '.join(extra) or '(none)'}"
+        )
+    for name, entry in index.items():
+        want = (tuple(entry.get("shape", ())), entry.get("dtype"))
+        if want != found[name]:
+            raise CheckpointFormatError(
+                f"{where}: tensor {name!r} is {want[0]} {want[1]} in the index but "
+                f"{found[name][0]} {found[name][1]} in {WEIGHTS_FILE}"
+            )
+
+
+def _replaceable(final: str) -> bool:
+    """Only our own policy directories (or empty ones) are ever replaced."""
+    return os.path.isdir(final) and not os.path.islink(final) and (
+        os.path.isfile(os.path.join(final, META_FILE)) or not os.listdir(final)
+    )
+
+
+def _swap_into_place(tmp: str, final: str) -> None:
+    if not os.path.lexists(final):
+        os.rename(tmp, final)
+        return
+    parent, name = os.path.split(final)
+    backup = os.path.join(parent, f".{name}.old-{os.getpid()}-{secrets.token_hex(4)}")
+    os.rename(final, backup)
+    try:
+        os.rename(tmp, final)
+    except BaseException:
+        os.rename(backup, final)  # put the old one back
+        raise
+    shutil.rmtree(backup, ignore_errors=True)
+
+
+def _write_synced(file_path: str, data: bytes) -> None:
+    with open(file_path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _fsync_dir(path: str) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # e.g. Windows cannot open directories; the rename is still atomic
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _atomic_file(final: str, write: Any) -> None:
+    parent, name = os.path.split(final)
+    os.makedirs(parent, exist_ok=True)
+    tmp = os.path.join(parent, f".{name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, final)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(parent)
