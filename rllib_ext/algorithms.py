@@ -114,6 +114,22 @@ class _PartialAlgorithmMixin:
             logger.info("rllib_ext: %s", report)
             self.partial_restore_reports.append(report)
 
+    @classmethod
+    def default_resource_request(cls, config: Any) -> Any:
+        # Tune calls this in the driver with the very dict it later ships to the trial
+        # actor, whose working directory is the trial dir: make relative paths absolute
+        # here, while the user's working directory is still the current one.
+        if isinstance(config, dict) and config.get(CONFIG_KEY):
+            specs = config[CONFIG_KEY]
+            specs = [specs] if isinstance(specs, Mapping) else list(specs)
+            config[CONFIG_KEY] = [
+                {**spec, "checkpoint": _restore.resolve_path(spec["checkpoint"])}
+                if isinstance(spec, Mapping) and "checkpoint" in spec
+                else spec
+                for spec in specs
+            ]
+        return super().default_resource_request(config)  # type: ignore[misc]
+
     def restore(
         self,
         checkpoint_path: Any,
@@ -152,17 +168,31 @@ class _PartialAlgorithmMixin:
 def _local_path(checkpoint: Any) -> str:
     """A path string from a str / PathLike / tune Checkpoint / Tune training result."""
     checkpoint = getattr(checkpoint, "checkpoint", checkpoint)  # _TrainingResult
-    if hasattr(checkpoint, "to_directory") and hasattr(checkpoint, "filesystem"):
-        if getattr(checkpoint.filesystem, "type_name", "local") == "local":
+    if hasattr(checkpoint, "filesystem"):  # ray.tune.Checkpoint
+        if checkpoint.filesystem.type_name == "local":
             return _restore.resolve_path(checkpoint.path)
         return checkpoint.to_directory()
     return _restore.resolve_path(checkpoint)
 
 
 def _absolute_checkpoint(checkpoint: Any) -> Any:
-    """Make a relative local path absolute before RLlib/Tune sees it (pyarrow needs it)."""
+    """Make a relative local path absolute before RLlib/Tune sees it (pyarrow needs it).
+
+    Handles a path, a ``ray.tune.Checkpoint`` and Tune's training result (what
+    ``tune.run(restore="relative/dir")`` hands the trial actor).
+    """
+    if hasattr(checkpoint, "filesystem"):  # ray.tune.Checkpoint: PathLike, but refuses fspath
+        path = checkpoint.path
+        if checkpoint.filesystem.type_name == "local" and not os.path.isabs(path):
+            from ray.tune import Checkpoint
+
+            return Checkpoint.from_directory(_restore.resolve_path(path))
+        return checkpoint
     if isinstance(checkpoint, (str, os.PathLike)):
         return _restore.resolve_path(checkpoint)
+    inner = getattr(checkpoint, "checkpoint", None)
+    if inner is not None and hasattr(checkpoint, "metrics"):  # _TrainingResult
+        checkpoint.checkpoint = _absolute_checkpoint(inner)
     return checkpoint
 
 
