@@ -1,0 +1,158 @@
+"""``rllib-ext``: look into, take apart and compare RLlib checkpoints without Ray.
+
+Each subcommand parses its arguments, makes one library call, prints a table (or JSON
+with ``--json``) and returns an exit code: 0 ok, 1 a checkpoint problem (one line on
+stderr: ``rllib-ext: error: ...``), 2 a usage error. No logic of its own lives here.
+
+    rllib-ext inspect CKPT [--json] [--tensors]
+    rllib-ext extract CKPT --policy ID --out PATH [--format safetensors|npz|torch]
+    rllib-ext diff CKPT_A CKPT_B [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any, List, Optional, Sequence
+
+from .checkpoint.diff import CheckpointDiff, diff_checkpoints
+from .checkpoint.inspect import CheckpointView, inspect
+from .checkpoint.policy_file import EXTRACT_FORMATS, extract_policy
+from .errors import CheckpointError
+
+PROG = "rllib-ext"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROG, description="Inspect, extract and compare RLlib checkpoints (no Ray needed).")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--trusted",
+        action="store_true",
+        help="unpickle checkpoint files with plain pickle (runs code they name; only for files you trust)",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("inspect", parents=[common], help="list the policies of a checkpoint with spaces and sizes")
+    p.add_argument("checkpoint", metavar="CKPT")
+    p.add_argument("--json", action="store_true", help="print the full view as JSON")
+    p.add_argument("--tensors", action="store_true", help="also list every tensor (name, shape, dtype)")
+
+    p = sub.add_parser("extract", parents=[common], help="write one policy to its own directory or file")
+    p.add_argument("checkpoint", metavar="CKPT")
+    p.add_argument("--policy", metavar="ID", help="policy/module id (optional if the checkpoint holds one)")
+    p.add_argument("--out", metavar="PATH", required=True)
+    p.add_argument(
+        "--format",
+        choices=EXTRACT_FORMATS,
+        default="safetensors",
+        help="safetensors: policy.json + weights.safetensors directory (default); npz; torch state_dict",
+    )
+
+    p = sub.add_parser("diff", parents=[common], help="which policies differ between two checkpoints, by how much")
+    p.add_argument("checkpoint_a", metavar="CKPT_A")
+    p.add_argument("checkpoint_b", metavar="CKPT_B")
+    p.add_argument("--json", action="store_true", help="print the full comparison as JSON")
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run the CLI; returns the exit code instead of exiting (tests call it directly)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # argparse: 2 for usage errors, 0 for --help
+        return int(e.code or 0)
+    try:
+        if args.command == "inspect":
+            view = inspect(args.checkpoint, trusted=args.trusted)
+            print(json.dumps(view.to_dict(), indent=2) if args.json else format_view(view, args.tensors))
+        elif args.command == "extract":
+            out = extract_policy(args.checkpoint, args.policy, args.out, format=args.format, trusted=args.trusted)
+            print(out)
+        elif args.command == "diff":
+            result = diff_checkpoints(args.checkpoint_a, args.checkpoint_b, trusted=args.trusted)
+            print(json.dumps(result.to_dict(), indent=2) if args.json else format_diff(result))
+    except (CheckpointError, OSError) as e:
+        message = " ".join(str(e).split("\n"))
+        print(f"{PROG}: error: {message}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def format_view(view: CheckpointView, tensors: bool = False) -> str:
+    """A readable summary of :func:`inspect`'s view."""
+    facts = [
+        f"{view.kind} checkpoint ({view.stack} API stack, version {view.checkpoint_version})",
+        f"algorithm {view.algorithm_class or '-'}",
+        f"framework {view.framework or '-'}",
+        f"Ray {view.ray_version or '-'}",
+    ]
+    lines = [view.path, "  " + ", ".join(facts), ""]
+    rows = [
+        [
+            pid,
+            p.observation_space.describe() if p.observation_space else "-",
+            p.action_space.describe() if p.action_space else "-",
+            str(len(p.tensors)),
+            f"{p.num_params:,}",
+            _size(p.nbytes),
+            p.policy_class or "-",
+        ]
+        for pid, p in view.policies.items()
+    ]
+    lines += _table(["policy", "observation space", "action space", "tensors", "params", "size", "class"], rows)
+    if tensors:
+        for pid, p in view.policies.items():
+            lines += ["", f"{pid}  ({p.weights_file})"]
+            lines += ["  " + row for row in _table(["tensor", "shape", "dtype"], [[n, str(s), d] for n, (s, d) in p.tensors.items()])]
+    return "\n".join(lines)
+
+
+def format_diff(result: CheckpointDiff) -> str:
+    """Policies first (status, largest delta), then the tensors of those that differ."""
+    lines = [f"A: {result.a}", f"B: {result.b}", ""]
+    rows = [[p.id, _status(p.status), _delta(p.max_abs_delta)] for p in result.policies]
+    lines += _table(["policy", "status", "max |delta|"], rows)
+    for p in result.policies:
+        if p.status != "changed":
+            continue
+        lines += ["", p.id]
+        trows = [
+            [t.name, _status(t.status), _delta(t.max_abs_delta), str(t.shape_a) if t.shape_a == t.shape_b else f"{t.shape_a} -> {t.shape_b}"]
+            for t in p.tensors
+        ]
+        lines += ["  " + row for row in _table(["tensor", "status", "max |delta|", "shape"], trows)]
+    if not result.differing:
+        lines += ["", "no differences"]
+    return "\n".join(lines)
+
+
+def _table(headers: List[str], rows: List[List[str]]) -> List[str]:
+    widths = [max(len(str(c)) for c in col) for col in zip(headers, *rows)]
+    fmt_row = lambda r: "  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip()  # noqa: E731
+    return [fmt_row(headers), fmt_row(["-" * w for w in widths])] + [fmt_row(r) for r in rows]
+
+
+_STATUS = {"only_a": "only in A", "only_b": "only in B", "shape": "shape differs"}
+
+
+def _status(status: str) -> str:
+    return _STATUS.get(status, status)
+
+
+def _delta(value: Any) -> str:
+    return "-" if value is None else f"{value:.6g}"
+
+
+def _size(nbytes: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if nbytes < 1024 or unit == "GiB":
+            return f"{nbytes} {unit}" if unit == "B" else f"{nbytes:.1f} {unit}"
+        nbytes /= 1024
+    return str(nbytes)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

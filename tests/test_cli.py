@@ -1,0 +1,148 @@
+"""The CLI, run as users run it: in a subprocess, checking output and exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import shutil
+import subprocess
+import sys
+from collections import OrderedDict
+
+import numpy as np
+import pytest
+
+from rllib_ext.checkpoint import inspect, read_policy_dir, read_weights
+from rllib_ext.checkpoint.diff import diff_checkpoints
+
+MODULES_DIR = "learner_group/learner/rl_module"
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "rllib_ext.cli", *map(str, args)], capture_output=True, text=True, env=dict(os.environ)
+    )
+
+
+@pytest.mark.parametrize("stack", ["new", "old"])
+def test_cli_inspect_prints_table(ckpts, stack):
+    path, _ = ckpts(stack)
+    res = run_cli("inspect", path)
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert lines[0] == path
+    assert f"({stack} API stack" in lines[1] and "algorithm PPO" in lines[1]
+    rows = [line for line in lines if line.startswith("policy_")]
+    assert [r.split()[0] for r in rows] == ["policy_0", "policy_1", "policy_2"]
+    assert all("Box(-1.0, 1.0, (4,), float32)  Discrete(2)" in r for r in rows)
+
+
+def test_cli_inspect_json_matches_library(ckpts):
+    path, _ = ckpts("new")
+    res = run_cli("inspect", path, "--json")
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout) == json.loads(json.dumps(inspect(path).to_dict()))
+
+
+@pytest.mark.parametrize("fmt", ["safetensors", "npz"])
+def test_cli_extract_writes_policy(ckpts, tmp_path, fmt):
+    path, expected = ckpts("old")
+    out = tmp_path / "p0"
+    res = run_cli("extract", path, "--policy", "policy_0", "--out", out, "--format", fmt)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == str(out)
+    if fmt == "safetensors":
+        got = read_policy_dir(out)[0]
+    else:
+        with np.load(out) as z:
+            got = {k: z[k] for k in z.files}
+    assert sorted(got) == sorted(expected["policy_0"])
+    for name, want in expected["policy_0"].items():
+        np.testing.assert_array_equal(got[name], want, err_msg=name)
+
+
+def test_cli_diff_reports_changed_policy(ckpts, tmp_path):
+    path, expected = ckpts("new")
+    other = tmp_path / "other"
+    shutil.copytree(path, other)
+    changed = OrderedDict((k, np.array(v, copy=True)) for k, v in expected["policy_1"].items())
+    changed["pi.net.mlp.0.bias"] = changed["pi.net.mlp.0.bias"] + np.float32(0.5)
+    (other / MODULES_DIR / "policy_1" / "module_state.pkl").write_bytes(pickle.dumps(changed, protocol=5))
+
+    res = run_cli("diff", path, other, "--json")
+    assert res.returncode == 0, res.stderr
+    d = json.loads(res.stdout)
+    assert d["differing"] == ["policy_1"]
+    assert d["policies"]["policy_0"]["status"] == "equal"
+    assert d["policies"]["policy_1"]["max_abs_delta"] == pytest.approx(0.5)
+    changed_tensors = [n for n, t in d["policies"]["policy_1"]["tensors"].items() if t["status"] == "changed"]
+    assert changed_tensors == ["pi.net.mlp.0.bias"]
+
+    table = run_cli("diff", path, other).stdout
+    assert "policy_1  changed" in table and "pi.net.mlp.0.bias" in table
+
+
+def test_diff_checkpoints_policy_on_one_side_only(ckpts, tmp_path):
+    path, _ = ckpts("new")
+    single = os.path.join(path, MODULES_DIR, "policy_2")  # a module checkpoint: id 'policy_2'
+    result = diff_checkpoints(path, single)
+    assert [(p.id, p.status) for p in result.policies] == [
+        ("policy_0", "only_a"), ("policy_1", "only_a"), ("policy_2", "equal")
+    ]
+    assert result.differing == ("policy_0", "policy_1")
+
+
+def test_cli_missing_policy_exits_1_with_one_line_error(ckpts, tmp_path):
+    path, _ = ckpts("new")
+    res = run_cli("extract", path, "--policy", "polcy_1", "--out", tmp_path / "x")
+    assert res.returncode == 1
+    assert res.stdout == ""
+    assert res.stderr == (
+        f"rllib-ext: error: policy 'polcy_1' not in {path}; available: policy_0, policy_1, policy_2 "
+        "(did you mean 'policy_1'?)\n"
+    )
+    assert not (tmp_path / "x").exists()
+
+
+def test_cli_not_a_checkpoint_exits_1(tmp_path):
+    res = run_cli("inspect", tmp_path / "nope")
+    assert (res.returncode, res.stderr) == (1, f"rllib-ext: error: {tmp_path / 'nope'}: no such file or directory\n")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [(), ("inspect",), ("extract", "x"), ("extract", "x", "--out", "y", "--format", "onnx"), ("frobnicate",)],
+    ids=["no-command", "no-ckpt", "no-out", "bad-format", "unknown-command"],
+)
+def test_cli_usage_error_exits_2(args):
+    from rllib_ext.cli import main
+
+    assert main(list(args)) == 2
+
+
+def test_cli_imports_no_framework(ckpts, tmp_path):
+    path, _ = ckpts("old")
+    code = (
+        "import sys\n"
+        "from rllib_ext.cli import main\n"
+        f"assert main(['inspect', {path!r}]) == 0\n"
+        f"assert main(['extract', {path!r}, '--policy', 'policy_1', '--out', {str(tmp_path / 'p')!r}]) == 0\n"
+        f"assert main(['diff', {path!r}, {str(tmp_path / 'p')!r}]) == 0\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('ray', 'torch', 'tensorflow'))\n"
+        "print(bad, file=sys.stderr)\n"
+        "sys.exit(1 if bad else 0)\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=dict(os.environ))
+    assert res.returncode == 0, res.stdout + res.stderr
+    np.testing.assert_array_equal(read_weights(tmp_path / "p")["_logits._model.0.bias"], read_weights(path, "policy_1")["_logits._model.0.bias"])
+
+
+def test_cli_console_script_runs(ckpts):
+    exe = shutil.which("rllib-ext", path=os.path.dirname(sys.executable))
+    if exe is None:
+        pytest.skip("rllib-ext console script not installed (pip install -e .)")
+    path, _ = ckpts("new")
+    res = subprocess.run([exe, "inspect", path, "--json"], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert sorted(json.loads(res.stdout)["policies"]) == ["policy_0", "policy_1", "policy_2"]
