@@ -146,3 +146,16 @@ def test_cli_console_script_runs(ckpts):
     res = subprocess.run([exe, "inspect", path, "--json"], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     assert sorted(json.loads(res.stdout)["policies"]) == ["policy_0", "policy_1", "policy_2"]
+
+
+def test_diff_weights_shape_change_and_extra_tensors():
+    from rllib_ext.checkpoint.diff import diff_weights
+
+    a = {"w": np.zeros((2, 3), np.float32), "b": np.array([1.0, np.nan]), "old": np.ones(1)}
+    b = {"w": np.zeros((3, 3), np.float32), "b": np.array([1.25, np.nan]), "new": np.ones(1)}
+    d = diff_weights("p", a, b)
+    assert [(t.name, t.status, t.max_abs_delta) for t in d.tensors] == [
+        ("w", "shape", None), ("b", "changed", 0.25), ("old", "only_a", None), ("new", "only_b", None)
+    ]
+    assert (d.status, d.max_abs_delta) == ("changed", None)
+    assert diff_weights("p", {"b": a["b"]}, {"b": a["b"].copy()}).status == "equal"  # NaN == NaN here

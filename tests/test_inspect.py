@@ -146,3 +146,66 @@ def test_space_view_describes_nested_spaces():
     assert list(view.spaces) == ["a", "b"]
     assert view.spaces["b"].spaces["0"].nvec == (2, 4)
     assert SpaceView.from_dict(json.loads(json.dumps(view.to_dict()))) == view
+
+
+def test_inspect_old_stack_policy_checkpoint(ckpts):
+    path, expected = ckpts("old")
+    view = inspect(os.path.join(path, "policies", "policy_2"))
+    assert (view.kind, view.stack, view.algorithm_class, view.framework) == ("policy", "old", None, framework_for_cell())
+    (pv,) = view.policies.values()
+    assert pv.observation_space.describe() == "Box(-1.0, 1.0, (4,), float32)"
+    assert pv.tensors == {k: (v.shape, v.dtype.name) for k, v in expected["policy_2"].items()}
+
+
+def test_inspect_legacy_layout_reads_module_metadata(tmp_path):
+    """Layout 1.2 (Ray ~2.30): spaces in <mid>/rl_module_metadata.json, serialised by
+    RLlib's gym_space_to_dict. The nesting below mimics a SingleAgentRLModuleSpec dict;
+    the reader looks the keys up wherever they are."""
+    from collections import OrderedDict
+
+    import torch
+    from ray.rllib.utils.serialization import gym_space_to_dict
+
+    obs = gym.spaces.Box(np.array([-1.0, -5.0], np.float32), np.array([1.0, 5.0], np.float32))
+    act = gym.spaces.MultiDiscrete([3, 2])
+    (tmp_path / "rllib_checkpoint.json").write_text(json.dumps({"type": "Algorithm", "checkpoint_version": "1.2"}))
+    mdir = tmp_path / "learner" / "module_state" / "agent"
+    (mdir / "module_state_dir").mkdir(parents=True)
+    torch.save(OrderedDict(w=np.ones((2, 2), np.float32)), mdir / "module_state_dir" / "module_state.pt")
+    spec = {
+        "module_spec_class": "ray.rllib.core.rl_module.rl_module.SingleAgentRLModuleSpec",
+        "module_spec_dict": {
+            "module_class": "ray.rllib.algorithms.ppo.torch.ppo_torch_rl_module.PPOTorchRLModule",
+            "module_config": {
+                "observation_space": gym_space_to_dict(obs),
+                "action_space": gym_space_to_dict(act),
+                "model_config_dict": {"fcnet_hiddens": [4]},
+            },
+        },
+    }
+    (mdir / "rl_module_metadata.json").write_text(json.dumps(spec))
+    view = inspect(tmp_path)
+    pv = view.policies["agent"]
+    assert (view.stack, view.checkpoint_version, view.framework) == ("new", "1.2", "torch")
+    assert_space_equal(pv.observation_space, obs)
+    assert pv.action_space.nvec == (3, 2)
+    assert (pv.policy_class, pv.model_config, pv.tensors) == ("PPOTorchRLModule", {"fcnet_hiddens": [4]}, {"w": ((2, 2), "float32")})
+
+
+def test_inspect_old_stack_space_dicts_match_rllib_deserialiser():
+    """Our decoding of RLlib's serialised spaces agrees with RLlib's own space_from_dict."""
+    from ray.rllib.utils.serialization import space_from_dict, space_to_dict
+
+    from rllib_ext.checkpoint.inspect import space_from_rllib_dict
+
+    spaces = [
+        gym.spaces.Box(-np.inf, 3.0, (2, 3), np.float64),
+        gym.spaces.Discrete(4, start=1),
+        gym.spaces.Tuple((gym.spaces.Discrete(2), gym.spaces.Box(0, 1, (2,), np.float32))),
+        gym.spaces.Dict({"pos": gym.spaces.Box(-1, 1, (2,), np.float32), "id": gym.spaces.Discrete(3)}),
+    ]
+    for space in spaces:
+        serialised = space_to_dict(space)
+        view = space_from_rllib_dict(serialised, "test")
+        theirs = space_from_dict(serialised)
+        assert view == space_from_object(theirs, "test"), space

@@ -81,6 +81,12 @@ def test_read_weights_msgpack_new_stack_matches_rllib_getters(ckpts, tmp_path):
     assert policy_ids(out) == ["policy_0", "policy_1", "policy_2"]
     for pid, want in expected.items():
         assert_weights_equal(read_weights(out, pid), want, pid)
+    from rllib_ext.checkpoint import inspect
+
+    view = inspect(out)  # spaces still come from the (pickled) class_and_ctor_args.pkl
+    assert view.kind == "multi-module"
+    assert view.policies["policy_1"].observation_space.describe() == "Box(-1.0, 1.0, (4,), float32)"
+    assert view.policies["policy_1"].weights_file == "policy_1/module_state.msgpack"
 
 
 def test_read_weights_msgpack_old_stack_matches_rllib_getters(ckpts, tmp_path):

@@ -29,6 +29,7 @@ NEW_STACK_MODULES_DIR = "learner_group/learner/rl_module"
 OLD_STACK_POLICIES_DIR = "policies"
 MODULE_STATE_STEMS = ("module_state.pkl", "module_state.msgpack")
 LEGACY_MODULE_STATE = "module_state_dir/module_state.pt"  # layout 1.2 (Ray ~2.30)
+LEGACY_MODULE_METADATA = "rl_module_metadata.json"  # layout 1.2: the module spec, spaces included
 CTOR_ARGS_FILE = "class_and_ctor_args.pkl"
 POLICY_STATE_FILES = ("policy_state.pkl", "policy_state.msgpck")
 SINGLE_POLICY_META = "policy.json"  # rllib_ext's own single-policy format

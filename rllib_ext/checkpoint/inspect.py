@@ -335,6 +335,17 @@ def _policy_view(
             if isinstance(config, dict):
                 model_config = plain(config.get("model"))
                 framework = config.get("framework") or config.get("framework_str")
+    elif layout.version == "1.2":
+        meta_rel = f"{fmt.policy_dir(layout, located)}/{fmt.LEGACY_MODULE_METADATA}"
+        if ckpt.exists(meta_rel):
+            doc = ckpt.read_json(meta_rel)
+            spec = _find_keys(doc, ("observation_space", "action_space"))
+            where = ckpt.child(meta_rel)
+            obs = space_from_rllib_dict(spec.get("observation_space"), where)
+            act = space_from_rllib_dict(spec.get("action_space"), where)
+            policy_class = _class_name(_find_keys(doc, ("module_class",)).get("module_class"))
+            model_config = plain(spec.get("model_config_dict", spec.get("model_config")))
+            framework = "torch" if rel.endswith(".pt") else None
     else:
         base = fmt.policy_dir(layout, located)
         ctor_rel = f"{base}/{fmt.CTOR_ARGS_FILE}" if base else fmt.CTOR_ARGS_FILE
@@ -369,6 +380,28 @@ def _algorithm_info(ckpt: CheckpointDir, layout: fmt.Layout, trusted: bool) -> T
                 return None, None
             return _class_name(state.get("algorithm_class")), _framework_of_config(state.get("config"))
     return None, None
+
+
+def _find_keys(doc: Any, keys: Tuple[str, ...], depth: int = 0) -> Dict[str, Any]:
+    """The first JSON object (depth-first) holding all ``keys``, else ``{}``.
+
+    Layout 1.2 nests the module spec inside ``rl_module_metadata.json``; the depth of
+    the nesting changed between releases, so we look for the keys, not for a path.
+    """
+    if isinstance(doc, dict):
+        if all(k in doc for k in keys):
+            return doc
+        children = doc.values()
+    elif isinstance(doc, list):
+        children = doc
+    else:
+        return {}
+    if depth < 8:
+        for child in children:
+            found = _find_keys(child, keys, depth + 1)
+            if found:
+                return found
+    return {}
 
 
 def _ctor_kwargs(ctor: Any) -> Dict[str, Any]:
