@@ -3,7 +3,9 @@
 ``read_weights`` returns ``{name: numpy array}`` named exactly as RLlib's own getters
 name them: ``module.get_state()`` on the new stack, ``policy.get_weights()`` on the old
 stack (tf2 policies return a list there; its positions become the names "0", "1", ...).
-Reading one policy touches only that policy's files.
+Reading one policy touches only that policy's files. State files may be pickles
+(``.pkl``), msgpack (``.msgpack``/``.msgpck``), a ``torch.save`` zip (``.pt``, layout 1.2)
+or rllib_ext's ``weights.safetensors``; none of them needs Ray or torch to read.
 """
 
 from __future__ import annotations
@@ -55,11 +57,15 @@ def read_weights(
     Args:
         path: checkpoint directory (algorithm, multi-module, module or policy checkpoint).
         policy_id: which policy/module; may be omitted when the checkpoint holds one.
-        trusted: unpickle with full cloudpickle (imports whatever the file names).
+        trusted: unpickle with plain pickle, which imports and runs whatever the file
+            names; only for files you trust (safe mode turns foreign objects into
+            inert placeholders).
 
     Raises:
         PolicyNotFoundError: ``policy_id`` is not in the checkpoint (lists what is).
         CheckpointFormatError: the weights file is missing, truncated or not understood.
+        UnsafePickleError: a tensor is an object safe mode does not build.
+        MissingDependencyError: a msgpack checkpoint without the msgpack package.
     """
     ckpt, layout = open_checkpoint(path)
     _, rel = locate(ckpt, layout, policy_id)

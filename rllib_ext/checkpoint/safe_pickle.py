@@ -132,6 +132,10 @@ def is_allowed(module: str, name: str) -> bool:
 def loads(data: bytes, *, trusted: bool = False) -> Any:
     """Unpickle ``data``; in safe mode (default) no foreign code is imported or run.
 
+    ``trusted=True`` uses plain pickle (which also reads cloudpickle output): it imports
+    every module the file names and runs its reduce functions. torch persistent ids
+    stay placeholders in both modes.
+
     Raises:
         Whatever ``pickle`` raises for corrupt data (the reader wraps it).
     """
