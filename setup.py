@@ -9,7 +9,9 @@ setup(
     # The reader needs numpy only; the algorithms need RLlib (torch pinned to the CPU build).
     install_requires=["numpy"],
     extras_require={
-        "rllib": ["ray[rllib,tune]==2.60.0", "torch==2.13.0"],
+        # pillow: upstream Tune resolves trainable names like "PPO" by importing every
+        # RLlib algorithm, DreamerV3 included, which needs PIL.
+        "rllib": ["ray[rllib,tune]==2.60.0", "torch==2.13.0", "pillow"],
         "tf": ["tensorflow==2.21.*", "tf-keras==2.21.*"],
         "test": ["pytest", "pytest-xdist", "pytest-timeout", "hypothesis", "safetensors", "msgpack", "msgpack-numpy"],
     },

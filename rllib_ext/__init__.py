@@ -1,6 +1,6 @@
 """rllib_ext: the policy as the unit of checkpointing in multi-agent RLlib.
 
-The checkpoint reader (``inspect``-style helpers, ``read_weights``) needs only numpy.
+The checkpoint reader (``inspect``, ``read_weights``, single-policy files) needs only numpy.
 Everything that touches a live algorithm loads Ray lazily, on first attribute access,
 and registers the ``...Partial`` trainables with Tune at that moment.
 """
@@ -10,10 +10,23 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from .checkpoint import policy_ids, read_weights
+from .checkpoint import (
+    CheckpointView,
+    PolicyView,
+    SpaceView,
+    export_npz,
+    export_torch_state_dict,
+    extract_policy,
+    inspect,
+    policy_ids,
+    read_policy_dir,
+    read_weights,
+    write_policy_dir,
+)
 from .errors import (
     CheckpointError,
     CheckpointFormatError,
+    MissingDependencyError,
     NotACheckpointError,
     PolicyNotFoundError,
     ShapeMismatchError,
@@ -40,6 +53,16 @@ __all__ = sorted(
     {
         "policy_ids",
         "read_weights",
+        "inspect",
+        "CheckpointView",
+        "PolicyView",
+        "SpaceView",
+        "write_policy_dir",
+        "read_policy_dir",
+        "extract_policy",
+        "export_npz",
+        "export_torch_state_dict",
+        "MissingDependencyError",
         "CheckpointError",
         "CheckpointFormatError",
         "NotACheckpointError",

@@ -114,6 +114,18 @@ class _PartialAlgorithmMixin:
             logger.info("rllib_ext: %s", report)
             self.partial_restore_reports.append(report)
 
+    def step(self) -> Dict[str, Any]:
+        """RLlib's step, plus what the partial restores did, so Tune results show it."""
+        result = super().step()  # type: ignore[misc]
+        if self.partial_restore_reports:
+            result["rllib_ext"] = {
+                "restored": {
+                    t: f"{r.checkpoint}:{s}" for r in self.partial_restore_reports for t, s in r.restored.items()
+                },
+                "frozen": sorted({p for r in self.partial_restore_reports for p in r.frozen}),
+            }
+        return result
+
     @classmethod
     def default_resource_request(cls, config: Any) -> Any:
         # Tune calls this in the driver with the very dict it later ships to the trial

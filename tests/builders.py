@@ -54,6 +54,15 @@ def ppo_config(
     return cfg
 
 
+def first_layer(stack: str, obs_dim: int) -> "tuple[str, tuple]":
+    """Name and shape of the first actor layer's weight for an ``obs_dim``-float input."""
+    if stack == "new":
+        return "encoder.actor_encoder.net.mlp.0.weight", (8, obs_dim)
+    if framework_for_cell() == "tf2":
+        return "0", (obs_dim, 8)  # fc_1/kernel: tf kernels are [in, out]
+    return "_hidden_layers.0._model.0.weight", (8, obs_dim)
+
+
 def live_weights(algo, policy_id: str) -> Dict[str, np.ndarray]:
     """RLlib's own getter for one policy, copied (torch's .numpy() shares memory)."""
     if algo.config.enable_rl_module_and_learner:

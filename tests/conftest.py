@@ -8,10 +8,35 @@ import pytest
 
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+if os.environ.get("RLLIB_EXT_CELL", "").startswith("tf2"):
+    os.environ["RLLIB_EXT_FRAMEWORK"] = "tf2"
 if os.environ.get("RLLIB_EXT_FRAMEWORK") == "tf2":
     # tf2 must be imported before RLlib, or RLlib disables eager mode (see README).
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     import tensorflow  # noqa: F401
+
+
+# RLlib's msgpack helpers call msgpack_numpy.patch(), which rebinds msgpack's functions
+# for the whole process. Ray serializes task arguments with msgpack too, so after one
+# test touches RLlib's msgpack code, arrays sent to remote workers arrive as raw bytes
+# (a remote env runner then dies in set_weights). Snapshot now, restore after each test.
+try:
+    import msgpack as _msgpack
+
+    _MSGPACK_ORIGINALS = {
+        n: getattr(_msgpack, n)
+        for n in ("Packer", "Unpacker", "load", "loads", "dump", "dumps", "pack", "packb", "unpack", "unpackb")
+        if hasattr(_msgpack, n)
+    }
+except ImportError:  # pragma: no cover
+    _msgpack, _MSGPACK_ORIGINALS = None, {}
+
+
+@pytest.fixture(autouse=True)
+def _undo_msgpack_numpy_patch():
+    yield
+    for name, fn in _MSGPACK_ORIGINALS.items():
+        setattr(_msgpack, name, fn)
 
 
 @pytest.fixture(scope="session")
@@ -48,3 +73,35 @@ def ckpts(ray_session, tmp_path_factory):
         return cache[key]
 
     return get
+
+
+# ---------------------------------------------------------------- matrix cells
+# RLLIB_EXT_CELL=torch-new | torch-old | tf2-old runs one cell of the tox matrix:
+# tests parametrized by `stack` run in the cell of that stack; tests without a stack
+# run in torch-new only (they do not depend on the cell), unless marked `all_cells`.
+# Unset: every torch test of both stacks (the quickest full local run).
+_CELLS = {"torch-new": "new", "torch-old": "old", "tf2-old": "old"}
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "all_cells: run in every matrix cell")
+    config.addinivalue_line("markers", "torch_only: needs torch tensors, not in the tf2 cell")
+
+
+def pytest_collection_modifyitems(config, items):
+    cell = os.environ.get("RLLIB_EXT_CELL")
+    if not cell:
+        return
+    if cell not in _CELLS:
+        raise pytest.UsageError(f"RLLIB_EXT_CELL={cell!r}; expected one of {', '.join(_CELLS)}")
+    stack = _CELLS[cell]
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        item_stack = callspec.params.get("stack") if callspec else None
+        if cell.startswith("tf2") and item.get_closest_marker("torch_only"):
+            item.add_marker(pytest.mark.skip(reason="torch only; not in the tf2 cell"))
+        elif item_stack is None:
+            if cell != "torch-new" and not item.get_closest_marker("all_cells"):
+                item.add_marker(pytest.mark.skip(reason=f"cell-independent; runs in torch-new, not {cell}"))
+        elif item_stack != stack:
+            item.add_marker(pytest.mark.skip(reason=f"{item_stack}-stack test; runs in its own cell, not {cell}"))

@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from builders import env_runner_weights, live_weights, ppo_config
+from builders import env_runner_weights, first_layer, live_weights, ppo_config
 
 from rllib_ext import PolicyNotFoundError, PPOPartialConfig, ShapeMismatchError
 
@@ -69,11 +69,8 @@ def test_restore_one_policy_equals_checkpoint_everywhere(ckpts, make_algo, stack
     assert_differs(live_weights(algo, "policy_0"), before["policy_0"], "policy_0 vs fresh")
     for pid in ("policy_1", "policy_2"):
         assert_same(live_weights(algo, pid), before[pid], f"untouched {pid}")
-    assert live_weights(algo, "policy_2")[_first_layer(stack)].shape[-1] == 6
-
-
-def _first_layer(stack):
-    return "encoder.actor_encoder.net.mlp.0.weight" if stack == "new" else "_hidden_layers.0._model.0.weight"
+    name, shape = first_layer(stack, 6)
+    assert live_weights(algo, "policy_2")[name].shape == shape
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -103,7 +100,8 @@ def test_restore_bad_input_raises_and_changes_nothing(ckpts, make_algo, stack):
     algo = make_algo(stack, obs_dims=(4, 4, 6), num_env_runners=1)
     before = snapshot(algo)
     before_remote = {p: env_runner_weights(algo, p) for p in ALL3}
-    layer = _first_layer(stack)
+    layer, shape4 = first_layer(stack, 4)
+    _, shape6 = first_layer(stack, 6)
 
     with pytest.raises(PolicyNotFoundError, match=re.escape(
         f"policy 'polcy_1' not in {path}; available: policy_0, policy_1, policy_2 (did you mean 'policy_1'?)"
@@ -115,11 +113,11 @@ def test_restore_bad_input_raises_and_changes_nothing(ckpts, make_algo, stack):
         algo.restore(path, policies={"policy_0": "hero"})
     # policy_0 would fit; policy_2 does not: validation comes first, so neither is set.
     with pytest.raises(ShapeMismatchError, match=re.escape(
-        f"policy 'policy_2': tensor '{layer}' is (8, 4) in the checkpoint but (8, 6) in the algorithm"
+        f"policy 'policy_2': tensor '{layer}' is {shape4} in the checkpoint but {shape6} in the algorithm"
     )):
         algo.restore(path, policies=["policy_0", "policy_2"])
     with pytest.raises(ShapeMismatchError, match=re.escape(
-        f"policy 'policy_1' -> 'policy_2': tensor '{layer}' is (8, 4)"
+        f"policy 'policy_1' -> 'policy_2': tensor '{layer}' is {shape4} in the checkpoint"
     )):
         algo.restore(path, policies={"policy_1": "policy_2"})
 

@@ -8,7 +8,7 @@ import os
 import numpy as np
 import pytest
 
-from builders import live_weights, ppo_config
+from builders import first_layer, live_weights, ppo_config
 
 from rllib_ext import PPOPartial, read_weights
 
@@ -53,8 +53,8 @@ def test_tune_run_plain_dict_restores_one_policy_frozen(ckpts, tmp_path, monkeyp
     final = checkpoints(analysis)[-1]
     assert_same(read_weights(final, "policy_0"), saved["policy_0"], "frozen restored policy_0")
     assert_differs(read_weights(final, "policy_1"), saved["policy_1"], "fresh policy_1")
-    first = "encoder.actor_encoder.net.mlp.0.weight" if stack == "new" else "_hidden_layers.0._model.0.weight"
-    assert read_weights(final, "policy_2")[first].shape == (8, 6)
+    name, shape = first_layer(stack, 6)
+    assert read_weights(final, "policy_2")[name].shape == shape
 
 
 @pytest.mark.parametrize("stack", STACKS)

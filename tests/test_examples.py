@@ -1,0 +1,33 @@
+"""The README's main job, run for real with a tiny budget (as `make demo` runs it)."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stack", ["new", "old"])
+def test_restore_one_of_n_demo_prints_the_table(tmp_path, stack):
+    res = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "examples", "restore_one_of_n.py"),
+         "--stack", stack, "--pretrain-iters", "1", "--iters", "2", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=600, cwd=str(tmp_path),
+    )
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    rows = {m.group(1): m.groups() for m in re.finditer(
+        r"^(policy_0|policy_1|newcomer)\s+(yes|no)\s+(yes|no)\s+(\S+(?: \(new id\))?)\s+([\d.]+)\s+(\S+)$",
+        res.stdout, re.M)}
+    assert set(rows) == {"policy_0", "policy_1", "newcomer"}, res.stdout
+    _, restored, frozen, vs_old, in_run, _ = rows["policy_0"]
+    assert (restored, frozen, float(vs_old), float(in_run)) == ("yes", "yes", 0.0, 0.0)
+    _, restored, frozen, vs_old, in_run, _ = rows["policy_1"]
+    assert (restored, frozen) == ("no", "no") and float(vs_old) > 0 and float(in_run) > 0
+    _, restored, frozen, vs_old, in_run, _ = rows["newcomer"]
+    assert (restored, frozen, vs_old) == ("no", "no", "n/a (new id)") and float(in_run) > 0
