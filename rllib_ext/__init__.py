@@ -36,6 +36,7 @@ from .errors import (
 # Names served by rllib_ext.algorithms (imports Ray; loaded on first use).
 _ALGORITHM_NAMES = {
     "partial",
+    "load_policy",
     "PartialRestoreReport",
     "PPOPartial",
     "PPOPartialConfig",
@@ -91,5 +92,9 @@ def __getattr__(name: str) -> Any:
         from . import algorithms
 
         register_trainables()
+        if name == "load_policy":
+            from .policy_io import load_policy
+
+            return load_policy
         return getattr(algorithms, name)
     raise AttributeError(f"module 'rllib_ext' has no attribute {name!r}")

@@ -24,6 +24,7 @@ from ray.rllib.algorithms.impala import IMPALA
 from ray.rllib.algorithms.ppo import PPO
 from ray.rllib.algorithms.sac import SAC
 
+from . import policy_io
 from . import restore as _restore
 from .checkpoint import reader
 from .errors import not_found
@@ -169,6 +170,18 @@ class _PartialAlgorithmMixin:
         report = _restore.restore_policies(
             self, _local_path(checkpoint_path), policies, freeze=freeze, trusted=trusted
         )
+        self.partial_restore_reports.append(report)
+        return report
+
+    def save_policy(self, policy_id: str, path: "str | os.PathLike[str]") -> str:
+        """Write one policy as a single-policy directory (policy.json + safetensors)."""
+        return policy_io.save_policy(self, policy_id, path)
+
+    def load_policy(
+        self, path: "str | os.PathLike[str]", policy_id: Optional[str] = None, *, trusted: bool = False
+    ) -> PartialRestoreReport:
+        """Add (or replace) a policy from a single-policy directory, synced to all workers."""
+        report = policy_io.add_or_replace(self, path, policy_id, trusted=trusted)
         self.partial_restore_reports.append(report)
         return report
 

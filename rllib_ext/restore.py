@@ -144,14 +144,22 @@ class _NewStack(_Backend):
 
         lg = self.algo.learner_group
         lg.set_weights(weights)  # local learner, or every remote learner
-        # Env runners keep inference-only modules: ask the learner for that view.
+        # Env runners built by RLlib hold inference-only modules (no critic); modules
+        # added later with add_module() may be full. Send both views; each module takes
+        # the one that matches it.
         comps = [f"learner/rl_module/{mid}" for mid in weights]
         inference = lg.get_state(components=comps, inference_only=True)["learner"]["rl_module"]
-        ref = ray.put({"rl_module": inference})
+        ref = ray.put((dict(weights), inference))
 
         def _set(er: Any, _ref: Any = ref) -> None:
+            full, inf = ray.get(_ref)
+            state = {
+                mid: (inf if er.module[mid].inference_only else full)[mid]
+                for mid in full
+                if mid in er.module
+            }
             # No WEIGHTS_SEQ_NO in the state: env runners apply it unconditionally.
-            er.set_state(ray.get(_ref))
+            er.set_state({"rl_module": state})
 
         for group in (self.algo.env_runner_group, self.eval_group()):
             if group is not None:

@@ -110,3 +110,25 @@ def test_tune_restore_accepts_standalone_checkpoint_and_back(ckpts, tmp_path, st
             assert_same(live_weights(algo, pid), read_weights(trial_ckpt, pid), f"full {pid}")
     finally:
         algo.stop()
+
+
+def test_tuner_runs_registered_partial_trainable(ckpts, tmp_path):
+    from ray import tune
+
+    path, saved = ckpts("new")
+    config = ppo_config("new", config_cls=PPOPartial.get_default_config().__class__).restore_policies(
+        path, {"policy_2": "policy_0"}, freeze=True
+    )
+    tuner = tune.Tuner(
+        "PPOPartial",
+        param_space=config,
+        run_config=tune.RunConfig(
+            stop={"training_iteration": 1}, storage_path=str(tmp_path), name="tuner", verbose=0,
+            checkpoint_config=tune.CheckpointConfig(checkpoint_at_end=True),
+        ),
+    )
+    [result] = list(tuner.fit())
+    assert result.error is None
+    assert result.metrics["rllib_ext"]["frozen"] == ["policy_0"]
+    assert result.metrics["rllib_ext"]["restored"] == {"policy_0": f"{path}:policy_2"}
+    assert_same(read_weights(result.checkpoint.path, "policy_0"), saved["policy_2"], "frozen, renamed")

@@ -1,0 +1,244 @@
+"""One policy in, one policy out: the single-policy format meets live RLlib objects.
+
+``save_policy`` writes a policy of a live algorithm as ``policy.json`` +
+``weights.safetensors`` (see :mod:`rllib_ext.checkpoint.policy_file`). ``load_policy``
+rebuilds something that acts from such a directory: an RLModule (new stack) or a Policy
+(old stack), with no Ray runtime started. ``add_or_replace`` puts a stored policy into a
+live algorithm, synced to every worker like a partial restore.
+
+This module imports RLlib (it builds RLlib objects); the file format itself does not.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from typing import Any, Dict, Mapping, Optional
+
+import numpy as np
+
+from . import restore as _restore
+from .checkpoint.inspect import SpaceView, space_from_object
+from .checkpoint.policy_file import read_policy_dir, write_policy_dir
+from .errors import CheckpointError, UnsafePickleError
+
+# Classes load_policy may import by the name stored in policy.json without trusted=True.
+_SAFE_CLASS_PREFIX = "ray.rllib."
+
+
+def _qualname(obj: Any) -> str:
+    cls = obj if isinstance(obj, type) else type(obj)
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _rllib_algorithm_name(algo: Any) -> str:
+    """The RLlib algorithm a (possibly ...Partial) class derives from, e.g. 'PPO'."""
+    for cls in type(algo).__mro__:
+        if cls.__module__.startswith(_SAFE_CLASS_PREFIX):
+            return cls.__name__
+    return type(algo).__name__
+
+
+def _jsonable(value: Any) -> Any:
+    """Model configs hold tuples, numpy scalars, occasionally classes: keep plain data."""
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return None  # a callable or class: not data; the default is used on load
+
+
+def save_policy(algo: Any, policy_id: str, path: "str | os.PathLike[str]") -> str:
+    """Write ``policy_id`` of the live ``algo`` as a single-policy directory, atomically.
+
+    Returns:
+        The absolute path written.
+
+    Raises:
+        PolicyNotFoundError: ``policy_id`` is not in the algorithm (lists the ids).
+    """
+    backend = _restore.backend_for(algo)
+    ids = backend.ids()
+    if policy_id not in ids:
+        from .errors import not_found
+
+        raise not_found("policy", policy_id, f"the algorithm ({type(algo).__name__})", ids)
+    weights = {n: np.array(v, copy=True) for n, v in backend.get_weights([policy_id])[policy_id].items()}
+    if algo.config.enable_rl_module_and_learner:
+        module = algo.get_module(policy_id)
+        obs_space, act_space = module.observation_space, module.action_space
+        model_config = module.model_config
+        policy_class = _qualname(module)
+    else:
+        policy = algo.get_policy(policy_id)
+        obs_space, act_space = policy.observation_space, policy.action_space
+        model_config = policy.config.get("model", {})
+        policy_class = _qualname(policy)
+    import ray
+
+    meta = {
+        "stack": "new" if algo.config.enable_rl_module_and_learner else "old",
+        "framework": algo.config.framework_str,
+        "observation_space": space_from_object(obs_space, policy_id),
+        "action_space": space_from_object(act_space, policy_id),
+        "model_config": _jsonable(model_config),
+        "algorithm_class": _rllib_algorithm_name(algo),
+        "policy_class": policy_class,
+        "ray_version": ray.__version__,
+        "source": f"live algorithm {type(algo).__name__}",
+    }
+    return write_policy_dir(path, policy_id, weights, meta)
+
+
+def to_gym_space(view: SpaceView) -> Any:
+    """A gymnasium space from its plain description."""
+    import gymnasium as gym
+
+    def bound(b: Any) -> Any:
+        return np.asarray(b, dtype=view.dtype or np.float32).reshape(view.shape) if isinstance(b, tuple) else b
+
+    if view.type == "Box":
+        return gym.spaces.Box(bound(view.low), bound(view.high), view.shape, np.dtype(view.dtype or "float32"))
+    if view.type == "Discrete":
+        return gym.spaces.Discrete(int(view.n), start=int(view.start or 0))
+    if view.type == "MultiDiscrete":
+        return gym.spaces.MultiDiscrete(np.asarray(view.nvec).reshape(view.shape or (-1,)))
+    if view.type == "MultiBinary":
+        return gym.spaces.MultiBinary(view.shape or int(view.n))
+    if view.type == "Tuple":
+        return gym.spaces.Tuple([to_gym_space(s) for s in (view.spaces or {}).values()])
+    if view.type == "Dict":
+        return gym.spaces.Dict({k: to_gym_space(s) for k, s in (view.spaces or {}).items()})
+    raise CheckpointError(f"cannot rebuild a {view.type} space from policy.json")
+
+
+def _import_class(qualname: str, trusted: bool) -> type:
+    if not qualname.startswith(_SAFE_CLASS_PREFIX) and not trusted:
+        raise UnsafePickleError(
+            f"policy.json names the class {qualname!r}, outside {_SAFE_CLASS_PREFIX}*; "
+            "pass trusted=True to import it"
+        )
+    module, _, name = qualname.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as e:
+        raise CheckpointError(f"cannot import {qualname!r} named in policy.json: {e}") from e
+
+
+class LoadedPolicy:
+    """A stored policy that acts: ``compute_action(obs)``; no Ray runtime involved.
+
+    Attributes:
+        policy_id, meta, weights: what the directory holds.
+        model: the RLModule (new stack) or Policy (old stack) that was built.
+    """
+
+    def __init__(self, policy_id: str, meta: Dict[str, Any], weights: Dict[str, np.ndarray], model: Any):
+        self.policy_id, self.meta, self.weights, self.model = policy_id, meta, weights, model
+        self.observation_space = model.observation_space
+        self.action_space = model.action_space
+
+    def compute_action(self, obs: Any, explore: bool = False) -> Any:
+        """One action for one observation (deterministic unless ``explore``)."""
+        if self.meta["stack"] == "old":
+            return self.model.compute_single_action(obs, explore=explore)[0]
+        import torch
+
+        batch = {"obs": torch.as_tensor(np.asarray(obs, dtype=np.float32)[None])}
+        with torch.no_grad():
+            out = self.model.forward_inference(batch)
+        dist = self.model.get_inference_action_dist_cls().from_logits(out["action_dist_inputs"])
+        if not explore:
+            dist = dist.to_deterministic()
+        return dist.sample()[0].numpy()
+
+    def __repr__(self) -> str:
+        return (
+            f"LoadedPolicy({self.policy_id!r}, {self.meta['stack']} stack, {self.meta.get('framework')}, "
+            f"{type(self.model).__name__})"
+        )
+
+
+def load_policy(path: "str | os.PathLike[str]", *, trusted: bool = False) -> LoadedPolicy:
+    """Rebuild a policy saved by :func:`save_policy` so it can compute actions.
+
+    Args:
+        path: the single-policy directory.
+        trusted: allow importing a model/policy class outside ``ray.rllib``.
+
+    Raises:
+        CheckpointError: the directory is not a single-policy checkpoint, or the stored
+            spec cannot be rebuilt.
+    """
+    weights, meta = read_policy_dir(_restore.resolve_path(path))
+    obs = to_gym_space(SpaceView.from_dict(meta["observation_space"]))
+    act = to_gym_space(SpaceView.from_dict(meta["action_space"]))
+    cls = _import_class(meta["policy_class"], trusted)
+    if meta["stack"] == "new":
+        model = cls(observation_space=obs, action_space=act, inference_only=False,
+                    model_config=meta.get("model_config") or {})
+        model.set_state(weights)
+        model.eval()
+    else:
+        model = cls(obs, act, _old_stack_config(meta))
+        weights_in = weights
+        if isinstance(model.get_weights(), (list, tuple)):  # tf2: a list in variable order
+            weights_in = [weights[str(i)] for i in range(len(weights))]
+        model.set_weights(weights_in)
+    return LoadedPolicy(str(meta["policy_id"]), meta, weights, model)
+
+
+def _old_stack_config(meta: Mapping[str, Any]) -> Dict[str, Any]:
+    """A policy config: the algorithm's defaults, the stored model config, the framework."""
+    from ray.rllib.algorithms.registry import ALGORITHMS
+
+    name = meta.get("algorithm_class") or "PPO"
+    if name not in ALGORITHMS:
+        raise CheckpointError(
+            f"policy.json names algorithm {name!r}; an old-stack policy is rebuilt from the "
+            f"defaults of one of: {', '.join(sorted(ALGORITHMS))}"
+        )
+    _, default_config = ALGORITHMS[name]()
+    config = (
+        default_config
+        .api_stack(enable_rl_module_and_learner=False, enable_env_runner_and_connector_v2=False)
+        .framework(meta.get("framework") or "torch")
+        .training(model={k: v for k, v in (meta.get("model_config") or {}).items() if v is not None})
+    )
+    return config.to_dict()
+
+
+def add_or_replace(
+    algo: Any, path: "str | os.PathLike[str]", policy_id: Optional[str] = None, *, trusted: bool = False
+) -> "_restore.PartialRestoreReport":
+    """Put the stored policy into the live ``algo`` as ``policy_id``, synced everywhere.
+
+    An existing id is replaced through the partial-restore path (validated first, nothing
+    changes on error). A new id is added first (RLlib's ``add_module``/``add_policy``,
+    built from the stored spaces), then its weights are restored the same way.
+    """
+    path = _restore.resolve_path(path)
+    _, meta = read_policy_dir(path)
+    stored_id = str(meta["policy_id"])
+    target = policy_id or stored_id
+    if target not in _restore.backend_for(algo).ids():
+        obs = to_gym_space(SpaceView.from_dict(meta["observation_space"]))
+        act = to_gym_space(SpaceView.from_dict(meta["action_space"]))
+        if algo.config.enable_rl_module_and_learner:
+            from ray.rllib.core.rl_module.rl_module import RLModuleSpec
+
+            spec = RLModuleSpec(
+                module_class=_import_class(meta["policy_class"], trusted),
+                observation_space=obs,
+                action_space=act,
+                model_config=meta.get("model_config") or {},
+            )
+            algo.add_module(target, spec)
+        else:
+            algo.add_policy(target, _import_class(meta["policy_class"], trusted),
+                            observation_space=obs, action_space=act)
+    return _restore.restore_policies(algo, path, {stored_id: target}, trusted=trusted)
