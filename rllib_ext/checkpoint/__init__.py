@@ -5,11 +5,13 @@ Note: ``inspect`` here is the function; the module is ``rllib_ext.checkpoint.ins
 """
 
 from .inspect import CheckpointView, PolicyView, SpaceView, inspect, load_policy
+from .merge import MergeReport, merge_checkpoints
 from .policy_file import export_npz, export_torch_state_dict, extract_policy, read_policy_dir, write_policy_dir
 from .reader import policy_ids, read_weights
 
 __all__ = [
     "CheckpointView",
+    "MergeReport",
     "PolicyView",
     "SpaceView",
     "export_npz",
@@ -17,6 +19,7 @@ __all__ = [
     "extract_policy",
     "inspect",
     "load_policy",
+    "merge_checkpoints",
     "policy_ids",
     "read_policy_dir",
     "read_weights",

@@ -1,0 +1,515 @@
+"""Compose a checkpoint from policies of several checkpoints, by file operations alone.
+
+``merge_checkpoints(base, takes, out)`` copies ``base`` to ``out`` and replaces the
+weights of each taken policy with the weights of a policy from another checkpoint
+(same architecture). No Ray, no torch: the result is loaded by RLlib's own
+``Algorithm.from_checkpoint(out)``, since every file not rewritten is the base's own.
+
+What is rewritten, per API stack:
+
+* new stack (checkpoint_version 2.x, pickle): ``learner_group/learner/rl_module/<id>/
+  module_state.pkl`` becomes a plain pickle (protocol 5) of an ``OrderedDict`` of numpy
+  arrays in the base's key order, as RLlib writes it. The optimizer state in
+  ``learner_group/learner/state.pkl`` is numpy-only in Ray 2.55+; there the taken
+  policy's per-parameter buffers (Adam ``step``/``exp_avg``/``exp_avg_sq``) come from
+  the source's algorithm checkpoint, while ``param_groups`` (learning rate etc.) stay
+  the base's. When the source has no such state (a module or single-policy checkpoint)
+  or the base's state file holds more than plain data, the base's optimizer state is
+  kept for that policy; ``MergeReport.optimizer`` says which happened. RLlib loads
+  either way (the shapes are the same); the moments just belong to other weights.
+* old stack (checkpoint_version 1.x, cloudpickle): ``policies/<id>/policy_state.pkl``
+  holds the whole config by value (env class, callbacks, mapping functions), which we
+  neither unpickle nor re-pickle. Arrays in it are pickled by numpy as
+  ``_frombuffer(<raw bytes>, dtype, shape, order)``, so the file is patched **in place at
+  byte level**: every ``weights`` array is located at its raw-bytes opcode (a
+  non-executing walk of the pickle) and overwritten with the source's bytes of the same
+  length. Nothing else in the file changes, so the base's optimizer state
+  (``_optimizer_variables``), timestep counters, connectors and exploration state are
+  kept for the taken policy.
+
+Not supported (clear errors): msgpack checkpoints, the Ray ~2.30 layout 1.2, adding
+policies that are not in the base, mixing API stacks.
+
+Everything is read and validated (ids, tensor names, shapes, dtypes, spaces) before a
+single byte is written; ``out`` is built in a temporary sibling and renamed into place.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import pickle
+import pickletools
+import secrets
+import shutil
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+
+from ..errors import CheckpointError, CheckpointFormatError, ShapeMismatchError, not_found
+from . import format as fmt
+from . import safe_pickle
+from .inspect import PolicyView, load_policy
+from .reader import Weights, _extract_weights, _ids, decode_file, open_checkpoint
+from .storage import CheckpointDir
+
+LEARNER_STATE = "learner_group/learner/state.pkl"
+
+Take = Tuple[str, "str | os.PathLike[str]", Optional[str]]
+
+
+@dataclass
+class MergeReport:
+    """What :func:`merge_checkpoints` wrote.
+
+    Attributes:
+        out: absolute path of the merged checkpoint.
+        base: absolute path of the base checkpoint.
+        stack: 'new' or 'old'.
+        taken: ``{target id: "source checkpoint:source id"}``.
+        kept: ids whose weights are the base's.
+        optimizer: ``{target id: 'source' | 'base'}``: whose optimizer state it has.
+        files: rewritten files, relative to ``out``.
+        seconds: wall time.
+    """
+
+    out: str
+    base: str
+    stack: str
+    taken: Dict[str, str] = field(default_factory=dict)
+    kept: List[str] = field(default_factory=list)
+    optimizer: Dict[str, str] = field(default_factory=dict)
+    files: List[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def __str__(self) -> str:
+        taken = ", ".join(f"{t} <- {s}" for t, s in self.taken.items())
+        opt = ", ".join(f"{t}: {o}" for t, o in self.optimizer.items())
+        return (
+            f"merged into {self.out} ({self.stack} API stack, base {self.base}): "
+            f"{taken}; kept from base: {', '.join(self.kept) or '-'}; optimizer state: {opt or '-'}"
+        )
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {
+            "out": self.out,
+            "base": self.base,
+            "stack": self.stack,
+            "taken": dict(self.taken),
+            "kept": list(self.kept),
+            "optimizer": dict(self.optimizer),
+            "files": list(self.files),
+            "seconds": self.seconds,
+        }
+
+
+def merge_checkpoints(
+    base: "str | os.PathLike[str]",
+    takes: Sequence[Take],
+    out: "str | os.PathLike[str]",
+    *,
+    trusted: bool = False,
+) -> MergeReport:
+    """Write a copy of ``base`` to ``out`` in which the taken policies hold other weights.
+
+    Args:
+        base: an algorithm checkpoint (new stack 2.x pickle, or old stack 1.x cloudpickle).
+        takes: ``(target id, source checkpoint, source id)`` triples; the target id must be
+            in ``base``; ``source id`` None means the target id. The source may be any
+            checkpoint the reader accepts (algorithm, module, policy, single-policy dir)
+            of the same API stack.
+        out: where to write; must not exist, or be an RLlib checkpoint (it is replaced)
+            or an empty directory.
+        trusted: read the *sources'* weights with plain pickle (runs code the files
+            name). The base is never unpickled beyond safe mode.
+
+    Returns:
+        A :class:`MergeReport`.
+
+    Raises:
+        PolicyNotFoundError: a target id not in ``base`` or a source id not in its source.
+        ShapeMismatchError: tensor names, shapes, dtypes or spaces differ (nothing written).
+        CheckpointError: unsupported layouts, ``out`` not replaceable, mixed API stacks.
+    """
+    t0 = time.perf_counter()
+    base_ckpt, layout = open_checkpoint(base)
+    _check_base_supported(base_ckpt, layout)
+    final = _check_out(out, base_ckpt.uri, [src for _, src, _ in takes])
+    plan = _normalize_takes(takes)
+    base_ids = _ids(base_ckpt, layout)
+
+    report = MergeReport(out=final, base=base_ckpt.uri, stack=layout.stack.value)
+    files: Dict[str, bytes] = {}  # relative path in out -> new content
+    optimizer_sources: Dict[str, Tuple[CheckpointDir, fmt.Layout, str]] = {}
+    for target, (source, source_id) in plan.items():
+        if target not in base_ids:
+            raise not_found("policy", target, f"the base {base_ckpt.uri}", base_ids)
+        src_ckpt, src_layout = open_checkpoint(source)
+        if src_layout.stack is not layout.stack:
+            raise CheckpointError(
+                f"{src_ckpt.uri}: a {src_layout.stack.value}-API-stack checkpoint cannot be merged into the "
+                f"{layout.stack.value}-API-stack base {base_ckpt.uri}: tensor names differ"
+            )
+        sview, src_weights = load_policy(src_ckpt.uri, source_id or target, trusted=trusted)
+        bview, base_weights = load_policy(base_ckpt.uri, target)
+        (resolved_id,) = sview.policies
+        label = f"policy {target!r}" if resolved_id == target else f"policy {resolved_id!r} -> {target!r}"
+        _check_policy(label, bview.policies[target], sview.policies[resolved_id])
+        base_rel = fmt.weights_file(base_ckpt, layout, target)
+        if layout.stack is fmt.Stack.NEW:
+            ready = check_tensors(label, src_weights, base_weights)
+            files[base_rel] = pickle.dumps(OrderedDict(ready), protocol=5)
+            if src_layout.kind is fmt.Kind.ALGORITHM and src_ckpt.exists(LEARNER_STATE):
+                optimizer_sources[target] = (src_ckpt, src_layout, resolved_id)
+        else:
+            files[base_rel] = patch_policy_state(base_ckpt, base_rel, label, src_weights)
+        report.taken[target] = f"{src_ckpt.uri}:{resolved_id}"
+    report.optimizer = {t: "base" for t in plan}
+    if layout.stack is fmt.Stack.NEW and optimizer_sources:
+        learner_state, took = _merge_optimizer_state(base_ckpt, optimizer_sources)
+        if took:
+            files[LEARNER_STATE] = learner_state
+            report.optimizer.update({t: "source" for t in took})
+    meta = _rewrite_metadata(base_ckpt, final)
+    if meta is not None:
+        files[fmt.RLLIB_METADATA] = meta
+
+    _write_tree(base_ckpt.uri, final, files)
+    report.kept = [p for p in base_ids if p not in plan]
+    report.files = sorted(files)
+    report.seconds = time.perf_counter() - t0
+    return report
+
+
+# ---------------------------------------------------------------- validation
+
+
+def _check_base_supported(ckpt: CheckpointDir, layout: fmt.Layout) -> None:
+    if layout.kind is not fmt.Kind.ALGORITHM:
+        raise CheckpointError(
+            f"{ckpt.uri}: the base must be an algorithm checkpoint, this is a {layout.kind.value} checkpoint"
+        )
+    if layout.stack is fmt.Stack.NEW and layout.version == "1.2":
+        raise CheckpointError(f"{ckpt.uri}: merging into the Ray ~2.30 layout (version 1.2) is not supported")
+    suffix = ".pkl"
+    for pid in _ids(ckpt, layout):
+        rel = fmt.weights_file(ckpt, layout, pid)
+        if not rel.endswith(suffix):
+            raise CheckpointError(
+                f"{ckpt.child(rel)}: merging into msgpack checkpoints is not supported "
+                "(only pickle / cloudpickle bases)"
+            )
+
+
+def _normalize_takes(takes: Sequence[Take]) -> "OrderedDict[str, Tuple[str, Optional[str]]]":
+    if not takes:
+        raise ValueError("takes is empty: name at least one (target id, source checkpoint, source id)")
+    plan: "OrderedDict[str, Tuple[str, Optional[str]]]" = OrderedDict()
+    for take in takes:
+        if len(take) != 3:
+            raise ValueError(f"each take is (target id, source checkpoint, source id or None), got {take!r}")
+        target, source, source_id = take
+        if str(target) in plan:
+            raise ValueError(f"policy {target!r} is taken twice")
+        plan[str(target)] = (os.fspath(source), None if source_id is None else str(source_id))
+    return plan
+
+
+def check_tensors(label: str, source: Weights, base: Weights) -> Weights:
+    """Return ``source`` in the base's key order and dtypes, or raise naming the mismatch.
+
+    Raises:
+        ShapeMismatchError: names, shapes or dtype kinds differ.
+    """
+    missing = [n for n in base if n not in source]
+    unexpected = [n for n in source if n not in base]
+    if missing or unexpected:
+        raise ShapeMismatchError(
+            f"{label}: tensor names differ between checkpoint and base; "
+            f"missing in the checkpoint: {', '.join(missing) or '-'}; "
+            f"only in the checkpoint: {', '.join(unexpected) or '-'}"
+        )
+    out: Weights = OrderedDict()
+    for name, tgt in base.items():
+        src = source[name]
+        if tuple(src.shape) != tuple(tgt.shape):
+            raise ShapeMismatchError(
+                f"{label}: tensor {name!r} is {tuple(src.shape)} in the checkpoint but {tuple(tgt.shape)} in the base"
+            )
+        if not np.can_cast(src.dtype, tgt.dtype, casting="same_kind"):
+            raise ShapeMismatchError(f"{label}: tensor {name!r} is {src.dtype} in the checkpoint but {tgt.dtype} in the base")
+        out[name] = np.ascontiguousarray(src, dtype=tgt.dtype)
+    return out
+
+
+def _check_policy(label: str, b: PolicyView, s: PolicyView) -> None:
+    """Spaces, class and model config must agree: equal shapes alone could hide e.g. other bounds."""
+    for what in ("observation_space", "action_space"):
+        bs, ss = getattr(b, what), getattr(s, what)
+        if bs is not None and ss is not None and bs != ss:
+            raise ShapeMismatchError(
+                f"{label}: {what.replace('_', ' ')} is {ss.describe()} in the checkpoint but {bs.describe()} in the base"
+            )
+    if b.policy_class and s.policy_class and b.policy_class != s.policy_class:
+        raise ShapeMismatchError(f"{label}: class is {s.policy_class} in the checkpoint but {b.policy_class} in the base")
+    bm, sm = b.model_config or {}, s.model_config or {}
+    differ = [k for k in bm if k in sm and bm[k] != sm[k]]
+    if differ:
+        k = differ[0]
+        raise ShapeMismatchError(
+            f"{label}: model config differs ({', '.join(differ)}); e.g. {k!r} is {sm[k]!r} in the checkpoint "
+            f"but {bm[k]!r} in the base"
+        )
+
+
+def _check_out(out: "str | os.PathLike[str]", base: str, sources: Sequence[Any]) -> str:
+    final = os.path.abspath(os.path.expanduser(os.fspath(out)))
+    for other in [base] + [os.path.abspath(os.path.expanduser(os.fspath(s))) for s in sources]:
+        if final == other or final.startswith(other.rstrip(os.sep) + os.sep) or other.startswith(final + os.sep):
+            raise CheckpointError(f"{final}: the output must not be (inside) the base or a source checkpoint ({other})")
+    if os.path.lexists(final):
+        if os.path.islink(final) or not os.path.isdir(final):
+            raise CheckpointError(f"{final}: exists and is not a directory; refusing to overwrite it")
+        if os.listdir(final):
+            try:
+                fmt.detect(CheckpointDir(final))
+            except CheckpointError:
+                raise CheckpointError(
+                    f"{final}: exists and is not an RLlib checkpoint; refusing to overwrite it"
+                ) from None
+    return final
+
+
+# ---------------------------------------------------------------- new stack: optimizer state
+
+
+def _merge_optimizer_state(
+    base: CheckpointDir, sources: Mapping[str, Tuple[CheckpointDir, fmt.Layout, str]]
+) -> Tuple[bytes, List[str]]:
+    """Base learner state with the targets' per-parameter optimizer buffers from the sources.
+
+    Returns ``(new state.pkl bytes, targets whose buffers were taken)``; no targets when the
+    base state is not plain data (re-pickling it would not be faithful).
+    """
+    if not base.exists(LEARNER_STATE):
+        return b"", []
+    state = decode_file(base, LEARNER_STATE)
+    if not _plain(state) or not isinstance(state.get("optimizer"), dict):
+        return b"", []
+    optim = state["optimizer"]
+    took = []
+    for target, (src_ckpt, _, src_id) in sources.items():
+        src_state = decode_file(src_ckpt, LEARNER_STATE)
+        src_optim = src_state.get("optimizer") if isinstance(src_state, dict) else None
+        if not _plain(src_state) or not isinstance(src_optim, dict):
+            continue
+        mine = {n[len(target):]: n for n, v in optim.items() if _module_of(v) == target and n.startswith(target)}
+        theirs = {n[len(src_id):]: n for n, v in src_optim.items() if _module_of(v) == src_id and n.startswith(src_id)}
+        if not mine or set(mine) != set(theirs):
+            continue
+        for suffix, name in mine.items():
+            src_buffers = src_optim[theirs[suffix]]["state"]["state"]
+            _check_buffers(f"policy {target!r}: optimizer {name!r}", src_buffers, optim[name]["state"]["state"])
+        for suffix, name in mine.items():
+            optim[name]["state"]["state"] = src_optim[theirs[suffix]]["state"]["state"]
+        took.append(target)
+    if not took:
+        return b"", []
+    return pickle.dumps(state, protocol=5), took
+
+
+def _module_of(entry: Any) -> Any:
+    return entry.get("module_id") if isinstance(entry, dict) else None
+
+
+def _check_buffers(label: str, source: Any, base: Any) -> None:
+    if not isinstance(source, dict) or not isinstance(base, dict) or set(source) != set(base):
+        raise ShapeMismatchError(f"{label}: per-parameter state differs in its parameters between checkpoint and base")
+    for idx, b in base.items():
+        s = source[idx]
+        if not isinstance(s, dict) or set(s) != set(b):
+            raise ShapeMismatchError(f"{label}: parameter {idx} has other state entries in the checkpoint")
+        for key, bv in b.items():
+            if np.shape(s[key]) != np.shape(bv):
+                raise ShapeMismatchError(
+                    f"{label}: parameter {idx} {key!r} is {np.shape(s[key])} in the checkpoint but {np.shape(bv)} in the base"
+                )
+
+
+_PLAIN_ATOMS = (str, bytes, int, float, bool, type(None), np.ndarray, np.generic, np.dtype)
+
+
+def _plain(obj: Any, depth: int = 0) -> bool:
+    """True when ``obj`` is built of containers, numbers, strings and numpy arrays only."""
+    if depth > 50:
+        return False
+    if isinstance(obj, _PLAIN_ATOMS):
+        return not (isinstance(obj, np.ndarray) and obj.dtype.hasobject)
+    if isinstance(obj, dict):
+        return all(_plain(k, depth + 1) and _plain(v, depth + 1) for k, v in obj.items())
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        return all(_plain(v, depth + 1) for v in obj)
+    return False
+
+
+# ---------------------------------------------------------------- old stack: byte-level patch
+
+
+class _Buf:
+    """Stands in for the n-th raw-bytes opcode of a pickle while locating arrays."""
+
+    __slots__ = ("index", "length")
+
+    def __init__(self, index: int, length: int) -> None:
+        self.index, self.length = index, length
+
+
+class _ArrayAt:
+    """What ``_frombuffer(buf, dtype, shape, order)`` would have built, and where its bytes are."""
+
+    def __init__(self, buf: Any, dtype: Any, shape: Any, order: Any = "C") -> None:
+        self.buf, self.dtype, self.shape, self.order = buf, dtype, tuple(shape), order
+
+
+_BYTES_OPS = {  # opcode -> size of its length field
+    pickle.BINBYTES[0]: 4,
+    pickle.SHORT_BINBYTES[0]: 1,
+    pickle.BINBYTES8[0]: 8,
+    pickle.BYTEARRAY8[0]: 8,
+}
+
+
+class _Locator(pickle._Unpickler):  # the pure-Python unpickler: its opcodes can be hooked
+    """Safe-mode unpickling that records where each numpy array's raw bytes are.
+
+    Raw-bytes opcodes push a :class:`_Buf` (their index in stream order) instead of the
+    bytes; numpy's ``_frombuffer`` becomes :class:`_ArrayAt`. Every other global is an
+    inert placeholder, as in :mod:`safe_pickle`.
+    """
+
+    dispatch = dict(pickle._Unpickler.dispatch)
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__(io.BytesIO(data))
+        self._count = 0
+
+    def _bytes_op(self, load: Any) -> None:
+        load(self)
+        raw = self.stack[-1]
+        self.stack[-1] = _Buf(self._count, len(raw))
+        self._count += 1
+
+    def find_class(self, module: str, name: str) -> Any:
+        if name == "_frombuffer" and module in ("numpy.core.numeric", "numpy._core.numeric"):
+            return _ArrayAt
+        if safe_pickle.is_allowed(module, name):
+            return safe_pickle._ALLOWED[(module, name)]
+        return safe_pickle._placeholder_class(module, name)
+
+    def persistent_load(self, pid: Any) -> Any:
+        return safe_pickle._placeholder_class("persistent_id", str(pid)[:60])()
+
+
+for _op in _BYTES_OPS:
+    _Locator.dispatch[_op] = (lambda load: lambda self: self._bytes_op(load))(pickle._Unpickler.dispatch[_op])
+
+
+def locate_arrays(data: bytes, where: str) -> Tuple[Any, List[int]]:
+    """Safe-load ``data`` with arrays as :class:`_ArrayAt`; return it and each raw-bytes opcode's data offset."""
+    try:
+        payload = _Locator(data).load()
+        offsets = []
+        for op, arg, pos in pickletools.genops(data):
+            code = op.code.encode("latin1")[0]
+            if code in _BYTES_OPS:
+                offsets.append(pos + 1 + _BYTES_OPS[code])
+    except Exception as e:
+        raise CheckpointFormatError(f"{where}: truncated or corrupt pickle ({type(e).__name__}: {e})") from e
+    return payload, offsets
+
+
+def patch_policy_state(ckpt: CheckpointDir, rel: str, label: str, source: Weights) -> bytes:
+    """The bytes of the base's ``policy_state.pkl`` with its weights' raw bytes replaced.
+
+    Raises:
+        ShapeMismatchError: ``source`` does not fit the base's weights.
+        CheckpointFormatError: the base does not store its weights as raw numpy buffers.
+    """
+    data = ckpt.read_bytes(rel)
+    where = ckpt.child(rel)
+    payload, offsets = locate_arrays(data, where)
+    raw = payload.get("weights") if isinstance(payload, dict) else None
+    if isinstance(raw, (list, tuple)):  # tf2: a list in variable order, named by position
+        raw = OrderedDict((str(i), w) for i, w in enumerate(raw))
+    if not isinstance(raw, dict):
+        raise CheckpointFormatError(f"{where}: policy state has no 'weights' mapping")
+    slots: "OrderedDict[str, _ArrayAt]" = OrderedDict()
+    used = set()
+    for name, at in raw.items():
+        if not isinstance(at, _ArrayAt) or not isinstance(at.buf, _Buf) or not isinstance(at.dtype, np.dtype):
+            raise CheckpointFormatError(
+                f"{where}: tensor {name!r} is not pickled as a raw numpy buffer; this file cannot be patched in place"
+            )
+        nbytes = int(np.prod(at.shape, dtype=np.int64)) * at.dtype.itemsize
+        if at.buf.length != nbytes or at.buf.index in used or at.buf.index >= len(offsets):
+            raise CheckpointFormatError(f"{where}: tensor {name!r}: its raw bytes are shared or do not match its shape")
+        used.add(at.buf.index)
+        slots[str(name)] = at
+    base_like = OrderedDict((n, np.empty(at.shape, at.dtype)) for n, at in slots.items())
+    ready = check_tensors(label, source, base_like)
+    out = bytearray(data)
+    for name, at in slots.items():
+        start = offsets[at.buf.index]
+        chunk = ready[name].tobytes(order="F" if at.order == "F" else "C")
+        out[start : start + len(chunk)] = chunk
+    patched = bytes(out)
+    check = _extract_weights(safe_pickle.loads(patched), fmt.Layout(fmt.Kind.POLICY, fmt.Stack.OLD, "1.1", "", {}), where)
+    for name, want in ready.items():
+        if not np.array_equal(check[name], want):  # our locating went wrong: write nothing
+            raise CheckpointFormatError(f"{where}: patching tensor {name!r} in place did not round-trip")
+    return patched
+
+
+# ---------------------------------------------------------------- writing
+
+
+def _rewrite_metadata(base: CheckpointDir, final: str) -> Optional[bytes]:
+    """``rllib_checkpoint.json`` with an absolute ``state_file`` pointed at ``out``'s own file.
+
+    RLlib rebuilds that path from the directory anyway; a stale path into the base would
+    only mislead other tools.
+    """
+    if not base.exists(fmt.RLLIB_METADATA):
+        return None
+    meta = base.read_json(fmt.RLLIB_METADATA)
+    state_file = meta.get("state_file") if isinstance(meta, dict) else None
+    if not isinstance(state_file, str) or not os.path.isabs(state_file):
+        return None
+    meta["state_file"] = os.path.join(final, os.path.basename(state_file))
+    return json.dumps(meta).encode("utf-8")
+
+
+def _write_tree(base: str, final: str, files: Mapping[str, bytes]) -> None:
+    """Copy ``base`` to a temporary sibling of ``final``, overwrite ``files``, rename into place."""
+    from .policy_file import _fsync_dir, _swap_into_place, _write_synced
+
+    parent, name = os.path.split(final)
+    os.makedirs(parent, exist_ok=True)
+    tmp = os.path.join(parent, f".{name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
+    try:
+        shutil.copytree(base, tmp, symlinks=False)
+        for rel, content in files.items():
+            path = os.path.join(tmp, rel)
+            os.unlink(path)  # never write through a hard link or into the base
+            _write_synced(path, content)
+        for dirpath, _, _ in os.walk(tmp):
+            _fsync_dir(dirpath)
+        _swap_into_place(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _fsync_dir(parent)
