@@ -1,4 +1,7 @@
-"""Where checkpoint bytes come from: a local directory (or, later, a pyarrow URI).
+"""Where checkpoint bytes come from: a local directory or a pyarrow URI.
+
+``file://`` URIs are read as local paths; any other scheme (``s3://``, ``gs://``,
+``hdfs://``, ...) goes through ``pyarrow.fs`` (imported only then, with an install hint).
 
 The reader only ever asks for paths *relative to the checkpoint root*, never for the
 absolute ``state_file`` recorded in ``rllib_checkpoint.json`` (stale once a checkpoint
@@ -17,8 +20,16 @@ from ..errors import CheckpointFormatError, NotACheckpointError
 class CheckpointDir:
     """Read-only access to the files below one checkpoint root."""
 
+    def __new__(cls, root: "str | os.PathLike[str]") -> "CheckpointDir":
+        text = os.fspath(root)
+        if cls is CheckpointDir and "://" in text and not text.startswith("file://"):
+            return super().__new__(RemoteCheckpointDir)
+        return super().__new__(cls)
+
     def __init__(self, root: "str | os.PathLike[str]") -> None:
         root_s = os.fspath(root)
+        if root_s.startswith("file://"):
+            root_s = root_s[len("file://"):]
         self.uri = os.path.abspath(os.path.expanduser(root_s))
         if not os.path.exists(self.uri):
             raise NotACheckpointError(f"{root_s}: no such file or directory")
@@ -57,8 +68,69 @@ class CheckpointDir:
         try:
             return json.loads(data.decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise CheckpointFormatError(f"{self._abs(rel)}: not valid JSON ({e})") from e
+            raise CheckpointFormatError(f"{self.child(rel)}: not valid JSON ({e})") from e
 
     def child(self, rel: str) -> str:
         """Absolute path/URI of a file below the root, for messages."""
         return self._abs(rel)
+
+
+class RemoteCheckpointDir(CheckpointDir):
+    """The same interface over ``pyarrow.fs`` (s3://, gs://, ...)."""
+
+    def __init__(self, root: "str | os.PathLike[str]") -> None:
+        try:
+            import pyarrow.fs as pafs
+        except ImportError as e:
+            from ..errors import MissingDependencyError
+
+            raise MissingDependencyError(
+                f"{os.fspath(root)}: reading remote URIs needs pyarrow (pip install pyarrow)"
+            ) from e
+        self._pafs = pafs
+        self.uri = os.fspath(root).rstrip("/")
+        try:
+            self._fs, self._root = pafs.FileSystem.from_uri(self.uri)
+        except Exception as e:  # pyarrow raises ArrowInvalid/OSError for bad URIs
+            raise NotACheckpointError(f"{self.uri}: cannot open this URI ({e})") from e
+        info = self._info("")
+        if info.type == pafs.FileType.NotFound:
+            raise NotACheckpointError(f"{self.uri}: no such file or directory")
+        if info.type != pafs.FileType.Directory:
+            raise NotACheckpointError(
+                f"{self.uri}: is a file, not a checkpoint directory; give the directory that holds it"
+            )
+
+    def _path(self, rel: str) -> str:
+        return f"{self._root}/{rel}" if rel else self._root
+
+    def _info(self, rel: str) -> Any:
+        try:
+            return self._fs.get_file_info(self._path(rel))
+        except OSError as e:
+            raise CheckpointFormatError(f"{self.child(rel)}: cannot stat: {e}") from e
+
+    def exists(self, rel: str) -> bool:
+        return self._info(rel).type != self._pafs.FileType.NotFound
+
+    def is_dir(self, rel: str) -> bool:
+        return self._info(rel).type == self._pafs.FileType.Directory
+
+    def listdir(self, rel: str = "") -> List[str]:
+        try:
+            infos = self._fs.get_file_info(self._pafs.FileSelector(self._path(rel), recursive=False))
+        except OSError as e:
+            raise CheckpointFormatError(f"{self.child(rel)}: cannot list directory: {e}") from e
+        return sorted(i.base_name for i in infos)
+
+    def read_bytes(self, rel: str) -> bytes:
+        if not self.exists(rel):
+            raise CheckpointFormatError(f"{self.child(rel)}: file missing from the checkpoint")
+        try:
+            with self._fs.open_input_stream(self._path(rel)) as f:
+                return f.read()
+        except OSError as e:
+            raise CheckpointFormatError(f"{self.child(rel)}: cannot read: {e}") from e
+
+    def child(self, rel: str) -> str:
+        return f"{self.uri}/{rel}" if rel else self.uri

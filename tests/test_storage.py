@@ -1,0 +1,43 @@
+"""Checkpoints behind URIs: file:// as a local path, other schemes through pyarrow.fs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rllib_ext import NotACheckpointError, inspect, policy_ids, read_weights
+from rllib_ext.checkpoint.storage import CheckpointDir, RemoteCheckpointDir
+
+
+@pytest.mark.parametrize("stack", ["new", "old"])
+def test_read_weights_file_uri_matches_local(ckpts, stack):
+    path, expected = ckpts(stack)
+    assert policy_ids("file://" + path) == sorted(expected)
+    for pid, want in expected.items():
+        got = read_weights("file://" + path, pid)
+        for name in want:
+            np.testing.assert_array_equal(got[name], want[name], err_msg=f"{pid}/{name}")
+
+
+@pytest.mark.parametrize("stack", ["new", "old"])
+def test_pyarrow_backed_dir_reads_same_files_as_local(ckpts, stack):
+    path, _ = ckpts(stack)
+    local, remote = CheckpointDir(path), RemoteCheckpointDir("file://" + path)
+    assert remote.listdir() == local.listdir()
+    for rel in local.listdir():
+        assert remote.is_dir(rel) == local.is_dir(rel)
+        if not local.is_dir(rel):
+            assert remote.read_bytes(rel) == local.read_bytes(rel), rel
+    assert remote.read_json("rllib_checkpoint.json") == local.read_json("rllib_checkpoint.json")
+
+
+def test_remote_dir_missing_is_not_a_checkpoint(tmp_path):
+    with pytest.raises(NotACheckpointError, match="no such file or directory"):
+        RemoteCheckpointDir(f"file://{tmp_path}/nope")
+
+
+def test_inspect_file_uri(ckpts):
+    path, expected = ckpts("new")
+    view = inspect("file://" + path)
+    assert list(view.policies) == sorted(expected)
+    assert view.stack == "new" and view.policies["policy_0"].observation_space.shape == (4,)
