@@ -7,6 +7,7 @@ stderr: ``rllib-ext: error: ...``), 2 a usage error. No logic of its own lives h
     rllib-ext inspect CKPT [--json] [--tensors]
     rllib-ext extract CKPT --policy ID --out PATH [--format safetensors|npz|torch]
     rllib-ext diff CKPT_A CKPT_B [--json]
+    rllib-ext merge --base CKPT --take ID=CKPT[:SRC_ID] [--take ...] --out PATH [--json]
 """
 
 from __future__ import annotations
@@ -14,10 +15,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any, List, Optional, Sequence
+import os
+from typing import Any, List, Optional, Sequence, Tuple
 
 from .checkpoint.diff import CheckpointDiff, diff_checkpoints
 from .checkpoint.inspect import CheckpointView, inspect
+from .checkpoint.merge import MergeReport, merge_checkpoints
 from .checkpoint.policy_file import EXTRACT_FORMATS, extract_policy
 from .errors import CheckpointError
 
@@ -54,7 +57,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint_a", metavar="CKPT_A")
     p.add_argument("checkpoint_b", metavar="CKPT_B")
     p.add_argument("--json", action="store_true", help="print the full comparison as JSON")
+
+    p = sub.add_parser(
+        "merge", parents=[common], help="copy a checkpoint, replacing some policies' weights by other checkpoints' policies"
+    )
+    p.add_argument("--base", metavar="CKPT", required=True, help="the algorithm checkpoint to copy")
+    p.add_argument(
+        "--take",
+        metavar="ID=CKPT[:SRC_ID]",
+        type=parse_take,
+        action="append",
+        required=True,
+        help="replace policy ID of the base by policy SRC_ID (default: ID) of CKPT; repeatable",
+    )
+    p.add_argument("--out", metavar="PATH", required=True, help="new checkpoint directory (an existing checkpoint is replaced)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
     return parser
+
+
+def parse_take(text: str) -> Tuple[str, str, Optional[str]]:
+    """``ID=CKPT[:SRC_ID]`` -> ``(ID, CKPT, SRC_ID or None)``.
+
+    The source id follows the *last* colon, unless what follows it looks like a path.
+    """
+    target, sep, rest = text.partition("=")
+    if not sep or not target or not rest:
+        raise argparse.ArgumentTypeError(f"expected ID=CKPT[:SRC_ID], got {text!r}")
+    ckpt, sep, source_id = rest.rpartition(":")
+    if not sep or not ckpt or not source_id or os.sep in source_id:
+        return target, rest, None
+    return target, ckpt, source_id
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -74,10 +106,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         elif args.command == "diff":
             result = diff_checkpoints(args.checkpoint_a, args.checkpoint_b, trusted=args.trusted)
             print(json.dumps(result.to_dict(), indent=2) if args.json else format_diff(result))
+        elif args.command == "merge":
+            report = merge_checkpoints(args.base, args.take, args.out, trusted=args.trusted)
+            print(json.dumps(report.to_dict(), indent=2) if args.json else format_merge(report))
     except (CheckpointError, OSError) as e:
         message = " ".join(str(e).split("\n"))
         print(f"{PROG}: error: {message}", file=sys.stderr)
         return 1
+    except ValueError as e:  # arguments that parse but do not fit together (e.g. one id taken twice)
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -126,6 +164,15 @@ def format_diff(result: CheckpointDiff) -> str:
         lines += ["  " + row for row in _table(["tensor", "status", "max |delta|", "shape"], trows)]
     if not result.differing:
         lines += ["", "no differences"]
+    return "\n".join(lines)
+
+
+def format_merge(report: MergeReport) -> str:
+    """Where the merged checkpoint is, and whose weights and optimizer state each policy has."""
+    lines = [f"{report.out}", f"  {report.stack} API stack, copy of {report.base}", ""]
+    rows = [[t, s, report.optimizer.get(t, "-")] for t, s in report.taken.items()]
+    rows += [[p, "(base)", "base"] for p in report.kept]
+    lines += _table(["policy", "weights from", "optimizer state"], rows)
     return "\n".join(lines)
 
 

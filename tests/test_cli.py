@@ -162,3 +162,42 @@ def test_diff_weights_shape_change_and_extra_tensors():
     ]
     assert (d.status, d.max_abs_delta) == ("changed", None)
     assert diff_weights("p", {"b": a["b"]}, {"b": a["b"].copy()}).status == "equal"  # NaN == NaN here
+
+
+def test_cli_merge_takes_policies_and_prints_table(ckpts, tmp_path):
+    path, expected = ckpts("old")
+    out = tmp_path / "merged"
+    res = run_cli("merge", "--base", path, "--take", f"policy_1={path}:policy_0", "--take", f"policy_2={path}", "--out", out)
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert lines[:2] == [str(out), f"  old API stack, copy of {path}"]
+    assert lines[5].split() == ["policy_1", f"{path}:policy_0", "base"]
+    assert lines[7].split() == ["policy_0", "(base)", "base"]
+    for pid, src in (("policy_0", "policy_0"), ("policy_1", "policy_0"), ("policy_2", "policy_2")):
+        got = read_weights(out, pid)
+        for name, want in expected[src].items():
+            np.testing.assert_array_equal(got[name], want, err_msg=f"{pid}: {name}")
+
+
+def test_cli_merge_errors_exit_codes(ckpts, tmp_path):
+    path, _ = ckpts("new")
+    out = tmp_path / "merged"
+    res = run_cli("merge", "--base", path, "--take", f"polcy_1={path}", "--out", out)
+    assert (res.returncode, res.stdout) == (1, "")
+    assert res.stderr == (
+        f"rllib-ext: error: policy 'polcy_1' not in the base {path}; available: policy_0, policy_1, policy_2 "
+        "(did you mean 'policy_1'?)\n"
+    )
+    res = run_cli("merge", "--base", path, "--take", "policy_1", "--out", out)
+    assert res.returncode == 2 and "expected ID=CKPT[:SRC_ID], got 'policy_1'" in res.stderr
+    res = run_cli("merge", "--base", path, "--take", f"policy_1={path}", "--take", f"policy_1={path}", "--out", out)
+    assert (res.returncode, res.stderr) == (2, "rllib-ext: error: policy 'policy_1' is taken twice\n")
+    assert not out.exists()
+
+
+def test_parse_take_source_id_after_last_colon():
+    from rllib_ext.cli import parse_take
+
+    assert parse_take("a=/x/ckpt") == ("a", "/x/ckpt", None)
+    assert parse_take("a=/x/ckpt:b") == ("a", "/x/ckpt", "b")
+    assert parse_take("a=/x:y/ckpt") == ("a", "/x:y/ckpt", None)
