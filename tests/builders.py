@@ -74,6 +74,18 @@ def live_weights(algo, policy_id: str) -> Dict[str, np.ndarray]:
     return {k: np.array(v, copy=True) for k, v in w.items()}
 
 
+def assert_same(got, want, label=""):
+    """Same tensor names, and every tensor equal."""
+    assert sorted(got) == sorted(want), label
+    for name in want:
+        np.testing.assert_array_equal(got[name], want[name], err_msg=f"{label}/{name}")
+
+
+def assert_differs(got, want, label=""):
+    """At least one tensor differs (e.g. training changed the policy)."""
+    assert any(not np.array_equal(got[n], want[n]) for n in want), f"{label}: no tensor changed"
+
+
 def env_runner_weights(algo, policy_id: str, remote: bool = True) -> Dict[str, np.ndarray]:
     """Weights as the (first remote, else local) env runner acting for ``policy_id`` sees them."""
     group = algo.env_runner_group

@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from builders import env_runner_weights, first_layer, live_weights, ppo_config
+from builders import assert_differs, assert_same, env_runner_weights, first_layer, live_weights, ppo_config
 
 from rllib_ext import PolicyNotFoundError, PPOPartialConfig, ShapeMismatchError
 
@@ -17,14 +17,6 @@ STACKS = ["new", "old"]
 ALL3 = ("policy_0", "policy_1", "policy_2")
 
 
-def assert_same(got, want, label=""):
-    assert sorted(got) == sorted(want), label
-    for name in want:
-        np.testing.assert_array_equal(got[name], want[name], err_msg=f"{label}/{name}")
-
-
-def assert_differs(got, want, label=""):
-    assert any(not np.array_equal(got[n], want[n]) for n in want), f"{label}: no tensor changed"
 
 
 def snapshot(algo, pids=ALL3):

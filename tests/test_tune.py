@@ -8,7 +8,7 @@ import os
 import numpy as np
 import pytest
 
-from builders import first_layer, live_weights, ppo_config
+from builders import assert_differs, assert_same, first_layer, live_weights, ppo_config
 
 from rllib_ext import PPOPartial, read_weights
 
@@ -16,14 +16,6 @@ pytestmark = pytest.mark.slow
 STACKS = ["new", "old"]
 
 
-def assert_same(got, want, label=""):
-    assert sorted(got) == sorted(want), label
-    for name in want:
-        np.testing.assert_array_equal(got[name], want[name], err_msg=f"{label}/{name}")
-
-
-def assert_differs(got, want, label=""):
-    assert any(not np.array_equal(got[n], want[n]) for n in want), f"{label}: no tensor changed"
 
 
 def run(config, tmp_path, name, **kw):

@@ -5,17 +5,8 @@ from __future__ import annotations
 import os
 
 import numpy as np
+from builders import live_weights
 from ray.rllib.callbacks.callbacks import RLlibCallback
-
-
-def _weights(algorithm, pid):
-    if algorithm.config.enable_rl_module_and_learner:
-        w = algorithm.learner_group.get_weights(module_ids=[pid])[pid]
-    else:
-        w = algorithm.get_policy(pid).get_weights()
-        if isinstance(w, (list, tuple)):
-            w = {str(i): v for i, v in enumerate(w)}
-    return {k: np.array(v, copy=True) for k, v in w.items()}
 
 
 class CrashOnceAndRecord(RLlibCallback):
@@ -33,4 +24,4 @@ class CrashOnceAndRecord(RLlibCallback):
 
     def on_checkpoint_loaded(self, *, algorithm, **kwargs):
         marker_dir = algorithm.config.env_config["marker_dir"]
-        np.savez(os.path.join(marker_dir, "after_resume.npz"), **_weights(algorithm, "policy_1"))
+        np.savez(os.path.join(marker_dir, "after_resume.npz"), **live_weights(algorithm, "policy_1"))
