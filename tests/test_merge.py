@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import pickle
 import re
 
 import numpy as np
@@ -12,8 +14,9 @@ from builders import env_runner_weights, live_weights, ppo_config
 
 from rllib_ext import PolicyNotFoundError, ShapeMismatchError, read_weights
 from rllib_ext.checkpoint import safe_pickle, write_policy_dir
-from rllib_ext.checkpoint.merge import LEARNER_STATE, merge_checkpoints
-from rllib_ext.errors import CheckpointError
+from rllib_ext.checkpoint.merge import LEARNER_STATE, merge_checkpoints, patch_policy_state
+from rllib_ext.checkpoint.storage import CheckpointDir
+from rllib_ext.errors import CheckpointError, CheckpointFormatError
 
 
 @pytest.fixture(scope="module")
@@ -100,6 +103,8 @@ def test_merge_old_stack_changes_only_weight_bytes(ckpts, seeded, tmp_path):
     assert 0 < sum(a != b for a, b in zip(before, after)) <= weight_bytes
     a, b = safe_pickle.loads(after), safe_pickle.loads(before)
     assert (a["global_timestep"], a["num_grad_updates"]) == (b["global_timestep"], b["num_grad_updates"])
+    meta = json.loads((tmp_path / "m" / "rllib_checkpoint.json").read_text())
+    assert meta["state_file"] == str(tmp_path / "m" / "algorithm_state.pkl")  # not the base's stale path
     for same in ("policies/policy_0/policy_state.pkl", "policies/policy_2/policy_state.pkl", "algorithm_state.pkl"):
         assert open(os.path.join(base, same), "rb").read() == open(os.path.join(tmp_path / "m", same), "rb").read()
 
@@ -174,3 +179,28 @@ def test_merge_imports_no_framework(ckpts, seeded, tmp_path):
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=dict(os.environ))
     assert res.returncode == 0, res.stdout + res.stderr
     assert_same(read_weights(tmp_path / "m", "policy_1"), read_weights(source, "policy_1"), "policy_1")
+
+
+def _policy_state_dir(tmp_path, weights, protocol=5):
+    d = tmp_path / "pol"
+    d.mkdir()
+    state = {"weights": weights, "global_timestep": 7, "blob": pickle.dumps({"nested": 1})}
+    (d / "policy_state.pkl").write_bytes(pickle.dumps(state, protocol=protocol))
+    return CheckpointDir(d)
+
+
+def test_patch_policy_state_list_weights_and_fortran_order(tmp_path):
+    weights = [np.asfortranarray(np.arange(6, dtype=np.float32).reshape(2, 3)), np.zeros(3, np.float64)]
+    ckpt = _policy_state_dir(tmp_path, weights)
+    source = {"0": np.full((2, 3), 5, np.float32) + np.arange(3), "1": np.array([1, 2, 3], np.int32)}
+    patched = safe_pickle.loads(patch_policy_state(ckpt, "policy_state.pkl", "policy 'p'", source))
+    np.testing.assert_array_equal(patched["weights"][0], source["0"])
+    assert patched["weights"][0].flags.f_contiguous
+    np.testing.assert_array_equal(patched["weights"][1], source["1"].astype(np.float64))
+    assert (patched["global_timestep"], pickle.loads(patched["blob"])) == (7, {"nested": 1})
+
+
+def test_patch_policy_state_refuses_arrays_without_raw_buffer(tmp_path):
+    ckpt = _policy_state_dir(tmp_path, {"w": np.ones(2, np.float32)}, protocol=2)
+    with pytest.raises(CheckpointFormatError, match="tensor 'w' is not pickled as a raw numpy buffer"):
+        patch_policy_state(ckpt, "policy_state.pkl", "policy 'p'", {"w": np.zeros(2, np.float32)})

@@ -138,8 +138,8 @@ def merge_checkpoints(
     t0 = time.perf_counter()
     base_ckpt, layout = open_checkpoint(base)
     _check_base_supported(base_ckpt, layout)
-    final = _check_out(out, base_ckpt.uri, [src for _, src, _ in takes])
     plan = _normalize_takes(takes)
+    final = _check_out(out, base_ckpt.uri, [src for src, _ in plan.values()])
     base_ids = _ids(base_ckpt, layout)
 
     report = MergeReport(out=final, base=base_ckpt.uri, stack=layout.stack.value)
