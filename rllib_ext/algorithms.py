@@ -81,6 +81,29 @@ class _PartialConfigMixin:
         ]
         return self
 
+    def lightweight(self):
+        """Zero remote workers, learners and evaluation runners, 0 CPUs for the algorithm.
+
+        With ``restore_policies(...)`` given first, the algorithm holds only the restored
+        policies and the training env is not built: their spaces come from the checkpoints.
+        Without, the env is kept (nothing else records the spaces). For acting, saving and
+        ``save_policy``, not for training.
+        """
+        from . import lightweight as _lw
+
+        spaces = {}
+        for spec in getattr(self, "_partial_restores", None) or []:
+            for src, tgt in spec["policies"].items():
+                spaces[tgt] = _lw.checkpoint_spaces(spec["checkpoint"], [src])[src]
+        if spaces:
+            return _lw.make_lightweight(self, spaces)
+        self.env_runners(num_env_runners=0)
+        self.evaluation(evaluation_interval=None, evaluation_num_env_runners=0)
+        self.resources(num_cpus_for_main_process=0)
+        if self.enable_rl_module_and_learner:
+            self.learners(num_learners=0, num_cpus_per_learner=0, num_gpus_per_learner=0)
+        return self
+
     def update_from_dict(self, config_dict: Mapping[str, Any]):
         """Also accept ``{"restore_policies": {...} or [{...}, ...]}`` in plain dicts."""
         config_dict = dict(config_dict)
@@ -172,6 +195,35 @@ class _PartialAlgorithmMixin:
         )
         self.partial_restore_reports.append(report)
         return report
+
+    @classmethod
+    def from_checkpoint(
+        cls, path: Any, *args: Any, lightweight: bool = False, policies: Optional[List[str]] = None,
+        trusted: bool = False, **kwargs: Any,
+    ) -> Any:
+        """RLlib's ``from_checkpoint``; with ``lightweight=True`` a zero-resource build.
+
+        Args:
+            path: checkpoint directory (relative paths are fine).
+            lightweight: no remote workers/learners/evaluation, 0 CPUs, no training env,
+                only ``policies`` (default: all of the checkpoint's).
+            policies: with ``lightweight=True``: which policies to hold.
+            trusted: with ``lightweight=True``: full unpickling of old-stack policy files.
+                (The checkpoint's config is cloudpickled either way, as upstream does.)
+        """
+        if not lightweight:
+            if policies is not None:
+                raise ValueError("policies= goes with lightweight=True (RLlib's own: policy_ids=)")
+            return super().from_checkpoint(_absolute_checkpoint(path), *args, **kwargs)  # type: ignore[misc]
+        from . import lightweight as _lw
+
+        return _lw.from_checkpoint(cls, _local_path(path), policies, trusted=trusted)
+
+    def act(self, obs: Any, policy_id: str, explore: bool = False) -> Any:
+        """One action for one observation, on either API stack (see lightweight.act)."""
+        from . import lightweight as _lw
+
+        return _lw.act(self, obs, policy_id, explore)
 
     def save_policy(self, policy_id: str, path: "str | os.PathLike[str]") -> str:
         """Write one policy as a single-policy directory (policy.json + safetensors)."""

@@ -129,6 +129,23 @@ def _import_class(qualname: str, trusted: bool) -> type:
         raise CheckpointError(f"cannot import {qualname!r} named in policy.json: {e}") from e
 
 
+def module_action(module: Any, obs: Any, explore: bool = False) -> Any:
+    """One action from a torch RLModule for one observation, no connector pipeline.
+
+    Deterministic (the distribution's mode) unless ``explore``. Observations go in as
+    the module expects them: Box observations as the env emits them.
+    """
+    import torch
+
+    batch = {"obs": torch.as_tensor(np.asarray(obs, dtype=np.float32)[None])}
+    with torch.no_grad():
+        out = module.forward_inference(batch)
+    dist = module.get_inference_action_dist_cls().from_logits(out["action_dist_inputs"])
+    if not explore:
+        dist = dist.to_deterministic()
+    return dist.sample()[0].numpy()
+
+
 class LoadedPolicy:
     """A stored policy that acts: ``compute_action(obs)``; no Ray runtime involved.
 
@@ -146,15 +163,7 @@ class LoadedPolicy:
         """One action for one observation (deterministic unless ``explore``)."""
         if self.meta["stack"] == "old":
             return self.model.compute_single_action(obs, explore=explore)[0]
-        import torch
-
-        batch = {"obs": torch.as_tensor(np.asarray(obs, dtype=np.float32)[None])}
-        with torch.no_grad():
-            out = self.model.forward_inference(batch)
-        dist = self.model.get_inference_action_dist_cls().from_logits(out["action_dist_inputs"])
-        if not explore:
-            dist = dist.to_deterministic()
-        return dist.sample()[0].numpy()
+        return module_action(self.model, obs, explore)
 
     def __repr__(self) -> str:
         return (

@@ -1,0 +1,165 @@
+"""Lightweight algorithms: zero remote workers, zero CPUs, only the policies asked for.
+
+RLlib's ``Algorithm.from_checkpoint`` rebuilds the checkpoint's whole setup (remote env
+runners, learners, evaluation workers, the training env), so it waits forever while a
+Tune run holds every CPU (ray#36761). Here the config is cut down instead:
+
+* no remote env runners, no remote learners, no evaluation runners, and 0 CPUs for
+  the main process: nothing is asked of Ray's scheduler;
+* the training env is never built: the spaces come from the checkpoint (read
+  Ray-free) and a :class:`SpacesOnlyEnv` stands in, so RLlib can size its modules;
+* only the requested policies exist; their weights come through the same validated
+  partial-restore path as ``algo.restore(ckpt, policies=...)``.
+
+The result can act (``algo.act(obs, policy_id=...)``), be saved, or be the source of
+``save_policy``. It is not meant to train: its env has no dynamics.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from ray.rllib.env.multi_agent_env import MultiAgentEnv
+
+from . import restore as _restore
+from .checkpoint import inspect as _inspect
+from .errors import CheckpointError, not_found
+from .policy_io import module_action, to_gym_space
+
+
+class SpacesOnlyEnv(MultiAgentEnv):
+    """Has one agent per policy id, with that policy's spaces; cannot be stepped.
+
+    ``env_config = {"spaces": {policy_id: (observation_space, action_space)}}``.
+    """
+
+    def __init__(self, config: Optional[Dict[str, Any]] = None) -> None:
+        super().__init__()
+        spaces = dict((config or {}).get("spaces", {}))
+        self.agents = self.possible_agents = list(spaces)
+        self.observation_spaces = {a: s[0] for a, s in spaces.items()}
+        self.action_spaces = {a: s[1] for a, s in spaces.items()}
+
+    def reset(self, *, seed: Optional[int] = None, options: Optional[dict] = None):
+        raise RuntimeError(
+            "this is a lightweight rllib_ext algorithm: it has no environment to step; "
+            "use algo.act(obs, policy_id=...) or build a full algorithm to train"
+        )
+
+    def step(self, action_dict):  # pragma: no cover - reset already refuses
+        raise RuntimeError("a lightweight rllib_ext algorithm has no environment to step")
+
+
+def same_id(agent_id: Any, *args: Any, **kwargs: Any) -> str:
+    """Policy mapping of :class:`SpacesOnlyEnv`: agent id == policy id."""
+    return str(agent_id)
+
+
+def checkpoint_spaces(path: str, ids: Sequence[str]) -> Dict[str, Tuple[Any, Any]]:
+    """``{id: (observation_space, action_space)}`` read from the checkpoint (Ray-free)."""
+    view = _inspect(path)
+    out = {}
+    for pid in ids:
+        if pid not in view.policies:
+            raise not_found("policy", pid, path, list(view.policies))
+        p = view.policies[pid]
+        if p.observation_space is None or p.action_space is None:
+            raise CheckpointError(
+                f"policy {pid!r}: {path} records no observation/action space for it, so a "
+                "lightweight algorithm cannot be sized without the env; build a full one"
+            )
+        out[pid] = (to_gym_space(p.observation_space), to_gym_space(p.action_space))
+    return out
+
+
+def make_lightweight(config: Any, spaces: Dict[str, Tuple[Any, Any]]) -> Any:
+    """Cut ``config`` (an AlgorithmConfig, not frozen) down to a zero-resource one."""
+    from ray.rllib.policy.policy import PolicySpec
+
+    new_stack = bool(config.enable_rl_module_and_learner)
+    # The checker would reset() the stand-in env, which has nothing to reset.
+    config.environment(SpacesOnlyEnv, env_config={"spaces": spaces}, disable_env_checking=True)
+    config.env_runners(num_env_runners=0, create_env_on_local_worker=True)
+    config.evaluation(evaluation_interval=None, evaluation_num_env_runners=0)
+    config.resources(num_cpus_for_main_process=0)
+    if new_stack:
+        config.learners(num_learners=0, num_cpus_per_learner=0, num_gpus_per_learner=0)
+        config.env_runners(create_local_env_runner=True)
+        config.multi_agent(policies=set(spaces), policy_mapping_fn=same_id, policies_to_train=[])
+        spec = config._rl_module_spec
+        if spec is not None and hasattr(spec, "rl_module_specs") and isinstance(spec.rl_module_specs, dict):
+            spec.rl_module_specs = {k: v for k, v in spec.rl_module_specs.items() if k in spaces}
+    else:
+        config.resources(num_gpus=0)
+        config.multi_agent(
+            policies={pid: PolicySpec(observation_space=o, action_space=a) for pid, (o, a) in spaces.items()},
+            policy_mapping_fn=same_id,
+            policies_to_train=[],
+        )
+    return config
+
+
+def config_from_checkpoint(algo_cls: type, path: str) -> Any:
+    """The config the checkpoint was written with, as ``algo_cls``'s config class.
+
+    Like RLlib's own ``from_checkpoint`` this unpickles the checkpoint's config with
+    cloudpickle (it holds the env class, callbacks, mapping functions): only for
+    checkpoints you trust.
+    """
+    from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
+    from ray.rllib.utils.checkpoints import get_checkpoint_info
+
+    from .checkpoint.storage import CheckpointDir
+    from .checkpoint.safe_pickle import loads
+
+    info = get_checkpoint_info(path)
+    ckpt = CheckpointDir(path)
+    if str(info["checkpoint_version"]) >= "2":
+        ctor = loads(ckpt.read_bytes("class_and_ctor_args.pkl"), trusted=True)
+        state = ctor["ctor_args_and_kwargs"][0][0]
+    else:
+        state = loads(ckpt.read_bytes("algorithm_state.pkl"), trusted=True)["config"]
+    loaded = AlgorithmConfig.from_state(state) if isinstance(state, dict) and "class" in state else state
+    if isinstance(loaded, dict):
+        return algo_cls.get_default_config().update_from_dict(loaded)
+    config = algo_cls.get_default_config()
+    if isinstance(loaded, type(config)):
+        return loaded.copy(copy_frozen=False)
+    return config.update_from_dict(loaded.to_dict())
+
+
+def from_checkpoint(
+    algo_cls: type, path: "str | os.PathLike[str]", policies: Optional[Sequence[str]] = None,
+    *, trusted: bool = False,
+) -> Any:
+    """Build ``algo_cls`` lightweight from ``path`` holding only ``policies`` (default: all)."""
+    path = _restore.resolve_path(path)
+    view = _inspect(path)
+    ids: List[str] = list(policies) if policies is not None else list(view.policies)
+    spaces = checkpoint_spaces(path, ids)
+    config = make_lightweight(config_from_checkpoint(algo_cls, path), spaces)
+    algo = config.build_algo() if hasattr(config, "build_algo") else config.build()
+    try:
+        report = _restore.restore_policies(algo, path, ids, trusted=trusted)
+    except BaseException:
+        algo.stop()
+        raise
+    if hasattr(algo, "partial_restore_reports"):
+        algo.partial_restore_reports.append(report)
+    return algo
+
+
+def act(algo: Any, obs: Any, policy_id: str, explore: bool = False) -> Any:
+    """One action for one observation from ``policy_id``, on either API stack.
+
+    New stack: the module's ``forward_inference`` (see :func:`policy_io.module_action`:
+    no connector pipeline). Old stack: ``compute_single_action``.
+    """
+    if not algo.config.enable_rl_module_and_learner:
+        return algo.compute_single_action(obs, policy_id=policy_id, explore=explore)
+    module = algo.get_module(policy_id)
+    if module is None:
+        raise not_found("policy", policy_id, f"the algorithm ({type(algo).__name__})",
+                        _restore.backend_for(algo).ids())
+    return module_action(module, obs, explore)

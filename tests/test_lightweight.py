@@ -1,0 +1,145 @@
+"""Lightweight algorithms: zero CPUs, only the asked-for policies, same actions as the full one."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from builders import assert_same, live_weights, ppo_config
+
+from rllib_ext import PPOPartial, PPOPartialConfig
+from rllib_ext.policy_io import module_action
+
+STACKS = ["new", "old"]
+
+
+def cpus_free():
+    import ray
+
+    return ray.available_resources().get("CPU", 0.0)
+
+
+@pytest.fixture
+def no_training_env(monkeypatch):
+    """Call it to make constructing the training env (SignGame) an error, in this process."""
+    from rllib_ext import envs
+
+    def refuse(self, config=None):
+        raise AssertionError("the training env was built")
+
+    return lambda: monkeypatch.setattr(envs.SignGame, "__init__", refuse)
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_lightweight_reserves_no_cpu_and_holds_only_asked_policies(ckpts, stack, no_training_env):
+    path, saved = ckpts(stack)
+    no_training_env()
+    before = cpus_free()
+    algo = PPOPartial.from_checkpoint(path, lightweight=True, policies=["policy_1"])
+    try:
+        assert cpus_free() == before
+        from rllib_ext.restore import backend_for
+
+        assert backend_for(algo).ids() == ["policy_1"]
+        assert_same(live_weights(algo, "policy_1"), saved["policy_1"], "lightweight policy_1")
+        assert algo.env_runner_group.num_remote_env_runners() == 0
+        assert algo.eval_env_runner_group is None
+    finally:
+        algo.stop()
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_lightweight_acts_like_the_full_algorithm(ckpts, stack):
+    from ray.rllib.algorithms.algorithm import Algorithm
+
+    path, _ = ckpts(stack)
+    rng = np.random.default_rng(1)
+    observations = [rng.uniform(-1, 1, 4).astype(np.float32) for _ in range(100)]
+    full = Algorithm.from_checkpoint(path)
+    try:
+        if stack == "new":
+            want = [int(module_action(full.get_module("policy_2"), o)) for o in observations]
+        else:
+            want = [int(full.compute_single_action(o, policy_id="policy_2", explore=False)) for o in observations]
+    finally:
+        full.stop()
+    light = PPOPartial.from_checkpoint(path, lightweight=True, policies=["policy_2"])
+    try:
+        got = [int(light.act(o, policy_id="policy_2")) for o in observations]
+    finally:
+        light.stop()
+    assert got == want
+    assert len(set(want)) == 2, "a policy that always picks one action proves little"
+
+
+def _hold_cpus(config):
+    """A Tune trial that holds its CPUs until the marker file appears (max 120 s)."""
+    deadline = time.time() + 120
+    while not os.path.exists(config["release"]) and time.time() < deadline:
+        time.sleep(0.2)
+    return {"done": 1}
+
+
+@pytest.mark.slow
+def test_lightweight_builds_while_tune_holds_every_cpu(ckpts, tmp_path):
+    import ray
+    from ray import tune
+
+    path, saved = ckpts("new")
+    total = ray.cluster_resources()["CPU"]
+    release = str(tmp_path / "release")
+    tuner = tune.Tuner(
+        tune.with_resources(_hold_cpus, {"cpu": total}),
+        param_space={"release": release},
+        run_config=tune.RunConfig(storage_path=str(tmp_path / "tune"), name="hold", verbose=0),
+    )
+    runner = threading.Thread(target=tuner.fit, daemon=True)
+    runner.start()
+    try:
+        deadline = time.time() + 60
+        while cpus_free() > 0 and time.time() < deadline:
+            time.sleep(0.2)
+        assert cpus_free() == 0, "the Tune run did not take every CPU"
+        t0 = time.perf_counter()
+        algo = PPOPartial.from_checkpoint(path, lightweight=True, policies=["policy_0"])
+        try:
+            assert time.perf_counter() - t0 < 60
+            assert cpus_free() == 0
+            algo.act(np.zeros(4, np.float32), policy_id="policy_0")
+            assert_same(live_weights(algo, "policy_0"), saved["policy_0"], "built while CPUs are held")
+        finally:
+            algo.stop()
+    finally:
+        open(release, "w").close()
+        runner.join(timeout=120)
+        deadline = time.time() + 60  # leave the cluster as we found it for the next test
+        while cpus_free() < total and time.time() < deadline:
+            time.sleep(0.2)
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_config_lightweight_after_restore_policies_then_save_policy(ckpts, tmp_path, stack, no_training_env):
+    import rllib_ext
+
+    path, saved = ckpts(stack)
+    no_training_env()
+    before = cpus_free()
+    config = (
+        ppo_config(stack, num_env_runners=2, config_cls=PPOPartialConfig)
+        .evaluation(evaluation_num_env_runners=1, evaluation_interval=1)
+        .restore_policies(path, {"policy_0": "hero"})
+        .lightweight()
+    )
+    algo = config.build_algo()
+    try:
+        assert cpus_free() == before
+        assert_same(live_weights(algo, "hero"), saved["policy_0"], "hero")
+        out = algo.save_policy("hero", tmp_path / "hero")
+    finally:
+        algo.stop()
+    loaded = rllib_ext.load_policy(out)
+    assert_same(loaded.weights, saved["policy_0"], "saved hero")
