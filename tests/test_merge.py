@@ -204,3 +204,21 @@ def test_patch_policy_state_refuses_arrays_without_raw_buffer(tmp_path):
     ckpt = _policy_state_dir(tmp_path, {"w": np.ones(2, np.float32)}, protocol=2)
     with pytest.raises(CheckpointFormatError, match="tensor 'w' is not pickled as a raw numpy buffer"):
         patch_policy_state(ckpt, "policy_state.pkl", "policy 'p'", {"w": np.zeros(2, np.float32)})
+
+
+def test_merge_new_stack_from_module_dir_keeps_base_optimizer_and_trains(ckpts, seeded, tmp_path):
+    from ray.rllib.algorithms.algorithm import Algorithm
+
+    base, _ = ckpts("new")
+    source, source_w = seeded("new")
+    module_dir = os.path.join(source, "learner_group/learner/rl_module/policy_0")  # no optimizer state here
+    report = merge_checkpoints(base, [("policy_1", module_dir, None)], tmp_path / "m")
+    assert report.optimizer == {"policy_1": "base"}
+    assert report.taken == {"policy_1": f"{module_dir}:policy_0"}
+    algo = Algorithm.from_checkpoint(str(tmp_path / "m"))
+    try:
+        assert_same(live_weights(algo, "policy_1"), source_w["policy_0"], "policy_1")
+        algo.train()  # the base's Adam state for policy_1 fits the taken weights
+        assert not np.array_equal(live_weights(algo, "policy_1")["pi.net.mlp.0.bias"], source_w["policy_0"]["pi.net.mlp.0.bias"])
+    finally:
+        algo.stop()
