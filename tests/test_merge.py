@@ -10,7 +10,7 @@ import re
 import numpy as np
 import pytest
 
-from builders import env_runner_weights, live_weights, ppo_config
+from builders import assert_differs, assert_same, env_runner_weights, live_weights, ppo_config
 
 from rllib_ext import PolicyNotFoundError, ShapeMismatchError, read_weights
 from rllib_ext.checkpoint import safe_pickle, write_policy_dir
@@ -39,19 +39,13 @@ def seeded(ray_session, tmp_path_factory):
     return get
 
 
-def assert_same(got, want, label):
-    assert sorted(got) == sorted(want), label
-    for name in want:
-        np.testing.assert_array_equal(got[name], want[name], err_msg=f"{label}: {name}")
-
-
 @pytest.mark.parametrize("stack", ["new", "old"])
 def test_merge_loads_in_rllib_with_taken_and_kept_policies(ckpts, seeded, tmp_path, stack):
     from ray.rllib.algorithms.algorithm import Algorithm
 
     base, base_w = ckpts(stack)
     source, source_w = seeded(stack)
-    assert not np.array_equal(*(next(iter(w["policy_1"].values())) for w in (base_w, source_w)))
+    assert_differs(source_w["policy_1"], base_w["policy_1"], "seed 7 vs seed 0")
     out = tmp_path / "merged"
 
     report = merge_checkpoints(base, [("policy_1", source, None), ("policy_2", source, "policy_0")], out)
@@ -219,6 +213,6 @@ def test_merge_new_stack_from_module_dir_keeps_base_optimizer_and_trains(ckpts, 
     try:
         assert_same(live_weights(algo, "policy_1"), source_w["policy_0"], "policy_1")
         algo.train()  # the base's Adam state for policy_1 fits the taken weights
-        assert not np.array_equal(live_weights(algo, "policy_1")["pi.net.mlp.0.bias"], source_w["policy_0"]["pi.net.mlp.0.bias"])
+        assert_differs(live_weights(algo, "policy_1"), source_w["policy_0"], "policy_1 after training")
     finally:
         algo.stop()
