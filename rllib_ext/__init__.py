@@ -12,12 +12,14 @@ from typing import Any
 
 from .checkpoint import (
     CheckpointView,
+    MergeReport,
     PolicyView,
     SpaceView,
     export_npz,
     export_torch_state_dict,
     extract_policy,
     inspect,
+    merge_checkpoints,
     policy_ids,
     read_policy_dir,
     read_weights,
@@ -55,6 +57,8 @@ __all__ = sorted(
         "policy_ids",
         "read_weights",
         "inspect",
+        "merge_checkpoints",
+        "MergeReport",
         "CheckpointView",
         "PolicyView",
         "SpaceView",
