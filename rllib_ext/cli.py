@@ -8,6 +8,10 @@ stderr: ``rllib-ext: error: ...``), 2 a usage error. No logic of its own lives h
     rllib-ext extract CKPT --policy ID --out PATH [--format safetensors|npz|torch]
     rllib-ext diff CKPT_A CKPT_B [--json]
     rllib-ext merge --base CKPT --take ID=CKPT[:SRC_ID] [--take ...] --out PATH [--json]
+    rllib-ext migrate OLD_CKPT --out NEW_DIR [--policies ID ...] [--json]
+
+``migrate`` is the one subcommand that imports RLlib and torch (to build the modules
+RLlib then writes itself); it starts no Ray runtime.
 """
 
 from __future__ import annotations
@@ -72,6 +76,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", metavar="PATH", required=True, help="new checkpoint directory (an existing checkpoint is replaced)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+
+    p = sub.add_parser(
+        "migrate", parents=[common], help="write old-stack PPO policies as a new-stack MultiRLModule checkpoint"
+    )
+    p.add_argument("checkpoint", metavar="OLD_CKPT", help="old-API-stack algorithm or policy checkpoint (torch or tf2)")
+    p.add_argument("--out", metavar="NEW_DIR", required=True, help="new directory (must not exist, or be empty)")
+    p.add_argument("--policies", metavar="ID", nargs="+", help="policy ids to migrate (default: all)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
     return parser
 
 
@@ -109,6 +121,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         elif args.command == "merge":
             report = merge_checkpoints(args.base, args.take, args.out, trusted=args.trusted)
             print(json.dumps(report.to_dict(), indent=2) if args.json else format_merge(report))
+        elif args.command == "migrate":
+            from .migrate import migrate
+
+            report = migrate(args.checkpoint, args.out, args.policies, trusted=args.trusted)
+            print(json.dumps(report.to_dict(), indent=2) if args.json else format_migrate(report))
     except (CheckpointError, OSError) as e:
         message = " ".join(str(e).split("\n"))
         print(f"{PROG}: error: {message}", file=sys.stderr)
@@ -173,6 +190,13 @@ def format_merge(report: MergeReport) -> str:
     rows = [[t, s, report.optimizer.get(t, "-")] for t, s in report.taken.items()]
     rows += [[p, "(base)", "base"] for p in report.kept]
     lines += _table(["policy", "weights from", "optimizer state"], rows)
+    return "\n".join(lines)
+
+
+def format_migrate(report: Any) -> str:
+    """Where the new checkpoint is, and what each policy was converted from."""
+    lines = [f"{report.out}", f"  new API stack MultiRLModule ({report.module_class}), from {report.checkpoint}", ""]
+    lines += _table(["policy", "converted from"], [[pid, what] for pid, what in report.converted.items()])
     return "\n".join(lines)
 
 

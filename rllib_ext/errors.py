@@ -32,6 +32,10 @@ class ShapeMismatchError(CheckpointError, ValueError):
     """Tensor names or shapes of the source do not fit the target."""
 
 
+class MigrationError(ShapeMismatchError):
+    """An old-stack policy's model does not map onto the new-stack module."""
+
+
 class MissingDependencyError(CheckpointError, ImportError):
     """An optional package (msgpack, safetensors, torch) is needed for this file."""
 

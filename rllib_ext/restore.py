@@ -2,7 +2,9 @@
 
 Three steps, in this order, so a failure never leaves an algorithm half-restored:
   1. plan:     read the chosen policies from the checkpoint (Ray-free reader) and
-               check every id, tensor name, shape and dtype against the live algorithm;
+               check every id, tensor name, shape and dtype against the live algorithm
+               (an old-stack checkpoint into a new-stack algorithm is converted here,
+               see :mod:`rllib_ext.migrate`);
   2. apply:    set the weights where training happens (local learner / every remote
                learner on the new stack, the local worker's policies on the old one);
   3. sync:     push them to every place that acts: local and remote env runners,
@@ -15,13 +17,15 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Mapping, Sequence, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
 from .checkpoint import reader
 from .checkpoint import format as fmt
+from .checkpoint.inspect import load_policy
 from .errors import CheckpointError, ShapeMismatchError, not_found
+from .migrate import NameMapping, convert_policy
 
 Weights = Dict[str, np.ndarray]
 PolicySelection = Union[Sequence[str], Mapping[str, str]]
@@ -36,6 +40,7 @@ class PartialRestoreReport:
     frozen: List[str] = field(default_factory=list)
     skipped: List[str] = field(default_factory=list)  # in the checkpoint, not restored
     seconds: float = 0.0
+    converted_from: Optional[str] = None  # e.g. "old-API-stack tf2": weights were converted
 
     @property
     def renamed(self) -> Dict[str, str]:
@@ -47,6 +52,7 @@ class PartialRestoreReport:
             f"restored {', '.join(parts) or 'nothing'} from {self.checkpoint}"
             f" in {self.seconds:.2f}s; frozen: {', '.join(self.frozen) or '-'}"
             f"; not taken: {', '.join(self.skipped) or '-'}"
+            + (f"; converted from {self.converted_from}" if self.converted_from else "")
         )
 
 
@@ -141,6 +147,7 @@ class _NewStack(_Backend):
 
     def set_and_sync(self, weights: Dict[str, Weights]) -> None:
         import ray
+        from ray.rllib.core import DEFAULT_MODULE_ID
 
         lg = self.algo.learner_group
         lg.set_weights(weights)  # local learner, or every remote learner
@@ -153,10 +160,13 @@ class _NewStack(_Backend):
 
         def _set(er: Any, _ref: Any = ref) -> None:
             full, inf = ray.get(_ref)
+            # A single-agent runner (e.g. the RLlink server) holds one RLModule, not a
+            # MultiRLModule: it is the default module.
+            modules = er.module if hasattr(er.module, "_rl_modules") else {DEFAULT_MODULE_ID: er.module}
             state = {
-                mid: (inf if er.module[mid].inference_only else full)[mid]
+                mid: (inf if modules[mid].inference_only else full)[mid]
                 for mid in full
-                if mid in er.module
+                if mid in modules
             }
             # No WEIGHTS_SEQ_NO in the state: env runners apply it unconditionally.
             er.set_state({"rl_module": state})
@@ -164,6 +174,21 @@ class _NewStack(_Backend):
         for group in (self.algo.env_runner_group, self.eval_group()):
             if group is not None:
                 group.foreach_env_runner(_set, local_env_runner=True)
+
+    def model_configs(self, ids: Sequence[str]) -> Dict[str, Dict[str, Any]]:
+        """Each module's model config with RLlib's defaults merged in (what its catalog used)."""
+        import dataclasses
+
+        from .migrate import effective_model_config
+
+        def _get(learner: Any, _ids: Sequence[str] = tuple(ids)) -> Dict[str, Any]:
+            out = {}
+            for mid in _ids:
+                mc = learner.module[mid].model_config
+                out[mid] = dataclasses.asdict(mc) if dataclasses.is_dataclass(mc) else dict(mc or {})
+            return out
+
+        return {mid: effective_model_config(mc) for mid, mc in self._learner_results(_get)[0].items()}
 
     def freeze(self, ids: Sequence[str]) -> None:
         all_ids = self.ids()
@@ -263,9 +288,17 @@ def check_tensors(label: str, source: Weights, target: Weights) -> Weights:
 
 
 def plan(
-    algo: Any, checkpoint: "str | os.PathLike[str]", policies: PolicySelection, trusted: bool = False
+    algo: Any,
+    checkpoint: "str | os.PathLike[str]",
+    policies: PolicySelection,
+    trusted: bool = False,
+    mapping: Optional[NameMapping] = None,
 ) -> "tuple[Dict[str, Weights], Dict[str, Weights], PartialRestoreReport]":
     """Read and validate everything; touch nothing in ``algo``.
+
+    An old-stack checkpoint restored into a new-stack algorithm is converted
+    (:func:`rllib_ext.migrate.convert_policy`) before the tensor check; ``mapping``
+    names the tensors for models the built-in table does not cover.
 
     Returns:
         ``{target id: weights ready to set}``, a copy of the targets' current weights
@@ -275,19 +308,25 @@ def plan(
         PolicyNotFoundError, ShapeMismatchError, CheckpointError: before any change.
     """
     path = resolve_path(checkpoint)
-    mapping = normalize_selection(policies)
+    selection = normalize_selection(policies)
     _, layout = reader.open_checkpoint(path)
     available = reader.policy_ids(path)
     algo_is_new = bool(algo.config.enable_rl_module_and_learner)
-    if (layout.stack is fmt.Stack.NEW) != algo_is_new:
+    convert = layout.stack is fmt.Stack.OLD and algo_is_new
+    if layout.stack is fmt.Stack.NEW and not algo_is_new:
         raise CheckpointError(
-            f"{path}: a {layout.stack.value}-API-stack checkpoint cannot be restored into a "
-            f"{'new' if algo_is_new else 'old'}-API-stack algorithm: tensor names differ "
-            "(cross-stack migration is a separate step)"
+            f"{path}: a new-API-stack checkpoint cannot be restored into an old-API-stack "
+            "algorithm: tensor names differ (conversion only goes old -> new stack)"
         )
+    if mapping is not None and not convert:
+        raise ValueError(
+            "mapping= converts old-stack checkpoints for new-stack algorithms; "
+            f"here both are on the {layout.stack.value} API stack"
+        )
+    mapping_ = selection  # {source id: target id}
     backend = backend_for(algo)
     algo_ids = backend.ids()
-    for src, tgt in mapping.items():
+    for src, tgt in mapping_.items():
         if src not in available:
             raise not_found("policy", src, path, available)
         if tgt not in algo_ids:
@@ -295,17 +334,35 @@ def plan(
     # Copies: a local torch learner hands out views that later optimizer steps rewrite.
     current = {
         pid: {n: np.array(v, copy=True) for n, v in w.items()}
-        for pid, w in backend.get_weights(list(mapping.values())).items()
+        for pid, w in backend.get_weights(list(mapping_.values())).items()
     }
+    target_configs = backend.model_configs(list(mapping_.values())) if convert else {}
     ready: Dict[str, Weights] = {}
-    for src, tgt in mapping.items():
-        source = reader.read_weights(path, src, trusted=trusted)
+    frameworks = set()
+    for src, tgt in mapping_.items():
         label = f"policy {src!r}" if src == tgt else f"policy {src!r} -> {tgt!r}"
+        if convert:
+            view, source = load_policy(path, src, trusted=trusted)
+            pview = view.policies[src]
+            frameworks.add(view.framework or "?")
+            source = convert_policy(
+                label,
+                source,
+                current[tgt],
+                pview.model_config,
+                target_configs[tgt],
+                observation_space=pview.observation_space,
+                mapping=mapping,
+                target_name="the algorithm's module",
+            )
+        else:
+            source = reader.read_weights(path, src, trusted=trusted)
         ready[tgt] = check_tensors(label, source, current[tgt])
     report = PartialRestoreReport(
         checkpoint=path,
-        restored={t: s for s, t in mapping.items()},
-        skipped=[p for p in available if p not in mapping],
+        restored={t: s for s, t in mapping_.items()},
+        skipped=[p for p in available if p not in mapping_],
+        converted_from=f"old-API-stack {'/'.join(sorted(frameworks))}" if convert else None,
     )
     return ready, current, report
 
@@ -317,8 +374,12 @@ def restore_policies(
     *,
     freeze: bool = False,
     trusted: bool = False,
+    mapping: Optional[NameMapping] = None,
 ) -> PartialRestoreReport:
     """Restore ``policies`` of ``checkpoint`` into the live ``algo`` and sync everywhere.
+
+    An old-stack checkpoint into a new-stack algorithm is converted on the way (RLlib's
+    default fully connected model is built in; see :mod:`rllib_ext.migrate`).
 
     Args:
         algo: a built RLlib Algorithm (either API stack).
@@ -326,12 +387,15 @@ def restore_policies(
         policies: ids to take, or ``{checkpoint id: algorithm id}`` to rename.
         freeze: stop training the restored ids (removed from ``policies_to_train``).
         trusted: full unpickling of old-stack policy files (default: safe mode).
+        mapping: old-stack into new-stack only: ``{old tensor name: new name or None}``
+            or a callable ``old weights -> new weights``, for models the built-in
+            table does not cover (custom models).
 
     Raises:
         CheckpointError and subclasses: nothing in ``algo`` has changed.
     """
     t0 = time.perf_counter()
-    ready, previous, report = plan(algo, checkpoint, policies, trusted=trusted)
+    ready, previous, report = plan(algo, checkpoint, policies, trusted=trusted, mapping=mapping)
     backend = backend_for(algo)
     try:
         backend.set_and_sync(ready)

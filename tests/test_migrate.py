@@ -1,0 +1,344 @@
+"""Old-stack policies into new-stack RLModules: the migrated module computes what the old policy did.
+
+The proof is behavioural: on 1,000 random observations the old policy's action-distribution
+inputs and value predictions equal the new module's (torch -> torch within 1e-5, tf2 -> torch
+within 1e-4). Tests with ``stack="old"`` run in the torch-old and tf2-old cells, so the
+source policies are torch or tf2 as the cell says; the target is always new-stack torch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from builders import assert_same, framework_for_cell, live_weights, ppo_config
+
+from rllib_ext import PPOPartialConfig
+from rllib_ext.errors import MigrationError
+from rllib_ext.migrate import convert_policy, migrate
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+N_OBS = 1000
+HIDDENS = (8, 8)
+
+
+def tolerance() -> float:
+    return 1e-4 if framework_for_cell() == "tf2" else 1e-5
+
+
+def old_outputs(policy, obs):
+    """The old policy's action-distribution inputs and value predictions (no exploration)."""
+    _, _, extra = policy.compute_actions(obs, explore=False)
+    return np.array(extra["action_dist_inputs"], copy=True), np.array(extra["vf_preds"], copy=True)
+
+
+def new_outputs(module, obs, values=True):
+    import torch
+
+    batch = {"obs": torch.from_numpy(obs)}
+    with torch.no_grad():
+        logits = module.forward_inference(batch)["action_dist_inputs"].numpy()
+        vf = module.compute_values(batch).numpy() if values else None
+    return np.array(logits, copy=True), (None if vf is None else np.array(vf, copy=True))
+
+
+def max_diffs(want, got):
+    """max |diff| of logits and values; printed, so ``pytest -s`` shows the measured tolerance."""
+    d_logits = float(np.max(np.abs(want[0] - got[0])))
+    d_values = float(np.max(np.abs(want[1] - got[1]))) if got[1] is not None else 0.0
+    print(f"max|Δ| logits {d_logits:.3g}, values {d_values:.3g} ({framework_for_cell()} -> torch)")
+    return d_logits, d_values
+
+
+@pytest.fixture(scope="module")
+def old_run(ray_session, tmp_path_factory):
+    """Old-stack 2-policy PPO checkpoints (trained 1 iteration) and each policy's outputs
+    on the same random observations: ``old_run(share)`` -> (path, obs, {pid: outputs})."""
+    cache = {}
+
+    def get(share: bool, **model):
+        key = (share, repr(sorted(model.items())))
+        if key not in cache:
+            path = str(tmp_path_factory.mktemp(f"old_share{int(share)}"))
+            cfg = ppo_config("old", obs_dims=(4, 4), hiddens=HIDDENS).training(
+                model={"vf_share_layers": share, **model}
+            )
+            algo = cfg.build_algo()
+            try:
+                algo.train()
+                algo.save(path)
+                obs = np.random.default_rng(0).uniform(-1, 1, (N_OBS, 4)).astype(np.float32)
+                outputs = {pid: old_outputs(algo.get_policy(pid), obs) for pid in ("policy_0", "policy_1")}
+            finally:
+                algo.stop()
+            cache[key] = (path, obs, outputs)
+        return cache[key]
+
+    return get
+
+
+@pytest.fixture
+def new_algo(ray_session):
+    built = []
+
+    def make(share: bool, hiddens=HIDDENS):
+        cfg = ppo_config("new", obs_dims=(4, 4), hiddens=hiddens, config_cls=PPOPartialConfig)
+        algo = cfg.rl_module(model_config={"fcnet_hiddens": list(hiddens), "vf_share_layers": share}).build_algo()
+        built.append(algo)
+        return algo
+
+    yield make
+    for algo in built:
+        algo.stop()
+
+
+# ---------------------------------------------------------------- end to end, per cell
+
+
+@pytest.mark.parametrize("share", [False, True], ids=["separate_vf", "shared_vf"])
+@pytest.mark.parametrize("stack", ["old"])
+def test_migrate_module_computes_what_the_old_policy_did(old_run, tmp_path, stack, share):
+    from ray.rllib.core.rl_module.multi_rl_module import MultiRLModule
+    from ray.rllib.core.rl_module.rl_module import RLModule
+
+    path, obs, want = old_run(share)
+    out = tmp_path / "new"
+
+    report = migrate(path, out, policies=["policy_0"])
+
+    assert list(report.converted) == ["policy_0"]
+    assert report.model_configs["policy_0"]["vf_share_layers"] is share
+    multi = MultiRLModule.from_checkpoint(str(out))  # RLlib's own loader
+    assert list(multi.keys()) == ["policy_0"]
+    d_logits, d_values = max_diffs(want["policy_0"], new_outputs(multi["policy_0"], obs))
+    assert d_logits < tolerance() and d_values < tolerance()
+    single = RLModule.from_checkpoint(str(out / "policy_0"))
+    assert max(max_diffs(want["policy_0"], new_outputs(single, obs))) < tolerance()
+    assert not [p for p in os.listdir(tmp_path) if p.startswith(".")], "temporary sibling left behind"
+
+
+@pytest.mark.parametrize("share", [False, True], ids=["separate_vf", "shared_vf"])
+@pytest.mark.parametrize("stack", ["old"])
+def test_restore_old_stack_checkpoint_into_new_stack_algorithm(old_run, new_algo, stack, share):
+    path, obs, want = old_run(share)
+    algo = new_algo(share)
+    before_1 = live_weights(algo, "policy_1")
+    fresh = new_outputs(algo.learner_group._learner.module["policy_0"], obs)
+    assert min(max_diffs(want["policy_0"], fresh)) > 100 * tolerance()  # the comparison can tell them apart
+
+    report = algo.restore(path, policies=["policy_0"])
+
+    assert report.restored == {"policy_0": "policy_0"}
+    assert report.converted_from == f"old-API-stack {framework_for_cell()}"
+    learner_module = algo.learner_group._learner.module["policy_0"]
+    assert max(max_diffs(want["policy_0"], new_outputs(learner_module, obs))) < tolerance()
+    runner_module = algo.env_runner.module["policy_0"]  # inference-only copy: logits only
+    d_logits, _ = max_diffs(want["policy_0"], new_outputs(runner_module, obs, values=False))
+    assert d_logits < tolerance()
+    assert_same(live_weights(algo, "policy_1"), before_1, "untouched policy_1")
+    algo.train()  # the converted module trains
+
+
+@pytest.mark.parametrize("stack", ["old"])
+def test_restore_old_stack_refuses_other_hidden_sizes_and_changes_nothing(old_run, new_algo, stack):
+    path, _, _ = old_run(False)
+    algo = new_algo(False, hiddens=(16,))
+    before = live_weights(algo, "policy_0")
+
+    with pytest.raises(MigrationError) as err:
+        algo.restore(path, policies=["policy_0"])
+
+    assert str(err.value).startswith(
+        "policy 'policy_0': the checkpoint's model has fcnet_hiddens=[8, 8], fcnet_activation='tanh', "
+        "vf_share_layers=False but the algorithm's module has fcnet_hiddens=[16], fcnet_activation='tanh', "
+        "vf_share_layers=False; configure the new stack with the checkpoint's values"
+    )
+    assert_same(live_weights(algo, "policy_0"), before, "policy_0 after the refused restore")
+
+
+@pytest.mark.parametrize("stack", ["old"])
+def test_migrate_unsupported_model_lists_tensors_and_writes_nothing(old_run, tmp_path, stack):
+    # post_fcnet_hiddens: still RLlib's FullyConnectedNetwork, but not a shape the table knows.
+    path, _, _ = old_run(False, post_fcnet_hiddens=[8])
+    out = tmp_path / "new"
+
+    with pytest.raises(MigrationError) as err:
+        migrate(path, out, policies=["policy_0"])
+
+    msg = str(err.value)
+    assert msg.startswith(
+        "policy 'policy_0': cannot map the old-stack model onto the new DefaultPPOTorchRLModule "
+        "(post_fcnet_hiddens=[8]); pass mapping="
+    )
+    first = "0 (4, 8)" if framework_for_cell() == "tf2" else "_hidden_layers.0._model.0.weight (8, 4)"
+    assert f"source tensors with no mapped target: " in msg and first in msg
+    assert "target tensors left unset: encoder.actor_encoder.net.mlp.0.weight (8, 4)" in msg
+    assert "log_std_clip_param_const" not in msg  # constants are kept, never asked for
+    assert not out.exists()
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("stack", ["old"])
+def test_migrate_with_user_mapping_computes_what_the_old_policy_did(old_run, tmp_path, stack):
+    from ray.rllib.core.rl_module.multi_rl_module import MultiRLModule
+
+    # fcnet_hiddens=[8] + post_fcnet_hiddens=[8] is, layer by layer, fcnet_hiddens=[8, 8].
+    path, obs, want = old_run(False, fcnet_hiddens=[8], post_fcnet_hiddens=[8])
+    if framework_for_cell() == "tf2":
+        # Keras order: fc_1, fc_value_1, fc_2 (the post layer), fc_value_2, fc_out, value_out.
+        layers = ["actor_encoder.net.mlp.0", "critic_encoder.net.mlp.0", "actor_encoder.net.mlp.2",
+                  "critic_encoder.net.mlp.2", "pi", "vf"]
+
+        def mapping(w):
+            out = {}
+            for k, layer in enumerate(layers):
+                prefix = f"{layer}.net.mlp.0" if layer in ("pi", "vf") else f"encoder.{layer}"
+                out[f"{prefix}.weight"] = w[str(2 * k)].T
+                out[f"{prefix}.bias"] = w[str(2 * k + 1)]
+            return out
+    else:
+        mapping = {
+            "_hidden_layers.0._model.0.weight": "encoder.actor_encoder.net.mlp.0.weight",
+            "_hidden_layers.0._model.0.bias": "encoder.actor_encoder.net.mlp.0.bias",
+            "_hidden_layers.1._model.0.weight": "encoder.actor_encoder.net.mlp.2.weight",
+            "_hidden_layers.1._model.0.bias": "encoder.actor_encoder.net.mlp.2.bias",
+            "_value_branch_separate.0._model.0.weight": "encoder.critic_encoder.net.mlp.0.weight",
+            "_value_branch_separate.0._model.0.bias": "encoder.critic_encoder.net.mlp.0.bias",
+            "_value_branch_separate.1._model.0.weight": "encoder.critic_encoder.net.mlp.2.weight",
+            "_value_branch_separate.1._model.0.bias": "encoder.critic_encoder.net.mlp.2.bias",
+            "_logits._model.0.weight": "pi.net.mlp.0.weight",
+            "_logits._model.0.bias": "pi.net.mlp.0.bias",
+            "_value_branch._model.0.weight": "vf.net.mlp.0.weight",
+            "_value_branch._model.0.bias": "vf.net.mlp.0.bias",
+        }
+    out = tmp_path / "new"
+
+    migrate(path, out, policies=["policy_0"], mapping=mapping, model_config={"fcnet_hiddens": [8, 8]})
+
+    module = MultiRLModule.from_checkpoint(str(out))["policy_0"]
+    assert max(max_diffs(want["policy_0"], new_outputs(module, obs))) < tolerance()
+
+
+@pytest.mark.parametrize("stack", ["old"])
+def test_cli_migrate_writes_a_checkpoint_and_exits_1_on_unsupported(old_run, tmp_path, stack):
+    path, _, _ = old_run(True)
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    cmd = [sys.executable, "-m", "rllib_ext.cli", "migrate", path]
+
+    ok = subprocess.run(cmd + ["--out", str(tmp_path / "new"), "--policies", "policy_1", "--json"],
+                        capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
+
+    assert ok.returncode == 0, ok.stderr[-3000:]
+    assert list(json.loads(ok.stdout)["converted"]) == ["policy_1"]
+    assert sorted(os.listdir(tmp_path / "new")) == ["class_and_ctor_args.pkl", "metadata.json", "module_state.pkl", "policy_1"]
+
+    bad_path, _, _ = old_run(False, post_fcnet_hiddens=[8])
+    bad = subprocess.run(cmd[:-1] + [bad_path, "--out", str(tmp_path / "bad")],
+                         capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
+
+    assert bad.returncode == 1
+    last = bad.stderr.strip().splitlines()[-1]  # RLlib may log a deprecation warning first
+    assert re.match(r"rllib-ext: error: policy 'policy_\d': cannot map the old-stack model", last), bad.stderr[-2000:]
+    assert not (tmp_path / "bad").exists()
+
+
+# ---------------------------------------------------------------- the mapping alone (numpy only)
+
+
+def _torch_fcnet(hiddens=(8, 8), obs=4, n_out=2, share=False, seed=0):
+    rng = np.random.default_rng(seed)
+    w, sizes = {}, [obs] + list(hiddens)
+    branches = [("_hidden_layers", sizes)] + ([] if share else [("_value_branch_separate", sizes)])
+    for prefix, dims in branches:
+        for i in range(len(hiddens)):
+            w[f"{prefix}.{i}._model.0.weight"] = rng.normal(size=(dims[i + 1], dims[i])).astype(np.float32)
+            w[f"{prefix}.{i}._model.0.bias"] = rng.normal(size=dims[i + 1]).astype(np.float32)
+    w["_logits._model.0.weight"] = rng.normal(size=(n_out, hiddens[-1])).astype(np.float32)
+    w["_logits._model.0.bias"] = rng.normal(size=n_out).astype(np.float32)
+    w["_value_branch._model.0.weight"] = rng.normal(size=(1, hiddens[-1])).astype(np.float32)
+    w["_value_branch._model.0.bias"] = rng.normal(size=1).astype(np.float32)
+    return w
+
+
+def _target(share=False):
+    enc = ["encoder.encoder"] if share else ["encoder.actor_encoder", "encoder.critic_encoder"]
+    t = {}
+    for e in enc:
+        t[f"{e}.net.mlp.0.weight"], t[f"{e}.net.mlp.0.bias"] = np.zeros((8, 4), np.float32), np.zeros(8, np.float32)
+        t[f"{e}.net.mlp.2.weight"], t[f"{e}.net.mlp.2.bias"] = np.zeros((8, 8), np.float32), np.zeros(8, np.float32)
+    t["pi.log_std_clip_param_const"] = np.array([20.0], np.float32)
+    t["pi.net.mlp.0.weight"], t["pi.net.mlp.0.bias"] = np.zeros((2, 8), np.float32), np.zeros(2, np.float32)
+    t["vf.log_std_clip_param_const"] = np.array([20.0], np.float32)
+    t["vf.net.mlp.0.weight"], t["vf.net.mlp.0.bias"] = np.zeros((1, 8), np.float32), np.zeros(1, np.float32)
+    return t
+
+
+OLD_MC = {"fcnet_hiddens": [8, 8], "fcnet_activation": "tanh", "vf_share_layers": False}
+
+
+def test_convert_torch_fcnet_takes_every_tensor_and_keeps_constants():
+    src = _torch_fcnet()
+    out = convert_policy("policy 'p'", src, _target(), OLD_MC, OLD_MC)
+    assert list(out) == list(_target())
+    np.testing.assert_array_equal(out["encoder.critic_encoder.net.mlp.2.weight"], src["_value_branch_separate.1._model.0.weight"])
+    np.testing.assert_array_equal(out["pi.net.mlp.0.bias"], src["_logits._model.0.bias"])
+    np.testing.assert_array_equal(out["pi.log_std_clip_param_const"], [20.0])
+
+
+def test_convert_tf2_positions_in_keras_order_transposed():
+    t = _torch_fcnet(share=True)
+    order = ["_hidden_layers.0", "_hidden_layers.1", "_logits", "_value_branch"]
+    src = {}
+    for k, layer in enumerate(order):
+        src[str(2 * k)] = t[f"{layer}._model.0.weight"].T.copy()
+        src[str(2 * k + 1)] = t[f"{layer}._model.0.bias"]
+    mc = dict(OLD_MC, vf_share_layers=True)
+    out = convert_policy("policy 'p'", src, _target(share=True), mc, mc)
+    np.testing.assert_array_equal(out["encoder.encoder.net.mlp.2.weight"], t["_hidden_layers.1._model.0.weight"])
+    np.testing.assert_array_equal(out["vf.net.mlp.0.weight"], t["_value_branch._model.0.weight"])
+
+
+def test_convert_other_activation_names_both_configs():
+    with pytest.raises(MigrationError, match=re.escape(
+        "policy 'p': the checkpoint's model has fcnet_hiddens=[8, 8], fcnet_activation='relu', vf_share_layers=False "
+        "but the algorithm's module has fcnet_hiddens=[8, 8], fcnet_activation='tanh', vf_share_layers=False"
+    )):
+        convert_policy("policy 'p'", _torch_fcnet(), _target(), dict(OLD_MC, fcnet_activation="relu"), OLD_MC,
+                       target_name="the algorithm's module")
+
+
+def test_convert_custom_model_without_mapping_lists_both_sides():
+    src = {"trunk.weight": np.zeros((8, 4), np.float32), "head.weight": np.zeros((2, 8), np.float32)}
+    with pytest.raises(MigrationError) as err:
+        convert_policy("policy 'p'", src, _target(), dict(OLD_MC, custom_model="my_model"), OLD_MC)
+    assert str(err.value) == (
+        "policy 'p': cannot map the old-stack model onto the target module (custom_model 'my_model'); "
+        "pass mapping={old name: new name} or a callable (old weights -> new weights). "
+        "source tensors with no mapped target: trunk.weight (8, 4), head.weight (2, 8); "
+        "target tensors left unset: " + ", ".join(
+            f"{n} {v.shape}" for n, v in _target().items() if not n.endswith("log_std_clip_param_const"))
+    )
+
+
+def test_convert_dict_mapping_partial_lists_what_is_left():
+    src = _torch_fcnet()
+    mapping = {"_logits._model.0.weight": "pi.net.mlp.0.weight", "_logits._model.0.bias": "pi.net.mlp.0.bias"}
+    mapping.update({n: None for n in src if n.startswith("_value_branch")})  # dropped on purpose
+    with pytest.raises(MigrationError, match=re.escape(
+        "source tensors with no mapped target: _hidden_layers.0._model.0.weight (8, 4), "
+        "_hidden_layers.0._model.0.bias (8,), _hidden_layers.1._model.0.weight (8, 8), "
+        "_hidden_layers.1._model.0.bias (8,); target tensors left unset: encoder.actor_encoder.net.mlp.0.weight"
+    )):
+        convert_policy("policy 'p'", src, _target(), None, None, mapping=mapping)
+
+
+def test_migrate_module_imports_no_framework():
+    code = "import sys, rllib_ext.migrate, rllib_ext.restore; print(sorted(m for m in ('ray', 'torch', 'tensorflow') if m in sys.modules))"
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=ROOT))
+    assert res.stdout.strip() == "[]", res.stderr
