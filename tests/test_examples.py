@@ -31,3 +31,16 @@ def test_restore_one_of_n_demo_prints_the_table(tmp_path, stack):
     assert (restored, frozen) == ("no", "no") and float(vs_old) > 0 and float(in_run) > 0
     _, restored, frozen, vs_old, in_run, _ = rows["newcomer"]
     assert (restored, frozen, vs_old) == ("no", "no", "n/a (new id)") and float(in_run) > 0
+
+
+@pytest.mark.slow
+def test_serve_one_policy_client_acts_with_restored_weights_then_trains(tmp_path):
+    res = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "examples", "serve_one_policy.py"), "--iters", "1"],
+        capture_output=True, text=True, timeout=600, cwd=str(tmp_path),
+    )
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert re.search(r"equal local inference: True \(20/20; distinct actions: 2\)", res.stdout), res.stdout
+    moved = float(re.search(r"max\|Δ\| vs the checkpoint = ([\d.]+)", res.stdout).group(1))
+    assert moved > 0
+    assert res.stdout.rstrip().endswith("OK")
