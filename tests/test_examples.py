@@ -44,3 +44,21 @@ def test_serve_one_policy_client_acts_with_restored_weights_then_trains(tmp_path
     moved = float(re.search(r"max\|Δ\| vs the checkpoint = ([\d.]+)", res.stdout).group(1))
     assert moved > 0
     assert res.stdout.rstrip().endswith("OK")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stack", ["old"])
+def test_migrate_tf2_policy_example_matches_and_trains(tmp_path, stack):
+    from builders import framework_for_cell
+
+    res = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "examples", "migrate_tf2_policy.py"),
+         "--framework", framework_for_cell(), "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=600, cwd=str(tmp_path),
+        env=dict(os.environ, PYTHONPATH=ROOT),
+    )
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    m = re.search(r"^\[4\] on 1000 observations: max\|Δ\| logits (\S+), values (\S+)$", res.stdout, re.M)
+    assert m and float(m.group(1)) < 1e-4 and float(m.group(2)) < 1e-4, res.stdout
+    assert "converted from old-API-stack" in res.stdout and "new-stack training iteration 1 done" in res.stdout
+    assert os.path.isfile(os.path.join(tmp_path, "new_modules", "policy_0", "module_state.pkl"))
