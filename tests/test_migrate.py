@@ -101,6 +101,39 @@ def new_algo(ray_session):
 # ---------------------------------------------------------------- end to end, per cell
 
 
+def post_fcnet_mapping():
+    """A user's mapping for fcnet_hiddens=[8] + post_fcnet_hiddens=[8] onto fcnet_hiddens=[8, 8]:
+    a dict of names for torch, a callable (it transposes kernels) for tf2's positional list."""
+    if framework_for_cell() == "tf2":
+        # Keras order: fc_1, fc_value_1, fc_2 (the post layer), fc_value_2, fc_out, value_out.
+        layers = ["actor_encoder.net.mlp.0", "critic_encoder.net.mlp.0", "actor_encoder.net.mlp.2",
+                  "critic_encoder.net.mlp.2", "pi", "vf"]
+
+        def mapping(w):
+            out = {}
+            for k, layer in enumerate(layers):
+                prefix = f"{layer}.net.mlp.0" if layer in ("pi", "vf") else f"encoder.{layer}"
+                out[f"{prefix}.weight"] = w[str(2 * k)].T
+                out[f"{prefix}.bias"] = w[str(2 * k + 1)]
+            return out
+    else:
+        mapping = {
+            "_hidden_layers.0._model.0.weight": "encoder.actor_encoder.net.mlp.0.weight",
+            "_hidden_layers.0._model.0.bias": "encoder.actor_encoder.net.mlp.0.bias",
+            "_hidden_layers.1._model.0.weight": "encoder.actor_encoder.net.mlp.2.weight",
+            "_hidden_layers.1._model.0.bias": "encoder.actor_encoder.net.mlp.2.bias",
+            "_value_branch_separate.0._model.0.weight": "encoder.critic_encoder.net.mlp.0.weight",
+            "_value_branch_separate.0._model.0.bias": "encoder.critic_encoder.net.mlp.0.bias",
+            "_value_branch_separate.1._model.0.weight": "encoder.critic_encoder.net.mlp.2.weight",
+            "_value_branch_separate.1._model.0.bias": "encoder.critic_encoder.net.mlp.2.bias",
+            "_logits._model.0.weight": "pi.net.mlp.0.weight",
+            "_logits._model.0.bias": "pi.net.mlp.0.bias",
+            "_value_branch._model.0.weight": "vf.net.mlp.0.weight",
+            "_value_branch._model.0.bias": "vf.net.mlp.0.bias",
+        }
+    return mapping
+
+
 @pytest.mark.parametrize("share", [False, True], ids=["separate_vf", "shared_vf"])
 @pytest.mark.parametrize("stack", ["old"])
 def test_migrate_module_computes_what_the_old_policy_did(old_run, tmp_path, stack, share):
@@ -190,39 +223,57 @@ def test_migrate_with_user_mapping_computes_what_the_old_policy_did(old_run, tmp
 
     # fcnet_hiddens=[8] + post_fcnet_hiddens=[8] is, layer by layer, fcnet_hiddens=[8, 8].
     path, obs, want = old_run(False, fcnet_hiddens=[8], post_fcnet_hiddens=[8])
-    if framework_for_cell() == "tf2":
-        # Keras order: fc_1, fc_value_1, fc_2 (the post layer), fc_value_2, fc_out, value_out.
-        layers = ["actor_encoder.net.mlp.0", "critic_encoder.net.mlp.0", "actor_encoder.net.mlp.2",
-                  "critic_encoder.net.mlp.2", "pi", "vf"]
-
-        def mapping(w):
-            out = {}
-            for k, layer in enumerate(layers):
-                prefix = f"{layer}.net.mlp.0" if layer in ("pi", "vf") else f"encoder.{layer}"
-                out[f"{prefix}.weight"] = w[str(2 * k)].T
-                out[f"{prefix}.bias"] = w[str(2 * k + 1)]
-            return out
-    else:
-        mapping = {
-            "_hidden_layers.0._model.0.weight": "encoder.actor_encoder.net.mlp.0.weight",
-            "_hidden_layers.0._model.0.bias": "encoder.actor_encoder.net.mlp.0.bias",
-            "_hidden_layers.1._model.0.weight": "encoder.actor_encoder.net.mlp.2.weight",
-            "_hidden_layers.1._model.0.bias": "encoder.actor_encoder.net.mlp.2.bias",
-            "_value_branch_separate.0._model.0.weight": "encoder.critic_encoder.net.mlp.0.weight",
-            "_value_branch_separate.0._model.0.bias": "encoder.critic_encoder.net.mlp.0.bias",
-            "_value_branch_separate.1._model.0.weight": "encoder.critic_encoder.net.mlp.2.weight",
-            "_value_branch_separate.1._model.0.bias": "encoder.critic_encoder.net.mlp.2.bias",
-            "_logits._model.0.weight": "pi.net.mlp.0.weight",
-            "_logits._model.0.bias": "pi.net.mlp.0.bias",
-            "_value_branch._model.0.weight": "vf.net.mlp.0.weight",
-            "_value_branch._model.0.bias": "vf.net.mlp.0.bias",
-        }
+    mapping = post_fcnet_mapping()
     out = tmp_path / "new"
 
     migrate(path, out, policies=["policy_0"], mapping=mapping, model_config={"fcnet_hiddens": [8, 8]})
 
     module = MultiRLModule.from_checkpoint(str(out))["policy_0"]
     assert max(max_diffs(want["policy_0"], new_outputs(module, obs))) < tolerance()
+
+
+@pytest.mark.parametrize("stack", ["old"])
+def test_restore_custom_model_with_user_mapping_into_new_stack_algorithm(old_run, new_algo, stack):
+    from rllib_ext.restore import restore_policies
+
+    path, obs, want = old_run(False, fcnet_hiddens=[8], post_fcnet_hiddens=[8])
+    algo = new_algo(False)
+    before = live_weights(algo, "policy_0")
+
+    with pytest.raises(MigrationError, match=r"^policy 'policy_0': cannot map .* \(post_fcnet_hiddens=\[8\]\)"):
+        algo.restore(path, policies=["policy_0"])
+    assert_same(live_weights(algo, "policy_0"), before, "policy_0 after the refused restore")
+
+    # algo.restore(..., mapping=...) once algorithms.py passes it through; the library call:
+    report = restore_policies(algo, path, ["policy_0"], mapping=post_fcnet_mapping())
+
+    assert report.restored == {"policy_0": "policy_0"}
+    module = algo.learner_group._learner.module["policy_0"]
+    assert max(max_diffs(want["policy_0"], new_outputs(module, obs))) < tolerance()
+
+
+@pytest.mark.parametrize("stack", ["old"])
+def test_restore_new_stack_checkpoint_into_old_stack_algorithm_is_refused(old_run, ray_session, tmp_path, stack):
+    from rllib_ext.errors import CheckpointError
+    from rllib_ext.restore import restore_policies
+
+    path, _, _ = old_run(False)
+    migrate(path, tmp_path / "new")
+    algo = ppo_config("old", obs_dims=(4, 4), hiddens=HIDDENS, config_cls=PPOPartialConfig).build_algo()
+    try:
+        before = live_weights(algo, "policy_0")
+        with pytest.raises(CheckpointError, match=re.escape(
+            f"{tmp_path / 'new'}: a new-API-stack checkpoint cannot be restored into an old-API-stack "
+            "algorithm: tensor names differ (conversion only goes old -> new stack)"
+        )):
+            algo.restore(str(tmp_path / "new"), policies=["policy_0"])
+        with pytest.raises(ValueError, match=re.escape(
+            "mapping= converts old-stack checkpoints for new-stack algorithms; here both are on the old API stack"
+        )):
+            restore_policies(algo, path, ["policy_0"], mapping={})
+        assert_same(live_weights(algo, "policy_0"), before, "policy_0 after the refused restores")
+    finally:
+        algo.stop()
 
 
 @pytest.mark.parametrize("stack", ["old"])
