@@ -143,3 +143,39 @@ def test_config_lightweight_after_restore_policies_then_save_policy(ckpts, tmp_p
         algo.stop()
     loaded = rllib_ext.load_policy(out)
     assert_same(loaded.weights, saved["policy_0"], "saved hero")
+
+
+def test_lightweight_saves_a_checkpoint_rllib_reads(ckpts, tmp_path):
+    import rllib_ext
+
+    path, saved = ckpts("new")
+    algo = PPOPartial.from_checkpoint(path, lightweight=True, policies=["policy_2"])
+    try:
+        algo.save(str(tmp_path / "light"))
+    finally:
+        algo.stop()
+    assert rllib_ext.policy_ids(str(tmp_path / "light")) == ["policy_2"]
+    assert_same(rllib_ext.read_weights(str(tmp_path / "light"), "policy_2"), saved["policy_2"], "saved")
+
+
+@pytest.mark.slow
+def test_lightweight_without_a_cluster_starts_one_and_reserves_no_cpu(ckpts):
+    import subprocess
+    import sys
+
+    path, _ = ckpts("new")
+    code = (
+        "import numpy as np, ray\n"
+        "from rllib_ext import PPOPartial\n"
+        "assert not ray.is_initialized()\n"
+        f"algo = PPOPartial.from_checkpoint({path!r}, lightweight=True, policies=['policy_0'])\n"
+        "algo.act(np.zeros(4, np.float32), policy_id='policy_0')\n"
+        "total, free = ray.cluster_resources()['CPU'], ray.available_resources()['CPU']\n"
+        "print('CPUS', total, free)\n"
+        "algo.stop()\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "RAY_ADDRESS": ""})
+    assert res.returncode == 0, res.stderr[-3000:]
+    total, free = map(float, res.stdout.split("CPUS", 1)[1].split())
+    assert total > 0 and free == total
