@@ -323,10 +323,9 @@ def plan(
             "mapping= converts old-stack checkpoints for new-stack algorithms; "
             f"here both are on the {layout.stack.value} API stack"
         )
-    mapping_ = selection  # {source id: target id}
     backend = backend_for(algo)
     algo_ids = backend.ids()
-    for src, tgt in mapping_.items():
+    for src, tgt in selection.items():
         if src not in available:
             raise not_found("policy", src, path, available)
         if tgt not in algo_ids:
@@ -334,12 +333,12 @@ def plan(
     # Copies: a local torch learner hands out views that later optimizer steps rewrite.
     current = {
         pid: {n: np.array(v, copy=True) for n, v in w.items()}
-        for pid, w in backend.get_weights(list(mapping_.values())).items()
+        for pid, w in backend.get_weights(list(selection.values())).items()
     }
-    target_configs = backend.model_configs(list(mapping_.values())) if convert else {}
+    target_configs = backend.model_configs(list(selection.values())) if convert else {}
     ready: Dict[str, Weights] = {}
     frameworks = set()
-    for src, tgt in mapping_.items():
+    for src, tgt in selection.items():
         label = f"policy {src!r}" if src == tgt else f"policy {src!r} -> {tgt!r}"
         if convert:
             view, source = load_policy(path, src, trusted=trusted)
@@ -360,8 +359,8 @@ def plan(
         ready[tgt] = check_tensors(label, source, current[tgt])
     report = PartialRestoreReport(
         checkpoint=path,
-        restored={t: s for s, t in mapping_.items()},
-        skipped=[p for p in available if p not in mapping_],
+        restored={t: s for s, t in selection.items()},
+        skipped=[p for p in available if p not in selection],
         converted_from=f"old-API-stack {'/'.join(sorted(frameworks))}" if convert else None,
     )
     return ready, current, report
