@@ -28,12 +28,14 @@ from .checkpoint import (
 from .errors import (
     CheckpointError,
     CheckpointFormatError,
+    MigrationError,
     MissingDependencyError,
     NotACheckpointError,
     PolicyNotFoundError,
     ShapeMismatchError,
     UnsafePickleError,
 )
+from .migrate import MigrateReport, migrate  # numpy-only at import; eager so rllib_ext.migrate is the function
 
 # Names served by rllib_ext.algorithms (imports Ray; loaded on first use).
 _ALGORITHM_NAMES = {
@@ -68,6 +70,9 @@ __all__ = sorted(
         "export_npz",
         "export_torch_state_dict",
         "MissingDependencyError",
+        "migrate",
+        "MigrateReport",
+        "MigrationError",
         "CheckpointError",
         "CheckpointFormatError",
         "NotACheckpointError",

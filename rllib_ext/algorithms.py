@@ -28,6 +28,7 @@ from . import policy_io
 from . import restore as _restore
 from .checkpoint import reader
 from .errors import not_found
+from .migrate import NameMapping
 from .restore import PartialRestoreReport, PolicySelection
 
 logger = logging.getLogger(__name__)
@@ -173,6 +174,7 @@ class _PartialAlgorithmMixin:
         *,
         freeze: bool = False,
         trusted: bool = False,
+        mapping: Optional[NameMapping] = None,
     ) -> Optional[PartialRestoreReport]:
         """RLlib's restore, or, with ``policies=``, a partial restore synced everywhere.
 
@@ -182,6 +184,10 @@ class _PartialAlgorithmMixin:
                 everything exactly as RLlib does.
             freeze: with ``policies=``, stop training the restored ids.
             trusted: with ``policies=``, fully unpickle old-stack policy files.
+            mapping: with ``policies=``, an old-stack checkpoint into this new-stack
+                algorithm: ``{old tensor name: new name or None}`` or a callable
+                ``old weights -> new weights`` for models the built-in table does not
+                cover (see :mod:`rllib_ext.migrate`).
 
         Returns:
             A :class:`PartialRestoreReport` for a partial restore, else None.
@@ -189,9 +195,11 @@ class _PartialAlgorithmMixin:
         if policies is None:
             if freeze:
                 raise ValueError("freeze=True needs policies=[...] (which policies to freeze?)")
+            if mapping is not None:
+                raise ValueError("mapping= needs policies=[...] (which policies to convert?)")
             return super().restore(_absolute_checkpoint(checkpoint_path))  # type: ignore[misc]
         report = _restore.restore_policies(
-            self, _local_path(checkpoint_path), policies, freeze=freeze, trusted=trusted
+            self, _local_path(checkpoint_path), policies, freeze=freeze, trusted=trusted, mapping=mapping
         )
         self.partial_restore_reports.append(report)
         return report

@@ -45,8 +45,6 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
-import shutil
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
@@ -202,7 +200,7 @@ def convert_policy(
 
     Returns:
         ``{target name: array}`` for every target tensor, in the target's order.
-        Shapes and dtypes are left to the caller's tensor check (``restore.check_tensors``).
+        Shapes and dtypes are left to the caller's tensor check (``checkpoint.tensors.check_tensors``).
 
     Raises:
         MigrationError: the models do not agree, or tensors stay unmapped (both listed).
@@ -387,7 +385,8 @@ def migrate(
     from .checkpoint import format as fmt
     from .checkpoint.inspect import load_policy
     from .checkpoint.reader import open_checkpoint, policy_ids, read_weights
-    from .restore import check_tensors, resolve_path
+    from .checkpoint.tensors import check_tensors
+    from .restore import resolve_path
 
     path = resolve_path(checkpoint)
     _, layout = open_checkpoint(path)
@@ -458,24 +457,16 @@ def migrate(
         multi[pid].set_state(state)
 
     # 2. Let RLlib write its own checkpoint into a temporary sibling; check; rename.
-    from .checkpoint.policy_file import _fsync_dir, _swap_into_place
+    from .checkpoint.policy_file import write_dir_atomically
 
-    parent, name = os.path.split(final)
-    os.makedirs(parent, exist_ok=True)
-    tmp = os.path.join(parent, f".{name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
-    try:
+    def fill(tmp: str) -> None:
         multi.save_to_path(tmp)
         for pid, state in ready.items():
             back = read_weights(tmp, pid)
             if sorted(back) != sorted(state) or any(not np.array_equal(back[n], state[n]) for n in state):
                 raise CheckpointError(f"{tmp}: policy {pid!r} reads back different from what was set; nothing written")
-        for dirpath, _, _ in os.walk(tmp):
-            _fsync_dir(dirpath)
-        _swap_into_place(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    _fsync_dir(parent)
+
+    write_dir_atomically(final, fill)
     return report
 
 

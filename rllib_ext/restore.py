@@ -23,8 +23,9 @@ import numpy as np
 
 from .checkpoint import reader
 from .checkpoint import format as fmt
+from .checkpoint.tensors import check_tensors
 from .checkpoint.inspect import load_policy
-from .errors import CheckpointError, ShapeMismatchError, not_found
+from .errors import CheckpointError, not_found
 from .migrate import NameMapping, convert_policy
 
 Weights = Dict[str, np.ndarray]
@@ -254,37 +255,6 @@ def backend_for(algo: Any) -> _Backend:
 
 
 # ---------------------------------------------------------------- plan / apply
-
-
-def check_tensors(label: str, source: Weights, target: Weights) -> Weights:
-    """Return ``source`` cast to the target dtypes, or raise naming every mismatch.
-
-    ``label`` starts every message, e.g. ``policy 'a'`` or ``policy 'a' -> 'b'``.
-    """
-    missing = [n for n in target if n not in source]
-    unexpected = [n for n in source if n not in target]
-    if missing or unexpected:
-        raise ShapeMismatchError(
-            f"{label}: tensor names differ between checkpoint and algorithm; "
-            f"missing in the checkpoint: {', '.join(missing) or '-'}; "
-            f"only in the checkpoint: {', '.join(unexpected) or '-'}"
-        )
-    out: Weights = {}
-    for name, tgt in target.items():
-        src = source[name]
-        if tuple(src.shape) != tuple(np.shape(tgt)):
-            raise ShapeMismatchError(
-                f"{label}: tensor {name!r} is {tuple(src.shape)} in the checkpoint "
-                f"but {tuple(np.shape(tgt))} in the algorithm"
-            )
-        tgt_dtype = np.asarray(tgt).dtype
-        if not np.can_cast(src.dtype, tgt_dtype, casting="same_kind"):
-            raise ShapeMismatchError(
-                f"{label}: tensor {name!r} is {src.dtype} in the checkpoint "
-                f"but {tgt_dtype} in the algorithm"
-            )
-        out[name] = np.ascontiguousarray(src, dtype=tgt_dtype)
-    return out
 
 
 def plan(

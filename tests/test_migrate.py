@@ -234,8 +234,6 @@ def test_migrate_with_user_mapping_computes_what_the_old_policy_did(old_run, tmp
 
 @pytest.mark.parametrize("stack", ["old"])
 def test_restore_custom_model_with_user_mapping_into_new_stack_algorithm(old_run, new_algo, stack):
-    from rllib_ext.restore import restore_policies
-
     path, obs, want = old_run(False, fcnet_hiddens=[8], post_fcnet_hiddens=[8])
     algo = new_algo(False)
     before = live_weights(algo, "policy_0")
@@ -244,8 +242,7 @@ def test_restore_custom_model_with_user_mapping_into_new_stack_algorithm(old_run
         algo.restore(path, policies=["policy_0"])
     assert_same(live_weights(algo, "policy_0"), before, "policy_0 after the refused restore")
 
-    # algo.restore(..., mapping=...) once algorithms.py passes it through; the library call:
-    report = restore_policies(algo, path, ["policy_0"], mapping=post_fcnet_mapping())
+    report = algo.restore(path, policies=["policy_0"], mapping=post_fcnet_mapping())
 
     assert report.restored == {"policy_0": "policy_0"}
     module = algo.learner_group._learner.module["policy_0"]

@@ -41,7 +41,6 @@ import json
 import os
 import pickle
 import pickletools
-import secrets
 import shutil
 import time
 from collections import OrderedDict
@@ -56,6 +55,7 @@ from . import safe_pickle
 from .inspect import PolicyView, load_policy
 from .reader import Weights, _extract_weights, _ids, decode_file, open_checkpoint
 from .storage import CheckpointDir
+from .tensors import check_tensors
 
 LEARNER_STATE = "learner_group/learner/state.pkl"
 
@@ -161,7 +161,7 @@ def merge_checkpoints(
         _check_policy(label, bview.policies[target], sview.policies[resolved_id])
         base_rel = fmt.weights_file(base_ckpt, layout, target)
         if layout.stack is fmt.Stack.NEW:
-            ready = check_tensors(label, src_weights, base_weights)
+            ready = check_tensors(label, src_weights, base_weights, target_name="base")
             files[base_rel] = pickle.dumps(OrderedDict(ready), protocol=5)
             if src_layout.kind is fmt.Kind.ALGORITHM and src_ckpt.exists(LEARNER_STATE):
                 optimizer_sources[target] = (src_ckpt, src_layout, resolved_id)
@@ -217,33 +217,6 @@ def _normalize_takes(takes: Sequence[Take]) -> "OrderedDict[str, Tuple[str, Opti
             raise ValueError(f"policy {target!r} is taken twice")
         plan[str(target)] = (os.fspath(source), None if source_id is None else str(source_id))
     return plan
-
-
-def check_tensors(label: str, source: Weights, base: Weights) -> Weights:
-    """Return ``source`` in the base's key order and dtypes, or raise naming the mismatch.
-
-    Raises:
-        ShapeMismatchError: names, shapes or dtype kinds differ.
-    """
-    missing = [n for n in base if n not in source]
-    unexpected = [n for n in source if n not in base]
-    if missing or unexpected:
-        raise ShapeMismatchError(
-            f"{label}: tensor names differ between checkpoint and base; "
-            f"missing in the checkpoint: {', '.join(missing) or '-'}; "
-            f"only in the checkpoint: {', '.join(unexpected) or '-'}"
-        )
-    out: Weights = OrderedDict()
-    for name, tgt in base.items():
-        src = source[name]
-        if tuple(src.shape) != tuple(tgt.shape):
-            raise ShapeMismatchError(
-                f"{label}: tensor {name!r} is {tuple(src.shape)} in the checkpoint but {tuple(tgt.shape)} in the base"
-            )
-        if not np.can_cast(src.dtype, tgt.dtype, casting="same_kind"):
-            raise ShapeMismatchError(f"{label}: tensor {name!r} is {src.dtype} in the checkpoint but {tgt.dtype} in the base")
-        out[name] = np.ascontiguousarray(src, dtype=tgt.dtype)
-    return out
 
 
 def _check_policy(label: str, b: PolicyView, s: PolicyView) -> None:
@@ -460,7 +433,7 @@ def patch_policy_state(ckpt: CheckpointDir, rel: str, label: str, source: Weight
         used.add(at.buf.index)
         slots[str(name)] = at
     base_like = OrderedDict((n, np.empty(at.shape, at.dtype)) for n, at in slots.items())
-    ready = check_tensors(label, source, base_like)
+    ready = check_tensors(label, source, base_like, target_name="base")
     out = bytearray(data)
     for name, at in slots.items():
         start = offsets[at.buf.index]
@@ -495,21 +468,13 @@ def _rewrite_metadata(base: CheckpointDir, final: str) -> Optional[bytes]:
 
 def _write_tree(base: str, final: str, files: Mapping[str, bytes]) -> None:
     """Copy ``base`` to a temporary sibling of ``final``, overwrite ``files``, rename into place."""
-    from .policy_file import _fsync_dir, _swap_into_place, _write_synced
+    from .policy_file import _write_synced, write_dir_atomically
 
-    parent, name = os.path.split(final)
-    os.makedirs(parent, exist_ok=True)
-    tmp = os.path.join(parent, f".{name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
-    try:
+    def fill(tmp: str) -> None:
         shutil.copytree(base, tmp, symlinks=False)
         for rel, content in files.items():
             path = os.path.join(tmp, rel)
             os.unlink(path)  # never write through a hard link or into the base
             _write_synced(path, content)
-        for dirpath, _, _ in os.walk(tmp):
-            _fsync_dir(dirpath)
-        _swap_into_place(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    _fsync_dir(parent)
+
+    write_dir_atomically(final, fill)

@@ -192,14 +192,33 @@ def write_policy_dir(
             f"{final}: exists and is not an rllib_ext policy directory (no {META_FILE}); "
             "refusing to replace it"
         )
+
+    def fill(tmp: str) -> None:
+        os.mkdir(tmp)
+        _write_synced(os.path.join(tmp, WEIGHTS_FILE), blob)
+        _write_synced(os.path.join(tmp, META_FILE), (json.dumps(doc, indent=2) + "\n").encode("utf-8"))
+
+    return write_dir_atomically(final, fill)
+
+
+def write_dir_atomically(final: str, fill: Any) -> str:
+    """Build a directory in a temporary sibling with ``fill(tmp)``, then put it at ``final``.
+
+    ``fill`` creates ``tmp`` (or copies a tree to it) and writes the files. Then every
+    directory below is fsynced and the result is swapped into place; an existing
+    directory at ``final`` is moved aside only once the new one is complete. On any
+    failure the temporary sibling is removed and ``final`` is as it was.
+
+    Returns:
+        ``final``.
+    """
     parent, name = os.path.split(final)
     os.makedirs(parent, exist_ok=True)
     tmp = os.path.join(parent, f".{name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
-    os.mkdir(tmp)
     try:
-        _write_synced(os.path.join(tmp, WEIGHTS_FILE), blob)
-        _write_synced(os.path.join(tmp, META_FILE), (json.dumps(doc, indent=2) + "\n").encode("utf-8"))
-        _fsync_dir(tmp)
+        fill(tmp)
+        for dirpath, _, _ in os.walk(tmp):
+            _fsync_dir(dirpath)
         _swap_into_place(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

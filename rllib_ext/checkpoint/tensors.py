@@ -1,0 +1,50 @@
+"""Do a policy's tensors fit where they are going? One check for restore and merge."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Dict
+
+import numpy as np
+
+from ..errors import ShapeMismatchError
+
+Weights = Dict[str, np.ndarray]
+
+
+def check_tensors(label: str, source: Weights, target: Weights, target_name: str = "algorithm") -> Weights:
+    """Return ``source`` in the target's key order and dtypes, or raise naming the mismatch.
+
+    Args:
+        label: starts every message, e.g. ``policy 'a'`` or ``policy 'a' -> 'b'``.
+        source: the checkpoint's tensors.
+        target: the tensors they must replace (only names, shapes and dtypes are used).
+        target_name: what the target is, for messages ('algorithm', 'base').
+
+    Raises:
+        ShapeMismatchError: names differ, a shape differs, or a dtype cannot be cast
+            within its kind (float64 -> float32 is fine, bytes -> float32 is not).
+    """
+    missing = [n for n in target if n not in source]
+    unexpected = [n for n in source if n not in target]
+    if missing or unexpected:
+        raise ShapeMismatchError(
+            f"{label}: tensor names differ between checkpoint and {target_name}; "
+            f"missing in the checkpoint: {', '.join(missing) or '-'}; "
+            f"only in the checkpoint: {', '.join(unexpected) or '-'}"
+        )
+    out: Weights = OrderedDict()
+    for name, tgt in target.items():
+        src = source[name]
+        tgt_shape, tgt_dtype = tuple(np.shape(tgt)), np.asarray(tgt).dtype
+        if tuple(src.shape) != tgt_shape:
+            raise ShapeMismatchError(
+                f"{label}: tensor {name!r} is {tuple(src.shape)} in the checkpoint "
+                f"but {tgt_shape} in the {target_name}"
+            )
+        if not np.can_cast(src.dtype, tgt_dtype, casting="same_kind"):
+            raise ShapeMismatchError(
+                f"{label}: tensor {name!r} is {src.dtype} in the checkpoint but {tgt_dtype} in the {target_name}"
+            )
+        out[name] = np.ascontiguousarray(src, dtype=tgt_dtype)
+    return out
