@@ -47,6 +47,8 @@ def test_reader_imports_no_framework(ckpts, stack):
     path, _ = ckpts(stack)
     code = (
         "import sys, rllib_ext\n"
+        f"view = rllib_ext.inspect({path!r})\n"
+        "assert view.policies['policy_1'].observation_space is not None\n"
         f"w = rllib_ext.read_weights({path!r}, 'policy_1')\n"
         "assert w, 'no weights'\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('ray', 'torch', 'tensorflow'))\n"
