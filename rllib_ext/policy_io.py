@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import sys
 from typing import Any, Dict, Mapping, Optional
 
 import numpy as np
@@ -27,7 +28,16 @@ _SAFE_CLASS_PREFIX = "ray.rllib."
 
 
 def _qualname(obj: Any) -> str:
+    """Import path of ``obj``'s class, or of its nearest base that can be imported by name.
+
+    RLlib makes some policy classes on the fly (tf2: ``PPOTF2Policy_traced``); their
+    module does not export them, so ``load_policy`` rebuilds the named base instead.
+    """
     cls = obj if isinstance(obj, type) else type(obj)
+    for c in cls.__mro__:
+        module = sys.modules.get(c.__module__)
+        if module is not None and getattr(module, c.__qualname__, None) is c:
+            return f"{c.__module__}.{c.__qualname__}"
     return f"{cls.__module__}.{cls.__qualname__}"
 
 

@@ -332,13 +332,23 @@ def _plain(obj: Any, depth: int = 0) -> bool:
 # ---------------------------------------------------------------- old stack: byte-level patch
 
 
-class _Buf:
-    """Stands in for the n-th raw-bytes opcode of a pickle while locating arrays."""
+class _Buf(bytes):
+    """The payload of the n-th raw-bytes opcode of a pickle, tagged with n.
 
-    __slots__ = ("index", "length")
+    Still real bytes, so allowed builders that take bytes (numpy scalars in tf2 policy
+    states, ``bytearray``) work as in a normal safe load.
+    """
 
-    def __init__(self, index: int, length: int) -> None:
-        self.index, self.length = index, length
+    index: int
+
+    def __new__(cls, raw: Any, index: int) -> "_Buf":
+        obj = super().__new__(cls, raw)
+        obj.index = index
+        return obj
+
+    @property
+    def length(self) -> int:
+        return len(self)
 
 
 class _ArrayAt:
@@ -373,7 +383,7 @@ class _Locator(pickle._Unpickler):  # the pure-Python unpickler: its opcodes can
     def _bytes_op(self, load: Any) -> None:
         load(self)
         raw = self.stack[-1]
-        self.stack[-1] = _Buf(self._count, len(raw))
+        self.stack[-1] = _Buf(raw, self._count)
         self._count += 1
 
     def find_class(self, module: str, name: str) -> Any:
