@@ -96,14 +96,7 @@ class _PartialConfigMixin:
         for spec in getattr(self, "_partial_restores", None) or []:
             for src, tgt in spec["policies"].items():
                 spaces[tgt] = _lw.checkpoint_spaces(spec["checkpoint"], [src])[src]
-        if spaces:
-            return _lw.make_lightweight(self, spaces)
-        self.env_runners(num_env_runners=0)
-        self.evaluation(evaluation_interval=None, evaluation_num_env_runners=0)
-        self.resources(num_cpus_for_main_process=0)
-        if self.enable_rl_module_and_learner:
-            self.learners(num_learners=0, num_cpus_per_learner=0, num_gpus_per_learner=0)
-        return self
+        return _lw.make_lightweight(self, spaces) if spaces else _lw.zero_resources(self)
 
     def update_from_dict(self, config_dict: Mapping[str, Any]):
         """Also accept ``{"restore_policies": {...} or [{...}, ...]}`` in plain dicts."""

@@ -73,25 +73,34 @@ def checkpoint_spaces(path: str, ids: Sequence[str]) -> Dict[str, Tuple[Any, Any
     return out
 
 
-def make_lightweight(config: Any, spaces: Dict[str, Tuple[Any, Any]]) -> Any:
-    """Cut ``config`` (an AlgorithmConfig, not frozen) down to a zero-resource one."""
-    from ray.rllib.policy.policy import PolicySpec
-
-    new_stack = bool(config.enable_rl_module_and_learner)
-    # The checker would reset() the stand-in env, which has nothing to reset.
-    config.environment(SpacesOnlyEnv, env_config={"spaces": spaces}, disable_env_checking=True)
-    config.env_runners(num_env_runners=0, create_env_on_local_worker=True)
+def zero_resources(config: Any) -> Any:
+    """No remote env runners, learners or evaluation runners; 0 CPUs/GPUs for the algorithm."""
+    config.env_runners(num_env_runners=0)
     config.evaluation(evaluation_interval=None, evaluation_num_env_runners=0)
     config.resources(num_cpus_for_main_process=0)
-    if new_stack:
+    if config.enable_rl_module_and_learner:
         config.learners(num_learners=0, num_cpus_per_learner=0, num_gpus_per_learner=0)
         config.env_runners(create_local_env_runner=True)
+    else:
+        config.resources(num_gpus=0)
+    return config
+
+
+def make_lightweight(config: Any, spaces: Dict[str, Tuple[Any, Any]]) -> Any:
+    """Cut ``config`` (an AlgorithmConfig, not frozen) down to a zero-resource one that
+    holds only the policies in ``spaces`` and never builds the training env."""
+    from ray.rllib.policy.policy import PolicySpec
+
+    zero_resources(config)
+    # The checker would reset() the stand-in env, which has nothing to reset.
+    config.environment(SpacesOnlyEnv, env_config={"spaces": spaces}, disable_env_checking=True)
+    config.env_runners(create_env_on_local_worker=True)
+    if config.enable_rl_module_and_learner:
         config.multi_agent(policies=set(spaces), policy_mapping_fn=same_id, policies_to_train=[])
         spec = config._rl_module_spec
         if spec is not None and hasattr(spec, "rl_module_specs") and isinstance(spec.rl_module_specs, dict):
             spec.rl_module_specs = {k: v for k, v in spec.rl_module_specs.items() if k in spaces}
     else:
-        config.resources(num_gpus=0)
         config.multi_agent(
             policies={pid: PolicySpec(observation_space=o, action_space=a) for pid, (o, a) in spaces.items()},
             policy_mapping_fn=same_id,
