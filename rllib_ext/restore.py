@@ -279,8 +279,8 @@ def plan(
     """
     path = resolve_path(checkpoint)
     selection = normalize_selection(policies)
-    _, layout = reader.open_checkpoint(path)
-    available = reader.policy_ids(path)
+    ckpt, layout = reader.open_checkpoint(path)
+    available = reader.ids_in(ckpt, layout)
     algo_is_new = bool(algo.config.enable_rl_module_and_learner)
     convert = layout.stack is fmt.Stack.OLD and algo_is_new
     if layout.stack is fmt.Stack.NEW and not algo_is_new:
@@ -325,7 +325,7 @@ def plan(
                 target_name="the algorithm's module",
             )
         else:
-            source = reader.read_weights(path, src, trusted=trusted)
+            source = reader.read_opened(ckpt, layout, src, trusted=trusted)
         ready[tgt] = check_tensors(label, source, current[tgt])
     report = PartialRestoreReport(
         checkpoint=path,

@@ -27,7 +27,7 @@ import numpy as np
 
 from ..errors import CheckpointFormatError
 from . import format as fmt
-from .reader import _extract_weights, _ids, decode_file, locate, open_checkpoint
+from .reader import _extract_weights, decode_file, ids_in, locate, open_checkpoint
 from .safe_pickle import Placeholder
 from .storage import CheckpointDir
 
@@ -235,7 +235,7 @@ def inspect(path: "str | os.PathLike[str]", *, trusted: bool = False) -> Checkpo
         from .policy_file import view_policy_dir
 
         return view_policy_dir(ckpt, layout)
-    return _view(ckpt, layout, sorted(_ids(ckpt, layout)), trusted)[0]
+    return _view(ckpt, layout, sorted(ids_in(ckpt, layout)), trusted)[0]
 
 
 def load_policy(
@@ -256,7 +256,7 @@ def load_policy(
 
         return view_policy_dir(ckpt, layout), read_policy_dir(ckpt.uri)[0]
     pid, _ = locate(ckpt, layout, policy_id)
-    pid = pid if pid is not None else _ids(ckpt, layout)[0]
+    pid = pid if pid is not None else ids_in(ckpt, layout)[0]
     view, weights = _view(ckpt, layout, [pid], trusted)
     return view, weights[pid]
 

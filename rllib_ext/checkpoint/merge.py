@@ -53,7 +53,7 @@ from ..errors import CheckpointError, CheckpointFormatError, ShapeMismatchError,
 from . import format as fmt
 from . import safe_pickle
 from .inspect import PolicyView, load_policy
-from .reader import Weights, _extract_weights, _ids, decode_file, open_checkpoint
+from .reader import Weights, _extract_weights, decode_file, ids_in, open_checkpoint
 from .storage import CheckpointDir
 from .tensors import check_tensors
 
@@ -140,7 +140,7 @@ def merge_checkpoints(
     _check_base_supported(base_ckpt, layout)
     plan = _normalize_takes(takes)
     final = _check_out(out, base_ckpt.uri, [src for src, _ in plan.values()])
-    base_ids = _ids(base_ckpt, layout)
+    base_ids = ids_in(base_ckpt, layout)
 
     report = MergeReport(out=final, base=base_ckpt.uri, stack=layout.stack.value)
     files: Dict[str, bytes] = {}  # relative path in out -> new content
@@ -196,7 +196,7 @@ def _check_base_supported(ckpt: CheckpointDir, layout: fmt.Layout) -> None:
     if layout.stack is fmt.Stack.NEW and layout.version == "1.2":
         raise CheckpointError(f"{ckpt.uri}: merging into the Ray ~2.30 layout (version 1.2) is not supported")
     suffix = ".pkl"
-    for pid in _ids(ckpt, layout):
+    for pid in ids_in(ckpt, layout):
         rel = fmt.weights_file(ckpt, layout, pid)
         if not rel.endswith(suffix):
             raise CheckpointError(

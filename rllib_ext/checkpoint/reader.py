@@ -35,10 +35,11 @@ def open_checkpoint(path: "str | os.PathLike[str]") -> "tuple[CheckpointDir, fmt
 def policy_ids(path: "str | os.PathLike[str]") -> List[str]:
     """The policy (old stack) or module (new stack) ids stored at ``path``, sorted."""
     ckpt, layout = open_checkpoint(path)
-    return _ids(ckpt, layout)
+    return ids_in(ckpt, layout)
 
 
-def _ids(ckpt: CheckpointDir, layout: fmt.Layout) -> List[str]:
+def ids_in(ckpt: CheckpointDir, layout: fmt.Layout) -> List[str]:
+    """:func:`policy_ids` of a checkpoint already opened with :func:`open_checkpoint`."""
     if layout.kind is fmt.Kind.SINGLE_POLICY:
         return [str(layout.metadata.get("policy_id") or os.path.basename(ckpt.uri.rstrip("/")))]
     if layout.kind in (fmt.Kind.POLICY, fmt.Kind.MODULE):
@@ -68,6 +69,13 @@ def read_weights(
         MissingDependencyError: a msgpack checkpoint without the msgpack package.
     """
     ckpt, layout = open_checkpoint(path)
+    return read_opened(ckpt, layout, policy_id, trusted=trusted)
+
+
+def read_opened(
+    ckpt: CheckpointDir, layout: fmt.Layout, policy_id: Optional[str] = None, *, trusted: bool = False
+) -> Weights:
+    """:func:`read_weights` on a checkpoint already opened (no second metadata read)."""
     _, rel = locate(ckpt, layout, policy_id)
     payload = decode_file(ckpt, rel, trusted=trusted)
     return _extract_weights(payload, layout, ckpt.child(rel))
@@ -84,7 +92,7 @@ def locate(ckpt: CheckpointDir, layout: fmt.Layout, policy_id: Optional[str]) ->
     """
     if layout.kind in (fmt.Kind.POLICY, fmt.Kind.MODULE, fmt.Kind.SINGLE_POLICY):
         return None, fmt.weights_file(ckpt, layout, None)
-    ids = _ids(ckpt, layout)
+    ids = ids_in(ckpt, layout)
     if policy_id is None:
         if len(ids) != 1:
             raise not_found("policy", "<none given>", ckpt.uri, ids)
