@@ -81,6 +81,15 @@ def assert_same(got, want, label=""):
         np.testing.assert_array_equal(got[name], want[name], err_msg=f"{label}/{name}")
 
 
+def assert_weights_equal(got, want, label=""):
+    """Same names in the same order, same shapes and dtypes (any byte order), equal values."""
+    assert list(got) == list(want), label
+    for name in want:
+        assert got[name].shape == want[name].shape, f"{label}/{name}"
+        assert got[name].dtype.newbyteorder("=") == want[name].dtype.newbyteorder("="), f"{label}/{name}"
+        np.testing.assert_array_equal(got[name], want[name], err_msg=f"{label}/{name}")
+
+
 def assert_differs(got, want, label=""):
     """At least one tensor differs (e.g. training changed the policy)."""
     assert any(not np.array_equal(got[n], want[n]) for n in want), f"{label}: no tensor changed"

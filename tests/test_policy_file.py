@@ -13,6 +13,8 @@ from collections import OrderedDict
 import numpy as np
 import pytest
 
+from builders import assert_weights_equal
+
 from rllib_ext.checkpoint import inspect, policy_ids, read_weights
 from rllib_ext.checkpoint import policy_file as pf
 from rllib_ext.checkpoint.policy_file import (
@@ -40,12 +42,6 @@ def sample_weights():
     )
 
 
-def assert_weights_equal(got, want):
-    assert list(got) == list(want)
-    for name in want:
-        assert got[name].shape == want[name].shape, name
-        assert got[name].dtype.newbyteorder("=") == want[name].dtype.newbyteorder("="), name
-        np.testing.assert_array_equal(got[name], want[name], err_msg=name)
 
 
 def test_write_policy_dir_roundtrips_weights_and_meta(tmp_path):

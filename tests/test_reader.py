@@ -9,6 +9,8 @@ import sys
 import numpy as np
 import pytest
 
+from builders import assert_weights_equal
+
 from rllib_ext import PolicyNotFoundError, read_weights, policy_ids
 from rllib_ext.errors import NotACheckpointError
 
@@ -18,11 +20,7 @@ def test_read_weights_matches_rllib_getters(ckpts, stack):
     path, expected = ckpts(stack)
     assert policy_ids(path) == ["policy_0", "policy_1", "policy_2"]
     for pid, want in expected.items():
-        got = read_weights(path, pid)
-        assert list(got) == list(want), pid
-        for name in want:
-            assert got[name].shape == want[name].shape
-            np.testing.assert_array_equal(got[name], want[name], err_msg=f"{pid}/{name}")
+        assert_weights_equal(read_weights(path, pid), want, pid)
 
 
 @pytest.mark.parametrize("stack", ["new", "old"])
@@ -64,11 +62,6 @@ def test_reader_imports_no_framework(ckpts, stack):
 MODULES_DIR = "learner_group/learner/rl_module"
 
 
-def assert_weights_equal(got, want, label=""):
-    assert list(got) == list(want), label
-    for name in want:
-        assert got[name].shape == want[name].shape, f"{label}/{name}"
-        np.testing.assert_array_equal(got[name], want[name], err_msg=f"{label}/{name}")
 
 
 def test_read_weights_msgpack_new_stack_matches_rllib_getters(ckpts, tmp_path):
