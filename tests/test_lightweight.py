@@ -23,6 +23,17 @@ def cpus_free():
     return ray.available_resources().get("CPU", 0.0)
 
 
+def idle_cpus(timeout: float = 60.0) -> float:
+    """Free CPUs once earlier tests' Tune trials have given theirs back (a stable baseline)."""
+    import ray
+
+    total = ray.cluster_resources().get("CPU", 0.0)
+    deadline = time.time() + timeout
+    while cpus_free() < total and time.time() < deadline:
+        time.sleep(0.2)
+    return cpus_free()
+
+
 @pytest.fixture
 def no_training_env(monkeypatch):
     """Call it to make constructing the training env (SignGame) an error, in this process."""
@@ -38,7 +49,7 @@ def no_training_env(monkeypatch):
 def test_lightweight_reserves_no_cpu_and_holds_only_asked_policies(ckpts, stack, no_training_env):
     path, saved = ckpts(stack)
     no_training_env()
-    before = cpus_free()
+    before = idle_cpus()
     algo = PPOPartial.from_checkpoint(path, lightweight=True, policies=["policy_1"])
     try:
         assert cpus_free() == before
@@ -116,9 +127,7 @@ def test_lightweight_builds_while_tune_holds_every_cpu(ckpts, tmp_path):
     finally:
         open(release, "w").close()
         runner.join(timeout=120)
-        deadline = time.time() + 60  # leave the cluster as we found it for the next test
-        while cpus_free() < total and time.time() < deadline:
-            time.sleep(0.2)
+        idle_cpus()  # leave the cluster as we found it for the next test
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -127,7 +136,7 @@ def test_config_lightweight_after_restore_policies_then_save_policy(ckpts, tmp_p
 
     path, saved = ckpts(stack)
     no_training_env()
-    before = cpus_free()
+    before = idle_cpus()
     config = (
         ppo_config(stack, num_env_runners=2, config_cls=PPOPartialConfig)
         .evaluation(evaluation_num_env_runners=1, evaluation_interval=1)
