@@ -21,7 +21,7 @@ import numpy as np
 from . import restore as _restore
 from .checkpoint.inspect import SpaceView, space_from_object
 from .checkpoint.policy_file import read_policy_dir, write_policy_dir
-from .errors import CheckpointError, UnsafePickleError
+from .errors import CheckpointError, CheckpointFormatError, UnsafePickleError
 
 # Classes load_policy may import by the name stored in policy.json without trusted=True.
 _SAFE_CLASS_PREFIX = "ray.rllib."
@@ -126,7 +126,27 @@ def to_gym_space(view: SpaceView) -> Any:
     raise CheckpointError(f"cannot rebuild a {view.type} space from policy.json")
 
 
-def _import_class(qualname: str, trusted: bool) -> type:
+def _stored_space(meta: Mapping[str, Any], key: str, path: str) -> Any:
+    """The gymnasium space ``key`` of policy.json, or a typed error naming the file."""
+    try:
+        return to_gym_space(SpaceView.from_dict(meta[key]))
+    except CheckpointError:
+        raise
+    except Exception as e:  # whatever gymnasium or from_dict make of a malformed entry
+        raise CheckpointFormatError(
+            f"{os.path.join(path, 'policy.json')}: {key} is missing or malformed ({type(e).__name__}: {e}); "
+            "write the policy again with save_policy/extract_policy"
+        ) from e
+
+
+def _stored_id(meta: Mapping[str, Any], path: str) -> str:
+    """policy.json's id, else the directory name (as the reader's ``policy_ids`` does)."""
+    return str(meta.get("policy_id") or os.path.basename(os.fspath(path).rstrip("/")))
+
+
+def _import_class(qualname: Any, trusted: bool) -> type:
+    if not isinstance(qualname, str) or "." not in qualname:
+        raise CheckpointFormatError(f"policy.json: policy_class {qualname!r} is not a dotted class name")
     if not qualname.startswith(_SAFE_CLASS_PREFIX) and not trusted:
         raise UnsafePickleError(
             f"policy.json names the class {qualname!r}, outside {_SAFE_CLASS_PREFIX}*; "
@@ -193,10 +213,11 @@ def load_policy(path: "str | os.PathLike[str]", *, trusted: bool = False) -> Loa
         CheckpointError: the directory is not a single-policy checkpoint, or the stored
             spec cannot be rebuilt.
     """
-    weights, meta = read_policy_dir(_restore.resolve_path(path))
-    obs = to_gym_space(SpaceView.from_dict(meta["observation_space"]))
-    act = to_gym_space(SpaceView.from_dict(meta["action_space"]))
-    cls = _import_class(meta["policy_class"], trusted)
+    path = _restore.resolve_path(path)
+    weights, meta = read_policy_dir(path)
+    obs = _stored_space(meta, "observation_space", path)
+    act = _stored_space(meta, "action_space", path)
+    cls = _import_class(meta.get("policy_class"), trusted)
     if meta["stack"] == "new":
         model = cls(observation_space=obs, action_space=act, inference_only=False,
                     model_config=meta.get("model_config") or {})
@@ -208,7 +229,7 @@ def load_policy(path: "str | os.PathLike[str]", *, trusted: bool = False) -> Loa
         if isinstance(model.get_weights(), (list, tuple)):  # tf2: a list in variable order
             weights_in = [weights[str(i)] for i in range(len(weights))]
         model.set_weights(weights_in)
-    return LoadedPolicy(str(meta["policy_id"]), meta, weights, model)
+    return LoadedPolicy(_stored_id(meta, path), meta, weights, model)
 
 
 def _old_stack_config(meta: Mapping[str, Any]) -> Dict[str, Any]:
@@ -242,22 +263,22 @@ def add_or_replace(
     """
     path = _restore.resolve_path(path)
     _, meta = read_policy_dir(path)
-    stored_id = str(meta["policy_id"])
+    stored_id = _stored_id(meta, path)
     target = policy_id or stored_id
     if target not in _restore.backend_for(algo).ids():
-        obs = to_gym_space(SpaceView.from_dict(meta["observation_space"]))
-        act = to_gym_space(SpaceView.from_dict(meta["action_space"]))
+        obs = _stored_space(meta, "observation_space", path)
+        act = _stored_space(meta, "action_space", path)
         if algo.config.enable_rl_module_and_learner:
             from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
             spec = RLModuleSpec(
-                module_class=_import_class(meta["policy_class"], trusted),
+                module_class=_import_class(meta.get("policy_class"), trusted),
                 observation_space=obs,
                 action_space=act,
                 model_config=meta.get("model_config") or {},
             )
             algo.add_module(target, spec)
         else:
-            algo.add_policy(target, _import_class(meta["policy_class"], trusted),
+            algo.add_policy(target, _import_class(meta.get("policy_class"), trusted),
                             observation_space=obs, action_space=act)
     return _restore.restore_policies(algo, path, {stored_id: target}, trusted=trusted)

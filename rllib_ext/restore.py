@@ -25,7 +25,7 @@ from .checkpoint import reader
 from .checkpoint import format as fmt
 from .checkpoint.tensors import check_tensors
 from .checkpoint.inspect import load_policy
-from .errors import CheckpointError, not_found
+from .errors import CheckpointError, ShapeMismatchError, not_found
 from .migrate import NameMapping, convert_policy
 
 Weights = Dict[str, np.ndarray]
@@ -326,7 +326,10 @@ def plan(
             )
         else:
             source = reader.read_opened(ckpt, layout, src, trusted=trusted)
-        ready[tgt] = check_tensors(label, source, current[tgt])
+        try:
+            ready[tgt] = check_tensors(label, source, current[tgt])
+        except ShapeMismatchError as e:  # name the checkpoint too: which file did not fit
+            raise type(e)(f"{e} (checkpoint {path})") from None
     report = PartialRestoreReport(
         checkpoint=path,
         restored={t: s for s, t in selection.items()},

@@ -83,11 +83,11 @@ def detect(ckpt: CheckpointDir) -> Layout:
         NotACheckpointError: no RLlib metadata file at all.
         CheckpointFormatError: metadata present but unreadable or of an unknown version.
     """
-    if ckpt.exists(SINGLE_POLICY_META):
+    if ckpt.lexists(SINGLE_POLICY_META):
         return _detect_single_policy(ckpt)
-    if ckpt.exists(RLLIB_METADATA):
+    if ckpt.lexists(RLLIB_METADATA):
         meta_file = RLLIB_METADATA
-    elif ckpt.exists(COMPONENT_METADATA):
+    elif ckpt.lexists(COMPONENT_METADATA):
         meta_file = COMPONENT_METADATA
     else:
         raise NotACheckpointError(
@@ -169,7 +169,7 @@ def weights_file(ckpt: CheckpointDir, layout: Layout, policy_id: Optional[str]) 
     candidates = MODULE_STATE_STEMS if layout.stack is Stack.NEW else POLICY_STATE_FILES
     for name in candidates:
         rel = f"{base}/{name}" if base else name
-        if ckpt.exists(rel):
+        if ckpt.lexists(rel):  # a looping/broken link too: reading it says what is wrong
             return rel
     raise CheckpointFormatError(
         f"{ckpt.child(base)}: no weights file ({' or '.join(candidates)}) for "

@@ -15,17 +15,18 @@ fields, never a gymnasium object), because safe mode does not build foreign clas
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import math
 import os
 import zlib
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, Dict, Mapping, Optional, Tuple, Union
+from typing import Any, Dict, Iterator, Mapping, Optional, Tuple, Union
 
 import numpy as np
 
-from ..errors import CheckpointFormatError
+from ..errors import CheckpointError, CheckpointFormatError
 from . import format as fmt
 from .reader import _extract_weights, decode_file, ids_in, locate, open_checkpoint
 from .safe_pickle import Placeholder
@@ -328,36 +329,39 @@ def _policy_view(
         spec = payload.get("policy_spec") if isinstance(payload, dict) else None
         if isinstance(spec, dict):
             where = f"{ckpt.child(rel)} (policy_spec)"
-            obs = space_from_rllib_dict(spec.get("observation_space"), where)
-            act = space_from_rllib_dict(spec.get("action_space"), where)
-            policy_class = _class_name(spec.get("policy_class"))
-            config = spec.get("config")
-            if isinstance(config, dict):
-                model_config = plain(config.get("model"))
-                framework = config.get("framework") or config.get("framework_str")
+            with _describing(where):
+                obs = space_from_rllib_dict(spec.get("observation_space"), where)
+                act = space_from_rllib_dict(spec.get("action_space"), where)
+                policy_class = _class_name(spec.get("policy_class"))
+                config = spec.get("config")
+                if isinstance(config, dict):
+                    model_config = plain(config.get("model"))
+                    framework = config.get("framework") or config.get("framework_str")
     elif layout.version == "1.2":
         meta_rel = f"{fmt.policy_dir(layout, located)}/{fmt.LEGACY_MODULE_METADATA}"
         if ckpt.exists(meta_rel):
             doc = ckpt.read_json(meta_rel)
-            spec = _find_keys(doc, ("observation_space", "action_space"))
             where = ckpt.child(meta_rel)
-            obs = space_from_rllib_dict(spec.get("observation_space"), where)
-            act = space_from_rllib_dict(spec.get("action_space"), where)
-            policy_class = _class_name(_find_keys(doc, ("module_class",)).get("module_class"))
-            model_config = plain(spec.get("model_config_dict", spec.get("model_config")))
-            framework = "torch" if rel.endswith(".pt") else None
+            with _describing(where):
+                spec = _find_keys(doc, ("observation_space", "action_space"))
+                obs = space_from_rllib_dict(spec.get("observation_space"), where)
+                act = space_from_rllib_dict(spec.get("action_space"), where)
+                policy_class = _class_name(_find_keys(doc, ("module_class",)).get("module_class"))
+                model_config = plain(spec.get("model_config_dict", spec.get("model_config")))
+                framework = "torch" if rel.endswith(".pt") else None
     else:
         base = fmt.policy_dir(layout, located)
         ctor_rel = f"{base}/{fmt.CTOR_ARGS_FILE}" if base else fmt.CTOR_ARGS_FILE
         if ckpt.exists(ctor_rel):
             ctor = decode_file(ckpt, ctor_rel, trusted=trusted)
-            kwargs = _ctor_kwargs(ctor)
             where = ckpt.child(ctor_rel)
-            obs = space_from_object(kwargs.get("observation_space"), where)
-            act = space_from_object(kwargs.get("action_space"), where)
-            policy_class = _class_name(ctor.get("class") if isinstance(ctor, dict) else None)
-            model_config = plain(kwargs.get("model_config"))
-            framework = _framework_of_class(ctor.get("class") if isinstance(ctor, dict) else None)
+            with _describing(where):
+                kwargs = _ctor_kwargs(ctor)
+                obs = space_from_object(kwargs.get("observation_space"), where)
+                act = space_from_object(kwargs.get("action_space"), where)
+                policy_class = _class_name(ctor.get("class") if isinstance(ctor, dict) else None)
+                model_config = plain(kwargs.get("model_config"))
+                framework = _framework_of_class(ctor.get("class") if isinstance(ctor, dict) else None)
     view = make_policy_view(pid, weights, obs, act, policy_class, model_config, rel)
     return view, framework, weights
 
@@ -370,16 +374,36 @@ def _algorithm_info(ckpt: CheckpointDir, layout: fmt.Layout, trusted: bool) -> T
         ctor = decode_file(ckpt, fmt.CTOR_ARGS_FILE, trusted=trusted)
         if not isinstance(ctor, dict):
             return None, None
-        args = (ctor.get("ctor_args_and_kwargs") or ((), {}))[0]
-        config = args[0] if args else None
-        return _class_name(ctor.get("class")), _framework_of_config(config)
+        with _describing(ckpt.child(fmt.CTOR_ARGS_FILE)):
+            args = (ctor.get("ctor_args_and_kwargs") or ((), {}))[0]
+            config = args[0] if args else None
+            return _class_name(ctor.get("class")), _framework_of_config(config)
     for name in ("algorithm_state.pkl", "algorithm_state.msgpck", "algorithm_state.msgpack"):
         if ckpt.exists(name):
             state = decode_file(ckpt, name, trusted=trusted)
             if not isinstance(state, dict):
                 return None, None
-            return _class_name(state.get("algorithm_class")), _framework_of_config(state.get("config"))
+            with _describing(ckpt.child(name)):
+                return _class_name(state.get("algorithm_class")), _framework_of_config(state.get("config"))
     return None, None
+
+
+@contextlib.contextmanager
+def _describing(where: str) -> Iterator[None]:
+    """Any failure while interpreting a decoded file's content means the file is malformed.
+
+    The content is whatever the file held (safe mode builds placeholders for foreign
+    objects), so a wrong type anywhere in it must surface as a typed error naming the file.
+    """
+    try:
+        yield
+    except CheckpointError:
+        raise
+    except Exception as e:
+        raise CheckpointFormatError(
+            f"{where}: unexpected content where the spaces, class or config should be "
+            f"({type(e).__name__}: {e}); the file is damaged or from an unsupported version"
+        ) from e
 
 
 def _find_keys(doc: Any, keys: Tuple[str, ...], depth: int = 0) -> Dict[str, Any]:

@@ -36,7 +36,6 @@ single byte is written; ``out`` is built in a temporary sibling and renamed into
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import pickle
@@ -366,7 +365,7 @@ _BYTES_OPS = {  # opcode -> size of its length field
 }
 
 
-class _Locator(pickle._Unpickler):  # the pure-Python unpickler: its opcodes can be hooked
+class _Locator(safe_pickle._SafeUnpickler):  # the pure-Python unpickler: its opcodes can be hooked
     """Safe-mode unpickling that records where each numpy array's raw bytes are.
 
     Raw-bytes opcodes push a :class:`_Buf` (their index in stream order) instead of the
@@ -374,10 +373,10 @@ class _Locator(pickle._Unpickler):  # the pure-Python unpickler: its opcodes can
     inert placeholder, as in :mod:`safe_pickle`.
     """
 
-    dispatch = dict(pickle._Unpickler.dispatch)
+    dispatch = dict(safe_pickle._SafeUnpickler.dispatch)
 
     def __init__(self, data: bytes) -> None:
-        super().__init__(io.BytesIO(data))
+        super().__init__(data)
         self._count = 0
 
     def _bytes_op(self, load: Any) -> None:
@@ -398,7 +397,7 @@ class _Locator(pickle._Unpickler):  # the pure-Python unpickler: its opcodes can
 
 
 for _op in _BYTES_OPS:
-    _Locator.dispatch[_op] = (lambda load: lambda self: self._bytes_op(load))(pickle._Unpickler.dispatch[_op])
+    _Locator.dispatch[_op] = (lambda load: lambda self: self._bytes_op(load))(safe_pickle._SafeUnpickler.dispatch[_op])
 
 
 def locate_arrays(data: bytes, where: str) -> Tuple[Any, List[int]]:

@@ -26,6 +26,7 @@ complete.
 from __future__ import annotations
 
 import json
+import math
 import os
 import secrets
 import shutil
@@ -35,10 +36,10 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 
 import numpy as np
 
-from ..errors import CheckpointError, CheckpointFormatError, MissingDependencyError, did_you_mean
+from ..errors import CheckpointError, CheckpointFormatError, MissingDependencyError, NotACheckpointError, did_you_mean
 from . import format as fmt
 from .inspect import CheckpointView, PolicyView, SpaceView
-from .storage import CheckpointDir
+from .storage import CheckpointDir, os_problem
 
 FORMAT_VERSION = "1.0"
 META_FILE = fmt.SINGLE_POLICY_META
@@ -115,6 +116,43 @@ def _parse_header(data: bytes, where: str) -> Tuple[Dict[str, Any], int]:
     return header, 8 + n
 
 
+def _tensor_entries(header: Mapping[str, Any], body: int, where: str) -> "list[Tuple[int, str, np.dtype, Tuple[int, ...], int]]":
+    """Check every header entry against a ``body``-byte data section; ``(begin, name, dtype, shape, end)``.
+
+    Sizes are computed with Python integers, so a header cannot overflow them.
+    """
+    entries = []
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        try:
+            code, shape, offsets = info["dtype"], info["shape"], info["data_offsets"]
+            if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
+                raise ValueError("shape")
+            if not isinstance(offsets, list) or len(offsets) != 2 or not all(type(o) is int for o in offsets):
+                raise ValueError("data_offsets")
+        except (KeyError, TypeError, ValueError):
+            raise CheckpointFormatError(
+                f"{where}: tensor {name!r} has a malformed header entry: {info!r} "
+                "(expected dtype, shape: [non-negative ints], data_offsets: [begin, end])"
+            ) from None
+        if not isinstance(code, str) or code not in _DTYPES:
+            raise CheckpointFormatError(
+                f"{where}: tensor {name!r} has dtype {code!r}, which numpy cannot hold "
+                f"(supported: {', '.join(sorted(_DTYPES))})"
+            )
+        dtype = np.dtype(_DTYPES[code]).newbyteorder("<")
+        begin, end = offsets
+        expected = math.prod(shape) * dtype.itemsize
+        if not (0 <= begin <= end <= body) or end - begin != expected:
+            raise CheckpointFormatError(
+                f"{where}: tensor {name!r} of shape {tuple(shape)} {dtype.name} needs {expected} bytes, "
+                f"its offsets [{begin}, {end}] do not fit the {body}-byte data section"
+            )
+        entries.append((begin, str(name), dtype, tuple(shape), end))
+    return sorted(entries, key=lambda e: e[0])
+
+
 def decode_safetensors(data: bytes, where: str) -> Weights:
     """Parse safetensors bytes into ``{name: array}``, ordered by position in the file.
 
@@ -123,31 +161,9 @@ def decode_safetensors(data: bytes, where: str) -> Weights:
             do not match the shapes or point outside the data.
     """
     header, start = _parse_header(data, where)
-    body = len(data) - start
-    entries = []
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        try:
-            code, shape, (begin, end) = info["dtype"], tuple(int(d) for d in info["shape"]), info["data_offsets"]
-        except (KeyError, TypeError, ValueError):
-            raise CheckpointFormatError(f"{where}: tensor {name!r} has a malformed header entry: {info!r}") from None
-        if code not in _DTYPES:
-            raise CheckpointFormatError(
-                f"{where}: tensor {name!r} has dtype {code!r}, which numpy cannot hold "
-                f"(supported: {', '.join(sorted(_DTYPES))})"
-            )
-        dtype = np.dtype(_DTYPES[code]).newbyteorder("<")
-        expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-        if not (0 <= begin <= end <= body) or end - begin != expected:
-            raise CheckpointFormatError(
-                f"{where}: tensor {name!r} of shape {shape} {dtype.name} needs {expected} bytes, "
-                f"its offsets [{begin}, {end}] do not fit the {body}-byte data section"
-            )
-        entries.append((begin, name, dtype, shape, end))
     out: Weights = OrderedDict()
-    for begin, name, dtype, shape, end in sorted(entries, key=lambda e: e[0]):
-        arr = np.frombuffer(data, dtype=dtype, count=int(np.prod(shape, dtype=np.int64)), offset=start + begin)
+    for begin, name, dtype, shape, end in _tensor_entries(header, len(data) - start, where):
+        arr = np.frombuffer(data, dtype=dtype, count=(end - begin) // dtype.itemsize, offset=start + begin)
         out[name] = arr.astype(dtype.newbyteorder("="), copy=True).reshape(shape)
     return out
 
@@ -234,13 +250,13 @@ def read_policy_dir(path: "str | os.PathLike[str]") -> Tuple[Weights, Dict[str, 
         ``(weights, meta)``: weights in the stored order, meta as the parsed policy.json.
 
     Raises:
-        NotACheckpointError: no directory at ``path``.
-        CheckpointFormatError: policy.json missing/unsupported, or it disagrees with the
+        NotACheckpointError: no directory at ``path``, or no policy.json in it.
+        CheckpointFormatError: policy.json unsupported, or it disagrees with the
             tensors in weights.safetensors.
     """
     ckpt = CheckpointDir(path)
-    if not ckpt.exists(META_FILE):
-        raise CheckpointFormatError(
+    if not ckpt.lexists(META_FILE):
+        raise NotACheckpointError(
             f"{ckpt.uri}: not an rllib_ext policy directory (no {META_FILE}); "
             f"found: {', '.join(ckpt.listdir()[:10]) or '(empty directory)'}"
         )
@@ -248,24 +264,34 @@ def read_policy_dir(path: "str | os.PathLike[str]") -> Tuple[Weights, Dict[str, 
     where = ckpt.child(WEIGHTS_FILE)
     weights = decode_safetensors(ckpt.read_bytes(WEIGHTS_FILE), where)
     meta = dict(layout.metadata)
+    return in_index_order(meta, weights, ckpt), meta
+
+
+def in_index_order(meta: Mapping[str, Any], weights: Weights, ckpt: CheckpointDir) -> Weights:
+    """``weights`` in policy.json's index order, once the index is checked to describe exactly them.
+
+    Raises:
+        CheckpointFormatError: names, shapes or dtypes in the index and the weights file differ.
+    """
     _check_index(meta.get("tensors"), {k: (tuple(v.shape), v.dtype.name) for k, v in weights.items()}, ckpt)
-    ordered = OrderedDict((name, weights[name]) for name in meta["tensors"])
-    return ordered, meta
+    return OrderedDict((name, weights[name]) for name in meta["tensors"])
 
 
 def view_policy_dir(ckpt: CheckpointDir, layout: fmt.Layout) -> CheckpointView:
     """The :func:`inspect` view of a policy directory, from policy.json and the
     safetensors header only (the tensor data is not read)."""
     meta = layout.metadata
-    index = _header_index(read_safetensors_header(ckpt.child(WEIGHTS_FILE)))
+    where = ckpt.child(WEIGHTS_FILE)
+    header, body = _read_header(where)
+    index = {name: (shape, dtype.newbyteorder("=").name) for _, name, dtype, shape, _ in _tensor_entries(header, body, where)}
     _check_index(meta.get("tensors"), index, ckpt)
     tensors = OrderedDict((k, index[k]) for k in meta["tensors"])
     sizes = {k: int(np.prod(shape, dtype=np.int64)) for k, (shape, _) in tensors.items()}
     pid = str(meta.get("policy_id"))
     view = PolicyView(
         id=pid,
-        observation_space=_space(meta.get("observation_space")),
-        action_space=_space(meta.get("action_space")),
+        observation_space=_space(meta.get("observation_space"), ckpt),
+        action_space=_space(meta.get("action_space"), ckpt),
         tensors=tensors,
         num_params=sum(sizes.values()),
         nbytes=sum(n * np.dtype(tensors[k][1]).itemsize for k, n in sizes.items()),
@@ -287,17 +313,23 @@ def view_policy_dir(ckpt: CheckpointDir, layout: fmt.Layout) -> CheckpointView:
 
 def read_safetensors_header(file_path: str) -> Dict[str, Any]:
     """Only the JSON header of a safetensors file (the tensor data is not read)."""
+    return _read_header(file_path)[0]
+
+
+def _read_header(file_path: str) -> Tuple[Dict[str, Any], int]:
+    """The header and the size of the data section after it (from the file size)."""
     try:
         with open(file_path, "rb") as f:
             head = f.read(8)
             size = struct.unpack("<Q", head)[0] if len(head) == 8 else 0
             data = head + f.read(min(size, _MAX_HEADER + 1))
+            total = os.fstat(f.fileno()).st_size
     except FileNotFoundError as e:
         raise CheckpointFormatError(f"{file_path}: file missing from the checkpoint") from e
     except OSError as e:
-        raise CheckpointFormatError(f"{file_path}: cannot read: {e.strerror}") from e
-    header, _ = _parse_header(data, file_path)
-    return header
+        raise CheckpointFormatError(f"{file_path}: cannot read: {os_problem(e)}") from e
+    header, start = _parse_header(data, file_path)
+    return header, total - start
 
 
 EXTRACT_FORMATS = ("safetensors", "npz", "torch")
@@ -415,16 +447,16 @@ def _policy_json(policy_id: str, weights: Mapping[str, np.ndarray], meta: Mappin
     return doc
 
 
-def _space(d: Any) -> Optional[SpaceView]:
-    return SpaceView.from_dict(d) if isinstance(d, dict) else None
-
-
-def _header_index(header: Mapping[str, Any]) -> Dict[str, Tuple[Tuple[int, ...], str]]:
-    return {
-        k: (tuple(int(d) for d in v["shape"]), np.dtype(_DTYPES[v["dtype"]]).name)
-        for k, v in header.items()
-        if k != "__metadata__" and isinstance(v, dict) and v.get("dtype") in _DTYPES
-    }
+def _space(d: Any, ckpt: CheckpointDir) -> Optional[SpaceView]:
+    if not isinstance(d, dict):
+        return None
+    try:
+        return SpaceView.from_dict(d)
+    except (KeyError, TypeError, ValueError, AttributeError, RecursionError) as e:
+        raise CheckpointFormatError(
+            f"{ckpt.child(META_FILE)}: a space is malformed ({type(e).__name__}: {e}); "
+            "rewrite the policy with save_policy/extract_policy"
+        ) from e
 
 
 def _check_index(index: Any, found: Mapping[str, Tuple[Tuple[int, ...], str]], ckpt: CheckpointDir) -> None:
@@ -440,7 +472,8 @@ def _check_index(index: Any, found: Mapping[str, Tuple[Tuple[int, ...], str]], c
             f"missing from the weights: {', '.join(missing) or '(none)'}; not in the index: {', '.join(extra) or '(none)'}"
         )
     for name, entry in index.items():
-        want = (tuple(entry.get("shape", ())), entry.get("dtype"))
+        shape = entry.get("shape") if isinstance(entry, dict) else None
+        want = (tuple(shape) if isinstance(shape, list) else shape, entry.get("dtype") if isinstance(entry, dict) else entry)
         if want != found[name]:
             raise CheckpointFormatError(
                 f"{where}: tensor {name!r} is {want[0]} {want[1]} in the index but "

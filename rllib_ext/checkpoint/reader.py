@@ -78,7 +78,12 @@ def read_opened(
     """:func:`read_weights` on a checkpoint already opened (no second metadata read)."""
     _, rel = locate(ckpt, layout, policy_id)
     payload = decode_file(ckpt, rel, trusted=trusted)
-    return _extract_weights(payload, layout, ckpt.child(rel))
+    weights = _extract_weights(payload, layout, ckpt.child(rel))
+    if layout.kind is fmt.Kind.SINGLE_POLICY:  # policy.json's index must describe the file
+        from .policy_file import in_index_order
+
+        return in_index_order(layout.metadata, weights, ckpt)
+    return weights
 
 
 def locate(ckpt: CheckpointDir, layout: fmt.Layout, policy_id: Optional[str]) -> Tuple[Optional[str], str]:

@@ -5,6 +5,13 @@ callbacks, mapping functions by value). A normal ``pickle.load`` of it imports R
 may execute arbitrary code. In safe mode every global outside a short allow-list becomes
 an inert :class:`Placeholder` subclass: it is never imported, and "calling" it only
 records the arguments. Weights (numpy arrays in plain dicts/lists) come out intact.
+
+Safe mode runs the pure-Python unpickler (``pickle._Unpickler``), not the C one: a
+damaged or crafted file must fail quickly, and the C unpickler grows its memo table to
+whatever index a ``LONG_BINPUT``/``PUT`` names (one flipped byte asked it for ~10 GB).
+The Python unpickler keeps the memo in a dict; lengths of preallocated buffers
+(``BYTEARRAY8``, ``bytearray(n)``) are checked against the size of the pickle. It is
+slower per opcode, which costs ~1 ms on a policy file (tensors are single opcodes).
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ import builtins
 import collections
 import io
 import pickle
+import struct
 from typing import Any, BinaryIO, Dict, Tuple, Type
 
 import numpy as np
@@ -46,12 +54,23 @@ def _latin1_encode(text: str, encoding: str = "latin1") -> bytes:
     return text.encode("latin1")
 
 
+def _bytearray(*args: Any) -> bytearray:
+    """``bytearray`` as pickles use it (from bytes or a latin-1 string), never ``bytearray(n)``.
+
+    Real pickles never ask for an n-byte buffer; a corrupted length would allocate it.
+    """
+    if args and isinstance(args[0], int):
+        raise pickle.UnpicklingError(f"refusing bytearray({args[0]!r}): pickles build bytearrays from data")
+    return bytearray(*args)
+
+
 _ALLOWED[("_codecs", "encode")] = _latin1_encode
 # Builtins that only build data. Never add getattr, eval, exec, compile, open,
 # __import__, globals, vars, setattr, delattr or breakpoint: each turns a pickle into code.
-for _name in ("set", "frozenset", "slice", "complex", "bytearray", "range", "list", "dict", "tuple"):
+for _name in ("set", "frozenset", "slice", "complex", "range", "list", "dict", "tuple"):
     _ALLOWED[("builtins", _name)] = getattr(builtins, _name)
     _ALLOWED[("__builtin__", _name)] = getattr(builtins, _name)
+_ALLOWED[("builtins", "bytearray")] = _ALLOWED[("__builtin__", "bytearray")] = _bytearray
 
 
 class Placeholder:
@@ -106,7 +125,25 @@ def _placeholder_class(module: str, name: str) -> Type[Placeholder]:
     return _CLASSES[key]
 
 
-class _SafeUnpickler(pickle.Unpickler):
+class _SafeUnpickler(pickle._Unpickler):
+    """The pure-Python unpickler (memo in a dict), building only allow-listed globals."""
+
+    dispatch = dict(pickle._Unpickler.dispatch)
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__(io.BytesIO(data))
+        self._size = len(data)
+
+    def _load_bytearray8(self) -> None:
+        (n,) = struct.unpack("<Q", self.read(8))
+        if n > self._size:  # the stock loader allocates n bytes before reading them
+            raise pickle.UnpicklingError(f"BYTEARRAY8 of {n} bytes in a {self._size}-byte pickle")
+        buf = bytearray(n)
+        self.readinto(buf)
+        self.append(buf)
+
+    dispatch[pickle.BYTEARRAY8[0]] = _load_bytearray8
+
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) in _ALLOWED:
             return _ALLOWED[(module, name)]
@@ -141,7 +178,7 @@ def loads(data: bytes, *, trusted: bool = False) -> Any:
     """
     if trusted:
         return _TrustedUnpickler(io.BytesIO(data)).load()
-    return _SafeUnpickler(io.BytesIO(data)).load()
+    return _SafeUnpickler(data).load()
 
 
 def load(fileobj: BinaryIO, *, trusted: bool = False) -> Any:

@@ -6,15 +6,35 @@
 The reader only ever asks for paths *relative to the checkpoint root*, never for the
 absolute ``state_file`` recorded in ``rllib_checkpoint.json`` (stale once a checkpoint
 is moved), so a checkpoint can be copied anywhere and still be read.
+
+Every OS-level failure (missing file, permissions, a symlink loop, a directory where a
+file should be) becomes a typed error naming the path; :func:`os_problem` words it.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import stat
 from typing import Any, List
 
 from ..errors import CheckpointFormatError, NotACheckpointError
+
+
+def os_problem(e: OSError) -> str:
+    """What an ``OSError`` on a checkpoint path means, and what to do about it."""
+    if e.errno == errno.ENOENT:
+        return "no such file or directory"
+    if e.errno == errno.ELOOP:
+        return "symbolic link loop (a link that leads back to itself); point it at the real file or directory"
+    if e.errno in (errno.EACCES, errno.EPERM):
+        return "permission denied; make it readable by this user (chmod/chown)"
+    if e.errno == errno.EISDIR:
+        return "is a directory where a file was expected"
+    if e.errno == errno.ENOTDIR:
+        return "a file where a directory was expected"
+    return f"cannot read: {e.strerror or e}"
 
 
 class CheckpointDir:
@@ -31,9 +51,11 @@ class CheckpointDir:
         if root_s.startswith("file://"):
             root_s = root_s[len("file://"):]
         self.uri = os.path.abspath(os.path.expanduser(root_s))
-        if not os.path.exists(self.uri):
-            raise NotACheckpointError(f"{root_s}: no such file or directory")
-        if not os.path.isdir(self.uri):
+        try:
+            mode = os.stat(self.uri).st_mode
+        except OSError as e:
+            raise NotACheckpointError(f"{root_s}: {os_problem(e)}") from e
+        if not stat.S_ISDIR(mode):
             raise NotACheckpointError(
                 f"{root_s}: is a file, not a checkpoint directory; give the directory that holds it"
             )
@@ -44,6 +66,10 @@ class CheckpointDir:
     def exists(self, rel: str) -> bool:
         return os.path.exists(self._abs(rel))
 
+    def lexists(self, rel: str) -> bool:
+        """Like :meth:`exists`, but true for a broken or looping symlink (reading it then says why)."""
+        return os.path.lexists(self._abs(rel))
+
     def is_dir(self, rel: str) -> bool:
         return os.path.isdir(self._abs(rel))
 
@@ -51,7 +77,7 @@ class CheckpointDir:
         try:
             return sorted(os.listdir(self._abs(rel)))
         except OSError as e:
-            raise CheckpointFormatError(f"{self._abs(rel)}: cannot list directory: {e.strerror}") from e
+            raise CheckpointFormatError(f"{self._abs(rel)}: cannot list directory: {os_problem(e)}") from e
 
     def read_bytes(self, rel: str) -> bytes:
         path = self._abs(rel)
@@ -61,7 +87,7 @@ class CheckpointDir:
         except FileNotFoundError as e:
             raise CheckpointFormatError(f"{path}: file missing from the checkpoint") from e
         except OSError as e:
-            raise CheckpointFormatError(f"{path}: cannot read: {e.strerror}") from e
+            raise CheckpointFormatError(f"{path}: cannot read: {os_problem(e)}") from e
 
     def read_json(self, rel: str) -> Any:
         data = self.read_bytes(rel)
@@ -112,6 +138,9 @@ class RemoteCheckpointDir(CheckpointDir):
 
     def exists(self, rel: str) -> bool:
         return self._info(rel).type != self._pafs.FileType.NotFound
+
+    def lexists(self, rel: str) -> bool:
+        return self.exists(rel)
 
     def is_dir(self, rel: str) -> bool:
         return self._info(rel).type == self._pafs.FileType.Directory
