@@ -5,25 +5,32 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from builders import live_weights
+from builders import framework_for_cell, live_weights
 
 import rllib_ext
 
 FAMILY = ["PPO", "APPO", "IMPALA", "DQN", "SAC"]
 
 
-def family_config(config_cls, seed: int):
-    """A tiny new-stack multi-agent config that every algorithm of the family accepts."""
+def family_config(config_cls, seed: int, stack: str = "new"):
+    """A tiny multi-agent config that every algorithm of the family accepts, on either stack."""
     from rllib_ext.envs import SignGame, agent_to_policy
 
-    return (
+    cfg = (
         config_cls()
         .environment(SignGame, env_config={"obs_dims": [4, 4], "episode_len": 10})
         .env_runners(num_env_runners=0)
         .multi_agent(policies={"policy_0", "policy_1"}, policy_mapping_fn=agent_to_policy)
-        .rl_module(model_config={"fcnet_hiddens": [8, 8]})
         .debugging(seed=seed)
     )
+    if stack == "new":
+        return cfg.rl_module(model_config={"fcnet_hiddens": [8, 8]})
+    cfg = cfg.api_stack(enable_rl_module_and_learner=False, enable_env_runner_and_connector_v2=False)
+    cfg = cfg.framework(framework_for_cell()).resources(num_gpus=0)  # old IMPALA asks for a GPU
+    cfg = cfg.training(model={"fcnet_hiddens": [8, 8]})
+    if "replay_buffer_config" in cfg.to_dict():  # DQN/SAC: the old stack's own buffer
+        cfg = cfg.training(replay_buffer_config={"type": "MultiAgentPrioritizedReplayBuffer"})
+    return cfg
 
 
 @pytest.mark.parametrize("name", FAMILY)
@@ -40,18 +47,38 @@ def test_partial_class_is_registered_drop_in_subclass(name):
     assert get_trainable_cls(f"{name}Partial") is cls
 
 
+# RLlib 2.60 cannot build an old-stack DQN at all (plain DQN on CartPole neither):
+# _create_local_replay_buffer_if_necessary tests a substring on the buffer *class*.
+_OLD_DQN_BROKEN = pytest.mark.skip(
+    reason="RLlib 2.60 cannot build old-stack DQN: TypeError 'ABCMeta' is not iterable in "
+    "Algorithm._create_local_replay_buffer_if_necessary (plain DQN too)"
+)
+
+# Nor a tf2 old-stack SAC (plain SAC neither): tf.Variable without initial_value.
+_TF2_SAC_BROKEN = pytest.mark.skipif(
+    framework_for_cell() == "tf2",
+    reason="RLlib 2.60 cannot build old-stack tf2 SAC: 'initial_value arg to tf.Variable must be "
+    "specified' (plain SAC too)",
+)
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["APPO", "IMPALA", "DQN", "SAC"])
-def test_partial_class_restores_one_policy_from_its_parents_checkpoint(ray_session, tmp_path, name):
+@pytest.mark.parametrize(
+    "name,stack",
+    [(n, "new") for n in ("APPO", "IMPALA", "DQN", "SAC")]
+    + [("APPO", "old"), ("IMPALA", "old"), pytest.param("DQN", "old", marks=_OLD_DQN_BROKEN),
+       pytest.param("SAC", "old", marks=_TF2_SAC_BROKEN)],
+)
+def test_partial_class_restores_one_policy_from_its_parents_checkpoint(ray_session, tmp_path, name, stack):
     cls = getattr(rllib_ext, f"{name}Partial")
     parent = cls.__mro__[2]
-    src = family_config(type(parent.get_default_config()), seed=1).build_algo()
+    src = family_config(type(parent.get_default_config()), seed=1, stack=stack).build_algo()
     try:
         src.save(str(tmp_path))
         saved = live_weights(src, "policy_0")
     finally:
         src.stop()
-    algo = family_config(rllib_ext.algorithms.config_class_of(cls), seed=2).build_algo()
+    algo = family_config(rllib_ext.algorithms.config_class_of(cls), seed=2, stack=stack).build_algo()
     try:
         fresh0, fresh1 = live_weights(algo, "policy_0"), live_weights(algo, "policy_1")
         assert any(not np.array_equal(fresh0[k], saved[k]) for k in saved), "seeds gave equal weights"

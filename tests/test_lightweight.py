@@ -96,11 +96,12 @@ def _hold_cpus(config):
 
 
 @pytest.mark.slow
-def test_lightweight_builds_while_tune_holds_every_cpu(ckpts, tmp_path):
+@pytest.mark.parametrize("stack", STACKS)
+def test_lightweight_builds_while_tune_holds_every_cpu(ckpts, tmp_path, stack):
     import ray
     from ray import tune
 
-    path, saved = ckpts("new")
+    path, saved = ckpts(stack)
     total = ray.cluster_resources()["CPU"]
     release = str(tmp_path / "release")
     tuner = tune.Tuner(
