@@ -11,6 +11,11 @@ from ..errors import ShapeMismatchError
 
 Weights = Dict[str, np.ndarray]
 
+# Buffers of RLlib's modules that are constants of the config, not learned. Older
+# releases did not have them (Ray 2.30's PPO modules lack '*.log_std_clip_param_const'),
+# so a checkpoint without one keeps the target's value. Same list as migrate.KEEP_FROM_TARGET.
+CONSTANT_BUFFERS = ("log_std_clip_param_const",)
+
 
 def check_tensors(label: str, source: Weights, target: Weights, target_name: str = "algorithm") -> Weights:
     """Return ``source`` in the target's key order and dtypes, or raise naming the mismatch.
@@ -18,14 +23,19 @@ def check_tensors(label: str, source: Weights, target: Weights, target_name: str
     Args:
         label: starts every message, e.g. ``policy 'a'`` or ``policy 'a' -> 'b'``.
         source: the checkpoint's tensors.
-        target: the tensors they must replace (only names, shapes and dtypes are used).
+        target: the tensors they must replace (names, shapes and dtypes; values only for
+            the kept constants below).
         target_name: what the target is, for messages ('algorithm', 'base').
+
+    A target tensor that is a module constant (:data:`CONSTANT_BUFFERS`) and absent from
+    the source is taken from ``target`` as is (so ``target`` must hold real values then).
 
     Raises:
         ShapeMismatchError: names differ, a shape differs, or a dtype cannot be cast
             within its kind (float64 -> float32 is fine, bytes -> float32 is not).
     """
-    missing = [n for n in target if n not in source]
+    kept = [n for n in target if n not in source and n.rsplit(".", 1)[-1] in CONSTANT_BUFFERS]
+    missing = [n for n in target if n not in source and n not in kept]
     unexpected = [n for n in source if n not in target]
     if missing or unexpected:
         raise ShapeMismatchError(
@@ -35,6 +45,9 @@ def check_tensors(label: str, source: Weights, target: Weights, target_name: str
         )
     out: Weights = OrderedDict()
     for name, tgt in target.items():
+        if name in kept:
+            out[name] = np.array(tgt, copy=True)
+            continue
         src = source[name]
         tgt_shape, tgt_dtype = tuple(np.shape(tgt)), np.asarray(tgt).dtype
         if tuple(src.shape) != tgt_shape:
