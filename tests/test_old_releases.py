@@ -1,0 +1,134 @@
+"""Checkpoints written by older Ray releases (tests/fixtures/ray-*): read and restored exactly.
+
+Each fixture was written by that release itself (tests/fixtures/make_fixtures.py), with
+``expected.npz`` holding every policy's weights as that release's own API reported them.
+Tests are parametrized by ``stack`` so each runs in its matrix cell; a fixture of another
+framework than the cell's (tf2 vs torch) is skipped there.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from builders import assert_same, assert_weights_equal, env_runner_weights, framework_for_cell, live_weights, ppo_config
+
+import rllib_ext
+from rllib_ext import PPOPartialConfig, read_weights
+
+FIXTURES = Path(__file__).parent / "fixtures"
+RELEASE_DIRS = sorted(
+    (d for d in FIXTURES.glob("ray-*") if (d / "meta.json").is_file()),
+    key=lambda d: (tuple(int(x) for x in d.name.split("-")[1].split(".")), d.name),
+)
+
+
+def _meta(d: Path) -> dict:
+    return json.loads((d / "meta.json").read_text())
+
+
+CASES = [pytest.param(d, _meta(d)["stack"], id=d.name) for d in RELEASE_DIRS]
+
+
+def load(fixture: Path):
+    """(checkpoint path, meta, {policy id: {tensor name: array}} in the release's order)."""
+    meta = _meta(fixture)
+    if meta["framework"] != framework_for_cell():
+        pytest.skip(f"{meta['framework']} fixture; runs in the {meta['framework']} cell, not {framework_for_cell()}")
+    expected = {pid: OrderedDict() for pid in meta["policies"]}
+    with np.load(fixture / "expected.npz") as npz:
+        for key in npz.files:  # zip order = the order the release's getter returned
+            pid, name = key.split("/", 1)
+            expected[pid][name] = npz[key]
+    return str(fixture / "checkpoint"), meta, expected
+
+
+def test_fixtures_cover_three_releases_both_stacks_and_tf2():
+    metas = [_meta(d) for d in RELEASE_DIRS]
+    assert len({m["ray_version"] for m in metas}) >= 3
+    assert {(m["stack"], m["framework"]) for m in metas} >= {("old", "torch"), ("new", "torch"), ("old", "tf2")}
+    size = sum(f.stat().st_size for d in RELEASE_DIRS for f in d.rglob("*") if f.is_file())
+    assert size < 5 * 1024 * 1024, f"fixtures are {size} bytes; keep them under 5 MB"
+
+
+@pytest.mark.parametrize("fixture,stack", CASES)
+def test_inspect_old_release(fixture, stack):
+    path, meta, expected = load(fixture)
+    view = rllib_ext.inspect(path)
+    assert view.kind == "algorithm"
+    assert view.stack == stack
+    assert view.ray_version == meta["ray_version"]
+    assert view.algorithm_class == "PPO"
+    assert list(view.policies) == meta["policies"]
+    for pid, pview in view.policies.items():
+        assert pview.observation_space.describe() == "Box(-1.0, 1.0, (4,), float32)", pid
+        assert pview.action_space.describe() == "Discrete(2)", pid
+        assert {n: shape for n, (shape, _) in pview.tensors.items()} == {
+            n: a.shape for n, a in expected[pid].items()
+        }, pid
+
+
+@pytest.mark.parametrize("fixture,stack", CASES)
+def test_read_weights_old_release_equals_its_own_getter(fixture, stack):
+    path, meta, expected = load(fixture)
+    assert rllib_ext.policy_ids(path) == meta["policies"]
+    for pid, want in expected.items():
+        assert_weights_equal(read_weights(path, pid), want, f"{fixture.name}/{pid}")
+
+
+@pytest.fixture(scope="module")
+def live_algo(ray_session):
+    """One 2-policy PPOPartial per stack, like the fixtures' (obs 4 floats, hiddens [8, 8])."""
+    built = {}
+
+    def get(stack: str):
+        if stack not in built:
+            cfg = ppo_config(stack, obs_dims=(4, 4), hiddens=(8, 8), config_cls=PPOPartialConfig)
+            built[stack] = cfg.build_algo()
+        return built[stack]
+
+    yield get
+    for algo in built.values():
+        algo.stop()
+
+
+@pytest.mark.parametrize("fixture,stack", CASES)
+def test_restore_one_policy_of_old_release(fixture, stack, live_algo):
+    """Each policy in turn: exactly its weights in learner and env runner, the other kept."""
+    path, meta, expected = load(fixture)
+    algo = live_algo(stack)
+    for pid in meta["policies"]:
+        before = {p: live_weights(algo, p) for p in meta["policies"]}
+
+        report = algo.restore(path, policies=[pid])
+
+        assert report.restored == {pid: pid}
+        got = live_weights(algo, pid)
+        # Ray 2.60's module may hold constant buffers an older release did not save
+        # (e.g. '*.log_std_clip_param_const' vs Ray 2.30); they keep their values.
+        assert_same({n: got[n] for n in expected[pid]}, expected[pid], f"{fixture.name}/{pid}")
+        assert_same({n: got[n] for n in got if n not in expected[pid]},
+                    {n: before[pid][n] for n in before[pid] if n not in expected[pid]}, f"{pid} extras")
+        runner = env_runner_weights(algo, pid, remote=False)
+        assert_same(runner, {n: expected[pid].get(n, before[pid].get(n)) for n in runner}, f"env runner {pid}")
+        for other in meta["policies"]:
+            if other != pid:
+                assert_same(live_weights(algo, other), before[other], f"untouched {other}")
+
+
+def test_check_tensors_keeps_missing_constant_buffers_only():
+    """A checkpoint without a module constant (Ray 2.30) keeps the target's; any other gap is an error."""
+    from rllib_ext.checkpoint.tensors import check_tensors
+    from rllib_ext.errors import ShapeMismatchError
+
+    target = {"pi.w": np.zeros((2, 2), np.float32), "pi.log_std_clip_param_const": np.array([20.0], np.float32)}
+    ready = check_tensors("policy 'p'", {"pi.w": np.ones((2, 2), np.float32)}, target)
+    assert list(ready) == ["pi.w", "pi.log_std_clip_param_const"]
+    np.testing.assert_array_equal(ready["pi.w"], np.ones((2, 2), np.float32))
+    np.testing.assert_array_equal(ready["pi.log_std_clip_param_const"], [20.0])
+    with pytest.raises(ShapeMismatchError, match="missing in the checkpoint: pi.w; only in the checkpoint: -"):
+        check_tensors("policy 'p'", {"pi.log_std_clip_param_const": np.array([20.0], np.float32)}, target)
