@@ -102,6 +102,8 @@ def encode_safetensors(weights: Mapping[str, np.ndarray], metadata: Optional[Map
 
 
 def _parse_header(data: bytes, where: str) -> Tuple[Dict[str, Any], int]:
+    if not data:
+        raise CheckpointFormatError(f"{where}: file is empty")
     if len(data) < 8:
         raise CheckpointFormatError(f"{where}: too short for a safetensors file ({len(data)} bytes)")
     (n,) = struct.unpack("<Q", data[:8])
