@@ -131,12 +131,15 @@ def test_restore_without_policies_is_rllibs_full_restore_with_relative_path(
 
 
 @pytest.mark.parametrize("stack", STACKS)
-def test_restarted_env_runner_acts_with_restored_weights(ckpts, make_algo, stack):
+def test_restarted_env_runner_acts_with_restored_then_trained_weights(ckpts, make_algo, stack):
     import ray
 
     path, saved = ckpts(stack)
     algo = make_algo(stack, num_env_runners=1)
     algo.restore(path, policies=["policy_1"])
+    algo.train()
+    current = live_weights(algo, "policy_1")  # restored, then trained once
+    assert_differs(current, saved["policy_1"], "policy_1 after one train()")
     group = algo.env_runner_group
     [actor_id] = group.healthy_env_runner_ids()
 
@@ -156,7 +159,7 @@ def test_restarted_env_runner_acts_with_restored_weights(ckpts, make_algo, stack
     else:
         pytest.fail("the killed env runner did not come back within 90 s")
     remote = env_runner_weights(algo, "policy_1", remote=True)
-    assert_same(remote, subset(saved["policy_1"], remote), "restarted runner")
+    assert_same(remote, subset(current, remote), "restarted runner")
 
 
 def test_restore_reaches_remote_learner_and_evaluation_runners(ckpts, ray_session):
