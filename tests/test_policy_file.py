@@ -160,6 +160,7 @@ def test_write_policy_dir_failed_swap_restores_old_dir(tmp_path, monkeypatch):
         real_rename(src, dst)
 
     monkeypatch.setattr(pf.os, "rename", rename)
+    monkeypatch.setattr(pf, "_exchange", lambda a, b: False)  # the two-rename fallback (no renameat2)
     with pytest.raises(OSError, match="Input/output error"):
         write_policy_dir(tmp_path / "pol", "p", OrderedDict(w=np.zeros(1)), {"stack": "new"})
     monkeypatch.undo()
