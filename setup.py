@@ -13,7 +13,9 @@ setup(
         # RLlib algorithm, DreamerV3 included, which needs PIL.
         "rllib": ["ray[rllib,tune]==2.60.0", "torch==2.13.0", "pillow"],
         "tf": ["tensorflow==2.21.*", "tf-keras==2.21.*"],
-        "test": ["pytest", "pytest-xdist", "pytest-timeout", "hypothesis", "safetensors", "msgpack", "msgpack-numpy"],
+        # moto[server] + boto3: a local S3 on 127.0.0.1 for the remote-storage tests.
+        "test": ["pytest", "pytest-xdist", "pytest-timeout", "hypothesis", "safetensors", "msgpack", "msgpack-numpy",
+                 "moto[server]>=5,<6", "boto3"],
     },
     entry_points={"console_scripts": ["rllib-ext=rllib_ext.cli:main"]},
 )

@@ -21,6 +21,7 @@ import numpy as np
 from . import restore as _restore
 from .checkpoint.inspect import SpaceView, space_from_object
 from .checkpoint.policy_file import read_policy_dir, write_policy_dir
+from .checkpoint.upload import is_remote, upload_dir
 from .errors import CheckpointError, CheckpointFormatError, UnsafePickleError
 
 # Classes load_policy may import by the name stored in policy.json without trusted=True.
@@ -65,6 +66,8 @@ def _jsonable(value: Any) -> Any:
 def save_policy(algo: Any, policy_id: str, path: "str | os.PathLike[str]") -> str:
     """Write ``policy_id`` of the live ``algo`` as a single-policy directory, atomically.
 
+    ``path`` may be a remote URI (``s3://...``): see :mod:`rllib_ext.checkpoint.upload`.
+
     Returns:
         The absolute path written.
 
@@ -101,6 +104,14 @@ def save_policy(algo: Any, policy_id: str, path: "str | os.PathLike[str]") -> st
         "ray_version": ray.__version__,
         "source": f"live algorithm {type(algo).__name__}",
     }
+    if is_remote(path):  # s3://...: write and check locally, then upload, manifest last
+        import tempfile
+
+        from .checkpoint.policy_file import META_FILE
+
+        with tempfile.TemporaryDirectory(prefix="rllib_ext-upload-") as tmp:
+            local = write_policy_dir(os.path.join(tmp, "policy"), policy_id, weights, meta)
+            return upload_dir(local, os.fspath(path), last=(META_FILE,))
     return write_policy_dir(path, policy_id, weights, meta)
 
 

@@ -39,6 +39,57 @@ def _undo_msgpack_numpy_patch():
         setattr(_msgpack, name, fn)
 
 
+# ---------------------------------------------------------------- S3 on loopback
+# A moto S3 server on 127.0.0.1, one per test process, started on first use. Its
+# endpoint and fake credentials go into the environment *now*, before Ray starts, so
+# Tune's trial actors (other processes) talk to the same server through pyarrow, and
+# no test can reach a real AWS account whatever the developer's own environment holds.
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+S3_PORT = _free_port()
+S3_ENV = {
+    "AWS_ENDPOINT_URL": f"http://127.0.0.1:{S3_PORT}",
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+os.environ.update(S3_ENV)
+for _var in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
+    os.environ.pop(_var, None)
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """The endpoint URL of a local S3-compatible server (moto), loopback only."""
+    import logging
+
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=S3_PORT, verbose=False)
+    server.start()
+    yield S3_ENV["AWS_ENDPOINT_URL"]
+    server.stop()
+
+
+@pytest.fixture
+def s3_bucket(s3_server, request):
+    """A fresh bucket for this test: ``s3://<bucket>``."""
+    import re
+
+    import boto3
+
+    name = re.sub(r"[^a-z0-9-]", "-", request.node.name.lower())[:40].strip("-") + f"-{os.getpid()}"
+    boto3.client("s3").create_bucket(Bucket=name)
+    return f"s3://{name}"
+
+
 @pytest.fixture(scope="session")
 def ray_session():
     """A small local Ray, shared by every test of this worker."""
@@ -52,7 +103,7 @@ def ray_session():
             include_dashboard=False,
             log_to_driver=False,
             configure_logging=False,
-            runtime_env={"env_vars": {"PYTHONPATH": here, "RAY_DEDUP_LOGS": "0"}},
+            runtime_env={"env_vars": {"PYTHONPATH": here, "RAY_DEDUP_LOGS": "0", **S3_ENV}},
         )
     yield ray
     ray.shutdown()
