@@ -4,9 +4,11 @@ Object stores have no rename, so a directory cannot be swapped in atomically the
 way :func:`rllib_ext.checkpoint.policy_file.write_policy_dir` does locally. What holds
 instead: the directory is first written and checked locally, then every data file is
 uploaded and the manifest (``policy.json``) goes **last**. A reader never finds a
-manifest without its data, and the manifest's tensor index (names, shapes, dtypes, byte
-ranges) is checked against the data on every read, so an upload cut short while
-replacing an older policy fails loudly instead of mixing old and new tensors.
+new manifest without its data, and each object is replaced whole (never half old, half
+new tensors). An upload cut short while *replacing* a policy leaves the new weights
+under the old manifest: its tensor index (names, shapes, dtypes) is checked on every
+read, so a different layout fails loudly; with the same layout the weights are the
+complete new ones and only the metadata is the older one's.
 """
 
 from __future__ import annotations
