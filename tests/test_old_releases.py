@@ -120,6 +120,78 @@ def test_restore_one_policy_of_old_release(fixture, stack, live_algo):
                 assert_same(live_weights(algo, other), before[other], f"untouched {other}")
 
 
+OLD_STACK_CASES = [c for c in CASES if c.values[1] == "old"]
+
+
+def load_outputs(fixture: Path):
+    """(obs, {policy id: (action_dist_inputs, vf_preds)}) the release computed."""
+    with np.load(fixture / "outputs.npz") as npz:
+        pids = sorted({k.split("/", 1)[0] for k in npz.files if "/" in k})
+        return npz["obs"], {p: (npz[f"{p}/action_dist_inputs"], npz[f"{p}/vf_preds"]) for p in pids}
+
+
+def tolerance() -> float:
+    """float32 arithmetic of another release / framework build; tf2 -> torch differs more."""
+    return 1e-4 if framework_for_cell() == "tf2" else 1e-5
+
+
+def max_diff(want, got) -> float:
+    """max |diff| of logits and values; printed, so ``pytest -s`` shows the measured tolerance."""
+    d = max(float(np.max(np.abs(np.asarray(w) - np.asarray(g)))) for w, g in zip(want, got))
+    print(f"max|Δ| {d:.3g}")
+    return d
+
+
+@pytest.mark.parametrize("fixture,stack", OLD_STACK_CASES)
+def test_restored_old_release_policy_acts_as_in_that_release(fixture, stack, live_algo):
+    path, meta, _ = load(fixture)
+    obs, want = load_outputs(fixture)
+    algo = live_algo(stack)
+    for pid in meta["policies"]:
+        algo.restore(path, policies=[pid])
+        _, _, extra = algo.get_policy(pid).compute_actions(obs, explore=False)
+        got = (extra["action_dist_inputs"], extra["vf_preds"])
+        assert max_diff(want[pid], got) < tolerance(), pid
+
+
+@pytest.fixture(scope="module")
+def new_stack_algo(ray_session):
+    """A 2.60 new-stack PPOPartial shaped like the old fixtures' policies (separate value net)."""
+    holder = []
+
+    def get():
+        if not holder:
+            cfg = ppo_config("new", obs_dims=(4, 4), hiddens=(8, 8), config_cls=PPOPartialConfig)
+            holder.append(cfg.rl_module(model_config={"fcnet_hiddens": [8, 8], "vf_share_layers": False}).build_algo())
+        return holder[0]
+
+    yield get
+    for algo in holder:
+        algo.stop()
+
+
+@pytest.mark.parametrize("fixture,stack", OLD_STACK_CASES)
+def test_old_release_policy_into_new_stack_acts_as_in_that_release(fixture, stack, new_stack_algo):
+    """Old-stack policy of an older release -> 2.60 new-stack module (converted), same outputs."""
+    import torch
+
+    path, meta, _ = load(fixture)
+    obs, want = load_outputs(fixture)
+    algo = new_stack_algo()
+    pid, other = meta["policies"]
+    before_other = live_weights(algo, other)
+
+    report = algo.restore(path, policies=[pid])
+
+    assert report.converted_from == f"old-API-stack {meta['framework']}"
+    module = algo.learner_group._learner.module[pid]
+    batch = {"obs": torch.from_numpy(obs)}
+    with torch.no_grad():
+        got = (module.forward_inference(batch)["action_dist_inputs"].numpy(), module.compute_values(batch).numpy())
+    assert max_diff(want[pid], got) < tolerance()
+    assert_same(live_weights(algo, other), before_other, f"untouched {other}")
+
+
 def test_check_tensors_keeps_missing_constant_buffers_only():
     """A checkpoint without a module constant (Ray 2.30) keeps the target's; any other gap is an error."""
     from rllib_ext.checkpoint.tensors import check_tensors
