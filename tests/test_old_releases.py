@@ -9,6 +9,8 @@ framework than the cell's (tf2 vs torch) is skipped there.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections import OrderedDict
 from pathlib import Path
 
@@ -78,6 +80,20 @@ def test_read_weights_old_release_equals_its_own_getter(fixture, stack):
     assert rllib_ext.policy_ids(path) == meta["policies"]
     for pid, want in expected.items():
         assert_weights_equal(read_weights(path, pid), want, f"{fixture.name}/{pid}")
+
+
+def test_reading_every_old_release_imports_no_framework():
+    """tf2 fixtures pickle TF variables (optimizer state): reading weights still needs no TF."""
+    code = (
+        "import sys, rllib_ext\n"
+        f"for path in {[str(d / 'checkpoint') for d in RELEASE_DIRS]!r}:\n"
+        "    for pid in rllib_ext.inspect(path).policies:\n"
+        "        assert rllib_ext.read_weights(path, pid)\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('ray', 'torch', 'tensorflow'))\n"
+        "sys.exit(f'imported: {bad}' if bad else 0)\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout + res.stderr
 
 
 @pytest.fixture(scope="module")
