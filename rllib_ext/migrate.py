@@ -51,14 +51,13 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
+from .checkpoint.tensors import CONSTANT_BUFFERS, is_constant_buffer
 from .errors import CheckpointError, MigrationError, not_found
 
 Weights = Dict[str, np.ndarray]
 NameMapping = Union[Mapping[str, Optional[str]], Callable[[Weights], Weights]]
 Slot = Tuple[str, int]  # ("actor" | "critic" | "pi" | "vf", layer index)
 
-# Target tensors that are constants of the module, not learned: always kept from the target.
-KEEP_FROM_TARGET = ("log_std_clip_param_const",)
 
 # RLlib 2.60's MODEL_DEFAULTS for the keys we read, where an old config leaves one out.
 _OLD_DEFAULTS: Dict[str, Any] = {"fcnet_hiddens": [256, 256], "fcnet_activation": "tanh", "vf_share_layers": True}
@@ -165,10 +164,6 @@ def _target_slots(names: Sequence[str], vf_share_layers: bool) -> Dict[Slot, Tup
     return slots
 
 
-def _is_constant(name: str) -> bool:
-    return name.rsplit(".", 1)[-1] in KEEP_FROM_TARGET
-
-
 # ---------------------------------------------------------------- conversion
 
 
@@ -212,7 +207,7 @@ def convert_policy(
             unmapped = [n for n in source if n not in mapping]
     else:
         produced, unmapped, shown, why = _default_mapping(label, source, target, source_model_config, target_model_config, observation_space, target_name)
-    unset = [n for n in target if n not in produced and not _is_constant(n)]
+    unset = [n for n in target if n not in produced and not is_constant_buffer(n)]
     if unmapped or unset:
         raise MigrationError(
             f"{label}: cannot map the old-stack model onto {target_name} ({why}); "

@@ -13,8 +13,13 @@ Weights = Dict[str, np.ndarray]
 
 # Buffers of RLlib's modules that are constants of the config, not learned. Older
 # releases did not have them (Ray 2.30's PPO modules lack '*.log_std_clip_param_const'),
-# so a checkpoint without one keeps the target's value. Same list as migrate.KEEP_FROM_TARGET.
+# so a checkpoint without one keeps the target's value; migrate keeps them from the target too.
 CONSTANT_BUFFERS = ("log_std_clip_param_const",)
+
+
+def is_constant_buffer(name: str) -> bool:
+    """True for a module constant such as ``pi.log_std_clip_param_const`` (see above)."""
+    return name.rsplit(".", 1)[-1] in CONSTANT_BUFFERS
 
 
 def check_tensors(label: str, source: Weights, target: Weights, target_name: str = "algorithm") -> Weights:
@@ -34,7 +39,7 @@ def check_tensors(label: str, source: Weights, target: Weights, target_name: str
         ShapeMismatchError: names differ, a shape differs, or a dtype cannot be cast
             within its kind (float64 -> float32 is fine, bytes -> float32 is not).
     """
-    kept = [n for n in target if n not in source and n.rsplit(".", 1)[-1] in CONSTANT_BUFFERS]
+    kept = [n for n in target if n not in source and is_constant_buffer(n)]
     missing = [n for n in target if n not in source and n not in kept]
     unexpected = [n for n in source if n not in target]
     if missing or unexpected:
