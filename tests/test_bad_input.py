@@ -580,10 +580,11 @@ FUZZ_FILES = {
     "old": [("ckpt", WEIGHTS["old"]), ("ckpt", "rllib_checkpoint.json"), ("ckpt", INSPECT_ONLY["old"]),
             ("ckpt", "policies/policy_1/rllib_checkpoint.json"), ("dir", ST), ("dir", PJ)],
 }
-# Files that carry tensor bytes and names with no checksum (RLlib's pickles, safetensors):
-# a flipped bit there can yield other valid weights, which no reader can detect. Every
-# other file must give the same weights or a typed error.
-UNCHECKED_TENSOR_FILES = {WEIGHTS["new"], WEIGHTS["old"], ST}
+# RLlib's pickles carry tensor bytes and names with no checksum: a flipped bit there can
+# yield other valid weights, which no reader can detect. Every other file, our
+# weights.safetensors included (policy.json records its sha256), must give the same
+# weights or a typed error.
+UNCHECKED_TENSOR_FILES = {WEIGHTS["new"], WEIGHTS["old"]}
 EXAMPLES_PER_STACK = 200
 SECONDS_PER_EXAMPLE = 5
 

@@ -260,3 +260,16 @@ def test_policy_file_imports_no_framework(tmp_path):
     )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=dict(os.environ))
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_flipped_value_bit_is_caught_by_the_recorded_sha256(tmp_path):
+    """A flip inside tensor data still parses; only policy.json's digest can tell."""
+    want = sample_weights()
+    out = write_policy_dir(tmp_path / "pol", "p", want, {"stack": "new"})
+    wfile = os.path.join(out, "weights.safetensors")
+    data = bytearray(open(wfile, "rb").read())
+    data[-1] ^= 0x01  # last byte: inside the last tensor's values
+    open(wfile, "wb").write(bytes(data))
+    for read in (lambda: read_policy_dir(out), lambda: read_weights(out)):
+        with pytest.raises(CheckpointFormatError, match=re.escape(f"{wfile}: contents do not match the sha256")):
+            read()

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import hashlib
 import json
 import math
 import os
@@ -55,6 +56,7 @@ from .storage import CheckpointDir, os_problem
 
 FORMAT_VERSION = "1.0"
 META_FILE = fmt.SINGLE_POLICY_META
+DIGEST_KEY = "weights_sha256"  # in policy.json: sha256 of weights.safetensors
 WEIGHTS_FILE = fmt.SINGLE_POLICY_WEIGHTS
 
 # Keys a caller may pass in ``meta``; the rest of policy.json is written by us.
@@ -217,6 +219,9 @@ def write_policy_dir(
     final = os.path.abspath(os.fspath(path))
     doc = _policy_json(policy_id, weights, meta)
     blob = encode_safetensors(weights, {"format": "np", "policy_id": str(policy_id)})
+    # Neither safetensors nor RLlib's pickles carry a checksum: without one a flipped bit
+    # in tensor data reads back as other valid weights. Readers check it when present.
+    doc[DIGEST_KEY] = hashlib.sha256(blob).hexdigest()
     if os.path.lexists(final) and not _replaceable(final):
         raise CheckpointError(
             f"{final}: exists and is not an rllib_ext policy directory (no {META_FILE}); "
@@ -276,10 +281,27 @@ def read_policy_dir(path: "str | os.PathLike[str]") -> Tuple[Weights, Dict[str, 
             f"found: {', '.join(ckpt.listdir()[:10]) or '(empty directory)'}"
         )
     layout = fmt.detect(ckpt)
+    return read_checked(ckpt, layout), dict(layout.metadata)
+
+
+def read_checked(ckpt: CheckpointDir, layout: fmt.Layout) -> Weights:
+    """weights.safetensors, checked against policy.json: the tensor index first (its errors
+    say which tensor is wrong), then the file's sha256 (when recorded: by every writer
+    since it was added), which catches what still parses, such as flipped value bits.
+
+    Raises:
+        CheckpointFormatError: the file's tensors or digest disagree with policy.json.
+    """
     where = ckpt.child(WEIGHTS_FILE)
-    weights = decode_safetensors(ckpt.read_bytes(WEIGHTS_FILE), where)
-    meta = dict(layout.metadata)
-    return in_index_order(meta, weights, ckpt), meta
+    data = ckpt.read_bytes(WEIGHTS_FILE)
+    weights = in_index_order(layout.metadata, decode_safetensors(data, where), ckpt)
+    want = layout.metadata.get(DIGEST_KEY)
+    if want is not None and hashlib.sha256(data).hexdigest() != want:
+        raise CheckpointFormatError(
+            f"{where}: contents do not match the sha256 recorded in {ckpt.child(META_FILE)} "
+            "(the file is corrupted, or a replace was cut off); write the policy again"
+        )
+    return weights
 
 
 def in_index_order(meta: Mapping[str, Any], weights: Weights, ckpt: CheckpointDir) -> Weights:

@@ -77,13 +77,12 @@ def read_opened(
 ) -> Weights:
     """:func:`read_weights` on a checkpoint already opened (no second metadata read)."""
     _, rel = locate(ckpt, layout, policy_id)
-    payload = decode_file(ckpt, rel, trusted=trusted)
-    weights = _extract_weights(payload, layout, ckpt.child(rel))
-    if layout.kind is fmt.Kind.SINGLE_POLICY:  # policy.json's index must describe the file
-        from .policy_file import in_index_order
+    if layout.kind is fmt.Kind.SINGLE_POLICY:  # checked against policy.json's digest and index
+        from .policy_file import read_checked
 
-        return in_index_order(layout.metadata, weights, ckpt)
-    return weights
+        return read_checked(ckpt, layout)
+    payload = decode_file(ckpt, rel, trusted=trusted)
+    return _extract_weights(payload, layout, ckpt.child(rel))
 
 
 def locate(ckpt: CheckpointDir, layout: fmt.Layout, policy_id: Optional[str]) -> Tuple[Optional[str], str]:
