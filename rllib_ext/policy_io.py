@@ -276,6 +276,7 @@ def add_or_replace(
     _, meta = read_policy_dir(path)
     stored_id = _stored_id(meta, path)
     target = policy_id or stored_id
+    added = False
     if target not in _restore.backend_for(algo).ids():
         obs = _stored_space(meta, "observation_space", path)
         act = _stored_space(meta, "action_space", path)
@@ -292,4 +293,13 @@ def add_or_replace(
         else:
             algo.add_policy(target, _import_class(meta.get("policy_class"), trusted),
                             observation_space=obs, action_space=act)
-    return _restore.restore_policies(algo, path, {stored_id: target}, trusted=trusted)
+        added = True
+    try:
+        return _restore.restore_policies(algo, path, {stored_id: target}, trusted=trusted)
+    except BaseException:
+        if added:  # nothing half-done: the policy added for these weights goes again
+            if algo.config.enable_rl_module_and_learner:
+                algo.remove_module(target)
+            else:
+                algo.remove_policy(target)
+        raise

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -32,7 +34,9 @@ def test_save_policy_then_load_policy_acts_like_the_live_policy(ray_session, tmp
         path = algo.save_policy("policy_1", tmp_path / "p1")
         want_weights = live_weights(algo, "policy_1")
         rng = np.random.default_rng(0)
-        observations = [rng.uniform(-1, 1, 4).astype(np.float32) for _ in range(200)]
+        # Wider than the env's [-1, 1], so that even a policy that learned to prefer one
+        # action there still picks both somewhere (else the comparison proves little).
+        observations = [rng.uniform(-4, 4, 4).astype(np.float32) for _ in range(500)]
         want = live_actions(algo, "policy_1", observations)
     finally:
         algo.stop()
@@ -74,5 +78,46 @@ def test_algo_load_policy_replaces_and_adds_synced(ray_session, tmp_path, stack)
         for pid, w in before.items():
             for name in w:
                 np.testing.assert_array_equal(live_weights(algo, pid)[name], w[name], err_msg=f"{pid}/{name}")
+    finally:
+        algo.stop()
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_algo_load_policy_new_id_that_fails_adds_nothing(ray_session, tmp_path, stack):
+    """A new id is added before its weights are checked; a failure must take it out again."""
+    import json
+
+    from rllib_ext import ShapeMismatchError
+
+    src = ppo_config(stack, config_cls=PPOPartialConfig).build_algo()
+    try:
+        path = src.save_policy("policy_1", tmp_path / "p1")
+    finally:
+        src.stop()
+    meta_file = os.path.join(path, "policy.json")
+    doc = json.load(open(meta_file))
+    # A stored space that does not fit the stored weights (4 inputs): the policy built
+    # for it takes 6, so the restore into it fails after the add.
+    doc["observation_space"] = {"type": "Box", "shape": [6], "dtype": "float32", "low": -1.0, "high": 1.0}
+    json.dump(doc, open(meta_file, "w"))
+
+    algo = ppo_config(stack, config_cls=PPOPartialConfig, num_env_runners=1).build_algo()
+    try:
+        before = {p: live_weights(algo, p) for p in ("policy_0", "policy_1", "policy_2")}
+        with pytest.raises(ShapeMismatchError, match="policy 'policy_1' -> 'newcomer'"):
+            algo.load_policy(path, policy_id="newcomer")
+        from rllib_ext.restore import backend_for
+
+        assert "newcomer" not in backend_for(algo).ids()
+        assert "newcomer" not in algo.config.policies
+        on_runner = algo.env_runner_group.foreach_env_runner(
+            (lambda er: "newcomer" in er.module) if stack == "new" else (lambda er: "newcomer" in er.policy_map),
+            local_env_runner=False,
+        )
+        assert on_runner == [False]
+        for pid, w in before.items():
+            for name in w:
+                np.testing.assert_array_equal(live_weights(algo, pid)[name], w[name], err_msg=f"{pid}/{name}")
+        algo.train()  # still trains with its own three policies
     finally:
         algo.stop()
