@@ -10,7 +10,8 @@
      "observation_space": {SpaceView.to_dict()}, "action_space": {...},
      "model_config": {...}, "algorithm_class": "PPO", "policy_class": "DefaultPPOTorchRLModule",
      "ray_version": "2.60.0", "source": "/path/of/the/original/checkpoint",
-     "tensors": {"name": {"shape": [8, 4], "dtype": "float32"}, ...}}   # in getter order
+     "tensors": {"name": {"shape": [8, 4], "dtype": "float32"}, ...},   # in getter order
+     "weights_sha256": "<hex sha256 of weights.safetensors>"}           # checked on read
 
 The safetensors layout (https://github.com/huggingface/safetensors): an 8-byte
 little-endian header size N, N bytes of JSON ``{name: {"dtype": "F32", "shape": [...],
