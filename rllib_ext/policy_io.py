@@ -20,7 +20,7 @@ import numpy as np
 
 from . import restore as _restore
 from .checkpoint.inspect import SpaceView, space_from_object
-from .checkpoint.policy_file import read_policy_dir, write_policy_dir
+from .checkpoint.policy_file import META_FILE, read_policy_dir, write_policy_dir
 from .checkpoint.upload import is_remote, upload_dir
 from .errors import CheckpointError, CheckpointFormatError, UnsafePickleError
 
@@ -107,8 +107,6 @@ def save_policy(algo: Any, policy_id: str, path: "str | os.PathLike[str]") -> st
     if is_remote(path):  # s3://...: write and check locally, then upload, manifest last
         import tempfile
 
-        from .checkpoint.policy_file import META_FILE
-
         with tempfile.TemporaryDirectory(prefix="rllib_ext-upload-") as tmp:
             local = write_policy_dir(os.path.join(tmp, "policy"), policy_id, weights, meta)
             return upload_dir(local, os.fspath(path), last=(META_FILE,))
@@ -145,7 +143,7 @@ def _stored_space(meta: Mapping[str, Any], key: str, path: str) -> Any:
         raise
     except Exception as e:  # whatever gymnasium or from_dict make of a malformed entry
         raise CheckpointFormatError(
-            f"{os.path.join(path, 'policy.json')}: {key} is missing or malformed ({type(e).__name__}: {e}); "
+            f"{os.path.join(path, META_FILE)}: {key} is missing or malformed ({type(e).__name__}: {e}); "
             "write the policy again with save_policy/extract_policy"
         ) from e
 

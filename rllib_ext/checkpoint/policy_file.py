@@ -349,13 +349,9 @@ def view_policy_dir(ckpt: CheckpointDir, layout: fmt.Layout) -> CheckpointView:
     )
 
 
-def read_safetensors_header(file_path: str) -> Dict[str, Any]:
-    """Only the JSON header of a safetensors file (the tensor data is not read)."""
-    return _read_header(file_path)[0]
-
-
 def _read_header(file_path: str) -> Tuple[Dict[str, Any], int]:
-    """The header and the size of the data section after it (from the file size)."""
+    """Only the JSON header of a safetensors file (the tensor data is not read), and the
+    size of the data section after it (from the file size)."""
     try:
         with open(file_path, "rb") as f:
             head = f.read(8)
