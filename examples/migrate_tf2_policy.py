@@ -4,7 +4,7 @@ Story (read top to bottom):
   1. Train two policies with old-stack PPO in TensorFlow 2 (the way many projects still
      run) and save an ordinary checkpoint.
   2. Look into the checkpoint without Ray: framework, model config, tensor list.
-  3. `rllib_ext.migrate.migrate(ckpt, out)` writes a new-stack MultiRLModule checkpoint
+  3. `rllib_ext.migrate(ckpt, out)` writes a new-stack MultiRLModule checkpoint
      (DefaultPPOTorchRLModule, same fcnet_hiddens / activation / vf_share_layers), which
      RLlib's own `MultiRLModule.from_checkpoint` loads. The CLI does the same:
          rllib-ext migrate CKPT --out NEW_DIR
@@ -45,7 +45,7 @@ from ray.rllib.core.rl_module.multi_rl_module import MultiRLModule  # noqa: E402
 import rllib_ext  # noqa: E402
 from rllib_ext import PPOPartialConfig  # noqa: E402
 from rllib_ext.envs import SignGame, agent_to_policy  # noqa: E402
-from rllib_ext.migrate import migrate  # noqa: E402
+from rllib_ext import migrate  # noqa: E402
 
 MODEL = {"fcnet_hiddens": [8, 8], "fcnet_activation": "tanh", "vf_share_layers": args.shared_vf}
 ENV_CONFIG = {"obs_dims": [4, 4], "episode_len": 10}

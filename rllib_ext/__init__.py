@@ -21,6 +21,7 @@ from .checkpoint import (
     inspect,
     merge_checkpoints,
     policy_ids,
+    read_policy,
     read_policy_dir,
     read_weights,
     write_policy_dir,
@@ -35,12 +36,13 @@ from .errors import (
     ShapeMismatchError,
     UnsafePickleError,
 )
-from .migrate import MigrateReport, migrate  # numpy-only at import; eager so rllib_ext.migrate is the function
+from .migration import MigrateReport, migrate  # Ray is imported inside migrate(), not here
 
 # Names served by rllib_ext.algorithms (imports Ray; loaded on first use).
 _ALGORITHM_NAMES = {
     "partial",
-    "load_policy",
+    "build_policy",
+    "LoadedPolicy",
     "PartialRestoreReport",
     "PPOPartial",
     "PPOPartialConfig",
@@ -58,6 +60,7 @@ __all__ = sorted(
     {
         "policy_ids",
         "read_weights",
+        "read_policy",
         "inspect",
         "merge_checkpoints",
         "MergeReport",
@@ -101,9 +104,9 @@ def __getattr__(name: str) -> Any:
         from . import algorithms
 
         register_trainables()
-        if name == "load_policy":
-            from .policy_io import load_policy
+        if name in ("build_policy", "LoadedPolicy"):
+            from . import policy_io
 
-            return load_policy
+            return getattr(policy_io, name)
         return getattr(algorithms, name)
     raise AttributeError(f"module 'rllib_ext' has no attribute {name!r}")

@@ -7,7 +7,8 @@ Each adds to its RLlib parent:
     ``"restore_policies"``): the same, applied once when the algorithm is set up. When
     Tune then restores the trial from its *own* checkpoint (resume after a crash), that
     later restore overwrites the initial one, so trained weights win.
-The logic lives in :mod:`rllib_ext.restore`; the classes only wire it in.
+The logic lives in :mod:`rllib_ext.restore`, :mod:`rllib_ext.lightweight` and
+:mod:`rllib_ext.policy_io`; the classes only wire it in.
 """
 
 from __future__ import annotations
@@ -24,12 +25,13 @@ from ray.rllib.algorithms.impala import IMPALA
 from ray.rllib.algorithms.ppo import PPO
 from ray.rllib.algorithms.sac import SAC
 
+from . import lightweight as _lw
 from . import policy_io
-from . import restore as _restore
-from .checkpoint import reader
+from .checkpoint.reader import open_checkpoint, policy_ids
+from .checkpoint.storage import resolve_path
+from .convert import NameMapping
 from .errors import not_found
-from .migrate import NameMapping
-from .restore import PartialRestoreReport, PolicySelection
+from .restore import PartialRestoreReport, PolicySelection, normalize_selection, restore_policies
 
 logger = logging.getLogger(__name__)
 
@@ -70,10 +72,10 @@ class _PartialConfigMixin:
             freeze: keep the restored policies out of ``policies_to_train``.
             trusted: fully unpickle old-stack policy files (default: safe mode).
         """
-        path = _restore.resolve_path(checkpoint)
-        mapping = _restore.normalize_selection(policies)
+        path = resolve_path(checkpoint)
+        mapping = normalize_selection(policies)
         if "://" not in path:
-            available = reader.policy_ids(path)
+            available = policy_ids(path)
             for src in mapping:
                 if src not in available:
                     raise not_found("policy", src, path, available)
@@ -90,12 +92,11 @@ class _PartialConfigMixin:
         Without, the env is kept (nothing else records the spaces). For acting, saving and
         ``save_policy``, not for training.
         """
-        from . import lightweight as _lw
-
         spaces = {}
         for spec in getattr(self, "_partial_restores", None) or []:
+            found = _lw.checkpoint_spaces(*open_checkpoint(spec["checkpoint"]), list(spec["policies"]))
             for src, tgt in spec["policies"].items():
-                spaces[tgt] = _lw.checkpoint_spaces(spec["checkpoint"], [src])[src]
+                spaces[tgt] = found[src]
         return _lw.make_lightweight(self, spaces) if spaces else _lw.zero_resources(self)
 
     def update_from_dict(self, config_dict: Mapping[str, Any]):
@@ -126,7 +127,7 @@ class _PartialAlgorithmMixin:
         super().setup(config)  # type: ignore[misc]
         self.partial_restore_reports = []
         for spec in getattr(self.config, "_partial_restores", None) or []:
-            report = _restore.restore_policies(
+            report = restore_policies(
                 self, spec["checkpoint"], spec["policies"], freeze=spec["freeze"], trusted=spec["trusted"]
             )
             logger.info("rllib_ext: %s", report)
@@ -138,7 +139,7 @@ class _PartialAlgorithmMixin:
         if self.partial_restore_reports:
             result["rllib_ext"] = {
                 "restored": {
-                    t: f"{r.checkpoint}:{s}" for r in self.partial_restore_reports for t, s in r.restored.items()
+                    t: f"{r.checkpoint}:{s}" for r in self.partial_restore_reports for s, t in r.restored.items()
                 },
                 "frozen": sorted({p for r in self.partial_restore_reports for p in r.frozen}),
             }
@@ -153,7 +154,7 @@ class _PartialAlgorithmMixin:
             specs = config[CONFIG_KEY]
             specs = [specs] if isinstance(specs, Mapping) else list(specs)
             config[CONFIG_KEY] = [
-                {**spec, "checkpoint": _restore.resolve_path(spec["checkpoint"])}
+                {**spec, "checkpoint": resolve_path(spec["checkpoint"])}
                 if isinstance(spec, Mapping) and "checkpoint" in spec
                 else spec
                 for spec in specs
@@ -180,7 +181,7 @@ class _PartialAlgorithmMixin:
             mapping: with ``policies=``, an old-stack checkpoint into this new-stack
                 algorithm: ``{old tensor name: new name or None}`` or a callable
                 ``old weights -> new weights`` for models the built-in table does not
-                cover (see :mod:`rllib_ext.migrate`).
+                cover (see :mod:`rllib_ext.convert`).
 
         Returns:
             A :class:`PartialRestoreReport` for a partial restore, else None.
@@ -191,7 +192,7 @@ class _PartialAlgorithmMixin:
             if mapping is not None:
                 raise ValueError("mapping= needs policies=[...] (which policies to convert?)")
             return super().restore(_absolute_checkpoint(checkpoint_path))  # type: ignore[misc]
-        report = _restore.restore_policies(
+        report = restore_policies(
             self, _local_path(checkpoint_path), policies, freeze=freeze, trusted=trusted, mapping=mapping
         )
         self.partial_restore_reports.append(report)
@@ -216,14 +217,10 @@ class _PartialAlgorithmMixin:
             if policies is not None:
                 raise ValueError("policies= goes with lightweight=True (RLlib's own: policy_ids=)")
             return super().from_checkpoint(_absolute_checkpoint(path), *args, **kwargs)  # type: ignore[misc]
-        from . import lightweight as _lw
-
         return _lw.from_checkpoint(cls, _local_path(path), policies, trusted=trusted)
 
     def act(self, obs: Any, policy_id: str, explore: bool = False) -> Any:
         """One action for one observation, on either API stack (see lightweight.act)."""
-        from . import lightweight as _lw
-
         return _lw.act(self, obs, policy_id, explore)
 
     def save_policy(self, policy_id: str, path: "str | os.PathLike[str]") -> str:
@@ -240,17 +237,20 @@ class _PartialAlgorithmMixin:
 
     def load_checkpoint(self, checkpoint_dir: str) -> None:
         # Tune hands us the trial's own checkpoint (resume, or tune.run(restore=...)).
-        super().load_checkpoint(_restore.resolve_path(checkpoint_dir))  # type: ignore[misc]
+        super().load_checkpoint(resolve_path(checkpoint_dir))  # type: ignore[misc]
 
 
-def _local_path(checkpoint: Any) -> str:
-    """A path string from a str / PathLike / tune Checkpoint / Tune training result."""
+def _local_path(checkpoint: Any) -> "str | os.PathLike[str]":
+    """A path from a str / PathLike / tune Checkpoint / Tune training result.
+
+    Plain paths are returned as given: the restore resolves them (once).
+    """
     checkpoint = getattr(checkpoint, "checkpoint", checkpoint)  # _TrainingResult
     if hasattr(checkpoint, "filesystem"):  # ray.tune.Checkpoint
         if checkpoint.filesystem.type_name == "local":
-            return _restore.resolve_path(checkpoint.path)
+            return checkpoint.path
         return checkpoint.to_directory()
-    return _restore.resolve_path(checkpoint)
+    return checkpoint
 
 
 def _absolute_checkpoint(checkpoint: Any) -> Any:
@@ -264,10 +264,10 @@ def _absolute_checkpoint(checkpoint: Any) -> Any:
         if checkpoint.filesystem.type_name == "local" and not os.path.isabs(path):
             from ray.tune import Checkpoint
 
-            return Checkpoint.from_directory(_restore.resolve_path(path))
+            return Checkpoint.from_directory(resolve_path(path))
         return checkpoint
     if isinstance(checkpoint, (str, os.PathLike)):
-        return _restore.resolve_path(checkpoint)
+        return resolve_path(checkpoint)
     inner = getattr(checkpoint, "checkpoint", None)
     if inner is not None and hasattr(checkpoint, "metrics"):  # _TrainingResult
         checkpoint.checkpoint = _absolute_checkpoint(inner)

@@ -23,9 +23,10 @@ import os
 from typing import Any, List, Optional, Sequence, Tuple
 
 from .checkpoint.diff import CheckpointDiff, diff_checkpoints
-from .checkpoint.inspect import CheckpointView, inspect
+from .checkpoint.export import EXTRACT_FORMATS, extract_policy
+from .checkpoint.inspection import inspect
 from .checkpoint.merge import MergeReport, merge_checkpoints
-from .checkpoint.policy_file import EXTRACT_FORMATS, extract_policy
+from .checkpoint.views import CheckpointView
 from .errors import CheckpointError
 
 PROG = "rllib-ext"
@@ -122,7 +123,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             report = merge_checkpoints(args.base, args.take, args.out, trusted=args.trusted)
             print(json.dumps(report.to_dict(), indent=2) if args.json else format_merge(report))
         elif args.command == "migrate":
-            from .migrate import migrate
+            from .migration import migrate
 
             report = migrate(args.checkpoint, args.out, args.policies, trusted=args.trusted)
             print(json.dumps(report.to_dict(), indent=2) if args.json else format_migrate(report))

@@ -22,10 +22,14 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ray.rllib.env.multi_agent_env import MultiAgentEnv
 
-from . import restore as _restore
-from .checkpoint import inspect as _inspect
+from .backends import backend_for, module_action, to_gym_space
+from .checkpoint import format as fmt
+from .checkpoint.inspection import policy_spaces
+from .checkpoint.reader import ids_in, open_checkpoint
+from .checkpoint.safe_pickle import loads
+from .checkpoint.storage import CheckpointDir, resolve_path
 from .errors import CheckpointError, not_found
-from .policy_io import module_action, to_gym_space
+from .restore import restore_opened
 
 
 class SpacesOnlyEnv(MultiAgentEnv):
@@ -56,20 +60,20 @@ def same_id(agent_id: Any, *args: Any, **kwargs: Any) -> str:
     return str(agent_id)
 
 
-def checkpoint_spaces(path: str, ids: Sequence[str]) -> Dict[str, Tuple[Any, Any]]:
-    """``{id: (observation_space, action_space)}`` read from the checkpoint (Ray-free)."""
-    view = _inspect(path)
+def checkpoint_spaces(ckpt: CheckpointDir, layout: fmt.Layout, ids: Sequence[str]) -> Dict[str, Tuple[Any, Any]]:
+    """``{id: (observation_space, action_space)}`` read from the checkpoint (Ray-free).
+
+    Only the files that record the spaces are read (:func:`policy_spaces`): on the new
+    stack no weights file is decoded for this.
+    """
     out = {}
-    for pid in ids:
-        if pid not in view.policies:
-            raise not_found("policy", pid, path, list(view.policies))
-        p = view.policies[pid]
-        if p.observation_space is None or p.action_space is None:
+    for pid, (obs, act) in policy_spaces(ckpt, layout, ids).items():
+        if obs is None or act is None:
             raise CheckpointError(
-                f"policy {pid!r}: {path} records no observation/action space for it, so a "
+                f"policy {pid!r}: {ckpt.uri} records no observation/action space for it, so a "
                 "lightweight algorithm cannot be sized without the env; build a full one"
             )
-        out[pid] = (to_gym_space(p.observation_space), to_gym_space(p.action_space))
+        out[pid] = (to_gym_space(obs), to_gym_space(act))
     return out
 
 
@@ -109,7 +113,7 @@ def make_lightweight(config: Any, spaces: Dict[str, Tuple[Any, Any]]) -> Any:
     return config
 
 
-def config_from_checkpoint(algo_cls: type, path: str) -> Any:
+def config_from_checkpoint(algo_cls: type, ckpt: CheckpointDir, layout: fmt.Layout) -> Any:
     """The config the checkpoint was written with, as ``algo_cls``'s config class.
 
     Like RLlib's own ``from_checkpoint`` this unpickles the checkpoint's config with
@@ -117,14 +121,8 @@ def config_from_checkpoint(algo_cls: type, path: str) -> Any:
     checkpoints you trust.
     """
     from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
-    from ray.rllib.utils.checkpoints import get_checkpoint_info
 
-    from .checkpoint.storage import CheckpointDir
-    from .checkpoint.safe_pickle import loads
-
-    info = get_checkpoint_info(path)
-    ckpt = CheckpointDir(path)
-    if str(info["checkpoint_version"]) >= "2":
+    if layout.version >= "2":
         ctor = loads(ckpt.read_bytes("class_and_ctor_args.pkl"), trusted=True)
         state = ctor["ctor_args_and_kwargs"][0][0]
     else:
@@ -143,14 +141,13 @@ def from_checkpoint(
     *, trusted: bool = False,
 ) -> Any:
     """Build ``algo_cls`` lightweight from ``path`` holding only ``policies`` (default: all)."""
-    path = _restore.resolve_path(path)
-    view = _inspect(path)
-    ids: List[str] = list(policies) if policies is not None else list(view.policies)
-    spaces = checkpoint_spaces(path, ids)
-    config = make_lightweight(config_from_checkpoint(algo_cls, path), spaces)
+    ckpt, layout = open_checkpoint(resolve_path(path))
+    ids: List[str] = list(policies) if policies is not None else sorted(ids_in(ckpt, layout))
+    spaces = checkpoint_spaces(ckpt, layout, ids)
+    config = make_lightweight(config_from_checkpoint(algo_cls, ckpt, layout), spaces)
     algo = config.build_algo() if hasattr(config, "build_algo") else config.build()
     try:
-        report = _restore.restore_policies(algo, path, ids, trusted=trusted)
+        report = restore_opened(algo, ckpt, layout, ids, trusted=trusted)
     except BaseException:
         algo.stop()
         raise
@@ -162,7 +159,7 @@ def from_checkpoint(
 def act(algo: Any, obs: Any, policy_id: str, explore: bool = False) -> Any:
     """One action for one observation from ``policy_id``, on either API stack.
 
-    New stack: the module's ``forward_inference`` (see :func:`policy_io.module_action`:
+    New stack: the module's ``forward_inference`` (see :func:`backends.module_action`:
     no connector pipeline). Old stack: ``compute_single_action``.
     """
     if not algo.config.enable_rl_module_and_learner:
@@ -170,5 +167,5 @@ def act(algo: Any, obs: Any, policy_id: str, explore: bool = False) -> Any:
     module = algo.get_module(policy_id)
     if module is None:
         raise not_found("policy", policy_id, f"the algorithm ({type(algo).__name__})",
-                        _restore.backend_for(algo).ids())
+                        backend_for(algo).ids())
     return module_action(module, obs, explore)

@@ -1,7 +1,7 @@
 """One policy in, one policy out: the single-policy format meets live RLlib objects.
 
 ``save_policy`` writes a policy of a live algorithm as ``policy.json`` +
-``weights.safetensors`` (see :mod:`rllib_ext.checkpoint.policy_file`). ``load_policy``
+``weights.safetensors`` (see :mod:`rllib_ext.checkpoint.policy_file`). ``build_policy``
 rebuilds something that acts from such a directory: an RLModule (new stack) or a Policy
 (old stack), with no Ray runtime started. ``add_or_replace`` puts a stored policy into a
 live algorithm, synced to every worker like a partial restore.
@@ -18,13 +18,17 @@ from typing import Any, Dict, Mapping, Optional
 
 import numpy as np
 
-from . import restore as _restore
-from .checkpoint.inspect import SpaceView, space_from_object
+from .backends import backend_for, module_action, to_gym_space
 from .checkpoint.policy_file import META_FILE, read_policy_dir, write_policy_dir
+from .checkpoint.spaces import space_from_object
+from .checkpoint.storage import resolve_path
+from .checkpoint.tensors import positional
 from .checkpoint.upload import is_remote, upload_dir
-from .errors import CheckpointError, CheckpointFormatError, UnsafePickleError
+from .checkpoint.views import SpaceView
+from .errors import CheckpointError, CheckpointFormatError, UnsafePickleError, not_found
+from .restore import PartialRestoreReport, restore_policies
 
-# Classes load_policy may import by the name stored in policy.json without trusted=True.
+# Classes build_policy may import by the name stored in policy.json without trusted=True.
 _SAFE_CLASS_PREFIX = "ray.rllib."
 
 
@@ -32,7 +36,7 @@ def _qualname(obj: Any) -> str:
     """Import path of ``obj``'s class, or of its nearest base that can be imported by name.
 
     RLlib makes some policy classes on the fly (tf2: ``PPOTF2Policy_traced``); their
-    module does not export them, so ``load_policy`` rebuilds the named base instead.
+    module does not export them, so ``build_policy`` rebuilds the named base instead.
     """
     cls = obj if isinstance(obj, type) else type(obj)
     for c in cls.__mro__:
@@ -74,11 +78,9 @@ def save_policy(algo: Any, policy_id: str, path: "str | os.PathLike[str]") -> st
     Raises:
         PolicyNotFoundError: ``policy_id`` is not in the algorithm (lists the ids).
     """
-    backend = _restore.backend_for(algo)
+    backend = backend_for(algo)
     ids = backend.ids()
     if policy_id not in ids:
-        from .errors import not_found
-
         raise not_found("policy", policy_id, f"the algorithm ({type(algo).__name__})", ids)
     weights = {n: np.array(v, copy=True) for n, v in backend.get_weights([policy_id])[policy_id].items()}
     if algo.config.enable_rl_module_and_learner:
@@ -111,28 +113,6 @@ def save_policy(algo: Any, policy_id: str, path: "str | os.PathLike[str]") -> st
             local = write_policy_dir(os.path.join(tmp, "policy"), policy_id, weights, meta)
             return upload_dir(local, os.fspath(path), last=(META_FILE,))
     return write_policy_dir(path, policy_id, weights, meta)
-
-
-def to_gym_space(view: SpaceView) -> Any:
-    """A gymnasium space from its plain description."""
-    import gymnasium as gym
-
-    def bound(b: Any) -> Any:
-        return np.asarray(b, dtype=view.dtype or np.float32).reshape(view.shape) if isinstance(b, tuple) else b
-
-    if view.type == "Box":
-        return gym.spaces.Box(bound(view.low), bound(view.high), view.shape, np.dtype(view.dtype or "float32"))
-    if view.type == "Discrete":
-        return gym.spaces.Discrete(int(view.n), start=int(view.start or 0))
-    if view.type == "MultiDiscrete":
-        return gym.spaces.MultiDiscrete(np.asarray(view.nvec).reshape(view.shape or (-1,)))
-    if view.type == "MultiBinary":
-        return gym.spaces.MultiBinary(view.shape or int(view.n))
-    if view.type == "Tuple":
-        return gym.spaces.Tuple([to_gym_space(s) for s in (view.spaces or {}).values()])
-    if view.type == "Dict":
-        return gym.spaces.Dict({k: to_gym_space(s) for k, s in (view.spaces or {}).items()})
-    raise CheckpointError(f"cannot rebuild a {view.type} space from policy.json")
 
 
 def _stored_space(meta: Mapping[str, Any], key: str, path: str) -> Any:
@@ -168,23 +148,6 @@ def _import_class(qualname: Any, trusted: bool) -> type:
         raise CheckpointError(f"cannot import {qualname!r} named in policy.json: {e}") from e
 
 
-def module_action(module: Any, obs: Any, explore: bool = False) -> Any:
-    """One action from a torch RLModule for one observation, no connector pipeline.
-
-    Deterministic (the distribution's mode) unless ``explore``. Observations go in as
-    the module expects them: Box observations as the env emits them.
-    """
-    import torch
-
-    batch = {"obs": torch.as_tensor(np.asarray(obs, dtype=np.float32)[None])}
-    with torch.no_grad():
-        out = module.forward_inference(batch)
-    dist = module.get_inference_action_dist_cls().from_logits(out["action_dist_inputs"])
-    if not explore:
-        dist = dist.to_deterministic()
-    return dist.sample()[0].numpy()
-
-
 class LoadedPolicy:
     """A stored policy that acts: ``compute_action(obs)``; no Ray runtime involved.
 
@@ -211,7 +174,7 @@ class LoadedPolicy:
         )
 
 
-def load_policy(path: "str | os.PathLike[str]", *, trusted: bool = False) -> LoadedPolicy:
+def build_policy(path: "str | os.PathLike[str]", *, trusted: bool = False) -> LoadedPolicy:
     """Rebuild a policy saved by :func:`save_policy` so it can compute actions.
 
     Args:
@@ -222,7 +185,7 @@ def load_policy(path: "str | os.PathLike[str]", *, trusted: bool = False) -> Loa
         CheckpointError: the directory is not a single-policy checkpoint, or the stored
             spec cannot be rebuilt.
     """
-    path = _restore.resolve_path(path)
+    path = resolve_path(path)
     weights, meta = read_policy_dir(path)
     obs = _stored_space(meta, "observation_space", path)
     act = _stored_space(meta, "action_space", path)
@@ -236,7 +199,7 @@ def load_policy(path: "str | os.PathLike[str]", *, trusted: bool = False) -> Loa
         model = cls(obs, act, _old_stack_config(meta))
         weights_in = weights
         if isinstance(model.get_weights(), (list, tuple)):  # tf2: a list in variable order
-            weights_in = [weights[str(i)] for i in range(len(weights))]
+            weights_in = positional(weights, len(weights))
         model.set_weights(weights_in)
     return LoadedPolicy(_stored_id(meta, path), meta, weights, model)
 
@@ -263,19 +226,19 @@ def _old_stack_config(meta: Mapping[str, Any]) -> Dict[str, Any]:
 
 def add_or_replace(
     algo: Any, path: "str | os.PathLike[str]", policy_id: Optional[str] = None, *, trusted: bool = False
-) -> "_restore.PartialRestoreReport":
+) -> PartialRestoreReport:
     """Put the stored policy into the live ``algo`` as ``policy_id``, synced everywhere.
 
     An existing id is replaced through the partial-restore path (validated first, nothing
     changes on error). A new id is added first (RLlib's ``add_module``/``add_policy``,
     built from the stored spaces), then its weights are restored the same way.
     """
-    path = _restore.resolve_path(path)
+    path = resolve_path(path)
     _, meta = read_policy_dir(path)
     stored_id = _stored_id(meta, path)
     target = policy_id or stored_id
     added = False
-    if target not in _restore.backend_for(algo).ids():
+    if target not in backend_for(algo).ids():
         obs = _stored_space(meta, "observation_space", path)
         act = _stored_space(meta, "action_space", path)
         if algo.config.enable_rl_module_and_learner:
@@ -293,7 +256,7 @@ def add_or_replace(
                             observation_space=obs, action_space=act)
         added = True
     try:
-        return _restore.restore_policies(algo, path, {stored_id: target}, trusted=trusted)
+        return restore_policies(algo, path, {stored_id: target}, trusted=trusted)
     except BaseException:
         if added:  # nothing half-done: the policy added for these weights goes again
             if algo.config.enable_rl_module_and_learner:

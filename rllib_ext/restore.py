@@ -4,12 +4,19 @@ Three steps, in this order, so a failure never leaves an algorithm half-restored
   1. plan:     read the chosen policies from the checkpoint (Ray-free reader) and
                check every id, tensor name, shape and dtype against the live algorithm
                (an old-stack checkpoint into a new-stack algorithm is converted here,
-               see :mod:`rllib_ext.migrate`);
+               see :mod:`rllib_ext.convert`);
   2. apply:    set the weights where training happens (local learner / every remote
                learner on the new stack, the local worker's policies on the old one);
   3. sync:     push them to every place that acts: local and remote env runners,
                evaluation env runners. Restarted runners sync from the local runner
                (or the learners), which already hold the restored weights.
+
+The path is resolved once, the checkpoint opened once, and one backend
+(:mod:`rllib_ext.backends`) asked once for the algorithm's ids.
+
+Direction: a selection is ``{source id in the checkpoint: target id in the algorithm}``
+(a list means the same id on both sides), and :attr:`PartialRestoreReport.restored`
+keeps that direction.
 """
 
 from __future__ import annotations
@@ -17,62 +24,55 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from .checkpoint import reader
+from .backends import Backend, backend_for
 from .checkpoint import format as fmt
-from .checkpoint.tensors import check_tensors
-from .checkpoint.inspect import load_policy
+from .checkpoint.inspection import read_policy_opened
+from .checkpoint.reader import ids_in, open_checkpoint, read_opened
+from .checkpoint.storage import CheckpointDir, resolve_path
+from .checkpoint.tensors import Weights, check_tensors
+from .convert import NameMapping, convert_policy
 from .errors import CheckpointError, ShapeMismatchError, not_found
-from .migrate import NameMapping, convert_policy
 
-Weights = Dict[str, np.ndarray]
 PolicySelection = Union[Sequence[str], Mapping[str, str]]
 
 
 @dataclass
 class PartialRestoreReport:
-    """What a partial restore did; returned instead of only logged."""
+    """What a partial restore did; returned instead of only logged.
+
+    Attributes:
+        checkpoint: the resolved checkpoint path.
+        restored: ``{source id: target id}``, in the selection's direction.
+        frozen: target ids removed from ``policies_to_train``.
+        skipped: ids in the checkpoint that were not taken.
+        seconds: wall time.
+        converted_from: e.g. "old-API-stack tf2" when the weights were converted.
+    """
 
     checkpoint: str
-    restored: Dict[str, str] = field(default_factory=dict)  # target id -> source id
+    restored: Dict[str, str] = field(default_factory=dict)
     frozen: List[str] = field(default_factory=list)
-    skipped: List[str] = field(default_factory=list)  # in the checkpoint, not restored
+    skipped: List[str] = field(default_factory=list)
     seconds: float = 0.0
-    converted_from: Optional[str] = None  # e.g. "old-API-stack tf2": weights were converted
+    converted_from: Optional[str] = None
 
     @property
     def renamed(self) -> Dict[str, str]:
-        return {t: s for t, s in self.restored.items() if t != s}
+        """``{source id: target id}`` for the ids that changed name."""
+        return {s: t for s, t in self.restored.items() if s != t}
 
     def __str__(self) -> str:
-        parts = [f"{s}->{t}" if s != t else t for t, s in self.restored.items()]
+        parts = [f"{s}->{t}" if s != t else t for s, t in self.restored.items()]
         return (
             f"restored {', '.join(parts) or 'nothing'} from {self.checkpoint}"
             f" in {self.seconds:.2f}s; frozen: {', '.join(self.frozen) or '-'}"
             f"; not taken: {', '.join(self.skipped) or '-'}"
             + (f"; converted from {self.converted_from}" if self.converted_from else "")
         )
-
-
-def resolve_path(path: "str | os.PathLike[str]") -> str:
-    """Absolute local path for ``path``; URIs pass through.
-
-    Tune trial actors change their working directory to the trial dir, so a relative
-    path is also tried against the directory Tune started from (TUNE_ORIG_WORKING_DIR).
-    """
-    text = os.fspath(path)
-    if "://" in text:
-        return text[len("file://"):] if text.startswith("file://") else text
-    text = os.path.expanduser(text)
-    if os.path.isabs(text):
-        return text
-    for base in (os.getcwd(), os.environ.get("TUNE_ORIG_WORKING_DIR")):
-        if base and os.path.exists(os.path.join(base, text)):
-            return os.path.abspath(os.path.join(base, text))
-    return os.path.abspath(text)
 
 
 def normalize_selection(policies: PolicySelection) -> Dict[str, str]:
@@ -92,183 +92,28 @@ def normalize_selection(policies: PolicySelection) -> Dict[str, str]:
     return mapping
 
 
-# ---------------------------------------------------------------- stack backends
-
-
-class _Backend:
-    """The handful of operations partial restore needs, per API stack."""
-
-    def __init__(self, algo: Any) -> None:
-        self.algo = algo
-
-    def ids(self) -> List[str]:
-        raise NotImplementedError
-
-    def get_weights(self, ids: Sequence[str]) -> Dict[str, Weights]:
-        raise NotImplementedError
-
-    def set_and_sync(self, weights: Dict[str, Weights]) -> None:
-        raise NotImplementedError
-
-    def freeze(self, ids: Sequence[str]) -> None:
-        raise NotImplementedError
-
-    def eval_group(self) -> Any:
-        return getattr(self.algo, "eval_env_runner_group", None)
-
-
-def _frozen_fn(current: Any, frozen: Sequence[str], all_ids: Sequence[str]) -> Any:
-    """``policies_to_train`` with ``frozen`` removed, in the same form as ``current``."""
-    frozen = set(frozen)
-    if current is None:
-        return [p for p in all_ids if p not in frozen]
-    if callable(current):
-        orig = current
-
-        def should_train(pid: str, batch: Any = None) -> bool:
-            return pid not in frozen and bool(orig(pid, batch))
-
-        return should_train
-    return [p for p in current if p not in frozen]
-
-
-class _NewStack(_Backend):
-    """RLModules live in the learner group; env runners hold inference-only copies."""
-
-    def _learner_results(self, fn: Callable) -> List[Any]:
-        results = self.algo.learner_group.foreach_learner(fn)
-        return [r.get() for r in results]
-
-    def ids(self) -> List[str]:
-        return sorted(self._learner_results(lambda l: list(l.module.keys()))[0])
-
-    def get_weights(self, ids: Sequence[str]) -> Dict[str, Weights]:
-        state = self.algo.learner_group.get_weights(module_ids=list(ids))
-        return {mid: dict(state[mid]) for mid in ids}
-
-    def set_and_sync(self, weights: Dict[str, Weights]) -> None:
-        import ray
-        from ray.rllib.core import DEFAULT_MODULE_ID
-
-        lg = self.algo.learner_group
-        lg.set_weights(weights)  # local learner, or every remote learner
-        # Env runners built by RLlib hold inference-only modules (no critic); modules
-        # added later with add_module() may be full. Send both views; each module takes
-        # the one that matches it.
-        comps = [f"learner/rl_module/{mid}" for mid in weights]
-        inference = lg.get_state(components=comps, inference_only=True)["learner"]["rl_module"]
-        ref = ray.put((dict(weights), inference))
-
-        def _set(er: Any, _ref: Any = ref) -> None:
-            full, inf = ray.get(_ref)
-            # A single-agent runner (e.g. the RLlink server) holds one RLModule, not a
-            # MultiRLModule: it is the default module.
-            modules = er.module if hasattr(er.module, "_rl_modules") else {DEFAULT_MODULE_ID: er.module}
-            state = {
-                mid: (inf if modules[mid].inference_only else full)[mid]
-                for mid in full
-                if mid in modules
-            }
-            # No WEIGHTS_SEQ_NO in the state: env runners apply it unconditionally.
-            er.set_state({"rl_module": state})
-
-        for group in (self.algo.env_runner_group, self.eval_group()):
-            if group is not None:
-                group.foreach_env_runner(_set, local_env_runner=True)
-
-    def model_configs(self, ids: Sequence[str]) -> Dict[str, Dict[str, Any]]:
-        """Each module's model config with RLlib's defaults merged in (what its catalog used)."""
-        import dataclasses
-
-        from .migrate import effective_model_config
-
-        def _get(learner: Any, _ids: Sequence[str] = tuple(ids)) -> Dict[str, Any]:
-            out = {}
-            for mid in _ids:
-                mc = learner.module[mid].model_config
-                out[mid] = dataclasses.asdict(mc) if dataclasses.is_dataclass(mc) else dict(mc or {})
-            return out
-
-        return {mid: effective_model_config(mc) for mid, mc in self._learner_results(_get)[0].items()}
-
-    def freeze(self, ids: Sequence[str]) -> None:
-        all_ids = self.ids()
-
-        def _freeze(learner: Any, _ids: Sequence[str] = tuple(ids)) -> None:
-            learner.config.multi_agent(
-                policies_to_train=_frozen_fn(learner.config.policies_to_train, _ids, all_ids)
-            )
-
-        self._learner_results(_freeze)
-
-
-class _OldStack(_Backend):
-    """Policies live on every rollout worker; the local worker is the source of truth."""
-
-    @staticmethod
-    def _as_dict(w: Any) -> Weights:
-        if isinstance(w, (list, tuple)):  # tf2: a list in variable order
-            return {str(i): v for i, v in enumerate(w)}
-        return dict(w)
-
-    def ids(self) -> List[str]:
-        return sorted(self.algo.env_runner.policy_map.keys())
-
-    def get_weights(self, ids: Sequence[str]) -> Dict[str, Weights]:
-        return {pid: self._as_dict(self.algo.get_policy(pid).get_weights()) for pid in ids}
-
-    def set_and_sync(self, weights: Dict[str, Weights]) -> None:
-        import ray
-
-        native = {}
-        for pid, w in weights.items():
-            current = self.algo.get_policy(pid).get_weights()
-            if isinstance(current, (list, tuple)):
-                native[pid] = [w[str(i)] for i in range(len(current))]
-            else:
-                native[pid] = w
-        ref = ray.put(native)
-
-        def _set(worker: Any, _ref: Any = ref) -> None:
-            worker.set_weights(ray.get(_ref))
-
-        for group in (self.algo.env_runner_group, self.eval_group()):
-            if group is not None:
-                group.foreach_env_runner(_set, local_env_runner=True)
-
-    def freeze(self, ids: Sequence[str]) -> None:
-        all_ids = self.ids()
-        local = self.algo.env_runner
-        new = _frozen_fn(local.is_policy_to_train, ids, all_ids)
-        if not callable(new):
-            new = list(new)
-
-        for group in (self.algo.env_runner_group, self.eval_group()):
-            if group is not None:
-                group.foreach_env_runner(
-                    lambda w, _new=new: w.set_is_policy_to_train(_new), local_env_runner=True
-                )
-
-
-def backend_for(algo: Any) -> _Backend:
-    return _NewStack(algo) if algo.config.enable_rl_module_and_learner else _OldStack(algo)
-
-
-# ---------------------------------------------------------------- plan / apply
-
-
 def plan(
-    algo: Any,
-    checkpoint: "str | os.PathLike[str]",
-    policies: PolicySelection,
+    algo: object,
+    backend: Backend,
+    ckpt: CheckpointDir,
+    layout: fmt.Layout,
+    selection: Mapping[str, str],
+    algo_ids: Sequence[str],
     trusted: bool = False,
     mapping: Optional[NameMapping] = None,
-) -> "tuple[Dict[str, Weights], Dict[str, Weights], PartialRestoreReport]":
+) -> Tuple[Dict[str, Weights], Dict[str, Weights], PartialRestoreReport]:
     """Read and validate everything; touch nothing in ``algo``.
 
     An old-stack checkpoint restored into a new-stack algorithm is converted
-    (:func:`rllib_ext.migrate.convert_policy`) before the tensor check; ``mapping``
+    (:func:`rllib_ext.convert.convert_policy`) before the tensor check; ``mapping``
     names the tensors for models the built-in table does not cover.
+
+    Args:
+        algo: the live algorithm (its config says which stack it is on).
+        backend: ``backend_for(algo)``.
+        ckpt, layout: the checkpoint, opened once by the caller.
+        selection: ``{source id: target id}`` (see :func:`normalize_selection`).
+        algo_ids: ``backend.ids()``, asked once by the caller.
 
     Returns:
         ``{target id: weights ready to set}``, a copy of the targets' current weights
@@ -277,11 +122,9 @@ def plan(
     Raises:
         PolicyNotFoundError, ShapeMismatchError, CheckpointError: before any change.
     """
-    path = resolve_path(checkpoint)
-    selection = normalize_selection(policies)
-    ckpt, layout = reader.open_checkpoint(path)
-    available = reader.ids_in(ckpt, layout)
-    algo_is_new = bool(algo.config.enable_rl_module_and_learner)
+    path = ckpt.uri
+    available = ids_in(ckpt, layout)
+    algo_is_new = bool(algo.config.enable_rl_module_and_learner)  # type: ignore[attr-defined]
     convert = layout.stack is fmt.Stack.OLD and algo_is_new
     if layout.stack is fmt.Stack.NEW and not algo_is_new:
         raise CheckpointError(
@@ -293,8 +136,6 @@ def plan(
             "mapping= converts old-stack checkpoints for new-stack algorithms; "
             f"here both are on the {layout.stack.value} API stack"
         )
-    backend = backend_for(algo)
-    algo_ids = backend.ids()
     for src, tgt in selection.items():
         if src not in available:
             raise not_found("policy", src, path, available)
@@ -311,7 +152,7 @@ def plan(
     for src, tgt in selection.items():
         label = f"policy {src!r}" if src == tgt else f"policy {src!r} -> {tgt!r}"
         if convert:
-            view, source = load_policy(path, src, trusted=trusted)
+            view, source = read_policy_opened(ckpt, layout, src, trusted=trusted)
             pview = view.policies[src]
             frameworks.add(view.framework or "?")
             source = convert_policy(
@@ -325,14 +166,14 @@ def plan(
                 target_name="the algorithm's module",
             )
         else:
-            source = reader.read_opened(ckpt, layout, src, trusted=trusted)
+            source = read_opened(ckpt, layout, src, trusted=trusted)
         try:
             ready[tgt] = check_tensors(label, source, current[tgt])
         except ShapeMismatchError as e:  # name the checkpoint too: which file did not fit
             raise type(e)(f"{e} (checkpoint {path})") from None
     report = PartialRestoreReport(
         checkpoint=path,
-        restored={t: s for s, t in selection.items()},
+        restored=dict(selection),
         skipped=[p for p in available if p not in selection],
         converted_from=f"old-API-stack {'/'.join(sorted(frameworks))}" if convert else None,
     )
@@ -340,7 +181,7 @@ def plan(
 
 
 def restore_policies(
-    algo: Any,
+    algo: object,
     checkpoint: "str | os.PathLike[str]",
     policies: PolicySelection,
     *,
@@ -351,11 +192,11 @@ def restore_policies(
     """Restore ``policies`` of ``checkpoint`` into the live ``algo`` and sync everywhere.
 
     An old-stack checkpoint into a new-stack algorithm is converted on the way (RLlib's
-    default fully connected model is built in; see :mod:`rllib_ext.migrate`).
+    default fully connected model is built in; see :mod:`rllib_ext.convert`).
 
     Args:
         algo: a built RLlib Algorithm (either API stack).
-        checkpoint: checkpoint directory (relative paths are fine).
+        checkpoint: checkpoint directory (relative paths are fine) or URI.
         policies: ids to take, or ``{checkpoint id: algorithm id}`` to rename.
         freeze: stop training the restored ids (removed from ``policies_to_train``).
         trusted: full unpickling of old-stack policy files (default: safe mode).
@@ -367,15 +208,35 @@ def restore_policies(
         CheckpointError and subclasses: nothing in ``algo`` has changed.
     """
     t0 = time.perf_counter()
-    ready, previous, report = plan(algo, checkpoint, policies, trusted=trusted, mapping=mapping)
+    ckpt, layout = open_checkpoint(resolve_path(checkpoint))
+    report = restore_opened(algo, ckpt, layout, policies, freeze=freeze, trusted=trusted, mapping=mapping)
+    report.seconds = time.perf_counter() - t0
+    return report
+
+
+def restore_opened(
+    algo: object,
+    ckpt: CheckpointDir,
+    layout: fmt.Layout,
+    policies: PolicySelection,
+    *,
+    freeze: bool = False,
+    trusted: bool = False,
+    mapping: Optional[NameMapping] = None,
+) -> PartialRestoreReport:
+    """:func:`restore_policies` on a checkpoint the caller has already opened."""
+    t0 = time.perf_counter()
+    selection = normalize_selection(policies)
     backend = backend_for(algo)
+    algo_ids = backend.ids()
+    ready, previous, report = plan(algo, backend, ckpt, layout, selection, algo_ids, trusted=trusted, mapping=mapping)
     try:
         backend.set_and_sync(ready)
     except Exception:
         backend.set_and_sync(previous)  # put every target back before reporting
         raise
     if freeze:
-        backend.freeze(list(ready))
+        backend.freeze(list(ready), algo_ids)
         report.frozen = sorted(ready)
     report.seconds = time.perf_counter() - t0
     return report

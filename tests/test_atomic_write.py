@@ -26,6 +26,7 @@ from typing import Dict
 import numpy as np
 import pytest
 
+from rllib_ext.checkpoint import atomic
 from rllib_ext.checkpoint import policy_file as pf
 from rllib_ext.checkpoint import read_policy_dir, read_weights
 
@@ -39,10 +40,10 @@ CHILD = r"""
 import sys
 sys.path.insert(0, sys.argv[1])
 op, ckpt, dest, fallback = sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5] == "1"
-from rllib_ext.checkpoint import policy_file as pf
+from rllib_ext.checkpoint import atomic
 from rllib_ext.checkpoint import extract_policy, merge_checkpoints, read_weights, write_policy_dir
 if fallback:
-    pf._exchange = lambda a, b: False   # as on a system without renameat2
+    atomic._exchange = lambda a, b: False   # as on a system without renameat2
 write = {
     "policy_dir": lambda k: write_policy_dir(dest, "p", read_weights(ckpt, ("policy_0", "policy_1")[k]), {"stack": "new"}),
     "extract": lambda k: extract_policy(ckpt, ("policy_0", "policy_1")[k], dest),
@@ -114,7 +115,7 @@ def _kill_loop(op: str, ckpt: str, tmp_path: Path, kills: int, fallback: bool = 
         left = _debris(dest)
         stats["kills that left debris"] += bool(left)
         if fallback:
-            pf.clean_debris(str(dest))  # what the next write does first: a lost dest comes back
+            atomic.clean_debris(str(dest))  # what the next write does first: a lost dest comes back
         got = _content(op, dest)
         assert got in want, f"kill {i}: {dest} is neither A nor B (debris: {left})"
         stats["on A" if got == want[0] else "on B"] += 1
@@ -164,7 +165,7 @@ def test_next_write_restores_destination_lost_between_renames(tmp_path):
     stale_tmp = tmp_path / f".p.tmp-{dead}-89abcdef"
     stale_tmp.mkdir()
     (stale_tmp / "weights.safetensors").write_bytes(b"half")
-    assert sorted(pf.clean_debris(str(dest))) == sorted([backup.name, stale_tmp.name])
+    assert sorted(atomic.clean_debris(str(dest))) == sorted([backup.name, stale_tmp.name])
     np.testing.assert_array_equal(read_policy_dir(dest)[0]["w"], a["w"])
     backup2 = tmp_path / f".p.tmp-{dead}-00000000"
     backup2.mkdir()

@@ -14,7 +14,8 @@ import pytest
 
 from builders import framework_for_cell
 from rllib_ext.checkpoint import inspect
-from rllib_ext.checkpoint.inspect import SpaceView, space_from_object
+from rllib_ext.checkpoint.spaces import space_from_object
+from rllib_ext.checkpoint.views import SpaceView
 from rllib_ext.errors import NotACheckpointError
 
 MODULES_DIR = "learner_group/learner/rl_module"
@@ -196,7 +197,7 @@ def test_inspect_old_stack_space_dicts_match_rllib_deserialiser():
     """Our decoding of RLlib's serialised spaces agrees with RLlib's own space_from_dict."""
     from ray.rllib.utils.serialization import space_from_dict, space_to_dict
 
-    from rllib_ext.checkpoint.inspect import space_from_rllib_dict
+    from rllib_ext.checkpoint.spaces import space_from_rllib_dict
 
     spaces = [
         gym.spaces.Box(-np.inf, 3.0, (2, 3), np.float64),

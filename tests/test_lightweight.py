@@ -12,7 +12,7 @@ import pytest
 from builders import assert_same, live_weights, ppo_config
 
 from rllib_ext import PPOPartial, PPOPartialConfig
-from rllib_ext.policy_io import module_action
+from rllib_ext.backends import module_action
 
 STACKS = ["new", "old"]
 
@@ -53,7 +53,7 @@ def test_lightweight_reserves_no_cpu_and_holds_only_asked_policies(ckpts, stack,
     algo = PPOPartial.from_checkpoint(path, lightweight=True, policies=["policy_1"])
     try:
         assert cpus_free() == before
-        from rllib_ext.restore import backend_for
+        from rllib_ext.backends import backend_for
 
         assert backend_for(algo).ids() == ["policy_1"]
         assert_same(live_weights(algo, "policy_1"), saved["policy_1"], "lightweight policy_1")
@@ -151,7 +151,7 @@ def test_config_lightweight_after_restore_policies_then_save_policy(ckpts, tmp_p
         out = algo.save_policy("hero", tmp_path / "hero")
     finally:
         algo.stop()
-    loaded = rllib_ext.load_policy(out)
+    loaded = rllib_ext.build_policy(out)
     assert_same(loaded.weights, saved["policy_0"], "saved hero")
 
 

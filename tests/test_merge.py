@@ -14,7 +14,8 @@ from builders import assert_differs, assert_same, env_runner_weights, live_weigh
 
 from rllib_ext import PolicyNotFoundError, ShapeMismatchError, read_weights
 from rllib_ext.checkpoint import safe_pickle, write_policy_dir
-from rllib_ext.checkpoint.merge import LEARNER_STATE, merge_checkpoints, patch_policy_state
+from rllib_ext.checkpoint.merge import LEARNER_STATE, merge_checkpoints
+from rllib_ext.checkpoint.pickle_patch import patch_policy_state
 from rllib_ext.checkpoint.storage import CheckpointDir
 from rllib_ext.errors import CheckpointError, CheckpointFormatError
 

@@ -21,7 +21,8 @@ from builders import assert_same, framework_for_cell, live_weights, ppo_config
 
 from rllib_ext import PPOPartialConfig
 from rllib_ext.errors import MigrationError
-from rllib_ext.migrate import convert_policy, migrate
+from rllib_ext.convert import convert_policy
+from rllib_ext.migration import migrate
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 N_OBS = 1000
@@ -387,6 +388,6 @@ def test_convert_dict_mapping_partial_lists_what_is_left():
 
 
 def test_migrate_module_imports_no_framework():
-    code = "import sys, rllib_ext.migrate, rllib_ext.restore; print(sorted(m for m in ('ray', 'torch', 'tensorflow') if m in sys.modules))"
+    code = "import sys, rllib_ext.convert, rllib_ext.migration, rllib_ext.backends, rllib_ext.restore; print(sorted(m for m in ('ray', 'torch', 'tensorflow') if m in sys.modules))"
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=ROOT))
     assert res.stdout.strip() == "[]", res.stderr

@@ -17,14 +17,10 @@ from builders import assert_weights_equal
 
 from rllib_ext.checkpoint import inspect, policy_ids, read_weights
 from rllib_ext.checkpoint import policy_file as pf
-from rllib_ext.checkpoint.policy_file import (
-    decode_safetensors,
-    export_npz,
-    export_torch_state_dict,
-    extract_policy,
-    read_policy_dir,
-    write_policy_dir,
-)
+from rllib_ext.checkpoint import atomic
+from rllib_ext.checkpoint.export import export_npz, export_torch_state_dict, extract_policy
+from rllib_ext.checkpoint.policy_file import read_policy_dir, write_policy_dir
+from rllib_ext.checkpoint.safetensors import decode_safetensors
 from rllib_ext.errors import CheckpointError, CheckpointFormatError, PolicyNotFoundError
 
 
@@ -133,14 +129,14 @@ def test_write_policy_dir_replaces_existing_policy_dir(tmp_path):
 def test_write_policy_dir_failure_keeps_old_dir(tmp_path, monkeypatch):
     old = sample_weights()
     write_policy_dir(tmp_path / "pol", "p", old, {"stack": "new"})
-    real = pf._write_synced
+    real = atomic.write_synced
 
     def fail_on_meta(path, data):
         if path.endswith("policy.json"):
             raise OSError(28, "No space left on device")
         real(path, data)
 
-    monkeypatch.setattr(pf, "_write_synced", fail_on_meta)
+    monkeypatch.setattr(pf, "write_synced", fail_on_meta)  # as policy_file calls it
     with pytest.raises(OSError, match="No space left"):
         write_policy_dir(tmp_path / "pol", "p", OrderedDict(w=np.zeros(1)), {"stack": "new"})
     assert os.listdir(tmp_path) == ["pol"]
@@ -159,8 +155,8 @@ def test_write_policy_dir_failed_swap_restores_old_dir(tmp_path, monkeypatch):
             raise OSError(5, "Input/output error")
         real_rename(src, dst)
 
-    monkeypatch.setattr(pf.os, "rename", rename)
-    monkeypatch.setattr(pf, "_exchange", lambda a, b: False)  # the two-rename fallback (no renameat2)
+    monkeypatch.setattr(atomic.os, "rename", rename)
+    monkeypatch.setattr(atomic, "_exchange", lambda a, b: False)  # the two-rename fallback (no renameat2)
     with pytest.raises(OSError, match="Input/output error"):
         write_policy_dir(tmp_path / "pol", "p", OrderedDict(w=np.zeros(1)), {"stack": "new"})
     monkeypatch.undo()

@@ -1,4 +1,4 @@
-"""save_policy -> load_policy acts like the live policy; algo.load_policy adds or replaces."""
+"""save_policy -> build_policy acts like the live policy; algo.load_policy adds or replaces."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ def live_actions(algo, pid, observations):
 
 
 @pytest.mark.parametrize("stack", STACKS)
-def test_save_policy_then_load_policy_acts_like_the_live_policy(ray_session, tmp_path, stack):
+def test_save_policy_then_build_policy_acts_like_the_live_policy(ray_session, tmp_path, stack):
     algo = ppo_config(stack, config_cls=PPOPartialConfig).build_algo()
     try:
         algo.train()
@@ -41,7 +41,7 @@ def test_save_policy_then_load_policy_acts_like_the_live_policy(ray_session, tmp
     finally:
         algo.stop()
 
-    loaded = rllib_ext.load_policy(path)
+    loaded = rllib_ext.build_policy(path)
     assert loaded.policy_id == "policy_1"
     for name, w in want_weights.items():
         np.testing.assert_array_equal(loaded.weights[name], w, err_msg=name)
@@ -62,7 +62,7 @@ def test_algo_load_policy_replaces_and_adds_synced(ray_session, tmp_path, stack)
     try:
         before = {p: live_weights(algo, p) for p in ("policy_1", "policy_2")}
         report = algo.load_policy(path, policy_id="policy_0")
-        assert report.restored == {"policy_0": "policy_1"}
+        assert report.restored == {"policy_1": "policy_0"}  # {source: target}
         for name, w in saved.items():
             np.testing.assert_array_equal(live_weights(algo, "policy_0")[name], w, err_msg=name)
         remote = env_runner_weights(algo, "policy_0")
@@ -106,7 +106,7 @@ def test_algo_load_policy_new_id_that_fails_adds_nothing(ray_session, tmp_path, 
         before = {p: live_weights(algo, p) for p in ("policy_0", "policy_1", "policy_2")}
         with pytest.raises(ShapeMismatchError, match="policy 'policy_1' -> 'newcomer'"):
             algo.load_policy(path, policy_id="newcomer")
-        from rllib_ext.restore import backend_for
+        from rllib_ext.backends import backend_for
 
         assert "newcomer" not in backend_for(algo).ids()
         assert "newcomer" not in algo.config.policies

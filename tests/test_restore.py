@@ -73,7 +73,7 @@ def test_restore_renamed_and_frozen_stays_fixed_while_others_train(ckpts, make_a
 
     report = algo.restore(path, policies={"policy_1": "policy_0"}, freeze=True)
 
-    assert report.renamed == {"policy_0": "policy_1"}
+    assert report.renamed == {"policy_1": "policy_0"}  # {source: target}, as asked
     assert report.frozen == ["policy_0"]
     assert_same(live_weights(algo, "policy_0"), saved["policy_1"], "renamed")
     algo.train()

@@ -69,14 +69,14 @@ def test_save_policy_to_s3_then_load_it_back(ckpts, s3_bucket, ray_session, stac
         uri = algo.save_policy("policy_1", f"{s3_bucket}/policies/p1/")
         assert uri == f"{s3_bucket}/policies/p1"
         assert listing(uri) == ["policy.json", "weights.safetensors"], "no temporary debris in the bucket"
-        loaded = rllib_ext.load_policy(uri)
+        loaded = rllib_ext.build_policy(uri)
         assert_same(loaded.weights, saved["policy_1"], "policy file read back from s3")
         # ...and into a live algorithm again, under another id.
         algo.load_policy(uri, "policy_2")
         assert_same(live_weights(algo, "policy_2"), saved["policy_1"], "load_policy from s3")
         # Overwriting in place is fine too (the manifest goes last).
         algo.save_policy("policy_0", uri)
-        assert_same(rllib_ext.load_policy(uri).weights, live_weights(algo, "policy_0"), "overwritten")
+        assert_same(rllib_ext.build_policy(uri).weights, live_weights(algo, "policy_0"), "overwritten")
     finally:
         algo.stop()
 

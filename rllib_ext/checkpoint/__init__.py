@@ -1,13 +1,16 @@
 """Checkpoint files as plain data. Imports neither ray nor torch nor tensorflow.
 
-Note: ``inspect`` here is the function; the module is ``rllib_ext.checkpoint.inspect``
-(reach its other names with ``from rllib_ext.checkpoint.inspect import SpaceView``).
+Modules, bottom to top (each imports only those above it in this list):
+storage, safe_pickle, tensors, atomic, safetensors, format, views, spaces, policy_file,
+reader, inspection, export, pickle_patch, merge, diff, upload.
 """
 
-from .inspect import CheckpointView, PolicyView, SpaceView, inspect, load_policy
+from .export import export_npz, export_torch_state_dict, extract_policy
+from .inspection import inspect, read_policy
 from .merge import MergeReport, merge_checkpoints
-from .policy_file import export_npz, export_torch_state_dict, extract_policy, read_policy_dir, write_policy_dir
+from .policy_file import read_policy_dir, write_policy_dir
 from .reader import policy_ids, read_weights
+from .views import CheckpointView, PolicyView, SpaceView
 
 __all__ = [
     "CheckpointView",
@@ -18,9 +21,9 @@ __all__ = [
     "export_torch_state_dict",
     "extract_policy",
     "inspect",
-    "load_policy",
     "merge_checkpoints",
     "policy_ids",
+    "read_policy",
     "read_policy_dir",
     "read_weights",
     "write_policy_dir",

@@ -19,11 +19,9 @@ What is rewritten, per API stack:
   either way (the shapes are the same); the moments just belong to other weights.
 * old stack (checkpoint_version 1.x, cloudpickle): ``policies/<id>/policy_state.pkl``
   holds the whole config by value (env class, callbacks, mapping functions), which we
-  neither unpickle nor re-pickle. Arrays in it are pickled by numpy as
-  ``_frombuffer(<raw bytes>, dtype, shape, order)``, so the file is patched **in place at
-  byte level**: every ``weights`` array is located at its raw-bytes opcode (a
-  non-executing walk of the pickle) and overwritten with the source's bytes of the same
-  length. Nothing else in the file changes, so the base's optimizer state
+  neither unpickle nor re-pickle, so the file is patched **in place at byte level**
+  (:mod:`.pickle_patch`): every ``weights`` array is overwritten with the source's bytes
+  of the same length. Nothing else in the file changes, so the base's optimizer state
   (``_optimizer_variables``), timestep counters, connectors and exploration state are
   kept for the taken policy.
 
@@ -39,7 +37,6 @@ from __future__ import annotations
 import json
 import os
 import pickle
-import pickletools
 import shutil
 import time
 from collections import OrderedDict
@@ -48,13 +45,15 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..errors import CheckpointError, CheckpointFormatError, ShapeMismatchError, not_found
+from ..errors import CheckpointError, ShapeMismatchError, not_found
 from . import format as fmt
-from . import safe_pickle
-from .inspect import PolicyView, load_policy
-from .reader import Weights, _extract_weights, decode_file, ids_in, open_checkpoint
+from .atomic import write_dir_atomically, write_synced
+from .inspection import read_policy_opened
+from .pickle_patch import patch_policy_state
+from .reader import decode_file, ids_in, open_checkpoint
 from .storage import CheckpointDir
 from .tensors import check_tensors
+from .views import PolicyView
 
 LEARNER_STATE = "learner_group/learner/state.pkl"
 
@@ -153,8 +152,8 @@ def merge_checkpoints(
                 f"{src_ckpt.uri}: a {src_layout.stack.value}-API-stack checkpoint cannot be merged into the "
                 f"{layout.stack.value}-API-stack base {base_ckpt.uri}: tensor names differ"
             )
-        sview, src_weights = load_policy(src_ckpt.uri, source_id or target, trusted=trusted)
-        bview, base_weights = load_policy(base_ckpt.uri, target)
+        sview, src_weights = read_policy_opened(src_ckpt, src_layout, source_id or target, trusted=trusted)
+        bview, base_weights = read_policy_opened(base_ckpt, layout, target)
         (resolved_id,) = sview.policies
         label = f"policy {target!r}" if resolved_id == target else f"policy {resolved_id!r} -> {target!r}"
         _check_policy(label, bview.policies[target], sview.policies[resolved_id])
@@ -328,134 +327,6 @@ def _plain(obj: Any, depth: int = 0) -> bool:
     return False
 
 
-# ---------------------------------------------------------------- old stack: byte-level patch
-
-
-class _Buf(bytes):
-    """The payload of the n-th raw-bytes opcode of a pickle, tagged with n.
-
-    Still real bytes, so allowed builders that take bytes (numpy scalars in tf2 policy
-    states, ``bytearray``) work as in a normal safe load.
-    """
-
-    index: int
-
-    def __new__(cls, raw: Any, index: int) -> "_Buf":
-        obj = super().__new__(cls, raw)
-        obj.index = index
-        return obj
-
-    @property
-    def length(self) -> int:
-        return len(self)
-
-
-class _ArrayAt:
-    """What ``_frombuffer(buf, dtype, shape, order)`` would have built, and where its bytes are."""
-
-    def __init__(self, buf: Any, dtype: Any, shape: Any, order: Any = "C") -> None:
-        self.buf, self.dtype, self.shape, self.order = buf, dtype, tuple(shape), order
-
-
-_BYTES_OPS = {  # opcode -> size of its length field
-    pickle.BINBYTES[0]: 4,
-    pickle.SHORT_BINBYTES[0]: 1,
-    pickle.BINBYTES8[0]: 8,
-    pickle.BYTEARRAY8[0]: 8,
-}
-
-
-class _Locator(safe_pickle._SafeUnpickler):  # the pure-Python unpickler: its opcodes can be hooked
-    """Safe-mode unpickling that records where each numpy array's raw bytes are.
-
-    Raw-bytes opcodes push a :class:`_Buf` (their index in stream order) instead of the
-    bytes; numpy's ``_frombuffer`` becomes :class:`_ArrayAt`. Every other global is an
-    inert placeholder, as in :mod:`safe_pickle`.
-    """
-
-    dispatch = dict(safe_pickle._SafeUnpickler.dispatch)
-
-    def __init__(self, data: bytes) -> None:
-        super().__init__(data)
-        self._count = 0
-
-    def _bytes_op(self, load: Any) -> None:
-        load(self)
-        raw = self.stack[-1]
-        self.stack[-1] = _Buf(raw, self._count)
-        self._count += 1
-
-    def find_class(self, module: str, name: str) -> Any:
-        if name == "_frombuffer" and module in ("numpy.core.numeric", "numpy._core.numeric"):
-            return _ArrayAt
-        if safe_pickle.is_allowed(module, name):
-            return safe_pickle._ALLOWED[(module, name)]
-        return safe_pickle._placeholder_class(module, name)
-
-    def persistent_load(self, pid: Any) -> Any:
-        return safe_pickle._placeholder_class("persistent_id", str(pid)[:60])()
-
-
-for _op in _BYTES_OPS:
-    _Locator.dispatch[_op] = (lambda load: lambda self: self._bytes_op(load))(safe_pickle._SafeUnpickler.dispatch[_op])
-
-
-def locate_arrays(data: bytes, where: str) -> Tuple[Any, List[int]]:
-    """Safe-load ``data`` with arrays as :class:`_ArrayAt`; return it and each raw-bytes opcode's data offset."""
-    try:
-        payload = _Locator(data).load()
-        offsets = []
-        for op, arg, pos in pickletools.genops(data):
-            code = op.code.encode("latin1")[0]
-            if code in _BYTES_OPS:
-                offsets.append(pos + 1 + _BYTES_OPS[code])
-    except Exception as e:
-        raise CheckpointFormatError(f"{where}: truncated or corrupt pickle ({type(e).__name__}: {e})") from e
-    return payload, offsets
-
-
-def patch_policy_state(ckpt: CheckpointDir, rel: str, label: str, source: Weights) -> bytes:
-    """The bytes of the base's ``policy_state.pkl`` with its weights' raw bytes replaced.
-
-    Raises:
-        ShapeMismatchError: ``source`` does not fit the base's weights.
-        CheckpointFormatError: the base does not store its weights as raw numpy buffers.
-    """
-    data = ckpt.read_bytes(rel)
-    where = ckpt.child(rel)
-    payload, offsets = locate_arrays(data, where)
-    raw = payload.get("weights") if isinstance(payload, dict) else None
-    if isinstance(raw, (list, tuple)):  # tf2: a list in variable order, named by position
-        raw = OrderedDict((str(i), w) for i, w in enumerate(raw))
-    if not isinstance(raw, dict):
-        raise CheckpointFormatError(f"{where}: policy state has no 'weights' mapping")
-    slots: "OrderedDict[str, _ArrayAt]" = OrderedDict()
-    used = set()
-    for name, at in raw.items():
-        if not isinstance(at, _ArrayAt) or not isinstance(at.buf, _Buf) or not isinstance(at.dtype, np.dtype):
-            raise CheckpointFormatError(
-                f"{where}: tensor {name!r} is not pickled as a raw numpy buffer; this file cannot be patched in place"
-            )
-        nbytes = int(np.prod(at.shape, dtype=np.int64)) * at.dtype.itemsize
-        if at.buf.length != nbytes or at.buf.index in used or at.buf.index >= len(offsets):
-            raise CheckpointFormatError(f"{where}: tensor {name!r}: its raw bytes are shared or do not match its shape")
-        used.add(at.buf.index)
-        slots[str(name)] = at
-    base_like = OrderedDict((n, np.empty(at.shape, at.dtype)) for n, at in slots.items())
-    ready = check_tensors(label, source, base_like, target_name="base")
-    out = bytearray(data)
-    for name, at in slots.items():
-        start = offsets[at.buf.index]
-        chunk = ready[name].tobytes(order="F" if at.order == "F" else "C")
-        out[start : start + len(chunk)] = chunk
-    patched = bytes(out)
-    check = _extract_weights(safe_pickle.loads(patched), fmt.Layout(fmt.Kind.POLICY, fmt.Stack.OLD, "1.1", "", {}), where)
-    for name, want in ready.items():
-        if not np.array_equal(check[name], want):  # our locating went wrong: write nothing
-            raise CheckpointFormatError(f"{where}: patching tensor {name!r} in place did not round-trip")
-    return patched
-
-
 # ---------------------------------------------------------------- writing
 
 
@@ -477,13 +348,11 @@ def _rewrite_metadata(base: CheckpointDir, final: str) -> Optional[bytes]:
 
 def _write_tree(base: str, final: str, files: Mapping[str, bytes]) -> None:
     """Copy ``base`` to a temporary sibling of ``final``, overwrite ``files``, rename into place."""
-    from .policy_file import _write_synced, write_dir_atomically
-
     def fill(tmp: str) -> None:
         shutil.copytree(base, tmp, symlinks=False)
         for rel, content in files.items():
             path = os.path.join(tmp, rel)
             os.unlink(path)  # never write through a hard link or into the base
-            _write_synced(path, content)
+            write_synced(path, content)
 
     write_dir_atomically(final, fill)

@@ -21,9 +21,10 @@ import numpy as np
 from ..errors import CheckpointFormatError, MissingDependencyError, UnsafePickleError, not_found
 from . import format as fmt
 from . import safe_pickle
+from .policy_file import read_checked
+from .safetensors import decode_safetensors
 from .storage import CheckpointDir
-
-Weights = Dict[str, np.ndarray]
+from .tensors import Weights, by_position
 
 
 def open_checkpoint(path: "str | os.PathLike[str]") -> "tuple[CheckpointDir, fmt.Layout]":
@@ -78,11 +79,9 @@ def read_opened(
     """:func:`read_weights` on a checkpoint already opened (no second metadata read)."""
     _, rel = locate(ckpt, layout, policy_id)
     if layout.kind is fmt.Kind.SINGLE_POLICY:  # checked against policy.json's digest and index
-        from .policy_file import read_checked
-
         return read_checked(ckpt, layout)
     payload = decode_file(ckpt, rel, trusted=trusted)
-    return _extract_weights(payload, layout, ckpt.child(rel))
+    return extract_weights(payload, layout, ckpt.child(rel))
 
 
 def locate(ckpt: CheckpointDir, layout: fmt.Layout, policy_id: Optional[str]) -> Tuple[Optional[str], str]:
@@ -128,8 +127,6 @@ def decode_file(ckpt: CheckpointDir, rel: str, *, trusted: bool = False) -> Any:
     if ext == ".pt":
         return _unpickle(_torch_zip_payload(data, where), where, trusted)
     if ext == ".safetensors":
-        from .policy_file import decode_safetensors
-
         return decode_safetensors(data, where)
     raise CheckpointFormatError(f"{where}: this reader cannot decode {ext!r} files")
 
@@ -230,7 +227,13 @@ def _msgpack_dtype(descr: Any) -> np.dtype:
     return np.dtype(descr.decode() if isinstance(descr, bytes) else descr)
 
 
-def _extract_weights(payload: Any, layout: fmt.Layout, where: str) -> Weights:
+def extract_weights(payload: Any, layout: fmt.Layout, where: str) -> Weights:
+    """The ``{name: array}`` weights inside a decoded state file, each checked to be an array.
+
+    Raises:
+        CheckpointFormatError: no weights entry, or a tensor that is not an array.
+        UnsafePickleError: a tensor is an object safe mode did not build.
+    """
     if layout.stack is fmt.Stack.OLD and layout.kind is not fmt.Kind.SINGLE_POLICY:
         if not isinstance(payload, dict) or "weights" not in payload:
             raise CheckpointFormatError(f"{where}: policy state has no 'weights' entry")
@@ -238,7 +241,7 @@ def _extract_weights(payload: Any, layout: fmt.Layout, where: str) -> Weights:
     else:
         raw = payload
     if isinstance(raw, (list, tuple)):  # tf2 policies: a list in variable order
-        raw = OrderedDict((str(i), w) for i, w in enumerate(raw))
+        raw = by_position(raw)
     if not isinstance(raw, dict):
         raise CheckpointFormatError(
             f"{where}: expected a mapping of tensor names to arrays, got {type(raw).__name__}"

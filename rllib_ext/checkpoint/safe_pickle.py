@@ -28,7 +28,7 @@ import numpy as np
 # Globals that only build data. numpy 1.x pickles name numpy.core.*, numpy 2.x
 # numpy._core.*: both spellings resolve to the installed numpy.
 _NUMPY_CORE = np._core if hasattr(np, "_core") else np.core  # type: ignore[attr-defined]
-_ALLOWED: Dict[Tuple[str, str], Any] = {
+ALLOWED: Dict[Tuple[str, str], Any] = {
     ("collections", "OrderedDict"): collections.OrderedDict,
     ("collections", "defaultdict"): collections.defaultdict,
     ("collections", "deque"): collections.deque,
@@ -64,13 +64,13 @@ def _bytearray(*args: Any) -> bytearray:
     return bytearray(*args)
 
 
-_ALLOWED[("_codecs", "encode")] = _latin1_encode
+ALLOWED[("_codecs", "encode")] = _latin1_encode
 # Builtins that only build data. Never add getattr, eval, exec, compile, open,
 # __import__, globals, vars, setattr, delattr or breakpoint: each turns a pickle into code.
 for _name in ("set", "frozenset", "slice", "complex", "range", "list", "dict", "tuple"):
-    _ALLOWED[("builtins", _name)] = getattr(builtins, _name)
-    _ALLOWED[("__builtin__", _name)] = getattr(builtins, _name)
-_ALLOWED[("builtins", "bytearray")] = _ALLOWED[("__builtin__", "bytearray")] = _bytearray
+    ALLOWED[("builtins", _name)] = getattr(builtins, _name)
+    ALLOWED[("__builtin__", _name)] = getattr(builtins, _name)
+ALLOWED[("builtins", "bytearray")] = ALLOWED[("__builtin__", "bytearray")] = _bytearray
 
 
 class Placeholder:
@@ -125,7 +125,7 @@ def _placeholder_class(module: str, name: str) -> Type[Placeholder]:
     return _CLASSES[key]
 
 
-class _SafeUnpickler(pickle._Unpickler):
+class SafeUnpickler(pickle._Unpickler):
     """The pure-Python unpickler (memo in a dict), building only allow-listed globals."""
 
     dispatch = dict(pickle._Unpickler.dispatch)
@@ -145,8 +145,8 @@ class _SafeUnpickler(pickle._Unpickler):
     dispatch[pickle.BYTEARRAY8[0]] = _load_bytearray8
 
     def find_class(self, module: str, name: str) -> Any:
-        if (module, name) in _ALLOWED:
-            return _ALLOWED[(module, name)]
+        if (module, name) in ALLOWED:
+            return ALLOWED[(module, name)]
         return _placeholder_class(module, name)
 
     def persistent_load(self, pid: Any) -> Any:
@@ -163,7 +163,7 @@ class _TrustedUnpickler(pickle.Unpickler):
 
 def is_allowed(module: str, name: str) -> bool:
     """Whether safe mode builds the real ``module.name`` (else an inert Placeholder)."""
-    return (module, name) in _ALLOWED
+    return (module, name) in ALLOWED
 
 
 def loads(data: bytes, *, trusted: bool = False) -> Any:
@@ -178,7 +178,7 @@ def loads(data: bytes, *, trusted: bool = False) -> Any:
     """
     if trusted:
         return _TrustedUnpickler(io.BytesIO(data)).load()
-    return _SafeUnpickler(data).load()
+    return SafeUnpickler(data).load()
 
 
 def load(fileobj: BinaryIO, *, trusted: bool = False) -> Any:

@@ -9,6 +9,7 @@ is moved), so a checkpoint can be copied anywhere and still be read.
 
 Every OS-level failure (missing file, permissions, a symlink loop, a directory where a
 file should be) becomes a typed error naming the path; :func:`os_problem` words it.
+:func:`resolve_path` is the one place a user's (possibly relative) path becomes absolute.
 """
 
 from __future__ import annotations
@@ -20,6 +21,24 @@ import stat
 from typing import Any, List
 
 from ..errors import CheckpointFormatError, NotACheckpointError
+
+
+def resolve_path(path: "str | os.PathLike[str]") -> str:
+    """Absolute local path for ``path``; URIs pass through (``file://`` is stripped).
+
+    Tune trial actors change their working directory to the trial dir, so a relative
+    path is also tried against the directory Tune started from (TUNE_ORIG_WORKING_DIR).
+    """
+    text = os.fspath(path)
+    if "://" in text:
+        return text[len("file://"):] if text.startswith("file://") else text
+    text = os.path.expanduser(text)
+    if os.path.isabs(text):
+        return text
+    for base in (os.getcwd(), os.environ.get("TUNE_ORIG_WORKING_DIR")):
+        if base and os.path.exists(os.path.join(base, text)):
+            return os.path.abspath(os.path.join(base, text))
+    return os.path.abspath(text)
 
 
 def os_problem(e: OSError) -> str:

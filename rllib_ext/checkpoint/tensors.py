@@ -1,15 +1,33 @@
-"""Do a policy's tensors fit where they are going? One check for restore and merge."""
+"""Tensors as the reader hands them out: the ``Weights`` alias, tf2's positional names,
+and the one check that a policy's tensors fit where they are going (restore, merge).
+"""
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Dict
+from typing import Dict, List, Sequence
 
 import numpy as np
 
 from ..errors import ShapeMismatchError
 
 Weights = Dict[str, np.ndarray]
+
+
+
+def by_position(values: Sequence[np.ndarray]) -> Weights:
+    """A tf2 policy's weight list (Keras variable order) named "0", "1", ... by position.
+
+    RLlib's tf2 ``get_weights()`` returns a list; every reader and writer here names its
+    entries by position, so both stacks and frameworks share one ``{name: array}`` form.
+    """
+    return OrderedDict((str(i), v) for i, v in enumerate(values))
+
+
+def positional(weights: Weights, count: int) -> List[np.ndarray]:
+    """The inverse of :func:`by_position`: the first ``count`` entries "0".."count-1" as a list."""
+    return [weights[str(i)] for i in range(count)]
+
 
 # Buffers of RLlib's modules that are constants of the config, not learned. Older
 # releases did not have them (Ray 2.30's PPO modules lack '*.log_std_clip_param_const'),

@@ -1,15 +1,9 @@
-"""Carry old-API-stack policies (ModelV2, torch or tf2) into new-API-stack RLModules.
+"""Old-API-stack tensor names -> new-API-stack module tensor names, with numpy alone.
 
-Two halves, kept apart on purpose:
-
-* the **mapping** (:func:`convert_policy`, numpy only; no Ray, torch or TensorFlow): which
-  old tensor becomes which new tensor, transposed or not, checked against the target's
-  model config. Cross-stack partial restore (``algo.restore(old_ckpt, policies=[...])`` on
-  a new-stack ``...Partial`` algorithm, see :mod:`rllib_ext.restore`) uses it directly;
-* the **writer** (:func:`migrate`): builds the target ``MultiRLModule`` with RLlib
-  (``ray.rllib`` and torch are imported inside the function; no Ray runtime is started),
-  sets the converted weights and lets RLlib write its own checkpoint into a temporary
-  sibling of ``out``, which is then renamed into place.
+:func:`convert_policy` decides which old tensor becomes which new tensor, transposed or
+not, checked against the target's model config. No Ray, torch or TensorFlow: both
+cross-stack partial restore (:mod:`rllib_ext.restore`) and the writer
+(:func:`rllib_ext.migration.migrate`) call it.
 
 Built in (no user mapping needed): RLlib's default fully connected model
 (``FullyConnectedNetwork``, torch and tf2) on a 1-D Box observation, with
@@ -36,25 +30,20 @@ Any other model (``custom_model``, LSTM/attention wrappers, ``free_log_std``,
 ``post_fcnet_hiddens``, ...) needs ``mapping=``: ``{old name: new name}`` (``None`` drops
 an old tensor) or a callable ``old weights -> new weights``. Without one the error lists
 the old tensors with no mapped target and the new tensors left unset.
-
-Note: ``rllib_ext.migrate`` (the package attribute) is the function :func:`migrate`;
-import this module's other names with ``from rllib_ext.migrate import convert_policy``.
 """
 
 from __future__ import annotations
 
-import os
 import re
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from .checkpoint.tensors import CONSTANT_BUFFERS, is_constant_buffer
-from .errors import CheckpointError, MigrationError, not_found
+from .checkpoint.tensors import Weights, is_constant_buffer
+from .errors import MigrationError
 
-Weights = Dict[str, np.ndarray]
 NameMapping = Union[Mapping[str, Optional[str]], Callable[[Weights], Weights]]
 Slot = Tuple[str, int]  # ("actor" | "critic" | "pi" | "vf", layer index)
 
@@ -301,175 +290,3 @@ def _user_mapping(label: str, source: Weights, target: Mapping[str, np.ndarray],
     if dupes:
         raise MigrationError(f"{label}: the mapping sets target tensor(s) more than once: {', '.join(dupes)}")
     return {t: source[s] for s, t in mapping.items() if t is not None}
-
-
-# ---------------------------------------------------------------- the writer
-
-
-@dataclass
-class MigrateReport:
-    """What :func:`migrate` wrote."""
-
-    checkpoint: str
-    out: str
-    converted: Dict[str, str] = field(default_factory=dict)  # policy id -> what was mapped
-    module_class: str = TARGET_CLASS
-    model_configs: Dict[str, Dict[str, Any]] = field(default_factory=dict)
-
-    def __str__(self) -> str:
-        return f"migrated {', '.join(self.converted) or 'nothing'} from {self.checkpoint} to {self.out} ({self.module_class})"
-
-    def to_dict(self) -> Dict[str, Any]:
-        return {
-            "checkpoint": self.checkpoint,
-            "out": self.out,
-            "module_class": self.module_class,
-            "converted": dict(self.converted),
-            "model_configs": {k: dict(v) for k, v in self.model_configs.items()},
-        }
-
-
-def effective_model_config(model_config: Any) -> Dict[str, Any]:
-    """RLlib's ``DefaultModelConfig`` with ``model_config`` on top, as a plain dict.
-
-    A module's ``model_config`` holds only what the user (and the algorithm) set; the
-    catalog fills the rest from ``DefaultModelConfig``. Imports RLlib.
-    """
-    import dataclasses
-
-    from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
-
-    if dataclasses.is_dataclass(model_config) and not isinstance(model_config, type):
-        model_config = dataclasses.asdict(model_config)
-    return {**dataclasses.asdict(DefaultModelConfig()), **dict(model_config or {})}
-
-
-def migrate(
-    checkpoint: "str | os.PathLike[str]",
-    out: "str | os.PathLike[str]",
-    policies: Optional[Sequence[str]] = None,
-    *,
-    mapping: Optional[NameMapping] = None,
-    model_config: Optional[Mapping[str, Any]] = None,
-    trusted: bool = False,
-) -> MigrateReport:
-    """Write old-stack PPO policies of ``checkpoint`` as a new-stack MultiRLModule checkpoint.
-
-    ``out`` is what RLlib itself writes under ``learner_group/learner/rl_module/``; load it
-    with ``MultiRLModule.from_checkpoint(out)`` or ``RLModule.from_checkpoint(out/<id>)``,
-    or start a new-stack algorithm from it with ``algo.restore_from_path(out,
-    component="learner_group/learner/rl_module")``. Every policy is converted and checked
-    before anything is written; ``out`` appears by one rename.
-
-    Args:
-        checkpoint: an old-stack Algorithm or Policy checkpoint (torch or tf2).
-        out: the new directory (must not exist, or be empty).
-        policies: ids to take; default: all.
-        mapping: for models the built-in table does not cover (see the module docstring);
-            applies to every policy taken.
-        model_config: new-stack model config keys on top of those derived from the old
-            policy (``fcnet_hiddens``, ``fcnet_activation``, ``vf_share_layers``).
-        trusted: fully unpickle the old policy files (default: safe mode).
-
-    Returns:
-        A :class:`MigrateReport`.
-
-    Raises:
-        PolicyNotFoundError, MigrationError, CheckpointError: nothing was written.
-    """
-    from .checkpoint import format as fmt
-    from .checkpoint.inspect import load_policy
-    from .checkpoint.reader import open_checkpoint, policy_ids, read_weights
-    from .checkpoint.tensors import check_tensors
-    from .restore import resolve_path
-
-    path = resolve_path(checkpoint)
-    _, layout = open_checkpoint(path)
-    if layout.stack is not fmt.Stack.OLD:
-        raise CheckpointError(f"{path}: already a {layout.stack.value}-API-stack checkpoint; migrate() reads old-stack ones")
-    available = policy_ids(path)
-    ids = list(policies) if policies is not None else list(available)
-    if isinstance(policies, str):
-        raise TypeError(f"policies must be a list of ids, not the string {policies!r}")
-    if not ids:
-        raise ValueError("policies is empty: name at least one policy to migrate")
-    for pid in ids:
-        if pid not in available:
-            raise not_found("policy", pid, path, available)
-    final = _check_out(out, path)
-
-    # 1. Read and check every policy; build the target modules (no files written).
-    from ray.rllib.algorithms.ppo.torch.default_ppo_torch_rl_module import DefaultPPOTorchRLModule
-    from ray.rllib.core.rl_module.multi_rl_module import MultiRLModuleSpec
-    from ray.rllib.core.rl_module.rl_module import RLModuleSpec
-    from ray.rllib.utils.numpy import convert_to_numpy
-
-    from .policy_io import to_gym_space
-
-    report = MigrateReport(checkpoint=path, out=final)
-    sources, specs = {}, {}
-    for pid in ids:
-        view, weights = load_policy(path, pid, trusted=trusted)
-        pview = view.policies[pid]
-        label = f"policy {pid!r}"
-        if pview.policy_class and not pview.policy_class.startswith("PPO"):
-            raise MigrationError(
-                f"{label}: policy class {pview.policy_class!r}; migrate() writes {TARGET_CLASS} and takes PPO policies only"
-            )
-        if pview.observation_space is None or pview.action_space is None:
-            raise MigrationError(f"{label}: {path} records no observation/action space for it")
-        old, _ = old_fcnet(pview.model_config)
-        cfg = {"fcnet_hiddens": list(old.hiddens), "fcnet_activation": old.activation, "vf_share_layers": old.vf_share_layers}
-        cfg.update(dict(model_config or {}))
-        sources[pid] = (pview, weights)
-        specs[pid] = RLModuleSpec(
-            module_class=DefaultPPOTorchRLModule,
-            observation_space=to_gym_space(pview.observation_space),
-            action_space=to_gym_space(pview.action_space),
-            model_config=cfg,
-        )
-        report.model_configs[pid] = cfg
-    multi = MultiRLModuleSpec(rl_module_specs=specs).build()
-    ready: Dict[str, Weights] = {}
-    for pid, (pview, weights) in sources.items():
-        label = f"policy {pid!r}"
-        template = {n: np.asarray(v) for n, v in convert_to_numpy(multi[pid].get_state()).items()}
-        converted = convert_policy(
-            label,
-            weights,
-            template,
-            pview.model_config,
-            effective_model_config(specs[pid].model_config),
-            observation_space=pview.observation_space,
-            mapping=mapping,
-            target_name=f"the new {TARGET_CLASS}",
-        )
-        ready[pid] = check_tensors(label, converted, template)
-        old, _ = old_fcnet(pview.model_config)
-        fw = "tf2" if weights and all(n.isdigit() for n in weights) else "torch"
-        report.converted[pid] = "custom mapping" if mapping is not None else f"{fw} FullyConnectedNetwork, {old.describe()}"
-    for pid, state in ready.items():
-        multi[pid].set_state(state)
-
-    # 2. Let RLlib write its own checkpoint into a temporary sibling; check; rename.
-    from .checkpoint.policy_file import write_dir_atomically
-
-    def fill(tmp: str) -> None:
-        multi.save_to_path(tmp)
-        for pid, state in ready.items():
-            back = read_weights(tmp, pid)
-            if sorted(back) != sorted(state) or any(not np.array_equal(back[n], state[n]) for n in state):
-                raise CheckpointError(f"{tmp}: policy {pid!r} reads back different from what was set; nothing written")
-
-    write_dir_atomically(final, fill)
-    return report
-
-
-def _check_out(out: "str | os.PathLike[str]", source: str) -> str:
-    final = os.path.abspath(os.path.expanduser(os.fspath(out)))
-    src = source.rstrip(os.sep)
-    if final == src or final.startswith(src + os.sep) or src.startswith(final + os.sep):
-        raise CheckpointError(f"{final}: the output must not be (inside) the source checkpoint {source}")
-    if os.path.lexists(final) and (os.path.islink(final) or not os.path.isdir(final) or os.listdir(final)):
-        raise CheckpointError(f"{final}: already exists and is not an empty directory; refusing to overwrite it")
-    return final

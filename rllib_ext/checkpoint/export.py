@@ -1,0 +1,104 @@
+"""One policy out of any checkpoint, into a file or directory of its own.
+
+``extract_policy`` reads one policy (and only its files) and writes it as our
+single-policy directory, an ``.npz`` of its tensors, or a torch ``state_dict`` file;
+every write is atomic (:mod:`.atomic`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from typing import Any, Mapping, Optional
+
+import numpy as np
+
+from ..errors import MissingDependencyError, did_you_mean
+from .atomic import atomic_file
+from .inspection import read_policy
+from .policy_file import write_policy_dir
+
+EXTRACT_FORMATS = ("safetensors", "npz", "torch")
+
+
+def extract_policy(
+    checkpoint: "str | os.PathLike[str]",
+    policy_id: Optional[str],
+    out: "str | os.PathLike[str]",
+    *,
+    format: str = "safetensors",
+    trusted: bool = False,
+) -> str:
+    """Copy one policy out of any checkpoint into a file or directory of its own.
+
+    Args:
+        checkpoint: any checkpoint ``inspect`` accepts (including a policy directory).
+        policy_id: the policy to extract; may be None when the checkpoint holds one.
+        out: the directory (safetensors) or file (npz, torch) to write, atomically.
+        format: 'safetensors' (the single-policy directory, with its metadata), 'npz'
+            (tensors only) or 'torch' (a ``state_dict`` file; needs torch).
+        trusted: unpickle the source with plain pickle.
+
+    Returns:
+        The absolute path written.
+
+    Raises:
+        ValueError: unknown ``format``.
+        PolicyNotFoundError: ``policy_id`` is not in the checkpoint.
+    """
+    if format not in EXTRACT_FORMATS:
+        raise ValueError(f"format {format!r} is not one of {', '.join(EXTRACT_FORMATS)}{did_you_mean(format, EXTRACT_FORMATS)}")
+    view, weights = read_policy(checkpoint, policy_id, trusted=trusted)
+    if format == "npz":
+        return export_npz(weights, out)
+    if format == "torch":
+        return export_torch_state_dict(weights, out)
+    (pv,) = view.policies.values()
+    meta = {
+        "stack": view.stack,
+        "framework": view.framework,
+        "observation_space": pv.observation_space,
+        "action_space": pv.action_space,
+        "model_config": pv.model_config,
+        "algorithm_class": view.algorithm_class,
+        "policy_class": pv.policy_class,
+        "ray_version": view.ray_version,
+        "source": view.path,
+    }
+    return write_policy_dir(out, pv.id, weights, meta)
+
+
+def export_npz(weights: Mapping[str, np.ndarray], path: "str | os.PathLike[str]") -> str:
+    """Write ``weights`` as an uncompressed ``.npz`` (``np.load(path)[name]``), atomically.
+
+    Returns:
+        The absolute path written (exactly ``path``; numpy would otherwise append '.npz').
+    """
+    final = os.path.abspath(os.fspath(path))
+
+    def write(f: Any) -> None:
+        np.savez(f, **{str(k): np.asarray(v) for k, v in weights.items()})
+
+    atomic_file(final, write)
+    return final
+
+
+def export_torch_state_dict(weights: Mapping[str, np.ndarray], path: "str | os.PathLike[str]") -> str:
+    """Write ``weights`` as a torch ``state_dict`` (an OrderedDict of tensors), atomically.
+
+    The file loads with ``torch.load(path, weights_only=True)`` and feeds
+    ``module.load_state_dict`` for a new-stack (torch RLModule) or old-stack torch policy.
+
+    Raises:
+        MissingDependencyError: torch is not installed.
+    """
+    try:
+        import torch
+    except ImportError:
+        raise MissingDependencyError(
+            "exporting a torch state_dict needs torch: pip install torch"
+        ) from None
+    final = os.path.abspath(os.fspath(path))
+    state = OrderedDict((str(k), torch.from_numpy(np.array(v, copy=True))) for k, v in weights.items())
+    atomic_file(final, lambda f: torch.save(state, f))
+    return final

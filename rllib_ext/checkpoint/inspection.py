@@ -1,0 +1,338 @@
+"""``inspect(path)``: what a checkpoint holds, as typed plain data, without Ray or torch.
+
+The view answers the questions a user asks before restoring anything: which policies are
+there, for which observation/action spaces, with which tensors, written by which
+algorithm, framework and Ray version (see :mod:`.views`). ``read_policy`` is the same
+for one policy, with its weights; ``policy_spaces`` reads only the files that hold the
+spaces (on the new stack, no weights file at all).
+
+(The module is ``inspection`` so that the function ``inspect`` shadows nothing.)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from ..errors import CheckpointError, CheckpointFormatError
+from . import format as fmt
+from .policy_file import read_checked, view_policy_dir
+from .reader import decode_file, extract_weights, ids_in, locate, open_checkpoint
+from .safe_pickle import Placeholder
+from .spaces import space_from_object, space_from_rllib_dict
+from .storage import CheckpointDir
+from .tensors import Weights
+from .views import CheckpointView, PolicyView, SpaceView, json_float, make_policy_view
+
+
+def inspect(path: "str | os.PathLike[str]", *, trusted: bool = False) -> CheckpointView:
+    """Describe the checkpoint at ``path``: algorithm, framework, and every policy.
+
+    Reads each policy's weights file (for tensor shapes) and the small files that hold
+    the spaces; never imports Ray, torch or anything the pickles name (unless trusted).
+
+    Args:
+        path: any checkpoint :func:`read_weights` accepts.
+        trusted: unpickle with plain pickle (imports whatever the files name).
+
+    Raises:
+        NotACheckpointError: ``path`` holds no checkpoint.
+        CheckpointFormatError: a file is missing, truncated or not understood.
+    """
+    ckpt, layout = open_checkpoint(path)
+    if layout.kind is fmt.Kind.SINGLE_POLICY:
+        return view_policy_dir(ckpt, layout)
+    return _view(ckpt, layout, sorted(ids_in(ckpt, layout)), trusted)[0]
+
+
+def read_policy(
+    path: "str | os.PathLike[str]", policy_id: Optional[str] = None, *, trusted: bool = False
+) -> Tuple[CheckpointView, Weights]:
+    """One policy's weights plus a view of the checkpoint that describes only that policy.
+
+    Reads only that policy's files (and the algorithm-level state), so extracting one
+    policy from a large checkpoint does not decode the others.
+
+    Raises:
+        PolicyNotFoundError: ``policy_id`` is not in the checkpoint (lists what is).
+        CheckpointFormatError: a file is missing, truncated or not understood.
+    """
+    ckpt, layout = open_checkpoint(path)
+    return read_policy_opened(ckpt, layout, policy_id, trusted=trusted)
+
+
+def read_policy_opened(
+    ckpt: CheckpointDir, layout: fmt.Layout, policy_id: Optional[str] = None, *, trusted: bool = False
+) -> Tuple[CheckpointView, Weights]:
+    """:func:`read_policy` on a checkpoint already opened (no second metadata read)."""
+    if layout.kind is fmt.Kind.SINGLE_POLICY:
+        return view_policy_dir(ckpt, layout), read_checked(ckpt, layout)
+    pid, _ = locate(ckpt, layout, policy_id)
+    pid = pid if pid is not None else ids_in(ckpt, layout)[0]
+    view, weights = _view(ckpt, layout, [pid], trusted)
+    return view, weights[pid]
+
+
+def policy_spaces(
+    ckpt: CheckpointDir, layout: fmt.Layout, ids: Sequence[str], *, trusted: bool = False
+) -> Dict[str, Tuple[Optional[SpaceView], Optional[SpaceView]]]:
+    """``{id: (observation space, action space)}`` from the files that record them.
+
+    New stack: the module's ``class_and_ctor_args.pkl`` (layout 1.2: its metadata JSON);
+    single-policy: ``policy.json``. No weights file is decoded there. The old stack keeps
+    the spaces in ``policy_state.pkl`` beside the weights, so that file is decoded once.
+
+    Raises:
+        PolicyNotFoundError: an id is not in the checkpoint (lists what is).
+    """
+    if layout.kind is fmt.Kind.SINGLE_POLICY:
+        (view,) = view_policy_dir(ckpt, layout).policies.values()
+        return {pid: (view.observation_space, view.action_space) for pid in ids}
+    out = {}
+    for pid in ids:
+        located, rel = locate(ckpt, layout, pid)
+        payload = decode_file(ckpt, rel, trusted=trusted) if layout.stack is fmt.Stack.OLD else None
+        about = _describe_policy(ckpt, layout, located, rel, payload, trusted)
+        out[pid] = (about.observation_space, about.action_space)
+    return out
+
+
+def _view(
+    ckpt: CheckpointDir, layout: fmt.Layout, ids: List[str], trusted: bool
+) -> Tuple[CheckpointView, Dict[str, Weights]]:
+    algorithm_class, framework = _algorithm_info(ckpt, layout, trusted)
+    policies: Dict[str, PolicyView] = OrderedDict()
+    weights: Dict[str, Weights] = {}
+    frameworks = []
+    for pid in ids:
+        located, rel = locate(ckpt, layout, pid)
+        payload = decode_file(ckpt, rel, trusted=trusted)
+        weights[pid] = extract_weights(payload, layout, ckpt.child(rel))
+        about = _describe_policy(ckpt, layout, located, rel, payload, trusted)
+        policies[pid] = make_policy_view(
+            pid, weights[pid], about.observation_space, about.action_space, about.policy_class, about.model_config, rel
+        )
+        frameworks.append(about.framework)
+    framework = framework or next((f for f in frameworks if f), None)
+    view = CheckpointView(
+        path=ckpt.uri,
+        kind=layout.kind.value,
+        stack=layout.stack.value,
+        checkpoint_version=layout.version,
+        framework=framework,
+        ray_version=layout.metadata.get("ray_version"),
+        algorithm_class=algorithm_class,
+        policies=policies,
+    )
+    return view, weights
+
+
+@dataclass(frozen=True)
+class _About:
+    """What the files beside a policy's weights say about it."""
+
+    observation_space: Optional[SpaceView] = None
+    action_space: Optional[SpaceView] = None
+    policy_class: Optional[str] = None
+    model_config: Optional[Dict[str, Any]] = None
+    framework: Optional[str] = None
+
+
+def _describe_policy(
+    ckpt: CheckpointDir, layout: fmt.Layout, located: Optional[str], rel: str, payload: Any, trusted: bool
+) -> _About:
+    """Spaces, class, model config and framework of one policy.
+
+    ``payload`` is the decoded weights file; only the old stack needs it (its spaces
+    live in the same pickle as the weights). ``rel`` is that file, ``located`` the id
+    as :func:`~.reader.locate` resolved it (None for a one-policy checkpoint).
+    """
+    if layout.stack is fmt.Stack.OLD:
+        spec = payload.get("policy_spec") if isinstance(payload, dict) else None
+        if not isinstance(spec, dict):
+            return _About()
+        where = f"{ckpt.child(rel)} (policy_spec)"
+        with _describing(where):
+            config = spec.get("config")
+            model_config = framework = None
+            if isinstance(config, dict):
+                model_config = plain(config.get("model"))
+                framework = config.get("framework") or config.get("framework_str")
+            return _About(
+                space_from_rllib_dict(spec.get("observation_space"), where),
+                space_from_rllib_dict(spec.get("action_space"), where),
+                _class_name(spec.get("policy_class")),
+                model_config,
+                framework,
+            )
+    if layout.version == "1.2":
+        meta_rel = f"{fmt.policy_dir(layout, located)}/{fmt.LEGACY_MODULE_METADATA}"
+        if not ckpt.exists(meta_rel):
+            return _About()
+        doc = ckpt.read_json(meta_rel)
+        where = ckpt.child(meta_rel)
+        with _describing(where):
+            spec = _find_keys(doc, ("observation_space", "action_space"))
+            return _About(
+                space_from_rllib_dict(spec.get("observation_space"), where),
+                space_from_rllib_dict(spec.get("action_space"), where),
+                _class_name(_find_keys(doc, ("module_class",)).get("module_class")),
+                plain(spec.get("model_config_dict", spec.get("model_config"))),
+                "torch" if rel.endswith(".pt") else None,
+            )
+    base = fmt.policy_dir(layout, located)
+    ctor_rel = f"{base}/{fmt.CTOR_ARGS_FILE}" if base else fmt.CTOR_ARGS_FILE
+    if not ckpt.exists(ctor_rel):
+        return _About()
+    ctor = decode_file(ckpt, ctor_rel, trusted=trusted)
+    where = ckpt.child(ctor_rel)
+    with _describing(where):
+        kwargs = _ctor_kwargs(ctor)
+        cls = ctor.get("class") if isinstance(ctor, dict) else None
+        return _About(
+            space_from_object(kwargs.get("observation_space"), where),
+            space_from_object(kwargs.get("action_space"), where),
+            _class_name(cls),
+            plain(kwargs.get("model_config")),
+            _framework_of_class(cls),
+        )
+
+
+def _algorithm_info(ckpt: CheckpointDir, layout: fmt.Layout, trusted: bool) -> Tuple[Optional[str], Optional[str]]:
+    """(algorithm class name, framework) from the algorithm-level state, if this is one."""
+    if layout.kind is not fmt.Kind.ALGORITHM:
+        return None, None
+    if layout.stack is fmt.Stack.NEW and ckpt.exists(fmt.CTOR_ARGS_FILE):
+        ctor = decode_file(ckpt, fmt.CTOR_ARGS_FILE, trusted=trusted)
+        if not isinstance(ctor, dict):
+            return None, None
+        with _describing(ckpt.child(fmt.CTOR_ARGS_FILE)):
+            args = (ctor.get("ctor_args_and_kwargs") or ((), {}))[0]
+            config = args[0] if args else None
+            return _class_name(ctor.get("class")), _framework_of_config(config)
+    for name in ("algorithm_state.pkl", "algorithm_state.msgpck", "algorithm_state.msgpack"):
+        if ckpt.exists(name):
+            state = decode_file(ckpt, name, trusted=trusted)
+            if not isinstance(state, dict):
+                return None, None
+            with _describing(ckpt.child(name)):
+                return _class_name(state.get("algorithm_class")), _framework_of_config(state.get("config"))
+    return None, None
+
+
+@contextlib.contextmanager
+def _describing(where: str) -> Iterator[None]:
+    """Any failure while interpreting a decoded file's content means the file is malformed.
+
+    The content is whatever the file held (safe mode builds placeholders for foreign
+    objects), so a wrong type anywhere in it must surface as a typed error naming the file.
+    """
+    try:
+        yield
+    except CheckpointError:
+        raise
+    except Exception as e:
+        raise CheckpointFormatError(
+            f"{where}: unexpected content where the spaces, class or config should be "
+            f"({type(e).__name__}: {e}); the file is damaged or from an unsupported version"
+        ) from e
+
+
+def _find_keys(doc: Any, keys: Tuple[str, ...], depth: int = 0) -> Dict[str, Any]:
+    """The first JSON object (depth-first) holding all ``keys``, else ``{}``.
+
+    Layout 1.2 nests the module spec inside ``rl_module_metadata.json``; the depth of
+    the nesting changed between releases, so we look for the keys, not for a path.
+    """
+    if isinstance(doc, dict):
+        if all(k in doc for k in keys):
+            return doc
+        children = doc.values()
+    elif isinstance(doc, list):
+        children = doc
+    else:
+        return {}
+    if depth < 8:
+        for child in children:
+            found = _find_keys(child, keys, depth + 1)
+            if found:
+                return found
+    return {}
+
+
+def _ctor_kwargs(ctor: Any) -> Dict[str, Any]:
+    if not isinstance(ctor, dict):
+        return {}
+    args_kwargs = ctor.get("ctor_args_and_kwargs")
+    if isinstance(args_kwargs, (tuple, list)) and len(args_kwargs) == 2 and isinstance(args_kwargs[1], dict):
+        return args_kwargs[1]
+    return {}
+
+
+def _class_name(obj: Any) -> Optional[str]:
+    """'PPO' from a Placeholder class, a real class, or a dotted string."""
+    if obj is None:
+        return None
+    if isinstance(obj, str):
+        return obj.rsplit(".", 1)[-1] or None
+    if isinstance(obj, type) and issubclass(obj, Placeholder):
+        return obj.name or None
+    return getattr(obj, "__name__", None) or type(obj).__name__
+
+
+def _framework_of_class(obj: Any) -> Optional[str]:
+    module = getattr(obj, "module", None) if isinstance(obj, type) and issubclass(obj, Placeholder) else getattr(obj, "__module__", None)
+    parts = str(module or "").split(".")
+    if "torch" in parts:
+        return "torch"
+    if "tf" in parts:
+        return "tf2"
+    return None
+
+
+def _framework_of_config(config: Any) -> Optional[str]:
+    for key in ("framework_str", "framework"):
+        value = _lookup(config, key)
+        if isinstance(value, str):
+            return value
+    return None
+
+
+def _lookup(obj: Any, key: str) -> Any:
+    if isinstance(obj, dict):
+        return obj.get(key)
+    if isinstance(obj, Placeholder):
+        return obj.state.get(key) if isinstance(obj.state, dict) else None
+    return getattr(obj, key, None)
+
+
+def plain(obj: Any, depth: int = 0) -> Any:
+    """Make ``obj`` JSON-able: Placeholders become 'module.name' strings, arrays lists."""
+    if depth > 20:
+        return repr(obj)
+    if obj is None or isinstance(obj, (bool, int, str)):
+        return obj
+    if isinstance(obj, float):
+        return json_float(obj)
+    if isinstance(obj, np.generic):
+        return plain(obj.item(), depth + 1)
+    if isinstance(obj, np.ndarray):
+        return plain(obj.tolist(), depth + 1)
+    if isinstance(obj, bytes):
+        return f"<{len(obj)} bytes>"
+    if isinstance(obj, dict):
+        return {str(k): plain(v, depth + 1) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        return [plain(v, depth + 1) for v in obj]
+    if isinstance(obj, type) and issubclass(obj, Placeholder):
+        return f"{obj.module}.{obj.name}"
+    if isinstance(obj, Placeholder):
+        return f"{type(obj).module}.{type(obj).name}"
+    if isinstance(obj, type):
+        return f"{obj.__module__}.{obj.__qualname__}"
+    return repr(obj)

@@ -1,0 +1,146 @@
+"""The safetensors layout, read and written with numpy alone (no ``safetensors`` package).
+
+An 8-byte little-endian header size N, N bytes of JSON ``{name: {"dtype": "F32", "shape":
+[...], "data_offsets": [begin, end]}, "__metadata__": {...}}``, then the little-endian data
+(https://github.com/huggingface/safetensors). The ``safetensors`` package reads our files
+and we read its files; tests check both. Every header entry is checked with Python
+integers before any array is built, so a lying header is an error, never an allocation.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import struct
+from collections import OrderedDict
+from typing import Any, Dict, List, Mapping, Optional, Tuple
+
+import numpy as np
+
+from ..errors import CheckpointFormatError
+from .storage import os_problem
+from .tensors import Weights
+
+_DTYPES = {
+    "F64": np.float64, "F32": np.float32, "F16": np.float16,
+    "I64": np.int64, "I32": np.int32, "I16": np.int16, "I8": np.int8,
+    "U64": np.uint64, "U32": np.uint32, "U16": np.uint16, "U8": np.uint8,
+    "BOOL": np.bool_,
+}
+_CODES = {np.dtype(v): k for k, v in _DTYPES.items()}
+MAX_HEADER = 100 * 1024 * 1024  # the safetensors reference limit
+
+
+def encode_safetensors(weights: Mapping[str, np.ndarray], metadata: Optional[Mapping[str, str]] = None) -> bytes:
+    """Serialise ``weights`` in the safetensors layout, keeping their order.
+
+    Raises:
+        CheckpointFormatError: a tensor's dtype has no safetensors code (e.g. object, complex).
+    """
+    header: Dict[str, Any] = OrderedDict()
+    if metadata:
+        header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
+    chunks = []
+    offset = 0
+    for name, value in weights.items():
+        arr = np.asarray(value)
+        code = _CODES.get(arr.dtype.newbyteorder("="))
+        if code is None:
+            raise CheckpointFormatError(
+                f"tensor {name!r}: dtype {arr.dtype} cannot be stored in safetensors "
+                f"(supported: {', '.join(sorted(np.dtype(t).name for t in _DTYPES.values()))})"
+            )
+        data = np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("<")).tobytes()
+        header[str(name)] = {"dtype": code, "shape": [int(d) for d in arr.shape], "data_offsets": [offset, offset + len(data)]}
+        chunks.append(data)
+        offset += len(data)
+    head = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    head += b" " * (-len(head) % 8)  # align the data to 8 bytes, as the reference writer does
+    return struct.pack("<Q", len(head)) + head + b"".join(chunks)
+
+
+def parse_header(data: bytes, where: str) -> Tuple[Dict[str, Any], int]:
+    if not data:
+        raise CheckpointFormatError(f"{where}: file is empty")
+    if len(data) < 8:
+        raise CheckpointFormatError(f"{where}: too short for a safetensors file ({len(data)} bytes)")
+    (n,) = struct.unpack("<Q", data[:8])
+    if n > MAX_HEADER or 8 + n > len(data):
+        raise CheckpointFormatError(f"{where}: safetensors header size {n} does not fit a {len(data)}-byte file")
+    try:
+        header = json.loads(data[8 : 8 + n].decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointFormatError(f"{where}: safetensors header is not valid JSON ({e})") from e
+    if not isinstance(header, dict):
+        raise CheckpointFormatError(f"{where}: safetensors header is not a JSON object")
+    return header, 8 + n
+
+
+def tensor_entries(header: Mapping[str, Any], body: int, where: str) -> List[Tuple[int, str, np.dtype, Tuple[int, ...], int]]:
+    """Check every header entry against a ``body``-byte data section; ``(begin, name, dtype, shape, end)``.
+
+    Sizes are computed with Python integers, so a header cannot overflow them.
+    """
+    entries = []
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        try:
+            code, shape, offsets = info["dtype"], info["shape"], info["data_offsets"]
+            if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
+                raise ValueError("shape")
+            if not isinstance(offsets, list) or len(offsets) != 2 or not all(type(o) is int for o in offsets):
+                raise ValueError("data_offsets")
+        except (KeyError, TypeError, ValueError):
+            raise CheckpointFormatError(
+                f"{where}: tensor {name!r} has a malformed header entry: {info!r} "
+                "(expected dtype, shape: [non-negative ints], data_offsets: [begin, end])"
+            ) from None
+        if not isinstance(code, str) or code not in _DTYPES:
+            raise CheckpointFormatError(
+                f"{where}: tensor {name!r} has dtype {code!r}, which numpy cannot hold "
+                f"(supported: {', '.join(sorted(_DTYPES))})"
+            )
+        dtype = np.dtype(_DTYPES[code]).newbyteorder("<")
+        begin, end = offsets
+        expected = math.prod(shape) * dtype.itemsize
+        if not (0 <= begin <= end <= body) or end - begin != expected:
+            raise CheckpointFormatError(
+                f"{where}: tensor {name!r} of shape {tuple(shape)} {dtype.name} needs {expected} bytes, "
+                f"its offsets [{begin}, {end}] do not fit the {body}-byte data section"
+            )
+        entries.append((begin, str(name), dtype, tuple(shape), end))
+    return sorted(entries, key=lambda e: e[0])
+
+
+def decode_safetensors(data: bytes, where: str) -> Weights:
+    """Parse safetensors bytes into ``{name: array}``, ordered by position in the file.
+
+    Raises:
+        CheckpointFormatError: truncated file, bad header, unknown dtype, or offsets that
+            do not match the shapes or point outside the data.
+    """
+    header, start = parse_header(data, where)
+    out: Weights = OrderedDict()
+    for begin, name, dtype, shape, end in tensor_entries(header, len(data) - start, where):
+        arr = np.frombuffer(data, dtype=dtype, count=(end - begin) // dtype.itemsize, offset=start + begin)
+        out[name] = arr.astype(dtype.newbyteorder("="), copy=True).reshape(shape)
+    return out
+
+
+def read_header(file_path: str) -> Tuple[Dict[str, Any], int]:
+    """Only the JSON header of a safetensors file (the tensor data is not read), and the
+    size of the data section after it (from the file size)."""
+    try:
+        with open(file_path, "rb") as f:
+            head = f.read(8)
+            size = struct.unpack("<Q", head)[0] if len(head) == 8 else 0
+            data = head + f.read(min(size, MAX_HEADER + 1))
+            total = os.fstat(f.fileno()).st_size
+    except FileNotFoundError as e:
+        raise CheckpointFormatError(f"{file_path}: file missing from the checkpoint") from e
+    except OSError as e:
+        raise CheckpointFormatError(f"{file_path}: cannot read: {os_problem(e)}") from e
+    header, start = parse_header(data, file_path)
+    return header, total - start
