@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+from ._version import __version__
 from .checkpoint import (
     CheckpointView,
     MergeReport,
@@ -80,6 +81,7 @@ __all__ = sorted(
         "ShapeMismatchError",
         "UnsafePickleError",
         "register_trainables",
+        "__version__",
     }
     | _ALGORITHM_NAMES
 )

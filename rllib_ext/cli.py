@@ -4,6 +4,7 @@ Each subcommand parses its arguments, makes one library call, prints a table (or
 with ``--json``) and returns an exit code: 0 ok, 1 a checkpoint problem (one line on
 stderr: ``rllib-ext: error: ...``), 2 a usage error. No logic of its own lives here.
 
+    rllib-ext --version
     rllib-ext inspect CKPT [--json] [--tensors]
     rllib-ext extract CKPT --policy ID --out PATH [--format safetensors|npz|torch]
     rllib-ext diff CKPT_A CKPT_B [--json]
@@ -22,6 +23,7 @@ import sys
 import os
 from typing import Any, List, Optional, Sequence, Tuple
 
+from ._version import __version__
 from .checkpoint.diff import CheckpointDiff, diff_checkpoints
 from .checkpoint.inspect import CheckpointView, inspect
 from .checkpoint.merge import MergeReport, merge_checkpoints
@@ -33,6 +35,7 @@ PROG = "rllib-ext"
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description="Inspect, extract and compare RLlib checkpoints (no Ray needed).")
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--trusted",

@@ -141,6 +141,15 @@ def test_cli_imports_no_framework(ckpts, tmp_path):
         np.testing.assert_array_equal(got[name], want[name], err_msg=name)
 
 
+def test_cli_version_is_the_package_version(capsys):
+    import rllib_ext
+    from rllib_ext.cli import main
+
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out == f"rllib-ext {rllib_ext.__version__}\n"
+    assert "__version__" in rllib_ext.__all__
+
+
 def test_cli_console_script_runs(ckpts):
     exe = shutil.which("rllib-ext", path=os.path.dirname(sys.executable))
     if exe is None:
