@@ -28,7 +28,8 @@ import numpy as np
 
 from ._version import __version__
 from .checkpoint.diff import CheckpointDiff, diff_checkpoints
-from .checkpoint.inspect import CheckpointView, SpaceView, inspect
+from .checkpoint import SpaceView
+from .checkpoint.inspect import CheckpointView, inspect
 from .checkpoint.merge import MergeReport, merge_checkpoints
 from .checkpoint.policy_file import EXTRACT_FORMATS, extract_policy
 from .errors import CheckpointError

@@ -13,9 +13,9 @@ from collections import OrderedDict
 import numpy as np
 import pytest
 
-from rllib_ext.checkpoint import inspect, read_policy_dir, read_weights
+from rllib_ext.checkpoint import CheckpointView, SpaceView, inspect, read_policy_dir, read_weights
 from rllib_ext.checkpoint.diff import diff_checkpoints
-from rllib_ext.checkpoint.inspect import CheckpointView, SpaceView, make_policy_view, space_from_rllib_dict
+from rllib_ext.checkpoint.inspect import make_policy_view, space_from_rllib_dict
 from rllib_ext.checkpoint.storage import CheckpointDir
 from rllib_ext.checkpoint.reader import decode_file
 from rllib_ext.cli import compact_space, format_view, main
