@@ -1,14 +1,49 @@
+import os
+import re
+
 from setuptools import find_packages, setup
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def read(rel: str) -> str:
+    with open(os.path.join(HERE, rel), encoding="utf-8") as f:
+        return f.read()
+
+
+# One version source: rllib_ext/_version.py, read as text (importing the package here
+# would need numpy in the build environment).
+VERSION = re.search(r'^__version__ = "([^"]+)"$', read("rllib_ext/_version.py"), re.M).group(1)
 
 setup(
     name="rllib_ext",
-    version="0.1.0",
+    version=VERSION,
     description="Policy-granular checkpoints for Ray RLlib: partial restore, Ray-free reading",
+    long_description=read("README.md"),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    classifiers=[
+        "Development Status :: 3 - Alpha",
+        "Intended Audience :: Science/Research",
+        "License :: OSI Approved :: Apache Software License",
+        "Operating System :: POSIX :: Linux",
+        "Programming Language :: Python :: 3",
+        "Programming Language :: Python :: 3 :: Only",
+        "Programming Language :: Python :: 3.11",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+        "Typing :: Typed",
+    ],
     packages=find_packages(include=["rllib_ext", "rllib_ext.*"]),
-    python_requires=">=3.9",
-    # The reader needs numpy only; the algorithms need RLlib (torch pinned to the CPU build).
+    package_data={"rllib_ext": ["py.typed"]},
+    # CI tests Python 3.11 only (ray 2.60 + torch 2.13 CPU wheels).
+    python_requires=">=3.11,<3.12",
+    # The reader, the CLI and single-policy files need numpy only; everything else is an extra.
     install_requires=["numpy"],
     extras_require={
+        # Checkpoints whose state files are msgpack (module_state.msgpack, policy_state.msgpck).
+        "msgpack": ["msgpack"],
+        # Checkpoints on object storage (s3://, gs://, ...): read and written through pyarrow.fs.
+        "remote": ["pyarrow"],
         # pillow: upstream Tune resolves trainable names like "PPO" by importing every
         # RLlib algorithm, DreamerV3 included, which needs PIL.
         "rllib": ["ray[rllib,tune]==2.60.0", "torch==2.13.0", "pillow"],

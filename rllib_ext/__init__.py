@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+from ._version import __version__
 from .checkpoint import (
     CheckpointView,
     MergeReport,
@@ -83,6 +84,7 @@ __all__ = sorted(
         "ShapeMismatchError",
         "UnsafePickleError",
         "register_trainables",
+        "__version__",
     }
     | _ALGORITHM_NAMES
 )

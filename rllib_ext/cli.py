@@ -4,7 +4,8 @@ Each subcommand parses its arguments, makes one library call, prints a table (or
 with ``--json``) and returns an exit code: 0 ok, 1 a checkpoint problem (one line on
 stderr: ``rllib-ext: error: ...``), 2 a usage error. No logic of its own lives here.
 
-    rllib-ext inspect CKPT [--json] [--tensors]
+    rllib-ext --version
+    rllib-ext inspect CKPT [--json] [--tensors] [--full]
     rllib-ext extract CKPT --policy ID --out PATH [--format safetensors|npz|torch]
     rllib-ext diff CKPT_A CKPT_B [--json]
     rllib-ext merge --base CKPT --take ID=CKPT[:SRC_ID] [--take ...] --out PATH [--json]
@@ -18,15 +19,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import os
 from typing import Any, List, Optional, Sequence, Tuple
 
+import numpy as np
+
+from ._version import __version__
 from .checkpoint.diff import CheckpointDiff, diff_checkpoints
 from .checkpoint.export import EXTRACT_FORMATS, extract_policy
 from .checkpoint.inspection import inspect
 from .checkpoint.merge import MergeReport, merge_checkpoints
-from .checkpoint.views import CheckpointView
+from .checkpoint.views import CheckpointView, SpaceView
 from .errors import CheckpointError
 
 PROG = "rllib-ext"
@@ -34,6 +39,7 @@ PROG = "rllib-ext"
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description="Inspect, extract and compare RLlib checkpoints (no Ray needed).")
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--trusted",
@@ -46,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint", metavar="CKPT")
     p.add_argument("--json", action="store_true", help="print the full view as JSON")
     p.add_argument("--tensors", action="store_true", help="also list every tensor (name, shape, dtype)")
+    p.add_argument("--full", action="store_true", help="print spaces in full (per-dimension bounds), not compacted")
 
     p = sub.add_parser("extract", parents=[common], help="write one policy to its own directory or file")
     p.add_argument("checkpoint", metavar="CKPT")
@@ -112,7 +119,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         if args.command == "inspect":
             view = inspect(args.checkpoint, trusted=args.trusted)
-            print(json.dumps(view.to_dict(), indent=2) if args.json else format_view(view, args.tensors))
+            print(json.dumps(view.to_dict(), indent=2) if args.json else format_view(view, args.tensors, args.full))
         elif args.command == "extract":
             out = extract_policy(args.checkpoint, args.policy, args.out, format=args.format, trusted=args.trusted)
             print(out)
@@ -137,8 +144,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     return 0
 
 
-def format_view(view: CheckpointView, tensors: bool = False) -> str:
-    """A readable summary of :func:`inspect`'s view."""
+def format_view(view: CheckpointView, tensors: bool = False, full: bool = False) -> str:
+    """A readable summary of :func:`inspect`'s view.
+
+    Spaces are compacted (:func:`compact_space`) unless ``full``, which prints
+    :meth:`SpaceView.describe` with every per-dimension bound.
+    """
+    space = (lambda s: s.describe()) if full else compact_space  # noqa: E731
     facts = [
         f"{view.kind} checkpoint ({view.stack} API stack, version {view.checkpoint_version})",
         f"algorithm {view.algorithm_class or '-'}",
@@ -149,8 +161,8 @@ def format_view(view: CheckpointView, tensors: bool = False) -> str:
     rows = [
         [
             pid,
-            p.observation_space.describe() if p.observation_space else "-",
-            p.action_space.describe() if p.action_space else "-",
+            space(p.observation_space) if p.observation_space else "-",
+            space(p.action_space) if p.action_space else "-",
             str(len(p.tensors)),
             f"{p.num_params:,}",
             _size(p.nbytes),
@@ -164,6 +176,68 @@ def format_view(view: CheckpointView, tensors: bool = False) -> str:
             lines += ["", f"{pid}  ({p.weights_file})"]
             lines += ["  " + row for row in _table(["tensor", "shape", "dtype"], [[n, str(s), d] for n, (s, d) in p.tensors.items()])]
     return "\n".join(lines)
+
+
+def compact_space(view: SpaceView) -> str:
+    """One short table cell for a space: ``Box(4,) float32 [-4.8, 4.8]``, ``Discrete(2)``.
+
+    A Box shows its shape, dtype and the envelope of its bounds (the smallest low and the
+    largest high over all dimensions; the value itself when every dimension shares it),
+    so a space with per-dimension bounds (CartPole's ``[-4.8, -3.4e38, ...]``) stays one
+    short cell. The bounds per dimension are in ``inspect --full`` and ``--json``.
+    """
+    if view.type == "Box":
+        low, high = _envelope(view.low, min), _envelope(view.high, max)
+        return f"Box{_shape(view.shape)} {view.dtype or '?'} [{_scalar(low, view.dtype)}, {_scalar(high, view.dtype)}]"
+    if view.type == "Discrete":
+        return f"Discrete({view.n})" if not view.start else f"Discrete({view.n}, start={view.start})"
+    if view.type == "MultiDiscrete":
+        nvec = list(view.nvec or ())
+        if len(nvec) <= 8:
+            return f"MultiDiscrete({nvec})"
+        sizes = str(nvec[0]) if len(set(nvec)) == 1 else f"{min(nvec)}..{max(nvec)}"
+        return f"MultiDiscrete{_shape(view.shape or (len(nvec),))} n={sizes}"
+    if view.type == "MultiBinary":
+        return f"MultiBinary({view.n if view.n is not None else _shape(view.shape)})"
+    if view.type == "Tuple":
+        return "Tuple(" + ", ".join(compact_space(s) for s in (view.spaces or {}).values()) + ")"
+    if view.type == "Dict":
+        return "Dict(" + ", ".join(f"{k!r}: {compact_space(s)}" for k, s in (view.spaces or {}).items()) + ")"
+    return f"{view.type}{_shape(view.shape)} {view.dtype}" if view.dtype else f"{view.type}{_shape(view.shape)}"
+
+
+def _envelope(bound: Any, pick: Any) -> Optional[float]:
+    """One bound for all dimensions: the value itself, or ``pick`` (min/max) over them."""
+    if bound is None:
+        return None
+    if isinstance(bound, tuple):
+        if not bound:
+            return None
+        if any(math.isnan(b) for b in bound):
+            return math.nan
+        return pick(bound)
+    return float(bound)
+
+
+def _scalar(value: Optional[float], dtype: Optional[str]) -> str:
+    """A bound spelled as numpy spells a scalar of the space's dtype: -4.8, 3.4028235e+38, 255, inf."""
+    if value is None:
+        return "?"
+    if not math.isfinite(value):
+        return str(value)  # 'inf', '-inf', 'nan'
+    try:
+        dt = np.dtype(dtype or "float64")
+    except TypeError:
+        return f"{value:g}"
+    if dt.kind in "iu" and float(value).is_integer():
+        return str(int(value))
+    if dt.kind == "f":
+        return str(dt.type(value))
+    return f"{value:g}"
+
+
+def _shape(shape: Optional[Tuple[int, ...]]) -> str:
+    return "(?)" if shape is None else str(tuple(shape))
 
 
 def format_diff(result: CheckpointDiff) -> str:

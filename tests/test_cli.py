@@ -13,10 +13,17 @@ from collections import OrderedDict
 import numpy as np
 import pytest
 
-from rllib_ext.checkpoint import inspect, read_policy_dir, read_weights
+from rllib_ext.checkpoint import CheckpointView, SpaceView, inspect, read_policy_dir, read_weights
 from rllib_ext.checkpoint.diff import diff_checkpoints
+from rllib_ext.checkpoint.spaces import space_from_rllib_dict
+from rllib_ext.checkpoint.views import make_policy_view
+from rllib_ext.checkpoint.storage import CheckpointDir
+from rllib_ext.checkpoint.reader import decode_file
+from rllib_ext.cli import compact_space, format_view, main
 
 MODULES_DIR = "learner_group/learner/rl_module"
+FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")
+F32_MAX = float(np.finfo(np.float32).max)
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
@@ -35,7 +42,11 @@ def test_cli_inspect_prints_table(ckpts, stack):
     assert f"({stack} API stack" in lines[1] and "algorithm PPO" in lines[1]
     rows = [line for line in lines if line.startswith("policy_")]
     assert [r.split()[0] for r in rows] == ["policy_0", "policy_1", "policy_2"]
-    assert all("Box(-1.0, 1.0, (4,), float32)  Discrete(2)" in r for r in rows)
+    assert all("Box(4,) float32 [-1.0, 1.0]  Discrete(2)" in r for r in rows)
+    full = run_cli("inspect", path, "--full")
+    assert full.returncode == 0, full.stderr
+    full_rows = [line for line in full.stdout.splitlines() if line.startswith("policy_")]
+    assert all("Box(-1.0, 1.0, (4,), float32)  Discrete(2)" in r for r in full_rows)
 
 
 def test_cli_inspect_json_matches_library(ckpts):
@@ -141,6 +152,15 @@ def test_cli_imports_no_framework(ckpts, tmp_path):
         np.testing.assert_array_equal(got[name], want[name], err_msg=name)
 
 
+def test_cli_version_is_the_package_version(capsys):
+    import rllib_ext
+    from rllib_ext.cli import main
+
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out == f"rllib-ext {rllib_ext.__version__}\n"
+    assert "__version__" in rllib_ext.__all__
+
+
 def test_cli_console_script_runs(ckpts):
     exe = shutil.which("rllib-ext", path=os.path.dirname(sys.executable))
     if exe is None:
@@ -201,3 +221,95 @@ def test_parse_take_source_id_after_last_colon():
     assert parse_take("a=/x/ckpt") == ("a", "/x/ckpt", None)
     assert parse_take("a=/x/ckpt:b") == ("a", "/x/ckpt", "b")
     assert parse_take("a=/x:y/ckpt") == ("a", "/x:y/ckpt", None)
+
+
+@pytest.mark.parametrize(
+    "space,want",
+    [
+        (SpaceView("Box", (4,), "float32", -1.0, 1.0), "Box(4,) float32 [-1.0, 1.0]"),
+        (SpaceView("Box", (2,), "float32", (-4.8, -4.8), (4.8, 4.8)), "Box(2,) float32 [-4.8, 4.8]"),
+        (SpaceView("Box", (2,), "float64", (-1.0, -2.0), (1.0, 0.5)), "Box(2,) float64 [-2.0, 1.0]"),
+        (SpaceView("Box", (3,), "float32", float("-inf"), float("inf")), "Box(3,) float32 [-inf, inf]"),
+        (SpaceView("Box", (2,), "float32", (float("-inf"), 0.0), (1.0, 2.0)), "Box(2,) float32 [-inf, 2.0]"),
+        (SpaceView("Box", (84, 84, 3), "uint8", 0.0, 255.0), "Box(84, 84, 3) uint8 [0, 255]"),
+        (SpaceView("Discrete", (), "int64", n=2, start=0), "Discrete(2)"),
+        (SpaceView("Discrete", (), "int64", n=3, start=-1), "Discrete(3, start=-1)"),
+        (SpaceView("MultiDiscrete", (3,), "int64", nvec=(3, 3, 2)), "MultiDiscrete([3, 3, 2])"),
+        (SpaceView("MultiDiscrete", (20,), "int64", nvec=(3,) * 20), "MultiDiscrete(20,) n=3"),
+        (SpaceView("MultiDiscrete", (10,), "int64", nvec=tuple(range(2, 12))), "MultiDiscrete(10,) n=2..11"),
+        (SpaceView("MultiBinary", (5,), "int8", n=5), "MultiBinary(5)"),
+        (
+            SpaceView("Tuple", spaces={"0": SpaceView("Discrete", n=2), "1": SpaceView("Box", (2,), "float32", 0.0, 1.0)}),
+            "Tuple(Discrete(2), Box(2,) float32 [0.0, 1.0])",
+        ),
+        (
+            SpaceView("Dict", spaces={"pos": SpaceView("Box", (2,), "float32", -1.0, 1.0), "id": SpaceView("Discrete", n=3)}),
+            "Dict('pos': Box(2,) float32 [-1.0, 1.0], 'id': Discrete(3))",
+        ),
+        (SpaceView("Simplex", (3,), "float32"), "Simplex(3,) float32"),
+    ],
+)
+def test_compact_space_spellings(space, want):
+    assert compact_space(space) == want
+
+
+def _ray_serialized_array(arr: np.ndarray) -> str:
+    """RLlib's ``_serialize_ndarray`` (what Ray 2.x writes into policy_spec): base64(zlib(np.save))."""
+    import base64
+    import io
+    import zlib
+
+    buf = io.BytesIO()
+    np.save(buf, arr)
+    return base64.b64encode(zlib.compress(buf.getvalue())).decode("ascii")
+
+
+def _cartpole_like_view() -> CheckpointView:
+    """A Ray 2.10 MultiAgentCartPole-like old-stack view: per-dimension bounds up to float32's max."""
+    high = np.array([4.8, np.finfo(np.float32).max, 0.41887903, np.finfo(np.float32).max], np.float32)
+    spec = {"space": {"space": "box", "low": _ray_serialized_array(-high), "high": _ray_serialized_array(high),
+                      "shape": (4,), "dtype": "<f4"}}
+    obs = space_from_rllib_dict(spec, "test")
+    act = space_from_rllib_dict({"space": {"space": "discrete", "n": 2, "start": 0}}, "test")
+    weights = {"w": np.zeros((4, 2), np.float32)}
+    policies = {pid: make_policy_view(pid, weights, obs, act, "PPOTorchPolicy") for pid in ("policy_0", "policy_1")}
+    return CheckpointView("/ckpt", "algorithm", "old", "1.1", "torch", "2.10.0", "PPO", policies)
+
+
+def test_ray_serialized_array_is_what_ray_2_10_wrote():
+    # The encoder above reproduces the fixture's bytes, so the CartPole case below is in Ray's own format.
+    ckpt = CheckpointDir(os.path.join(FIXTURES, "ray-2.10.0-old-torch", "checkpoint"))
+    spec = decode_file(ckpt, "policies/policy_0/policy_state.pkl")["policy_spec"]["observation_space"]["space"]
+    assert spec["low"] == _ray_serialized_array(np.full(4, -1.0, np.float32))
+    assert spec["high"] == _ray_serialized_array(np.full(4, 1.0, np.float32))
+
+
+def test_format_view_compacts_per_dimension_bounds():
+    view = _cartpole_like_view()
+    obs = view.policies["policy_0"].observation_space
+    assert obs.low == (-4.800000190734863, -F32_MAX, -0.41887903213500977, -F32_MAX)
+    assert compact_space(obs) == "Box(4,) float32 [-3.4028235e+38, 3.4028235e+38]"
+
+    rows = [line for line in format_view(view).splitlines() if line.startswith("policy_")]
+    assert [r.split("  ")[1] for r in rows] == ["Box(4,) float32 [-3.4028235e+38, 3.4028235e+38]"] * 2
+    assert len(compact_space(obs)) < 50
+
+    full_rows = [line for line in format_view(view, full=True).splitlines() if line.startswith("policy_")]
+    assert all(obs.describe() in r for r in full_rows)
+    assert "-4.1887903e-01" in full_rows[0] and len(full_rows[0]) > 150
+
+
+def test_cli_inspect_old_release_fixture_compact_and_full(capsys):
+    path = os.path.join(FIXTURES, "ray-2.10.0-old-torch", "checkpoint")
+    assert main(["inspect", path]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("policy_")]
+    assert [r.split()[:5] for r in rows] == [[pid, "Box(4,)", "float32", "[-1.0,", "1.0]"] for pid in ("policy_0", "policy_1")]
+    assert all("Box(4,) float32 [-1.0, 1.0]  Discrete(2)" in r for r in rows)
+    assert main(["inspect", path, "--full"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("policy_")]
+    assert all("Box(-1.0, 1.0, (4,), float32)  Discrete(2)" in r for r in rows)
+    assert main(["inspect", path, "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["policies"]["policy_0"]["observation_space"] == {
+        "type": "Box", "shape": [4], "dtype": "float32", "low": -1.0, "high": 1.0
+    }
