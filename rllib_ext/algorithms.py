@@ -59,6 +59,8 @@ class _PartialConfigMixin:
         *,
         freeze: bool = False,
         trusted: bool = False,
+        filters: bool = True,
+        agents: Optional[Mapping[str, str]] = None,
     ):
         """Restore ``policies`` from ``checkpoint`` when the algorithm is set up.
 
@@ -71,6 +73,8 @@ class _PartialConfigMixin:
             policies: ids, or ``{checkpoint id: algorithm id}``.
             freeze: keep the restored policies out of ``policies_to_train``.
             trusted: fully unpickle old-stack policy files (default: safe mode).
+            filters: carry the observation-filter statistics (False: weights alone).
+            agents: ``{target agent: source agent}`` for new-stack filter statistics.
         """
         path = resolve_path(checkpoint)
         mapping = normalize_selection(policies)
@@ -80,7 +84,8 @@ class _PartialConfigMixin:
                 if src not in available:
                     raise not_found("policy", src, path, available)
         self._partial_restores = list(getattr(self, "_partial_restores", None) or []) + [
-            {"checkpoint": path, "policies": mapping, "freeze": bool(freeze), "trusted": bool(trusted)}
+            {"checkpoint": path, "policies": mapping, "freeze": bool(freeze), "trusted": bool(trusted),
+             "filters": bool(filters), "agents": dict(agents) if agents is not None else None}
         ]
         return self
 
@@ -112,6 +117,8 @@ class _PartialConfigMixin:
                     spec.pop("policies"),
                     freeze=spec.pop("freeze", False),
                     trusted=spec.pop("trusted", False),
+                    filters=spec.pop("filters", True),
+                    agents=spec.pop("agents", None),
                 )
                 if spec:
                     raise ValueError(f"unknown key(s) in {CONFIG_KEY!r}: {', '.join(spec)}")
@@ -128,7 +135,8 @@ class _PartialAlgorithmMixin:
         self.partial_restore_reports = []
         for spec in getattr(self.config, "_partial_restores", None) or []:
             report = restore_policies(
-                self, spec["checkpoint"], spec["policies"], freeze=spec["freeze"], trusted=spec["trusted"]
+                self, spec["checkpoint"], spec["policies"], freeze=spec["freeze"], trusted=spec["trusted"],
+                filters=spec.get("filters", True), agents=spec.get("agents"),
             )
             logger.info("rllib_ext: %s", report)
             self.partial_restore_reports.append(report)
@@ -169,6 +177,8 @@ class _PartialAlgorithmMixin:
         freeze: bool = False,
         trusted: bool = False,
         mapping: Optional[NameMapping] = None,
+        filters: bool = True,
+        agents: Optional[Mapping[str, str]] = None,
     ) -> Optional[PartialRestoreReport]:
         """RLlib's restore, or, with ``policies=``, a partial restore synced everywhere.
 
@@ -182,6 +192,10 @@ class _PartialAlgorithmMixin:
                 algorithm: ``{old tensor name: new name or None}`` or a callable
                 ``old weights -> new weights`` for models the built-in table does not
                 cover (see :mod:`rllib_ext.convert`).
+            filters: with ``policies=``, carry the observation-filter statistics with
+                the weights (see :mod:`rllib_ext.live_filters`); False: weights alone.
+            agents: with ``policies=``, new-stack checkpoints: ``{target agent: source
+                agent}`` whose filter statistics to carry.
 
         Returns:
             A :class:`PartialRestoreReport` for a partial restore, else None.
@@ -193,7 +207,8 @@ class _PartialAlgorithmMixin:
                 raise ValueError("mapping= needs policies=[...] (which policies to convert?)")
             return super().restore(_absolute_checkpoint(checkpoint_path))  # type: ignore[misc]
         report = restore_policies(
-            self, _local_path(checkpoint_path), policies, freeze=freeze, trusted=trusted, mapping=mapping
+            self, _local_path(checkpoint_path), policies, freeze=freeze, trusted=trusted, mapping=mapping,
+            filters=filters, agents=agents,
         )
         self.partial_restore_reports.append(report)
         return report
@@ -219,9 +234,9 @@ class _PartialAlgorithmMixin:
             return super().from_checkpoint(_absolute_checkpoint(path), *args, **kwargs)  # type: ignore[misc]
         return _lw.from_checkpoint(cls, _local_path(path), policies, trusted=trusted)
 
-    def act(self, obs: Any, policy_id: str, explore: bool = False) -> Any:
-        """One action for one observation, on either API stack (see lightweight.act)."""
-        return _lw.act(self, obs, policy_id, explore)
+    def act(self, obs: Any, policy_id: str, explore: bool = False, agent_id: Optional[str] = None) -> Any:
+        """One action for one raw observation, filter included, on either API stack (see lightweight.act)."""
+        return _lw.act(self, obs, policy_id, explore, agent_id)
 
     def save_policy(self, policy_id: str, path: "str | os.PathLike[str]") -> str:
         """Write one policy as a single-policy directory (policy.json + safetensors)."""

@@ -29,6 +29,7 @@ from .checkpoint.reader import ids_in, open_checkpoint
 from .checkpoint.safe_pickle import loads
 from .checkpoint.storage import CheckpointDir, resolve_path
 from .errors import CheckpointError, not_found
+from .live_filters import agent_filter
 from .restore import restore_opened
 
 
@@ -156,11 +157,14 @@ def from_checkpoint(
     return algo
 
 
-def act(algo: Any, obs: Any, policy_id: str, explore: bool = False) -> Any:
-    """One action for one observation from ``policy_id``, on either API stack.
+def act(algo: Any, obs: Any, policy_id: str, explore: bool = False, agent_id: Optional[str] = None) -> Any:
+    """One action for one raw observation from ``policy_id``, on either API stack.
 
-    New stack: the module's ``forward_inference`` (see :func:`backends.module_action`:
-    no connector pipeline). Old stack: ``compute_single_action``.
+    The observation goes through the algorithm's observation filter first, as in its
+    env runners. Old stack: ``compute_single_action`` (it applies the policy's filter).
+    New stack: the MeanStdFilter statistics of ``agent_id`` (default: the one agent
+    mapped to the module; see :func:`rllib_ext.live_filters.agent_filter`), then the
+    module's ``forward_inference`` (:func:`rllib_ext.backends.module_action`).
     """
     if not algo.config.enable_rl_module_and_learner:
         return algo.compute_single_action(obs, policy_id=policy_id, explore=explore)
@@ -168,4 +172,5 @@ def act(algo: Any, obs: Any, policy_id: str, explore: bool = False) -> Any:
     if module is None:
         raise not_found("policy", policy_id, f"the algorithm ({type(algo).__name__})",
                         backend_for(algo).ids())
-    return module_action(module, obs, explore)
+    stats = agent_filter(algo, policy_id, agent_id)
+    return module_action(module, obs if stats is None else stats.apply(obs), explore)

@@ -12,7 +12,9 @@ Three steps, in this order, so a failure never leaves an algorithm half-restored
                (or the learners), which already hold the restored weights.
 
 The path is resolved once, the checkpoint opened once, and one backend
-(:mod:`rllib_ext.backends`) asked once for the algorithm's ids.
+(:mod:`rllib_ext.backends`) asked once for the algorithm's ids. Observation-filter
+statistics travel with the weights (validated in the plan, set with them, rolled back
+with them); the rule is in :mod:`rllib_ext.live_filters`.
 
 Direction: a selection is ``{source id in the checkpoint: target id in the algorithm}``
 (a list means the same id on both sides), and :attr:`PartialRestoreReport.restored`
@@ -36,6 +38,7 @@ from .checkpoint.storage import CheckpointDir, resolve_path
 from .checkpoint.tensors import Weights, check_tensors
 from .convert import NameMapping, convert_policy
 from .errors import CheckpointError, ShapeMismatchError, not_found
+from .live_filters import apply_filters, plan_filters
 
 PolicySelection = Union[Sequence[str], Mapping[str, str]]
 
@@ -51,6 +54,7 @@ class PartialRestoreReport:
         skipped: ids in the checkpoint that were not taken.
         seconds: wall time.
         converted_from: e.g. "old-API-stack tf2" when the weights were converted.
+        filters: ``{target id: the observation-filter statistics set with it}``.
     """
 
     checkpoint: str
@@ -59,6 +63,7 @@ class PartialRestoreReport:
     skipped: List[str] = field(default_factory=list)
     seconds: float = 0.0
     converted_from: Optional[str] = None
+    filters: Dict[str, str] = field(default_factory=dict)
 
     @property
     def renamed(self) -> Dict[str, str]:
@@ -72,6 +77,7 @@ class PartialRestoreReport:
             f" in {self.seconds:.2f}s; frozen: {', '.join(self.frozen) or '-'}"
             f"; not taken: {', '.join(self.skipped) or '-'}"
             + (f"; converted from {self.converted_from}" if self.converted_from else "")
+            + (f"; filters: {', '.join(self.filters)}" if self.filters else "")
         )
 
 
@@ -188,6 +194,8 @@ def restore_policies(
     freeze: bool = False,
     trusted: bool = False,
     mapping: Optional[NameMapping] = None,
+    filters: bool = True,
+    agents: Optional[Mapping[str, str]] = None,
 ) -> PartialRestoreReport:
     """Restore ``policies`` of ``checkpoint`` into the live ``algo`` and sync everywhere.
 
@@ -203,13 +211,19 @@ def restore_policies(
         mapping: old-stack into new-stack only: ``{old tensor name: new name or None}``
             or a callable ``old weights -> new weights``, for models the built-in
             table does not cover (custom models).
+        filters: carry the observation-filter statistics with the weights (see
+            :mod:`rllib_ext.live_filters`); False restores the weights alone.
+        agents: new-stack checkpoints: ``{target agent: source agent}`` whose filter
+            statistics to carry, where the source's mapping function cannot be read.
 
     Raises:
         CheckpointError and subclasses: nothing in ``algo`` has changed.
     """
     t0 = time.perf_counter()
     ckpt, layout = open_checkpoint(resolve_path(checkpoint))
-    report = restore_opened(algo, ckpt, layout, policies, freeze=freeze, trusted=trusted, mapping=mapping)
+    report = restore_opened(
+        algo, ckpt, layout, policies, freeze=freeze, trusted=trusted, mapping=mapping, filters=filters, agents=agents
+    )
     report.seconds = time.perf_counter() - t0
     return report
 
@@ -223,6 +237,8 @@ def restore_opened(
     freeze: bool = False,
     trusted: bool = False,
     mapping: Optional[NameMapping] = None,
+    filters: bool = True,
+    agents: Optional[Mapping[str, str]] = None,
 ) -> PartialRestoreReport:
     """:func:`restore_policies` on a checkpoint the caller has already opened."""
     t0 = time.perf_counter()
@@ -230,11 +246,18 @@ def restore_opened(
     backend = backend_for(algo)
     algo_ids = backend.ids()
     ready, previous, report = plan(algo, backend, ckpt, layout, selection, algo_ids, trusted=trusted, mapping=mapping)
+    carry = plan_filters(algo, ckpt, layout, selection, trusted=trusted, agents=agents) if filters else None
     try:
         backend.set_and_sync(ready)
+        if carry is not None:
+            apply_filters(algo, carry.keyed_by, carry.updates)
     except Exception:
         backend.set_and_sync(previous)  # put every target back before reporting
+        if carry is not None:
+            apply_filters(algo, carry.keyed_by, carry.previous)
         raise
+    if carry is not None:
+        report.filters = dict(carry.carried)
     if freeze:
         backend.freeze(list(ready), algo_ids)
         report.frozen = sorted(ready)

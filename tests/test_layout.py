@@ -38,6 +38,7 @@ LAYERS = [
     "checkpoint.policy_file",
     "checkpoint.reader",
     "checkpoint.inspection",
+    "checkpoint.filters",
     "checkpoint.export",
     "checkpoint.pickle_patch",
     "checkpoint.merge",
@@ -46,6 +47,7 @@ LAYERS = [
     # numpy-only conversion, then the Ray-facing adapters and what stands on them
     "convert",
     "backends",
+    "live_filters",
     "envs",
     "restore",
     "policy_io",

@@ -2,10 +2,11 @@
 
 Modules, bottom to top (each imports only those above it in this list):
 storage, safe_pickle, tensors, atomic, safetensors, format, views, spaces, policy_file,
-reader, inspection, export, pickle_patch, merge, diff, upload.
+reader, inspection, filters, export, pickle_patch, merge, diff, upload.
 """
 
 from .export import export_npz, export_torch_state_dict, extract_policy
+from .filters import FilterStats, ObservationFilters, read_filters
 from .inspection import inspect, read_policy
 from .merge import MergeReport, merge_checkpoints
 from .policy_file import read_policy_dir, write_policy_dir
@@ -14,6 +15,8 @@ from .views import CheckpointView, PolicyView, SpaceView
 
 __all__ = [
     "CheckpointView",
+    "FilterStats",
+    "ObservationFilters",
     "MergeReport",
     "PolicyView",
     "SpaceView",
@@ -23,6 +26,7 @@ __all__ = [
     "inspect",
     "merge_checkpoints",
     "policy_ids",
+    "read_filters",
     "read_policy",
     "read_policy_dir",
     "read_weights",

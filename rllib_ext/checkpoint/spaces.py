@@ -86,8 +86,8 @@ def space_from_rllib_dict(d: Any, where: str) -> Optional[SpaceView]:
     shape = d.get("shape")
     shape_t = tuple(int(x) for x in shape) if shape is not None else None
     if kind == "box":
-        low = _decode_ndarray(d["low"], where)
-        high = _decode_ndarray(d["high"], where)
+        low = decode_rllib_ndarray(d["low"], where)
+        high = decode_rllib_ndarray(d["high"], where)
         return SpaceView("Box", shape_t or tuple(low.shape), dtype_s, _bound(low), _bound(high))
     if kind == "discrete":
         return SpaceView("Discrete", (), "int64", n=_int(d.get("n")), start=_int(d.get("start", 0)))
@@ -95,7 +95,7 @@ def space_from_rllib_dict(d: Any, where: str) -> Optional[SpaceView]:
         n = d.get("n")
         return SpaceView("MultiBinary", shape_t, dtype_s, n=n if isinstance(n, int) else None)
     if kind == "multi-discrete":
-        nvec = _decode_ndarray(d["nvec"], where)
+        nvec = decode_rllib_ndarray(d["nvec"], where)
         return SpaceView("MultiDiscrete", tuple(nvec.shape), dtype_s, nvec=tuple(int(x) for x in nvec.ravel()))
     if kind in ("tuple", "dict"):
         subs = d.get("spaces")
@@ -104,7 +104,7 @@ def space_from_rllib_dict(d: Any, where: str) -> Optional[SpaceView]:
     return SpaceView(type_name, shape_t, dtype_s)
 
 
-def _decode_ndarray(text: Any, where: str) -> np.ndarray:
+def decode_rllib_ndarray(text: Any, where: str) -> np.ndarray:
     """RLlib's ``_serialize_ndarray``: base64(zlib(np.save bytes)); no pickles allowed."""
     try:
         raw = zlib.decompress(base64.b64decode(text))

@@ -1,0 +1,261 @@
+"""Observation-filter state (RLlib's ``MeanStdFilter``) as plain data, read without Ray.
+
+A policy acts on *filtered* observations: ``(obs - mean) / (std + 1e-6)``, clipped. The
+running statistics behind that are part of the policy's behaviour, so they travel with it.
+Where RLlib keeps them:
+
+* old stack: one filter per **policy id**, in ``algorithm_state.pkl`` under
+  ``worker -> filters -> <policy id>``: a pickled ``ray.rllib.utils.filter.MeanStdFilter``
+  (safe mode sees its attributes: ``shape``, ``demean``, ``destd``, ``clip`` and a
+  ``RunningStat`` with ``num_pushes``, ``mean_array``, ``sum_sq_diff_array``);
+* new stack: the ``MeanStdFilter`` connector of the env runners' env-to-module pipeline,
+  one set of statistics per **agent id**, in
+  ``env_runner/env_to_module_connector/MeanStdFilter/state.pkl`` (arrays serialised as
+  base64 of zlib of ``np.save`` bytes);
+* our single-policy format: ``policy.json``'s ``observation_filter`` (JSON numbers; float64
+  round-trips exactly through ``repr``).
+
+:class:`FilterStats` applies the filter exactly as RLlib does (``update=False``), so a
+filter can be checked, carried and used with numpy alone.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+
+from ..errors import CheckpointFormatError
+from . import format as fmt
+from .reader import decode_file, open_checkpoint
+from .safe_pickle import Placeholder
+from .spaces import decode_rllib_ndarray
+from .storage import CheckpointDir
+
+SMALL_NUMBER = 1e-6  # ray.rllib.utils.numpy.SMALL_NUMBER: added to the std before dividing
+NEW_STACK_FILTER_STATE = "env_runner/env_to_module_connector/MeanStdFilter/state.pkl"
+ALGORITHM_STATE_FILES = ("algorithm_state.pkl", "algorithm_state.msgpck", "algorithm_state.msgpack")
+
+
+@dataclass(frozen=True)
+class FilterStats:
+    """One ``MeanStdFilter``'s running statistics and settings.
+
+    Attributes:
+        shape: the observation shape the statistics are of.
+        count: observations pushed so far (RLlib's ``num_pushes``).
+        mean: running mean, float64.
+        sum_sq_diff: Welford's sum of squared differences, float64 (variance is
+            ``sum_sq_diff / (count - 1)``).
+        demean, destd: whether the mean is subtracted / the std divided by.
+        clip: clip the result to ``[-clip, clip]``; None or 0 for no clipping.
+    """
+
+    shape: Tuple[int, ...]
+    count: int
+    mean: np.ndarray
+    sum_sq_diff: np.ndarray
+    demean: bool = True
+    destd: bool = True
+    clip: Optional[float] = None
+
+    def std(self) -> np.ndarray:
+        """RLlib's ``RunningStat.std`` (float32, 0 for fewer than two observations)."""
+        if self.count <= 1:
+            var = np.zeros_like(self.mean).astype(np.float32)
+        else:
+            var = (self.sum_sq_diff / (float(self.count) - 1)).astype(np.float32)
+        return np.sqrt(np.maximum(0, var))
+
+    def apply(self, obs: Any) -> np.ndarray:
+        """Filter ``obs`` (one observation or a batch) as RLlib's ``MeanStdFilter(obs, update=False)``."""
+        x = np.asarray(obs)
+        dtype = x.dtype
+        if self.demean:
+            x = x - self.mean
+        if self.destd:
+            x = x / (self.std() + SMALL_NUMBER)
+        if self.clip:
+            x = np.clip(x, -self.clip, self.clip)
+        return x.astype(dtype)
+
+    def same_settings(self, other: "FilterStats") -> bool:
+        return (self.shape, self.demean, self.destd, self.clip) == (other.shape, other.demean, other.destd, other.clip)
+
+    def describe(self) -> str:
+        clip = f", clip {self.clip:g}" if self.clip else ""
+        return f"MeanStdFilter{self.shape} over {self.count} observations{clip}"
+
+    def to_dict(self) -> Dict[str, Any]:
+        """JSON-able; ``from_dict(to_dict())`` is exact (float64 ``repr`` round-trips)."""
+        return {
+            "type": "MeanStdFilter",
+            "shape": list(self.shape),
+            "count": int(self.count),
+            "mean": [float(v) for v in np.ravel(self.mean)],
+            "sum_sq_diff": [float(v) for v in np.ravel(self.sum_sq_diff)],
+            "demean": bool(self.demean),
+            "destd": bool(self.destd),
+            "clip": None if self.clip is None else float(self.clip),
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "FilterStats":
+        shape = tuple(int(s) for s in d["shape"])
+        return cls(
+            shape=shape,
+            count=int(d["count"]),
+            mean=np.asarray(d["mean"], dtype=np.float64).reshape(shape),
+            sum_sq_diff=np.asarray(d["sum_sq_diff"], dtype=np.float64).reshape(shape),
+            demean=bool(d["demean"]),
+            destd=bool(d["destd"]),
+            clip=None if d.get("clip") is None else float(d["clip"]),
+        )
+
+    @classmethod
+    def combine(cls, stats: Sequence["FilterStats"]) -> "FilterStats":
+        """Pool several filters' statistics, as RLlib merges filter deltas (Chan et al.).
+
+        Used when several source agents played the one restored module (new stack).
+        """
+        first = stats[0]
+        n, mean, s = 0, np.zeros_like(first.mean), np.zeros_like(first.sum_sq_diff)
+        for other in stats:
+            if not other.same_settings(first):
+                raise ValueError(f"cannot pool {other.describe()} with {first.describe()}")
+            n2 = other.count
+            if n + n2 == 0:
+                continue
+            delta = other.mean - mean
+            mean = mean + delta * (float(n2) / float(n + n2))
+            s = s + other.sum_sq_diff + delta * delta * (float(n) * float(n2) / float(n + n2))
+            n += n2
+        return cls(first.shape, n, mean, s, first.demean, first.destd, first.clip)
+
+
+@dataclass(frozen=True)
+class ObservationFilters:
+    """Every observation filter of a checkpoint.
+
+    Attributes:
+        keyed_by: 'policy' (old stack, single-policy files) or 'agent' (new stack).
+        stats: ``{policy or agent id: FilterStats}``; empty when the checkpoint has none.
+    """
+
+    keyed_by: str
+    stats: Mapping[str, FilterStats]
+
+
+def read_filters(path: "str | os.PathLike[str]") -> ObservationFilters:
+    """The observation filters stored in the checkpoint at ``path`` (numpy only).
+
+    Old-stack algorithm checkpoints and single-policy directories give one filter per
+    policy id; new-stack algorithm checkpoints one per agent id. ``NoFilter`` entries and
+    checkpoints without filter state give no entry.
+
+    Raises:
+        NotACheckpointError, CheckpointFormatError: as the reader does.
+    """
+    ckpt, layout = open_checkpoint(path)
+    return filters_of(ckpt, layout)
+
+
+def filters_of(ckpt: CheckpointDir, layout: fmt.Layout) -> ObservationFilters:
+    """:func:`read_filters` of a checkpoint already opened."""
+    if layout.kind is fmt.Kind.SINGLE_POLICY:
+        doc = layout.metadata.get("observation_filter")
+        if not doc:
+            return ObservationFilters("policy", {})
+        pid = str(layout.metadata.get("policy_id"))
+        where = ckpt.child(fmt.SINGLE_POLICY_META)
+        return ObservationFilters("policy", {pid: _parsed(lambda: FilterStats.from_dict(doc), where)})
+    if layout.kind is not fmt.Kind.ALGORITHM:
+        return ObservationFilters("agent" if layout.stack is fmt.Stack.NEW else "policy", {})
+    if layout.stack is fmt.Stack.NEW:
+        if not ckpt.exists(NEW_STACK_FILTER_STATE):
+            return ObservationFilters("agent", {})
+        state = decode_file(ckpt, NEW_STACK_FILTER_STATE)
+        where = ckpt.child(NEW_STACK_FILTER_STATE)
+        return ObservationFilters("agent", _parsed(lambda: connector_stats(state, where), where))
+    for name in ALGORITHM_STATE_FILES:
+        if ckpt.exists(name):
+            state = decode_file(ckpt, name)
+            where = ckpt.child(name)
+            return ObservationFilters("policy", _parsed(lambda: _worker_filters(state), where))
+    return ObservationFilters("policy", {})
+
+
+def _parsed(build: Any, where: str) -> Any:
+    try:
+        return build()
+    except CheckpointFormatError:
+        raise
+    except Exception as e:  # whatever the file held instead of filter state
+        raise CheckpointFormatError(
+            f"{where}: the observation-filter state is malformed ({type(e).__name__}: {e})"
+        ) from e
+
+
+def _worker_filters(state: Any) -> Dict[str, FilterStats]:
+    """Old stack: ``state['worker']['filters']`` -> ``{policy id: FilterStats}``."""
+    worker = state.get("worker") if isinstance(state, dict) else None
+    filters = worker.get("filters") if isinstance(worker, dict) else None
+    out = {}
+    for pid, flt in (filters or {}).items():
+        stats = stats_from_filter(flt, pid)
+        if stats is not None:
+            out[str(pid)] = stats
+    return out
+
+
+def stats_from_filter(flt: Any, policy_id: Any = None) -> Optional[FilterStats]:
+    """An old-stack filter object (RLlib's, or its safe-mode Placeholder) as statistics.
+
+    Returns None for ``NoFilter``. Raises ValueError for nested (Dict/Tuple) statistics.
+    """
+    attrs = _attrs(flt)
+    if "running_stats" not in attrs:  # NoFilter
+        return None
+    rs = _attrs(attrs["running_stats"])
+    if not rs:  # Dict/Tuple observation spaces keep a structure of stats: not carried
+        raise ValueError(f"policy {policy_id!r}: nested (Dict/Tuple) filter statistics are not supported")
+    mean = np.asarray(rs["mean_array"], dtype=np.float64)
+    return FilterStats(
+        shape=tuple(int(d) for d in np.ravel(attrs["shape"])) if attrs.get("shape") is not None else mean.shape,
+        count=int(rs["num_pushes"]),
+        mean=mean,
+        sum_sq_diff=np.asarray(rs["sum_sq_diff_array"], dtype=np.float64),
+        demean=bool(attrs.get("demean", True)),
+        destd=bool(attrs.get("destd", True)),
+        clip=None if attrs.get("clip") is None else float(attrs["clip"]),
+    )
+
+
+def connector_stats(state: Any, where: str) -> Dict[str, FilterStats]:
+    """New stack: the MeanStdFilter connector's state -> ``{agent id: FilterStats}``."""
+    out = {}
+    for agent, agent_state in (state or {}).items():
+        stats: List[Any] = list(agent_state["running_stats"])
+        if len(stats) != 1:
+            raise ValueError(f"agent {agent!r}: {len(stats)} running stats (nested observation spaces are not supported)")
+        rs = stats[0]
+        mean = decode_rllib_ndarray(rs["mean_array"], where).astype(np.float64)
+        out[str(agent)] = FilterStats(
+            shape=tuple(int(d) for d in np.ravel(agent_state["shape"])),
+            count=int(rs["num_pushes"]),
+            mean=mean,
+            sum_sq_diff=decode_rllib_ndarray(rs["sum_sq_diff_array"], where).astype(np.float64),
+            demean=bool(agent_state["de_mean_to_zero"]),
+            destd=bool(agent_state["de_std_to_one"]),
+            clip=None if agent_state.get("clip_by_value") is None else float(agent_state["clip_by_value"]),
+        )
+    return out
+
+
+def _attrs(obj: Any) -> Dict[str, Any]:
+    """The attributes a pickled object would have had (safe mode: a Placeholder's state)."""
+    if isinstance(obj, Placeholder):
+        return obj.state if isinstance(obj.state, dict) else {}
+    return dict(getattr(obj, "__dict__", {}) or {})
