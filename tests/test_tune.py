@@ -121,7 +121,7 @@ def test_tuner_runs_registered_partial_trainable(ckpts, tmp_path):
     )
     [result] = list(tuner.fit())
     assert result.error is None
-    assert result.metrics["rllib_ext"]["frozen"] == ["policy_0"]
+    assert result.metrics["rllib_ext"]["frozen"] == "policy_0"
     assert result.metrics["rllib_ext"]["restored"] == {"policy_0": f"{path}:policy_2"}
     assert_weights_equal(read_weights(result.checkpoint.path, "policy_0"), saved["policy_2"],
                          "frozen, renamed", ordered=False)
