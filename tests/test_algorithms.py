@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from builders import framework_for_cell, live_weights
+from builders import assert_weights_equal, framework_for_cell, live_weights
 
 import rllib_ext
 
@@ -91,10 +91,7 @@ def test_partial_class_restores_one_policy_from_its_parents_checkpoint(ray_sessi
         assert any(not np.array_equal(fresh0[k], saved[k]) for k in saved), "seeds gave equal weights"
         report = algo.restore(str(tmp_path), policies=["policy_0"])
         assert report.restored == {"policy_0": "policy_0"}
-        got = live_weights(algo, "policy_0")
-        assert sorted(got) == sorted(saved)
-        for k in saved:
-            np.testing.assert_array_equal(got[k], saved[k], err_msg=k)
+        assert_weights_equal(live_weights(algo, "policy_0"), saved, "policy_0", ordered=False)
         for k, v in live_weights(algo, "policy_1").items():
             np.testing.assert_array_equal(v, fresh1[k], err_msg=f"policy_1/{k}")
     finally:

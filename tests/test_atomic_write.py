@@ -32,11 +32,11 @@ from typing import Dict, Optional
 import numpy as np
 import pytest
 
+from builders import ROOT
+
 from rllib_ext.checkpoint import policy_file as pf
 from rllib_ext.checkpoint import read_policy_dir, read_weights
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
 KILLS = {"policy_dir": 20, "extract": 20, "extract_npz": 20, "merge": 20}
 SEED = 20261125
 

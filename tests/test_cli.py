@@ -13,7 +13,7 @@ from collections import OrderedDict
 import numpy as np
 import pytest
 
-from builders import MODULES_DIR, assert_imports_no_framework
+from builders import MODULES_DIR, assert_imports_no_framework, assert_weights_equal
 
 from rllib_ext.checkpoint import inspect, read_policy_dir, read_weights
 from rllib_ext.checkpoint.diff import diff_checkpoints
@@ -57,9 +57,7 @@ def test_cli_extract_writes_policy(ckpts, tmp_path, fmt):
     else:
         with np.load(out) as z:
             got = {k: z[k] for k in z.files}
-    assert sorted(got) == sorted(expected["policy_0"])
-    for name, want in expected["policy_0"].items():
-        np.testing.assert_array_equal(got[name], want, err_msg=name)
+    assert_weights_equal(got, expected["policy_0"], "policy_0", ordered=False)
 
 
 def test_cli_diff_reports_changed_policy(ckpts, tmp_path):
@@ -129,10 +127,7 @@ def test_cli_imports_no_framework(ckpts, tmp_path):
         f"assert main(['extract', {path!r}, '--policy', 'policy_1', '--out', {str(tmp_path / 'p')!r}]) == 0\n"
         f"assert main(['diff', {path!r}, {str(tmp_path / 'p')!r}]) == 0\n"
     )
-    got, want = read_weights(tmp_path / "p"), read_weights(path, "policy_1")
-    assert list(got) == list(want)
-    for name in want:
-        np.testing.assert_array_equal(got[name], want[name], err_msg=name)
+    assert_weights_equal(read_weights(tmp_path / "p"), read_weights(path, "policy_1"), "policy_1")
 
 
 def test_cli_console_script_runs(ckpts):

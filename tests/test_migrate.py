@@ -17,13 +17,12 @@ import sys
 import numpy as np
 import pytest
 
-from builders import assert_imports_no_framework, assert_weights_equal, framework_for_cell, live_weights, ppo_config
+from builders import ROOT, assert_imports_no_framework, assert_weights_equal, framework_for_cell, live_weights, ppo_config
 
 from rllib_ext import PPOPartialConfig
 from rllib_ext.errors import MigrationError
 from rllib_ext.migrate import convert_policy, migrate
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 N_OBS = 1000
 HIDDENS = (8, 8)
 
