@@ -114,7 +114,7 @@ def main(argv=None) -> int:
     # 3. The table, from checkpoint files only (Ray-free reader).
     returns = mean_returns(trial.last_result, args.stack)
     did = trial.last_result.get("rllib_ext", {})  # what PPOPartial reports it restored
-    restored_ids, frozen_ids = set(did.get("restored", {})), set(did.get("frozen", []))
+    restored_ids, frozen_ids = set(did.get("restored", {})), set(filter(None, did.get("frozen", "").split(",")))
     header = f"{'policy':<10} {'restored':<9} {'frozen':<7} {'max|Δ| vs old ckpt':>19} {'max|Δ| in run':>14} {'mean return':>12}"
     print(header)
     print("-" * len(header))

@@ -142,14 +142,18 @@ class _PartialAlgorithmMixin:
             self.partial_restore_reports.append(report)
 
     def step(self) -> Dict[str, Any]:
-        """RLlib's step, plus what the partial restores did, so Tune results show it."""
+        """RLlib's step, plus what the partial restores did, so Tune results show it.
+
+        Strings only (loggers skip them quietly; TensorBoard warns on a list of strings):
+        ``restored`` maps target id -> "checkpoint:source id", ``frozen`` is "id,id,...".
+        """
         result = super().step()  # type: ignore[misc]
         if self.partial_restore_reports:
             result["rllib_ext"] = {
                 "restored": {
                     t: f"{r.checkpoint}:{s}" for r in self.partial_restore_reports for s, t in r.restored.items()
                 },
-                "frozen": sorted({p for r in self.partial_restore_reports for p in r.frozen}),
+                "frozen": ",".join(sorted({p for r in self.partial_restore_reports for p in r.frozen})),
             }
         return result
 

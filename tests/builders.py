@@ -5,13 +5,19 @@ Everything is sized for a 2-core CI box: 8-unit layers, 200-step batches, one ep
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 from typing import Dict, Iterable, Optional, Sequence
 
 import numpy as np
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STACKS = ("new", "old")
 POLICIES3 = ("policy_0", "policy_1", "policy_2")
+MODULES_DIR = "learner_group/learner/rl_module"  # a new-stack checkpoint's RLModule directory
+FRAMEWORKS = ("ray", "torch", "tensorflow")
 
 
 def framework_for_cell() -> str:
@@ -74,16 +80,16 @@ def live_weights(algo, policy_id: str) -> Dict[str, np.ndarray]:
     return {k: np.array(v, copy=True) for k, v in w.items()}
 
 
-def assert_same(got, want, label=""):
-    """Same tensor names, and every tensor equal."""
-    assert sorted(got) == sorted(want), label
-    for name in want:
-        np.testing.assert_array_equal(got[name], want[name], err_msg=f"{label}/{name}")
+def assert_weights_equal(got, want, label="", ordered: bool = True):
+    """Same tensor names, same shapes and dtypes (any byte order), equal values.
 
-
-def assert_weights_equal(got, want, label=""):
-    """Same names in the same order, same shapes and dtypes (any byte order), equal values."""
-    assert list(got) == list(want), label
+    ``ordered=False`` compares the names as a set: for getters whose order is not part of
+    what the test checks (a live algorithm's weights against a checkpoint's, say).
+    """
+    if ordered:
+        assert list(got) == list(want), label
+    else:
+        assert sorted(got) == sorted(want), label
     for name in want:
         assert got[name].shape == want[name].shape, f"{label}/{name}"
         assert got[name].dtype.newbyteorder("=") == want[name].dtype.newbyteorder("="), f"{label}/{name}"
@@ -125,3 +131,32 @@ def build_checkpoint(path: str, stack: str, train_iters: int = 1, **kw) -> Dict[
         return {pid: live_weights(algo, pid) for pid in sorted(algo.config.policies)}
     finally:
         algo.stop()
+
+
+def assert_imports_no_framework(code: str, forbidden: Sequence[str] = FRAMEWORKS, extra: Sequence[str] = ()):
+    """Run ``code`` in a fresh interpreter; fail if it left any ``forbidden``/``extra`` module imported.
+
+    A fresh process because this one has imported them all already. PYTHONPATH puts this
+    checkout first, so the package under test is imported, not an installed copy.
+    Returns the finished process (its stdout and stderr), for callers that check more.
+    """
+    names = tuple(forbidden) + tuple(extra)
+    check = (
+        "\nimport json as _json, sys as _sys\n"
+        f"_bad = sorted(m for m in _sys.modules if m.split('.')[0] in {names!r})\n"
+        "print('imported modules: ' + _json.dumps(_bad), file=_sys.stderr)\n"
+        "_sys.exit(3 if _bad else 0)\n"
+    )
+    path = os.pathsep.join(p for p in (ROOT, os.environ.get("PYTHONPATH")) if p)
+    res = subprocess.run([sys.executable, "-c", code + check], capture_output=True, text=True,
+                         env=dict(os.environ, PYTHONPATH=path))
+    lines = [ln for ln in res.stderr.splitlines() if ln.startswith("imported modules: ")]
+    if res.returncode == 3 and lines:
+        bad = json.loads(lines[-1][len("imported modules: "):])
+        top = sorted({m.split(".")[0] for m in bad})
+        raise AssertionError(
+            f"the code imported {', '.join(top)} (forbidden: {', '.join(names)}); "
+            f"modules: {', '.join(bad[:20])}{' ...' if len(bad) > 20 else ''}"
+        )
+    assert res.returncode == 0, f"the code failed (exit {res.returncode}):\n{res.stdout[-3000:]}{res.stderr[-3000:]}"
+    return res

@@ -128,15 +128,30 @@ def ckpts(ray_session, tmp_path_factory):
 
 # ---------------------------------------------------------------- matrix cells
 # RLLIB_EXT_CELL=torch-new | torch-old | tf2-old runs one cell of the tox matrix:
-# tests parametrized by `stack` run in the cell of that stack; tests without a stack
-# run in torch-new only (they do not depend on the cell), unless marked `all_cells`.
-# Unset: every torch test of both stacks (the quickest full local run).
+# tests parametrized by `stack`, or marked `stack("new"|"old")`, run in the cells of that
+# stack; tests without a stack run in torch-new only (they do not depend on the cell),
+# unless marked `all_cells`. Unset: every torch test of both stacks (the quickest full local run).
 _CELLS = {"torch-new": "new", "torch-old": "old", "tf2-old": "old"}
 
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "all_cells: run in every matrix cell")
     config.addinivalue_line("markers", "torch_only: needs torch tensors, not in the tf2 cell")
+    config.addinivalue_line(
+        "markers", "stack(name): an old- or new-stack test not parametrized by stack: runs in that stack's cells"
+    )
+
+
+def _stack_of(item) -> "str | None":
+    """'new'/'old' from a stack(...) marker or a `stack` parameter; None if cell-independent."""
+    marker = item.get_closest_marker("stack")
+    if marker is not None:
+        (name,) = marker.args
+        if name not in ("new", "old"):
+            raise pytest.UsageError(f"{item.nodeid}: stack({name!r}); expected 'new' or 'old'")
+        return name
+    callspec = getattr(item, "callspec", None)
+    return callspec.params.get("stack") if callspec else None
 
 
 def pytest_collection_modifyitems(config, items):
@@ -147,8 +162,7 @@ def pytest_collection_modifyitems(config, items):
         raise pytest.UsageError(f"RLLIB_EXT_CELL={cell!r}; expected one of {', '.join(_CELLS)}")
     stack = _CELLS[cell]
     for item in items:
-        callspec = getattr(item, "callspec", None)
-        item_stack = callspec.params.get("stack") if callspec else None
+        item_stack = _stack_of(item)
         if cell.startswith("tf2") and item.get_closest_marker("torch_only"):
             item.add_marker(pytest.mark.skip(reason="torch only; not in the tf2 cell"))
         elif item_stack is None:

@@ -34,7 +34,7 @@ from typing import Callable, Dict, Optional, Sequence, Tuple, Union
 import numpy as np
 import pytest
 
-from builders import POLICIES3, assert_weights_equal, env_runner_weights, live_weights, ppo_config
+from builders import MODULES_DIR, POLICIES3, STACKS, assert_weights_equal, env_runner_weights, live_weights, ppo_config
 
 from rllib_ext import (
     CheckpointError,
@@ -48,13 +48,11 @@ from rllib_ext import (
 )
 from rllib_ext.checkpoint import extract_policy, read_policy_dir, write_policy_dir
 
-STACKS = ("new", "old")
-WEIGHTS = {"new": "learner_group/learner/rl_module/policy_1/module_state.pkl",
-           "old": "policies/policy_1/policy_state.pkl"}
-POLICY_DIR = {"new": "learner_group/learner/rl_module/policy_1", "old": "policies/policy_1"}
+WEIGHTS = {"new": f"{MODULES_DIR}/policy_1/module_state.pkl", "old": "policies/policy_1/policy_state.pkl"}
+POLICY_DIR = {"new": f"{MODULES_DIR}/policy_1", "old": "policies/policy_1"}
 COMPONENT_META = {"new": "metadata.json", "old": "rllib_checkpoint.json"}  # inside POLICY_DIR
 # A file only `inspect` reads: the module's constructor args (new), the algorithm state (old).
-INSPECT_ONLY = {"new": "learner_group/learner/rl_module/policy_1/class_and_ctor_args.pkl",
+INSPECT_ONLY = {"new": f"{MODULES_DIR}/policy_1/class_and_ctor_args.pkl",
                 "old": "algorithm_state.pkl"}
 ST, PJ = "weights.safetensors", "policy.json"
 
@@ -575,7 +573,7 @@ def test_unreadable_weights_file_leaves_live_algorithm_unchanged(live_algo, dama
 
 FUZZ_FILES = {
     "new": [("ckpt", WEIGHTS["new"]), ("ckpt", "rllib_checkpoint.json"), ("ckpt", INSPECT_ONLY["new"]),
-            ("ckpt", "class_and_ctor_args.pkl"), ("ckpt", "learner_group/learner/rl_module/policy_1/metadata.json"),
+            ("ckpt", "class_and_ctor_args.pkl"), ("ckpt", f"{MODULES_DIR}/policy_1/metadata.json"),
             ("dir", ST), ("dir", PJ)],
     "old": [("ckpt", WEIGHTS["old"]), ("ckpt", "rllib_checkpoint.json"), ("ckpt", INSPECT_ONLY["old"]),
             ("ckpt", "policies/policy_1/rllib_checkpoint.json"), ("dir", ST), ("dir", PJ)],

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from builders import ROOT
 
 
 @pytest.mark.slow
@@ -49,8 +49,8 @@ def test_serve_one_policy_client_acts_with_restored_weights_then_trains(tmp_path
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("stack", ["old"])
-def test_migrate_tf2_policy_example_matches_and_trains(tmp_path, stack):
+@pytest.mark.stack("old")
+def test_migrate_tf2_policy_example_matches_and_trains(tmp_path):
     from builders import framework_for_cell
 
     res = subprocess.run(

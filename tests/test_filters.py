@@ -11,8 +11,6 @@ by more than 1e-3 (the negative control that shows the check can fail).
 
 from __future__ import annotations
 
-from typing import Dict
-
 import numpy as np
 import pytest
 

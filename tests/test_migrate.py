@@ -2,7 +2,7 @@
 
 The proof is behavioural: on 1,000 random observations the old policy's action-distribution
 inputs and value predictions equal the new module's (torch -> torch within 1e-5, tf2 -> torch
-within 1e-4). Tests with ``stack="old"`` run in the torch-old and tf2-old cells, so the
+within 1e-4). Tests marked ``stack("old")`` run in the torch-old and tf2-old cells, so the
 source policies are torch or tf2 as the cell says; the target is always new-stack torch.
 """
 
@@ -17,14 +17,13 @@ import sys
 import numpy as np
 import pytest
 
-from builders import assert_same, framework_for_cell, live_weights, ppo_config
+from builders import ROOT, assert_imports_no_framework, assert_weights_equal, framework_for_cell, live_weights, ppo_config
 
 from rllib_ext import PPOPartialConfig
 from rllib_ext.errors import MigrationError
 from rllib_ext.convert import convert_policy
 from rllib_ext.migration import migrate
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 N_OBS = 1000
 HIDDENS = (8, 8)
 
@@ -136,8 +135,8 @@ def post_fcnet_mapping():
 
 
 @pytest.mark.parametrize("share", [False, True], ids=["separate_vf", "shared_vf"])
-@pytest.mark.parametrize("stack", ["old"])
-def test_migrate_module_computes_what_the_old_policy_did(old_run, tmp_path, stack, share):
+@pytest.mark.stack("old")
+def test_migrate_module_computes_what_the_old_policy_did(old_run, tmp_path, share):
     from ray.rllib.core.rl_module.multi_rl_module import MultiRLModule
     from ray.rllib.core.rl_module.rl_module import RLModule
 
@@ -158,8 +157,8 @@ def test_migrate_module_computes_what_the_old_policy_did(old_run, tmp_path, stac
 
 
 @pytest.mark.parametrize("share", [False, True], ids=["separate_vf", "shared_vf"])
-@pytest.mark.parametrize("stack", ["old"])
-def test_restore_old_stack_checkpoint_into_new_stack_algorithm(old_run, new_algo, stack, share):
+@pytest.mark.stack("old")
+def test_restore_old_stack_checkpoint_into_new_stack_algorithm(old_run, new_algo, share):
     path, obs, want = old_run(share)
     algo = new_algo(share)
     before_1 = live_weights(algo, "policy_1")
@@ -175,12 +174,12 @@ def test_restore_old_stack_checkpoint_into_new_stack_algorithm(old_run, new_algo
     runner_module = algo.env_runner.module["policy_0"]  # inference-only copy: logits only
     d_logits, _ = max_diffs(want["policy_0"], new_outputs(runner_module, obs, values=False))
     assert d_logits < tolerance()
-    assert_same(live_weights(algo, "policy_1"), before_1, "untouched policy_1")
+    assert_weights_equal(live_weights(algo, "policy_1"), before_1, "untouched policy_1", ordered=False)
     algo.train()  # the converted module trains
 
 
-@pytest.mark.parametrize("stack", ["old"])
-def test_restore_old_stack_refuses_other_hidden_sizes_and_changes_nothing(old_run, new_algo, stack):
+@pytest.mark.stack("old")
+def test_restore_old_stack_refuses_other_hidden_sizes_and_changes_nothing(old_run, new_algo):
     path, _, _ = old_run(False)
     algo = new_algo(False, hiddens=(16,))
     before = live_weights(algo, "policy_0")
@@ -193,11 +192,11 @@ def test_restore_old_stack_refuses_other_hidden_sizes_and_changes_nothing(old_ru
         "vf_share_layers=False but the algorithm's module has fcnet_hiddens=[16], fcnet_activation='tanh', "
         "vf_share_layers=False; configure the new stack with the checkpoint's values"
     )
-    assert_same(live_weights(algo, "policy_0"), before, "policy_0 after the refused restore")
+    assert_weights_equal(live_weights(algo, "policy_0"), before, "policy_0 after the refused restore", ordered=False)
 
 
-@pytest.mark.parametrize("stack", ["old"])
-def test_migrate_unsupported_model_lists_tensors_and_writes_nothing(old_run, tmp_path, stack):
+@pytest.mark.stack("old")
+def test_migrate_unsupported_model_lists_tensors_and_writes_nothing(old_run, tmp_path):
     # post_fcnet_hiddens: still RLlib's FullyConnectedNetwork, but not a shape the table knows.
     path, _, _ = old_run(False, post_fcnet_hiddens=[8])
     out = tmp_path / "new"
@@ -218,8 +217,8 @@ def test_migrate_unsupported_model_lists_tensors_and_writes_nothing(old_run, tmp
     assert os.listdir(tmp_path) == []
 
 
-@pytest.mark.parametrize("stack", ["old"])
-def test_migrate_with_user_mapping_computes_what_the_old_policy_did(old_run, tmp_path, stack):
+@pytest.mark.stack("old")
+def test_migrate_with_user_mapping_computes_what_the_old_policy_did(old_run, tmp_path):
     from ray.rllib.core.rl_module.multi_rl_module import MultiRLModule
 
     # fcnet_hiddens=[8] + post_fcnet_hiddens=[8] is, layer by layer, fcnet_hiddens=[8, 8].
@@ -233,15 +232,15 @@ def test_migrate_with_user_mapping_computes_what_the_old_policy_did(old_run, tmp
     assert max(max_diffs(want["policy_0"], new_outputs(module, obs))) < tolerance()
 
 
-@pytest.mark.parametrize("stack", ["old"])
-def test_restore_custom_model_with_user_mapping_into_new_stack_algorithm(old_run, new_algo, stack):
+@pytest.mark.stack("old")
+def test_restore_custom_model_with_user_mapping_into_new_stack_algorithm(old_run, new_algo):
     path, obs, want = old_run(False, fcnet_hiddens=[8], post_fcnet_hiddens=[8])
     algo = new_algo(False)
     before = live_weights(algo, "policy_0")
 
     with pytest.raises(MigrationError, match=r"^policy 'policy_0': cannot map .* \(post_fcnet_hiddens=\[8\]\)"):
         algo.restore(path, policies=["policy_0"])
-    assert_same(live_weights(algo, "policy_0"), before, "policy_0 after the refused restore")
+    assert_weights_equal(live_weights(algo, "policy_0"), before, "policy_0 after the refused restore", ordered=False)
 
     report = algo.restore(path, policies=["policy_0"], mapping=post_fcnet_mapping())
 
@@ -250,8 +249,8 @@ def test_restore_custom_model_with_user_mapping_into_new_stack_algorithm(old_run
     assert max(max_diffs(want["policy_0"], new_outputs(module, obs))) < tolerance()
 
 
-@pytest.mark.parametrize("stack", ["old"])
-def test_restore_new_stack_checkpoint_into_old_stack_algorithm_is_refused(old_run, ray_session, tmp_path, stack):
+@pytest.mark.stack("old")
+def test_restore_new_stack_checkpoint_into_old_stack_algorithm_is_refused(old_run, ray_session, tmp_path):
     from rllib_ext.errors import CheckpointError
     from rllib_ext.restore import restore_policies
 
@@ -269,13 +268,14 @@ def test_restore_new_stack_checkpoint_into_old_stack_algorithm_is_refused(old_ru
             "mapping= converts old-stack checkpoints for new-stack algorithms; here both are on the old API stack"
         )):
             restore_policies(algo, path, ["policy_0"], mapping={})
-        assert_same(live_weights(algo, "policy_0"), before, "policy_0 after the refused restores")
+        assert_weights_equal(live_weights(algo, "policy_0"), before,
+                             "policy_0 after the refused restores", ordered=False)
     finally:
         algo.stop()
 
 
-@pytest.mark.parametrize("stack", ["old"])
-def test_cli_migrate_writes_a_checkpoint_and_exits_1_on_unsupported(old_run, tmp_path, stack):
+@pytest.mark.stack("old")
+def test_cli_migrate_writes_a_checkpoint_and_exits_1_on_unsupported(old_run, tmp_path):
     path, _, _ = old_run(True)
     env = dict(os.environ, PYTHONPATH=ROOT)
     cmd = [sys.executable, "-m", "rllib_ext.cli", "migrate", path]
@@ -388,6 +388,4 @@ def test_convert_dict_mapping_partial_lists_what_is_left():
 
 
 def test_migrate_module_imports_no_framework():
-    code = "import sys, rllib_ext.convert, rllib_ext.migration, rllib_ext.backends, rllib_ext.restore; print(sorted(m for m in ('ray', 'torch', 'tensorflow') if m in sys.modules))"
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=ROOT))
-    assert res.stdout.strip() == "[]", res.stderr
+    assert_imports_no_framework("import rllib_ext.convert, rllib_ext.migration, rllib_ext.backends, rllib_ext.restore\n")

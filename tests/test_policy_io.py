@@ -7,12 +7,10 @@ import os
 import numpy as np
 import pytest
 
-from builders import env_runner_weights, live_weights, ppo_config
+from builders import STACKS, env_runner_weights, live_weights, ppo_config
 
 import rllib_ext
 from rllib_ext import PPOPartialConfig
-
-STACKS = ["new", "old"]
 
 
 def live_actions(algo, pid, observations):

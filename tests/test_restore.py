@@ -9,11 +9,10 @@ import time
 import numpy as np
 import pytest
 
-from builders import assert_differs, assert_same, env_runner_weights, first_layer, live_weights, ppo_config
+from builders import STACKS, assert_differs, assert_weights_equal, env_runner_weights, first_layer, live_weights, ppo_config
 
 from rllib_ext import PolicyNotFoundError, PPOPartialConfig, ShapeMismatchError
 
-STACKS = ["new", "old"]
 ALL3 = ("policy_0", "policy_1", "policy_2")
 
 
@@ -53,14 +52,14 @@ def test_restore_one_policy_equals_checkpoint_everywhere(ckpts, make_algo, stack
 
     assert report.restored == {"policy_0": "policy_0"}
     assert report.skipped == ["policy_1", "policy_2"]
-    assert_same(live_weights(algo, "policy_0"), saved["policy_0"], "learner policy_0")
+    assert_weights_equal(live_weights(algo, "policy_0"), saved["policy_0"], "learner policy_0", ordered=False)
     remote = env_runner_weights(algo, "policy_0", remote=True)
     local = env_runner_weights(algo, "policy_0", remote=False)
-    assert_same(remote, subset(saved["policy_0"], remote), "remote env runner policy_0")
-    assert_same(local, subset(saved["policy_0"], local), "local env runner policy_0")
+    assert_weights_equal(remote, subset(saved["policy_0"], remote), "remote env runner policy_0", ordered=False)
+    assert_weights_equal(local, subset(saved["policy_0"], local), "local env runner policy_0", ordered=False)
     assert_differs(live_weights(algo, "policy_0"), before["policy_0"], "policy_0 vs fresh")
     for pid in ("policy_1", "policy_2"):
-        assert_same(live_weights(algo, pid), before[pid], f"untouched {pid}")
+        assert_weights_equal(live_weights(algo, pid), before[pid], f"untouched {pid}", ordered=False)
     name, shape = first_layer(stack, 6)
     assert live_weights(algo, "policy_2")[name].shape == shape
 
@@ -75,13 +74,13 @@ def test_restore_renamed_and_frozen_stays_fixed_while_others_train(ckpts, make_a
 
     assert report.renamed == {"policy_1": "policy_0"}  # {source: target}, as asked
     assert report.frozen == ["policy_0"]
-    assert_same(live_weights(algo, "policy_0"), saved["policy_1"], "renamed")
+    assert_weights_equal(live_weights(algo, "policy_0"), saved["policy_1"], "renamed", ordered=False)
     algo.train()
     algo.train()
-    assert_same(live_weights(algo, "policy_0"), saved["policy_1"], "frozen after train")
-    assert_same(env_runner_weights(algo, "policy_0", remote=False),
-                subset(saved["policy_1"], env_runner_weights(algo, "policy_0", remote=False)),
-                "frozen on the env runner after train")
+    assert_weights_equal(live_weights(algo, "policy_0"), saved["policy_1"], "frozen after train", ordered=False)
+    assert_weights_equal(env_runner_weights(algo, "policy_0", remote=False),
+                         subset(saved["policy_1"], env_runner_weights(algo, "policy_0", remote=False)),
+                         "frozen on the env runner after train", ordered=False)
     for pid in ("policy_1", "policy_2"):
         assert_differs(live_weights(algo, pid), before[pid], f"trained {pid}")
 
@@ -114,8 +113,9 @@ def test_restore_bad_input_raises_and_changes_nothing(ckpts, make_algo, stack):
         algo.restore(path, policies={"policy_1": "policy_2"})
 
     for pid in ALL3:
-        assert_same(live_weights(algo, pid), before[pid], f"unchanged {pid}")
-        assert_same(env_runner_weights(algo, pid), before_remote[pid], f"unchanged remote {pid}")
+        assert_weights_equal(live_weights(algo, pid), before[pid], f"unchanged {pid}", ordered=False)
+        assert_weights_equal(env_runner_weights(algo, pid), before_remote[pid],
+                             f"unchanged remote {pid}", ordered=False)
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -127,7 +127,7 @@ def test_restore_without_policies_is_rllibs_full_restore_with_relative_path(
     monkeypatch.chdir(path.rsplit("/", 1)[0])
     assert algo.restore(path.rsplit("/", 1)[1]) is None
     for pid in ALL3:
-        assert_same(live_weights(algo, pid), saved[pid], pid)
+        assert_weights_equal(live_weights(algo, pid), saved[pid], pid, ordered=False)
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -159,7 +159,7 @@ def test_restarted_env_runner_acts_with_restored_then_trained_weights(ckpts, mak
     else:
         pytest.fail("the killed env runner did not come back within 90 s")
     remote = env_runner_weights(algo, "policy_1", remote=True)
-    assert_same(remote, subset(current, remote), "restarted runner")
+    assert_weights_equal(remote, subset(current, remote), "restarted runner", ordered=False)
 
 
 def test_restore_reaches_remote_learner_and_evaluation_runners(ckpts, ray_session):
@@ -175,11 +175,11 @@ def test_restore_reaches_remote_learner_and_evaluation_runners(ckpts, ray_sessio
         learners = algo.learner_group.foreach_learner(
             lambda l: {k: np.array(v, copy=True) for k, v in l.module["policy_2"].get_state().items()}
         )
-        assert_same([r.get() for r in learners][0], saved["policy_2"], "remote learner")
+        assert_weights_equal([r.get() for r in learners][0], saved["policy_2"], "remote learner", ordered=False)
         ev = algo.eval_env_runner_group.foreach_env_runner(
             lambda er: {k: np.array(v, copy=True) for k, v in er.module["policy_2"].get_state().items()},
             local_env_runner=False,
         )[0]
-        assert_same(ev, subset(saved["policy_2"], ev), "evaluation env runner")
+        assert_weights_equal(ev, subset(saved["policy_2"], ev), "evaluation env runner", ordered=False)
     finally:
         algo.stop()

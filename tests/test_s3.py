@@ -9,12 +9,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from builders import assert_same, live_weights, ppo_config
+from builders import STACKS, assert_weights_equal, live_weights, ppo_config
 
 import rllib_ext
 from rllib_ext import PPOPartial
-
-STACKS = ["new", "old"]
 
 
 def upload(local: str, uri: str) -> str:
@@ -40,7 +38,7 @@ def test_inspect_and_read_weights_from_s3(ckpts, s3_bucket, stack):
     assert sorted(view.policies) == sorted(saved)
     assert rllib_ext.policy_ids(uri) == sorted(saved)
     for pid, want in saved.items():
-        assert_same(rllib_ext.read_weights(uri, pid), want, f"{uri} {pid}")
+        assert_weights_equal(rllib_ext.read_weights(uri, pid), want, f"{uri} {pid}", ordered=False)
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -53,9 +51,9 @@ def test_restore_one_policy_from_s3_leaves_the_others(ckpts, s3_bucket, ray_sess
         assert any(not np.array_equal(before["policy_0"][k], saved["policy_0"][k]) for k in saved["policy_0"])
         report = algo.restore(uri, policies=["policy_0"])
         assert report.restored == {"policy_0": "policy_0"}
-        assert_same(live_weights(algo, "policy_0"), saved["policy_0"], "restored from s3")
+        assert_weights_equal(live_weights(algo, "policy_0"), saved["policy_0"], "restored from s3", ordered=False)
         for pid in ("policy_1", "policy_2"):
-            assert_same(live_weights(algo, pid), before[pid], f"{pid} untouched")
+            assert_weights_equal(live_weights(algo, pid), before[pid], f"{pid} untouched", ordered=False)
     finally:
         algo.stop()
 
@@ -70,13 +68,14 @@ def test_save_policy_to_s3_then_load_it_back(ckpts, s3_bucket, ray_session, stac
         assert uri == f"{s3_bucket}/policies/p1"
         assert listing(uri) == ["policy.json", "weights.safetensors"], "no temporary debris in the bucket"
         loaded = rllib_ext.build_policy(uri)
-        assert_same(loaded.weights, saved["policy_1"], "policy file read back from s3")
+        assert_weights_equal(loaded.weights, saved["policy_1"], "policy file read back from s3", ordered=False)
         # ...and into a live algorithm again, under another id.
         algo.load_policy(uri, "policy_2")
-        assert_same(live_weights(algo, "policy_2"), saved["policy_1"], "load_policy from s3")
+        assert_weights_equal(live_weights(algo, "policy_2"), saved["policy_1"], "load_policy from s3", ordered=False)
         # Overwriting in place is fine too (the manifest goes last).
         algo.save_policy("policy_0", uri)
-        assert_same(rllib_ext.build_policy(uri).weights, live_weights(algo, "policy_0"), "overwritten")
+        assert_weights_equal(rllib_ext.build_policy(uri).weights, live_weights(algo, "policy_0"),
+                             "overwritten", ordered=False)
     finally:
         algo.stop()
 
@@ -101,7 +100,8 @@ def test_tune_storage_path_and_restore_source_on_s3(ckpts, s3_bucket, ray_sessio
     assert ckpt is not None and ckpt.filesystem.type_name == "s3", ckpt
     uri = f"s3://{ckpt.path}"
     assert uri.startswith(f"{s3_bucket}/tune/s3run/")
-    assert_same(rllib_ext.read_weights(uri, "policy_0"), saved["policy_0"], "frozen policy in the s3 trial checkpoint")
+    assert_weights_equal(rllib_ext.read_weights(uri, "policy_0"), saved["policy_0"],
+                         "frozen policy in the s3 trial checkpoint", ordered=False)
     assert any(
         not np.array_equal(rllib_ext.read_weights(uri, "policy_1")[k], saved["policy_1"][k]) for k in saved["policy_1"]
     ), "policy_1 should be fresh and trained, not the source's"

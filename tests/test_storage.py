@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
+
+from builders import assert_weights_equal
 
 from rllib_ext import NotACheckpointError, inspect, policy_ids, read_weights
 from rllib_ext.checkpoint.storage import CheckpointDir, RemoteCheckpointDir
@@ -14,9 +15,7 @@ def test_read_weights_file_uri_matches_local(ckpts, stack):
     path, expected = ckpts(stack)
     assert policy_ids("file://" + path) == sorted(expected)
     for pid, want in expected.items():
-        got = read_weights("file://" + path, pid)
-        for name in want:
-            np.testing.assert_array_equal(got[name], want[name], err_msg=f"{pid}/{name}")
+        assert_weights_equal(read_weights("file://" + path, pid), want, pid)
 
 
 @pytest.mark.parametrize("stack", ["new", "old"])

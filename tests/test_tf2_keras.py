@@ -61,8 +61,8 @@ def write_keras_policy_dir(path, weights):
                             {"stack": "old", "framework": "tf2"})
 
 
-@pytest.mark.parametrize("stack", ["old"])
-def test_tune_restores_keras_weights_onto_every_worker(ray_session, tmp_path, pretrained, stack):
+@pytest.mark.stack("old")
+def test_tune_restores_keras_weights_onto_every_worker(ray_session, tmp_path, pretrained):
     from keras_policy import RecordEveryWorkerAfterFirstTrain
     from ray import tune
 
@@ -95,8 +95,8 @@ def test_tune_restores_keras_weights_onto_every_worker(ray_session, tmp_path, pr
             assert_list_equal([got[f"{pid}/{j}"] for j in range(n)], pretrained, f"{os.path.basename(f)} {pid}")
 
 
-@pytest.mark.parametrize("stack", ["old"])
-def test_load_policy_keras_file_reaches_every_worker_after_first_train(ray_session, tmp_path, pretrained, stack):
+@pytest.mark.stack("old")
+def test_load_policy_keras_file_reaches_every_worker_after_first_train(ray_session, tmp_path, pretrained):
     from keras_policy import worker_weights
 
     policy_dir = write_keras_policy_dir(tmp_path / "keras_policy", pretrained)

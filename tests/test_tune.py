@@ -8,13 +8,11 @@ import os
 import numpy as np
 import pytest
 
-from builders import assert_differs, assert_same, first_layer, live_weights, ppo_config
+from builders import STACKS, assert_differs, assert_weights_equal, first_layer, live_weights, ppo_config
 
 from rllib_ext import PPOPartial, read_weights
 
 pytestmark = pytest.mark.slow
-STACKS = ["new", "old"]
-
 
 
 
@@ -43,7 +41,7 @@ def test_tune_run_plain_dict_restores_one_policy_frozen(ckpts, tmp_path, monkeyp
     analysis = run(config, tmp_path, "dict", stop={"training_iteration": 2}, checkpoint_at_end=True)
 
     final = checkpoints(analysis)[-1]
-    assert_same(read_weights(final, "policy_0"), saved["policy_0"], "frozen restored policy_0")
+    assert_weights_equal(read_weights(final, "policy_0"), saved["policy_0"], "frozen restored policy_0", ordered=False)
     assert_differs(read_weights(final, "policy_1"), saved["policy_1"], "fresh policy_1")
     name, shape = first_layer(stack, 6)
     assert read_weights(final, "policy_2")[name].shape == shape
@@ -68,11 +66,12 @@ def test_tune_resume_after_crash_keeps_trained_weights(ckpts, tmp_path, stack):
     ckpt_iter1 = checkpoints(analysis)[0]
     after_resume = dict(np.load(tmp_path / "after_resume.npz"))
     # What Tune restored is the trained iteration-1 state, not the initial restore.
-    assert_same(after_resume, read_weights(ckpt_iter1, "policy_1"), "policy_1 right after resume")
+    assert_weights_equal(after_resume, read_weights(ckpt_iter1, "policy_1"),
+                         "policy_1 right after resume", ordered=False)
     assert_differs(after_resume, saved["policy_1"], "policy_1 after resume vs source")
     final = checkpoints(analysis)[-1]
     assert analysis.trials[0].last_result["training_iteration"] == 3
-    assert_same(read_weights(final, "policy_0"), saved["policy_0"], "still frozen after resume")
+    assert_weights_equal(read_weights(final, "policy_0"), saved["policy_0"], "still frozen after resume", ordered=False)
 
 
 def _callback_class():
@@ -96,10 +95,11 @@ def test_tune_restore_accepts_standalone_checkpoint_and_back(ckpts, tmp_path, st
     algo = ppo_config(stack, config_cls=PPOPartial.get_default_config().__class__).build_algo()
     try:
         algo.restore(trial_ckpt, policies={"policy_2": "policy_0"})
-        assert_same(live_weights(algo, "policy_0"), read_weights(trial_ckpt, "policy_2"), "partial")
+        assert_weights_equal(live_weights(algo, "policy_0"), read_weights(trial_ckpt, "policy_2"),
+                             "partial", ordered=False)
         algo.restore(trial_ckpt)
         for pid in ("policy_0", "policy_1", "policy_2"):
-            assert_same(live_weights(algo, pid), read_weights(trial_ckpt, pid), f"full {pid}")
+            assert_weights_equal(live_weights(algo, pid), read_weights(trial_ckpt, pid), f"full {pid}", ordered=False)
     finally:
         algo.stop()
 
@@ -121,6 +121,7 @@ def test_tuner_runs_registered_partial_trainable(ckpts, tmp_path):
     )
     [result] = list(tuner.fit())
     assert result.error is None
-    assert result.metrics["rllib_ext"]["frozen"] == ["policy_0"]
+    assert result.metrics["rllib_ext"]["frozen"] == "policy_0"
     assert result.metrics["rllib_ext"]["restored"] == {"policy_0": f"{path}:policy_2"}
-    assert_same(read_weights(result.checkpoint.path, "policy_0"), saved["policy_2"], "frozen, renamed")
+    assert_weights_equal(read_weights(result.checkpoint.path, "policy_0"), saved["policy_2"],
+                         "frozen, renamed", ordered=False)
