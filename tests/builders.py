@@ -11,6 +11,8 @@ import subprocess
 import sys
 from typing import Dict, Iterable, Optional, Sequence
 
+from collections import OrderedDict
+
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -160,3 +162,18 @@ def assert_imports_no_framework(code: str, forbidden: Sequence[str] = FRAMEWORKS
         )
     assert res.returncode == 0, f"the code failed (exit {res.returncode}):\n{res.stdout[-3000:]}{res.stderr[-3000:]}"
     return res
+
+
+def sample_weights():
+    """Tensors of every dtype and shape corner a policy file must round-trip exactly."""
+    return OrderedDict(
+        [
+            ("pi.weight", np.arange(12, dtype=np.float32).reshape(3, 4) / 7),
+            ("pi.bias", np.array([-1.5, 0.0, np.inf], dtype=np.float64)),
+            ("steps", np.array(7, dtype=np.int64)),
+            ("mask", np.array([[True, False]])),
+            ("empty", np.zeros((0, 3), dtype=np.float16)),
+            ("big_endian", np.arange(4, dtype=">i4")),
+            ("a.first_name_last", np.ones(2, dtype=np.uint8)),
+        ]
+    )

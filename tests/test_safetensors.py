@@ -1,0 +1,55 @@
+"""The safetensors layout with numpy alone: interop with the reference library, typed errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import struct
+from collections import OrderedDict
+
+import numpy as np
+import pytest
+
+from builders import sample_weights
+
+from rllib_ext.checkpoint import read_weights
+from rllib_ext.checkpoint.policy_file import write_policy_dir
+from rllib_ext.checkpoint.safetensors import decode_safetensors
+from rllib_ext.errors import CheckpointFormatError
+
+
+def test_safetensors_files_interoperate_with_reference_library(tmp_path):
+    from safetensors.numpy import load_file, save_file
+
+    want = sample_weights()
+    out = write_policy_dir(tmp_path / "pol", "p", want, {"stack": "new"})
+    theirs = load_file(os.path.join(out, "weights.safetensors"))
+    assert sorted(theirs) == sorted(want)
+    for name in want:
+        np.testing.assert_array_equal(theirs[name], want[name], err_msg=name)
+    native = OrderedDict((k, v.astype(v.dtype.newbyteorder("="))) for k, v in want.items())
+    save_file(native, str(tmp_path / "ref.safetensors"))
+    mine = decode_safetensors((tmp_path / "ref.safetensors").read_bytes(), "ref")
+    assert sorted(mine) == sorted(native)
+    for name in native:
+        np.testing.assert_array_equal(mine[name], native[name], err_msg=name)
+
+
+def test_decode_safetensors_bf16_names_the_tensor(tmp_path):
+    header = json.dumps({"w": {"dtype": "BF16", "shape": [1], "data_offsets": [0, 2]}}).encode()
+    data = struct.pack("<Q", len(header)) + header + b"\0\0"
+    with pytest.raises(
+        CheckpointFormatError,
+        match=re.escape("f.safetensors: tensor 'w' has dtype 'BF16', which numpy cannot hold"),
+    ):
+        decode_safetensors(data, "f.safetensors")
+
+
+def test_decode_safetensors_truncated_file(tmp_path):
+    out = write_policy_dir(tmp_path / "pol", "p", sample_weights(), {"stack": "new"})
+    wfile = os.path.join(out, "weights.safetensors")
+    with open(wfile, "rb+") as f:
+        f.truncate(os.path.getsize(wfile) - 4)
+    with pytest.raises(CheckpointFormatError, match=re.escape(f"{wfile}: tensor ")):
+        read_weights(out)
