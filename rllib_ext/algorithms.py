@@ -242,15 +242,17 @@ class _PartialAlgorithmMixin:
         """One action for one raw observation, filter included, on either API stack (see lightweight.act)."""
         return _lw.act(self, obs, policy_id, explore, agent_id)
 
-    def save_policy(self, policy_id: str, path: "str | os.PathLike[str]") -> str:
-        """Write one policy as a single-policy directory (policy.json + safetensors)."""
-        return policy_io.save_policy(self, policy_id, path)
+    def save_policy(self, policy_id: str, path: "str | os.PathLike[str]", *, agent_id: Optional[str] = None) -> str:
+        """Write one policy (with its observation-filter statistics) as a single-policy directory."""
+        return policy_io.save_policy(self, policy_id, path, agent_id=agent_id)
 
     def load_policy(
-        self, path: "str | os.PathLike[str]", policy_id: Optional[str] = None, *, trusted: bool = False
+        self, path: "str | os.PathLike[str]", policy_id: Optional[str] = None, *, trusted: bool = False,
+        filters: bool = True,
     ) -> PartialRestoreReport:
-        """Add (or replace) a policy from a single-policy directory, synced to all workers."""
-        report = policy_io.add_or_replace(self, path, policy_id, trusted=trusted)
+        """Add (or replace) a policy from a single-policy directory, with its observation
+        filter (``filters=False``: weights alone), synced to all workers."""
+        report = policy_io.add_or_replace(self, path, policy_id, trusted=trusted, filters=filters)
         self.partial_restore_reports.append(report)
         return report
 

@@ -19,13 +19,16 @@ from typing import Any, Dict, Mapping, Optional
 import numpy as np
 
 from .backends import backend_for, module_action, to_gym_space
+from .checkpoint.filters import FilterStats, filters_of
 from .checkpoint.policy_file import META_FILE, read_policy_dir, write_policy_dir
+from .checkpoint.reader import open_checkpoint
 from .checkpoint.spaces import space_from_object
 from .checkpoint.storage import resolve_path
 from .checkpoint.tensors import positional
 from .checkpoint.upload import is_remote, upload_dir
 from .checkpoint.views import SpaceView
 from .errors import CheckpointError, CheckpointFormatError, UnsafePickleError, not_found
+from .live_filters import agent_filter, live_filters
 from .restore import PartialRestoreReport, restore_policies
 
 # Classes build_policy may import by the name stored in policy.json without trusted=True.
@@ -67,10 +70,14 @@ def _jsonable(value: Any) -> Any:
     return None  # a callable or class: not data; the default is used on load
 
 
-def save_policy(algo: Any, policy_id: str, path: "str | os.PathLike[str]") -> str:
+def save_policy(
+    algo: Any, policy_id: str, path: "str | os.PathLike[str]", *, agent_id: Optional[str] = None
+) -> str:
     """Write ``policy_id`` of the live ``algo`` as a single-policy directory, atomically.
 
     ``path`` may be a remote URI (``s3://...``): see :mod:`rllib_ext.checkpoint.upload`.
+    The policy's observation-filter statistics go with it (old stack: the policy's
+    filter; new stack: those of the agent mapped to the module, or of ``agent_id``).
 
     Returns:
         The absolute path written.
@@ -105,6 +112,7 @@ def save_policy(algo: Any, policy_id: str, path: "str | os.PathLike[str]") -> st
         "policy_class": policy_class,
         "ray_version": ray.__version__,
         "source": f"live algorithm {type(algo).__name__}",
+        "observation_filter": _filter_of(algo, policy_id, agent_id),
     }
     if is_remote(path):  # s3://...: write and check locally, then upload, manifest last
         import tempfile
@@ -113,6 +121,15 @@ def save_policy(algo: Any, policy_id: str, path: "str | os.PathLike[str]") -> st
             local = write_policy_dir(os.path.join(tmp, "policy"), policy_id, weights, meta)
             return upload_dir(local, os.fspath(path), last=(META_FILE,))
     return write_policy_dir(path, policy_id, weights, meta)
+
+
+def _filter_of(algo: Any, policy_id: str, agent_id: Optional[str]) -> Optional[Dict[str, Any]]:
+    """The statistics ``policy_id`` acts through, as policy.json stores them (or None)."""
+    if algo.config.enable_env_runner_and_connector_v2:
+        stats = agent_filter(algo, policy_id, agent_id)
+    else:
+        stats = live_filters(algo).stats.get(policy_id)
+    return None if stats is None else stats.to_dict()
 
 
 def _stored_space(meta: Mapping[str, Any], key: str, path: str) -> Any:
@@ -154,15 +171,27 @@ class LoadedPolicy:
     Attributes:
         policy_id, meta, weights: what the directory holds.
         model: the RLModule (new stack) or Policy (old stack) that was built.
+        observation_filter: the MeanStdFilter statistics raw observations go through
+            first (None when the policy was trained without a filter).
     """
 
-    def __init__(self, policy_id: str, meta: Dict[str, Any], weights: Dict[str, np.ndarray], model: Any):
+    def __init__(
+        self,
+        policy_id: str,
+        meta: Dict[str, Any],
+        weights: Dict[str, np.ndarray],
+        model: Any,
+        observation_filter: Optional[FilterStats] = None,
+    ):
         self.policy_id, self.meta, self.weights, self.model = policy_id, meta, weights, model
+        self.observation_filter = observation_filter
         self.observation_space = model.observation_space
         self.action_space = model.action_space
 
     def compute_action(self, obs: Any, explore: bool = False) -> Any:
-        """One action for one observation (deterministic unless ``explore``)."""
+        """One action for one raw observation (filtered first; deterministic unless ``explore``)."""
+        if self.observation_filter is not None:
+            obs = self.observation_filter.apply(obs)
         if self.meta["stack"] == "old":
             return self.model.compute_single_action(obs, explore=explore)[0]
         return module_action(self.model, obs, explore)
@@ -201,7 +230,8 @@ def build_policy(path: "str | os.PathLike[str]", *, trusted: bool = False) -> Lo
         if isinstance(model.get_weights(), (list, tuple)):  # tf2: a list in variable order
             weights_in = positional(weights, len(weights))
         model.set_weights(weights_in)
-    return LoadedPolicy(_stored_id(meta, path), meta, weights, model)
+    found = filters_of(*open_checkpoint(path)).stats
+    return LoadedPolicy(_stored_id(meta, path), meta, weights, model, next(iter(found.values()), None))
 
 
 def _old_stack_config(meta: Mapping[str, Any]) -> Dict[str, Any]:
@@ -225,7 +255,12 @@ def _old_stack_config(meta: Mapping[str, Any]) -> Dict[str, Any]:
 
 
 def add_or_replace(
-    algo: Any, path: "str | os.PathLike[str]", policy_id: Optional[str] = None, *, trusted: bool = False
+    algo: Any,
+    path: "str | os.PathLike[str]",
+    policy_id: Optional[str] = None,
+    *,
+    trusted: bool = False,
+    filters: bool = True,
 ) -> PartialRestoreReport:
     """Put the stored policy into the live ``algo`` as ``policy_id``, synced everywhere.
 
@@ -256,7 +291,7 @@ def add_or_replace(
                             observation_space=obs, action_space=act)
         added = True
     try:
-        return restore_policies(algo, path, {stored_id: target}, trusted=trusted)
+        return restore_policies(algo, path, {stored_id: target}, trusted=trusted, filters=filters)
     except BaseException:
         if added:  # nothing half-done: the policy added for these weights goes again
             if algo.config.enable_rl_module_and_learner:

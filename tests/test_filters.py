@@ -185,3 +185,129 @@ def test_lightweight_acts_through_the_filter(source, stack):
         np.testing.assert_array_equal(acts, greedy[:40])
     finally:
         algo.stop()
+
+
+def _loaded_dist_inputs(loaded, obs: np.ndarray, use_filter: bool = True) -> np.ndarray:
+    """A LoadedPolicy's action-distribution inputs on raw ``obs`` (filtered as compute_action does)."""
+    x = loaded.observation_filter.apply(obs) if use_filter else obs
+    if loaded.meta["stack"] == "old":
+        _, _, info = loaded.model.compute_actions(x, explore=False)
+        return np.asarray(info["action_dist_inputs"], dtype=np.float64)
+    import torch
+
+    with torch.no_grad():
+        out = loaded.model.forward_inference({"obs": torch.as_tensor(np.asarray(x, dtype=np.float32))})
+    return out["action_dist_inputs"].numpy().astype(np.float64)
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_policy_file_carries_the_filter_to_build_policy_and_load_policy(source, tmp_path, stack):
+    import rllib_ext
+
+    path, ref = source(stack)
+    algo = filtered_config(stack, num_env_runners=0, config_cls=PPOPartialConfig).build_algo()
+    try:
+        algo.restore(path, policies=["policy_1"])
+        saved = algo.save_policy("policy_1", tmp_path / "p1")
+    finally:
+        algo.stop()
+    assert read_filters(saved).stats["policy_1"].count >= 200  # in policy.json, as data
+
+    loaded = rllib_ext.build_policy(saved)
+    assert gap(_loaded_dist_inputs(loaded, OBS), ref["policy_1"]) <= TOL
+    assert gap(_loaded_dist_inputs(loaded, OBS, use_filter=False), ref["policy_1"]) > NEGATIVE
+    np.testing.assert_array_equal(
+        np.array([loaded.compute_action(o) for o in OBS[:40]]), np.argmax(ref["policy_1"][:40], axis=-1)
+    )
+
+    target = filtered_config(stack, num_env_runners=1, config_cls=PPOPartialConfig).debugging(seed=5).build_algo()
+    try:
+        report = target.load_policy(saved, policy_id="policy_2")
+        assert "policy_2" in report.filters
+        assert gap(dist_inputs(target, "policy_2", "agent_2", remote=True), ref["policy_1"]) <= TOL
+    finally:
+        target.stop()
+
+
+def test_policy_file_of_format_1_0_still_loads(tmp_path):
+    import json
+
+    from rllib_ext.checkpoint import read_policy_dir, write_policy_dir
+
+    out = write_policy_dir(tmp_path / "p", "p", {"w": np.ones(3, np.float32)}, {"stack": "new"})
+    meta_file = tmp_path / "p" / "policy.json"
+    doc = json.loads(meta_file.read_text())
+    assert doc["format_version"] == "1.1" and doc["observation_filter"] is None
+    doc["format_version"] = "1.0"
+    del doc["observation_filter"]
+    meta_file.write_text(json.dumps(doc))
+    weights, meta = read_policy_dir(out)
+    np.testing.assert_array_equal(weights["w"], np.ones(3, np.float32))
+    assert read_filters(out).stats == {}
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_restarted_remote_env_runner_keeps_the_restored_filter(source, stack):
+    import os
+    import time
+
+    import ray
+
+    path, ref = source(stack)
+    algo = filtered_config(stack, num_env_runners=1, config_cls=PPOPartialConfig).build_algo()
+    try:
+        algo.restore(path, policies=["policy_0"])
+        group = algo.env_runner_group
+        [actor_id] = group.healthy_env_runner_ids()
+
+        def remote_pid():
+            [r] = group._worker_manager.foreach_actor(lambda er: os.getpid(), healthy_only=False)
+            return r.get() if r.ok else None
+
+        old_pid = remote_pid()
+        ray.kill(group._worker_manager._actors[actor_id], no_restart=False)
+        deadline = time.time() + 90
+        while time.time() < deadline:
+            time.sleep(0.5)
+            # What Algorithm.training_step does after a failure: probe, and sync the restored.
+            group._worker_manager.set_actor_state(actor_id, healthy=False)
+            if algo.restore_env_runners(group) == [actor_id] and remote_pid() not in (None, old_pid):
+                break
+        else:
+            pytest.fail("the killed env runner did not come back within 90 s")
+        assert gap(dist_inputs(algo, "policy_0", "agent_0", remote=True), ref["policy_0"]) <= TOL
+    finally:
+        algo.stop()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stack", STACKS)
+def test_tune_restore_policies_carries_the_filter(source, tmp_path, stack):
+    from ray import tune
+
+    path, ref = source(stack)
+    cfg = filtered_config(stack, num_env_runners=0, config_cls=PPOPartialConfig).restore_policies(
+        path, ["policy_0"], freeze=True
+    )
+    result = tune.run(
+        "PPOPartial", config=cfg, stop={"training_iteration": 1}, storage_path=str(tmp_path), checkpoint_at_end=True,
+        verbose=0,
+    )
+    ckpt = result.trials[0].checkpoint.path
+    # The trial restored policy_0 with its filter, acted through it for one iteration (its
+    # statistics grew from the source's) and was frozen: the filter in the trial's checkpoint
+    # extends the source's, and the frozen weights act as the source did on those statistics.
+    src, got = read_filters(path).stats, read_filters(ckpt).stats
+    key, src_key = ("policy_0", "policy_0") if stack == "old" else ("agent_0", "agent_0")
+    assert got[key].count > src[src_key].count
+    algo = PPOPartial.from_checkpoint(ckpt)
+    try:
+        fresh = filtered_config(stack, num_env_runners=0, config_cls=PPOPartialConfig).build_algo()
+        try:
+            fresh.restore(path, policies=["policy_0"])
+            fresh.restore(ckpt, policies=["policy_0"], filters=True)
+            assert gap(dist_inputs(fresh, "policy_0", "agent_0"), dist_inputs(algo, "policy_0", "agent_0")) <= TOL
+        finally:
+            fresh.stop()
+    finally:
+        algo.stop()

@@ -26,7 +26,7 @@ def test_write_policy_dir_roundtrips_weights_and_meta(tmp_path):
     assert sorted(os.listdir(out)) == ["policy.json", "weights.safetensors"]
     got, meta = read_policy_dir(out)
     assert_weights_equal(got, want)
-    assert (meta["format_version"], meta["policy_id"], meta["stack"], meta["framework"]) == ("1.0", "attacker", "old", "tf2")
+    assert (meta["format_version"], meta["policy_id"], meta["stack"], meta["framework"]) == ("1.1", "attacker", "old", "tf2")
     assert meta["tensors"]["pi.weight"] == {"shape": [3, 4], "dtype": "float32"}
     assert_weights_equal(read_weights(out), want)
     assert policy_ids(out) == ["attacker"]

@@ -12,6 +12,8 @@ We dispatch on that version string and on which files exist, never on exception 
 rllib_ext's own single-policy directory (``policy.json`` + ``weights.safetensors``) carries
 ``format_version`` instead; see ``policy_file.py``:
   1.0  first version.
+  1.1  adds ``observation_filter``: the policy's MeanStdFilter statistics (JSON), or null.
+       1.0 files still load (no filter).
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ CTOR_ARGS_FILE = "class_and_ctor_args.pkl"
 POLICY_STATE_FILES = ("policy_state.pkl", "policy_state.msgpck")
 SINGLE_POLICY_META = "policy.json"  # rllib_ext's own single-policy format
 SINGLE_POLICY_WEIGHTS = "weights.safetensors"
-SINGLE_POLICY_VERSIONS = ("1.0",)
+SINGLE_POLICY_VERSIONS = ("1.0", "1.1")
 
 
 class Kind(str, enum.Enum):

@@ -4,12 +4,13 @@
 <dir>/policy.json          metadata (below); read first, so a policy is described without its weights
 <dir>/weights.safetensors  the tensors, in the safetensors layout (see :mod:`.safetensors`)
 ```
-``policy.json`` (``format_version`` "1.0"; the version history is in :mod:`.format`)::
+``policy.json`` (``format_version`` "1.1"; the version history is in :mod:`.format`)::
 
-    {"format_version": "1.0", "policy_id": "policy_1", "stack": "new", "framework": "torch",
+    {"format_version": "1.1", "policy_id": "policy_1", "stack": "new", "framework": "torch",
      "observation_space": {SpaceView.to_dict()}, "action_space": {...},
      "model_config": {...}, "algorithm_class": "PPO", "policy_class": "DefaultPPOTorchRLModule",
      "ray_version": "2.60.0", "source": "/path/of/the/original/checkpoint",
+     "observation_filter": {FilterStats.to_dict()} or null,             # since 1.1
      "tensors": {"name": {"shape": [8, 4], "dtype": "float32"}, ...},   # in getter order
      "weights_sha256": "<hex sha256 of weights.safetensors>"}           # checked on read
 
@@ -35,7 +36,7 @@ from .storage import CheckpointDir
 from .tensors import Weights
 from .views import CheckpointView, PolicyView, SpaceView
 
-FORMAT_VERSION = "1.0"
+FORMAT_VERSION = "1.1"
 META_FILE = fmt.SINGLE_POLICY_META
 DIGEST_KEY = "weights_sha256"  # in policy.json: sha256 of weights.safetensors
 WEIGHTS_FILE = fmt.SINGLE_POLICY_WEIGHTS
@@ -51,6 +52,7 @@ META_KEYS = (
     "policy_class",
     "ray_version",
     "source",
+    "observation_filter",
 )
 
 
