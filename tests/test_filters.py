@@ -311,3 +311,48 @@ def test_tune_restore_policies_carries_the_filter(source, tmp_path, stack):
             fresh.stop()
     finally:
         algo.stop()
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_merged_checkpoint_carries_the_filter_into_rllibs_own_load(source, tmp_path, stack):
+    from ray.rllib.algorithms.algorithm import Algorithm
+
+    from rllib_ext import merge_checkpoints
+
+    path, ref = source(stack)
+    base = str(tmp_path / "base")
+    algo = filtered_config(stack, num_env_runners=0).debugging(seed=11).build_algo()
+    try:
+        algo.train()
+        algo.save(base)
+    finally:
+        algo.stop()
+    agents = {"policy_0": {"agent_0": "agent_1"}} if stack == "new" else None
+    report = merge_checkpoints(base, [("policy_0", path, "policy_1")], tmp_path / "merged", agents=agents)
+    assert "policy_0" in report.filters
+    merge_checkpoints(base, [("policy_0", path, "policy_1")], tmp_path / "weights_only", filters=False)
+    merged = Algorithm.from_checkpoint(str(tmp_path / "merged"))
+    try:
+        assert gap(dist_inputs(merged, "policy_0", "agent_0"), ref["policy_1"]) <= TOL
+        if stack == "old":  # the policy's own filter connector (what sampling uses) too
+            conn = merged.env_runner.policy_map["policy_0"].agent_connectors
+            from rllib_ext.checkpoint.filters import stats_from_filter
+
+            [flt] = [c.filter for c in conn.connectors if hasattr(c, "filter")]
+            assert stats_from_filter(flt).count == read_filters(path).stats["policy_1"].count
+    finally:
+        merged.stop()
+    weights_only = Algorithm.from_checkpoint(str(tmp_path / "weights_only"))
+    try:
+        assert gap(dist_inputs(weights_only, "policy_0", "agent_0"), ref["policy_1"]) > NEGATIVE
+    finally:
+        weights_only.stop()
+
+
+def test_new_stack_merge_without_agents_names_the_option(source, tmp_path):
+    from rllib_ext import CheckpointError, merge_checkpoints
+
+    path, _ = source("new")
+    with pytest.raises(CheckpointError, match=r"pass agents=\{'policy_0': \{base agent: source agent\}\}"):
+        merge_checkpoints(path, [("policy_0", path, "policy_1")], tmp_path / "m")
+    assert not (tmp_path / "m").exists()

@@ -41,6 +41,7 @@ LAYERS = [
     "checkpoint.filters",
     "checkpoint.export",
     "checkpoint.pickle_patch",
+    "checkpoint.merge_filters",
     "checkpoint.merge",
     "checkpoint.diff",
     "checkpoint",

@@ -48,7 +48,9 @@ import numpy as np
 from ..errors import CheckpointError, ShapeMismatchError, not_found
 from . import format as fmt
 from .atomic import write_dir_atomically, write_synced
+from .filters import filters_of
 from .inspection import read_policy_opened
+from .merge_filters import AgentChoice, check_pair, new_stack_state, old_stack_state
 from .pickle_patch import patch_policy_state
 from .reader import decode_file, ids_in, open_checkpoint
 from .storage import CheckpointDir
@@ -71,6 +73,7 @@ class MergeReport:
         taken: ``{target id: "source checkpoint:source id"}``.
         kept: ids whose weights are the base's.
         optimizer: ``{target id: 'source' | 'base'}``: whose optimizer state it has.
+        filters: ``{target id: what observation-filter statistics it took}``.
         files: rewritten files, relative to ``out``.
         seconds: wall time.
     """
@@ -81,6 +84,7 @@ class MergeReport:
     taken: Dict[str, str] = field(default_factory=dict)
     kept: List[str] = field(default_factory=list)
     optimizer: Dict[str, str] = field(default_factory=dict)
+    filters: Dict[str, str] = field(default_factory=dict)
     files: List[str] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -100,6 +104,7 @@ class MergeReport:
             "taken": dict(self.taken),
             "kept": list(self.kept),
             "optimizer": dict(self.optimizer),
+            "filters": dict(self.filters),
             "files": list(self.files),
             "seconds": self.seconds,
         }
@@ -111,8 +116,12 @@ def merge_checkpoints(
     out: "str | os.PathLike[str]",
     *,
     trusted: bool = False,
+    filters: bool = True,
+    agents: Optional[AgentChoice] = None,
 ) -> MergeReport:
     """Write a copy of ``base`` to ``out`` in which the taken policies hold other weights.
+
+    Observation-filter statistics go with the weights (see :mod:`.merge_filters`).
 
     Args:
         base: an algorithm checkpoint (new stack 2.x pickle, or old stack 1.x cloudpickle).
@@ -124,6 +133,9 @@ def merge_checkpoints(
             or an empty directory.
         trusted: read the *sources'* weights with plain pickle (runs code the files
             name). The base is never unpickled beyond safe mode.
+        filters: carry the taken policies' observation-filter statistics (False: keep the base's).
+        agents: new stack only: ``{target id: {base agent: source agent}}``, whose
+            filter statistics each base agent takes.
 
     Returns:
         A :class:`MergeReport`.
@@ -142,6 +154,7 @@ def merge_checkpoints(
 
     report = MergeReport(out=final, base=base_ckpt.uri, stack=layout.stack.value)
     files: Dict[str, bytes] = {}  # relative path in out -> new content
+    base_filters = filters_of(base_ckpt, layout) if filters else None
     optimizer_sources: Dict[str, Tuple[CheckpointDir, fmt.Layout, str]] = {}
     for target, (source, source_id) in plan.items():
         if target not in base_ids:
@@ -158,13 +171,25 @@ def merge_checkpoints(
         label = f"policy {target!r}" if resolved_id == target else f"policy {resolved_id!r} -> {target!r}"
         _check_policy(label, bview.policies[target], sview.policies[resolved_id])
         base_rel = fmt.weights_file(base_ckpt, layout, target)
+        src_filters = filters_of(src_ckpt, src_layout) if base_filters is not None else None
         if layout.stack is fmt.Stack.NEW:
             ready = check_tensors(label, src_weights, base_weights, target_name="base")
             files[base_rel] = pickle.dumps(OrderedDict(ready), protocol=5)
             if src_layout.kind is fmt.Kind.ALGORITHM and src_ckpt.exists(LEARNER_STATE):
                 optimizer_sources[target] = (src_ckpt, src_layout, resolved_id)
+            if base_filters is not None and src_filters is not None:
+                took = new_stack_state(base_ckpt, base_filters, src_filters, files, label, target, agents)
+                if took:
+                    report.filters[target] = took
         else:
-            files[base_rel] = patch_policy_state(base_ckpt, base_rel, label, src_weights)
+            stats = None
+            if base_filters is not None and src_filters is not None:
+                stats = src_filters.stats.get(resolved_id)
+                check_pair(label, base_filters.stats.get(target), stats, src_ckpt.uri)
+            files[base_rel] = patch_policy_state(base_ckpt, base_rel, label, src_weights, stats)
+            if stats is not None:
+                old_stack_state(base_ckpt, files, label, target, stats)
+                report.filters[target] = stats.describe()
         report.taken[target] = f"{src_ckpt.uri}:{resolved_id}"
     report.optimizer = {t: "base" for t in plan}
     if layout.stack is fmt.Stack.NEW and optimizer_sources:
