@@ -1,7 +1,7 @@
 """Checkpoint files as plain data. Imports neither ray nor torch nor tensorflow.
 
 Modules, bottom to top (each imports only those above it in this list):
-storage, safe_pickle, tensors, atomic, safetensors, format, views, spaces, policy_file,
+storage, lazy, safe_pickle, tensors, atomic, safetensors, format, views, spaces, policy_file,
 reader, inspection, export, pickle_patch, merge, diff, upload.
 """
 
