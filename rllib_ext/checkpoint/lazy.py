@@ -93,16 +93,26 @@ class LazyArray:
     :meth:`materialize` returns a real, writable array that owns its one buffer.
     """
 
-    __slots__ = ("data", "dtype", "shape", "raw_shape", "order", "axis_order")
+    __slots__ = ("data", "dtype", "stored_dtype", "shape", "raw_shape", "order", "axis_order")
 
-    def __init__(self, data: LazyBytes, dtype: np.dtype, shape: Tuple[int, ...], order: str = "C", axis_order: "Tuple[int, ...] | None" = None) -> None:
+    def __init__(
+        self,
+        data: LazyBytes,
+        dtype: np.dtype,
+        shape: Tuple[int, ...],
+        order: str = "C",
+        axis_order: "Tuple[int, ...] | None" = None,
+        native: bool = False,
+    ) -> None:
+        """``native``: swap the data to the machine's byte order, as ``ndarray.__setstate__`` does."""
         count = math.prod(shape)
         if not data.latin1_text:
             if data.length % dtype.itemsize:
                 raise ValueError("buffer size must be a multiple of element size")
             if data.length // dtype.itemsize != count:
                 raise ValueError(f"cannot reshape array of size {data.length // dtype.itemsize} into shape {shape}")
-        self.data, self.dtype, self.raw_shape, self.order, self.axis_order = data, dtype, shape, order, axis_order
+        self.data, self.stored_dtype, self.raw_shape, self.order, self.axis_order = data, dtype, shape, order, axis_order
+        self.dtype = dtype.newbyteorder("=") if native and not dtype.isnative else dtype
         # numpy's _frombuffer with an axis order: reshape C-wise, then transpose
         self.shape = shape if axis_order is None else tuple(shape[i] for i in axis_order)
 
@@ -127,7 +137,9 @@ class LazyArray:
         """
         try:
             buf = self.data.read(self.nbytes)
-            flat = np.frombuffer(buf, dtype=self.dtype)
+            flat = np.frombuffer(buf, dtype=self.stored_dtype)
+            if self.dtype != self.stored_dtype:
+                flat = flat.byteswap(inplace=True).view(self.dtype)
             if self.axis_order is not None:
                 return flat.reshape(self.raw_shape, order="C").transpose(self.axis_order)
             return flat.reshape(self.raw_shape, order=self.order)

@@ -297,10 +297,10 @@ class SafeUnpickler(pickle._Unpickler):
         state, inst = stack[-1], stack[-2]
         if type(inst) is np.ndarray and isinstance(state, tuple) and state and isinstance(state[-1], LazyBytes):
             shape, dtype, fortran, data = state[-4:]
-            if _plain_array_args(dtype, shape) and isinstance(fortran, bool):
+            if _plain_array_args(dtype, shape) and isinstance(fortran, bool) and (dtype.isnative or dtype.fields is None):
                 if data.latin1_text and len(data) < math.prod(shape) * dtype.itemsize:
                     raise ValueError(f"{len(data)} bytes of text cannot hold a {tuple(shape)} {dtype} array")
-                lazy = LazyArray(data, dtype, tuple(shape), "F" if fortran else "C")
+                lazy = LazyArray(data, dtype, tuple(shape), "F" if fortran else "C", native=True)
                 stack.pop()
                 stack[-1] = lazy
                 for key in self.memo.empty_arrays.pop(id(inst), []):
