@@ -41,7 +41,21 @@ from typing import Dict, List, Tuple
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
-from read_one_policy import _CHECKSUM, CHILD, cpu_model, measure  # noqa: E402
+from read_one_policy import CHILD, cpu_model, measure  # noqa: E402
+
+# "<number of tensors> <sum of all numbers>", summed in float64 1 Mi values at a time the
+# same way for numpy arrays and torch tensors (no float64 copy of a whole tensor, which
+# would add its own peak to the figures).
+_CHECKSUM = (
+    "import numpy as _np\n"
+    "def _sum(v):\n"
+    "    a = v.detach().cpu().numpy() if hasattr(v, 'detach') else _np.asarray(v)\n"
+    "    f = a.reshape(-1)\n"
+    "    return sum(float(f[i:i + 1048576].sum(dtype=_np.float64)) for i in range(0, f.size, 1048576))\n"
+    "def report(w):\n"
+    "    w = dict(enumerate(w)) if isinstance(w, (list, tuple)) else w\n"
+    "    print(len(w), repr(round(sum(_sum(v) for v in w.values()), 6)))\n"
+)
 
 POLICY = "policy_1"
 SIZES = {"s": [2048, 2048], "l": [4096, 4096, 4096]}
@@ -109,18 +123,19 @@ def command(method: str, stack: str, ckpt: str, scratch: str) -> List[str]:
     return [sys.executable, "-c", _CHECKSUM + code]
 
 
-def output_checksum(method: str, scratch: str) -> str:
-    import numpy as np
+def in_child(code: str, env: Dict[str, str]) -> str:
+    """Last line printed by ``code`` in a child: the parent stays small, because a child's
+    ru_maxrss starts from the RSS of the process it was forked from."""
+    out = subprocess.run([sys.executable, "-c", _CHECKSUM + code], env=env, cwd=REPO, capture_output=True, text=True, check=True)
+    return out.stdout.strip().splitlines()[-1]
 
+
+def output_checksum(method: str, scratch: str, env: Dict[str, str]) -> str:
     if method == "extract-npz":
-        with np.load(os.path.join(scratch, "p.npz")) as z:
-            w = {k: z[k] for k in z.files}
+        code = f"import numpy\nwith numpy.load({os.path.join(scratch, 'p.npz')!r}) as z:\n    report({{k: z[k] for k in z.files}})\n"
     else:
-        sys.path.insert(0, REPO)
-        from rllib_ext.checkpoint import read_policy_dir
-
-        w = read_policy_dir(os.path.join(scratch, "p"))[0]
-    return f"{len(w)} {round(sum(float(v.astype(np.float64).sum()) for v in w.values()), 6)!r}"
+        code = f"from rllib_ext.checkpoint import read_policy_dir\nreport(read_policy_dir({os.path.join(scratch, 'p')!r})[0])\n"
+    return in_child(code, env)
 
 
 def main(argv: "List[str] | None" = None) -> int:
@@ -130,16 +145,18 @@ def main(argv: "List[str] | None" = None) -> int:
     parser.add_argument("--only", default="", help="comma-separated cells, e.g. new_s_3,old_l_3")
     parser.add_argument("--skip", default="", help="comma-separated methods to leave out")
     args = parser.parse_args(argv)
+    # Bytecode is cached (under the cache dir), as it is for an installed package: without
+    # it every child would compile rllib_ext anew (~80 ms), while numpy's is precompiled.
     env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", PYTHONWARNINGS="ignore",
+               PYTHONPYCACHEPREFIX=os.path.join(args.cache, "pycache"),
                PYTHONPATH=os.pathsep.join(p for p in (REPO, os.environ.get("PYTHONPATH")) if p))
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     cells = [c for c in CELLS if not args.only or f"{c[0]}_{c[1]}_{c[2]}" in args.only.split(",")]
     os.makedirs(args.cache, exist_ok=True)
     ckpts = {c: build(args.cache, *c, env) for c in cells}
+    in_child("import rllib_ext.cli\nprint('bytecode cached')", env)
     methods = [m for m in ("python", "reader", "inspect", "extract-st", "extract-npz", "pickle.load", "lightest")
                if m not in args.skip.split(",")]
-
-    sys.path.insert(0, REPO)
-    from rllib_ext import inspect
 
     started = datetime.datetime.now().astimezone()
     load_before = os.getloadavg()[0]
@@ -147,14 +164,14 @@ def main(argv: "List[str] | None" = None) -> int:
     nbytes = {}
     with tempfile.TemporaryDirectory() as scratch:
         for cell, ckpt in ckpts.items():
-            nbytes[cell] = inspect(ckpt).policies[POLICY].nbytes
+            nbytes[cell] = int(in_child(f"import rllib_ext\nprint(rllib_ext.inspect({ckpt!r}).policies[{POLICY!r}].nbytes)", env))
             for method in methods:
                 times, mbs, sums = [], [], set()
                 for _ in range(args.repeats):
                     seconds, mb, last, _ = measure(command(method, cell[0], ckpt, scratch), env)
                     times.append(seconds)
                     mbs.append(mb)
-                    sums.add(output_checksum(method, scratch) if method.startswith("extract-") else last)
+                    sums.add(output_checksum(method, scratch, env) if method.startswith("extract-") else last)
                 results[cell + (method,)] = (min(times), min(mbs), sums)
                 print(f"  {cell} {method:11} {min(times):6.2f} s {min(mbs):7.1f} MB", flush=True)
     load_after = os.getloadavg()[0]
