@@ -14,9 +14,9 @@ Every measurement is a whole fresh Python process (spawn to exit; peak RSS is
   python       python -c "import numpy, rllib_ext": the interpreter and numpy alone
 
 for PPO checkpoints (untrained, 0 env runners) with ``fcnet_hiddens`` [2048, 2048]
-(~34 MB of tensors per policy) and [4096]*3 (~270 MB) on 64-dim observations, both API
+(~33 MB of tensors per policy) and [4096]*3 (~258 MB) on 64-dim observations, both API
 stacks, and 1-of-3 vs 1-of-30 policies at the small size. Built once with Ray into the
-cache dir (~5 GB; delete it afterwards). Every child prints a checksum of the numbers it
+cache dir (~4 GB; delete it afterwards). Every child prints a checksum of the numbers it
 read (extract: of the file it wrote), so the table also shows that all read the same.
 
 "above python" is a method's peak RSS minus the bare interpreter + numpy; the memory
