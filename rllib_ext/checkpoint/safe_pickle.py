@@ -239,8 +239,13 @@ class SafeUnpickler(pickle._Unpickler):
         """Whether ``n`` payload bytes come next straight from the file (not a frame)."""
         return n >= LAZY_MIN and not self._in_frame()
 
-    def _lazy_or_read(self, n: int, latin1: bool = False) -> Any:
-        """A LazyBytes for ``n`` payload bytes at the current offset, or None to read them."""
+    def _lazy_or_read(self, n: int) -> Any:
+        """A LazyBytes for ``n`` payload bytes at the current offset, or None to read them.
+
+        Large strings are left lazy too: protocol-2 pickles (``torch.save``) store tensor
+        bytes as ``_codecs.encode(text, 'latin1')``. A large string used as anything else
+        stays a LazyBytes (its repr says so); no tensor is ever one.
+        """
         if self._source is None or not self._big(n):
             return None
         f = self._bounded.f
