@@ -27,6 +27,7 @@ LAYERS = [
     "errors",
     # checkpoint/: plain data, numpy + stdlib only
     "checkpoint.storage",
+    "checkpoint.lazy",
     "checkpoint.safe_pickle",
     "checkpoint.tensors",
     "checkpoint.atomic",

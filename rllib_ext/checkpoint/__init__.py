@@ -1,8 +1,8 @@
 """Checkpoint files as plain data. Imports neither ray nor torch nor tensorflow.
 
 Modules, bottom to top (each imports only those above it in this list):
-storage, safe_pickle, tensors, atomic, safetensors, format, views, spaces, policy_file,
-reader, inspection, filters, export, pickle_patch, merge, diff, upload.
+storage, lazy, safe_pickle, tensors, atomic, safetensors, format, views, spaces, policy_file,
+reader, inspection, filters, export, pickle_patch, merge_filters, merge, diff, upload.
 """
 
 from .export import export_npz, export_torch_state_dict, extract_policy

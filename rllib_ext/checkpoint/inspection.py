@@ -33,8 +33,10 @@ from .views import CheckpointView, PolicyView, SpaceView, json_float, make_polic
 def inspect(path: "str | os.PathLike[str]", *, trusted: bool = False) -> CheckpointView:
     """Describe the checkpoint at ``path``: algorithm, framework, and every policy.
 
-    Reads each policy's weights file (for tensor shapes) and the small files that hold
-    the spaces; never imports Ray, torch or anything the pickles name (unless trusted).
+    Reads each policy's weights file for tensor shapes and dtypes, but not the tensor
+    data (the pickle's opcodes, the torch-zip pickle, the safetensors header), and the
+    small files that hold the spaces; never imports Ray, torch or anything the pickles
+    name (unless trusted).
 
     Args:
         path: any checkpoint :func:`read_weights` accepts.
@@ -47,7 +49,7 @@ def inspect(path: "str | os.PathLike[str]", *, trusted: bool = False) -> Checkpo
     ckpt, layout = open_checkpoint(path)
     if layout.kind is fmt.Kind.SINGLE_POLICY:
         return view_policy_dir(ckpt, layout)
-    return _view(ckpt, layout, sorted(ids_in(ckpt, layout)), trusted)[0]
+    return _view(ckpt, layout, sorted(ids_in(ckpt, layout)), trusted, materialize=False)[0]
 
 
 def read_policy(
@@ -67,14 +69,18 @@ def read_policy(
 
 
 def read_policy_opened(
-    ckpt: CheckpointDir, layout: fmt.Layout, policy_id: Optional[str] = None, *, trusted: bool = False
+    ckpt: CheckpointDir, layout: fmt.Layout, policy_id: Optional[str] = None, *, trusted: bool = False, lazy: bool = False
 ) -> Tuple[CheckpointView, Weights]:
-    """:func:`read_policy` on a checkpoint already opened (no second metadata read)."""
+    """:func:`read_policy` on a checkpoint already opened (no second metadata read).
+
+    ``lazy=True``: large tensors may come back as :class:`~.lazy.LazyArray` (read one
+    with ``materialize()``), so a writer can stream them one at a time.
+    """
     if layout.kind is fmt.Kind.SINGLE_POLICY:
         return view_policy_dir(ckpt, layout), read_checked(ckpt, layout)
     pid, _ = locate(ckpt, layout, policy_id)
     pid = pid if pid is not None else ids_in(ckpt, layout)[0]
-    view, weights = _view(ckpt, layout, [pid], trusted)
+    view, weights = _view(ckpt, layout, [pid], trusted, materialize=not lazy)
     return view, weights[pid]
 
 
@@ -96,14 +102,14 @@ def policy_spaces(
     out = {}
     for pid in ids:
         located, rel = locate(ckpt, layout, pid)
-        payload = decode_file(ckpt, rel, trusted=trusted) if layout.stack is fmt.Stack.OLD else None
+        payload = decode_file(ckpt, rel, trusted=trusted, lazy=True) if layout.stack is fmt.Stack.OLD else None
         about = _describe_policy(ckpt, layout, located, rel, payload, trusted)
         out[pid] = (about.observation_space, about.action_space)
     return out
 
 
 def _view(
-    ckpt: CheckpointDir, layout: fmt.Layout, ids: List[str], trusted: bool
+    ckpt: CheckpointDir, layout: fmt.Layout, ids: List[str], trusted: bool, materialize: bool = True
 ) -> Tuple[CheckpointView, Dict[str, Weights]]:
     algorithm_class, framework = _algorithm_info(ckpt, layout, trusted)
     policies: Dict[str, PolicyView] = OrderedDict()
@@ -111,8 +117,8 @@ def _view(
     frameworks = []
     for pid in ids:
         located, rel = locate(ckpt, layout, pid)
-        payload = decode_file(ckpt, rel, trusted=trusted)
-        weights[pid] = extract_weights(payload, layout, ckpt.child(rel))
+        payload = decode_file(ckpt, rel, trusted=trusted, lazy=True)
+        weights[pid] = extract_weights(payload, layout, ckpt.child(rel), materialize=materialize)
         about = _describe_policy(ckpt, layout, located, rel, payload, trusted)
         policies[pid] = make_policy_view(
             pid, weights[pid], about.observation_space, about.action_space, about.policy_class, about.model_config, rel

@@ -31,7 +31,8 @@ import numpy as np
 from ..errors import CheckpointError, CheckpointFormatError, NotACheckpointError, did_you_mean
 from . import format as fmt
 from .atomic import write_dir_atomically, write_synced
-from .safetensors import decode_safetensors, encode_safetensors, read_header, tensor_entries
+from .lazy import LazyArray
+from .safetensors import decode_safetensors, read_header, tensor_entries, write_safetensors
 from .storage import CheckpointDir
 from .tensors import Weights
 from .views import CheckpointView, PolicyView, SpaceView
@@ -59,10 +60,13 @@ META_KEYS = (
 def write_policy_dir(
     path: "str | os.PathLike[str]",
     policy_id: str,
-    weights: Mapping[str, np.ndarray],
+    weights: Mapping[str, "np.ndarray | LazyArray"],
     meta: Mapping[str, Any],
 ) -> str:
     """Write one policy as ``policy.json`` + ``weights.safetensors``, atomically.
+
+    The tensors are streamed to the file (a :class:`~.lazy.LazyArray` is read just
+    before it is written), so writing costs about one tensor of memory.
 
     The files go to a temporary sibling ``.<name>.tmp-<pid>-<rand>`` (same filesystem, so
     the rename is atomic), are fsynced, and the directory is renamed to ``path``. An
@@ -87,10 +91,6 @@ def write_policy_dir(
     """
     final = os.path.abspath(os.fspath(path))
     doc = _policy_json(policy_id, weights, meta)
-    blob = encode_safetensors(weights, {"format": "np", "policy_id": str(policy_id)})
-    # Neither safetensors nor RLlib's pickles carry a checksum: without one a flipped bit
-    # in tensor data reads back as other valid weights. Readers check it when present.
-    doc[DIGEST_KEY] = hashlib.sha256(blob).hexdigest()
     if os.path.lexists(final) and not _replaceable(final):
         raise CheckpointError(
             f"{final}: exists and is not an rllib_ext policy directory (no {META_FILE}); "
@@ -99,7 +99,12 @@ def write_policy_dir(
 
     def fill(tmp: str) -> None:
         os.mkdir(tmp)
-        write_synced(os.path.join(tmp, WEIGHTS_FILE), blob)
+        with open(os.path.join(tmp, WEIGHTS_FILE), "wb") as f:  # streamed: about one tensor in memory
+            # Neither safetensors nor RLlib's pickles carry a checksum: without one a flipped
+            # bit in tensor data reads back as other valid weights. Readers check it when present.
+            doc[DIGEST_KEY] = write_safetensors(f, weights, {"format": "np", "policy_id": str(policy_id)})
+            f.flush()
+            os.fsync(f.fileno())
         write_synced(os.path.join(tmp, META_FILE), (json.dumps(doc, indent=2) + "\n").encode("utf-8"))
 
     return write_dir_atomically(final, fill)
@@ -135,7 +140,7 @@ def read_checked(ckpt: CheckpointDir, layout: fmt.Layout) -> Weights:
         CheckpointFormatError: the file's tensors or digest disagree with policy.json.
     """
     where = ckpt.child(WEIGHTS_FILE)
-    data = ckpt.read_bytes(WEIGHTS_FILE)
+    data = ckpt.read_buffer(WEIGHTS_FILE)  # one buffer; the arrays are views on it
     weights = in_index_order(layout.metadata, decode_safetensors(data, where), ckpt)
     want = layout.metadata.get(DIGEST_KEY)
     if want is not None and hashlib.sha256(data).hexdigest() != want:
@@ -205,9 +210,10 @@ def _policy_json(policy_id: str, weights: Mapping[str, np.ndarray], meta: Mappin
         if isinstance(value, SpaceView):
             value = value.to_dict()
         doc[key] = value
-    doc["tensors"] = OrderedDict(
-        (str(k), {"shape": [int(d) for d in np.shape(v)], "dtype": np.asarray(v).dtype.name}) for k, v in weights.items()
-    )
+    doc["tensors"] = OrderedDict()
+    for k, v in weights.items():
+        arr = v if isinstance(v, (np.ndarray, LazyArray)) else np.asarray(v)
+        doc["tensors"][str(k)] = {"shape": [int(d) for d in arr.shape], "dtype": arr.dtype.name}
     return doc
 
 

@@ -9,9 +9,16 @@ records the arguments. Weights (numpy arrays in plain dicts/lists) come out inta
 Safe mode runs the pure-Python unpickler (``pickle._Unpickler``), not the C one: a
 damaged or crafted file must fail quickly, and the C unpickler grows its memo table to
 whatever index a ``LONG_BINPUT``/``PUT`` names (one flipped byte asked it for ~10 GB).
-The Python unpickler keeps the memo in a dict; lengths of preallocated buffers
-(``BYTEARRAY8``, ``bytearray(n)``) are checked against the size of the pickle. It is
-slower per opcode, which costs ~1 ms on a policy file (tensors are single opcodes).
+The Python unpickler keeps the memo in a dict; every read is clamped to what is left of
+the file (a lying length gives "truncated", never an allocation of that length), and
+``bytearray(n)`` is refused. It is slower per opcode, which costs ~1 ms on a policy file
+(tensors are single opcodes).
+
+Memory: the pickle is read from the file as it goes, and a tensor's bytes are read once,
+straight into the buffer the array keeps. With ``lazy=True`` (:func:`load_source`) byte
+strings of :data:`~.lazy.LAZY_MIN` or more are not read at all: they become
+:class:`~.lazy.LazyBytes`, and numpy's ``_frombuffer`` / ``_reconstruct`` + state build a
+:class:`~.lazy.LazyArray` on them, read only if the caller materializes it.
 """
 
 from __future__ import annotations
@@ -19,11 +26,15 @@ from __future__ import annotations
 import builtins
 import collections
 import io
+import math
 import pickle
 import struct
-from typing import Any, BinaryIO, Dict, Tuple, Type
+from typing import Any, BinaryIO, Dict, List, Tuple, Type
 
 import numpy as np
+
+from .lazy import LAZY_MIN, LazyArray, LazyBytes
+from .storage import MemorySource, Source
 
 # Globals that only build data. numpy 1.x pickles name numpy.core.*, numpy 2.x
 # numpy._core.*: both spellings resolve to the installed numpy.
@@ -125,28 +136,196 @@ def _placeholder_class(module: str, name: str) -> Type[Placeholder]:
     return _CLASSES[key]
 
 
+class _Bounded:
+    """A binary file whose reads stop at ``size``: a length read from a damaged pickle
+    then yields a short read ("truncated"), never an allocation of that length."""
+
+    def __init__(self, f: BinaryIO, size: int) -> None:
+        self.f, self.size = f, size
+
+    def left(self) -> int:
+        return max(0, self.size - self.f.tell())
+
+    def read(self, n: int = -1) -> bytes:
+        left = self.left()
+        return self.f.read(left if n is None or n < 0 or n > left else n)
+
+    def readline(self) -> bytes:
+        return self.f.readline(self.left())
+
+    def readinto(self, buf: Any) -> int:
+        view = memoryview(buf).cast("B")
+        return self.f.readinto(view[: self.left()]) or 0
+
+
+def _lazy_frombuffer(buf: Any, dtype: Any, shape: Any, order: Any, axis_order: Any = None) -> Any:
+    """numpy's ``_frombuffer``, with a :class:`LazyArray` for data left in the file."""
+    if isinstance(buf, LazyBytes):
+        if _plain_array_args(dtype, shape):
+            if order in ("C", "F") and axis_order is None:
+                return LazyArray(buf, dtype, tuple(shape), order)
+            if order == "K" and _ints(axis_order) and sorted(axis_order) == list(range(len(shape))):
+                return LazyArray(buf, dtype, tuple(shape), "C", tuple(axis_order))
+        buf = buf.read()
+    return _NUMPY_CORE.numeric._frombuffer(buf, dtype, shape, order, *(() if axis_order is None else (axis_order,)))
+
+
+def _lazy_latin1_encode(text: Any, encoding: str = "latin1") -> Any:
+    if isinstance(text, LazyBytes) and encoding.replace("-", "").lower() == "latin1":
+        return text.as_latin1()
+    return _latin1_encode(text, encoding)
+
+
+def _ints(values: Any) -> bool:
+    return isinstance(values, tuple) and all(type(d) is int and d >= 0 for d in values)
+
+
+def _plain_array_args(dtype: Any, shape: Any) -> bool:
+    return isinstance(dtype, np.dtype) and not dtype.hasobject and dtype.itemsize > 0 and _ints(shape)
+
+
+_LAZY_AWARE = {
+    _NUMPY_CORE.numeric._frombuffer: _lazy_frombuffer,
+    _latin1_encode: _lazy_latin1_encode,
+}
+
+
+class _Memo(dict):
+    """The memo, remembering where fresh ``_reconstruct`` arrays were stored, so that a
+    lazy array built on one by its state replaces it there too."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.empty_arrays: Dict[int, List[Any]] = {}
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        if type(value) is np.ndarray and value.size == 0:
+            self.empty_arrays.setdefault(id(value), []).append(key)
+        super().__setitem__(key, value)
+
+
 class SafeUnpickler(pickle._Unpickler):
-    """The pure-Python unpickler (memo in a dict), building only allow-listed globals."""
+    """The pure-Python unpickler (memo in a dict), building only allow-listed globals.
+
+    Args:
+        file: the pickle, read from its current position up to ``size`` bytes.
+        size: bytes the pickle may read, at most (the file's size).
+        source: with it, byte strings of ``LAZY_MIN`` or more are left in the file as
+            :class:`LazyBytes` of ``source`` (``file`` must then be ``source.stream()``).
+    """
 
     dispatch = dict(pickle._Unpickler.dispatch)
 
-    def __init__(self, data: bytes) -> None:
-        super().__init__(io.BytesIO(data))
-        self._size = len(data)
+    def __init__(self, file: "BinaryIO | bytes", size: "int | None" = None, source: "Source | None" = None) -> None:
+        if isinstance(file, (bytes, bytearray, memoryview)):
+            size, file = len(file), io.BytesIO(file)
+        self._bounded = _Bounded(file, size if size is not None else 1 << 62)
+        super().__init__(self._bounded)
+        self.memo = _Memo()
+        self._size = self._bounded.size
+        self._source = source
+
+    def _in_frame(self) -> bool:
+        frame = self._unframer.current_frame
+        if frame is None:
+            return False
+        pos = frame.tell()
+        if frame.seek(0, io.SEEK_END) != pos:
+            frame.seek(pos)
+            return True
+        return False
+
+    def _big(self, n: int) -> bool:
+        """Whether ``n`` payload bytes come next straight from the file (not a frame)."""
+        return n >= LAZY_MIN and not self._in_frame()
+
+    def _lazy_or_read(self, n: int) -> Any:
+        """A LazyBytes for ``n`` payload bytes at the current offset, or None to read them.
+
+        Large strings are left lazy too: protocol-2 pickles (``torch.save``) store tensor
+        bytes as ``_codecs.encode(text, 'latin1')``. A large string used as anything else
+        stays a LazyBytes (its repr says so); no tensor is ever one.
+        """
+        if self._source is None or not self._big(n):
+            return None
+        f = self._bounded.f
+        start = f.tell()
+        lazy = LazyBytes(self._source, start, n)  # checks the size against the file
+        f.seek(start + n)
+        return lazy
+
+    def _load_sized(self, fmt: str, width: int, kind: str) -> None:
+        (n,) = struct.unpack(fmt, self.read(width))
+        lazy = self._lazy_or_read(n)
+        if lazy is not None:
+            self.append(lazy)
+            return
+        data = self.read(n)  # clamped to the file: a short read, as the stock loader gets
+        self.append(str(data, "utf-8", "surrogatepass") if kind.startswith("BINUNICODE") else data)
+
+    def _load_binbytes(self) -> None:
+        self._load_sized("<I", 4, "BINBYTES")
+
+    def _load_binbytes8(self) -> None:
+        self._load_sized("<Q", 8, "BINBYTES8")
+
+    def _load_binunicode(self) -> None:
+        self._load_sized("<I", 4, "BINUNICODE")
+
+    def _load_binunicode8(self) -> None:
+        self._load_sized("<Q", 8, "BINUNICODE8")
 
     def _load_bytearray8(self) -> None:
         (n,) = struct.unpack("<Q", self.read(8))
         if n > self._size:  # the stock loader allocates n bytes before reading them
             raise pickle.UnpicklingError(f"BYTEARRAY8 of {n} bytes in a {self._size}-byte pickle")
+        lazy = self._lazy_or_read(n)
+        if lazy is not None:
+            self.append(lazy)
+            return
         buf = bytearray(n)
-        self.readinto(buf)
+        if self._in_frame():
+            self.readinto(buf)
+        else:  # straight into the buffer the array will keep (the stock path copies twice)
+            view, got = memoryview(buf), 0
+            while got < n:
+                k = self._bounded.readinto(view[got:])
+                if not k:
+                    raise pickle.UnpicklingError(f"pickle data was truncated (BYTEARRAY8 of {n} bytes)")
+                got += k
+            view.release()
         self.append(buf)
 
+    def _load_build(self) -> None:
+        """ndarray state whose data is a LazyBytes -> a LazyArray in the array's place."""
+        stack = self.stack
+        state, inst = stack[-1], stack[-2]
+        if type(inst) is np.ndarray and isinstance(state, tuple) and state and isinstance(state[-1], LazyBytes):
+            shape, dtype, fortran, data = state[-4:]
+            if _plain_array_args(dtype, shape) and isinstance(fortran, bool) and (dtype.isnative or dtype.fields is None):
+                if data.latin1_text and len(data) < math.prod(shape) * dtype.itemsize:
+                    raise ValueError(f"{len(data)} bytes of text cannot hold a {tuple(shape)} {dtype} array")
+                lazy = LazyArray(data, dtype, tuple(shape), "F" if fortran else "C", native=True)
+                stack.pop()
+                stack[-1] = lazy
+                for key in self.memo.empty_arrays.pop(id(inst), []):
+                    if self.memo.get(key) is inst:
+                        dict.__setitem__(self.memo, key, lazy)
+                return
+            stack[-1] = state[:-1] + (data.read(),)
+        pickle._Unpickler.load_build(self)
+
+    dispatch[pickle.BINBYTES[0]] = _load_binbytes
+    dispatch[pickle.BINBYTES8[0]] = _load_binbytes8
+    dispatch[pickle.BINUNICODE[0]] = _load_binunicode
+    dispatch[pickle.BINUNICODE8[0]] = _load_binunicode8
     dispatch[pickle.BYTEARRAY8[0]] = _load_bytearray8
+    dispatch[pickle.BUILD[0]] = _load_build
 
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) in ALLOWED:
-            return ALLOWED[(module, name)]
+            found = ALLOWED[(module, name)]
+            return _LAZY_AWARE.get(found, found) if self._source is not None else found
         return _placeholder_class(module, name)
 
     def persistent_load(self, pid: Any) -> Any:
@@ -176,9 +355,24 @@ def loads(data: bytes, *, trusted: bool = False) -> Any:
     Raises:
         Whatever ``pickle`` raises for corrupt data (the reader wraps it).
     """
+    return load_source(MemorySource(bytes(data), "<bytes>"), trusted=trusted)
+
+
+def load_source(source: Source, *, trusted: bool = False, lazy: bool = False) -> Any:
+    """Unpickle the file ``source``, reading it as it goes (no copy of the whole file).
+
+    ``lazy=True`` (safe mode only) leaves large tensors in the file as
+    :class:`~.lazy.LazyArray` objects; the caller materializes the ones it wants.
+    """
+    with source.stream() as f:
+        return load_stream(f, source, trusted=trusted, lazy=lazy)
+
+
+def load_stream(f: BinaryIO, source: Source, *, trusted: bool = False, lazy: bool = False) -> Any:
+    """:func:`load_source` on ``source.stream()`` already opened (so opening errors stay apart)."""
     if trusted:
-        return _TrustedUnpickler(io.BytesIO(data)).load()
-    return SafeUnpickler(data).load()
+        return _TrustedUnpickler(f).load()
+    return SafeUnpickler(f, source.size, source if lazy else None).load()
 
 
 def load(fileobj: BinaryIO, *, trusted: bool = False) -> Any:

@@ -9,16 +9,18 @@ integers before any array is built, so a lying header is an error, never an allo
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
 import struct
 from collections import OrderedDict
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, BinaryIO, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 
 from ..errors import CheckpointFormatError
+from .lazy import LazyArray
 from .storage import os_problem
 from .tensors import Weights
 
@@ -38,26 +40,64 @@ def encode_safetensors(weights: Mapping[str, np.ndarray], metadata: Optional[Map
     Raises:
         CheckpointFormatError: a tensor's dtype has no safetensors code (e.g. object, complex).
     """
+    parts: List[bytes] = []
+    write_safetensors(_Collect(parts), weights, metadata)
+    return b"".join(parts)
+
+
+class _Collect:
+    def __init__(self, parts: List[bytes]) -> None:
+        self.write = lambda b: parts.append(bytes(b))
+
+
+def write_safetensors(f: BinaryIO, weights: Mapping[str, Any], metadata: Optional[Mapping[str, str]] = None) -> str:
+    """Stream ``weights`` to ``f`` in the safetensors layout, one tensor at a time.
+
+    Values may be :class:`~.lazy.LazyArray`: each is read just before it is written and
+    dropped after, so the peak is about one tensor, whatever the policy's size.
+
+    Returns:
+        The hex sha256 of everything written (computed as it is written).
+
+    Raises:
+        CheckpointFormatError: a tensor's dtype has no safetensors code (e.g. object, complex).
+    """
     header: Dict[str, Any] = OrderedDict()
     if metadata:
         header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
-    chunks = []
     offset = 0
     for name, value in weights.items():
-        arr = np.asarray(value)
-        code = _CODES.get(arr.dtype.newbyteorder("="))
+        shape, dtype = _shape_dtype(value)
+        code = _CODES.get(dtype.newbyteorder("="))
         if code is None:
             raise CheckpointFormatError(
-                f"tensor {name!r}: dtype {arr.dtype} cannot be stored in safetensors "
+                f"tensor {name!r}: dtype {dtype} cannot be stored in safetensors "
                 f"(supported: {', '.join(sorted(np.dtype(t).name for t in _DTYPES.values()))})"
             )
-        data = np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("<")).tobytes()
-        header[str(name)] = {"dtype": code, "shape": [int(d) for d in arr.shape], "data_offsets": [offset, offset + len(data)]}
-        chunks.append(data)
-        offset += len(data)
+        size = math.prod(shape) * dtype.itemsize
+        header[str(name)] = {"dtype": code, "shape": [int(d) for d in shape], "data_offsets": [offset, offset + size]}
+        offset += size
     head = json.dumps(header, separators=(",", ":")).encode("utf-8")
     head += b" " * (-len(head) % 8)  # align the data to 8 bytes, as the reference writer does
-    return struct.pack("<Q", len(head)) + head + b"".join(chunks)
+    digest = hashlib.sha256()
+    for chunk in (struct.pack("<Q", len(head)), head):
+        digest.update(chunk)
+        f.write(chunk)
+    for value in weights.values():
+        arr = value.materialize() if isinstance(value, LazyArray) else np.asarray(value)
+        arr = np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("<"))
+        data = memoryview(arr.reshape(-1)).cast("B") if arr.size else b""
+        digest.update(data)
+        f.write(data)
+        del arr, data
+    return digest.hexdigest()
+
+
+def _shape_dtype(value: Any) -> Tuple[Tuple[int, ...], np.dtype]:
+    if isinstance(value, (np.ndarray, LazyArray)):
+        return tuple(int(d) for d in value.shape), value.dtype
+    arr = np.asarray(value)
+    return arr.shape, arr.dtype
 
 
 def parse_header(data: bytes, where: str) -> Tuple[Dict[str, Any], int]:
@@ -114,8 +154,11 @@ def tensor_entries(header: Mapping[str, Any], body: int, where: str) -> List[Tup
     return sorted(entries, key=lambda e: e[0])
 
 
-def decode_safetensors(data: bytes, where: str) -> Weights:
+def decode_safetensors(data: "bytes | bytearray", where: str) -> Weights:
     """Parse safetensors bytes into ``{name: array}``, ordered by position in the file.
+
+    The arrays are views on ``data`` (no copy; writable when ``data`` is a bytearray),
+    except where the file's byte order is not the machine's.
 
     Raises:
         CheckpointFormatError: truncated file, bad header, unknown dtype, or offsets that
@@ -125,7 +168,11 @@ def decode_safetensors(data: bytes, where: str) -> Weights:
     out: Weights = OrderedDict()
     for begin, name, dtype, shape, end in tensor_entries(header, len(data) - start, where):
         arr = np.frombuffer(data, dtype=dtype, count=(end - begin) // dtype.itemsize, offset=start + begin)
-        out[name] = arr.astype(dtype.newbyteorder("="), copy=True).reshape(shape)
+        if not dtype.isnative:
+            arr = arr.astype(dtype.newbyteorder("="))
+        elif not isinstance(data, bytearray):  # read-only bytes: arrays the caller may write to
+            arr = arr.copy()
+        out[name] = arr.reshape(shape)
     return out
 
 

@@ -15,10 +15,11 @@ file should be) becomes a typed error naming the path; :func:`os_problem` words 
 from __future__ import annotations
 
 import errno
+import io
 import json
 import os
 import stat
-from typing import Any, List
+from typing import Any, BinaryIO, List
 
 from ..errors import CheckpointFormatError, NotACheckpointError
 
@@ -108,6 +109,42 @@ class CheckpointDir:
         except OSError as e:
             raise CheckpointFormatError(f"{path}: cannot read: {os_problem(e)}") from e
 
+    def read_buffer(self, rel: str) -> bytearray:
+        """The whole file in one writable buffer, read in place (no second copy).
+
+        Arrays made with ``np.frombuffer`` on it are writable views that keep it alive.
+        """
+        path = self._abs(rel)
+        try:
+            with open(path, "rb", buffering=0) as f:
+                buf = bytearray(os.fstat(f.fileno()).st_size)
+                view, got = memoryview(buf), 0
+                while got < len(buf):
+                    n = f.readinto(view[got:])
+                    if not n:
+                        break
+                    got += n
+                view.release()
+                if got < len(buf):  # the file shrank while we read it
+                    del buf[got:]
+                return buf
+        except FileNotFoundError as e:
+            raise CheckpointFormatError(f"{path}: file missing from the checkpoint") from e
+        except OSError as e:
+            raise CheckpointFormatError(f"{path}: cannot read: {os_problem(e)}") from e
+
+    def open_source(self, rel: str) -> "Source":
+        """Random access to one file: decoders read its structure and leave tensor data
+        where it is until asked for (see :mod:`.lazy`)."""
+        path = self._abs(rel)
+        try:
+            size = os.stat(path).st_size
+        except FileNotFoundError as e:
+            raise CheckpointFormatError(f"{path}: file missing from the checkpoint") from e
+        except OSError as e:
+            raise CheckpointFormatError(f"{path}: cannot read: {os_problem(e)}") from e
+        return FileSource(path, size)
+
     def read_json(self, rel: str) -> Any:
         data = self.read_bytes(rel)
         try:
@@ -180,5 +217,140 @@ class RemoteCheckpointDir(CheckpointDir):
         except OSError as e:
             raise CheckpointFormatError(f"{self.child(rel)}: cannot read: {e}") from e
 
+    def read_buffer(self, rel: str) -> bytearray:
+        return bytearray(self.read_bytes(rel))
+
+    def open_source(self, rel: str) -> "Source":
+        # Object stores are read whole: one bytes buffer, tensors copied out of it.
+        return MemorySource(self.read_bytes(rel), self.child(rel))
+
     def child(self, rel: str) -> str:
         return f"{self.uri}/{rel}" if rel else self.uri
+
+
+class Source:
+    """The bytes of one file, by offset: ``size``, ``stream()`` from the start, and
+    ``readinto_at`` for the tensor data a decoder chose not to read yet.
+
+    Attributes:
+        where: the file's path or URI, for messages.
+        size: its size in bytes when opened; no read goes past it.
+    """
+
+    where: str
+    size: int
+
+    def stream(self) -> BinaryIO:
+        """A binary file object positioned at offset 0 (the caller closes it)."""
+        raise NotImplementedError
+
+    def readinto_at(self, offset: int, buf: "bytearray | memoryview") -> None:
+        """Fill ``buf`` with the bytes at ``offset``.
+
+        Raises:
+            CheckpointFormatError: the file ends early or cannot be read.
+        """
+        raise NotImplementedError
+
+
+class FileSource(Source):
+    """A local file; every access opens it anew, so nothing stays open between reads."""
+
+    def __init__(self, path: str, size: int) -> None:
+        self.where, self.size = path, size
+
+    def stream(self) -> BinaryIO:
+        try:
+            return open(self.where, "rb")
+        except OSError as e:
+            raise CheckpointFormatError(f"{self.where}: cannot read: {os_problem(e)}") from e
+
+    def readinto_at(self, offset: int, buf: "bytearray | memoryview") -> None:
+        view = memoryview(buf).cast("B")
+        try:
+            fd = os.open(self.where, os.O_RDONLY)
+            try:
+                got = 0
+                while got < len(view):
+                    n = os.preadv(fd, [view[got:]], offset + got)
+                    if n <= 0:
+                        break
+                    got += n
+            finally:
+                os.close(fd)
+        except OSError as e:
+            raise CheckpointFormatError(f"{self.where}: cannot read: {os_problem(e)}") from e
+        if got < len(view):
+            raise CheckpointFormatError(
+                f"{self.where}: file ended at byte {offset + got}, {len(view) - got} bytes of tensor data missing"
+            )
+
+
+class MemorySource(Source):
+    """Bytes already in memory (an object-store download, a compressed zip member)."""
+
+    def __init__(self, data: bytes, where: str) -> None:
+        self.data, self.where, self.size = data, where, len(data)
+
+    def stream(self) -> BinaryIO:
+        return io.BytesIO(self.data)
+
+    def readinto_at(self, offset: int, buf: "bytearray | memoryview") -> None:
+        view = memoryview(buf).cast("B")
+        chunk = memoryview(self.data)[offset : offset + len(view)]
+        if len(chunk) < len(view):
+            raise CheckpointFormatError(
+                f"{self.where}: file ended at byte {self.size}, {len(view) - len(chunk)} bytes of tensor data missing"
+            )
+        view[:] = chunk
+
+
+class WindowSource(Source):
+    """A byte range of another source: a zip member stored uncompressed (torch.save)."""
+
+    def __init__(self, outer: Source, start: int, size: int, where: str) -> None:
+        self.outer, self.start, self.size, self.where = outer, start, size, where
+
+    def stream(self) -> BinaryIO:
+        return io.BufferedReader(_Window(self.outer.stream(), self.start, self.size))
+
+    def readinto_at(self, offset: int, buf: "bytearray | memoryview") -> None:
+        if offset + len(memoryview(buf).cast("B")) > self.size:
+            raise CheckpointFormatError(f"{self.where}: tensor data runs past the end of the member")
+        self.outer.readinto_at(self.start + offset, buf)
+
+
+class _Window(io.RawIOBase):
+    """``[start, start + size)`` of a seekable binary file, as a file of its own."""
+
+    def __init__(self, f: BinaryIO, start: int, size: int) -> None:
+        super().__init__()
+        self._f, self._start, self._size, self._pos = f, start, size, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, pos: int, whence: int = 0) -> int:
+        base = {0: 0, 1: self._pos, 2: self._size}[whence]
+        self._pos = max(0, base + pos)
+        return self._pos
+
+    def readinto(self, b: Any) -> int:
+        view = memoryview(b).cast("B")
+        n = max(0, min(len(view), self._size - self._pos))
+        if n == 0:
+            return 0
+        self._f.seek(self._start + self._pos)
+        got = self._f.readinto(view[:n]) or 0
+        self._pos += got
+        return got
+
+    def close(self) -> None:
+        self._f.close()
+        super().close()
