@@ -238,9 +238,16 @@ class _PartialAlgorithmMixin:
             return super().from_checkpoint(_absolute_checkpoint(path), *args, **kwargs)  # type: ignore[misc]
         return _lw.from_checkpoint(cls, _local_path(path), policies, trusted=trusted)
 
-    def act(self, obs: Any, policy_id: str, explore: bool = False, agent_id: Optional[str] = None) -> Any:
-        """One action for one raw observation, filter included, on either API stack (see lightweight.act)."""
-        return _lw.act(self, obs, policy_id, explore, agent_id)
+    def act(
+        self, obs: Any, policy_id: str, explore: bool = False, agent_id: Optional[str] = None, state: Any = None
+    ) -> Any:
+        """One action for one raw observation, filter included, on either API stack; a
+        recurrent policy takes ``state=`` and returns ``(action, next_state)`` (see lightweight.act)."""
+        return _lw.act(self, obs, policy_id, explore, agent_id, state)
+
+    def initial_state(self, policy_id: str) -> Any:
+        """A recurrent policy's initial state for :meth:`act` (None without state)."""
+        return _lw.initial_state(self, policy_id)
 
     def save_policy(self, policy_id: str, path: "str | os.PathLike[str]", *, agent_id: Optional[str] = None) -> str:
         """Write one policy (with its observation-filter statistics) as a single-policy directory."""

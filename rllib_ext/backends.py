@@ -10,13 +10,15 @@ need them, so importing this module stays cheap and Ray-free.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, List, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
 from .checkpoint.tensors import Weights, by_position, positional
 from .checkpoint.views import SpaceView
 from .errors import CheckpointError
+
+State = Union[Dict[str, Any], List[np.ndarray]]  # a recurrent policy's state (maybe nested), no batch dimension
 
 
 class Backend:
@@ -214,18 +216,52 @@ def to_gym_space(view: SpaceView) -> Any:
     raise CheckpointError(f"cannot rebuild a {view.type} space from policy.json")
 
 
-def module_action(module: Any, obs: Any, explore: bool = False) -> Any:
-    """One action from a torch RLModule for one observation, no connector pipeline.
+def module_action(module: Any, obs: Any, explore: bool = False, state: Optional[State] = None) -> Any:
+    """One action from a torch RLModule for one (already filtered) observation.
 
-    Deterministic (the distribution's mode) unless ``explore``. Observations go in as
-    the module expects them: Box observations as the env emits them.
+    No connector pipeline. Deterministic (the distribution's mode) unless ``explore``.
+    A recurrent (stateful) module needs ``state`` (start from :func:`initial_state`) and
+    returns ``(action, next_state)``; others return the action.
+
+    Raises:
+        ValueError: ``state`` given for a stateless module, or missing for a stateful one
+            (the message continues "policy 'x' ...": callers prefix the id).
     """
     import torch
+    import tree  # dm-tree, an RLlib dependency: states nest (actor/critic encoders)
 
-    batch = {"obs": torch.as_tensor(np.asarray(obs, dtype=np.float32)[None])}
+    stateful = bool(module.is_stateful())
+    if stateful != (state is not None):
+        raise ValueError(
+            "is recurrent: pass state= (start from initial_state()) and get (action, next_state) back"
+            if stateful else "is not recurrent: it takes no state="
+        )
+    x = torch.as_tensor(np.asarray(obs, dtype=np.float32)[None])
+    batch: Dict[str, Any] = {"obs": x[:, None] if stateful else x}  # recurrent: [batch, time=1, ...]
+    if stateful:
+        batch["state_in"] = tree.map_structure(lambda v: torch.as_tensor(np.asarray(v))[None], state)
     with torch.no_grad():
         out = module.forward_inference(batch)
-    dist = module.get_inference_action_dist_cls().from_logits(out["action_dist_inputs"])
+    logits = out["action_dist_inputs"][:, 0] if stateful else out["action_dist_inputs"]
+    dist = module.get_inference_action_dist_cls().from_logits(logits)
     if not explore:
         dist = dist.to_deterministic()
-    return dist.sample()[0].numpy()
+    action = dist.sample()[0].numpy()
+    if not stateful:
+        return action
+    return action, tree.map_structure(lambda v: np.array(v[0].numpy(), copy=True), out["state_out"])
+
+
+def initial_state(module_or_policy: Any) -> Optional[State]:
+    """A recurrent policy's initial state (numpy, no batch dimension), else None.
+
+    New stack: ``{name: array}`` of the RLModule; old stack: the Policy's list of arrays.
+    """
+    if hasattr(module_or_policy, "is_stateful"):
+        import tree
+
+        if not module_or_policy.is_stateful():
+            return None
+        return tree.map_structure(lambda v: np.array(v, copy=True), module_or_policy.get_initial_state())
+    state = module_or_policy.get_initial_state()
+    return [np.array(s, copy=True) for s in state] if state else None

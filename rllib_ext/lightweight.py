@@ -20,9 +20,12 @@ from __future__ import annotations
 import os
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+import numpy as np
+
 from ray.rllib.env.multi_agent_env import MultiAgentEnv
 
-from .backends import backend_for, module_action, to_gym_space
+from .backends import State, backend_for, module_action, to_gym_space
+from .backends import initial_state as module_initial_state
 from .checkpoint import format as fmt
 from .checkpoint.inspection import policy_spaces
 from .checkpoint.reader import ids_in, open_checkpoint
@@ -157,7 +160,14 @@ def from_checkpoint(
     return algo
 
 
-def act(algo: Any, obs: Any, policy_id: str, explore: bool = False, agent_id: Optional[str] = None) -> Any:
+def act(
+    algo: Any,
+    obs: Any,
+    policy_id: str,
+    explore: bool = False,
+    agent_id: Optional[str] = None,
+    state: Optional[State] = None,
+) -> Any:
     """One action for one raw observation from ``policy_id``, on either API stack.
 
     The observation goes through the algorithm's observation filter first, as in its
@@ -165,12 +175,34 @@ def act(algo: Any, obs: Any, policy_id: str, explore: bool = False, agent_id: Op
     New stack: the MeanStdFilter statistics of ``agent_id`` (default: the one agent
     mapped to the module; see :func:`rllib_ext.live_filters.agent_filter`), then the
     module's ``forward_inference`` (:func:`rllib_ext.backends.module_action`).
+
+    A recurrent policy takes ``state`` (start from :func:`initial_state`) and returns
+    ``(action, next_state)``; carry ``next_state`` into the next step of the episode.
     """
     if not algo.config.enable_rl_module_and_learner:
-        return algo.compute_single_action(obs, policy_id=policy_id, explore=explore)
+        recurrent = initial_state(algo, policy_id) is not None
+        if recurrent != (state is not None):
+            raise ValueError(
+                f"policy {policy_id!r} is recurrent: pass state= (start from initial_state()) and get "
+                "(action, next_state) back" if recurrent else f"policy {policy_id!r} is not recurrent: it takes no state="
+            )
+        if not recurrent:
+            return algo.compute_single_action(obs, policy_id=policy_id, explore=explore)
+        action, next_state, _ = algo.compute_single_action(obs, state=state, policy_id=policy_id, explore=explore)
+        return action, [np.array(s, copy=True) for s in next_state]
     module = algo.get_module(policy_id)
     if module is None:
         raise not_found("policy", policy_id, f"the algorithm ({type(algo).__name__})",
                         backend_for(algo).ids())
     stats = agent_filter(algo, policy_id, agent_id)
-    return module_action(module, obs if stats is None else stats.apply(obs), explore)
+    try:
+        return module_action(module, obs if stats is None else stats.apply(obs), explore, state)
+    except ValueError as e:
+        raise ValueError(f"policy {policy_id!r} {e}") from None
+
+
+def initial_state(algo: Any, policy_id: str) -> Optional[State]:
+    """The initial recurrent state of ``policy_id`` (None for a policy without state)."""
+    if algo.config.enable_rl_module_and_learner:
+        return module_initial_state(algo.get_module(policy_id))
+    return module_initial_state(algo.get_policy(policy_id))

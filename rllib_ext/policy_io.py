@@ -18,7 +18,7 @@ from typing import Any, Dict, Mapping, Optional
 
 import numpy as np
 
-from .backends import backend_for, module_action, to_gym_space
+from .backends import State, backend_for, initial_state, module_action, to_gym_space
 from .checkpoint.filters import FilterStats, filters_of
 from .checkpoint.policy_file import META_FILE, read_policy_dir, write_policy_dir
 from .checkpoint.reader import open_checkpoint
@@ -188,13 +188,33 @@ class LoadedPolicy:
         self.observation_space = model.observation_space
         self.action_space = model.action_space
 
-    def compute_action(self, obs: Any, explore: bool = False) -> Any:
-        """One action for one raw observation (filtered first; deterministic unless ``explore``)."""
+    def compute_action(self, obs: Any, explore: bool = False, state: Optional[State] = None) -> Any:
+        """One action for one raw observation (filtered first; deterministic unless ``explore``).
+
+        A recurrent policy takes ``state`` (start from :meth:`initial_state`) and returns
+        ``(action, next_state)``.
+        """
         if self.observation_filter is not None:
             obs = self.observation_filter.apply(obs)
-        if self.meta["stack"] == "old":
+        if self.meta["stack"] == "new":
+            try:
+                return module_action(self.model, obs, explore, state)
+            except ValueError as e:
+                raise ValueError(f"policy {self.policy_id!r} {e}") from None
+        recurrent = self.initial_state() is not None
+        if recurrent != (state is not None):
+            raise ValueError(
+                f"policy {self.policy_id!r} is recurrent: pass state= (start from initial_state())"
+                if recurrent else f"policy {self.policy_id!r} is not recurrent: it takes no state="
+            )
+        if not recurrent:
             return self.model.compute_single_action(obs, explore=explore)[0]
-        return module_action(self.model, obs, explore)
+        action, next_state, _ = self.model.compute_single_action(obs, state=state, explore=explore)
+        return action, [np.array(s, copy=True) for s in next_state]
+
+    def initial_state(self) -> Optional[State]:
+        """The recurrent state to start an episode with (None for a policy without state)."""
+        return initial_state(self.model)
 
     def __repr__(self) -> str:
         return (
