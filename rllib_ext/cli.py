@@ -171,6 +171,12 @@ def format_view(view: CheckpointView, tensors: bool = False, full: bool = False)
         for pid, p in view.policies.items()
     ]
     lines += _table(["policy", "observation space", "action space", "tensors", "params", "size", "class"], rows)
+    recurrent = [pid for pid, p in view.policies.items() if p.recurrent]
+    if recurrent:
+        lines += ["", f"recurrent (carry state when acting): {', '.join(recurrent)}"]
+    if view.filters:
+        lines += ["", f"observation filters, one per {view.filters_keyed_by}:"]
+        lines += [f"  {key}: {text}" for key, text in view.filters.items()]
     if tensors:
         for pid, p in view.policies.items():
             lines += ["", f"{pid}  ({p.weights_file})"]

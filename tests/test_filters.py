@@ -18,6 +18,7 @@ from builders import STACKS, live_weights, ppo_config
 
 import gymnasium as gym
 
+import rllib_ext
 from rllib_ext import PPOPartial, PPOPartialConfig, ShapeMismatchError, read_filters
 from rllib_ext.envs import SignGame
 
@@ -123,6 +124,11 @@ def test_read_filters_reads_the_source_statistics(source, stack):
     assert sorted(found.stats) == ([f"policy_{i}" for i in range(3)] if stack == "old" else [f"agent_{i}" for i in range(3)])
     for stats in found.stats.values():
         assert stats.count >= 200 and abs(float(stats.mean[0]) - OFFSET) < 0.5
+    view = rllib_ext.inspect(path)  # inspect says so too, per policy (old stack) or agent (new)
+    assert view.filters_keyed_by == found.keyed_by and sorted(view.filters) == sorted(found.stats)
+    assert all(p.recurrent is False for p in view.policies.values())
+    if stack == "old":
+        assert view.policies["policy_1"].observation_filter == found.stats["policy_1"].describe()
 
 
 @pytest.mark.parametrize("stack", STACKS)

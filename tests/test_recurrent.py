@@ -17,6 +17,7 @@ import pytest
 
 from builders import STACKS, ppo_config
 
+import rllib_ext
 from rllib_ext import PPOPartial, PPOPartialConfig
 
 TOL = 1e-6
@@ -99,6 +100,7 @@ def gap(a, b) -> float:
 @pytest.mark.parametrize("stack", STACKS)
 def test_lightweight_act_carries_recurrent_state(source, stack):
     path, ref = source(stack)
+    assert rllib_ext.inspect(path).policies["policy_1"].recurrent is True
     algo = PPOPartial.from_checkpoint(path, lightweight=True, policies=["policy_1"])
     try:
         assert gap(step_dist_inputs(*algo_stepper(algo, "policy_1")), ref) <= TOL
@@ -117,8 +119,6 @@ def test_lightweight_act_carries_recurrent_state(source, stack):
 
 @pytest.mark.parametrize("stack", STACKS)
 def test_recurrent_policy_file_round_trips_and_acts_with_state(source, tmp_path, stack):
-    import rllib_ext
-
     path, ref = source(stack)
     algo = lstm_config(stack, config_cls=PPOPartialConfig).build_algo()
     try:

@@ -14,13 +14,14 @@ from __future__ import annotations
 import contextlib
 import os
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from ..errors import CheckpointError, CheckpointFormatError
 from . import format as fmt
+from .filters import ObservationFilters, filters_of
 from .policy_file import read_checked, view_policy_dir
 from .reader import decode_file, extract_weights, ids_in, locate, open_checkpoint
 from .safe_pickle import Placeholder
@@ -48,8 +49,21 @@ def inspect(path: "str | os.PathLike[str]", *, trusted: bool = False) -> Checkpo
     """
     ckpt, layout = open_checkpoint(path)
     if layout.kind is fmt.Kind.SINGLE_POLICY:
-        return view_policy_dir(ckpt, layout)
-    return _view(ckpt, layout, sorted(ids_in(ckpt, layout)), trusted, materialize=False)[0]
+        view = view_policy_dir(ckpt, layout)
+    else:
+        view = _view(ckpt, layout, sorted(ids_in(ckpt, layout)), trusted, materialize=False)[0]
+    return _with_filters(view, filters_of(ckpt, layout))
+
+
+def _with_filters(view: CheckpointView, found: ObservationFilters) -> CheckpointView:
+    """``view`` annotated with the observation filters stored beside the weights."""
+    if not found.stats:
+        return view
+    described = {k: s.describe() for k, s in sorted(found.stats.items())}
+    policies = view.policies
+    if found.keyed_by == "policy":
+        policies = OrderedDict((pid, replace(p, observation_filter=described.get(pid))) for pid, p in policies.items())
+    return replace(view, policies=policies, filters=described, filters_keyed_by=found.keyed_by)
 
 
 def read_policy(

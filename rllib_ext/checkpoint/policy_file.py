@@ -35,7 +35,7 @@ from .lazy import LazyArray
 from .safetensors import decode_safetensors, read_header, tensor_entries, write_safetensors
 from .storage import CheckpointDir
 from .tensors import Weights
-from .views import CheckpointView, PolicyView, SpaceView
+from .views import CheckpointView, PolicyView, SpaceView, recurrent_of
 
 FORMAT_VERSION = "1.1"
 META_FILE = fmt.SINGLE_POLICY_META
@@ -182,6 +182,7 @@ def view_policy_dir(ckpt: CheckpointDir, layout: fmt.Layout) -> CheckpointView:
         policy_class=meta.get("policy_class"),
         model_config=meta.get("model_config"),
         weights_file=WEIGHTS_FILE,
+        recurrent=recurrent_of(meta.get("model_config")),
     )
     return CheckpointView(
         path=ckpt.uri,

@@ -122,6 +122,11 @@ class PolicyView:
         policy_class: RLModule class (new stack) or policy class (old stack) name.
         model_config: the model config stored with the policy (plain JSON-able data).
         weights_file: the file holding the weights, relative to the checkpoint root.
+        recurrent: whether the model carries state (``use_lstm``/``use_attention`` in
+            its model config); None where the checkpoint records no model config.
+        observation_filter: the policy's own observation filter, described (old stack
+            and policy files); None without one. New-stack filters are per agent: see
+            :attr:`CheckpointView.filters`.
     """
 
     id: str
@@ -133,6 +138,8 @@ class PolicyView:
     policy_class: Optional[str] = None
     model_config: Optional[Dict[str, Any]] = None
     weights_file: str = ""
+    recurrent: Optional[bool] = None
+    observation_filter: Optional[str] = None
 
     def to_dict(self) -> Dict[str, Any]:
         return {
@@ -145,6 +152,8 @@ class PolicyView:
             "policy_class": self.policy_class,
             "model_config": self.model_config,
             "weights_file": self.weights_file,
+            "recurrent": self.recurrent,
+            "observation_filter": self.observation_filter,
         }
 
 
@@ -161,6 +170,8 @@ class CheckpointView:
         ray_version: the Ray release that wrote it, if recorded.
         algorithm_class: e.g. 'PPO'; None for checkpoints below the algorithm level.
         policies: ``{id: PolicyView}``, sorted by id.
+        filters: the observation filters stored (``inspect`` only): ``{policy or agent
+            id: description}``; ``filters_keyed_by`` says which ('policy' or 'agent').
     """
 
     path: str
@@ -171,6 +182,8 @@ class CheckpointView:
     ray_version: Optional[str]
     algorithm_class: Optional[str]
     policies: Mapping[str, PolicyView] = field(default_factory=dict)
+    filters: Mapping[str, str] = field(default_factory=dict)
+    filters_keyed_by: Optional[str] = None
 
     def to_dict(self) -> Dict[str, Any]:
         return {
@@ -182,6 +195,8 @@ class CheckpointView:
             "ray_version": self.ray_version,
             "algorithm_class": self.algorithm_class,
             "policies": {pid: p.to_dict() for pid, p in self.policies.items()},
+            "filters": dict(self.filters),
+            "filters_keyed_by": self.filters_keyed_by,
         }
 
 
@@ -210,7 +225,15 @@ def make_policy_view(
         policy_class=policy_class,
         model_config=model_config,
         weights_file=weights_file,
+        recurrent=recurrent_of(model_config),
     )
+
+
+def recurrent_of(model_config: Optional[Mapping[str, Any]]) -> Optional[bool]:
+    """Whether a model config asks for a recurrent model (None: no config recorded)."""
+    if not isinstance(model_config, Mapping):
+        return None
+    return bool(model_config.get("use_lstm") or model_config.get("use_attention"))
 
 
 def json_float(value: float) -> Union[float, str]:
