@@ -146,6 +146,7 @@ def plan_filters(
                     f"destd={stats.destd}) in the checkpoint but {current.describe()} (demean="
                     f"{current.demean}, destd={current.destd}) in the algorithm"
                     + (f" for agent {key!r}" if by_agent else "")
+                    + _clip_hint(stats, current)
                 )
         plan.updates.update(wanted)
         plan.previous.update({k: target.stats[k] for k in wanted})
@@ -265,6 +266,15 @@ def _connector_state(stats: FilterStats, running_stat_cls: Any) -> Dict[str, Any
         "clip_by_value": stats.clip,
         "running_stats": [_running_stat(stats, running_stat_cls).to_state()],
     }
+
+
+def _clip_hint(source: FilterStats, target: FilterStats) -> str:
+    if source.clip_key() is None and target.clip_key() is not None:
+        return (
+            "; old-stack filters do not clip, the new stack's MeanStdFilter connector clips at 10 by "
+            "default: configure MeanStdFilter(multi_agent=True, clip_by_value=float('inf')) to act the same"
+        )
+    return ""
 
 
 def _no_filter_hint(keyed_by: str) -> str:

@@ -57,6 +57,12 @@ def filtered_config(stack: str, num_env_runners: int = 1, with_filter: bool = Tr
     return cfg.env_runners(env_to_module_connector=_mean_std_connector)
 
 
+def _unclipped_connector(env=None, spaces=None, device=None):
+    from ray.rllib.connectors.env_to_module import MeanStdFilter
+
+    return MeanStdFilter(multi_agent=True, clip_by_value=float("inf"))
+
+
 def _mean_std_connector(env=None, spaces=None, device=None):
     from ray.rllib.connectors.env_to_module import MeanStdFilter
 
@@ -362,3 +368,37 @@ def test_new_stack_merge_without_agents_names_the_option(source, tmp_path):
     with pytest.raises(CheckpointError, match=r"pass agents=\{'policy_0': \{base agent: source agent\}\}"):
         merge_checkpoints(path, [("policy_0", path, "policy_1")], tmp_path / "m")
     assert not (tmp_path / "m").exists()
+
+
+@pytest.mark.stack("old")
+def test_cross_stack_restore_carries_the_old_policy_filter_to_the_agents(source):
+    """An old-stack policy trained with a filter, restored into a new-stack algorithm: its
+    statistics go to the MeanStdFilter connector of the agents mapped to the module."""
+    from builders import framework_for_cell
+
+    path, ref = source("old")
+    cfg = filtered_config("new", num_env_runners=1, config_cls=PPOPartialConfig).rl_module(
+        model_config={"fcnet_hiddens": [8, 8], "vf_share_layers": False}
+    )
+    with pytest.raises(ShapeMismatchError, match=r"clip_by_value=float\('inf'\)"):  # the default clips at 10
+        clipping = cfg.build_algo()
+        try:
+            clipping.restore(path, policies={"policy_2": "policy_1"})
+        finally:
+            clipping.stop()
+    algo = cfg.env_runners(env_to_module_connector=_unclipped_connector).build_algo()
+    try:
+        report = algo.restore(path, policies={"policy_2": "policy_1"})
+        assert report.converted_from and "policy_1" in report.filters
+        tol = 1e-5 if framework_for_cell() == "tf2" else TOL
+        assert gap(dist_inputs(algo, "policy_1", "agent_1", remote=True), ref["policy_2"]) <= tol
+    finally:
+        algo.stop()
+    plain = filtered_config("new", num_env_runners=0, with_filter=False, config_cls=PPOPartialConfig).rl_module(
+        model_config={"fcnet_hiddens": [8, 8], "vf_share_layers": False}
+    ).build_algo()
+    try:
+        with pytest.raises(ShapeMismatchError, match="carries an observation filter"):
+            plain.restore(path, policies=["policy_2"])
+    finally:
+        plain.stop()

@@ -21,6 +21,7 @@ filter can be checked, carried and used with numpy alone.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
@@ -82,10 +83,17 @@ class FilterStats:
         return x.astype(dtype)
 
     def same_settings(self, other: "FilterStats") -> bool:
-        return (self.shape, self.demean, self.destd, self.clip) == (other.shape, other.demean, other.destd, other.clip)
+        """Same shape, demean/destd and clipping (no clip and an infinite clip are the same)."""
+        return (self.shape, self.demean, self.destd, self.clip_key()) == (
+            other.shape, other.demean, other.destd, other.clip_key()
+        )
+
+    def clip_key(self) -> Optional[float]:
+        """The clip bound, None for no clipping (RLlib's old-stack filters; ``clip=inf``)."""
+        return None if not self.clip or math.isinf(self.clip) else float(self.clip)
 
     def describe(self) -> str:
-        clip = f", clip {self.clip:g}" if self.clip else ""
+        clip = f", clip {self.clip_key():g}" if self.clip_key() else ", no clip"
         return f"MeanStdFilter{self.shape} over {self.count} observations{clip}"
 
     def to_dict(self) -> Dict[str, Any]:
