@@ -39,7 +39,9 @@ from .errors import (
     PolicyNotFoundError,
     ShapeMismatchError,
     UnsafePickleError,
+    UnsupportedModelError,
 )
+from .numpy_policy import NumpyPolicy, PolicyOutput
 from .migration import MigrateReport, migrate  # Ray is imported inside migrate(), not here
 
 # Names served by rllib_ext.algorithms (imports Ray; loaded on first use).
@@ -82,6 +84,9 @@ __all__ = sorted(
         "MissingDependencyError",
         "migrate",
         "MigrateReport",
+        "NumpyPolicy",
+        "PolicyOutput",
+        "UnsupportedModelError",
         "MigrationError",
         "CheckpointError",
         "CheckpointFormatError",
