@@ -251,7 +251,7 @@ def _linear_layers(weights: Mapping[str, np.ndarray], prefix: str, used: set) ->
 
 def _new_stack(label: str, policy_class: Optional[str], mc: Mapping[str, Any], weights: Mapping[str, np.ndarray],
                distribution: str) -> ActorCritic:
-    if policy_class not in NEW_STACK_CLASSES:
+    if str(policy_class).rsplit(".", 1)[-1] not in NEW_STACK_CLASSES:  # single-policy files: dotted
         raise UnsupportedModelError(
             f"{label}: module class {policy_class!r} is not one of RLlib's default models ({', '.join(NEW_STACK_CLASSES)})"
         )
