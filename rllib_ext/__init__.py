@@ -42,6 +42,7 @@ from .errors import (
     UnsupportedModelError,
 )
 from .numpy_policy import NumpyPolicy, PolicyOutput
+from .onnx_export import export_onnx  # torch and onnx are imported inside export_onnx(), not here
 from .migration import MigrateReport, migrate  # Ray is imported inside migrate(), not here
 
 # Names served by rllib_ext.algorithms (imports Ray; loaded on first use).
@@ -85,6 +86,7 @@ __all__ = sorted(
         "migrate",
         "MigrateReport",
         "NumpyPolicy",
+        "export_onnx",
         "PolicyOutput",
         "UnsupportedModelError",
         "MigrationError",
