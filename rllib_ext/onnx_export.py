@@ -17,9 +17,12 @@ Writing needs torch, onnx and onnxscript (the ``onnx`` extra); they are imported
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import tempfile
+import warnings
 from typing import Any, Dict, List, Optional, Tuple, Union
 
 import numpy as np
@@ -111,7 +114,7 @@ def export_onnx(
     args += [torch.as_tensor(v) for v in flatten_state(net, init).values()] if init is not None else []
     dim = torch.export.Dim("batch", min=1)
     out = os.path.abspath(os.fspath(out))
-    with tempfile.TemporaryDirectory(prefix=".rllib_ext-onnx-", dir=os.path.dirname(out)) as tmp:
+    with tempfile.TemporaryDirectory(prefix=".rllib_ext-onnx-", dir=os.path.dirname(out)) as tmp, _quiet():
         raw = os.path.join(tmp, "raw.onnx")
         torch.onnx.export(
             graph, tuple(args), raw,
@@ -128,6 +131,20 @@ def export_onnx(
         onnx.save(model, staged)
         os.replace(staged, out)
     return out
+
+
+@contextlib.contextmanager
+def _quiet() -> Any:
+    """torch's exporter warns about optional packages (torchvision) and its own deprecations."""
+    logger = logging.getLogger("torch.onnx")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(level)
 
 
 def _metadata(policy: NumpyPolicy, names: List[str]) -> Dict[str, str]:
