@@ -32,7 +32,8 @@ def activate(x: np.ndarray, name: str) -> np.ndarray:
     if name == "relu":
         return np.maximum(x, np.float32(0))
     if name in ("swish", "silu"):
-        return x / (np.float32(1) + np.exp(-x))
+        with np.errstate(over="ignore"):  # exp(-x) -> inf for very negative x: the result is -0, as in torch
+            return x / (np.float32(1) + np.exp(-x))
     if name == "elu":
         return np.where(x > 0, x, np.expm1(np.minimum(x, np.float32(0))))
     if name == "linear":
@@ -41,7 +42,8 @@ def activate(x: np.ndarray, name: str) -> np.ndarray:
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
-    return np.float32(1) / (np.float32(1) + np.exp(-x))
+    with np.errstate(over="ignore"):  # exp(-x) -> inf gives 0, the right limit
+        return np.float32(1) / (np.float32(1) + np.exp(-x))
 
 
 @dataclass(frozen=True)
