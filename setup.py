@@ -48,9 +48,13 @@ setup(
         # RLlib algorithm, DreamerV3 included, which needs PIL.
         "rllib": ["ray[rllib,tune]==2.60.0", "torch==2.13.0", "pillow"],
         "tf": ["tensorflow==2.21.*", "tf-keras==2.21.*"],
+        # export_onnx / `rllib-ext export --format onnx` (with torch from `rllib`): torch's
+        # exporter needs onnx + onnxscript; running an exported file needs onnxruntime only.
+        # Versions available for Python 3.11 + numpy 2 on the index CI uses (2026-11).
+        "onnx": ["onnx==1.23.2", "onnxscript==0.7.2", "onnxruntime==1.32.0"],
         # moto[server] + boto3: a local S3 on 127.0.0.1 for the remote-storage tests.
         "test": ["pytest", "pytest-xdist", "pytest-timeout", "hypothesis", "safetensors", "msgpack", "msgpack-numpy",
-                 "moto[server]>=5,<6", "boto3"],
+                 "moto[server]>=5,<6", "boto3", "onnx==1.23.2", "onnxscript==0.7.2", "onnxruntime==1.32.0"],
     },
     entry_points={"console_scripts": ["rllib-ext=rllib_ext.cli:main"]},
 )

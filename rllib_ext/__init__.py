@@ -39,7 +39,10 @@ from .errors import (
     PolicyNotFoundError,
     ShapeMismatchError,
     UnsafePickleError,
+    UnsupportedModelError,
 )
+from .numpy_policy import NumpyPolicy, PolicyOutput
+from .onnx_export import export_onnx  # torch and onnx are imported inside export_onnx(), not here
 from .migration import MigrateReport, migrate  # Ray is imported inside migrate(), not here
 
 # Names served by rllib_ext.algorithms (imports Ray; loaded on first use).
@@ -82,6 +85,10 @@ __all__ = sorted(
         "MissingDependencyError",
         "migrate",
         "MigrateReport",
+        "NumpyPolicy",
+        "export_onnx",
+        "PolicyOutput",
+        "UnsupportedModelError",
         "MigrationError",
         "CheckpointError",
         "CheckpointFormatError",

@@ -10,9 +10,10 @@ stderr: ``rllib-ext: error: ...``), 2 a usage error. No logic of its own lives h
     rllib-ext diff CKPT_A CKPT_B [--json]
     rllib-ext merge --base CKPT --take ID=CKPT[:SRC_ID] [--take ...] --out PATH [--json]
     rllib-ext migrate OLD_CKPT --out NEW_DIR [--policies ID ...] [--json]
+    rllib-ext export CKPT --policy ID --format onnx --out policy.onnx [--agent AGENT_ID]
 
-``migrate`` is the one subcommand that imports RLlib and torch (to build the modules
-RLlib then writes itself); it starts no Ray runtime.
+``migrate`` imports RLlib and torch (to build the modules RLlib then writes itself);
+``export`` imports torch and onnx (to trace the acting path). Neither starts a Ray runtime.
 """
 
 from __future__ import annotations
@@ -92,6 +93,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="NEW_DIR", required=True, help="new directory (must not exist, or be empty)")
     p.add_argument("--policies", metavar="ID", nargs="+", help="policy ids to migrate (default: all)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+
+    p = sub.add_parser(
+        "export", parents=[common], help="write one policy's acting path (filter, model, heads) as an ONNX graph"
+    )
+    p.add_argument("checkpoint", metavar="CKPT")
+    p.add_argument("--policy", metavar="ID", help="policy/module id (optional if the checkpoint holds one)")
+    p.add_argument("--agent", metavar="AGENT_ID", help="new stack: whose observation filter to apply")
+    p.add_argument("--format", choices=["onnx"], default="onnx", help="onnx (needs the onnx extra)")
+    p.add_argument("--out", metavar="PATH", required=True, help="the .onnx file to write")
     return parser
 
 
@@ -134,6 +144,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
             report = migrate(args.checkpoint, args.out, args.policies, trusted=args.trusted)
             print(json.dumps(report.to_dict(), indent=2) if args.json else format_migrate(report))
+        elif args.command == "export":
+            from .onnx_export import export_onnx
+
+            print(export_onnx(args.checkpoint, args.out, args.policy, agent_id=args.agent, trusted=args.trusted))
     except (CheckpointError, OSError) as e:
         message = " ".join(str(e).split("\n"))
         print(f"{PROG}: error: {message}", file=sys.stderr)

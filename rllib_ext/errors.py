@@ -40,6 +40,10 @@ class MissingDependencyError(CheckpointError, ImportError):
     """An optional package (msgpack, safetensors, torch) is needed for this file."""
 
 
+class UnsupportedModelError(CheckpointError):
+    """A policy's model is not one NumpyPolicy / export_onnx computes exactly (the message names why)."""
+
+
 class UnsafePickleError(CheckpointError):
     """Safe mode met an object it will not build; pass trusted=True to allow it."""
 

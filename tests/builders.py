@@ -177,3 +177,30 @@ def sample_weights():
             ("a.first_name_last", np.ones(2, dtype=np.uint8)),
         ]
     )
+
+
+# 1,000 raw observations around 5.0 (where a MeanStdFilter matters), for acting comparisons.
+ACT_OBS = np.random.default_rng(11).normal(5.0, 1.5, size=(1000, 4)).astype(np.float32)
+
+
+def rllib_dist_inputs(algo, policy_id: str, agent_id: str, obs: np.ndarray) -> np.ndarray:
+    """RLlib's own acting path for raw ``obs``: the local env runner's filter, then the policy.
+
+    New stack: the MeanStdFilter connector's statistics of ``agent_id``, then the module's
+    ``forward_inference``; old stack: the worker's filter of ``policy_id``, then
+    ``compute_actions``. Returns the action-distribution inputs (float64).
+    """
+    er = algo.env_runner_group.local_env_runner
+    if hasattr(er, "policy_map"):
+        filtered = er.filters[policy_id](obs, update=False)
+        _, _, info = er.policy_map[policy_id].compute_actions(filtered, explore=False)
+        return np.asarray(info["action_dist_inputs"], dtype=np.float64)
+    import torch
+
+    conn = next((c for c in er._env_to_module.connectors if type(c).__name__ == "MeanStdFilter"), None)
+    if conn is not None and conn._filters is None:  # never called yet: fresh statistics
+        conn.get_state()
+    filtered = obs if conn is None else conn._filters[agent_id](obs, update=False)
+    with torch.no_grad():
+        out = er.module[policy_id].forward_inference({"obs": torch.as_tensor(np.asarray(filtered, dtype=np.float32))})
+    return out["action_dist_inputs"].numpy().astype(np.float64)

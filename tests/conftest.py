@@ -170,3 +170,32 @@ def pytest_collection_modifyitems(config, items):
                 item.add_marker(pytest.mark.skip(reason=f"cell-independent; runs in torch-new, not {cell}"))
         elif item_stack != stack:
             item.add_marker(pytest.mark.skip(reason=f"{item_stack}-stack test; runs in its own cell, not {cell}"))
+
+
+@pytest.fixture(scope="session")
+def acting_source(ray_session, tmp_path_factory):
+    """``acting_source(stack)`` -> (checkpoint, {policy id: RLlib's action-dist inputs on ACT_OBS}).
+
+    A 3-policy PPO on SignGame with observations around 5.0, trained one iteration with a
+    MeanStdFilter (old stack: per policy; new stack: the connector, per agent), so acting
+    without the filter is measurably different. Shared by the NumpyPolicy and ONNX tests.
+    """
+    from builders import ACT_OBS, rllib_dist_inputs
+    from test_filters import filtered_config
+
+    cache = {}
+
+    def get(stack: str):
+        if stack not in cache:
+            path = str(tmp_path_factory.mktemp(f"acting_{stack}"))
+            algo = filtered_config(stack, num_env_runners=0).build_algo()
+            try:
+                algo.train()
+                algo.save(path)
+                ref = {f"policy_{i}": rllib_dist_inputs(algo, f"policy_{i}", f"agent_{i}", ACT_OBS) for i in range(3)}
+            finally:
+                algo.stop()
+            cache[stack] = (path, ref)
+        return cache[stack]
+
+    return get

@@ -64,3 +64,20 @@ def test_migrate_tf2_policy_example_matches_and_trains(tmp_path):
     assert m and float(m.group(1)) < 1e-4 and float(m.group(2)) < 1e-4, res.stdout
     assert "converted from old-API-stack" in res.stdout and "new-stack training iteration 1 done" in res.stdout
     assert os.path.isfile(os.path.join(tmp_path, "new_modules", "policy_0", "module_state.pkl"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stack", ["new", "old"])
+def test_act_without_ray_plays_the_same_episode_with_numpy_and_onnx(tmp_path, stack):
+    res = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "examples", "act_without_ray.py"), "--stack", stack, "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=600, cwd=str(tmp_path),
+        env=dict(os.environ, PYTHONPATH=ROOT),
+    )
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    np_line = re.search(r"^\[3/4\] NumpyPolicy\('policy_1'.*actions (\[.*\]), return (\S+)$", res.stdout, re.M)
+    ort_line = re.search(r"^\[4/4\] onnxruntime .*actions (\[.*\]), return (\S+)$", res.stdout, re.M)
+    assert np_line and ort_line, res.stdout
+    assert np_line.groups() == ort_line.groups() and len(eval(np_line.group(1))) == 10
+    assert "same actions with numpy and onnxruntime: True" in res.stdout
+    assert os.path.isfile(os.path.join(tmp_path, "policy_1.onnx"))

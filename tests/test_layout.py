@@ -46,6 +46,10 @@ LAYERS = [
     "checkpoint.merge",
     "checkpoint.diff",
     "checkpoint",
+    # acting with numpy alone, and its ONNX mirror (torch/onnx imported inside export_onnx)
+    "numpy_nets",
+    "numpy_policy",
+    "onnx_export",
     # numpy-only conversion, then the Ray-facing adapters and what stands on them
     "convert",
     "backends",

@@ -1,0 +1,229 @@
+"""``export_onnx``: a policy's acting path as one ONNX graph, runnable with onnxruntime alone.
+
+The graph is :class:`~rllib_ext.numpy_policy.NumpyPolicy`'s forward pass op for op: the
+``MeanStdFilter`` as constants (computed in float64 as RLlib's filter does, then cast to
+float32), the encoder(s), an LSTM step for recurrent models, the heads, the log-std clip.
+
+Inputs: ``obs`` ``[batch, obs_dim]`` raw float32 observations, and for recurrent models
+one ``state_in_*`` ``[batch, cell]`` per state tensor (see :func:`state_names`).
+Outputs: ``action_dist_inputs``, ``greedy_action`` (int64 argmax or the Gaussian mean),
+``value``, and ``state_out_*`` for recurrent models. The batch axis is dynamic. The model's
+``metadata_props`` record the spaces (JSON), the policy id, the source checkpoint, the
+filter and the state names (keys start with ``rllib_ext.``).
+
+Writing needs torch, onnx and onnxscript (the ``onnx`` extra); they are imported inside
+:func:`export_onnx`. Running the file needs onnxruntime only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import tempfile
+import warnings
+from typing import Any, Dict, List, Optional, Tuple, Union
+
+import numpy as np
+
+from ._version import __version__
+from .checkpoint.filters import SMALL_NUMBER
+from .errors import MissingDependencyError
+from .numpy_nets import CATEGORICAL, ActorCritic, State
+from .numpy_policy import NumpyPolicy
+
+INSTALL_HINT = 'pip install "rllib_ext[onnx]" (torch, onnx, onnxscript, onnxruntime)'
+
+
+def state_names(network: ActorCritic) -> List[Tuple[str, ...]]:
+    """The state's key paths in graph order: ``[("h",), ("c",)]`` or ``[("actor", "h"), ...]``."""
+    if not network.recurrent:
+        return []
+    if network.critic is None:
+        return [("h",), ("c",)]
+    return [(tower, k) for tower in ("actor", "critic") for k in ("h", "c")]
+
+
+def flatten_state(network: ActorCritic, state: State) -> Dict[str, np.ndarray]:
+    """``{"state_in_<path>": array}`` from NumpyPolicy's nested state (onnxruntime feeds)."""
+    out = {}
+    for path in state_names(network):
+        value: Any = state
+        for key in path:
+            value = value[key]
+        out["state_in_" + "_".join(path)] = np.asarray(value, np.float32)
+    return out
+
+
+def unflatten_state(network: ActorCritic, arrays: List[np.ndarray]) -> Optional[State]:
+    """The nested state from the graph's ``state_out_*`` outputs, in :func:`state_names` order."""
+    paths = state_names(network)
+    if not paths:
+        return None
+    state: Dict[str, Any] = {}
+    for path, value in zip(paths, arrays):
+        node = state
+        for key in path[:-1]:
+            node = node.setdefault(key, {})
+        node[path[-1]] = value
+    return state
+
+
+def export_onnx(
+    source: Union[str, "os.PathLike[str]", NumpyPolicy],
+    out: "str | os.PathLike[str]",
+    policy_id: Optional[str] = None,
+    *,
+    agent_id: Optional[str] = None,
+    filters: bool = True,
+    trusted: bool = False,
+    opset: int = 18,
+) -> str:
+    """Write one policy of a checkpoint (or a :class:`NumpyPolicy`) as an ONNX file.
+
+    Args:
+        source: a checkpoint path (read with :meth:`NumpyPolicy.from_checkpoint`) or a
+            NumpyPolicy already built.
+        out: the ``.onnx`` file to write (replaced atomically).
+        policy_id, agent_id, filters, trusted: as :meth:`NumpyPolicy.from_checkpoint`.
+        opset: the ONNX opset to target.
+
+    Returns:
+        The absolute path written.
+
+    Raises:
+        MissingDependencyError: torch, onnx or onnxscript is not installed.
+        UnsupportedModelError: the model is not one NumpyPolicy computes.
+    """
+    policy = source if isinstance(source, NumpyPolicy) else NumpyPolicy.from_checkpoint(
+        source, policy_id, agent_id=agent_id, filters=filters, trusted=trusted
+    )
+    try:
+        import onnx
+        import onnxscript  # noqa: F401  (torch's exporter needs it; fail here with the hint)
+        import torch
+    except ImportError as e:
+        raise MissingDependencyError(f"exporting to ONNX needs {e.name}: {INSTALL_HINT}") from e
+    graph = _graph_module(torch, policy)
+    net = policy.network
+    names = ["_".join(p) for p in state_names(net)]
+    batch = 2  # an example batch above 1, so the exporter does not specialise the axis
+    args = [torch.zeros(batch, policy.observation_space.shape[0])]
+    init = policy.initial_state(batch)
+    args += [torch.as_tensor(v) for v in flatten_state(net, init).values()] if init is not None else []
+    dim = torch.export.Dim("batch", min=1)
+    out = os.path.abspath(os.fspath(out))
+    with tempfile.TemporaryDirectory(prefix=".rllib_ext-onnx-", dir=os.path.dirname(out)) as tmp, _quiet():
+        raw = os.path.join(tmp, "raw.onnx")
+        torch.onnx.export(
+            graph, tuple(args), raw,
+            input_names=["obs"] + [f"state_in_{n}" for n in names],
+            output_names=["action_dist_inputs", "greedy_action", "value"] + [f"state_out_{n}" for n in names],
+            dynamic_shapes=({0: dim}, tuple({0: dim} for _ in args[1:])) if net.recurrent else ({0: dim},),
+            opset_version=opset, dynamo=True, external_data=False, verbose=False,
+        )
+        model = onnx.load(raw)
+        for key, value in _metadata(policy, names).items():
+            entry = model.metadata_props.add()
+            entry.key, entry.value = key, value
+        staged = os.path.join(tmp, "policy.onnx")
+        onnx.save(model, staged)
+        os.replace(staged, out)
+    return out
+
+
+@contextlib.contextmanager
+def _quiet() -> Any:
+    """torch's exporter warns about optional packages (torchvision) and its own deprecations."""
+    logger = logging.getLogger("torch.onnx")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(level)
+
+
+def _metadata(policy: NumpyPolicy, names: List[str]) -> Dict[str, str]:
+    return {
+        "rllib_ext.version": __version__,
+        "rllib_ext.policy_id": policy.policy_id,
+        "rllib_ext.source": policy.source,
+        "rllib_ext.observation_space": json.dumps(policy.observation_space.to_dict()),
+        "rllib_ext.action_space": json.dumps(policy.action_space.to_dict()),
+        "rllib_ext.distribution": policy.network.distribution,
+        "rllib_ext.observation_filter": policy.obs_filter.describe() if policy.obs_filter else "none",
+        "rllib_ext.state": json.dumps(names),
+    }
+
+
+def _graph_module(torch: Any, policy: NumpyPolicy) -> Any:
+    """A torch module computing NumpyPolicy's forward pass, weights and filter as buffers."""
+    nn, F = torch.nn, torch.nn.functional
+    net, flt = policy.network, policy.obs_filter
+    acts = {"tanh": torch.tanh, "relu": torch.relu, "swish": F.silu, "silu": F.silu, "elu": F.elu, "linear": lambda x: x}
+
+    def tensors(arrays: List[np.ndarray]) -> List[Any]:
+        return [torch.as_tensor(np.ascontiguousarray(a)) for a in arrays]
+
+    def dense_list(layers: Any) -> List[Tuple[Any, Any, Any]]:
+        return [(*tensors([d.weight, d.bias]), acts[d.activation]) for d in layers]
+
+    class Graph(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.towers = [(dense_list(t.layers), tensors([t.lstm.w_ih, t.lstm.w_hh, t.lstm.b_ih, t.lstm.b_hh]) if t.lstm else None)
+                           for t in ([net.actor] + ([net.critic] if net.critic is not None else []))]
+            self.pi, self.vf = dense_list(net.pi), dense_list(net.vf)
+            if flt is not None:  # RLlib's MeanStdFilter: float64 arithmetic, float32 result
+                self.mean = torch.as_tensor(np.asarray(flt.mean, np.float64))
+                self.denom = torch.as_tensor((flt.std() + SMALL_NUMBER).astype(np.float64))
+
+        def tower(self, k: int, x: Any, h: Any = None, c: Any = None) -> Tuple[Any, Any, Any]:
+            layers, lstm = self.towers[k]
+            for w, b, act in layers:
+                x = act(F.linear(x, w, b))
+            if lstm is None:
+                return x, None, None
+            gates = F.linear(x, lstm[0], lstm[2]) + F.linear(h, lstm[1], lstm[3])
+            i, f, g, o = torch.chunk(gates, 4, dim=-1)
+            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+            h = torch.sigmoid(o) * torch.tanh(c)
+            return h, h, c
+
+        def forward(self, obs: Any, *state: Any) -> Tuple[Any, ...]:
+            x = obs
+            if flt is not None:
+                x = x.double()
+                if flt.demean:
+                    x = x - self.mean
+                if flt.destd:
+                    x = x / self.denom
+                if flt.clip:
+                    x = torch.clamp(x, -flt.clip, flt.clip)
+                x = x.float()
+            features, *s_actor = self.tower(0, x, *state[:2])
+            states = s_actor if net.recurrent else []
+            critic = features
+            if net.critic is not None:
+                critic, *s_critic = self.tower(1, x, *state[2:4])
+                states += s_critic if net.recurrent else []
+            for w, b, act in self.pi:
+                features = act(F.linear(features, w, b))
+            dist = features
+            if net.distribution != CATEGORICAL:
+                mean, log_std = torch.chunk(dist, 2, dim=-1)
+                if net.log_std_clip is not None:
+                    log_std = torch.clamp(log_std, -net.log_std_clip, net.log_std_clip)
+                dist = torch.cat([mean, log_std], dim=-1)
+                greedy = mean
+            else:
+                greedy = torch.argmax(dist, dim=-1)
+            for w, b, act in self.vf:
+                critic = act(F.linear(critic, w, b))
+            return (dist, greedy, critic[..., 0], *states)
+
+    return Graph().eval()
