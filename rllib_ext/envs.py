@@ -16,16 +16,21 @@ from ray.rllib.env.multi_agent_env import MultiAgentEnv
 
 
 class SignGame(MultiAgentEnv):
-    """Agents ``agent_<i>``; ``env_config = {"obs_dims": [4, 4, 6], "episode_len": 10}``."""
+    """Agents ``agent_<i>``; ``env_config = {"obs_dims": [4, 4, 6], "episode_len": 10}``.
+
+    ``"obs_offset": 5.0`` shifts every observation (and its space) by that much, so that an
+    observation filter's statistics matter; the reward still reads the unshifted sign.
+    """
 
     def __init__(self, config: Optional[Dict[str, Any]] = None):
         super().__init__()
         config = dict(config or {})
         dims = list(config.get("obs_dims", [4, 4, 4]))
         self.episode_len = int(config.get("episode_len", 10))
+        self.offset = float(config.get("obs_offset", 0.0))
         self.agents = self.possible_agents = [f"agent_{i}" for i in range(len(dims))]
         self.observation_spaces = {
-            a: gym.spaces.Box(-1.0, 1.0, (d,), np.float32) for a, d in zip(self.agents, dims)
+            a: gym.spaces.Box(self.offset - 1.0, self.offset + 1.0, (d,), np.float32) for a, d in zip(self.agents, dims)
         }
         self.action_spaces = {a: gym.spaces.Discrete(2) for a in self.agents}
         self._rng = np.random.default_rng(config.get("seed"))
@@ -37,7 +42,7 @@ class SignGame(MultiAgentEnv):
             a: self._rng.uniform(-1, 1, self.observation_spaces[a].shape).astype(np.float32)
             for a in self.agents
         }
-        return dict(self._obs)
+        return {a: (o + np.float32(self.offset)).astype(np.float32) for a, o in self._obs.items()}
 
     def reset(self, *, seed: Optional[int] = None, options: Optional[dict] = None):
         if seed is not None:

@@ -183,14 +183,45 @@ def sample_weights():
 ACT_OBS = np.random.default_rng(11).normal(5.0, 1.5, size=(1000, 4)).astype(np.float32)
 
 
-def rllib_dist_inputs(algo, policy_id: str, agent_id: str, obs: np.ndarray) -> np.ndarray:
-    """RLlib's own acting path for raw ``obs``: the local env runner's filter, then the policy.
+OFFSET = 5.0  # observations around it: an observation filter's statistics matter
+
+
+def filtered_config(stack: str, num_env_runners: int = 1, with_filter: bool = True, **kw):
+    """ppo_config on SignGame with observations around OFFSET, with or without a MeanStdFilter
+    (old stack: ``observation_filter``, one per policy; new stack: the connector, one per agent)."""
+    from rllib_ext.envs import SignGame
+
+    cfg = ppo_config(stack, num_env_runners=num_env_runners, **kw).environment(
+        SignGame, env_config={"obs_dims": [4, 4, 4], "episode_len": 10, "obs_offset": OFFSET}
+    )
+    if not with_filter:
+        return cfg
+    if stack == "old":
+        return cfg.env_runners(observation_filter="MeanStdFilter")
+    return cfg.env_runners(env_to_module_connector=mean_std_connector)
+
+
+def mean_std_connector(env=None, spaces=None, device=None):
+    """The new stack's MeanStdFilter connector, per agent (RLlib's default clip of 10)."""
+    from ray.rllib.connectors.env_to_module import MeanStdFilter
+
+    return MeanStdFilter(multi_agent=True)
+
+
+def unclipped_connector(env=None, spaces=None, device=None):
+    """The MeanStdFilter connector without clipping, as old-stack filters filter."""
+    from ray.rllib.connectors.env_to_module import MeanStdFilter
+
+    return MeanStdFilter(multi_agent=True, clip_by_value=float("inf"))
+
+
+def runner_dist_inputs(er, policy_id: str, agent_id: str, obs: np.ndarray) -> np.ndarray:
+    """RLlib's own acting path on one env runner for raw ``obs``: its filter, then the policy.
 
     New stack: the MeanStdFilter connector's statistics of ``agent_id``, then the module's
     ``forward_inference``; old stack: the worker's filter of ``policy_id``, then
     ``compute_actions``. Returns the action-distribution inputs (float64).
     """
-    er = algo.env_runner_group.local_env_runner
     if hasattr(er, "policy_map"):
         filtered = er.filters[policy_id](obs, update=False)
         _, _, info = er.policy_map[policy_id].compute_actions(filtered, explore=False)
@@ -204,3 +235,8 @@ def rllib_dist_inputs(algo, policy_id: str, agent_id: str, obs: np.ndarray) -> n
     with torch.no_grad():
         out = er.module[policy_id].forward_inference({"obs": torch.as_tensor(np.asarray(filtered, dtype=np.float32))})
     return out["action_dist_inputs"].numpy().astype(np.float64)
+
+
+def rllib_dist_inputs(algo, policy_id: str, agent_id: str, obs: np.ndarray) -> np.ndarray:
+    """:func:`runner_dist_inputs` on the algorithm's local env runner."""
+    return runner_dist_inputs(algo.env_runner_group.local_env_runner, policy_id, agent_id, obs)

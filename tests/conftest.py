@@ -180,8 +180,7 @@ def acting_source(ray_session, tmp_path_factory):
     MeanStdFilter (old stack: per policy; new stack: the connector, per agent), so acting
     without the filter is measurably different. Shared by the NumpyPolicy and ONNX tests.
     """
-    from builders import ACT_OBS, rllib_dist_inputs
-    from test_filters import filtered_config
+    from builders import ACT_OBS, filtered_config, rllib_dist_inputs
 
     cache = {}
 

@@ -14,87 +14,30 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from builders import STACKS, live_weights, ppo_config
-
-import gymnasium as gym
+from builders import OFFSET, STACKS, filtered_config, live_weights, runner_dist_inputs, unclipped_connector
 
 import rllib_ext
 from rllib_ext import PPOPartial, PPOPartialConfig, ShapeMismatchError, read_filters
-from rllib_ext.envs import SignGame
 
-OFFSET = 5.0
 TOL = 1e-6
 NEGATIVE = 1e-3
 # 16 sequences of 20 raw observations, far from zero.
 OBS = np.random.default_rng(7).normal(OFFSET, 1.5, size=(16 * 20, 4)).astype(np.float32)
 
 
-class OffsetSignGame(SignGame):
-    """SignGame whose observations are shifted by ``obs_offset`` (inside its spaces)."""
-
-    def __init__(self, config=None):
-        config = dict(config or {})
-        self.offset = float(config.pop("obs_offset", OFFSET))
-        super().__init__(config)
-        self.observation_spaces = {
-            a: gym.spaces.Box(self.offset - 1, self.offset + 1, s.shape, np.float32)
-            for a, s in self.observation_spaces.items()
-        }
-
-    def _observe(self):
-        return {a: (o + self.offset).astype(np.float32) for a, o in super()._observe().items()}
-
-
-def filtered_config(stack: str, num_env_runners: int = 1, with_filter: bool = True, **kw):
-    """ppo_config on SignGame with observations around OFFSET, with or without a MeanStdFilter."""
-    cfg = ppo_config(stack, num_env_runners=num_env_runners, **kw).environment(
-        OffsetSignGame, env_config={"obs_dims": [4, 4, 4], "episode_len": 10, "obs_offset": OFFSET}
-    )
-    if not with_filter:
-        return cfg
-    if stack == "old":
-        return cfg.env_runners(observation_filter="MeanStdFilter")
-    return cfg.env_runners(env_to_module_connector=_mean_std_connector)
-
-
-def _unclipped_connector(env=None, spaces=None, device=None):
-    from ray.rllib.connectors.env_to_module import MeanStdFilter
-
-    return MeanStdFilter(multi_agent=True, clip_by_value=float("inf"))
-
-
-def _mean_std_connector(env=None, spaces=None, device=None):
-    from ray.rllib.connectors.env_to_module import MeanStdFilter
-
-    return MeanStdFilter(multi_agent=True)
-
-
-def _runner_dist_inputs(er, pid: str, agent: str, obs: np.ndarray) -> np.ndarray:
-    """Action-distribution inputs of ``pid`` on one env runner, after RLlib's own filter."""
-    if hasattr(er, "policy_map"):  # old stack: the worker's per-policy filter, then the policy
-        filtered = er.filters[pid](obs, update=False)
-        _, _, info = er.policy_map[pid].compute_actions(filtered, explore=False)
-        return np.asarray(info["action_dist_inputs"], dtype=np.float64)
-    import torch
-
-    pipeline = er._env_to_module
-    conn = next((c for c in pipeline.connectors if type(c).__name__ == "MeanStdFilter"), None)
-    if conn is not None and conn._filters is None:  # never called yet: fresh statistics
-        conn.get_state()
-    filtered = obs if conn is None else conn._filters[agent](obs, update=False)
-    with torch.no_grad():
-        out = er.module[pid].forward_inference({"obs": torch.as_tensor(np.asarray(filtered, dtype=np.float32))})
-    return out["action_dist_inputs"].numpy().astype(np.float64)
+def _remote_dist_inputs(er, pid: str, agent: str):
+    return runner_dist_inputs(er, pid, agent, OBS)
 
 
 def dist_inputs(algo, pid: str, agent: str, remote: bool = False) -> np.ndarray:
+    """RLlib's own filter + forward pass of ``pid`` on OBS, on the local or a remote env runner."""
     group = algo.env_runner_group
     if remote:
         [res] = group.foreach_env_runner(
-            lambda er, _p=pid, _a=agent: _runner_dist_inputs(er, _p, _a, OBS), local_env_runner=False
+            lambda er, _p=pid, _a=agent: _remote_dist_inputs(er, _p, _a), local_env_runner=False
         )[:1]
         return res
-    return _runner_dist_inputs(group.local_env_runner, pid, agent, OBS)
+    return runner_dist_inputs(group.local_env_runner, pid, agent, OBS)
 
 
 @pytest.fixture(scope="module")
@@ -386,7 +329,7 @@ def test_cross_stack_restore_carries_the_old_policy_filter_to_the_agents(source)
             clipping.restore(path, policies={"policy_2": "policy_1"})
         finally:
             clipping.stop()
-    algo = cfg.env_runners(env_to_module_connector=_unclipped_connector).build_algo()
+    algo = cfg.env_runners(env_to_module_connector=unclipped_connector).build_algo()
     try:
         report = algo.restore(path, policies={"policy_2": "policy_1"})
         assert report.converted_from and "policy_1" in report.filters
