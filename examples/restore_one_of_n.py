@@ -1,7 +1,7 @@
 """Start a new Tune run from ONE policy of an old multi-agent checkpoint.
 
 Story (read top to bottom):
-  1. Pre-train three policies (policy_0..2) on SignGame with plain `tune.run("PPO")`.
+  1. Pre-train three policies (policy_0..2) on SignGame with plain `tune.run(PPO)`.
   2. A second `tune.run("PPOPartial")` restores only `policy_0` from that checkpoint and
      freezes it; `policy_1` starts fresh; agent_2 is now served by `newcomer`, a new
      policy whose observation space (6 floats) differs from every policy in the
@@ -27,7 +27,7 @@ os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0: no progress 
 
 import ray  # noqa: E402
 from ray import tune  # noqa: E402
-from ray.rllib.algorithms.ppo import PPOConfig  # noqa: E402
+from ray.rllib.algorithms.ppo import PPO, PPOConfig  # noqa: E402
 
 import rllib_ext  # noqa: E402  (registers "PPOPartial" with Tune)
 from rllib_ext import PPOPartialConfig, read_weights  # noqa: E402
@@ -88,8 +88,10 @@ def main(argv=None) -> int:
 
     # 1. Pre-train three policies with plain RLlib PPO.
     first = base_config(PPOConfig, args.stack, (4, 4, 4), ["policy_0", "policy_1", "policy_2"], map_first_run)
+    # The class, not the string "PPO": a string makes Tune import every RLlib algorithm,
+    # and DreamerV3's import builds and resets an env of its own, with gymnasium warnings.
     analysis = tune.run(
-        "PPO", config=first, stop={"training_iteration": args.pretrain_iters},
+        PPO, config=first, stop={"training_iteration": args.pretrain_iters},
         checkpoint_at_end=True, storage_path=out, name="pretrain", verbose=0,
     )
     old_ckpt = last_checkpoint(analysis)
