@@ -150,7 +150,9 @@ def _stored_id(meta: Mapping[str, Any], path: str) -> str:
     return str(meta.get("policy_id") or os.path.basename(os.fspath(path).rstrip("/")))
 
 
-def _import_class(qualname: Any, trusted: bool) -> type:
+def _import_class(qualname: Any, trusted: bool, meta: Optional[Mapping[str, Any]] = None) -> type:
+    if isinstance(qualname, str) and qualname and "." not in qualname and meta is not None:
+        return _default_class(qualname, meta)
     if not isinstance(qualname, str) or "." not in qualname:
         raise CheckpointFormatError(f"policy.json: policy_class {qualname!r} is not a dotted class name")
     if not qualname.startswith(_SAFE_CLASS_PREFIX) and not trusted:
@@ -163,6 +165,29 @@ def _import_class(qualname: Any, trusted: bool) -> type:
         return getattr(importlib.import_module(module), name)
     except (ImportError, AttributeError) as e:
         raise CheckpointError(f"cannot import {qualname!r} named in policy.json: {e}") from e
+
+
+def _default_class(name: str, meta: Mapping[str, Any]) -> type:
+    """A bare class name (``extract`` records what the checkpoint names, e.g.
+    ``DefaultPPOTorchRLModule``): the stored algorithm's default class of that name."""
+    from ray.rllib.algorithms.registry import ALGORITHMS
+
+    algo_name = meta.get("algorithm_class") or "PPO"
+    if algo_name not in ALGORITHMS:
+        raise CheckpointFormatError(f"policy.json: policy_class {name!r} is a bare name and algorithm {algo_name!r} is unknown")
+    algo_cls, _ = ALGORITHMS[algo_name]()
+    config = algo_cls.get_default_config().framework(meta.get("framework") or "torch")
+    if meta.get("stack") == "old":
+        config = config.api_stack(enable_rl_module_and_learner=False, enable_env_runner_and_connector_v2=False)
+        cls = algo_cls.get_default_policy_class(config)
+    else:
+        cls = config.get_default_rl_module_spec().module_class
+    if cls is None or cls.__name__.split("_")[0] != name.split("_")[0]:
+        raise CheckpointFormatError(
+            f"policy.json: policy_class {name!r} is a bare name, and {algo_name}'s default is "
+            f"{getattr(cls, '__name__', None)!r}; write it as a dotted import path"
+        )
+    return cls
 
 
 class LoadedPolicy:
@@ -238,7 +263,7 @@ def build_policy(path: "str | os.PathLike[str]", *, trusted: bool = False) -> Lo
     weights, meta = read_policy_dir(path)
     obs = _stored_space(meta, "observation_space", path)
     act = _stored_space(meta, "action_space", path)
-    cls = _import_class(meta.get("policy_class"), trusted)
+    cls = _import_class(meta.get("policy_class"), trusted, meta)
     if meta["stack"] == "new":
         model = cls(observation_space=obs, action_space=act, inference_only=False,
                     model_config=meta.get("model_config") or {})
@@ -300,14 +325,14 @@ def add_or_replace(
             from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
             spec = RLModuleSpec(
-                module_class=_import_class(meta.get("policy_class"), trusted),
+                module_class=_import_class(meta.get("policy_class"), trusted, meta),
                 observation_space=obs,
                 action_space=act,
                 model_config=meta.get("model_config") or {},
             )
             algo.add_module(target, spec)
         else:
-            algo.add_policy(target, _import_class(meta.get("policy_class"), trusted),
+            algo.add_policy(target, _import_class(meta.get("policy_class"), trusted, meta),
                             observation_space=obs, action_space=act)
         added = True
     try:

@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from builders import STACKS, env_runner_weights, live_weights, ppo_config
+from builders import STACKS, assert_weights_equal, env_runner_weights, live_weights, ppo_config
 
 import rllib_ext
 from rllib_ext import PPOPartialConfig
@@ -119,3 +119,17 @@ def test_algo_load_policy_new_id_that_fails_adds_nothing(ray_session, tmp_path, 
         algo.train()  # still trains with its own three policies
     finally:
         algo.stop()
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_extracted_policy_builds_and_acts_like_the_checkpoint(ckpts, tmp_path, stack):
+    """extract records the class name the checkpoint names (no module path): build_policy
+    rebuilds the stored algorithm's default class of that name."""
+    from rllib_ext import extract_policy
+
+    path, saved = ckpts(stack)
+    out = extract_policy(path, "policy_1", tmp_path / "p1")
+    loaded = rllib_ext.build_policy(out)
+    assert_weights_equal(loaded.weights, saved["policy_1"], "extracted", ordered=False)
+    obs = np.random.default_rng(0).uniform(-1, 1, (20, 4)).astype(np.float32)
+    assert all(loaded.action_space.contains(loaded.compute_action(o)) for o in obs)
