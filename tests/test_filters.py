@@ -61,8 +61,11 @@ def source(ray_session, tmp_path_factory):
     return get
 
 
-def gap(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.max(np.abs(a - b)))
+def gap(a, b) -> float:
+    """max |a - b|; printed, so ``pytest -s`` shows the measured figure beside each check."""
+    value = float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
+    print(f"max|Δ| {value:.3g}")
+    return value
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -278,7 +281,10 @@ def test_merged_checkpoint_carries_the_filter_into_rllibs_own_load(source, tmp_p
     base = str(tmp_path / "base")
     algo = filtered_config(stack, num_env_runners=0).debugging(seed=11).build_algo()
     try:
-        algo.train()
+        # Old stack untrained: the base's own statistics are fresh, so keeping them must show.
+        # New stack trained: a merge takes the source's Adam buffers, which the base must have.
+        if stack == "new":
+            algo.train()
         algo.save(base)
     finally:
         algo.stop()

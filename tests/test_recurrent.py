@@ -94,7 +94,10 @@ def source(ray_session, tmp_path_factory):
 
 
 def gap(a, b) -> float:
-    return float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
+    """max |a - b|; printed, so ``pytest -s`` shows the measured figure beside each check."""
+    value = float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
+    print(f"max|Δ| {value:.3g}")
+    return value
 
 
 @pytest.mark.parametrize("stack", STACKS)
