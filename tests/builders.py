@@ -240,3 +240,30 @@ def runner_dist_inputs(er, policy_id: str, agent_id: str, obs: np.ndarray) -> np
 def rllib_dist_inputs(algo, policy_id: str, agent_id: str, obs: np.ndarray) -> np.ndarray:
     """:func:`runner_dist_inputs` on the algorithm's local env runner."""
     return runner_dist_inputs(algo.env_runner_group.local_env_runner, policy_id, agent_id, obs)
+
+
+def restart_remote_env_runner(algo, timeout: float = 90.0) -> None:
+    """Kill the algorithm's one remote env runner and wait until RLlib has restarted and
+    re-synced it (a new process), as ``Algorithm.training_step`` does after a failure."""
+    import os
+    import time
+
+    import pytest
+    import ray
+
+    group = algo.env_runner_group
+    [actor_id] = group.healthy_env_runner_ids()
+
+    def remote_pid():
+        [r] = group._worker_manager.foreach_actor(lambda er: os.getpid(), healthy_only=False)
+        return r.get() if r.ok else None
+
+    old_pid = remote_pid()
+    ray.kill(group._worker_manager._actors[actor_id], no_restart=False)
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        time.sleep(0.5)
+        group._worker_manager.set_actor_state(actor_id, healthy=False)  # probe, and sync the restored
+        if algo.restore_env_runners(group) == [actor_id] and remote_pid() not in (None, old_pid):
+            return
+    pytest.fail(f"the killed env runner did not come back within {timeout:.0f} s")

@@ -14,7 +14,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from builders import OFFSET, STACKS, filtered_config, live_weights, runner_dist_inputs, unclipped_connector
+from builders import (
+    OFFSET,
+    STACKS,
+    filtered_config,
+    live_weights,
+    restart_remote_env_runner,
+    runner_dist_inputs,
+    unclipped_connector,
+)
 
 import rllib_ext
 from rllib_ext import PPOPartial, PPOPartialConfig, ShapeMismatchError, read_filters
@@ -206,33 +214,11 @@ def test_policy_file_of_format_1_0_still_loads(tmp_path):
 
 @pytest.mark.parametrize("stack", STACKS)
 def test_restarted_remote_env_runner_keeps_the_restored_filter(source, stack):
-    import os
-    import time
-
-    import ray
-
     path, ref = source(stack)
     algo = filtered_config(stack, num_env_runners=1, config_cls=PPOPartialConfig).build_algo()
     try:
         algo.restore(path, policies=["policy_0"])
-        group = algo.env_runner_group
-        [actor_id] = group.healthy_env_runner_ids()
-
-        def remote_pid():
-            [r] = group._worker_manager.foreach_actor(lambda er: os.getpid(), healthy_only=False)
-            return r.get() if r.ok else None
-
-        old_pid = remote_pid()
-        ray.kill(group._worker_manager._actors[actor_id], no_restart=False)
-        deadline = time.time() + 90
-        while time.time() < deadline:
-            time.sleep(0.5)
-            # What Algorithm.training_step does after a failure: probe, and sync the restored.
-            group._worker_manager.set_actor_state(actor_id, healthy=False)
-            if algo.restore_env_runners(group) == [actor_id] and remote_pid() not in (None, old_pid):
-                break
-        else:
-            pytest.fail("the killed env runner did not come back within 90 s")
+        restart_remote_env_runner(algo)
         assert gap(dist_inputs(algo, "policy_0", "agent_0", remote=True), ref["policy_0"]) <= TOL
     finally:
         algo.stop()

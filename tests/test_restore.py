@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
-import os
 import re
-import time
 
 import numpy as np
 import pytest
 
-from builders import STACKS, assert_differs, assert_weights_equal, env_runner_weights, first_layer, live_weights, ppo_config
+from builders import (
+    STACKS,
+    assert_differs,
+    assert_weights_equal,
+    env_runner_weights,
+    first_layer,
+    live_weights,
+    ppo_config,
+    restart_remote_env_runner,
+)
 
 from rllib_ext import PolicyNotFoundError, PPOPartialConfig, ShapeMismatchError
 
@@ -132,32 +139,13 @@ def test_restore_without_policies_is_rllibs_full_restore_with_relative_path(
 
 @pytest.mark.parametrize("stack", STACKS)
 def test_restarted_env_runner_acts_with_restored_then_trained_weights(ckpts, make_algo, stack):
-    import ray
-
     path, saved = ckpts(stack)
     algo = make_algo(stack, num_env_runners=1)
     algo.restore(path, policies=["policy_1"])
     algo.train()
     current = live_weights(algo, "policy_1")  # restored, then trained once
     assert_differs(current, saved["policy_1"], "policy_1 after one train()")
-    group = algo.env_runner_group
-    [actor_id] = group.healthy_env_runner_ids()
-
-    def remote_pid():
-        [r] = group._worker_manager.foreach_actor(lambda er: os.getpid(), healthy_only=False)
-        return r.get() if r.ok else None
-
-    old_pid = remote_pid()
-    ray.kill(group._worker_manager._actors[actor_id], no_restart=False)
-    deadline = time.time() + 90
-    while time.time() < deadline:
-        time.sleep(0.5)
-        # What Algorithm.training_step does after a failure: probe, and sync the restored.
-        group._worker_manager.set_actor_state(actor_id, healthy=False)
-        if algo.restore_env_runners(group) == [actor_id] and remote_pid() not in (None, old_pid):
-            break
-    else:
-        pytest.fail("the killed env runner did not come back within 90 s")
+    restart_remote_env_runner(algo)
     remote = env_runner_weights(algo, "policy_1", remote=True)
     assert_weights_equal(remote, subset(current, remote), "restarted runner", ordered=False)
 
