@@ -45,6 +45,8 @@ LAYERS = [
     "checkpoint.diff",
     "checkpoint",
     # numpy-only conversion, then the Ray-facing adapters and what stands on them
+    "convert_lstm",
+    "model_families",
     "convert",
     "backends",
     "live_filters",
