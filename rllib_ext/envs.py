@@ -16,7 +16,11 @@ from ray.rllib.env.multi_agent_env import MultiAgentEnv
 
 
 class SignGame(MultiAgentEnv):
-    """Agents ``agent_<i>``; ``env_config = {"obs_dims": [4, 4, 6], "episode_len": 10}``."""
+    """Agents ``agent_<i>``; ``env_config = {"obs_dims": [4, 4, 6], "episode_len": 10}``.
+
+    ``"box_actions": k`` gives every agent a ``Box(-1, 1, (k,))`` action instead of
+    ``Discrete(2)``, rewarded for ``action[0]`` near the sign of the first observation entry.
+    """
 
     def __init__(self, config: Optional[Dict[str, Any]] = None):
         super().__init__()
@@ -27,7 +31,10 @@ class SignGame(MultiAgentEnv):
         self.observation_spaces = {
             a: gym.spaces.Box(-1.0, 1.0, (d,), np.float32) for a, d in zip(self.agents, dims)
         }
-        self.action_spaces = {a: gym.spaces.Discrete(2) for a in self.agents}
+        box = int(config.get("box_actions") or 0)
+        self.action_spaces = {
+            a: gym.spaces.Box(-1.0, 1.0, (box,), np.float32) if box else gym.spaces.Discrete(2) for a in self.agents
+        }
         self._rng = np.random.default_rng(config.get("seed"))
         self._t = 0
         self._obs: Dict[str, np.ndarray] = {}
@@ -45,10 +52,14 @@ class SignGame(MultiAgentEnv):
         self._t = 0
         return self._observe(), {}
 
+    def _reward(self, agent: str, act: Any) -> float:
+        sign = self._obs[agent][0] > 0
+        if isinstance(self.action_spaces[agent], gym.spaces.Box):
+            return -abs(float(np.ravel(act)[0]) - (1.0 if sign else -1.0))
+        return float(int(act) == int(sign))
+
     def step(self, action_dict):
-        rewards = {
-            a: float(int(act) == int(self._obs[a][0] > 0)) for a, act in action_dict.items()
-        }
+        rewards = {a: self._reward(a, act) for a, act in action_dict.items()}
         self._t += 1
         done = self._t >= self.episode_len
         obs = self._observe()

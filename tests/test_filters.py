@@ -185,3 +185,76 @@ def test_lightweight_acts_through_the_filter(source, stack):
         np.testing.assert_array_equal(acts, greedy[:40])
     finally:
         algo.stop()
+
+
+# ---------------------------------------------------------------- old stack -> new stack
+
+
+def cross_tol() -> float:
+    from builders import tolerance
+
+    return max(TOL, tolerance())  # tf2 -> torch conversion: 1e-4
+
+
+@pytest.mark.stack("old")
+def test_migrate_writes_the_filter_beside_the_module_as_plain_json(source, tmp_path):
+    import json
+
+    import torch
+    from ray.rllib.core.rl_module.multi_rl_module import MultiRLModule
+
+    from rllib_ext.migration import migrate
+
+    path, ref = source("old")
+    out = tmp_path / "new"
+
+    report = migrate(path, out, policies=["policy_1", "policy_2"])
+
+    assert report.policies["policy_1"].observation_filter.startswith("MeanStdFilter((4,)) over ")
+    doc = json.loads((out / "policy_1" / "observation_filter.json").read_text())
+    assert doc["type"] == "MeanStdFilter" and doc["shape"] == [4]
+    found = read_filters(str(out))
+    assert found.keyed_by == "policy" and sorted(found.stats) == ["policy_1", "policy_2"]
+    assert found.stats["policy_1"] == read_filters(path).stats["policy_1"] or (
+        found.stats["policy_1"].to_dict() == read_filters(path).stats["policy_1"].to_dict()
+    )
+    module = MultiRLModule.from_checkpoint(str(out))["policy_1"]
+    with torch.no_grad():
+        filtered = found.stats["policy_1"].apply(OBS)
+        got = module.forward_inference({"obs": torch.as_tensor(filtered)})["action_dist_inputs"].numpy()
+        raw = module.forward_inference({"obs": torch.as_tensor(OBS)})["action_dist_inputs"].numpy()
+    assert gap(got.astype(np.float64), ref["policy_1"]) <= cross_tol()
+    assert gap(raw.astype(np.float64), ref["policy_1"]) > NEGATIVE  # without the filter: different
+
+
+@pytest.mark.stack("old")
+def test_restore_old_stack_filter_into_new_stack_connector_local_and_remote(source):
+    path, ref = source("old")
+    algo = filtered_config("new", num_env_runners=1, config_cls=PPOPartialConfig).debugging(seed=3).build_algo()
+    try:
+        report = algo.restore(path, policies={"policy_1": "policy_0"})
+
+        assert report.converted_from.startswith("old-API-stack") and "policy_0" in report.filters
+        local = gap(dist_inputs(algo, "policy_0", "agent_0"), ref["policy_1"])
+        remote = gap(dist_inputs(algo, "policy_0", "agent_0", remote=True), ref["policy_1"])
+        print(f"old stack -> new stack with filter: max|Δ| local {local:.3g}, remote {remote:.3g}")
+        assert local <= cross_tol() and remote <= cross_tol(), (local, remote)
+    finally:
+        algo.stop()
+
+
+@pytest.mark.stack("old")
+def test_restore_old_stack_filter_into_new_stack_without_filter_is_refused_before_any_change(source):
+    path, _ = source("old")
+    algo = filtered_config("new", num_env_runners=0, with_filter=False, config_cls=PPOPartialConfig).build_algo()
+    try:
+        before = live_weights(algo, "policy_0")
+        with pytest.raises(ShapeMismatchError, match=(
+            r"^policy 'policy_0': .* carries an observation filter \(MeanStdFilter\(\(4,\)\) over \d+ observations, "
+            r"clip 10\) but the algorithm has none for 'policy_0'"
+        )):
+            algo.restore(path, policies=["policy_0"])
+        for name, value in before.items():
+            np.testing.assert_array_equal(live_weights(algo, "policy_0")[name], value, err_msg=name)
+    finally:
+        algo.stop()

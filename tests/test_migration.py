@@ -17,7 +17,10 @@ import sys
 import numpy as np
 import pytest
 
-from builders import ROOT, assert_imports_no_framework, assert_weights_equal, framework_for_cell, live_weights, ppo_config
+from builders import (
+    ROOT, assert_imports_no_framework, assert_weights_equal, framework_for_cell, live_weights, max_diffs,
+    new_outputs, old_outputs, ppo_config, tolerance,
+)
 
 from rllib_ext import PPOPartialConfig
 from rllib_ext.errors import MigrationError
@@ -25,34 +28,6 @@ from rllib_ext.migration import migrate
 
 N_OBS = 1000
 HIDDENS = (8, 8)
-
-
-def tolerance() -> float:
-    return 1e-4 if framework_for_cell() == "tf2" else 1e-5
-
-
-def old_outputs(policy, obs):
-    """The old policy's action-distribution inputs and value predictions (no exploration)."""
-    _, _, extra = policy.compute_actions(obs, explore=False)
-    return np.array(extra["action_dist_inputs"], copy=True), np.array(extra["vf_preds"], copy=True)
-
-
-def new_outputs(module, obs, values=True):
-    import torch
-
-    batch = {"obs": torch.from_numpy(obs)}
-    with torch.no_grad():
-        logits = module.forward_inference(batch)["action_dist_inputs"].numpy()
-        vf = module.compute_values(batch).numpy() if values else None
-    return np.array(logits, copy=True), (None if vf is None else np.array(vf, copy=True))
-
-
-def max_diffs(want, got):
-    """max |diff| of logits and values; printed, so ``pytest -s`` shows the measured tolerance."""
-    d_logits = float(np.max(np.abs(want[0] - got[0])))
-    d_values = float(np.max(np.abs(want[1] - got[1]))) if got[1] is not None else 0.0
-    print(f"max|Δ| logits {d_logits:.3g}, values {d_values:.3g} ({framework_for_cell()} -> torch)")
-    return d_logits, d_values
 
 
 @pytest.fixture(scope="module")
