@@ -231,3 +231,14 @@ def max_diffs(want, got, what=""):
     d_values = float(np.max(np.abs(want[1] - got[1]))) if got[1] is not None else 0.0
     print(f"max|Δ| logits {d_logits:.3g}, values {d_values:.3g} ({framework_for_cell()} -> torch) {what}")
     return d_logits, d_values
+
+
+def learner_outputs(algo, policy_id, obs, state=None):
+    """:func:`new_outputs` on the (first) learner's module, local or remote (APPO/IMPALA learners are remote)."""
+    def run(learner, _pid=policy_id, _obs=obs, _state=state):
+        from builders import new_outputs as outputs
+
+        res = outputs(learner.module[_pid], _obs, state=_state)
+        return res if _state is None else res[0]
+
+    return [r.get() for r in algo.learner_group.foreach_learner(run)][0]
