@@ -146,6 +146,8 @@ def plan_filters(
                     f"destd={stats.destd}) in the checkpoint but {current.describe()} (demean="
                     f"{current.demean}, destd={current.destd}) in the algorithm"
                     + (f" for agent {key!r}" if by_agent else "")
+                    + (f"; configure the target's MeanStdFilter(clip_by_value={stats.clip!r})"
+                       if by_agent and stats.clip != current.clip else "")
                 )
         plan.updates.update(wanted)
         plan.previous.update({k: target.stats[k] for k in wanted})
