@@ -10,7 +10,7 @@ Built in (no user mapping needed): RLlib's default fully connected model
 ``vf_share_layers`` either way, into ``DefaultPPOTorchRLModule`` (PPO, IMPALA) or
 ``DefaultAPPOTorchRLModule`` (APPO) with the same ``fcnet_hiddens`` / ``fcnet_activation``
 / ``vf_share_layers`` / ``free_log_std``; and (torch) the LSTM wrapper around it
-(:mod:`rllib_ext.convert_lstm`):
+(:mod:`rllib_ext.convert_lstm`) and the vision network (:mod:`rllib_ext.convert_vision`):
 
 =====================================  ==================================  =================================
 new stack (DefaultPPOTorchRLModule)    old stack torch (state_dict names)  old stack tf2 (weights list)
@@ -34,8 +34,8 @@ Every mapping is exact or refused. The new stack clips the log-std to
 ``+-log_std_clip_param`` (20); a free log-std outside that range is refused (a state-dependent
 log-std cannot be checked ahead: it is clipped only where it exceeds 20). APPO's target
 networks are copies of the networks they follow, as the old stack's target model is after
-weights are set. Vision networks (image observations) are refused, the message gives the
-nearest new-stack config.
+weights are set. RLlib's torch ``VisionNetwork`` (image observations) is built in too
+(:mod:`rllib_ext.convert_vision`).
 
 Any other model (``custom_model``, attention wrappers, ``post_fcnet_hiddens``, ...) needs ``mapping=``: ``{old name: new name}`` (``None`` drops
 an old tensor) or a callable ``old weights -> new weights``. Without one the error lists
@@ -52,6 +52,7 @@ import numpy as np
 
 from .checkpoint.tensors import Weights, is_constant_buffer
 from .convert_lstm import linear_layers, map_lstm, target_lstm_reasons
+from .convert_vision import map_vision, target_vision_reasons
 from .model_families import NEW_DEFAULTS, TARGET_CLASS, TARGET_NETWORKS, FCNet, new_fcnet, source_model
 from .errors import MigrationError
 
@@ -193,6 +194,16 @@ def _default_mapping(
     if model.reasons:  # not a built-in model: map nothing, list everything
         return {}, list(source), {}, "; ".join(model.reasons)
     tmc = dict(NEW_DEFAULTS, **dict(target_model_config or {}))
+    if model.vision is not None:
+        differs = target_vision_reasons(tmc, model.vision)
+        if differs:
+            raise MigrationError(
+                f"{label}: the checkpoint's model is a {model.describe()} but {target_name} has "
+                f"{', '.join(differs)}; configure the new stack with config.rl_module(model_config="
+                f"{model.target_config()!r})"
+            )
+        produced, unmapped = map_vision(source, list(target), model.vision)
+        return produced, unmapped, {}, f"torch {model.describe()}"
     if model.lstm is not None:
         differs = target_lstm_reasons(tmc, model.lstm)
         if differs:

@@ -28,8 +28,9 @@ class SignGame(MultiAgentEnv):
         dims = list(config.get("obs_dims", [4, 4, 4]))
         self.episode_len = int(config.get("episode_len", 10))
         self.agents = self.possible_agents = [f"agent_{i}" for i in range(len(dims))]
+        image = tuple(int(d) for d in config.get("image_obs") or ())
         self.observation_spaces = {
-            a: gym.spaces.Box(-1.0, 1.0, (d,), np.float32) for a, d in zip(self.agents, dims)
+            a: gym.spaces.Box(-1.0, 1.0, image or (d,), np.float32) for a, d in zip(self.agents, dims)
         }
         box = int(config.get("box_actions") or 0)
         self.action_spaces = {
@@ -53,7 +54,7 @@ class SignGame(MultiAgentEnv):
         return self._observe(), {}
 
     def _reward(self, agent: str, act: Any) -> float:
-        sign = self._obs[agent][0] > 0
+        sign = np.ravel(self._obs[agent])[0] > 0
         if isinstance(self.action_spaces[agent], gym.spaces.Box):
             return -abs(float(np.ravel(act)[0]) - (1.0 if sign else -1.0))
         return float(int(act) == int(sign))

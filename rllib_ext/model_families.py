@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from .convert_lstm import LSTMNet, lstm_reasons, old_lstm
+from .convert_vision import VisionNet, old_vision
 
 # RLlib 2.60's MODEL_DEFAULTS for the keys we read, where an old config leaves one out.
 OLD_DEFAULTS: Dict[str, Any] = {
@@ -72,6 +73,7 @@ class SourceModel:
     Attributes:
         fc: the fully connected part (the whole model unless ``lstm``).
         lstm: the LSTM wrapper around it, if ``use_lstm``.
+        vision: the VisionNetwork, for image observations (then ``fc`` is unused).
         max_seq_len: the old ``max_seq_len`` (carried into the target config).
         reasons: why the built-in tables do not cover it (empty: they do).
     """
@@ -80,14 +82,19 @@ class SourceModel:
     lstm: Optional[LSTMNet]
     max_seq_len: int
     reasons: Tuple[str, ...]
+    vision: Optional[VisionNet] = None
 
     def describe(self) -> str:
+        if self.vision is not None:
+            return self.vision.describe()
         if self.lstm is not None:
             return f"LSTM wrapper around FullyConnectedNetwork, {self.lstm.describe()}, max_seq_len={self.max_seq_len}"
         return f"FullyConnectedNetwork, {self.fc.describe()}"
 
     def target_config(self) -> Dict[str, Any]:
         """The new-stack model config that computes the same function."""
+        if self.vision is not None:
+            return self.vision.model_config()
         if self.lstm is not None:
             return self.lstm.model_config(self.max_seq_len)
         cfg: Dict[str, Any] = {"fcnet_hiddens": list(self.fc.hiddens), "fcnet_activation": self.fc.activation,
@@ -111,18 +118,30 @@ def source_model(
         reasons.append("the checkpoint records no model config")
     if mc.get("custom_model"):
         reasons.append(f"custom_model {mc['custom_model']!r}")
-    for key in ("use_attention", "no_final_linear"):
-        if mc.get(key):
-            reasons.append(f"{key}=True")
-    if mc.get("post_fcnet_hiddens"):
-        reasons.append(f"post_fcnet_hiddens={list(mc['post_fcnet_hiddens'])}")
-    if not mc.get("fcnet_hiddens"):
-        reasons.append("fcnet_hiddens=[] (no hidden layers)")
-    reasons += _space_reasons(observation_space, mc)
+    if mc.get("use_attention"):
+        reasons.append("use_attention=True")
     free = bool(mc.get("free_log_std"))
     fc = FCNet(tuple(int(h) for h in mc.get("fcnet_hiddens") or ()), _activation(mc.get("fcnet_activation")),
                bool(mc.get("vf_share_layers")), free)
     lstm = old_lstm(mc, fc.hiddens, fc.activation)
+    kind = _obs_kind(observation_space)
+    vision = None
+    if kind == "image":
+        vision, why = old_vision(mc)
+        reasons += why
+        for flag, what in ((framework == "tf2", "tf2 (the Keras VisionNetwork's weights list is not mapped; torch only)"),
+                           (lstm is not None, "use_lstm=True"), (free, "free_log_std=True")):
+            if flag:
+                reasons.append(f"a VisionNetwork with {what}")
+        return SourceModel(fc, None, int(mc.get("max_seq_len") or 20), tuple(reasons), vision)
+    if kind is not None:
+        reasons.append(f"observation space {kind} (only 1-D Box and image observations are built in)")
+    if mc.get("no_final_linear"):
+        reasons.append("no_final_linear=True")
+    if mc.get("post_fcnet_hiddens"):
+        reasons.append(f"post_fcnet_hiddens={list(mc['post_fcnet_hiddens'])}")
+    if not mc.get("fcnet_hiddens"):
+        reasons.append("fcnet_hiddens=[] (no hidden layers)")
     if lstm is not None:
         reasons += lstm_reasons(mc)
         if free:
@@ -134,22 +153,17 @@ def source_model(
     return SourceModel(fc, lstm, int(mc.get("max_seq_len") or 20), tuple(reasons))
 
 
-def _space_reasons(observation_space: Any, mc: Mapping[str, Any]) -> List[str]:
+def _obs_kind(observation_space: Any) -> Optional[str]:
+    """None for a 1-D Box (or unknown), 'image' for a 3-D Box, else the space described."""
     if observation_space is None:
-        return []
+        return None
     obs_type = getattr(observation_space, "type", None)
     shape = getattr(observation_space, "shape", None)
     if obs_type == "Box" and shape is not None and len(shape) == 1:
-        return []
-    describe = getattr(observation_space, "describe", lambda: repr(observation_space))()
+        return None
     if obs_type == "Box" and shape is not None and len(shape) == 3:
-        return [
-            f"observation space {describe}: RLlib's VisionNetwork (conv_filters={mc.get('conv_filters')}) is not "
-            "built in (its logits are a 1x1 convolution on the last conv layer's output and its 'same' padding "
-            "is RLlib's own; the nearest new-stack config is model_config={'conv_filters': <the same filters, "
-            "the last one with padding 'valid'>, 'head_fcnet_hiddens': []}, which is not proven equal)"
-        ]
-    return [f"observation space {describe} (only 1-D Box observations are built in)"]
+        return "image"
+    return getattr(observation_space, "describe", lambda: repr(observation_space))()
 
 
 def new_fcnet(model_config: Optional[Mapping[str, Any]]) -> Tuple[FCNet, List[str]]:

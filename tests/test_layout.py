@@ -46,6 +46,7 @@ LAYERS = [
     "checkpoint",
     # numpy-only conversion, then the Ray-facing adapters and what stands on them
     "convert_lstm",
+    "convert_vision",
     "model_families",
     "convert",
     "backends",

@@ -223,9 +223,14 @@ def test_source_model_refuses_what_is_not_exact_and_says_why():
     )
     lstm = source_model({"fcnet_hiddens": [8], "use_lstm": True, "lstm_use_prev_action": True})
     assert lstm.reasons[0].startswith("lstm_use_prev_action=True (the old wrapper feeds it to the LSTM after")
-    image = source_model({"conv_filters": [[16, [4, 4], 2]]}, observation_space=_space("Box", (42, 42, 3)))
-    assert image.reasons[0].startswith("observation space Box(")
-    assert "(42, 42, 3), float32): RLlib's VisionNetwork (conv_filters=[[16, [4, 4], 2]]) is not built in" in image.reasons[0]
+    image = _space("Box", (42, 42, 3))
+    assert source_model({"conv_filters": [[16, [4, 4], 2]]}, image).reasons == ()
+    assert source_model({"conv_filters": [[16, [4, 4], 2]]}, image, "tf2").reasons == (
+        "a VisionNetwork with tf2 (the Keras VisionNetwork's weights list is not mapped; torch only)",
+    )
+    assert source_model({}, image).reasons == (
+        "conv_filters not recorded in the checkpoint (RLlib's per-shape default is not mapped)",
+    )
     assert source_model({"fcnet_hiddens": [8], "use_lstm": True, "lstm_cell_size": 16, "max_seq_len": 5}).target_config() == {
         "fcnet_hiddens": [8], "fcnet_activation": "tanh", "use_lstm": True, "lstm_cell_size": 16, "max_seq_len": 5,
         "vf_share_layers": True,
