@@ -74,9 +74,9 @@ def old_run(ray_session, tmp_path_factory):
             from ray.rllib.policy.policy import Policy
 
             obs = np.random.default_rng(1).uniform(-1, 1, (N_OBS, 4)).astype(np.float32)
-            outputs = {
+            outputs = {  # (recurrent sources: see test_convert_lstm)
                 pid: old_outputs(Policy.from_checkpoint(os.path.join(path, "policies", pid)), obs)
-                for pid in ("policy_0", "policy_1")
+                for pid in ("policy_0", "policy_1") if not model.get("use_lstm")
             }
             cache[key] = (path, obs, outputs)
         return cache[key]
@@ -136,7 +136,7 @@ def test_restore_box_actions_into_new_stack_algorithm_learner_and_remote_runner(
 @pytest.mark.stack("old")
 def test_restore_free_log_std_into_a_module_without_it_names_both(old_run, new_algo):
     if framework_for_cell() == "tf2":
-        pytest.skip("free_log_std is refused for tf2 sources (see test_free_log_std_from_tf2_is_refused)")
+        pytest.skip("free_log_std is refused for tf2 sources (see test_tf2_free_log_std_and_lstm_are_refused_and_nothing_written)")
     path, _, _ = old_run("PPO", box=2, free_log_std=True)
     algo = new_algo("PPO", box=2)
     before = live_weights(algo, "policy_0")
@@ -206,6 +206,25 @@ def test_restore_appo_into_new_stack_appo_learner_targets_and_remote_runner(old_
     for name in targets:
         np.testing.assert_array_equal(live[name], live[name.replace("_old_encoder.", "encoder.").replace("_old_pi.", "pi.")])
     algo.train()  # and it trains
+
+
+@pytest.mark.parametrize("model, box, why", [
+    ({"free_log_std": True}, 2, "free_log_std=True with tf2 (the log-std variable's place in the Keras weights list is not mapped"),
+    ({"use_lstm": True, "lstm_cell_size": 16}, 0, "use_lstm=True with tf2 (the Keras LSTM wrapper's weights list is not mapped"),
+], ids=["free_log_std", "lstm"])
+@pytest.mark.stack("old")
+def test_tf2_free_log_std_and_lstm_are_refused_and_nothing_written(old_run, tmp_path, model, box, why):
+    if framework_for_cell() != "tf2":
+        pytest.skip("tf2 sources only (torch: see the equivalence tests)")
+    path, _, _ = old_run("PPO", box=box, **model)
+
+    plan = migrate(path, None, policies=["policy_0"], dry_run=True)
+    with pytest.raises(MigrationError) as err:
+        migrate(path, tmp_path / "new", policies=["policy_0"])
+
+    assert plan.policies["policy_0"].supported is False and why in plan.policies["policy_0"].reason
+    assert str(err.value).startswith(f"policy 'policy_0': cannot map the old-stack model onto the new DefaultPPOTorchRLModule ({why}")
+    assert not (tmp_path / "new").exists()
 
 
 # ---------------------------------------------------------------- the tables alone (numpy only)
