@@ -45,7 +45,6 @@ the old tensors with no mapped target and the new tensors left unset.
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -53,7 +52,7 @@ import numpy as np
 from .checkpoint.tensors import Weights, is_constant_buffer
 from .convert_lstm import linear_layers, map_lstm, target_lstm_reasons
 from .convert_vision import map_vision, target_vision_reasons
-from .model_families import NEW_DEFAULTS, TARGET_CLASS, TARGET_NETWORKS, FCNet, new_fcnet, source_model
+from .model_families import NEW_DEFAULTS, TARGET_NETWORKS, FCNet, new_fcnet, source_model
 from .errors import MigrationError
 
 NameMapping = Union[Mapping[str, Optional[str]], Callable[[Weights], Weights]]

@@ -27,7 +27,7 @@ from .checkpoint.filters import FILTER_FILE, filters_of
 from .checkpoint.inspection import read_policy_opened
 from .checkpoint.reader import ids_in, open_checkpoint, read_weights
 from .checkpoint.storage import resolve_path
-from .checkpoint.tensors import Weights, check_tensors
+from .checkpoint.tensors import check_tensors
 from .convert import NameMapping, convert_policy
 from .errors import CheckpointError, MigrationError, not_found
 from .model_families import TARGET_CLASS, TARGET_MODULES, source_algorithm, source_model

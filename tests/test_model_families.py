@@ -228,6 +228,38 @@ def test_tf2_free_log_std_and_lstm_are_refused_and_nothing_written(old_run, tmp_
     assert not (tmp_path / "new").exists()
 
 
+@pytest.mark.torch_only  # RLlib 2.60 cannot build old-stack tf2 SAC (see README)
+@pytest.mark.stack("old")
+def test_other_algorithms_policies_are_refused_by_restore_and_migrate(ray_session, new_algo, tmp_path):
+    from ray.rllib.algorithms.sac import SACConfig
+
+    from rllib_ext.envs import SignGame, agent_to_policy
+
+    sac = (
+        SACConfig().api_stack(enable_rl_module_and_learner=False, enable_env_runner_and_connector_v2=False)
+        .environment(SignGame, env_config={"obs_dims": [4, 4], "box_actions": 2}).framework("torch")
+        .multi_agent(policies={"policy_0", "policy_1"}, policy_mapping_fn=agent_to_policy)
+        .env_runners(num_env_runners=0)
+        .training(replay_buffer_config={"type": "MultiAgentPrioritizedReplayBuffer"}).build_algo()
+    )
+    try:
+        sac.save(str(tmp_path / "sac"))
+    finally:
+        sac.stop()
+    algo = new_algo("PPO", box=2)
+    before = live_weights(algo, "policy_0")
+
+    with pytest.raises(MigrationError, match=r"^policy 'policy_0': policy class 'SACTorchPolicy'; built-in conversion "
+                                             r"takes PPO, APPO and IMPALA policies \(RLlib's default models\); pass mapping="):
+        algo.restore(str(tmp_path / "sac"), policies=["policy_0"])
+    with pytest.raises(MigrationError, match=r"^policy 'policy_0': policy class 'SACTorchPolicy'; migrate\(\) writes the "
+                                             r"new-stack default modules of PPO, APPO, IMPALA and takes their policies only$"):
+        migrate(str(tmp_path / "sac"), tmp_path / "new", policies=["policy_0"])
+
+    assert_weights_equal(live_weights(algo, "policy_0"), before, "after the refused restore", ordered=False)
+    assert not (tmp_path / "new").exists()
+
+
 # ---------------------------------------------------------------- the tables alone (numpy only)
 
 
