@@ -9,7 +9,7 @@ stderr: ``rllib-ext: error: ...``), 2 a usage error. No logic of its own lives h
     rllib-ext extract CKPT --policy ID --out PATH [--format safetensors|npz|torch]
     rllib-ext diff CKPT_A CKPT_B [--json]
     rllib-ext merge --base CKPT --take ID=CKPT[:SRC_ID] [--take ...] --out PATH [--json]
-    rllib-ext migrate OLD_CKPT --out NEW_DIR [--policies ID ...] [--json]
+    rllib-ext migrate OLD_CKPT (--out NEW_DIR | --dry-run) [--policies ID ...] [--target PPO|APPO|IMPALA] [--json]
     rllib-ext export CKPT --policy ID --format onnx --out policy.onnx [--agent AGENT_ID]
 
 ``migrate`` imports RLlib and torch (to build the modules RLlib then writes itself);
@@ -87,11 +87,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the report as JSON")
 
     p = sub.add_parser(
-        "migrate", parents=[common], help="write old-stack PPO policies as a new-stack MultiRLModule checkpoint"
+        "migrate", parents=[common], help="write old-stack PPO/APPO/IMPALA policies as a new-stack MultiRLModule checkpoint"
     )
     p.add_argument("checkpoint", metavar="OLD_CKPT", help="old-API-stack algorithm or policy checkpoint (torch or tf2)")
-    p.add_argument("--out", metavar="NEW_DIR", required=True, help="new directory (must not exist, or be empty)")
+    p.add_argument("--out", metavar="NEW_DIR", help="new directory (must not exist, or be empty)")
     p.add_argument("--policies", metavar="ID", nargs="+", help="policy ids to migrate (default: all)")
+    p.add_argument("--target", choices=["PPO", "APPO", "IMPALA"],
+                   help="write this algorithm's default module (default: each policy's own algorithm)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="write nothing; per policy: supported or not, source model, target module and config, what is not carried")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
 
     p = sub.add_parser(
@@ -124,6 +128,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
+        if args.command == "migrate" and args.out is None and not args.dry_run:
+            parser.error("migrate: --out NEW_DIR is required (or --dry-run)")
     except SystemExit as e:  # argparse: 2 for usage errors, 0 for --help
         return int(e.code or 0)
     try:
@@ -142,8 +148,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         elif args.command == "migrate":
             from .migration import migrate
 
-            report = migrate(args.checkpoint, args.out, args.policies, trusted=args.trusted)
+            report = migrate(args.checkpoint, args.out, args.policies, target=args.target, dry_run=args.dry_run,
+                             trusted=args.trusted)
             print(json.dumps(report.to_dict(), indent=2) if args.json else format_migrate(report))
+            if args.dry_run and not all(p.supported for p in report.policies.values()):
+                return 1
         elif args.command == "export":
             from .onnx_export import export_onnx
 
@@ -289,9 +298,22 @@ def format_merge(report: MergeReport) -> str:
 
 
 def format_migrate(report: Any) -> str:
-    """Where the new checkpoint is, and what each policy was converted from."""
-    lines = [f"{report.out}", f"  new API stack MultiRLModule ({report.module_class}), from {report.checkpoint}", ""]
-    lines += _table(["policy", "converted from"], [[pid, what] for pid, what in report.converted.items()])
+    """Where the new checkpoint is and what each policy was converted from; with
+    ``--dry-run``, per policy: supported or not, into what, and what is not carried."""
+    if not report.dry_run:
+        lines = [f"{report.out}", f"  new API stack MultiRLModule ({report.module_class}), from {report.checkpoint}", ""]
+        lines += _table(["policy", "converted from"], [[pid, what] for pid, what in report.converted.items()])
+        return "\n".join(lines)
+    lines = [f"dry run: {report.checkpoint} -> {report.out or '(no --out)'}; nothing written"]
+    for pid, p in report.policies.items():
+        lines += ["", f"{pid}: {'supported' if p.supported else 'NOT supported'}", f"  source:       {p.source}",
+                  f"  target:       {p.module_class}"]
+        if p.supported:
+            lines.append(f"  model_config: {json.dumps(p.model_config, sort_keys=True)}")
+            lines.append(f"  obs. filter:  {p.observation_filter or '-'}" + (f" -> {pid}/observation_filter.json" if p.observation_filter else ""))
+            lines.append(f"  not carried:  {'; '.join(p.not_carried)}")
+        else:
+            lines.append(f"  why:          {p.reason}")
     return "\n".join(lines)
 
 

@@ -7,8 +7,10 @@ cross-stack partial restore (:mod:`rllib_ext.restore`) and the writer
 
 Built in (no user mapping needed): RLlib's default fully connected model
 (``FullyConnectedNetwork``, torch and tf2) on a 1-D Box observation, with
-``vf_share_layers`` either way, into ``DefaultPPOTorchRLModule`` with the same
-``fcnet_hiddens`` / ``fcnet_activation`` / ``vf_share_layers``:
+``vf_share_layers`` either way, into ``DefaultPPOTorchRLModule`` (PPO, IMPALA) or
+``DefaultAPPOTorchRLModule`` (APPO) with the same ``fcnet_hiddens`` / ``fcnet_activation``
+/ ``vf_share_layers`` / ``free_log_std``; and (torch) the LSTM wrapper around it
+(:mod:`rllib_ext.convert_lstm`) and the vision network (:mod:`rllib_ext.convert_vision`):
 
 =====================================  ==================================  =================================
 new stack (DefaultPPOTorchRLModule)    old stack torch (state_dict names)  old stack tf2 (weights list)
@@ -18,7 +20,9 @@ encoder.critic_encoder.net.mlp.{2i}.*  _value_branch_separate.{i}._model.0  fc_v
 encoder.encoder.net.mlp.{2i}.*         _hidden_layers.{i}._model.0.*        fc_{i+1}/* (vf_share_layers=True)
 pi.net.mlp.0.*                         _logits._model.0.*                   fc_out/*
 vf.net.mlp.0.*                         _value_branch._model.0.*             value_out/*
+pi.log_std (free_log_std=True)         _append_free_log_std.log_std        (refused: not mapped for tf2)
 *.log_std_clip_param_const             (kept from the target: a constant)   (same)
+_old_encoder.*, _old_pi.* (APPO)       copies of encoder.*, pi.*            (same)
 =====================================  ==================================  =================================
 
 The tf2 list is in Keras variable order: by depth, the actor layer before the value layer
@@ -26,83 +30,34 @@ of the same depth (``fc_1, fc_value_1, fc_2, fc_value_2, ..., fc_out, value_out`
 kernels are ``[in, out]``, torch weights ``[out, in]``. (The encoder's linear layers are
 found by name in the target, so ``{2i}`` is only the usual index with an activation.)
 
-Any other model (``custom_model``, LSTM/attention wrappers, ``free_log_std``,
-``post_fcnet_hiddens``, ...) needs ``mapping=``: ``{old name: new name}`` (``None`` drops
+Every mapping is exact or refused. The new stack clips the log-std to
+``+-log_std_clip_param`` (20); a free log-std outside that range is refused (a state-dependent
+log-std cannot be checked ahead: it is clipped only where it exceeds 20). APPO's target
+networks are copies of the networks they follow, as the old stack's target model is after
+weights are set. RLlib's torch ``VisionNetwork`` (image observations) is built in too
+(:mod:`rllib_ext.convert_vision`).
+
+Any other model (``custom_model``, attention wrappers, ``post_fcnet_hiddens``, ...) needs ``mapping=``: ``{old name: new name}`` (``None`` drops
 an old tensor) or a callable ``old weights -> new weights``. Without one the error lists
 the old tensors with no mapped target and the new tensors left unset.
 """
 
 from __future__ import annotations
 
-import re
 from collections import OrderedDict
-from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from .checkpoint.tensors import Weights, is_constant_buffer
+from .convert_lstm import linear_layers, map_lstm, target_lstm_reasons
+from .convert_vision import map_vision, target_vision_reasons
+from .model_families import NEW_DEFAULTS, TARGET_NETWORKS, FCNet, new_fcnet, source_model
 from .errors import MigrationError
 
 NameMapping = Union[Mapping[str, Optional[str]], Callable[[Weights], Weights]]
 Slot = Tuple[str, int]  # ("actor" | "critic" | "pi" | "vf", layer index)
-
-
-# RLlib 2.60's MODEL_DEFAULTS for the keys we read, where an old config leaves one out.
-_OLD_DEFAULTS: Dict[str, Any] = {"fcnet_hiddens": [256, 256], "fcnet_activation": "tanh", "vf_share_layers": True}
-# RLlib 2.60's DefaultModelConfig for the keys we read (the live code merges the real one).
-_NEW_DEFAULTS: Dict[str, Any] = {"fcnet_hiddens": [256, 256], "fcnet_activation": "tanh", "vf_share_layers": True}
-
-TARGET_CLASS = "DefaultPPOTorchRLModule"
-
-
-@dataclass(frozen=True)
-class FCNet:
-    """The shape of a plain fully connected actor-critic: what must agree on both sides."""
-
-    hiddens: Tuple[int, ...]
-    activation: str
-    vf_share_layers: bool
-
-    def describe(self) -> str:
-        return (
-            f"fcnet_hiddens={list(self.hiddens)}, fcnet_activation={self.activation!r}, "
-            f"vf_share_layers={self.vf_share_layers}"
-        )
-
-
-def _activation(value: Any) -> str:
-    return "linear" if value in (None, "", "linear") else str(value).lower()
-
-
-def old_fcnet(model_config: Optional[Mapping[str, Any]]) -> Tuple[FCNet, List[str]]:
-    """The old model config as an :class:`FCNet`, and why it is *not* the default FCNet (if so)."""
-    mc = dict(_OLD_DEFAULTS, **dict(model_config or {}))
-    reasons = []
-    if mc.get("custom_model"):
-        reasons.append(f"custom_model {mc['custom_model']!r}")
-    for key in ("use_lstm", "use_attention", "free_log_std", "no_final_linear"):
-        if mc.get(key):
-            reasons.append(f"{key}=True")
-    if mc.get("post_fcnet_hiddens"):
-        reasons.append(f"post_fcnet_hiddens={list(mc['post_fcnet_hiddens'])}")
-    if not mc.get("fcnet_hiddens"):
-        reasons.append("fcnet_hiddens=[] (no hidden layers)")
-    net = FCNet(tuple(int(h) for h in mc.get("fcnet_hiddens") or ()), _activation(mc.get("fcnet_activation")), bool(mc.get("vf_share_layers")))
-    return net, reasons
-
-
-def new_fcnet(model_config: Optional[Mapping[str, Any]]) -> Tuple[FCNet, List[str]]:
-    """The target module's model config as an :class:`FCNet`, and what the mapping cannot fill."""
-    mc = dict(_NEW_DEFAULTS, **dict(model_config or {}))
-    reasons = []
-    for key in ("use_lstm", "free_log_std", "fcnet_use_layernorm"):
-        if mc.get(key):
-            reasons.append(f"{key}=True")
-    if mc.get("head_fcnet_hiddens"):
-        reasons.append(f"head_fcnet_hiddens={list(mc['head_fcnet_hiddens'])}")
-    net = FCNet(tuple(int(h) for h in mc.get("fcnet_hiddens") or ()), _activation(mc.get("fcnet_activation")), bool(mc.get("vf_share_layers")))
-    return net, reasons
+FREE_LOG_STD = "_append_free_log_std.log_std"  # the old torch FCNet's free log-std (free_log_std=True)
 
 
 # ---------------------------------------------------------------- name tables
@@ -132,23 +87,17 @@ def _source_slots(names: Sequence[str], net: FCNet) -> Tuple[Dict[Slot, Tuple[st
     return {s: (f"{p}.weight", f"{p}.bias") for s, p in slots.items()}, False, {}
 
 
-def _linear_layers(names: Sequence[str], prefix: str) -> List[Tuple[str, str]]:
-    pattern = re.compile(re.escape(prefix) + r"\.(\d+)\.weight")
-    idx = sorted(int(m.group(1)) for m in (pattern.fullmatch(n) for n in names) if m)
-    return [(f"{prefix}.{k}.weight", f"{prefix}.{k}.bias") for k in idx]
-
-
 def _target_slots(names: Sequence[str], vf_share_layers: bool) -> Dict[Slot, Tuple[str, str]]:
     """``{slot: (weight name, bias name)}`` of a DefaultPPOTorchRLModule state, found by name."""
     slots: Dict[Slot, Tuple[str, str]] = {}
     actor = "encoder.encoder.net.mlp" if vf_share_layers else "encoder.actor_encoder.net.mlp"
-    for i, wb in enumerate(_linear_layers(names, actor)):
+    for i, wb in enumerate(linear_layers(names, actor)):
         slots[("actor", i)] = wb
     if not vf_share_layers:
-        for i, wb in enumerate(_linear_layers(names, "encoder.critic_encoder.net.mlp")):
+        for i, wb in enumerate(linear_layers(names, "encoder.critic_encoder.net.mlp")):
             slots[("critic", i)] = wb
     for head in ("pi", "vf"):
-        for i, wb in enumerate(_linear_layers(names, f"{head}.net.mlp")):
+        for i, wb in enumerate(linear_layers(names, f"{head}.net.mlp")):
             slots[(head, i)] = wb
     return slots
 
@@ -196,6 +145,7 @@ def convert_policy(
             unmapped = [n for n in source if n not in mapping]
     else:
         produced, unmapped, shown, why = _default_mapping(label, source, target, source_model_config, target_model_config, observation_space, target_name)
+    produced = with_target_networks(produced, target)
     unset = [n for n in target if n not in produced and not is_constant_buffer(n)]
     if unmapped or unset:
         raise MigrationError(
@@ -205,6 +155,18 @@ def convert_policy(
             f"target tensors left unset: {_listing(unset, target, {})}"
         )
     return OrderedDict((n, np.asarray(produced[n] if n in produced else t)) for n, t in target.items())
+
+
+def with_target_networks(produced: Mapping[str, np.ndarray], target: Mapping[str, Any]) -> Weights:
+    """``produced`` plus the target's target networks (APPO's ``_old_encoder`` / ``_old_pi``),
+    copied from the networks they follow, as the old stack syncs its target model when
+    weights are set. Names the target lacks, or already produced, are left alone."""
+    out = dict(produced)
+    for name in target:
+        for copy, main in TARGET_NETWORKS.items():
+            if name.startswith(copy) and name not in out and main + name[len(copy):] in out:
+                out[name] = np.array(out[main + name[len(copy):]], copy=True)
+    return out
 
 
 def _listing(names: Sequence[str], weights: Mapping[str, Any], shown: Mapping[str, str]) -> str:
@@ -224,18 +186,35 @@ def _default_mapping(
     observation_space: Any,
     target_name: str,
 ) -> Tuple[Weights, List[str], Dict[str, str], str]:
-    """The built-in table: (produced, unmapped source names, display names, what was mapped)."""
-    old, reasons = old_fcnet(source_model_config)
-    if source_model_config is None:
-        reasons.append("the checkpoint records no model config")
-    obs_type = getattr(observation_space, "type", None)
-    obs_shape = getattr(observation_space, "shape", None)
-    if observation_space is not None and not (obs_type == "Box" and obs_shape is not None and len(obs_shape) == 1):
-        describe = getattr(observation_space, "describe", lambda: repr(observation_space))
-        reasons.append(f"observation space {describe()} (only 1-D Box observations are built in)")
-    if reasons:  # not the default FCNet: map nothing, list everything
-        return {}, list(source), {}, "; ".join(reasons)
-    new, target_reasons = new_fcnet(target_model_config)
+    """The built-in tables: (produced, unmapped source names, display names, what was mapped)."""
+    is_tf = bool(source) and all(name.isdigit() for name in source)
+    kind = "tf2" if is_tf else "torch"
+    model = source_model(source_model_config, observation_space, kind)
+    if model.reasons:  # not a built-in model: map nothing, list everything
+        return {}, list(source), {}, "; ".join(model.reasons)
+    tmc = dict(NEW_DEFAULTS, **dict(target_model_config or {}))
+    if model.vision is not None:
+        differs = target_vision_reasons(tmc, model.vision)
+        if differs:
+            raise MigrationError(
+                f"{label}: the checkpoint's model is a {model.describe()} but {target_name} has "
+                f"{', '.join(differs)}; configure the new stack with config.rl_module(model_config="
+                f"{model.target_config()!r})"
+            )
+        produced, unmapped = map_vision(source, list(target), model.vision)
+        return produced, unmapped, {}, f"torch {model.describe()}"
+    if model.lstm is not None:
+        differs = target_lstm_reasons(tmc, model.lstm)
+        if differs:
+            raise MigrationError(
+                f"{label}: the checkpoint's model is an {model.describe()} but {target_name} has "
+                f"{', '.join(differs)}; configure the new stack with config.rl_module(model_config="
+                f"{model.target_config()!r})"
+            )
+        produced, unmapped = map_lstm(source, list(target), model.lstm)
+        return produced, unmapped, {}, f"torch {model.describe()}"
+    old = model.fc
+    new, target_reasons = new_fcnet(tmc)
     if target_reasons:
         raise MigrationError(
             f"{label}: {target_name} has {', '.join(target_reasons)}, which the old-stack "
@@ -245,8 +224,7 @@ def _default_mapping(
         raise MigrationError(
             f"{label}: the checkpoint's model has {old.describe()} but {target_name} has "
             f"{new.describe()}; configure the new stack with the checkpoint's values, e.g. "
-            f"config.rl_module(model_config={{'fcnet_hiddens': {list(old.hiddens)}, "
-            f"'fcnet_activation': {old.activation!r}, 'vf_share_layers': {old.vf_share_layers}}})"
+            f"config.rl_module(model_config={model.target_config()!r})"
         )
     src_slots, is_tf, shown = _source_slots(list(source), old)
     tgt_slots = _target_slots(list(target), new.vf_share_layers)
@@ -262,8 +240,18 @@ def _default_mapping(
         produced[tw] = w.T if is_tf and w.ndim == 2 else w
         produced[tb] = source[sb]
         used.update((sw, sb))
-    kind = "tf2" if is_tf else "torch"
-    return produced, [n for n in source if n not in used], shown, f"{kind} FullyConnectedNetwork, {old.describe()}"
+    if old.free_log_std and FREE_LOG_STD in source and "pi.log_std" in target:
+        log_std = np.asarray(source[FREE_LOG_STD])
+        clip = float(tmc.get("log_std_clip_param") or 20.0)
+        if np.any(np.abs(log_std) > clip):
+            raise MigrationError(
+                f"{label}: the free log-std {np.round(log_std, 3).tolist()} lies outside the new stack's "
+                f"clip range +-{clip:g} (log_std_clip_param), so the new module would act differently; "
+                "not migrated"
+            )
+        produced["pi.log_std"] = log_std
+        used.add(FREE_LOG_STD)
+    return produced, [n for n in source if n not in used], shown, f"{kind} {model.describe()}"
 
 
 def _user_mapping(label: str, source: Weights, target: Mapping[str, np.ndarray], mapping: NameMapping) -> Weights:

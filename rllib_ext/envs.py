@@ -20,6 +20,8 @@ class SignGame(MultiAgentEnv):
 
     ``"obs_offset": 5.0`` shifts every observation (and its space) by that much, so that an
     observation filter's statistics matter; the reward still reads the unshifted sign.
+    ``"box_actions": k`` gives every agent a ``Box(-1, 1, (k,))`` action instead of
+    ``Discrete(2)``, rewarded for ``action[0]`` near the sign of the first observation entry.
     """
 
     def __init__(self, config: Optional[Dict[str, Any]] = None):
@@ -29,10 +31,15 @@ class SignGame(MultiAgentEnv):
         self.episode_len = int(config.get("episode_len", 10))
         self.offset = float(config.get("obs_offset", 0.0))
         self.agents = self.possible_agents = [f"agent_{i}" for i in range(len(dims))]
+        image = tuple(int(d) for d in config.get("image_obs") or ())
         self.observation_spaces = {
-            a: gym.spaces.Box(self.offset - 1.0, self.offset + 1.0, (d,), np.float32) for a, d in zip(self.agents, dims)
+            a: gym.spaces.Box(self.offset - 1.0, self.offset + 1.0, image or (d,), np.float32)
+            for a, d in zip(self.agents, dims)
         }
-        self.action_spaces = {a: gym.spaces.Discrete(2) for a in self.agents}
+        box = int(config.get("box_actions") or 0)
+        self.action_spaces = {
+            a: gym.spaces.Box(-1.0, 1.0, (box,), np.float32) if box else gym.spaces.Discrete(2) for a in self.agents
+        }
         self._rng = np.random.default_rng(config.get("seed"))
         self._t = 0
         self._obs: Dict[str, np.ndarray] = {}
@@ -50,10 +57,14 @@ class SignGame(MultiAgentEnv):
         self._t = 0
         return self._observe(), {}
 
+    def _reward(self, agent: str, act: Any) -> float:
+        sign = np.ravel(self._obs[agent])[0] > 0
+        if isinstance(self.action_spaces[agent], gym.spaces.Box):
+            return -abs(float(np.ravel(act)[0]) - (1.0 if sign else -1.0))
+        return float(int(act) == int(sign))
+
     def step(self, action_dict):
-        rewards = {
-            a: float(int(act) == int(self._obs[a][0] > 0)) for a, act in action_dict.items()
-        }
+        rewards = {a: self._reward(a, act) for a, act in action_dict.items()}
         self._t += 1
         done = self._t >= self.episode_len
         obs = self._observe()

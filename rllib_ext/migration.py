@@ -1,64 +1,94 @@
-"""``migrate()``: write old-API-stack PPO policies as a new-API-stack MultiRLModule checkpoint.
+"""``migrate()``: write old-API-stack policies as a new-API-stack MultiRLModule checkpoint.
 
-The tensor mapping is :mod:`rllib_ext.convert` (numpy only). This module is the writer:
-it builds the target ``MultiRLModule`` with RLlib (``ray.rllib`` and torch are imported
+The tensor mapping is :mod:`rllib_ext.convert` (numpy only); which module class and model
+config compute what the old policy computed is :mod:`rllib_ext.model_families`. This module
+is the writer: it builds the target modules with RLlib (``ray.rllib`` and torch are imported
 inside :func:`migrate`; no Ray runtime is started), sets the converted weights and lets
 RLlib write its own checkpoint into a temporary sibling of ``out``, which is then renamed
-into place. (The module is ``migration`` so that the function ``migrate`` shadows nothing.)
+into place. Observation-filter statistics go beside each module as
+``<out>/<policy id>/observation_filter.json`` (see :mod:`rllib_ext.checkpoint.filters`).
+``dry_run=True`` does all of it except the writing and reports per policy.
+(The module is ``migration`` so that the function ``migrate`` shadows nothing.)
 """
 
 from __future__ import annotations
 
+import json
 import os
-from dataclasses import dataclass, field
-from typing import Any, Dict, Mapping, Optional, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
 from .backends import effective_model_config, to_gym_space
 from .checkpoint import format as fmt
 from .checkpoint.atomic import write_dir_atomically
+from .checkpoint.filters import FILTER_FILE, filters_of
 from .checkpoint.inspection import read_policy_opened
 from .checkpoint.reader import ids_in, open_checkpoint, read_weights
 from .checkpoint.storage import resolve_path
-from .checkpoint.tensors import Weights, check_tensors
-from .convert import TARGET_CLASS, NameMapping, convert_policy, old_fcnet
+from .checkpoint.tensors import check_tensors
+from .convert import NameMapping, convert_policy
 from .errors import CheckpointError, MigrationError, not_found
+from .model_families import TARGET_CLASS, TARGET_MODULES, source_algorithm, source_model
+
+NOT_CARRIED = ("optimizer state", "exploration state and timesteps", "the algorithm config (set it on the new stack)")
+
+
+@dataclass
+class PolicyMigration:
+    """One policy in a :class:`MigrateReport`: what it is, what it becomes, what stays behind."""
+
+    policy_id: str
+    supported: bool
+    source: str
+    module_class: str
+    model_config: Dict[str, Any] = field(default_factory=dict)
+    not_carried: List[str] = field(default_factory=list)
+    observation_filter: Optional[str] = None
+    reason: Optional[str] = None
 
 
 @dataclass
 class MigrateReport:
-    """What :func:`migrate` wrote."""
+    """What :func:`migrate` wrote (or, with ``dry_run``, would write)."""
 
     checkpoint: str
-    out: str
+    out: Optional[str]
     converted: Dict[str, str] = field(default_factory=dict)  # policy id -> what was mapped
     module_class: str = TARGET_CLASS
     model_configs: Dict[str, Dict[str, Any]] = field(default_factory=dict)
+    policies: Dict[str, PolicyMigration] = field(default_factory=dict)
+    dry_run: bool = False
 
     def __str__(self) -> str:
-        return f"migrated {', '.join(self.converted) or 'nothing'} from {self.checkpoint} to {self.out} ({self.module_class})"
+        verb = "would migrate" if self.dry_run else "migrated"
+        return f"{verb} {', '.join(self.converted) or 'nothing'} from {self.checkpoint} to {self.out} ({self.module_class})"
 
     def to_dict(self) -> Dict[str, Any]:
         return {
             "checkpoint": self.checkpoint,
             "out": self.out,
+            "dry_run": self.dry_run,
             "module_class": self.module_class,
             "converted": dict(self.converted),
             "model_configs": {k: dict(v) for k, v in self.model_configs.items()},
+            "policies": {k: asdict(v) for k, v in self.policies.items()},
         }
 
 
 def migrate(
     checkpoint: "str | os.PathLike[str]",
-    out: "str | os.PathLike[str]",
+    out: "str | os.PathLike[str] | None",
     policies: Optional[Sequence[str]] = None,
     *,
     mapping: Optional[NameMapping] = None,
     model_config: Optional[Mapping[str, Any]] = None,
+    target: Optional[str] = None,
+    dry_run: bool = False,
     trusted: bool = False,
 ) -> MigrateReport:
-    """Write old-stack PPO policies of ``checkpoint`` as a new-stack MultiRLModule checkpoint.
+    """Write old-stack PPO / APPO / IMPALA policies as a new-stack MultiRLModule checkpoint.
 
     ``out`` is what RLlib itself writes under ``learner_group/learner/rl_module/``; load it
     with ``MultiRLModule.from_checkpoint(out)`` or ``RLModule.from_checkpoint(out/<id>)``,
@@ -68,96 +98,156 @@ def migrate(
 
     Args:
         checkpoint: an old-stack Algorithm or Policy checkpoint (torch or tf2).
-        out: the new directory (must not exist, or be empty).
+        out: the new directory (must not exist, or be empty); may be None with ``dry_run``.
         policies: ids to take; default: all.
-        mapping: for models the built-in table does not cover (see the module docstring);
+        mapping: for models the built-in table does not cover (see :mod:`rllib_ext.convert`);
             applies to every policy taken.
         model_config: new-stack model config keys on top of those derived from the old
-            policy (``fcnet_hiddens``, ``fcnet_activation``, ``vf_share_layers``).
+            policy (:meth:`rllib_ext.model_families.SourceModel.target_config`).
+        target: 'PPO', 'APPO' or 'IMPALA': write that algorithm's default module. Default:
+            the policy's own algorithm. The three compute the same function (the APPO
+            module adds target networks, which start as copies), so any other is explicit.
+        dry_run: convert and check everything, write nothing; the report says per policy
+            whether it is supported, into what, and what is not carried.
         trusted: fully unpickle the old policy files (default: safe mode).
 
     Returns:
         A :class:`MigrateReport`.
 
     Raises:
-        PolicyNotFoundError, MigrationError, CheckpointError: nothing was written.
+        PolicyNotFoundError, MigrationError, CheckpointError: nothing was written (with
+        ``dry_run``, unsupported policies are reported instead).
     """
+    if target is not None and target not in TARGET_MODULES:
+        raise ValueError(f"target={target!r}; expected one of {', '.join(TARGET_MODULES)}")
+    if isinstance(policies, str):
+        raise TypeError(f"policies must be a list of ids, not the string {policies!r}")
     path = resolve_path(checkpoint)
     ckpt, layout = open_checkpoint(path)
     if layout.stack is not fmt.Stack.OLD:
         raise CheckpointError(f"{path}: already a {layout.stack.value}-API-stack checkpoint; migrate() reads old-stack ones")
     available = ids_in(ckpt, layout)
     ids = list(policies) if policies is not None else list(available)
-    if isinstance(policies, str):
-        raise TypeError(f"policies must be a list of ids, not the string {policies!r}")
     if not ids:
         raise ValueError("policies is empty: name at least one policy to migrate")
     for pid in ids:
         if pid not in available:
             raise not_found("policy", pid, path, available)
-    final = _check_out(out, path)
+    if out is None and not dry_run:
+        raise ValueError("out is None: name the new directory (only dry_run=True takes none)")
+    final = _check_out(out, path) if out is not None else None
 
-    # 1. Read and check every policy; build the target modules (no files written).
-    from ray.rllib.algorithms.ppo.torch.default_ppo_torch_rl_module import DefaultPPOTorchRLModule
-    from ray.rllib.core.rl_module.multi_rl_module import MultiRLModuleSpec
-    from ray.rllib.core.rl_module.rl_module import RLModuleSpec
-    from ray.rllib.utils.numpy import convert_to_numpy
-
-    report = MigrateReport(checkpoint=path, out=final)
-    sources, specs = {}, {}
+    report = MigrateReport(checkpoint=path, out=final, dry_run=dry_run)
+    filters = filters_of(ckpt, layout).stats
+    specs, ready = {}, {}
     for pid in ids:
-        view, weights = read_policy_opened(ckpt, layout, pid, trusted=trusted)
-        pview = view.policies[pid]
-        label = f"policy {pid!r}"
-        if pview.policy_class and not pview.policy_class.startswith("PPO"):
-            raise MigrationError(
-                f"{label}: policy class {pview.policy_class!r}; migrate() writes {TARGET_CLASS} and takes PPO policies only"
-            )
-        if pview.observation_space is None or pview.action_space is None:
-            raise MigrationError(f"{label}: {path} records no observation/action space for it")
-        old, _ = old_fcnet(pview.model_config)
-        cfg = {"fcnet_hiddens": list(old.hiddens), "fcnet_activation": old.activation, "vf_share_layers": old.vf_share_layers}
-        cfg.update(dict(model_config or {}))
-        sources[pid] = (pview, weights)
-        specs[pid] = RLModuleSpec(
-            module_class=DefaultPPOTorchRLModule,
-            observation_space=to_gym_space(pview.observation_space),
-            action_space=to_gym_space(pview.action_space),
-            model_config=cfg,
-        )
-        report.model_configs[pid] = cfg
+        entry, spec, state = _prepare(ckpt, layout, pid, target, mapping, model_config, trusted)
+        if entry.supported and pid in filters:
+            entry.observation_filter = filters[pid].describe()
+        report.policies[pid] = entry
+        if not entry.supported:
+            if not dry_run:
+                raise MigrationError(entry.reason)
+            continue
+        specs[pid], ready[pid] = spec, state
+        report.converted[pid] = entry.source
+        report.model_configs[pid] = entry.model_config
+    classes = sorted({e.module_class for e in report.policies.values() if e.supported})
+    report.module_class = ", ".join(classes) or TARGET_CLASS
+    if dry_run:
+        return report
+
+    from ray.rllib.core.rl_module.multi_rl_module import MultiRLModuleSpec
+
     multi = MultiRLModuleSpec(rl_module_specs=specs).build()
-    ready: Dict[str, Weights] = {}
-    for pid, (pview, weights) in sources.items():
-        label = f"policy {pid!r}"
-        template = {n: np.asarray(v) for n, v in convert_to_numpy(multi[pid].get_state()).items()}
-        converted = convert_policy(
-            label,
-            weights,
-            template,
-            pview.model_config,
-            effective_model_config(specs[pid].model_config),
-            observation_space=pview.observation_space,
-            mapping=mapping,
-            target_name=f"the new {TARGET_CLASS}",
-        )
-        ready[pid] = check_tensors(label, converted, template)
-        old, _ = old_fcnet(pview.model_config)
-        fw = "tf2" if weights and all(n.isdigit() for n in weights) else "torch"
-        report.converted[pid] = "custom mapping" if mapping is not None else f"{fw} FullyConnectedNetwork, {old.describe()}"
     for pid, state in ready.items():
+        if hasattr(multi[pid], "make_target_networks"):
+            multi[pid].make_target_networks()  # written too, so an APPO learner starts from them
         multi[pid].set_state(state)
 
-    # 2. Let RLlib write its own checkpoint into a temporary sibling; check; rename.
+    # Let RLlib write its own checkpoint into a temporary sibling; filters beside it; check; rename.
     def fill(tmp: str) -> None:
         multi.save_to_path(tmp)
         for pid, state in ready.items():
             back = read_weights(tmp, pid)
-            if sorted(back) != sorted(state) or any(not np.array_equal(back[n], state[n]) for n in state):
+            if any(n not in back or not np.array_equal(back[n], state[n]) for n in state):
                 raise CheckpointError(f"{tmp}: policy {pid!r} reads back different from what was set; nothing written")
+            if pid in filters and pid in report.converted:
+                with open(os.path.join(tmp, pid, FILTER_FILE), "w") as f:
+                    json.dump(filters[pid].to_dict(), f, indent=1)
 
     write_dir_atomically(final, fill)
     return report
+
+
+def _prepare(ckpt: Any, layout: Any, pid: str, target: Optional[str], mapping: Optional[NameMapping],
+             model_config: Optional[Mapping[str, Any]], trusted: bool) -> Any:
+    """``(PolicyMigration, RLModuleSpec or None, converted state or None)`` for one policy."""
+    from ray.rllib.core.rl_module.rl_module import RLModuleSpec
+    from ray.rllib.utils.numpy import convert_to_numpy
+
+    view, weights = read_policy_opened(ckpt, layout, pid, trusted=trusted)
+    pview = view.policies[pid]
+    label = f"policy {pid!r}"
+    fw = "tf2" if weights and all(n.isdigit() for n in weights) else "torch"
+    algo = source_algorithm(pview.policy_class) if pview.policy_class else "PPO"
+    model = source_model(pview.model_config, pview.observation_space, fw)
+    chosen = target or algo or "PPO"
+    entry = PolicyMigration(
+        policy_id=pid, supported=False, module_class=TARGET_MODULES[chosen],
+        source=f"{fw} {pview.policy_class or '?'}: {'custom mapping' if mapping is not None else model.describe()}",
+        not_carried=list(NOT_CARRIED),
+    )
+    if algo is None:
+        entry.reason = (
+            f"{label}: policy class {pview.policy_class!r}; migrate() writes the new-stack default modules of "
+            f"{', '.join(TARGET_MODULES)} and takes their policies only"
+        )
+        return entry, None, None
+    if pview.observation_space is None or pview.action_space is None:
+        entry.reason = f"{label}: {ckpt.uri} records no observation/action space for it"
+        return entry, None, None
+    if chosen == "APPO":
+        entry.not_carried.append("APPO target networks (the old stack saves none; they start as copies)")
+    if model.lstm is not None and not (model.fc.vf_share_layers) and mapping is None:
+        entry.not_carried.append("_value_branch_separate.* (built by the old FCNet, unused by the LSTM wrapper)")
+    cfg = dict(model.target_config(), **dict(model_config or {}))
+    entry.model_config = cfg
+    try:
+        spec = RLModuleSpec(
+            module_class=_module_class(entry.module_class),
+            observation_space=to_gym_space(pview.observation_space),
+            action_space=to_gym_space(pview.action_space),
+            model_config=cfg,
+        )
+        module = spec.build()
+        if hasattr(module, "make_target_networks"):
+            module.make_target_networks()
+        template = {n: np.asarray(v) for n, v in convert_to_numpy(module.get_state()).items()}
+        converted = convert_policy(
+            label, weights, template, pview.model_config, effective_model_config(cfg),
+            observation_space=pview.observation_space, mapping=mapping, target_name=f"the new {entry.module_class}",
+        )
+        state = check_tensors(label, converted, template)
+    except MigrationError as e:
+        entry.reason = str(e)
+        return entry, None, None
+    except Exception as e:  # RLlib could not build the target module from this config
+        why = "; ".join(model.reasons) or f"{type(e).__name__}: {e}"
+        entry.reason = f"{label}: cannot build {entry.module_class} for it ({why}); nothing written"
+        return entry, None, None
+    entry.supported = True
+    return entry, spec, state
+
+
+def _module_class(name: str) -> type:
+    if name == "DefaultAPPOTorchRLModule":
+        from ray.rllib.algorithms.appo.torch.default_appo_torch_rl_module import DefaultAPPOTorchRLModule
+
+        return DefaultAPPOTorchRLModule
+    from ray.rllib.algorithms.ppo.torch.default_ppo_torch_rl_module import DefaultPPOTorchRLModule
+
+    return DefaultPPOTorchRLModule
 
 
 def _check_out(out: "str | os.PathLike[str]", source: str) -> str:

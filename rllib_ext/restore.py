@@ -37,8 +37,9 @@ from .checkpoint.reader import ids_in, open_checkpoint, read_opened
 from .checkpoint.storage import CheckpointDir, resolve_path
 from .checkpoint.tensors import Weights, check_tensors
 from .convert import NameMapping, convert_policy
-from .errors import CheckpointError, ShapeMismatchError, not_found
+from .errors import CheckpointError, MigrationError, ShapeMismatchError, not_found
 from .live_filters import apply_filters, plan_filters
+from .model_families import source_algorithm
 
 PolicySelection = Union[Sequence[str], Mapping[str, str]]
 
@@ -161,6 +162,11 @@ def plan(
             view, source = read_policy_opened(ckpt, layout, src, trusted=trusted)
             pview = view.policies[src]
             frameworks.add(view.framework or "?")
+            if mapping is None and pview.policy_class and source_algorithm(pview.policy_class) is None:
+                raise MigrationError(
+                    f"{label}: policy class {pview.policy_class!r}; built-in conversion takes PPO, APPO and "
+                    "IMPALA policies (RLlib's default models); pass mapping= for others"
+                )
             source = convert_policy(
                 label,
                 source,

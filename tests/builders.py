@@ -267,3 +267,68 @@ def restart_remote_env_runner(algo, timeout: float = 90.0) -> None:
         if algo.restore_env_runners(group) == [actor_id] and remote_pid() not in (None, old_pid):
             return
     pytest.fail(f"the killed env runner did not come back within {timeout:.0f} s")
+
+
+# ---------------------------------------------------------------- old policy vs new module, same raw observations
+
+
+def tolerance() -> float:
+    """1e-4 when the old policies are tf2 (the tf2-old cell), else 1e-5."""
+    return 1e-4 if framework_for_cell() == "tf2" else 1e-5
+
+
+def old_outputs(policy, obs, state=None):
+    """The old policy's action-distribution inputs and value predictions (no exploration);
+    with ``state`` (a recurrent policy's state batches) also its state outputs."""
+    _, state_out, extra = policy.compute_actions(obs, state_batches=state, explore=False)
+    out = (np.array(extra["action_dist_inputs"], copy=True), np.array(extra["vf_preds"], copy=True))
+    return out if state is None else (out, [np.array(s, copy=True) for s in state_out])
+
+
+def new_outputs(module, obs, values=True, state=None):
+    """A new-stack module's action-distribution inputs and values; ``state`` (``{"h", "c"}``
+    arrays) for recurrent modules, whose ``obs`` is ``[batch, time, ...]``."""
+    import torch
+
+    batch = {"obs": torch.from_numpy(np.asarray(obs))}
+    if state is not None:
+        batch["state_in"] = {k: torch.from_numpy(np.asarray(v)) for k, v in state.items()}
+    with torch.no_grad():
+        out = module.forward_inference(batch)
+        logits = out["action_dist_inputs"].numpy()
+        vf = module.compute_values(batch).numpy() if values else None
+    result = (np.array(logits, copy=True), (None if vf is None else np.array(vf, copy=True)))
+    if state is None:
+        return result
+    return result, {k: v.numpy().copy() for k, v in out["state_out"].items()}
+
+
+def remote_outputs(algo, policy_id, obs, state=None):
+    """:func:`new_outputs` (logits only) on the first remote env runner's inference module."""
+    def run(er, _pid=policy_id, _obs=obs, _state=state):
+        from builders import new_outputs as outputs
+
+        res = outputs(er.module[_pid], _obs, values=False, state=_state)
+        return res if _state is None else res[0]
+
+    [res] = algo.env_runner_group.foreach_env_runner(run, local_env_runner=False)[:1]
+    return res
+
+
+def max_diffs(want, got, what=""):
+    """max |diff| of logits and values; printed, so ``pytest -s`` shows the measured tolerance."""
+    d_logits = float(np.max(np.abs(want[0] - got[0])))
+    d_values = float(np.max(np.abs(want[1] - got[1]))) if got[1] is not None else 0.0
+    print(f"max|Δ| logits {d_logits:.3g}, values {d_values:.3g} ({framework_for_cell()} -> torch) {what}")
+    return d_logits, d_values
+
+
+def learner_outputs(algo, policy_id, obs, state=None):
+    """:func:`new_outputs` on the (first) learner's module, local or remote (APPO/IMPALA learners are remote)."""
+    def run(learner, _pid=policy_id, _obs=obs, _state=state):
+        from builders import new_outputs as outputs
+
+        res = outputs(learner.module[_pid], _obs, state=_state)
+        return res if _state is None else res[0]
+
+    return [r.get() for r in algo.learner_group.foreach_learner(run)][0]

@@ -51,6 +51,9 @@ LAYERS = [
     "numpy_policy",
     "onnx_export",
     # numpy-only conversion, then the Ray-facing adapters and what stands on them
+    "convert_lstm",
+    "convert_vision",
+    "model_families",
     "convert",
     "backends",
     "live_filters",

@@ -17,7 +17,10 @@ import sys
 import numpy as np
 import pytest
 
-from builders import ROOT, assert_imports_no_framework, assert_weights_equal, framework_for_cell, live_weights, ppo_config
+from builders import (
+    ROOT, assert_imports_no_framework, assert_weights_equal, framework_for_cell, live_weights, max_diffs,
+    new_outputs, old_outputs, ppo_config, tolerance,
+)
 
 from rllib_ext import PPOPartialConfig
 from rllib_ext.errors import MigrationError
@@ -25,34 +28,6 @@ from rllib_ext.migration import migrate
 
 N_OBS = 1000
 HIDDENS = (8, 8)
-
-
-def tolerance() -> float:
-    return 1e-4 if framework_for_cell() == "tf2" else 1e-5
-
-
-def old_outputs(policy, obs):
-    """The old policy's action-distribution inputs and value predictions (no exploration)."""
-    _, _, extra = policy.compute_actions(obs, explore=False)
-    return np.array(extra["action_dist_inputs"], copy=True), np.array(extra["vf_preds"], copy=True)
-
-
-def new_outputs(module, obs, values=True):
-    import torch
-
-    batch = {"obs": torch.from_numpy(obs)}
-    with torch.no_grad():
-        logits = module.forward_inference(batch)["action_dist_inputs"].numpy()
-        vf = module.compute_values(batch).numpy() if values else None
-    return np.array(logits, copy=True), (None if vf is None else np.array(vf, copy=True))
-
-
-def max_diffs(want, got):
-    """max |diff| of logits and values; printed, so ``pytest -s`` shows the measured tolerance."""
-    d_logits = float(np.max(np.abs(want[0] - got[0])))
-    d_values = float(np.max(np.abs(want[1] - got[1]))) if got[1] is not None else 0.0
-    print(f"max|Δ| logits {d_logits:.3g}, values {d_values:.3g} ({framework_for_cell()} -> torch)")
-    return d_logits, d_values
 
 
 @pytest.fixture(scope="module")
@@ -301,3 +276,38 @@ def test_cli_migrate_writes_a_checkpoint_and_exits_1_on_unsupported(old_run, tmp
 
 def test_migrate_module_imports_no_framework():
     assert_imports_no_framework("import rllib_ext.convert, rllib_ext.migration, rllib_ext.backends, rllib_ext.restore\n")
+
+
+@pytest.mark.stack("old")
+def test_cli_migrate_dry_run_reports_per_policy_and_writes_nothing(old_run, tmp_path):
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    good, _, _ = old_run(True)
+    bad, _, _ = old_run(False, post_fcnet_hiddens=[8])
+    cmd = [sys.executable, "-m", "rllib_ext.cli", "migrate"]
+
+    ok = subprocess.run(cmd + [good, "--dry-run", "--out", str(tmp_path / "new")],
+                        capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
+    refused = subprocess.run(cmd + [bad, "--dry-run", "--json"], capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
+
+    assert ok.returncode == 0, ok.stderr[-3000:]
+    fw = framework_for_cell()
+    policy = "PPOTF2Policy" if fw == "tf2" else "PPOTorchPolicy"
+    assert ok.stdout.splitlines()[:6] == [
+        f"dry run: {good} -> {tmp_path / 'new'}; nothing written",
+        "",
+        "policy_0: supported",
+        f"  source:       {fw} {policy}: FullyConnectedNetwork, fcnet_hiddens=[8, 8], fcnet_activation='tanh', vf_share_layers=True",
+        "  target:       DefaultPPOTorchRLModule",
+        '  model_config: {"fcnet_activation": "tanh", "fcnet_hiddens": [8, 8], "vf_share_layers": true}',
+    ]
+    assert "  not carried:  optimizer state; exploration state and timesteps" in ok.stdout
+    assert not (tmp_path / "new").exists()
+    assert refused.returncode == 1, refused.stderr[-3000:]
+    doc = json.loads(refused.stdout)
+    assert doc["dry_run"] is True and doc["converted"] == {}
+    assert doc["policies"]["policy_0"]["supported"] is False
+    assert doc["policies"]["policy_0"]["reason"].startswith(
+        "policy 'policy_0': cannot map the old-stack model onto the new DefaultPPOTorchRLModule (post_fcnet_hiddens=[8])"
+    )
+    no_out = subprocess.run(cmd + [good], capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
+    assert no_out.returncode == 2 and "--out NEW_DIR is required (or --dry-run)" in no_out.stderr

@@ -13,7 +13,12 @@ Where RLlib keeps them:
   ``env_runner/env_to_module_connector/MeanStdFilter/state.pkl`` (arrays serialised as
   base64 of zlib of ``np.save`` bytes);
 * our single-policy format: ``policy.json``'s ``observation_filter`` (JSON numbers; float64
-  round-trips exactly through ``repr``).
+  round-trips exactly through ``repr``);
+* a MultiRLModule checkpoint written by ``rllib_ext.migrate``: ``<module id>/observation_filter.json``
+  beside RLlib's own module files, one per migrated policy that had a filter: the
+  :meth:`FilterStats.to_dict` document (``{"type": "MeanStdFilter", "shape", "count", "mean",
+  "sum_sq_diff", "demean", "destd", "clip"}``, plain JSON, no pickle). RLlib does not read it;
+  :func:`read_filters` does (keyed by module id).
 
 :class:`FilterStats` applies the filter exactly as RLlib does (``update=False``), so a
 filter can be checked, carried and used with numpy alone.
@@ -37,6 +42,7 @@ from .storage import CheckpointDir
 
 SMALL_NUMBER = 1e-6  # ray.rllib.utils.numpy.SMALL_NUMBER: added to the std before dividing
 NEW_STACK_FILTER_STATE = "env_runner/env_to_module_connector/MeanStdFilter/state.pkl"
+FILTER_FILE = "observation_filter.json"  # beside a module migrated by rllib_ext.migrate
 ALGORITHM_STATE_FILES = ("algorithm_state.pkl", "algorithm_state.msgpck", "algorithm_state.msgpack")
 
 
@@ -179,6 +185,8 @@ def filters_of(ckpt: CheckpointDir, layout: fmt.Layout) -> ObservationFilters:
         pid = str(layout.metadata.get("policy_id"))
         where = ckpt.child(fmt.SINGLE_POLICY_META)
         return ObservationFilters("policy", {pid: _parsed(lambda: FilterStats.from_dict(doc), where)})
+    if layout.kind in (fmt.Kind.MULTI_MODULE, fmt.Kind.MODULE):
+        return ObservationFilters("policy", _module_filter_files(ckpt, layout))
     if layout.kind is not fmt.Kind.ALGORITHM:
         return ObservationFilters("agent" if layout.stack is fmt.Stack.NEW else "policy", {})
     if layout.stack is fmt.Stack.NEW:
@@ -193,6 +201,19 @@ def filters_of(ckpt: CheckpointDir, layout: fmt.Layout) -> ObservationFilters:
             where = ckpt.child(name)
             return ObservationFilters("policy", _parsed(lambda: _worker_filters(state), where))
     return ObservationFilters("policy", {})
+
+
+def _module_filter_files(ckpt: CheckpointDir, layout: fmt.Layout) -> Dict[str, FilterStats]:
+    """``{module id: FilterStats}`` from the :data:`FILTER_FILE` of each module (migrated checkpoints)."""
+    if layout.kind is fmt.Kind.MODULE:
+        found = {os.path.basename(ckpt.uri.rstrip("/")): FILTER_FILE}
+    else:
+        found = {d: f"{d}/{FILTER_FILE}" for d in ckpt.listdir("") if ckpt.is_dir(d)}
+    out = {}
+    for mid, rel in sorted(found.items()):
+        if ckpt.exists(rel):
+            out[mid] = _parsed(lambda rel=rel: FilterStats.from_dict(ckpt.read_json(rel)), ckpt.child(rel))
+    return out
 
 
 def _parsed(build: Any, where: str) -> Any:
