@@ -375,7 +375,7 @@ def test_restore_old_stack_filter_into_new_stack_without_filter_is_refused_befor
     try:
         before = live_weights(algo, "policy_0")
         with pytest.raises(ShapeMismatchError, match=(
-            r"^policy 'policy_0': .* carries an observation filter \(MeanStdFilter\(4,\) over \d+ observations\) "
+            r"^policy 'policy_0': .* carries an observation filter \(MeanStdFilter\(4,\) over \d+ observations, no clip\) "
             r"but the algorithm has none for 'policy_0'"
         )):
             algo.restore(path, policies=["policy_0"])
