@@ -332,3 +332,10 @@ def learner_outputs(algo, policy_id, obs, state=None):
         return res if _state is None else res[0]
 
     return [r.get() for r in algo.learner_group.foreach_learner(run)][0]
+
+
+def gap(a, b) -> float:
+    """max |a - b| of two outputs; printed, so ``pytest -s`` shows each measured figure."""
+    value = float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
+    print(f"max|Δ| {value:.3g}")
+    return value

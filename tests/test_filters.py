@@ -19,6 +19,7 @@ from builders import (
     OFFSET,
     STACKS,
     filtered_config,
+    gap,
     live_weights,
     restart_remote_env_runner,
     runner_dist_inputs,
@@ -68,13 +69,6 @@ def source(ray_session, tmp_path_factory):
         return cache[stack]
 
     return get
-
-
-def gap(a, b) -> float:
-    """max |a - b|; printed, so ``pytest -s`` shows the measured figure beside each check."""
-    value = float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
-    print(f"max|Δ| {value:.3g}")
-    return value
 
 
 @pytest.mark.parametrize("stack", STACKS)

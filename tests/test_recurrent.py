@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from builders import STACKS, ppo_config
+from builders import STACKS, gap, ppo_config
 
 import rllib_ext
 from rllib_ext import PPOPartial, PPOPartialConfig
@@ -91,13 +91,6 @@ def source(ray_session, tmp_path_factory):
         return cache[stack]
 
     return get
-
-
-def gap(a, b) -> float:
-    """max |a - b|; printed, so ``pytest -s`` shows the measured figure beside each check."""
-    value = float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
-    print(f"max|Δ| {value:.3g}")
-    return value
 
 
 @pytest.mark.parametrize("stack", STACKS)
