@@ -7,29 +7,11 @@ and registers the ``...Partial`` trainables with Tune at that moment.
 
 from __future__ import annotations
 
+import importlib
 import sys
 from typing import Any
 
 from ._version import __version__
-from .checkpoint import (
-    CheckpointView,
-    MergeReport,
-    PolicyView,
-    SpaceView,
-    export_npz,
-    export_torch_state_dict,
-    extract_policy,
-    FilterStats,
-    ObservationFilters,
-    inspect,
-    merge_checkpoints,
-    policy_ids,
-    read_filters,
-    read_policy,
-    read_policy_dir,
-    read_weights,
-    write_policy_dir,
-)
 from .errors import (
     CheckpointError,
     CheckpointFormatError,
@@ -41,9 +23,16 @@ from .errors import (
     UnsafePickleError,
     UnsupportedModelError,
 )
-from .numpy_policy import NumpyPolicy, PolicyOutput
-from .onnx_export import export_onnx  # torch and onnx are imported inside export_onnx(), not here
-from .migration import MigrateReport, migrate  # Ray is imported inside migrate(), not here
+
+# Names that load their module on first use (numpy-only modules; nothing imports Ray here):
+# reading one policy then imports the reader's chain and nothing else.
+_HOME = {name: "checkpoint" for name in (
+    "CheckpointView", "PolicyView", "SpaceView", "FilterStats", "ObservationFilters", "read_filters",
+    "MergeReport", "merge_checkpoints", "export_npz", "export_torch_state_dict", "extract_policy",
+    "inspect", "read_policy", "read_policy_dir", "write_policy_dir", "policy_ids", "read_weights",
+)}
+_HOME.update({"NumpyPolicy": "numpy_policy", "PolicyOutput": "numpy_policy", "export_onnx": "onnx_export",
+              "migrate": "migration", "MigrateReport": "migration"})
 
 # Names served by rllib_ext.algorithms (imports Ray; loaded on first use).
 _ALGORITHM_NAMES = {
@@ -115,6 +104,10 @@ if "ray" in sys.modules:  # a Ray process anyway: make tune.run("PPOPartial") ju
 
 
 def __getattr__(name: str) -> Any:
+    if name in _HOME:
+        value = getattr(importlib.import_module(f"{__name__}.{_HOME[name]}"), name)
+        globals()[name] = value  # once loaded, a plain attribute
+        return value
     if name in _ALGORITHM_NAMES:
         from . import algorithms
 
@@ -125,3 +118,7 @@ def __getattr__(name: str) -> Any:
             return getattr(policy_io, name)
         return getattr(algorithms, name)
     raise AttributeError(f"module 'rllib_ext' has no attribute {name!r}")
+
+
+def __dir__() -> "list[str]":
+    return sorted(set(globals()) | set(_HOME) | _ALGORITHM_NAMES)

@@ -15,11 +15,9 @@ The next write to the same destination removes those whose writer process is gon
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import os
 import re
-import secrets
 import shutil
 import sys
 from typing import Any, Callable
@@ -55,6 +53,8 @@ def write_dir_atomically(final: str, fill: Callable[[str], None]) -> str:
 def _sibling(final: str, kind: str) -> str:
     """A hidden sibling of ``final`` that :func:`clean_debris` recognises by its name."""
     parent, name = os.path.split(final)
+    import secrets  # writers only: readers import this module too, and should not pay for it
+
     return os.path.join(parent, f".{name}.{kind}-{os.getpid()}-{secrets.token_hex(4)}")
 
 
@@ -115,6 +115,8 @@ _renameat2: Any = None
 
 def _exchange(a: str, b: str) -> bool:
     """Swap two existing paths in one atomic step (Linux ``renameat2``); False if unsupported."""
+    import ctypes  # writers only (see _sibling)
+
     global _renameat2
     if not sys.platform.startswith("linux"):
         return False

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import struct
-import zipfile
 import zlib
 from collections import OrderedDict
 from typing import Any, Callable, Dict, List, Optional, Tuple
@@ -158,6 +157,8 @@ def _torch_zip_payload(source: Source, where: str) -> Source:
     torch stores members uncompressed, so the pickle is a byte range of the file: tensor
     data inside it can stay unread. Its CRC is still checked, a chunk at a time.
     """
+    import zipfile  # only for Ray ~2.30's .pt files: kept out of every other read's start-up
+
     try:
         with source.stream() as f, zipfile.ZipFile(f) as z:
             names = [n for n in z.namelist() if n == "data.pkl" or n.endswith("/data.pkl")]
