@@ -21,8 +21,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 import os
+import sys
 from typing import Any, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -146,7 +146,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             report = merge_checkpoints(args.base, args.take, args.out, trusted=args.trusted)
             print(json.dumps(report.to_dict(), indent=2) if args.json else format_merge(report))
         elif args.command == "migrate":
-            from .migration import migrate
+            from .live.migration import migrate
 
             report = migrate(args.checkpoint, args.out, args.policies, target=args.target, dry_run=args.dry_run,
                              trusted=args.trusted)
@@ -154,7 +154,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             if args.dry_run and not all(p.supported for p in report.policies.values()):
                 return 1
         elif args.command == "export":
-            from .onnx_export import export_onnx
+            from .act.onnx_export import export_onnx
 
             print(export_onnx(args.checkpoint, args.out, args.policy, agent_id=args.agent, trusted=args.trusted))
     except (CheckpointError, OSError) as e:

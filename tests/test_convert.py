@@ -7,7 +7,7 @@ import re
 import numpy as np
 import pytest
 
-from rllib_ext.convert import convert_policy
+from rllib_ext.convert.mapping import convert_policy
 from rllib_ext.errors import MigrationError
 
 

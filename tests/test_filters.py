@@ -340,7 +340,7 @@ def test_migrate_writes_the_filter_beside_the_module_as_plain_json(source, tmp_p
     import torch
     from ray.rllib.core.rl_module.multi_rl_module import MultiRLModule
 
-    from rllib_ext.migration import migrate
+    from rllib_ext.live.migration import migrate
 
     path, ref = source("old")
     out = tmp_path / "new"

@@ -21,9 +21,10 @@ from builders import (
 )
 
 from rllib_ext import PolicyNotFoundError, ShapeMismatchError, read_weights
-from rllib_ext.checkpoint import safe_pickle, write_policy_dir
+from rllib_ext.checkpoint import write_policy_dir
+from rllib_ext.checkpoint.codecs import safe_pickle
 from rllib_ext.checkpoint.merge import LEARNER_STATE, merge_checkpoints
-from rllib_ext.checkpoint.pickle_patch import patch_policy_state
+from rllib_ext.checkpoint.state_patch import patch_policy_state
 from rllib_ext.checkpoint.storage import CheckpointDir
 from rllib_ext.errors import CheckpointError, CheckpointFormatError
 

@@ -20,8 +20,8 @@ from builders import (
 )
 
 from rllib_ext.errors import MigrationError
-from rllib_ext.migration import migrate
-from rllib_ext.model_families import TARGET_MODULES, source_algorithm, source_model
+from rllib_ext.live.migration import migrate
+from rllib_ext.convert.families import TARGET_MODULES, source_algorithm, source_model
 
 N_OBS = 500
 HIDDENS = (8, 8)

@@ -20,7 +20,7 @@ import gymnasium as gym
 
 from rllib_ext import NumpyPolicy, PolicyNotFoundError, UnsupportedModelError
 from rllib_ext.checkpoint.views import PolicyView, SpaceView
-from rllib_ext.numpy_policy import build_network
+from rllib_ext.act.numpy_policy import build_network
 
 TOL = 1e-5
 NEGATIVE = 1e-3

@@ -21,7 +21,7 @@ from test_numpy_policy import NEW_MODELS, OLD_MODELS, RAW, SEQS, gap, new_module
 
 from rllib_ext import MissingDependencyError, NumpyPolicy, export_onnx
 from rllib_ext.cli import main
-from rllib_ext.onnx_export import flatten_state, unflatten_state
+from rllib_ext.act.onnx_export import flatten_state, unflatten_state
 
 ort = pytest.importorskip("onnxruntime")
 

@@ -18,8 +18,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rllib_ext.checkpoint import read_weights, safe_pickle
-from rllib_ext.checkpoint.safe_pickle import Placeholder, is_allowed
+from rllib_ext.checkpoint import read_weights
+from rllib_ext.checkpoint.codecs import safe_pickle
+from rllib_ext.checkpoint.codecs.safe_pickle import Placeholder, is_allowed
 from rllib_ext.errors import CheckpointFormatError, UnsafePickleError
 
 DANGEROUS_BUILTINS = (

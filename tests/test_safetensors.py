@@ -15,7 +15,7 @@ from builders import sample_weights
 
 from rllib_ext.checkpoint import read_weights
 from rllib_ext.checkpoint.policy_file import write_policy_dir
-from rllib_ext.checkpoint.safetensors import decode_safetensors
+from rllib_ext.checkpoint.codecs.safetensors import decode_safetensors
 from rllib_ext.errors import CheckpointFormatError
 
 

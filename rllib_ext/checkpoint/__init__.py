@@ -1,8 +1,11 @@
 """Checkpoint files as plain data. Imports neither ray nor torch nor tensorflow.
 
-Modules, bottom to top (each imports only those above it in this list):
-storage, lazy, safe_pickle, tensors, atomic, safetensors, format, views, spaces, policy_file,
-reader, inspection, filters, export, pickle_patch, merge_filters, merge, diff, upload.
+Bottom to top: ``storage``, ``lazy`` and ``tensors`` (sources, lazy arrays, tensor checks);
+``codecs/`` (byte formats: safe pickle, safetensors, msgpack, the torch zip, pickle
+patching); ``atomic`` and ``upload`` (writing); ``format``, ``views`` and ``spaces`` (what a
+checkpoint is); ``policy_file``, ``reader``, ``filters`` and ``inspection`` (reading);
+``export``, ``state_patch``, ``merge_filters``, ``merge`` and ``diff`` (writing new files).
+``tests/test_layout.py`` holds the exact order.
 
 The names below load their module on first use: ``read_weights`` then imports only the
 reader's chain, so a process that reads one policy pays for nothing else.
@@ -13,8 +16,9 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-# Public name -> the module (of this package) that defines it.
-_HOME = {
+# Public name -> the module (of this package) that defines it. rllib_ext/__init__ serves
+# these too, from this one table.
+PUBLIC = {
     "CheckpointView": "views",
     "PolicyView": "views",
     "SpaceView": "views",
@@ -34,16 +38,16 @@ _HOME = {
     "read_weights": "reader",
 }
 
-__all__ = sorted(_HOME)
+__all__ = sorted(PUBLIC)
 
 
 def __getattr__(name: str) -> Any:
-    if name in _HOME:
-        value = getattr(importlib.import_module(f"{__name__}.{_HOME[name]}"), name)
+    if name in PUBLIC:
+        value = getattr(importlib.import_module(f"{__name__}.{PUBLIC[name]}"), name)
         globals()[name] = value  # once loaded, a plain attribute
         return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def __dir__() -> "list[str]":
-    return sorted(set(globals()) | set(_HOME))
+    return sorted(set(globals()) | set(PUBLIC))

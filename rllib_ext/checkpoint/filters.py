@@ -35,8 +35,8 @@ import numpy as np
 
 from ..errors import CheckpointFormatError
 from . import format as fmt
+from .codecs.safe_pickle import Placeholder
 from .reader import decode_file, open_checkpoint
-from .safe_pickle import Placeholder
 from .spaces import decode_rllib_ndarray
 from .storage import CheckpointDir
 

@@ -21,10 +21,10 @@ import numpy as np
 
 from ..errors import CheckpointError, CheckpointFormatError
 from . import format as fmt
+from .codecs.safe_pickle import Placeholder
 from .filters import ObservationFilters, filters_of
 from .policy_file import read_checked, view_policy_dir
 from .reader import decode_file, extract_weights, ids_in, locate, open_checkpoint
-from .safe_pickle import Placeholder
 from .spaces import space_from_object, space_from_rllib_dict
 from .storage import CheckpointDir
 from .tensors import Weights

@@ -20,7 +20,7 @@ What is rewritten, per API stack:
 * old stack (checkpoint_version 1.x, cloudpickle): ``policies/<id>/policy_state.pkl``
   holds the whole config by value (env class, callbacks, mapping functions), which we
   neither unpickle nor re-pickle, so the file is patched **in place at byte level**
-  (:mod:`.pickle_patch`): every ``weights`` array is overwritten with the source's bytes
+  (:mod:`.state_patch`): every ``weights`` array is overwritten with the source's bytes
   of the same length. Nothing else in the file changes, so the base's optimizer state
   (``_optimizer_variables``), timestep counters, connectors and exploration state are
   kept for the taken policy.
@@ -51,8 +51,8 @@ from .atomic import write_dir_atomically, write_synced
 from .filters import filters_of
 from .inspection import read_policy_opened
 from .merge_filters import AgentChoice, check_pair, new_stack_state, old_stack_state
-from .pickle_patch import patch_policy_state
 from .reader import decode_file, ids_in, open_checkpoint
+from .state_patch import patch_policy_state
 from .storage import CheckpointDir
 from .tensors import check_tensors
 from .views import PolicyView

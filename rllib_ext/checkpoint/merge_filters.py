@@ -3,7 +3,7 @@
 Old stack (one filter per policy): the source policy's statistics replace the target's in
 both places RLlib keeps them, the worker's filter in ``algorithm_state.pkl`` and the
 policy's filter connector in ``policy_state.pkl``, patched at byte level
-(:mod:`.pickle_patch`).
+(:mod:`.state_patch`).
 
 New stack (one filter per agent, in the env runner's MeanStdFilter connector): which base
 agents play the target module, and whose statistics they should take, is decided by
@@ -23,9 +23,10 @@ from typing import Any, Dict, Mapping, Optional
 import numpy as np
 
 from ..errors import CheckpointError, ShapeMismatchError
+from .codecs.pickle_patch import rllib_ndarray_text
 from .filters import NEW_STACK_FILTER_STATE, FilterStats, ObservationFilters
-from .pickle_patch import patch_worker_filter, rllib_ndarray_text
 from .reader import decode_file
+from .state_patch import patch_worker_filter
 from .storage import CheckpointDir
 
 AgentChoice = Mapping[str, Mapping[str, str]]  # target id -> {base agent: source agent or policy id}

@@ -2,7 +2,7 @@
 
 ```
 <dir>/policy.json          metadata (below); read first, so a policy is described without its weights
-<dir>/weights.safetensors  the tensors, in the safetensors layout (see :mod:`.safetensors`)
+<dir>/weights.safetensors  the tensors, in the safetensors layout (see :mod:`.codecs.safetensors`)
 ```
 ``policy.json`` (``format_version`` "1.1"; the version history is in :mod:`.format`)::
 
@@ -31,8 +31,8 @@ import numpy as np
 from ..errors import CheckpointError, CheckpointFormatError, NotACheckpointError, did_you_mean
 from . import format as fmt
 from .atomic import write_dir_atomically, write_synced
+from .codecs.safetensors import decode_safetensors, read_header, tensor_entries, write_safetensors
 from .lazy import LazyArray
-from .safetensors import decode_safetensors, read_header, tensor_entries, write_safetensors
 from .storage import CheckpointDir
 from .tensors import Weights
 from .views import CheckpointView, PolicyView, SpaceView, recurrent_of

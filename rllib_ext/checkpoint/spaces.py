@@ -18,7 +18,7 @@ from typing import Any, Optional
 import numpy as np
 
 from ..errors import CheckpointFormatError
-from .safe_pickle import Placeholder
+from .codecs.safe_pickle import Placeholder
 from .views import Bound, SpaceView
 
 # RLlib's serialised space names -> gymnasium class names.

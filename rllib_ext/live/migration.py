@@ -1,7 +1,7 @@
 """``migrate()``: write old-API-stack policies as a new-API-stack MultiRLModule checkpoint.
 
 The tensor mapping is :mod:`rllib_ext.convert` (numpy only); which module class and model
-config compute what the old policy computed is :mod:`rllib_ext.model_families`. This module
+config compute what the old policy computed is :mod:`rllib_ext.convert.families`. This module
 is the writer: it builds the target modules with RLlib (``ray.rllib`` and torch are imported
 inside :func:`migrate`; no Ray runtime is started), sets the converted weights and lets
 RLlib write its own checkpoint into a temporary sibling of ``out``, which is then renamed
@@ -20,17 +20,17 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
+from ..checkpoint import format as fmt
+from ..checkpoint.atomic import write_dir_atomically
+from ..checkpoint.filters import FILTER_FILE, filters_of
+from ..checkpoint.inspection import read_policy_opened
+from ..checkpoint.reader import ids_in, open_checkpoint, read_weights
+from ..checkpoint.storage import resolve_path
+from ..checkpoint.tensors import check_tensors
+from ..convert.families import TARGET_CLASS, TARGET_MODULES, source_algorithm, source_model
+from ..convert.mapping import NameMapping, convert_policy
+from ..errors import CheckpointError, MigrationError, not_found
 from .backends import effective_model_config, to_gym_space
-from .checkpoint import format as fmt
-from .checkpoint.atomic import write_dir_atomically
-from .checkpoint.filters import FILTER_FILE, filters_of
-from .checkpoint.inspection import read_policy_opened
-from .checkpoint.reader import ids_in, open_checkpoint, read_weights
-from .checkpoint.storage import resolve_path
-from .checkpoint.tensors import check_tensors
-from .convert import NameMapping, convert_policy
-from .errors import CheckpointError, MigrationError, not_found
-from .model_families import TARGET_CLASS, TARGET_MODULES, source_algorithm, source_model
 
 NOT_CARRIED = ("optimizer state", "exploration state and timesteps", "the algorithm config (set it on the new stack)")
 
@@ -103,7 +103,7 @@ def migrate(
         mapping: for models the built-in table does not cover (see :mod:`rllib_ext.convert`);
             applies to every policy taken.
         model_config: new-stack model config keys on top of those derived from the old
-            policy (:meth:`rllib_ext.model_families.SourceModel.target_config`).
+            policy (:meth:`rllib_ext.convert.families.SourceModel.target_config`).
         target: 'PPO', 'APPO' or 'IMPALA': write that algorithm's default module. Default:
             the policy's own algorithm. The three compute the same function (the APPO
             module adds target networks, which start as copies), so any other is explicit.

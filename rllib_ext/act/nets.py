@@ -1,11 +1,11 @@
 """RLlib's default actor-critic networks as plain numpy arrays, and their forward pass.
 
-The building blocks :class:`~rllib_ext.numpy_policy.NumpyPolicy` assembles from a
+The building blocks :class:`~rllib_ext.act.numpy_policy.NumpyPolicy` assembles from a
 checkpoint's tensors: dense layers with RLlib's activations, torch's LSTM cell, the
 actor/critic towers and the two action distributions of the default models. Everything
 runs in float32, as RLlib's torch modules do, so outputs match to float rounding.
 
-No Ray, torch or TensorFlow here; the ONNX exporter (:mod:`rllib_ext.onnx_export`) mirrors
+No Ray, torch or TensorFlow here; the ONNX exporter (:mod:`rllib_ext.act.onnx_export`) mirrors
 these same structures op for op.
 """
 

@@ -12,9 +12,9 @@ Three steps, in this order, so a failure never leaves an algorithm half-restored
                (or the learners), which already hold the restored weights.
 
 The path is resolved once, the checkpoint opened once, and one backend
-(:mod:`rllib_ext.backends`) asked once for the algorithm's ids. Observation-filter
+(:mod:`rllib_ext.live.backends`) asked once for the algorithm's ids. Observation-filter
 statistics travel with the weights (validated in the plan, set with them, rolled back
-with them); the rule is in :mod:`rllib_ext.live_filters`.
+with them); the rule is in :mod:`rllib_ext.live.filters`.
 
 Direction: a selection is ``{source id in the checkpoint: target id in the algorithm}``
 (a list means the same id on both sides), and :attr:`PartialRestoreReport.restored`
@@ -30,16 +30,16 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from ..checkpoint import format as fmt
+from ..checkpoint.inspection import read_policy_opened
+from ..checkpoint.reader import ids_in, open_checkpoint, read_opened
+from ..checkpoint.storage import CheckpointDir, resolve_path
+from ..checkpoint.tensors import Weights, check_tensors
+from ..convert.families import source_algorithm
+from ..convert.mapping import NameMapping, convert_policy
+from ..errors import CheckpointError, MigrationError, ShapeMismatchError, not_found
 from .backends import Backend, backend_for
-from .checkpoint import format as fmt
-from .checkpoint.inspection import read_policy_opened
-from .checkpoint.reader import ids_in, open_checkpoint, read_opened
-from .checkpoint.storage import CheckpointDir, resolve_path
-from .checkpoint.tensors import Weights, check_tensors
-from .convert import NameMapping, convert_policy
-from .errors import CheckpointError, MigrationError, ShapeMismatchError, not_found
-from .live_filters import apply_filters, plan_filters
-from .model_families import source_algorithm
+from .filters import apply_filters, plan_filters
 
 PolicySelection = Union[Sequence[str], Mapping[str, str]]
 
@@ -218,7 +218,7 @@ def restore_policies(
             or a callable ``old weights -> new weights``, for models the built-in
             table does not cover (custom models).
         filters: carry the observation-filter statistics with the weights (see
-            :mod:`rllib_ext.live_filters`); False restores the weights alone.
+            :mod:`rllib_ext.live.filters`); False restores the weights alone.
         agents: new-stack checkpoints: ``{target agent: source agent}`` whose filter
             statistics to carry, where the source's mapping function cannot be read.
 

@@ -14,9 +14,9 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
-from .checkpoint.tensors import Weights, by_position, positional
-from .checkpoint.views import SpaceView
-from .errors import CheckpointError
+from ..checkpoint.tensors import Weights, by_position, positional
+from ..checkpoint.views import SpaceView
+from ..errors import CheckpointError
 
 State = Union[Dict[str, Any], List[np.ndarray]]  # a recurrent policy's state (maybe nested), no batch dimension
 

@@ -21,18 +21,17 @@ import os
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
-
 from ray.rllib.env.multi_agent_env import MultiAgentEnv
 
+from ..checkpoint import format as fmt
+from ..checkpoint.codecs.safe_pickle import loads
+from ..checkpoint.inspection import policy_spaces
+from ..checkpoint.reader import ids_in, open_checkpoint
+from ..checkpoint.storage import CheckpointDir, resolve_path
+from ..errors import CheckpointError, not_found
 from .backends import State, backend_for, module_action, to_gym_space
 from .backends import initial_state as module_initial_state
-from .checkpoint import format as fmt
-from .checkpoint.inspection import policy_spaces
-from .checkpoint.reader import ids_in, open_checkpoint
-from .checkpoint.safe_pickle import loads
-from .checkpoint.storage import CheckpointDir, resolve_path
-from .errors import CheckpointError, not_found
-from .live_filters import agent_filter
+from .filters import agent_filter
 from .restore import restore_opened
 
 
@@ -173,8 +172,8 @@ def act(
     The observation goes through the algorithm's observation filter first, as in its
     env runners. Old stack: ``compute_single_action`` (it applies the policy's filter).
     New stack: the MeanStdFilter statistics of ``agent_id`` (default: the one agent
-    mapped to the module; see :func:`rllib_ext.live_filters.agent_filter`), then the
-    module's ``forward_inference`` (:func:`rllib_ext.backends.module_action`).
+    mapped to the module; see :func:`rllib_ext.live.filters.agent_filter`), then the
+    module's ``forward_inference`` (:func:`rllib_ext.live.backends.module_action`).
 
     A recurrent policy takes ``state`` (start from :func:`initial_state`) and returns
     ``(action, next_state)``; carry ``next_state`` into the next step of the episode.

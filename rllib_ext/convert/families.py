@@ -7,7 +7,7 @@ wrapper around it, or the reasons the built-in tables refuse it; its
 :func:`source_algorithm` and :data:`TARGET_MODULES` pick the new-stack module class:
 PPO -> ``DefaultPPOTorchRLModule``, APPO -> ``DefaultAPPOTorchRLModule`` (the PPO module
 plus target networks), IMPALA -> ``DefaultPPOTorchRLModule`` (RLlib 2.60's IMPALA default).
-The tensor tables themselves are in :mod:`rllib_ext.convert` and :mod:`rllib_ext.convert_lstm`.
+The tensor tables themselves are in :mod:`rllib_ext.convert.mapping` and :mod:`rllib_ext.convert.lstm`.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
-from .convert_lstm import LSTMNet, lstm_reasons, old_lstm
-from .convert_vision import VisionNet, old_vision
+from .lstm import LSTMNet, lstm_reasons, old_lstm
+from .vision import VisionNet, old_vision
 
 # RLlib 2.60's MODEL_DEFAULTS for the keys we read, where an old config leaves one out.
 OLD_DEFAULTS: Dict[str, Any] = {

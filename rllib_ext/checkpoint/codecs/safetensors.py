@@ -19,10 +19,10 @@ from typing import Any, BinaryIO, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 
-from ..errors import CheckpointFormatError
-from .lazy import LazyArray
-from .storage import os_problem
-from .tensors import Weights
+from ...errors import CheckpointFormatError
+from ..lazy import LazyArray
+from ..storage import os_problem
+from ..tensors import Weights
 
 _DTYPES = {
     "F64": np.float64, "F32": np.float32, "F16": np.float16,

@@ -29,12 +29,12 @@ from typing import Any, Callable, Dict, Mapping, Optional
 
 import numpy as np
 
-from .checkpoint import format as fmt
-from .checkpoint.filters import FilterStats, ObservationFilters, connector_stats, filters_of, stats_from_filter
-from .checkpoint.reader import decode_file
-from .checkpoint.safe_pickle import Placeholder
-from .checkpoint.storage import CheckpointDir
-from .errors import CheckpointError, ShapeMismatchError
+from ..checkpoint import format as fmt
+from ..checkpoint.codecs.safe_pickle import Placeholder
+from ..checkpoint.filters import FilterStats, ObservationFilters, connector_stats, filters_of, stats_from_filter
+from ..checkpoint.reader import decode_file
+from ..checkpoint.storage import CheckpointDir
+from ..errors import CheckpointError, ShapeMismatchError
 
 CONNECTOR_CLASS = "MeanStdFilter"
 

@@ -18,17 +18,17 @@ from typing import Any, Dict, Mapping, Optional
 
 import numpy as np
 
+from ..checkpoint.filters import FilterStats, filters_of
+from ..checkpoint.policy_file import META_FILE, read_policy_dir, write_policy_dir
+from ..checkpoint.reader import open_checkpoint
+from ..checkpoint.spaces import space_from_object
+from ..checkpoint.storage import resolve_path
+from ..checkpoint.tensors import positional
+from ..checkpoint.upload import is_remote, upload_dir
+from ..checkpoint.views import SpaceView
+from ..errors import CheckpointError, CheckpointFormatError, UnsafePickleError, not_found
 from .backends import State, backend_for, initial_state, module_action, to_gym_space
-from .checkpoint.filters import FilterStats, filters_of
-from .checkpoint.policy_file import META_FILE, read_policy_dir, write_policy_dir
-from .checkpoint.reader import open_checkpoint
-from .checkpoint.spaces import space_from_object
-from .checkpoint.storage import resolve_path
-from .checkpoint.tensors import positional
-from .checkpoint.upload import is_remote, upload_dir
-from .checkpoint.views import SpaceView
-from .errors import CheckpointError, CheckpointFormatError, UnsafePickleError, not_found
-from .live_filters import agent_filter, live_filters
+from .filters import agent_filter, live_filters
 from .restore import PartialRestoreReport, restore_policies
 
 # Classes build_policy may import by the name stored in policy.json without trusted=True.

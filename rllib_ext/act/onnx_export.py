@@ -1,6 +1,6 @@
 """``export_onnx``: a policy's acting path as one ONNX graph, runnable with onnxruntime alone.
 
-The graph is :class:`~rllib_ext.numpy_policy.NumpyPolicy`'s forward pass op for op: the
+The graph is :class:`~rllib_ext.act.numpy_policy.NumpyPolicy`'s forward pass op for op: the
 ``MeanStdFilter`` as constants (computed in float64 as RLlib's filter does, then cast to
 float32), the encoder(s), an LSTM step for recurrent models, the heads, the log-std clip.
 
@@ -27,10 +27,10 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
-from ._version import __version__
-from .checkpoint.filters import SMALL_NUMBER
-from .errors import MissingDependencyError
-from .numpy_nets import CATEGORICAL, ActorCritic, State
+from .._version import __version__
+from ..checkpoint.filters import SMALL_NUMBER
+from ..errors import MissingDependencyError
+from .nets import CATEGORICAL, ActorCritic, State
 from .numpy_policy import NumpyPolicy
 
 INSTALL_HINT = 'pip install "rllib_ext[onnx]" (torch, onnx, onnxscript, onnxruntime)'

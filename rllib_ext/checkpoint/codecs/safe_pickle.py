@@ -33,8 +33,8 @@ from typing import Any, BinaryIO, Dict, List, Tuple, Type
 
 import numpy as np
 
-from .lazy import LAZY_MIN, LazyArray, LazyBytes
-from .storage import MemorySource, Source
+from ..lazy import LAZY_MIN, LazyArray, LazyBytes
+from ..storage import MemorySource, Source
 
 # Globals that only build data. numpy 1.x pickles name numpy.core.*, numpy 2.x
 # numpy._core.*: both spellings resolve to the installed numpy.

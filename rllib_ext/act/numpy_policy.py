@@ -29,14 +29,14 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 
-from .checkpoint import format as fmt
-from .checkpoint.filters import FilterStats, filters_of
-from .checkpoint.inspection import read_policy_opened
-from .checkpoint.reader import decode_file, open_checkpoint
-from .checkpoint.safe_pickle import Placeholder
-from .checkpoint.views import PolicyView, SpaceView
-from .errors import CheckpointError, CheckpointFormatError, UnsupportedModelError, not_found
-from .numpy_nets import (
+from ..checkpoint import format as fmt
+from ..checkpoint.codecs.safe_pickle import Placeholder
+from ..checkpoint.filters import FilterStats, filters_of
+from ..checkpoint.inspection import read_policy_opened
+from ..checkpoint.reader import decode_file, open_checkpoint
+from ..checkpoint.views import PolicyView, SpaceView
+from ..errors import CheckpointError, CheckpointFormatError, UnsupportedModelError, not_found
+from .nets import (
     ACTIVATIONS,
     CATEGORICAL,
     DIAG_GAUSSIAN,
@@ -83,7 +83,7 @@ class NumpyPolicy:
 
     Attributes:
         policy_id: the policy / module id.
-        network: the :class:`~rllib_ext.numpy_nets.ActorCritic` built from the weights.
+        network: the :class:`~rllib_ext.act.nets.ActorCritic` built from the weights.
         observation_space, action_space: as the checkpoint records them.
         obs_filter: the ``MeanStdFilter`` statistics applied to raw observations, or None.
         source: where it was read from (checkpoint path and, for a filter, whose).

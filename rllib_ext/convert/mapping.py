@@ -2,15 +2,15 @@
 
 :func:`convert_policy` decides which old tensor becomes which new tensor, transposed or
 not, checked against the target's model config. No Ray, torch or TensorFlow: both
-cross-stack partial restore (:mod:`rllib_ext.restore`) and the writer
-(:func:`rllib_ext.migration.migrate`) call it.
+cross-stack partial restore (:mod:`rllib_ext.live.restore`) and the writer
+(:func:`rllib_ext.live.migration.migrate`) call it.
 
 Built in (no user mapping needed): RLlib's default fully connected model
 (``FullyConnectedNetwork``, torch and tf2) on a 1-D Box observation, with
 ``vf_share_layers`` either way, into ``DefaultPPOTorchRLModule`` (PPO, IMPALA) or
 ``DefaultAPPOTorchRLModule`` (APPO) with the same ``fcnet_hiddens`` / ``fcnet_activation``
 / ``vf_share_layers`` / ``free_log_std``; and (torch) the LSTM wrapper around it
-(:mod:`rllib_ext.convert_lstm`) and the vision network (:mod:`rllib_ext.convert_vision`):
+(:mod:`rllib_ext.convert.lstm`) and the vision network (:mod:`rllib_ext.convert.vision`):
 
 =====================================  ==================================  =================================
 new stack (DefaultPPOTorchRLModule)    old stack torch (state_dict names)  old stack tf2 (weights list)
@@ -35,7 +35,7 @@ Every mapping is exact or refused. The new stack clips the log-std to
 log-std cannot be checked ahead: it is clipped only where it exceeds 20). APPO's target
 networks are copies of the networks they follow, as the old stack's target model is after
 weights are set. RLlib's torch ``VisionNetwork`` (image observations) is built in too
-(:mod:`rllib_ext.convert_vision`).
+(:mod:`rllib_ext.convert.vision`).
 
 Any other model (``custom_model``, attention wrappers, ``post_fcnet_hiddens``, ...) needs ``mapping=``: ``{old name: new name}`` (``None`` drops
 an old tensor) or a callable ``old weights -> new weights``. Without one the error lists
@@ -49,11 +49,11 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .checkpoint.tensors import Weights, is_constant_buffer
-from .convert_lstm import linear_layers, map_lstm, target_lstm_reasons
-from .convert_vision import map_vision, target_vision_reasons
-from .model_families import NEW_DEFAULTS, TARGET_NETWORKS, FCNet, new_fcnet, source_model
-from .errors import MigrationError
+from ..checkpoint.tensors import Weights, is_constant_buffer
+from ..errors import MigrationError
+from .families import NEW_DEFAULTS, TARGET_NETWORKS, FCNet, new_fcnet, source_model
+from .lstm import linear_layers, map_lstm, target_lstm_reasons
+from .vision import map_vision, target_vision_reasons
 
 NameMapping = Union[Mapping[str, Optional[str]], Callable[[Weights], Weights]]
 Slot = Tuple[str, int]  # ("actor" | "critic" | "pi" | "vf", layer index)

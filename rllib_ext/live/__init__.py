@@ -1,0 +1,4 @@
+"""Everything that touches a live RLlib algorithm. The stack differences sit in
+:mod:`.backends`; above it: observation filters (:mod:`.filters`), partial restore
+(:mod:`.restore`), single-policy files in and out (:mod:`.policy_io`), lightweight
+algorithms, the migration writer, the ``...Partial`` mixins (:mod:`.partial`) and Tune."""
