@@ -30,7 +30,7 @@ from ..checkpoint.tensors import check_tensors
 from ..convert.families import TARGET_CLASS, TARGET_MODULES, source_algorithm, source_model
 from ..convert.mapping import NameMapping, convert_policy
 from ..errors import CheckpointError, MigrationError, not_found
-from .backends import effective_model_config, to_gym_space
+from .bridge import effective_model_config, to_gym_space
 
 NOT_CARRIED = ("optimizer state", "exploration state and timesteps", "the algorithm config (set it on the new stack)")
 
