@@ -140,11 +140,7 @@ def plan(
             "mapping= converts old-stack checkpoints for new-stack algorithms; "
             f"here both are on the {layout.stack.value} API stack"
         )
-    for src, tgt in selection.items():
-        if src not in available:
-            raise not_found("policy", src, path, available)
-        if tgt not in algo_ids:
-            raise not_found("target policy", tgt, f"the algorithm ({type(algo).__name__})", algo_ids)
+    _check_ids(algo, path, selection, available, algo_ids)
     # Copies: a local torch learner hands out views that later optimizer steps rewrite.
     current = {
         pid: {n: np.array(v, copy=True) for n, v in w.items()}
@@ -173,6 +169,17 @@ def plan(
         converted_from=f"old-API-stack {'/'.join(sorted(frameworks))}" if convert else None,
     )
     return ready, current, report
+
+
+def _check_ids(
+    algo: object, path: str, selection: Mapping[str, str], available: Sequence[str], algo_ids: Sequence[str]
+) -> None:
+    """Every source id is in the checkpoint, every target id in the algorithm."""
+    for src, tgt in selection.items():
+        if src not in available:
+            raise not_found("policy", src, path, available)
+        if tgt not in algo_ids:
+            raise not_found("target policy", tgt, f"the algorithm ({type(algo).__name__})", algo_ids)
 
 
 def _converted(
