@@ -119,8 +119,8 @@ def plan(
     names the tensors for models the built-in table does not cover.
 
     Args:
-        algo: the live algorithm (its config says which stack it is on).
-        backend: ``backend_for(algo)``.
+        algo: the live algorithm (named in errors).
+        backend: ``backend_for(algo)``: which stack, so whether to convert.
         ckpt, layout: the checkpoint, opened once by the caller.
         selection: ``{source id: target id}`` (see :func:`normalize_selection`).
         algo_ids: ``backend.ids()``, asked once by the caller.
