@@ -57,7 +57,7 @@ ORDER = [
     "checkpoint.codecs.torch_zip", "checkpoint.codecs.pickle_patch", "checkpoint.codecs",
     "checkpoint.atomic", "checkpoint.upload", "checkpoint.format", "checkpoint.views", "checkpoint.spaces",
     "checkpoint.policy_file", "checkpoint.reader", "checkpoint.training_state", "checkpoint.filters", "checkpoint.inspection",
-    "checkpoint.export", "checkpoint.state_patch", "checkpoint.merge_filters", "checkpoint.merge",
+    "checkpoint.export", "checkpoint.state_patch", "checkpoint.merge_filters", "checkpoint.merge_training", "checkpoint.merge",
     "checkpoint.diff", "checkpoint",
     "convert.lstm", "convert.vision", "convert.families", "convert.mapping", "convert",
     "act.nets", "act.numpy_policy", "act.onnx_export", "act",

@@ -307,3 +307,31 @@ def test_tune_trial_restore_policies_with_training_state(ray_session, tmp_path):
         assert gap(want, one_update(algo, "hero", batch)) < TOL
     finally:
         algo.stop()
+
+
+@pytest.mark.slow
+@pytest.mark.stack("new")
+def test_merge_checkpoints_with_training_state_continues_exactly(ray_session, tmp_path):
+    """merge_checkpoints(training_state=True): the merged checkpoint, loaded by RLlib's own
+    from_checkpoint (a PPOPartial), makes the source's next update for the taken policy."""
+    import rllib_ext
+    from rllib_ext.checkpoint import merge_checkpoints
+
+    batch = fixed_batch("PPO")
+    for tag, seed in (("src", 0), ("base", 3)):
+        algo = trained("PPO", "new", seed=seed)
+        try:
+            algo.save(str(tmp_path / tag))
+            if tag == "src":
+                moved(algo, "policy_0", "PPO")
+                want = one_update(algo, "policy_0", batch)
+        finally:
+            algo.stop()
+    report = merge_checkpoints(tmp_path / "base", [("policy_0", tmp_path / "src", None)], tmp_path / "out",
+                               training_state=True)
+    assert list(report.training) == ["policy_0"] and report.optimizer["policy_0"] == "source"
+    merged = rllib_ext.PPOPartial.from_checkpoint(str(tmp_path / "out"))
+    try:
+        assert gap(want, one_update(merged, "policy_0", batch)) < TOL
+    finally:
+        merged.stop()
