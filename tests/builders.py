@@ -370,6 +370,8 @@ def train_config(name: str, stack: str, policies: Sequence[str] = ("policy_0", "
     )
     if name == "PPO":
         cfg = cfg.training(train_batch_size=200, minibatch_size=200, num_epochs=1, lr=1e-3)
+    elif name == "APPO":
+        cfg = cfg.training(use_kl_loss=True, train_batch_size=200)
     elif name in ("SAC", "DQN"):
         cfg = cfg.training(train_batch_size=32).reporting(min_sample_timesteps_per_iteration=100)
         cfg = cfg.training(num_steps_sampled_before_learning_starts=50)
@@ -382,7 +384,9 @@ def train_config(name: str, stack: str, policies: Sequence[str] = ("policy_0", "
         cfg = cfg.framework(framework_for_cell()).training(model={"fcnet_hiddens": [8]})
         if name == "SAC":  # tau=1: the target network equals the weights (old-stack checkpoints keep no target)
             cfg = cfg.training(tau=1.0, replay_buffer_config={"type": "MultiAgentPrioritizedReplayBuffer"},
-                               q_model_config={"fcnet_hiddens": [8]}, policy_model_config={"fcnet_hiddens": [8]})
+                               q_model_config={"fcnet_hiddens": [8]}, policy_model_config={"fcnet_hiddens": [8]},
+                               optimization_config={"actor_learning_rate": 3e-3, "critic_learning_rate": 3e-3,
+                                                    "entropy_learning_rate": 3e-3})
         elif name == "DQN":
             cfg = cfg.training(replay_buffer_config={"type": "MultiAgentPrioritizedReplayBuffer"})
     return cfg.training(**training) if training else cfg
@@ -414,8 +418,10 @@ def one_update(algo, policy_id: str, batch: Dict[str, np.ndarray]) -> Dict[str, 
         from rllib_ext.live.training_state import learner_scalars
 
         learner = algo.learner_group._learner
+        # A lifetime step count far beyond both runs: target-network updates (SAC, DQN) are due
+        # on both sides alike (their timing follows each run's own counters).
         learner.update(batch=MultiAgentBatch({policy_id: SampleBatch(dict(batch))}, env_steps=len(batch["obs"])),
-                       timesteps={}, num_epochs=1, minibatch_size=None)
+                       timesteps={"num_env_steps_sampled_lifetime": 10**9}, num_epochs=1, minibatch_size=None)
         extra = learner_scalars(learner, [policy_id]).get(policy_id, {})
     else:
         from ray.rllib.policy.sample_batch import SampleBatch
