@@ -264,6 +264,7 @@ def test_single_policy_file_round_trip_continues_exactly(ray_session, tmp_path, 
 
 
 @pytest.mark.slow
+@pytest.mark.torch_only  # tf2: see the note above test_restore_with_training_state_continues_exactly
 @pytest.mark.parametrize("stack", ["new", "old"])
 def test_training_state_refused_before_anything_changes(ray_session, tmp_path, stack):
     """A weights-only source: the error names what is missing and the target is untouched."""
