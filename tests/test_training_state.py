@@ -347,3 +347,35 @@ def test_merge_checkpoints_with_training_state_continues_exactly(ray_session, tm
         assert gap(want, one_update(merged, "policy_0", batch)) < TOL
     finally:
         merged.stop()
+
+
+def test_new_stack_optimizers_are_taken_by_module_id_not_prefix(tmp_path):
+    """'main' and 'main_v1' prefix each other: each takes only its own optimizers, by the
+    module_id RLlib stores with them, and under the name after the module id."""
+    import json
+    import pickle
+
+    from rllib_ext.checkpoint.reader import open_checkpoint
+    from rllib_ext.checkpoint.training_state import read_training_state
+
+    (tmp_path / "rllib_checkpoint.json").write_text(json.dumps({"checkpoint_version": "2.1"}))
+    for mid in ("main", "main_v1"):
+        d = tmp_path / "learner_group" / "learner" / "rl_module" / mid
+        d.mkdir(parents=True)
+        (d / "module_state.pkl").write_bytes(pickle.dumps({"w": np.zeros((2, 2), np.float32)}))
+
+    def entry(mid, step, shape):
+        return {"module_id": mid, "state": {"state": {0: {"step": np.array(float(step), np.float32),
+                                                         "exp_avg": np.full(shape, step, np.float32),
+                                                         "exp_avg_sq": np.ones(shape, np.float32)}},
+                                            "param_groups": [{"lr": 1e-3, "betas": (0.9, 0.999), "params": [0]}]}}
+
+    state = {"optimizer": {"main_default_optimizer": entry("main", 3, (2, 2)),
+                           "main_v1_default_optimizer": entry("main_v1", 9, (5,))}}
+    (tmp_path / "learner_group" / "learner" / "state.pkl").write_bytes(pickle.dumps(state))
+    ckpt, layout = open_checkpoint(tmp_path)
+    main, v1 = (read_training_state(ckpt, layout, m) for m in ("main", "main_v1"))
+    assert list(main.optimizers) == list(v1.optimizers) == ["default_optimizer"]
+    assert main.optimizers["default_optimizer"].step == 3 and main.optimizers["default_optimizer"].param_shapes == [(2, 2)]
+    assert v1.optimizers["default_optimizer"].step == 9 and v1.optimizers["default_optimizer"].param_shapes == [(5,)]
+    assert main.kl_coeff is None and main.describe() == "Adam x1 (step 3)"
