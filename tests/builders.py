@@ -355,14 +355,15 @@ def map_agents_to(ids: Sequence[str]):
     return fn
 
 
-def train_config(name: str, stack: str, policies: Sequence[str] = ("policy_0", "policy_1"), seed: int = 0, **training):
-    """A tiny ``<name>PartialConfig`` on SignGame (``agent_<i>`` -> ``policies[i]``), one local
-    learner, no remote runners: PPO, APPO, SAC or DQN, either stack (tf2 in the tf2 cell)."""
+def train_config(name: str, stack: str, policies: Sequence[str] = ("policy_0", "policy_1"), seed: int = 0,
+                 config_cls=None, **training):
+    """A tiny ``<name>PartialConfig`` (or ``config_cls``) on SignGame (``agent_<i>`` -> ``policies[i]``),
+    one local learner, no remote runners: PPO, APPO, SAC or DQN, either stack (tf2 in the tf2 cell)."""
     import rllib_ext
     from rllib_ext.envs import SignGame
 
     cfg = (
-        getattr(rllib_ext, f"{name}PartialConfig")()
+        (config_cls or getattr(rllib_ext, f"{name}PartialConfig"))()
         .environment(SignGame, env_config={"obs_dims": [4] * len(policies), "episode_len": 10})
         .env_runners(num_env_runners=0, rollout_fragment_length="auto" if name == "PPO" else 1)
         .multi_agent(policies=set(policies), policy_mapping_fn=map_agents_to(policies))

@@ -179,11 +179,12 @@ def test_plain_rllib_resume_loses_kl_coeff_and_alpha(ray_session, tmp_path, name
     from rllib_ext.live.training_state import algorithm_scalars
 
     algo_cls, _ = ALGORITHMS[name]()
-    src = trained(name, "new")
+    src = trained(name, "new", config_cls=type(algo_cls.get_default_config()))  # plain RLlib class
     try:
+        assert type(src) is algo_cls
         moved(src, "policy_0", name)
         want = algorithm_scalars(src)
-        algo_cls.save_to_path(src, str(tmp_path))  # RLlib's own save: no rllib_ext state
+        src.save(str(tmp_path))
         restored = algo_cls.from_checkpoint(str(tmp_path))
         try:
             got = algorithm_scalars(restored)

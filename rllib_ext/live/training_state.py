@@ -202,11 +202,14 @@ def plan_training(
 def algorithm_scalars(algo: Any) -> Dict[str, Dict[str, float]]:
     """Every module's KL coefficient / log alpha, from the (first) learner: what a
     ``...Partial`` algorithm adds to its state so that its own resume keeps them."""
-    results = algo.learner_group.foreach_learner(lambda l: learner_scalars(l))
-    return next(iter(r.get() for r in results), {})
+    group = getattr(algo, "learner_group", None)
+    if group is None:  # e.g. an algorithm built without learners
+        return {}
+    return next(iter(r.get() for r in group.foreach_learner(lambda l: learner_scalars(l))), {})
 
 
 def set_algorithm_scalars(algo: Any, scalars: Mapping[str, Mapping[str, Any]]) -> None:
     """Set saved KL coefficients / log alphas on every learner (unknown modules skipped)."""
-    for r in algo.learner_group.foreach_learner(lambda l, _s=dict(scalars): set_learner_scalars(l, _s)):
+    group = getattr(algo, "learner_group", None)
+    for r in group.foreach_learner(lambda l, _s=dict(scalars): set_learner_scalars(l, _s)) if group else ():
         r.get()
