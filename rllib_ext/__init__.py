@@ -26,7 +26,7 @@ _HOME: Dict[str, str] = {
     **dict.fromkeys(
         ("CheckpointError", "CheckpointFormatError", "MigrationError", "MissingDependencyError",
          "NotACheckpointError", "PolicyClassError", "PolicyNotFoundError", "ShapeMismatchError",
-         "UnsafePickleError", "UnsupportedModelError"),
+         "UnsafePickleError", "UnsupportedModelError", "TrainingStateError", "MissingTrainingStateError"),
         "errors",
     ),
     "NumpyPolicy": "act.numpy_policy",

@@ -197,6 +197,8 @@ def format_view(view: CheckpointView, tensors: bool = False, full: bool = False)
     recurrent = [pid for pid, p in view.policies.items() if p.recurrent]
     if recurrent:
         lines += ["", f"recurrent (carry state when acting): {', '.join(recurrent)}"]
+    lines += ["", "training state (restore(..., training_state=True) carries it):"]
+    lines += [f"  {pid}: {p.training_state or 'none (weights only)'}" for pid, p in view.policies.items()]
     if view.filters:
         lines += ["", f"observation filters, one per {view.filters_keyed_by}:"]
         lines += [f"  {key}: {text}" for key, text in view.filters.items()]

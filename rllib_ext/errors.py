@@ -44,6 +44,14 @@ class UnsupportedModelError(CheckpointError):
     """A policy's model is not one NumpyPolicy / export_onnx computes exactly (the message names why)."""
 
 
+class TrainingStateError(CheckpointError):
+    """A source's training state (optimizers, KL coefficient, alpha) does not fit the target."""
+
+
+class MissingTrainingStateError(TrainingStateError):
+    """``training_state=True``, but the source lacks (part of) what the target keeps."""
+
+
 class UnsafePickleError(CheckpointError):
     """Safe mode met an object it will not build; pass trusted=True to allow it."""
 

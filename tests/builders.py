@@ -339,3 +339,97 @@ def gap(a, b) -> float:
     value = float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
     print(f"max|Δ| {value:.3g}")
     return value
+
+
+# ---------------------------------------------------------------- training state (issue 20)
+TRAIN_ALGOS = ("PPO", "SAC", "DQN")
+
+
+def map_agents_to(ids: Sequence[str]):
+    """A mapping function ``agent_<i>`` -> ``ids[i]`` (both API stacks' signatures)."""
+    ids = list(ids)
+
+    def fn(agent_id, *args, **kwargs):
+        return ids[int(str(agent_id).split("_", 1)[1])]
+
+    return fn
+
+
+def train_config(name: str, stack: str, policies: Sequence[str] = ("policy_0", "policy_1"), seed: int = 0,
+                 config_cls=None, **training):
+    """A tiny ``<name>PartialConfig`` (or ``config_cls``) on SignGame (``agent_<i>`` -> ``policies[i]``),
+    one local learner, no remote runners: PPO, APPO, SAC or DQN, either stack (tf2 in the tf2 cell)."""
+    import rllib_ext
+    from rllib_ext.envs import SignGame
+
+    cfg = (
+        (config_cls or getattr(rllib_ext, f"{name}PartialConfig"))()
+        .environment(SignGame, env_config={"obs_dims": [4] * len(policies), "episode_len": 10})
+        .env_runners(num_env_runners=0, rollout_fragment_length="auto" if name == "PPO" else 1)
+        .multi_agent(policies=set(policies), policy_mapping_fn=map_agents_to(policies))
+        .debugging(seed=seed)
+    )
+    if name == "PPO":
+        cfg = cfg.training(train_batch_size=200, minibatch_size=200, num_epochs=1, lr=1e-3)
+    elif name == "APPO":
+        cfg = cfg.training(use_kl_loss=True, train_batch_size=200)
+    elif name in ("SAC", "DQN"):
+        cfg = cfg.training(train_batch_size=32).reporting(min_sample_timesteps_per_iteration=100)
+        cfg = cfg.training(num_steps_sampled_before_learning_starts=50)
+    if stack == "new":
+        cfg = cfg.rl_module(model_config={"fcnet_hiddens": [8]})
+        if name in ("SAC", "DQN"):
+            cfg = cfg.training(replay_buffer_config={"type": "MultiAgentEpisodeReplayBuffer", "capacity": 2000})
+    else:
+        cfg = cfg.api_stack(enable_rl_module_and_learner=False, enable_env_runner_and_connector_v2=False)
+        cfg = cfg.framework(framework_for_cell()).training(model={"fcnet_hiddens": [8]})
+        if name == "SAC":  # tau=1: the target network equals the weights (old-stack checkpoints keep no target)
+            cfg = cfg.training(tau=1.0, replay_buffer_config={"type": "MultiAgentPrioritizedReplayBuffer"},
+                               q_model_config={"fcnet_hiddens": [8]}, policy_model_config={"fcnet_hiddens": [8]},
+                               optimization_config={"actor_learning_rate": 3e-3, "critic_learning_rate": 3e-3,
+                                                    "entropy_learning_rate": 3e-3})
+        elif name == "DQN":
+            cfg = cfg.training(replay_buffer_config={"type": "MultiAgentPrioritizedReplayBuffer"})
+    return cfg.training(**training) if training else cfg
+
+
+def fixed_batch(name: str, n: int = 64, seed: int = 5) -> Dict[str, np.ndarray]:
+    """One learner batch of ``n`` rows with every column ``name``'s loss reads (Discrete(2), 4 floats)."""
+    rng = np.random.default_rng(seed)
+    obs = rng.uniform(-1, 1, (n, 4)).astype(np.float32)
+    actions = rng.integers(0, 2, n).astype(np.int64)
+    if name in ("PPO", "APPO"):
+        logits = rng.normal(size=(n, 2)).astype(np.float32)
+        logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+        return {"obs": obs, "actions": actions, "action_dist_inputs": logits,
+                "action_logp": logp[np.arange(n), actions].astype(np.float32),
+                "advantages": rng.normal(size=n).astype(np.float32), "value_targets": rng.normal(size=n).astype(np.float32),
+                "vf_preds": rng.normal(size=n).astype(np.float32)}
+    return {"obs": obs, "new_obs": rng.uniform(-1, 1, (n, 4)).astype(np.float32), "actions": actions,
+            "rewards": rng.normal(size=n).astype(np.float32), "terminateds": np.zeros(n, bool),
+            "truncateds": np.zeros(n, bool), "weights": np.ones(n, np.float32), "n_step": np.ones(n, np.float32)}
+
+
+def one_update(algo, policy_id: str, batch: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+    """One learner update of ``policy_id`` alone on ``batch`` (one minibatch); returns its weights
+    after, plus ``__kl_coeff`` / ``__log_alpha`` where the learner keeps them."""
+    if algo.config.enable_rl_module_and_learner:
+        from ray.rllib.policy.sample_batch import MultiAgentBatch, SampleBatch
+
+        from rllib_ext.live.training_state import learner_scalars
+
+        learner = algo.learner_group._learner
+        # A lifetime step count far beyond both runs: target-network updates (SAC, DQN) are due
+        # on both sides alike (their timing follows each run's own counters).
+        learner.update(batch=MultiAgentBatch({policy_id: SampleBatch(dict(batch))}, env_steps=len(batch["obs"])),
+                       timesteps={"num_env_steps_sampled_lifetime": 10**9}, num_epochs=1, minibatch_size=None)
+        extra = learner_scalars(learner, [policy_id]).get(policy_id, {})
+    else:
+        from ray.rllib.policy.sample_batch import SampleBatch
+
+        policy = algo.get_policy(policy_id)
+        policy.learn_on_batch(SampleBatch(dict(batch)))
+        extra = {"kl_coeff": float(np.asarray(getattr(policy, "kl_coeff_val", getattr(policy, "kl_coeff", np.nan))))}
+    out = live_weights(algo, policy_id)
+    out.update({f"__{k}": np.array(v, dtype=np.float64) for k, v in extra.items()})
+    return out

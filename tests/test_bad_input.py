@@ -359,7 +359,7 @@ CASES = [
     Case("pj_missing", "dir", _remove(PJ), NotACheckpointError, ["found: weights.safetensors"]),
     Case("pj_truncated", "dir", _cut(PJ, lambda n: n // 2), CheckpointFormatError, ["not valid JSON"], PJ),
     Case("pj_version_unknown", "dir", _pj(lambda d: d.update(format_version="9.9")), CheckpointFormatError,
-         ["format_version '9.9' is not supported (this reader knows 1.0, 1.1)"], PJ),
+         ["format_version '9.9' is not supported (this reader knows 1.0, 1.1, 1.2)"], PJ),
     Case("pj_stack_garbled", "dir", _pj(lambda d: d.update(stack="neu")), CheckpointFormatError,
          ["'stack' is 'neu', expected 'new' or 'old'"], PJ),
     Case("pj_index_disagrees", "dir", _pj(_first_index_shape), CheckpointFormatError,

@@ -62,12 +62,13 @@ ORDER = [
     "checkpoint.codecs.safe_pickle", "checkpoint.codecs.safetensors", "checkpoint.codecs.msgpack",
     "checkpoint.codecs.torch_zip", "checkpoint.codecs.pickle_patch", "checkpoint.codecs",
     "checkpoint.atomic", "checkpoint.upload", "checkpoint.format", "checkpoint.views", "checkpoint.spaces",
-    "checkpoint.policy_file", "checkpoint.reader", "checkpoint.filters", "checkpoint.inspection",
-    "checkpoint.export", "checkpoint.state_patch", "checkpoint.merge_filters", "checkpoint.merge",
+    "checkpoint.policy_file", "checkpoint.reader", "checkpoint.training_state", "checkpoint.filters", "checkpoint.inspection",
+    "checkpoint.export", "checkpoint.state_patch", "checkpoint.merge_filters", "checkpoint.merge_training", "checkpoint.merge",
     "checkpoint.diff", "checkpoint",
     "convert.lstm", "convert.vision", "convert.families", "convert.mapping", "convert",
     "act.nets", "act.numpy_policy", "act.onnx_export", "act",
-    "live.bridge", "live.filter_state", "live.backend_base", "live.backends", "live.filters", "live.restore", "live.policy_io", "live.lightweight", "live.migration",
+    "live.bridge", "live.filter_state", "live.training_state", "live.backend_base", "live.backends", "live.filters",
+    "live.restore", "live.policy_io", "live.lightweight", "live.migration",
     "live.tune", "live.partial", "live",
 ]
 

@@ -118,7 +118,7 @@ def test_read_policy_dir_unsupported_version(tmp_path):
     meta = json.load(open(meta_file))
     meta["format_version"] = "9.0"
     json.dump(meta, open(meta_file, "w"))
-    with pytest.raises(CheckpointFormatError, match=re.escape(f"{meta_file}: format_version '9.0' is not supported (this reader knows 1.0, 1.1)")):
+    with pytest.raises(CheckpointFormatError, match=re.escape(f"{meta_file}: format_version '9.0' is not supported (this reader knows 1.0, 1.1, 1.2)")):
         read_weights(out)
 
 

@@ -14,6 +14,9 @@ rllib_ext's own single-policy directory (``policy.json`` + ``weights.safetensors
   1.0  first version.
   1.1  adds ``observation_filter``: the policy's MeanStdFilter statistics (JSON), or null.
        1.0 files still load (no filter).
+  1.2  adds ``training_state`` (JSON: optimizers, KL coefficient, log alpha, counters) and
+       ``training_state.safetensors`` (the optimizer buffers); written only with
+       ``training_state=True`` (otherwise 1.1 is written). 1.0 and 1.1 still load.
 """
 
 from __future__ import annotations
@@ -36,7 +39,8 @@ CTOR_ARGS_FILE = "class_and_ctor_args.pkl"
 POLICY_STATE_FILES = ("policy_state.pkl", "policy_state.msgpck")
 SINGLE_POLICY_META = "policy.json"  # rllib_ext's own single-policy format
 SINGLE_POLICY_WEIGHTS = "weights.safetensors"
-SINGLE_POLICY_VERSIONS = ("1.0", "1.1")
+SINGLE_POLICY_VERSIONS = ("1.0", "1.1", "1.2")
+SINGLE_POLICY_TRAINING = "training_state.safetensors"  # format 1.2, with training_state=True
 
 
 class Kind(str, enum.Enum):

@@ -28,6 +28,7 @@ from .reader import decode_file, extract_weights, ids_in, locate, open_checkpoin
 from .spaces import space_from_object, space_from_rllib_dict
 from .storage import CheckpointDir
 from .tensors import Weights
+from .training_state import describe_training
 from .views import CheckpointView, PolicyView, SpaceView, json_float, make_policy_view
 
 
@@ -52,6 +53,9 @@ def inspect(path: "str | os.PathLike[str]", *, trusted: bool = False) -> Checkpo
         view = view_policy_dir(ckpt, layout)
     else:
         view = _view(ckpt, layout, sorted(ids_in(ckpt, layout)), trusted, materialize=False)[0]
+    training = describe_training(ckpt, layout, list(view.policies), trusted=trusted)
+    view = replace(view, policies=OrderedDict((pid, replace(p, training_state=training.get(pid)))
+                                              for pid, p in view.policies.items()))
     return _with_filters(view, filters_of(ckpt, layout))
 
 

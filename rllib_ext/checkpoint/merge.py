@@ -51,6 +51,7 @@ from .atomic import write_dir_atomically, write_synced
 from .filters import filters_of
 from .inspection import read_policy_opened
 from .merge_filters import AgentChoice, check_pair, new_stack_state, old_stack_state
+from .merge_training import merge_training_state
 from .reader import decode_file, ids_in, open_checkpoint
 from .state_patch import patch_policy_state
 from .storage import CheckpointDir
@@ -74,6 +75,7 @@ class MergeReport:
         kept: ids whose weights are the base's.
         optimizer: ``{target id: 'source' | 'base'}``: whose optimizer state it has.
         filters: ``{target id: what observation-filter statistics it took}``.
+        training: ``{target id: the training state it took}`` (``training_state=True``).
         files: rewritten files, relative to ``out``.
         seconds: wall time.
     """
@@ -85,6 +87,7 @@ class MergeReport:
     kept: List[str] = field(default_factory=list)
     optimizer: Dict[str, str] = field(default_factory=dict)
     filters: Dict[str, str] = field(default_factory=dict)
+    training: Dict[str, str] = field(default_factory=dict)
     files: List[str] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -105,6 +108,7 @@ class MergeReport:
             "kept": list(self.kept),
             "optimizer": dict(self.optimizer),
             "filters": dict(self.filters),
+            "training": dict(self.training),
             "files": list(self.files),
             "seconds": self.seconds,
         }
@@ -118,6 +122,7 @@ def merge_checkpoints(
     trusted: bool = False,
     filters: bool = True,
     agents: Optional[AgentChoice] = None,
+    training_state: bool = False,
 ) -> MergeReport:
     """Write a copy of ``base`` to ``out`` in which the taken policies hold other weights.
 
@@ -136,6 +141,8 @@ def merge_checkpoints(
         filters: carry the taken policies' observation-filter statistics (False: keep the base's).
         agents: new stack only: ``{target id: {base agent: source agent}}``, whose
             filter statistics each base agent takes.
+        training_state: new stack: also take each source's optimizer buffers, KL
+            coefficient and log alpha, or fail naming what is missing (see :mod:`.merge_training`).
 
     Returns:
         A :class:`MergeReport`.
@@ -175,7 +182,7 @@ def merge_checkpoints(
         if layout.stack is fmt.Stack.NEW:
             ready = check_tensors(label, src_weights, base_weights, target_name="base")
             files[base_rel] = pickle.dumps(OrderedDict(ready), protocol=5)
-            if src_layout.kind is fmt.Kind.ALGORITHM and src_ckpt.exists(LEARNER_STATE):
+            if training_state or (src_layout.kind is fmt.Kind.ALGORITHM and src_ckpt.exists(LEARNER_STATE)):
                 optimizer_sources[target] = (src_ckpt, src_layout, resolved_id)
             if base_filters is not None and src_filters is not None:
                 took = new_stack_state(base_ckpt, base_filters, src_filters, files, label, target, agents)
@@ -192,7 +199,10 @@ def merge_checkpoints(
                 report.filters[target] = stats.describe()
         report.taken[target] = f"{src_ckpt.uri}:{resolved_id}"
     report.optimizer = {t: "base" for t in plan}
-    if layout.stack is fmt.Stack.NEW and optimizer_sources:
+    if training_state:
+        report.training = merge_training_state(base_ckpt, layout, optimizer_sources, files, trusted=trusted)
+        report.optimizer.update({t: "source" for t in report.training})
+    elif layout.stack is fmt.Stack.NEW and optimizer_sources:
         learner_state, took = _merge_optimizer_state(base_ckpt, optimizer_sources)
         if took:
             files[LEARNER_STATE] = learner_state

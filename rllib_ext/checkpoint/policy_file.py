@@ -3,6 +3,8 @@
 ```
 <dir>/policy.json          metadata (below); read first, so a policy is described without its weights
 <dir>/weights.safetensors  the tensors, in the safetensors layout (see :mod:`.codecs.safetensors`)
+<dir>/training_state.safetensors  format 1.2 with training state only: optimizer buffers
+                           (``optimizer/<name>/<param index>/<buffer>``), old-stack target network
 ```
 ``policy.json`` (``format_version`` "1.1"; the version history is in :mod:`.format`)::
 
@@ -12,7 +14,13 @@
      "ray_version": "2.60.0", "source": "/path/of/the/original/checkpoint",
      "observation_filter": {FilterStats.to_dict()} or null,             # since 1.1
      "tensors": {"name": {"shape": [8, 4], "dtype": "float32"}, ...},   # in getter order
-     "weights_sha256": "<hex sha256 of weights.safetensors>"}           # checked on read
+     "weights_sha256": "<hex sha256 of weights.safetensors>",           # checked on read
+     "training_state": {"stack", "optimizers": {name: {"kind", "param_shapes", "hyperparameters"}},
+                        "kl_coeff", "log_alpha", "counters", "exploration", "target_network",
+                        "tensors_sha256"}}                              # 1.2 only
+
+``training_state`` is :meth:`.training_state.TrainingState.to_json`; a directory without it
+is written as 1.1, so readers that know 1.1 keep reading weights-only files.
 
 Writes are atomic (:mod:`.atomic`); an existing directory is replaced only when it is one
 of ours (it has a ``policy.json``) or empty.
@@ -38,6 +46,9 @@ from .tensors import Weights
 from .views import CheckpointView, PolicyView, SpaceView, recurrent_of
 
 FORMAT_VERSION = "1.1"
+TRAINING_FORMAT_VERSION = "1.2"  # with a training state
+TRAINING_FILE = fmt.SINGLE_POLICY_TRAINING
+TRAINING_DIGEST_KEY = "tensors_sha256"  # in policy.json's training_state
 META_FILE = fmt.SINGLE_POLICY_META
 DIGEST_KEY = "weights_sha256"  # in policy.json: sha256 of weights.safetensors
 WEIGHTS_FILE = fmt.SINGLE_POLICY_WEIGHTS
@@ -62,6 +73,7 @@ def write_policy_dir(
     policy_id: str,
     weights: Mapping[str, "np.ndarray | LazyArray"],
     meta: Mapping[str, Any],
+    training: Optional[Tuple[Mapping[str, Any], Mapping[str, np.ndarray]]] = None,
 ) -> str:
     """Write one policy as ``policy.json`` + ``weights.safetensors``, atomically.
 
@@ -80,6 +92,8 @@ def write_policy_dir(
         weights: ``{tensor name: array}``; the order is kept.
         meta: any of :data:`META_KEYS`; ``stack`` ('new' or 'old') is required. Spaces
             may be :class:`SpaceView` objects or their ``to_dict()`` form.
+        training: ``(JSON entry, tensors)`` of a training state
+            (:meth:`~.training_state.TrainingState.to_json`): written as format 1.2.
 
     Returns:
         The absolute path written.
@@ -91,6 +105,9 @@ def write_policy_dir(
     """
     final = os.path.abspath(os.fspath(path))
     doc = _policy_json(policy_id, weights, meta)
+    if training is not None:
+        doc["format_version"] = TRAINING_FORMAT_VERSION
+        doc["training_state"] = dict(training[0])
     if os.path.lexists(final) and not _replaceable(final):
         raise CheckpointError(
             f"{final}: exists and is not an rllib_ext policy directory (no {META_FILE}); "
@@ -105,6 +122,11 @@ def write_policy_dir(
             doc[DIGEST_KEY] = write_safetensors(f, weights, {"format": "np", "policy_id": str(policy_id)})
             f.flush()
             os.fsync(f.fileno())
+        if training is not None:
+            with open(os.path.join(tmp, TRAINING_FILE), "wb") as f:
+                doc["training_state"][TRAINING_DIGEST_KEY] = write_safetensors(f, training[1], {"format": "np"})
+                f.flush()
+                os.fsync(f.fileno())
         write_synced(os.path.join(tmp, META_FILE), (json.dumps(doc, indent=2) + "\n").encode("utf-8"))
 
     return write_dir_atomically(final, fill)
@@ -149,6 +171,23 @@ def read_checked(ckpt: CheckpointDir, layout: fmt.Layout) -> Weights:
             "(the file is corrupted, or a replace was cut off); write the policy again"
         )
     return weights
+
+
+def read_training_tensors(ckpt: CheckpointDir, layout: fmt.Layout) -> Weights:
+    """training_state.safetensors of a format 1.2 directory, checked against its sha256.
+
+    Raises:
+        CheckpointFormatError: the file is missing, corrupt, or not the one recorded.
+    """
+    data = ckpt.read_buffer(TRAINING_FILE)
+    tensors = decode_safetensors(data, ckpt.child(TRAINING_FILE))
+    want = (layout.metadata.get("training_state") or {}).get(TRAINING_DIGEST_KEY)
+    if want is not None and hashlib.sha256(data).hexdigest() != want:
+        raise CheckpointFormatError(
+            f"{ckpt.child(TRAINING_FILE)}: contents do not match the sha256 recorded in {ckpt.child(META_FILE)}; "
+            "write the policy again"
+        )
+    return tensors
 
 
 def in_index_order(meta: Mapping[str, Any], weights: Weights, ckpt: CheckpointDir) -> Weights:

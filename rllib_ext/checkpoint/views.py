@@ -127,6 +127,8 @@ class PolicyView:
         observation_filter: the policy's own observation filter, described (old stack
             and policy files); None without one. New-stack filters are per agent: see
             :attr:`CheckpointView.filters`.
+        training_state: what the checkpoint keeps of the policy's training (``inspect``
+            only): optimizer kinds and step, KL coefficient, alpha; None when it keeps none.
     """
 
     id: str
@@ -140,6 +142,7 @@ class PolicyView:
     weights_file: str = ""
     recurrent: Optional[bool] = None
     observation_filter: Optional[str] = None
+    training_state: Optional[str] = None
 
     def to_dict(self) -> Dict[str, Any]:
         return {
@@ -154,6 +157,7 @@ class PolicyView:
             "weights_file": self.weights_file,
             "recurrent": self.recurrent,
             "observation_filter": self.observation_filter,
+            "training_state": self.training_state,
         }
 
 

@@ -12,6 +12,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 from ..checkpoint.filters import FilterStats, ObservationFilters
 from ..checkpoint.format import Stack
 from ..checkpoint.tensors import Weights
+from ..checkpoint.training_state import TrainingState
 from .bridge import State, initial_state
 
 
@@ -35,8 +36,13 @@ class Backend:
     def get_weights(self, ids: Sequence[str]) -> Dict[str, Weights]:
         raise NotImplementedError
 
-    def set_and_sync(self, weights: Dict[str, Weights]) -> None:
-        """Set ``{id: weights}`` where training happens and on every env runner."""
+    def set_and_sync(self, weights: Dict[str, Weights], training: Optional[Dict[str, TrainingState]] = None) -> None:
+        """Set ``{id: weights}`` (and, given, each policy's ``training`` state) where training
+        happens, then on every env runner."""
+        raise NotImplementedError
+
+    def training_states(self, ids: Sequence[str]) -> Dict[str, TrainingState]:
+        """Each policy's current training state (optimizers, KL coefficient, alpha, counters)."""
         raise NotImplementedError
 
     def freeze(self, ids: Sequence[str], all_ids: Sequence[str]) -> None:

@@ -19,7 +19,9 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 from ..checkpoint.filters import FilterStats, ObservationFilters
 from ..checkpoint.format import Stack
 from ..checkpoint.tensors import Weights, by_position, positional
+from ..checkpoint.training_state import TrainingState
 from ..errors import CheckpointError, not_found
+from . import training_state as ts
 from .backend_base import Backend
 from .bridge import (
     State, build_module, build_policy_object, effective_model_config, initial_state, keep_module_specs,
@@ -46,12 +48,17 @@ class NewStackBackend(Backend):
         state = self.algo.learner_group.get_weights(module_ids=list(ids))
         return {mid: dict(state[mid]) for mid in ids}
 
-    def set_and_sync(self, weights: Dict[str, Weights]) -> None:
+    def training_states(self, ids: Sequence[str]) -> Dict[str, TrainingState]:
+        return self._learner_results(lambda l, _ids=tuple(ids): ts.learner_training_state(l, _ids))[0]
+
+    def set_and_sync(self, weights: Dict[str, Weights], training: Optional[Dict[str, TrainingState]] = None) -> None:
         import ray
         from ray.rllib.core import DEFAULT_MODULE_ID
 
         lg = self.algo.learner_group
         lg.set_weights(weights)  # local learner, or every remote learner
+        if training:
+            self._learner_results(lambda l, _t=training: ts.set_learner_training_state(l, _t))
         # Env runners built by RLlib hold inference-only modules (no critic); modules
         # added later with add_module() may be full. Send both views; each module takes
         # the one that matches it.
@@ -177,7 +184,10 @@ class OldStackBackend(Backend):
     def get_weights(self, ids: Sequence[str]) -> Dict[str, Weights]:
         return {pid: self._as_dict(self.algo.get_policy(pid).get_weights()) for pid in ids}
 
-    def set_and_sync(self, weights: Dict[str, Weights]) -> None:
+    def training_states(self, ids: Sequence[str]) -> Dict[str, TrainingState]:
+        return {pid: ts.policy_training_state(self.algo.get_policy(pid)) for pid in ids}
+
+    def set_and_sync(self, weights: Dict[str, Weights], training: Optional[Dict[str, TrainingState]] = None) -> None:
         import ray
 
         native = {}
@@ -187,10 +197,13 @@ class OldStackBackend(Backend):
                 native[pid] = positional(w, len(current))
             else:
                 native[pid] = w
-        ref = ray.put(native)
+        ref = ray.put((native, training or {}))
 
         def _set(worker: Any, _ref: Any = ref) -> None:
-            worker.set_weights(ray.get(_ref))
+            w, train = ray.get(_ref)
+            worker.set_weights(w)
+            for pid, state in train.items():  # after the weights: set_weights resets target networks
+                ts.set_policy_training_state(worker.policy_map[pid], state)
 
         self.on_every_env_runner(_set)
 

@@ -12,12 +12,14 @@ from typing import Any, Dict, List, Mapping, Optional
 
 from ..checkpoint.reader import ids_in, open_checkpoint
 from ..checkpoint.storage import resolve_path
+from ..checkpoint.training_state import SCALARS_KEY
 from ..convert.mapping import NameMapping
 from ..errors import not_found
 from . import lightweight as _lw
 from . import policy_io
 from .filters import ask_source_agents
 from .restore import PartialRestoreReport, PolicySelection, normalize_selection, restore_policies
+from .training_state import algorithm_scalars, set_algorithm_scalars
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +49,7 @@ class PartialConfigMixin:
         trusted: bool = False,
         filters: bool = True,
         agents: Optional[Mapping[str, str]] = None,
+        training_state: bool = False,
     ):
         """Restore ``policies`` from ``checkpoint`` when the algorithm is set up.
 
@@ -63,6 +66,8 @@ class PartialConfigMixin:
             trusted: fully unpickle old-stack policy files (default: safe mode).
             filters: carry the observation-filter statistics (False: weights alone).
             agents: ``{target agent: source agent}`` for new-stack filter statistics.
+            training_state: also carry optimizer state, KL coefficient, alpha (see
+                :mod:`rllib_ext.live.training_state`).
         """
         path = resolve_path(checkpoint)
         mapping = normalize_selection(policies)
@@ -75,7 +80,8 @@ class PartialConfigMixin:
             ask_source_agents(ckpt, layout, mapping, trusted=trusted, filters=filters, agents=agents)
         self._partial_restores = list(getattr(self, "_partial_restores", None) or []) + [
             {"checkpoint": path, "policies": mapping, "freeze": bool(freeze), "trusted": bool(trusted),
-             "filters": bool(filters), "agents": dict(agents) if agents is not None else None}
+             "filters": bool(filters), "agents": dict(agents) if agents is not None else None,
+             "training_state": bool(training_state)}
         ]
         return self
 
@@ -109,6 +115,7 @@ class PartialConfigMixin:
                     trusted=spec.pop("trusted", False),
                     filters=spec.pop("filters", True),
                     agents=spec.pop("agents", None),
+                    training_state=spec.pop("training_state", False),
                 )
                 if spec:
                     raise ValueError(f"unknown key(s) in {CONFIG_KEY!r}: {', '.join(spec)}")
@@ -127,6 +134,7 @@ class PartialAlgorithmMixin:
             report = restore_policies(
                 self, spec["checkpoint"], spec["policies"], freeze=spec["freeze"], trusted=spec["trusted"],
                 filters=spec.get("filters", True), agents=spec.get("agents"),
+                training_state=spec.get("training_state", False),
             )
             logger.info("rllib_ext: %s", report)
             self.partial_restore_reports.append(report)
@@ -173,6 +181,7 @@ class PartialAlgorithmMixin:
         mapping: Optional[NameMapping] = None,
         filters: bool = True,
         agents: Optional[Mapping[str, str]] = None,
+        training_state: bool = False,
     ) -> Optional[PartialRestoreReport]:
         """RLlib's restore, or, with ``policies=``, a partial restore synced everywhere.
 
@@ -190,6 +199,8 @@ class PartialAlgorithmMixin:
                 the weights (see :mod:`rllib_ext.live.filters`); False: weights alone.
             agents: with ``policies=``, new-stack checkpoints: ``{target agent: source
                 agent}`` whose filter statistics to carry.
+            training_state: with ``policies=``, also carry optimizer state, KL
+                coefficient and alpha (RLlib's full restore keeps them here anyway).
 
         Returns:
             A :class:`PartialRestoreReport` for a partial restore, else None.
@@ -202,10 +213,25 @@ class PartialAlgorithmMixin:
             return super().restore(absolute_checkpoint(checkpoint_path))  # type: ignore[misc]
         report = restore_policies(
             self, local_path(checkpoint_path), policies, freeze=freeze, trusted=trusted, mapping=mapping,
-            filters=filters, agents=agents,
+            filters=filters, agents=agents, training_state=training_state,
         )
         self.partial_restore_reports.append(report)
         return report
+
+    def get_state(self, components: Any = None, *, not_components: Any = None, **kwargs: Any) -> Dict[str, Any]:
+        """RLlib's state, plus every module's KL coefficient / log alpha (RLlib 2.60 saves
+        neither), so ``Algorithm.from_checkpoint`` and a Tune resume continue exactly."""
+        state = super().get_state(components, not_components=not_components, **kwargs)  # type: ignore[misc]
+        if components is None:  # (the old stack never calls this: RLlib raises there first)
+            scalars = algorithm_scalars(self)
+            if scalars:
+                state[SCALARS_KEY] = scalars
+        return state
+
+    def set_state(self, state: Dict[str, Any]) -> None:
+        super().set_state(state)  # type: ignore[misc]
+        if state.get(SCALARS_KEY):
+            set_algorithm_scalars(self, state[SCALARS_KEY])
 
     @classmethod
     def from_checkpoint(
@@ -239,17 +265,23 @@ class PartialAlgorithmMixin:
         """A recurrent policy's initial state for :meth:`act` (None without state)."""
         return _lw.initial_state(self, policy_id)
 
-    def save_policy(self, policy_id: str, path: "str | os.PathLike[str]", *, agent_id: Optional[str] = None) -> str:
-        """Write one policy (with its observation-filter statistics) as a single-policy directory."""
-        return policy_io.save_policy(self, policy_id, path, agent_id=agent_id)
+    def save_policy(
+        self, policy_id: str, path: "str | os.PathLike[str]", *, agent_id: Optional[str] = None,
+        training_state: bool = False,
+    ) -> str:
+        """Write one policy (with its observation-filter statistics; ``training_state=True``:
+        its optimizer state, KL coefficient, alpha too, format 1.2) as a single-policy directory."""
+        return policy_io.save_policy(self, policy_id, path, agent_id=agent_id, training_state=training_state)
 
     def load_policy(
         self, path: "str | os.PathLike[str]", policy_id: Optional[str] = None, *, trusted: bool = False,
-        filters: bool = True,
+        filters: bool = True, training_state: bool = False,
     ) -> PartialRestoreReport:
         """Add (or replace) a policy from a single-policy directory, with its observation
-        filter (``filters=False``: weights alone), synced to all workers."""
-        report = policy_io.add_or_replace(self, path, policy_id, trusted=trusted, filters=filters)
+        filter (``filters=False``: weights alone; ``training_state=True``: its training
+        state too), synced to all workers."""
+        report = policy_io.add_or_replace(self, path, policy_id, trusted=trusted, filters=filters,
+                                          training_state=training_state)
         self.partial_restore_reports.append(report)
         return report
 

@@ -71,13 +71,16 @@ def _jsonable(value: Any) -> Any:
 
 
 def save_policy(
-    algo: Any, policy_id: str, path: "str | os.PathLike[str]", *, agent_id: Optional[str] = None
+    algo: Any, policy_id: str, path: "str | os.PathLike[str]", *, agent_id: Optional[str] = None,
+    training_state: bool = False,
 ) -> str:
     """Write ``policy_id`` of the live ``algo`` as a single-policy directory, atomically.
 
     ``path`` may be a remote URI (``s3://...``): see :mod:`rllib_ext.checkpoint.upload`.
     The policy's observation-filter statistics go with it (old stack: the policy's
     filter; new stack: those of the agent mapped to the module, or of ``agent_id``).
+    ``training_state=True`` adds the policy's training state (format 1.2, see
+    :mod:`rllib_ext.checkpoint.training_state`).
 
     Returns:
         The absolute path written.
@@ -106,13 +109,14 @@ def save_policy(
         "source": f"live algorithm {type(algo).__name__}",
         "observation_filter": None if stats is None else stats.to_dict(),
     }
+    training = backend.training_states([policy_id])[policy_id].to_json() if training_state else None
     if is_remote(path):  # s3://...: write and check locally, then upload, manifest last
         import tempfile
 
         with tempfile.TemporaryDirectory(prefix="rllib_ext-upload-") as tmp:
-            local = write_policy_dir(os.path.join(tmp, "policy"), policy_id, weights, meta)
+            local = write_policy_dir(os.path.join(tmp, "policy"), policy_id, weights, meta, training)
             return upload_dir(local, os.fspath(path), last=(META_FILE,))
-    return write_policy_dir(path, policy_id, weights, meta)
+    return write_policy_dir(path, policy_id, weights, meta, training)
 
 
 def _stored_space(meta: Mapping[str, Any], key: str, path: str) -> Any:
@@ -270,6 +274,7 @@ def add_or_replace(
     *,
     trusted: bool = False,
     filters: bool = True,
+    training_state: bool = False,
 ) -> PartialRestoreReport:
     """Put the stored policy into the live ``algo`` as ``policy_id``, synced everywhere.
 
@@ -290,7 +295,8 @@ def add_or_replace(
         backend.add(target, cls, obs, act, meta.get("model_config") or {})
         added = True
     try:
-        return restore_policies(algo, path, {stored_id: target}, trusted=trusted, filters=filters)
+        return restore_policies(algo, path, {stored_id: target}, trusted=trusted, filters=filters,
+                                training_state=training_state)
     except BaseException:
         if added:  # nothing half-done: the policy added for these weights goes again
             backend.remove(target)

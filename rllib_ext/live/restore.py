@@ -43,6 +43,7 @@ from ..convert.mapping import NameMapping, convert_policy
 from ..errors import MigrationError, ShapeMismatchError, not_found
 from .backends import Backend, backend_for
 from .filters import plan_filters
+from .training_state import plan_training
 
 PolicySelection = Union[Sequence[str], Mapping[str, str]]
 
@@ -59,6 +60,7 @@ class PartialRestoreReport:
         seconds: wall time.
         converted_from: e.g. "old-API-stack tf2" when the weights were converted.
         filters: ``{target id: the observation-filter statistics set with it}``.
+        training: ``{target id: the training state set with it}`` (``training_state=True``).
     """
 
     checkpoint: str
@@ -68,6 +70,7 @@ class PartialRestoreReport:
     seconds: float = 0.0
     converted_from: Optional[str] = None
     filters: Dict[str, str] = field(default_factory=dict)
+    training: Dict[str, str] = field(default_factory=dict)
 
     @property
     def renamed(self) -> Dict[str, str]:
@@ -82,6 +85,7 @@ class PartialRestoreReport:
             f"; not taken: {', '.join(self.skipped) or '-'}"
             + (f"; converted from {self.converted_from}" if self.converted_from else "")
             + (f"; filters: {', '.join(self.filters)}" if self.filters else "")
+            + (f"; training state: {', '.join(self.training)}" if self.training else "")
         )
 
 
@@ -224,6 +228,7 @@ def restore_policies(
     mapping: Optional[NameMapping] = None,
     filters: bool = True,
     agents: Optional[Mapping[str, str]] = None,
+    training_state: bool = False,
 ) -> PartialRestoreReport:
     """Restore ``policies`` of ``checkpoint`` into the live ``algo`` and sync everywhere.
 
@@ -243,6 +248,9 @@ def restore_policies(
             :mod:`rllib_ext.live.filters`); False restores the weights alone.
         agents: new-stack checkpoints: ``{target agent: source agent}`` whose filter
             statistics to carry, where the source's mapping function cannot be read.
+        training_state: also carry what the learner built up for each policy (optimizer
+            state, KL coefficient, SAC's alpha; old stack: counters, exploration state),
+            see :mod:`rllib_ext.live.training_state`. Default: weights and filters only.
 
     Raises:
         CheckpointError and subclasses: nothing in ``algo`` has changed.
@@ -250,7 +258,8 @@ def restore_policies(
     t0 = time.perf_counter()
     ckpt, layout = open_checkpoint(resolve_path(checkpoint))
     report = restore_opened(
-        algo, ckpt, layout, policies, freeze=freeze, trusted=trusted, mapping=mapping, filters=filters, agents=agents
+        algo, ckpt, layout, policies, freeze=freeze, trusted=trusted, mapping=mapping, filters=filters, agents=agents,
+        training_state=training_state,
     )
     report.seconds = time.perf_counter() - t0
     return report
@@ -267,6 +276,7 @@ def restore_opened(
     mapping: Optional[NameMapping] = None,
     filters: bool = True,
     agents: Optional[Mapping[str, str]] = None,
+    training_state: bool = False,
 ) -> PartialRestoreReport:
     """:func:`restore_policies` on a checkpoint the caller has already opened."""
     t0 = time.perf_counter()
@@ -275,15 +285,16 @@ def restore_opened(
     algo_ids = backend.ids()
     ready, previous, report = plan(algo, backend, ckpt, layout, selection, algo_ids, trusted=trusted, mapping=mapping)
     carry = plan_filters(backend, ckpt, layout, selection, trusted=trusted, agents=agents) if filters else None
+    train = plan_training(backend, ckpt, layout, selection, trusted=trusted) if training_state else None
     trainable = backend.trainable() if freeze else None
-    try:  # all or nothing: weights, filters and the freeze
-        backend.set_and_sync(ready)
+    try:  # all or nothing: weights, training state, filters and the freeze
+        backend.set_and_sync(ready, training=train.ready if train else None)
         if carry is not None:
             backend.set_filters(carry.updates)
         if freeze:
             backend.freeze(list(ready), algo_ids)
     except Exception:
-        backend.set_and_sync(previous)  # put every target back before reporting
+        backend.set_and_sync(previous, training=train.previous if train else None)  # put every target back
         if carry is not None:
             backend.set_filters(carry.previous)
         if freeze:
@@ -291,6 +302,8 @@ def restore_opened(
         raise
     if carry is not None:
         report.filters = dict(carry.carried)
+    if train is not None:
+        report.training = train.carried()
     if freeze:
         report.frozen = sorted(ready)
     report.seconds = time.perf_counter() - t0

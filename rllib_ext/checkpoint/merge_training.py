@@ -1,0 +1,84 @@
+"""``merge_checkpoints(..., training_state=True)``: the taken policies' training state too.
+
+New stack only. Each taken module's optimizer buffers (``learner_group/learner/state.pkl``)
+come from its source (an algorithm checkpoint, or a single-policy file of format 1.2), the
+base's ``param_groups`` (learning rate etc.) stay; its KL coefficient / log alpha go to
+``algorithm_state.pkl`` under :data:`~.training_state.SCALARS_KEY`, where the ``...Partial``
+algorithms read them back on load. Everything is checked before ``files`` is touched: a
+source without training state, or with other optimizers than the base's, is an error.
+"""
+
+from __future__ import annotations
+
+import pickle
+from typing import Any, Dict, Mapping, MutableMapping, Tuple
+
+import numpy as np
+
+from ..errors import CheckpointError
+from . import format as fmt
+from .reader import decode_file
+from .storage import CheckpointDir
+from .training_state import ALGORITHM_STATE_FILES, LEARNER_STATE_FILES, SCALARS_KEY, check_training_state, read_training_state
+
+Source = Tuple[CheckpointDir, fmt.Layout, str]
+_ATOMS = (str, bytes, int, float, bool, type(None), np.ndarray, np.generic, np.dtype)
+
+
+def plain_data(obj: Any, depth: int = 0) -> bool:
+    """True when ``obj`` is containers, numbers, strings and numpy arrays only (safe to re-pickle)."""
+    if depth > 50:
+        return False
+    if isinstance(obj, _ATOMS):
+        return not (isinstance(obj, np.ndarray) and obj.dtype.hasobject)
+    if isinstance(obj, dict):
+        return all(plain_data(k, depth + 1) and plain_data(v, depth + 1) for k, v in obj.items())
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        return all(plain_data(v, depth + 1) for v in obj)
+    return False
+
+
+def merge_training_state(
+    base: CheckpointDir, layout: fmt.Layout, sources: Mapping[str, Source], files: MutableMapping[str, bytes],
+    *, trusted: bool = False,
+) -> Dict[str, str]:
+    """Put each target's training state from its source into ``files`` (relative path -> bytes).
+
+    Returns:
+        ``{target id: what was taken}``.
+
+    Raises:
+        MissingTrainingStateError, TrainingStateError: a source lacks training state or
+            does not fit the base (nothing added to ``files``).
+        CheckpointError: the base is old-stack, or its state files hold more than plain data.
+    """
+    if layout.stack is not fmt.Stack.NEW:
+        raise CheckpointError(
+            f"{base.uri}: merge_checkpoints(training_state=True) takes new-API-stack checkpoints; on the old "
+            "stack the base's optimizer state and counters are kept (merge with training_state=False)"
+        )
+    learner_rel = next((f for f in LEARNER_STATE_FILES if base.exists(f)), None)
+    algo_rel = next((f for f in ALGORITHM_STATE_FILES if base.exists(f)), None)
+    learner = decode_file(base, learner_rel) if learner_rel else None
+    algo_state = decode_file(base, algo_rel) if algo_rel else None
+    for rel, state in ((learner_rel, learner), (algo_rel, algo_state)):
+        if rel is None or not rel.endswith(".pkl") or not isinstance(state, dict) or not plain_data(state):
+            raise CheckpointError(f"{base.child(rel or 'learner_group/learner/state.pkl')}: missing or not plain "
+                                  "data; its training state cannot be rewritten faithfully")
+    taken, scalars = {}, dict(algo_state.get(SCALARS_KEY) or {})
+    for target, (src_ckpt, src_layout, src_id) in sources.items():
+        label = f"policy {target!r}" if src_id == target else f"policy {src_id!r} -> {target!r}"
+        source = read_training_state(src_ckpt, src_layout, src_id if src_layout.kind is fmt.Kind.ALGORITHM else None,
+                                     trusted=trusted)
+        mine = read_training_state(base, layout, target)
+        check_training_state(label, source, mine, src_ckpt.uri)
+        for name, opt in source.optimizers.items():
+            learner["optimizer"][f"{target}_{name}"]["state"]["state"] = {i: dict(b) for i, b in opt.buffers.items()}
+        entry = {k: v for k, v in (("kl_coeff", source.kl_coeff), ("log_alpha", source.log_alpha)) if v is not None}
+        if entry:
+            scalars[target] = entry
+        taken[target] = source.describe()
+    files[learner_rel] = pickle.dumps(learner, protocol=5)
+    if scalars:
+        files[algo_rel] = pickle.dumps({**algo_state, SCALARS_KEY: scalars}, protocol=5)
+    return taken
