@@ -25,8 +25,8 @@ _HOME: Dict[str, str] = {
     **{name: f"checkpoint.{module}" for name, module in _CHECKPOINT_PUBLIC.items()},
     **dict.fromkeys(
         ("CheckpointError", "CheckpointFormatError", "MigrationError", "MissingDependencyError",
-         "NotACheckpointError", "PolicyNotFoundError", "ShapeMismatchError", "UnsafePickleError",
-         "UnsupportedModelError"),
+         "NotACheckpointError", "NotAPoolError", "PolicyNotFoundError", "PoolNamespaceError", "ShapeMismatchError",
+         "UnsafePickleError", "UnsupportedModelError"),
         "errors",
     ),
     "NumpyPolicy": "act.numpy_policy",
