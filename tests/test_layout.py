@@ -62,6 +62,7 @@ ORDER = [
     "convert.lstm", "convert.vision", "convert.families", "convert.mapping", "convert",
     "act.nets", "act.numpy_policy", "act.onnx_export", "act",
     "live.backends", "live.filters", "live.restore", "live.policy_io", "live.lightweight", "live.migration",
+    "live.matchmaking", "live.league_play", "live.league", "live.league_mixins",
     "live.tune", "live.partial", "live",
 ]
 
