@@ -186,6 +186,8 @@ class PolicyPool:
         with self._store.lock():
             shards = self._read_shards()
             entry = self._find(shards, [entry_id])[0]
+            if self._store.remote and entry.writer != self.writer:
+                raise self._foreign(entry.writer)
             self._write_changed(shards, drop={entry.id})
             self._store.delete_dir(f"{SNAPSHOT_DIR}/{entry.id}")
         return entry
