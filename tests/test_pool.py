@@ -404,3 +404,17 @@ def test_without_the_lock_one_shared_writer_loses_entries(tmp_path):
         count = -1  # a torn index is a loss too
     print(f"\n4 x 25 adds by one writer name without the lock: {count} entries")
     assert count < 100, "4 unlocked writers of one index lost nothing: the test would not see a missing lock"
+
+
+def test_readme_pool_example_runs(tmp_path, monkeypatch):
+    """The README's "Self-play leagues" snippet, as written, on a policy made here."""
+    text = (Path(ROOT) / "README.md").read_text()
+    section = text[text.index("## Self-play leagues"):]
+    code = section[section.index("```python\n") + len("```python\n"):]
+    code = code[:code.index("```")]
+    monkeypatch.chdir(tmp_path)
+    policy_dir(tmp_path, "runs/main_policy")
+    scope: dict = {}
+    exec(compile(code, "README.md", "exec"), scope)
+    assert scope["entry"].id.startswith("main-0000@") and scope["updated"][scope["entry"].id].games == 4
+    assert scope["removed"] == [] and len(PolicyPool("runs/league")) == 0
