@@ -98,7 +98,7 @@ def test_league_snapshots_slots_and_refreshes(ray_session, tmp_path, stack):
             finally:
                 scratch.stop()
             print(f"slot vs its snapshot: {same:.3g}; vs the first snapshot: {other:.3g}")
-            assert same <= 1e-6 and other > 1e-4
+            assert same <= 1e-6 and other > 1e-3
         games = results[-1]["league_games"]
         assert sum(sum(g[k] for k in ("win", "draw", "loss")) for g in games.values()) > 0
         assert sum(e.games for e in pool.entries()) > 0  # ratings and games are in the pool

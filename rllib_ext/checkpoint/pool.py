@@ -1,10 +1,9 @@
 """A pool of policy snapshots on disk: the Ray-free ground a self-play league stands on.
 
 ```
-<pool>/pool.json                    {"format": "rllib_ext.pool", "pool_version": 1}: marks the pool
-<pool>/index/<writer>.json          the entries one writer added: {"writer", "next", "entries"}
-<pool>/snapshots/<id>/              one single-policy directory per entry (see .policy_file)
-<pool>/.lock                        local pools: the lock every writer takes (see .pool_store)
+<pool>/pool.json, index/<writer>.json   the index (see .pool_index)
+<pool>/snapshots/<id>/                  one single-policy directory per entry (see .policy_file)
+<pool>/.lock                            local pools: the lock every writer takes (see .pool_store)
 ```
 Each writer (a Tune trial, a process) adds entries to its own index file. Ids are
 ``<policy>-<n>@<writer>`` with ``n`` counted per writer and policy and never reused, so
@@ -29,57 +28,20 @@ What holds, and why:
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import re
 import socket
 import time
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 
-from ..errors import CheckpointFormatError, NotAPoolError, PoolNamespaceError, not_found
+from ..errors import PoolNamespaceError, not_found
 from .policy_file import META_FILE, WEIGHTS_FILE, read_policy_dir
-from .pool_store import LOCK_FILE, open_store
+from .pool_index import SNAPSHOT_DIR, PoolEntry, Shard, open_pool, read_index, write_index
+from .pool_store import open_store
 from .pool_rules import DEFAULT_RATING, Outcome, Retention, elo_update, to_keep
 from .storage import CheckpointDir
 
-POOL_FILE = "pool.json"
-POOL_FORMAT = "rllib_ext.pool"
-POOL_VERSION = 1  # of pool.json and the index files; bump on an incompatible change
-INDEX_DIR = "index"
-SNAPSHOT_DIR = "snapshots"
 _NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,99}$")
-
-
-@dataclasses.dataclass(frozen=True)
-class PoolEntry:
-    """One snapshot of a policy, as the index records it.
-
-    Attributes:
-        id: ``<policy>-<n>@<writer>``, unique in the pool.
-        policy: the policy id it was taken from (e.g. ``"main"``).
-        iteration, env_steps: of the algorithm when it was taken (None if not given).
-        created: Unix time of the add.
-        rating: Elo rating (starts at 1200 unless given).
-        games: games rated so far.
-        path: its single-policy directory: ``read_weights``, ``build_policy``,
-            ``NumpyPolicy`` and ``algo.load_policy`` read it as it is.
-        writer: the trial or process that added it.
-        size: bytes of the directory (policy.json + weights).
-    """
-
-    id: str
-    policy: str
-    iteration: Optional[int]
-    env_steps: Optional[int]
-    created: float
-    rating: float
-    games: int
-    path: str
-    writer: str
-    size: int
-
-    def to_dict(self) -> Dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 class PolicyPool:
@@ -100,7 +62,7 @@ class PolicyPool:
         self.writer = _default_writer() if writer is None else _check_name(writer, "writer")
         self._store = open_store(path)
         self.path = self._store.where()
-        self._open(create)
+        open_pool(self._store, create)
 
     def __getstate__(self) -> Dict[str, Any]:  # a pool travels to Tune trials as its path
         return {"path": self.path, "writer": self.writer, "writer_is_default": self.writer_is_default}
@@ -119,7 +81,7 @@ class PolicyPool:
     # ------------------------------------------------------------------ reading
     def entries(self, policy: Optional[str] = None, writer: Optional[str] = None) -> List[PoolEntry]:
         """Every entry (oldest first), or those of one ``policy`` and/or ``writer``."""
-        found = [e for shard in self._read_shards().values() for e in shard["entries"]]
+        found = [e for shard in read_index(self._store).values() for e in shard.entries]
         return sorted(
             (e for e in found if (policy is None or e.policy == policy) and (writer is None or e.writer == writer)),
             key=lambda e: (e.created, e.id),
@@ -162,10 +124,10 @@ class PolicyPool:
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
                 raise ValueError(f"{name} must be a non-negative int or None, got {value!r}")
         with self._store.lock():
-            shards = self._read_shards()
-            shard = shards.get(self.writer) or {"writer": self.writer, "next": {}, "entries": []}
+            shards = read_index(self._store)
+            shard = shards.get(self.writer) or Shard(self.writer)
             slug = _slug(policy)
-            n = int(shard["next"].get(slug, 0))
+            n = shard.next.get(slug, 0)
             entry_id = f"{slug}-{n:04d}@{self.writer}"
             entry = PoolEntry(
                 id=entry_id, policy=policy, iteration=iteration, env_steps=env_steps, created=time.time(),
@@ -173,8 +135,8 @@ class PolicyPool:
                 writer=self.writer, size=sum(len(b) for b in files.values()),
             )
             self._store.put_dir(f"{SNAPSHOT_DIR}/{entry_id}", files, last=META_FILE)  # data first ...
-            shard = {**shard, "next": {**shard["next"], slug: n + 1}, "entries": [*shard["entries"], entry]}
-            self._write_shard(shard)  # ... then the index names it
+            shard = Shard(self.writer, {**shard.next, slug: n + 1}, [*shard.entries, entry])
+            write_index(self._store, shard)  # ... then the index names it
         return entry
 
     def remove(self, entry_id: str) -> PoolEntry:
@@ -184,8 +146,10 @@ class PolicyPool:
             The removed entry.
         """
         with self._store.lock():
-            shards = self._read_shards()
+            shards = read_index(self._store)
             entry = self._find(shards, [entry_id])[0]
+            if self._store.remote and entry.writer != self.writer:
+                raise self._foreign(entry.writer)
             self._write_changed(shards, drop={entry.id})
             self._store.delete_dir(f"{SNAPSHOT_DIR}/{entry.id}")
         return entry
@@ -204,7 +168,7 @@ class PolicyPool:
         rule = to_keep(keep)
         protect = set(protect)
         with self._store.lock():
-            shards = self._read_shards()
+            shards = read_index(self._store)
             self._find(shards, protect)  # a protected id that is not there is a caller's mistake
             mine = [w for w in shards if everyone or w == self.writer]
             if self._store.remote and any(w != self.writer for w in mine):
@@ -212,14 +176,14 @@ class PolicyPool:
             doomed: List[PoolEntry] = []
             for w in mine:
                 groups: Dict[str, List[PoolEntry]] = {}
-                for e in shards[w]["entries"]:
+                for e in shards[w].entries:
                     if policy is None or e.policy == policy:
                         groups.setdefault(_slug(e.policy), []).append(e)
                 for group in groups.values():
                     doomed += [e for e in group if e.id not in protect and not rule.keeps(_seq(e), [_seq(g) for g in group])]
             if doomed:
                 self._write_changed(shards, drop={e.id for e in doomed})
-            named = {e.id for s in shards.values() for e in s["entries"]}
+            named = {e.id for s in shards.values() for e in s.entries}
             for e in doomed:
                 self._store.delete_dir(f"{SNAPSHOT_DIR}/{e.id}")
             for name in self._store.listdir(SNAPSHOT_DIR):  # killed adds and removes
@@ -245,7 +209,7 @@ class PolicyPool:
         for o in outcomes:
             o.check()
         with self._store.lock():
-            shards = self._read_shards()
+            shards = read_index(self._store)
             found = {e.id: e for e in self._find(shards, [o.id for o in outcomes])}
             if self._store.remote:
                 foreign = [e.writer for e in found.values() if e.writer != self.writer]
@@ -260,73 +224,17 @@ class PolicyPool:
         return learner, updated
 
     # ------------------------------------------------------------------ internals
-    def _open(self, create: bool) -> None:
-        """Check that the path is a pool; make it if allowed and missing (under the lock)."""
-        raw = self._store.read(POOL_FILE) if self._store.exists() else None
-        if raw is None:
-            others = [n for n in self._store.listdir() if n != LOCK_FILE and not n.startswith(f".{POOL_FILE}.")]
-            if others:
-                raise NotAPoolError(
-                    f"{self.path}: not a policy pool (no {POOL_FILE}) and not empty: {', '.join(others[:10])}; "
-                    "give an empty or new directory"
-                )
-            if not self._store.exists() and not create:
-                raise NotAPoolError(f"{self.path}: no such policy pool")
-            if not create:
-                raise NotAPoolError(f"{self.path}: an empty directory, not a policy pool (no {POOL_FILE})")
-            self._store.make()
-            with self._store.lock():
-                if self._store.read(POOL_FILE) is None:
-                    doc = {"format": POOL_FORMAT, "pool_version": POOL_VERSION}
-                    self._store.write(POOL_FILE, (json.dumps(doc) + "\n").encode())
-            raw = self._store.read(POOL_FILE)
-        doc = _parse(raw or b"", self._store.where(POOL_FILE))
-        if not isinstance(doc, dict) or doc.get("format") != POOL_FORMAT:
-            raise CheckpointFormatError(f"{self._store.where(POOL_FILE)}: not a policy pool's {POOL_FILE} ({str(doc)[:80]})")
-        if doc.get("pool_version") != POOL_VERSION:
-            raise CheckpointFormatError(
-                f"{self._store.where(POOL_FILE)}: pool_version {doc.get('pool_version')!r} is not supported "
-                f"(this reader knows {POOL_VERSION})"
-            )
-
-    def _read_shards(self) -> Dict[str, Dict[str, Any]]:
-        """Every writer's index: ``{writer: {"writer", "next", "entries": [PoolEntry]}}``."""
-        shards = {}
-        for name in self._store.listdir(INDEX_DIR):
-            if name.startswith(".") or not name.endswith(".json"):
-                continue  # a killed writer's temporary file
-            where = self._store.where(f"{INDEX_DIR}/{name}")
-            doc = _parse(self._store.read(f"{INDEX_DIR}/{name}") or b"", where)
-            try:
-                writer = doc["writer"]
-                entries = [
-                    PoolEntry(path=self._store.where(f"{SNAPSHOT_DIR}/{d['id']}"),
-                              **{f.name: d[f.name] for f in dataclasses.fields(PoolEntry) if f.name != "path"})
-                    for d in doc["entries"]
-                ]
-                shards[writer] = {"writer": writer, "next": dict(doc["next"]), "entries": entries}
-            except (KeyError, TypeError, ValueError) as e:
-                raise CheckpointFormatError(f"{where}: not a pool index ({type(e).__name__}: {e})") from e
-            if f"{writer}.json" != name or doc.get("pool_version") != POOL_VERSION:
-                raise CheckpointFormatError(f"{where}: index of writer {writer!r}, version {doc.get('pool_version')!r}")
-        return shards
-
-    def _write_shard(self, shard: Mapping[str, Any]) -> None:
-        doc = {"pool_version": POOL_VERSION, "writer": shard["writer"], "next": shard["next"],
-               "entries": [{k: v for k, v in e.to_dict().items() if k != "path"} for e in shard["entries"]]}
-        self._store.write(f"{INDEX_DIR}/{shard['writer']}.json", (json.dumps(doc, indent=1) + "\n").encode())
-
-    def _write_changed(self, shards: Dict[str, Dict[str, Any]], drop: Iterable[str] = (),
+    def _write_changed(self, shards: Dict[str, Shard], drop: Iterable[str] = (),
                        replace: Optional[Mapping[str, PoolEntry]] = None) -> None:
         """Rewrite the index files of the writers whose entries change."""
         drop, replace = set(drop), dict(replace or {})
         for shard in shards.values():
-            if any(e.id in drop or e.id in replace for e in shard["entries"]):
-                shard["entries"] = [replace.get(e.id, e) for e in shard["entries"] if e.id not in drop]
-                self._write_shard(shard)
+            if any(e.id in drop or e.id in replace for e in shard.entries):
+                shard.entries = [replace.get(e.id, e) for e in shard.entries if e.id not in drop]
+                write_index(self._store, shard)
 
-    def _find(self, shards: Mapping[str, Mapping[str, Any]], ids: Iterable[str]) -> List[PoolEntry]:
-        everything = {e.id: e for s in shards.values() for e in s["entries"]}
+    def _find(self, shards: Mapping[str, Shard], ids: Iterable[str]) -> List[PoolEntry]:
+        everything = {e.id: e for s in shards.values() for e in s.entries}
         for i in ids:
             if i not in everything:
                 raise not_found("snapshot", i, f"the pool {self.path}", everything)
@@ -337,13 +245,6 @@ class PolicyPool:
             f"{self.path}: entries of writer {writer!r} belong to its namespace; on object storage there is "
             f"no lock, so writer {self.writer!r} changes only its own entries"
         )
-
-
-def _parse(raw: bytes, where: str) -> Any:
-    try:
-        return json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CheckpointFormatError(f"{where}: not valid JSON ({e}); the pool index is garbled") from e
 
 
 def _slug(policy: str) -> str:

@@ -47,6 +47,10 @@ class Backend:
     def eval_group(self) -> Any:
         return getattr(self.algo, "eval_env_runner_group", None)
 
+    def env_steps(self) -> int:
+        """Env steps sampled over the algorithm's lifetime (what a snapshot records)."""
+        raise NotImplementedError
+
 
 def frozen_fn(current: Any, frozen: Sequence[str], all_ids: Sequence[str]) -> Any:
     """``policies_to_train`` with ``frozen`` removed, in the same form as ``current``."""
@@ -107,6 +111,11 @@ class NewStackBackend(Backend):
             if group is not None:
                 group.foreach_env_runner(_set, local_env_runner=True)
 
+    def env_steps(self) -> int:
+        from ray.rllib.utils.metrics import ENV_RUNNER_RESULTS, NUM_ENV_STEPS_SAMPLED_LIFETIME
+
+        return int(self.algo.metrics.peek((ENV_RUNNER_RESULTS, NUM_ENV_STEPS_SAMPLED_LIFETIME), default=0))
+
     def model_configs(self, ids: Sequence[str]) -> Dict[str, Dict[str, Any]]:
         """Each module's model config with RLlib's defaults merged in (what its catalog used)."""
         import dataclasses
@@ -160,6 +169,11 @@ class OldStackBackend(Backend):
         for group in (self.algo.env_runner_group, self.eval_group()):
             if group is not None:
                 group.foreach_env_runner(_set, local_env_runner=True)
+
+    def env_steps(self) -> int:
+        from ray.rllib.utils.metrics import NUM_ENV_STEPS_SAMPLED
+
+        return int(self.algo._counters[NUM_ENV_STEPS_SAMPLED])  # what RLlib reports as timesteps_total
 
     def freeze(self, ids: Sequence[str], all_ids: Sequence[str]) -> None:
         local = self.algo.env_runner

@@ -29,6 +29,7 @@ from ..checkpoint.pool_rules import Outcome
 from .matchmaking import Candidate, Sampler
 from .policy_io import save_policy
 from .restore import restore_policies
+from .snapshot import pool_for, snapshot_policy
 
 STATE_KEY = "rllib_ext_league"  # where the league's state sits in the algorithm's state
 
@@ -87,7 +88,6 @@ class League:
     algo: Any
     snapshots: Optional[SnapshotSpec]
     spec: Optional[LeagueSpec]
-    writer: Optional[str] = None  # the pool's writer name: a Tune trial's id, else host and pid
     assignment: Dict[str, Optional[str]] = field(default_factory=dict)  # slot -> entry id (None: copy of `of`)
     main_rating: float = 1200.0  # the pool's starting rating
     last_snapshot: int = 0
@@ -96,10 +96,9 @@ class League:
     pools: Dict[str, Any] = field(default_factory=dict)
 
     def pool(self, path: str) -> Any:
-        from ..checkpoint.pool import PolicyPool
-
+        """The pool at ``path``, written to as this algorithm's Tune trial when it runs in one."""
         if path not in self.pools:
-            self.pools[path] = PolicyPool(path, writer=self.writer)
+            self.pools[path] = pool_for(self.algo, path)
         return self.pools[path]
 
     # --- setup -------------------------------------------------------------------------
@@ -114,7 +113,7 @@ class League:
         self.refresh()
 
     # --- every iteration ---------------------------------------------------------------
-    def on_step(self, iteration: int, result: Dict[str, Any]) -> Dict[str, Any]:
+    def on_step(self, iteration: int) -> Dict[str, Any]:
         """Credit outcomes, snapshot, refresh; return what goes under ``result['rllib_ext']``."""
         out: Dict[str, Any] = {}
         if self.spec is not None:
@@ -125,7 +124,7 @@ class League:
                 for slot in self.spec.slots
             }
         if self.snapshots is not None and iteration - self.last_snapshot >= self.snapshots.every:
-            out["snapshots"] = ",".join(self.snapshot(iteration, result))
+            out["snapshots"] = ",".join(self.snapshot(iteration))
         if self.spec is not None:
             if iteration - self.last_refresh >= self.spec.refresh_every:
                 self.refresh(iteration)
@@ -153,13 +152,12 @@ class League:
             self.main_rating, _ = self.pool(self.spec.pool).record(outcomes, self.main_rating, k=self.spec.elo_k)
         return rows
 
-    def snapshot(self, iteration: int, result: Mapping[str, Any]) -> List[str]:
+    def snapshot(self, iteration: int) -> List[str]:
         """Write each snapshotted policy (weights + filter) into the pool; prune by ``keep``."""
         pool = self.pool(self.snapshots.pool)
         ids = []
         for pid in self.snapshots.policies:
-            ids.append(snapshot_policy(self.algo, pid, pool, iteration=iteration, env_steps=_env_steps(result),
-                                       rating=self.main_rating).id)
+            ids.append(snapshot_policy(self.algo, pid, pool, rating=self.main_rating, iteration=iteration).id)
         if self.snapshots.keep:
             protected = {e for e in self.assignment.values() if e is not None}
             pool.prune(self.snapshots.keep, protect=protected)
@@ -223,27 +221,6 @@ class League:
         self.main_rating = float(state["main_rating"])
         self.last_snapshot = int(state["last_snapshot"])
         self.last_refresh = int(state["last_refresh"])
-
-
-def snapshot_policy(algo: Any, policy_id: str, pool: Any, *, iteration: Optional[int] = None,
-                    env_steps: Optional[int] = None, rating: Optional[float] = None) -> Any:
-    """Write ``policy_id`` (weights + filter) into ``pool``; return the new entry."""
-    with tempfile.TemporaryDirectory(prefix="rllib_ext-snapshot-") as tmp:
-        path = save_policy(algo, policy_id, os.path.join(tmp, policy_id))
-        extra = {} if rating is None else {"rating": float(rating)}
-        it = int(getattr(algo, "iteration", 0)) if iteration is None else iteration
-        return pool.add(path, policy=policy_id, iteration=it, env_steps=env_steps, **extra)
-
-
-def _env_steps(result: Mapping[str, Any]) -> Optional[int]:
-    for keys in (("num_env_steps_sampled_lifetime",), ("env_runners", "num_env_steps_sampled_lifetime"),
-                 ("num_env_steps_sampled",), ("info", "num_env_steps_sampled")):
-        value: Any = result
-        for k in keys:
-            value = value.get(k) if isinstance(value, Mapping) else None
-        if isinstance(value, (int, float)):
-            return int(value)
-    return None
 
 
 def _label(entry_id: Optional[str], of: str) -> str:

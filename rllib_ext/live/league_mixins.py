@@ -15,7 +15,7 @@ from dataclasses import asdict
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from ..checkpoint.storage import resolve_path
-from .league import STATE_KEY, League, LeagueSpec, SnapshotSpec, check_specs, snapshot_policy
+from .league import STATE_KEY, League, LeagueSpec, SnapshotSpec, check_specs
 from .league_play import league_callbacks
 
 SNAPSHOT_KEY, LEAGUE_KEY = "snapshot_policies", "league"
@@ -98,25 +98,15 @@ class LeagueAlgorithmMixin:
         snapshots = getattr(self.config, "_rllib_ext_snapshots", None)
         spec = getattr(self.config, "_rllib_ext_league", None)
         if snapshots or spec:
-            self.league = League(
-                self, SnapshotSpec(**snapshots) if snapshots else None, LeagueSpec(**spec) if spec else None,
-                writer=self.trial_id if self.trial_id != "default" else None,  # a Tune trial writes as itself
-            )
+            self.league = League(self, SnapshotSpec(**snapshots) if snapshots else None,
+                                 LeagueSpec(**spec) if spec else None)
             self.league.setup()
 
     def step(self) -> Dict[str, Any]:
         result = super().step()  # type: ignore[misc]
         if self.league is not None:
-            result.setdefault("rllib_ext", {}).update(self.league.on_step(self.iteration + 1, result))
+            result.setdefault("rllib_ext", {}).update(self.league.on_step(self.iteration + 1))
         return result
-
-    def snapshot_policy(self, policy_id: str, pool: Any, *, iteration: Optional[int] = None,
-                        env_steps: Optional[int] = None) -> Any:
-        """Write ``policy_id`` (weights + filter) into ``pool`` now; returns the new entry."""
-        from ..checkpoint.pool import PolicyPool
-
-        pool = pool if hasattr(pool, "add") else PolicyPool(_pool_path(pool))
-        return snapshot_policy(self, policy_id, pool, iteration=iteration, env_steps=env_steps)
 
     # The league's state rides in the algorithm's state: new stack get_state/set_state,
     # old stack __getstate__/__setstate__ (what RLlib's own checkpoints call).
