@@ -13,7 +13,15 @@ import os
 
 import numpy as np
 import pytest
-from builders import STACKS, assert_weights_equal, env_runner_weights, live_weights, new_outputs, old_outputs
+from builders import (
+    STACKS,
+    assert_weights_equal,
+    env_runner_weights,
+    live_weights,
+    new_outputs,
+    old_outputs,
+    restart_remote_env_runner,
+)
 
 from rllib_ext import PolicyNotFoundError, PolicyPool, PPOPartialConfig, ShapeMismatchError, read_weights
 from rllib_ext.envs import HighCard, seat_mapping
@@ -85,6 +93,9 @@ def test_league_snapshots_slots_and_refreshes(ray_session, tmp_path, stack):
             entry = pool.get(entry_id)
             assert_weights_equal(live_weights(algo, slot), read_weights(entry.path), slot, ordered=False)
             _runner_matches(algo, slot, entry.path)
+        restart_remote_env_runner(algo)  # a crashed runner comes back holding the same snapshots
+        for slot, entry_id in last.items():
+            _runner_matches(algo, slot, pool.get(entry_id).path)
         # Behaviour: a slot acts as its snapshot; the first snapshot (a negative control) does not.
         slot, entry_id = next(iter(last.items()))
         first = entries[0]
