@@ -25,8 +25,9 @@ _HOME: Dict[str, str] = {
     **{name: f"checkpoint.{module}" for name, module in _CHECKPOINT_PUBLIC.items()},
     **dict.fromkeys(
         ("CheckpointError", "CheckpointFormatError", "MigrationError", "MissingDependencyError",
-         "NotACheckpointError", "PolicyClassError", "PolicyNotFoundError", "ShapeMismatchError",
-         "UnsafePickleError", "UnsupportedModelError", "TrainingStateError", "MissingTrainingStateError"),
+         "NotACheckpointError", "NotAPoolError", "PolicyClassError", "PolicyNotFoundError", "PoolNamespaceError",
+         "ShapeMismatchError", "UnsafePickleError", "UnsupportedModelError", "TrainingStateError",
+         "MissingTrainingStateError"),
         "errors",
     ),
     "NumpyPolicy": "act.numpy_policy",

@@ -24,6 +24,7 @@ from ray.rllib.algorithms.ppo import PPO
 from ray.rllib.algorithms.sac import SAC
 
 from .live import tune
+from .live.league_mixins import LeagueAlgorithmMixin, LeagueConfigMixin
 from .live.partial import ALGO_OF_CONFIG, PartialAlgorithmMixin, PartialConfigMixin
 
 
@@ -48,7 +49,7 @@ def partial(
     base_config = config_cls or type(algo_cls.get_default_config())
     cfg = type(
         f"{name}Config",
-        (PartialConfigMixin, base_config),
+        (PartialConfigMixin, LeagueConfigMixin, base_config),
         {"__module__": module, "__qualname__": f"{name}Config", "__doc__": f"{base_config.__name__} + restore_policies()."},
     )
 
@@ -57,7 +58,7 @@ def partial(
 
     algo = type(
         name,
-        (PartialAlgorithmMixin, algo_cls),
+        (LeagueAlgorithmMixin, PartialAlgorithmMixin, algo_cls),
         {
             "__module__": module,
             "__qualname__": name,

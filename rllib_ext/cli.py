@@ -11,6 +11,7 @@ stderr: ``rllib-ext: error: ...``), 2 a usage error. No logic of its own lives h
     rllib-ext merge --base CKPT --take ID=CKPT[:SRC_ID] [--take ...] --out PATH [--json]
     rllib-ext migrate OLD_CKPT (--out NEW_DIR | --dry-run) [--policies ID ...] [--target PPO|APPO|IMPALA] [--json]
     rllib-ext export CKPT --policy ID --format onnx --out policy.onnx [--agent AGENT_ID]
+    rllib-ext pool PATH [--json]
 
 ``migrate`` imports RLlib and torch (to build the modules RLlib then writes itself);
 ``export`` imports torch and onnx (to trace the acting path). Neither starts a Ray runtime.
@@ -32,6 +33,7 @@ from .checkpoint.diff import CheckpointDiff, diff_checkpoints
 from .checkpoint.export import EXTRACT_FORMATS, extract_policy
 from .checkpoint.inspection import inspect
 from .checkpoint.merge import MergeReport, merge_checkpoints
+from .checkpoint.pool import PolicyPool, PoolEntry
 from .checkpoint.views import CheckpointView, SpaceView
 from .errors import CheckpointError
 
@@ -106,6 +108,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--agent", metavar="AGENT_ID", help="new stack: whose observation filter to apply")
     p.add_argument("--format", choices=["onnx"], default="onnx", help="onnx (needs the onnx extra)")
     p.add_argument("--out", metavar="PATH", required=True, help="the .onnx file to write")
+
+    p = sub.add_parser("pool", help="list a policy pool's snapshots with ratings, games and sizes")
+    p.add_argument("path", metavar="PATH", help="the pool directory or object-store URI")
+    p.add_argument("--json", action="store_true", help="print every entry as JSON")
     return parser
 
 
@@ -157,6 +163,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             from .act.onnx_export import export_onnx
 
             print(export_onnx(args.checkpoint, args.out, args.policy, agent_id=args.agent, trusted=args.trusted))
+        elif args.command == "pool":
+            pool = PolicyPool(args.path, create=False)
+            entries = pool.entries()
+            if args.json:
+                print(json.dumps({"path": pool.path, "entries": [e.to_dict() for e in entries]}, indent=2))
+            else:
+                print(format_pool(pool.path, entries))
     except (CheckpointError, OSError) as e:
         message = " ".join(str(e).split("\n"))
         print(f"{PROG}: error: {message}", file=sys.stderr)
@@ -316,6 +329,18 @@ def format_migrate(report: Any) -> str:
             lines.append(f"  not carried:  {'; '.join(p.not_carried)}")
         else:
             lines.append(f"  why:          {p.reason}")
+    return "\n".join(lines)
+
+
+def format_pool(path: str, entries: List[PoolEntry]) -> str:
+    """One row per snapshot, oldest first: who it is, when it was taken, how it rates."""
+    lines = [path, f"  {len(entries)} snapshot{'s' if len(entries) != 1 else ''}", ""]
+    rows = [
+        [e.id, e.policy, "-" if e.iteration is None else str(e.iteration),
+         "-" if e.env_steps is None else f"{e.env_steps:,}", f"{e.rating:.1f}", str(e.games), _size(e.size)]
+        for e in entries
+    ]
+    lines += _table(["id", "policy", "iteration", "env steps", "rating", "games", "size"], rows)
     return "\n".join(lines)
 
 

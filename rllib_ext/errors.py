@@ -17,8 +17,16 @@ class NotACheckpointError(CheckpointError):
     """The path exists but holds no RLlib (or rllib_ext) checkpoint."""
 
 
+class NotAPoolError(NotACheckpointError):
+    """The path holds other files and no policy pool (no ``pool.json``): it is left alone."""
+
+
 class CheckpointFormatError(CheckpointError):
     """A file of the checkpoint is missing, truncated, or of an unknown version."""
+
+
+class PoolNamespaceError(CheckpointError):
+    """A writer asked to change another writer's entries where no lock keeps them apart (object storage)."""
 
 
 class PolicyNotFoundError(CheckpointError, KeyError):

@@ -81,3 +81,18 @@ def test_act_without_ray_plays_the_same_episode_with_numpy_and_onnx(tmp_path, st
     assert np_line.groups() == ort_line.groups() and len(eval(np_line.group(1))) == 10
     assert "same actions with numpy and onnxruntime: True" in res.stdout
     assert os.path.isfile(os.path.join(tmp_path, "policy_1.onnx"))
+
+
+@pytest.mark.slow
+def test_self_play_league_final_main_beats_its_first_snapshot(tmp_path):
+    res = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "examples", "self_play_league.py"), "--iterations", "15",
+         "--pool", str(tmp_path / "pool")],
+        capture_output=True, text=True, timeout=900, cwd=str(tmp_path),
+    )
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    rows = re.findall(r"^(main-\d{4}@\S+)\s+(\d+)\s+([\d.]+)\s+(\d+)\s+([\d.]+)$", res.stdout, re.M)
+    assert len(rows) == 5, res.stdout  # a snapshot every 3 iterations
+    first_score = float(rows[0][4])
+    print(res.stdout[-1500:])
+    assert first_score > 0.6, f"the final main scores only {first_score} against its first snapshot"

@@ -64,11 +64,12 @@ ORDER = [
     "checkpoint.atomic", "checkpoint.upload", "checkpoint.format", "checkpoint.views", "checkpoint.spaces",
     "checkpoint.policy_file", "checkpoint.reader", "checkpoint.training_state", "checkpoint.filters", "checkpoint.inspection",
     "checkpoint.export", "checkpoint.state_patch", "checkpoint.merge_filters", "checkpoint.merge_training", "checkpoint.merge",
-    "checkpoint.diff", "checkpoint",
+    "checkpoint.diff", "checkpoint.pool_store", "checkpoint.pool_index", "checkpoint.pool_rules", "checkpoint.pool", "checkpoint",
     "convert.lstm", "convert.vision", "convert.families", "convert.mapping", "convert",
     "act.nets", "act.numpy_policy", "act.onnx_export", "act",
     "live.bridge", "live.filter_state", "live.training_state", "live.backend_base", "live.backends", "live.filters",
-    "live.restore", "live.policy_io", "live.lightweight", "live.migration",
+    "live.restore", "live.policy_io", "live.lightweight", "live.snapshot", "live.migration",
+    "live.matchmaking", "live.league_play", "live.league", "live.league_mixins",
     "live.tune", "live.partial", "live",
 ]
 

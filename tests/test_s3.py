@@ -105,3 +105,36 @@ def test_tune_storage_path_and_restore_source_on_s3(ckpts, s3_bucket, ray_sessio
     assert any(
         not np.array_equal(rllib_ext.read_weights(uri, "policy_1")[k], saved["policy_1"][k]) for k in saved["policy_1"]
     ), "policy_1 should be fresh and trained, not the source's"
+
+
+def test_policy_pool_round_trip_on_s3(s3_bucket, tmp_path):
+    """Ray-free: a pool under s3://, two writers, each in its own namespace."""
+    from rllib_ext import Outcome, PolicyPool, PoolNamespaceError, Retention
+    from rllib_ext.checkpoint import write_policy_dir
+
+    weights = {"w": np.arange(6, dtype=np.float32).reshape(2, 3)}
+    src = write_policy_dir(tmp_path / "src", "main", weights, {"stack": "new"})
+    uri = f"{s3_bucket}/league"
+    pool = PolicyPool(uri, writer="trial_a")
+    assert pool.entries() == [] and listing(uri) == ["pool.json"]
+    a = pool.add(src, iteration=5, env_steps=100)
+    b = pool.add(src, iteration=10)
+    c = pool.with_writer("trial_b").add(src)
+    assert a.path == f"{uri}/snapshots/main-0000@trial_a"
+    assert [e.id for e in PolicyPool(uri).entries()] == [a.id, b.id, c.id]
+    assert pool.get(a.id) == a
+    assert_weights_equal(rllib_ext.read_weights(a.path), weights, "snapshot read from s3")
+    rating, updated = pool.record([Outcome(a.id, wins=1)])
+    assert updated[a.id].games == 1 and rating > 1200.0
+    # No lock on object storage: another writer's entries are refused, the pool unchanged.
+    for call in (lambda: pool.remove(c.id), lambda: pool.record([Outcome(c.id, wins=1)]),
+                 lambda: pool.prune(Retention(last=1), everyone=True)):
+        with pytest.raises(PoolNamespaceError, match="writer 'trial_b'"):
+            call()
+    assert len(pool) == 3
+    assert pool.remove(b.id) == b
+    assert [e.id for e in pool.entries()] == [a.id, c.id]
+    assert not any(b.id in p for p in listing(uri)), "a removed snapshot's objects are gone"
+    assert [p for p in listing(uri) if p.endswith((".json", ".safetensors"))] == ["index/trial_a.json", "index/trial_b.json", "pool.json",
+                            f"snapshots/{a.id}/policy.json", f"snapshots/{a.id}/weights.safetensors",
+                            f"snapshots/{c.id}/policy.json", f"snapshots/{c.id}/weights.safetensors"]

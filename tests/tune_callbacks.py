@@ -25,3 +25,10 @@ class CrashOnceAndRecord(RLlibCallback):
     def on_checkpoint_loaded(self, *, algorithm, **kwargs):
         marker_dir = algorithm.config.env_config["marker_dir"]
         np.savez(os.path.join(marker_dir, "after_resume.npz"), **live_weights(algorithm, "policy_1"))
+
+
+class SnapshotEachResult(RLlibCallback):
+    """Snapshot policy_1 into the pool at ``env_config["pool"]`` after every iteration."""
+
+    def on_train_result(self, *, algorithm, result, **kwargs):
+        algorithm.snapshot_policy("policy_1", algorithm.config.env_config["pool"])

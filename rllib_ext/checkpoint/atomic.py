@@ -73,6 +73,16 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def debris_target(entry: str) -> "str | None":
+    """The destination name a hidden ``.<name>.tmp-``/``.old-`` sibling belongs to, else None.
+
+    For sweeps over a whole directory (a pool's snapshots): pass the result to
+    :func:`clean_debris` to remove what dead writers left there.
+    """
+    m = _DEBRIS.match(entry)
+    return m.group("name") if m else None
+
+
 def clean_debris(final: str) -> "list[str]":
     """Remove what killed writers of ``final`` left next to it; put a lost ``final`` back.
 

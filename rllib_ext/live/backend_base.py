@@ -41,6 +41,10 @@ class Backend:
         happens, then on every env runner."""
         raise NotImplementedError
 
+    def env_steps(self) -> int:
+        """Env steps sampled over the algorithm's lifetime (what a snapshot records)."""
+        raise NotImplementedError
+
     def training_states(self, ids: Sequence[str]) -> Dict[str, TrainingState]:
         """Each policy's current training state (optimizers, KL coefficient, alpha, counters)."""
         raise NotImplementedError

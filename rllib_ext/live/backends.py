@@ -81,6 +81,11 @@ class NewStackBackend(Backend):
 
         self.on_every_env_runner(_set)
 
+    def env_steps(self) -> int:
+        from ray.rllib.utils.metrics import ENV_RUNNER_RESULTS, NUM_ENV_STEPS_SAMPLED_LIFETIME
+
+        return int(self.algo.metrics.peek((ENV_RUNNER_RESULTS, NUM_ENV_STEPS_SAMPLED_LIFETIME), default=0))
+
     def model_configs(self, ids: Sequence[str]) -> Dict[str, Dict[str, Any]]:
         """Each module's model config with RLlib's defaults merged in (what its catalog used)."""
         import dataclasses
@@ -209,6 +214,11 @@ class OldStackBackend(Backend):
 
     def trainable(self) -> Any:
         return self.algo.env_runner.is_policy_to_train
+
+    def env_steps(self) -> int:
+        from ray.rllib.utils.metrics import NUM_ENV_STEPS_SAMPLED
+
+        return int(self.algo._counters[NUM_ENV_STEPS_SAMPLED])  # what RLlib reports as timesteps_total
 
     def set_trainable(self, value: Any) -> None:
         if value is not None and not callable(value):

@@ -1,7 +1,7 @@
 """The methods every ``...Partial`` algorithm and config class adds to its RLlib parent.
 
 :func:`rllib_ext.algorithms.partial` puts these mixins in front of an RLlib class; the work
-itself lives in :mod:`.restore`, :mod:`.lightweight` and :mod:`.policy_io`.
+itself lives in :mod:`.restore`, :mod:`.lightweight`, :mod:`.policy_io` and :mod:`.snapshot`.
 """
 
 from __future__ import annotations
@@ -10,13 +10,15 @@ import logging
 import os
 from typing import Any, Dict, List, Mapping, Optional
 
+from ..checkpoint.pool import PolicyPool, PoolEntry
+from ..checkpoint.pool_rules import DEFAULT_RATING
 from ..checkpoint.reader import ids_in, open_checkpoint
 from ..checkpoint.storage import resolve_path
 from ..checkpoint.training_state import SCALARS_KEY
 from ..convert.mapping import NameMapping
 from ..errors import not_found
 from . import lightweight as _lw
-from . import policy_io
+from . import policy_io, snapshot
 from .filters import ask_source_agents
 from .restore import PartialRestoreReport, PolicySelection, normalize_selection, restore_policies
 from .training_state import algorithm_scalars, set_algorithm_scalars
@@ -24,6 +26,7 @@ from .training_state import algorithm_scalars, set_algorithm_scalars
 logger = logging.getLogger(__name__)
 
 CONFIG_KEY = "restore_policies"  # the plain-dict spelling for tune.run(config={...})
+TRIAL_INFO_KEY = "__trial_info__"  # ray.tune.result.TRIAL_INFO: how Tune passes a trial's identity
 
 
 # Config class -> its algorithm class. Kept outside the classes: Ray disassembles an
@@ -127,7 +130,16 @@ class PartialAlgorithmMixin:
 
     partial_restore_reports: List[PartialRestoreReport]
 
+    def __init__(self, config: Any = None, *args: Any, **kwargs: Any) -> None:
+        # Tune names the trial in the config dict it hands the actor (``__trial_info__``);
+        # RLlib turns that dict into an AlgorithmConfig and drops the key, so ``trial_id``
+        # read "default" in every trial. Kept here, put back first thing in setup().
+        self._tune_trial_info = config.get(TRIAL_INFO_KEY) if isinstance(config, Mapping) else None
+        super().__init__(config, *args, **kwargs)  # type: ignore[call-arg]
+
     def setup(self, config: Any) -> None:
+        if getattr(self, "_tune_trial_info", None) is not None and getattr(self, "_trial_info", None) is None:
+            self._trial_info = self._tune_trial_info  # Trainable.trial_id / trial_name read it
         super().setup(config)  # type: ignore[misc]
         self.partial_restore_reports = []
         for spec in getattr(self.config, "_partial_restores", None) or []:
@@ -284,6 +296,13 @@ class PartialAlgorithmMixin:
                                           training_state=training_state)
         self.partial_restore_reports.append(report)
         return report
+
+    def snapshot_policy(
+        self, policy_id: str, pool: "PolicyPool | str | os.PathLike[str]", *, rating: float = DEFAULT_RATING
+    ) -> PoolEntry:
+        """Add ``policy_id`` as it is now (weights + filter) to a :class:`PolicyPool`, with this
+        algorithm's iteration and env steps; in a Tune trial, written as that trial."""
+        return snapshot.snapshot_policy(self, policy_id, pool, rating=rating)
 
     def load_checkpoint(self, checkpoint_dir: str) -> None:
         # Tune hands us the trial's own checkpoint (resume, or tune.run(restore=...)).

@@ -1,0 +1,269 @@
+"""A pool of policy snapshots on disk: the Ray-free ground a self-play league stands on.
+
+```
+<pool>/pool.json, index/<writer>.json   the index (see .pool_index)
+<pool>/snapshots/<id>/                  one single-policy directory per entry (see .policy_file)
+<pool>/.lock                            local pools: the lock every writer takes (see .pool_store)
+```
+Each writer (a Tune trial, a process) adds entries to its own index file. Ids are
+``<policy>-<n>@<writer>`` with ``n`` counted per writer and policy and never reused, so
+ids are unique across writers without any coordination.
+
+What holds, and why:
+* **A reader always sees whole files.** Index files are replaced atomically; a
+  snapshot's directory is complete before the index names it, and an entry leaves the
+  index before its directory is deleted. A writer killed at any point leaves the pool
+  readable, holding the old or the new entry; at worst an unnamed directory, which the
+  writer's next add reuses and :meth:`PolicyPool.prune` removes.
+* **Several writers on a local pool** take turns under ``fcntl.flock``: each change reads
+  the index, changes it and writes it with the lock held, so no entry is lost, and any
+  writer may rate or remove any entry.
+* **On object storage there is no lock.** Each writer changes only its own namespace
+  (entries whose id ends in ``@<writer>``); touching another's is refused. Two processes
+  with the *same* writer name on one remote pool can lose each other's entries (the last
+  index upload wins): the default writer name is per process, and a Tune trial uses its
+  trial id.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import socket
+import time
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
+
+from ..errors import PoolNamespaceError, not_found
+from .policy_file import META_FILE, WEIGHTS_FILE, read_policy_dir
+from .pool_index import SNAPSHOT_DIR, PoolEntry, Shard, open_pool, read_index, write_index
+from .pool_store import open_store
+from .pool_rules import DEFAULT_RATING, Outcome, Retention, elo_update, to_keep
+from .storage import CheckpointDir
+
+_NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,99}$")
+
+
+class PolicyPool:
+    """A directory (or object-store URI) of policy snapshots with ratings; made if missing.
+
+    Args:
+        path: local directory, ``file://`` path, or ``s3://``/``gs://``... URI (needs pyarrow).
+        writer: this writer's name (letters, digits, ``_.-``); default: host and process id.
+        create: make the pool when ``path`` is missing or an empty directory.
+
+    Raises:
+        NotAPoolError: ``path`` is a file, or a directory holding other files and no pool.json.
+        CheckpointFormatError: pool.json or an index file is garbled or of a newer version.
+    """
+
+    def __init__(self, path: "str | os.PathLike[str]", *, writer: Optional[str] = None, create: bool = True) -> None:
+        self.writer_is_default = writer is None
+        self.writer = _default_writer() if writer is None else _check_name(writer, "writer")
+        self._store = open_store(path)
+        self.path = self._store.where()
+        open_pool(self._store, create)
+
+    def __getstate__(self) -> Dict[str, Any]:  # a pool travels to Tune trials as its path
+        return {"path": self.path, "writer": self.writer, "writer_is_default": self.writer_is_default}
+
+    def __setstate__(self, state: Mapping[str, Any]) -> None:
+        self.path, self.writer, self.writer_is_default = state["path"], state["writer"], state["writer_is_default"]
+        self._store = open_store(self.path)
+
+    def __repr__(self) -> str:
+        return f"PolicyPool({self.path!r}, writer={self.writer!r})"
+
+    def with_writer(self, writer: str) -> "PolicyPool":
+        """The same pool, written to as ``writer`` (a Tune trial: its trial id)."""
+        return PolicyPool(self.path, writer=writer, create=False)
+
+    # ------------------------------------------------------------------ reading
+    def entries(self, policy: Optional[str] = None, writer: Optional[str] = None) -> List[PoolEntry]:
+        """Every entry (oldest first), or those of one ``policy`` and/or ``writer``."""
+        found = [e for shard in read_index(self._store).values() for e in shard.entries]
+        return sorted(
+            (e for e in found if (policy is None or e.policy == policy) and (writer is None or e.writer == writer)),
+            key=lambda e: (e.created, e.id),
+        )
+
+    def get(self, entry_id: str) -> PoolEntry:
+        """The entry ``entry_id``; a PolicyNotFoundError lists the ids (with a near match)."""
+        entries = {e.id: e for e in self.entries()}
+        if entry_id not in entries:
+            raise not_found("snapshot", entry_id, f"the pool {self.path}", entries)
+        return entries[entry_id]
+
+    def __len__(self) -> int:
+        return len(self.entries())
+
+    # ------------------------------------------------------------------ writing
+    def add(self, policy_dir: "str | os.PathLike[str]", *, policy: Optional[str] = None,
+            iteration: Optional[int] = None, env_steps: Optional[int] = None,
+            rating: float = DEFAULT_RATING) -> PoolEntry:
+        """Copy a single-policy directory into the pool as a new entry.
+
+        The directory is read and checked first (policy.json, every tensor, the weights'
+        sha256): a bad one is refused before the pool changes. The copy is complete before
+        the index names it.
+
+        Args:
+            policy_dir: written by ``save_policy`` / ``extract_policy`` / ``write_policy_dir``.
+            policy: what it is a snapshot of (default: the id in its policy.json).
+            iteration, env_steps: of the algorithm that wrote it.
+            rating: its starting Elo rating (a league: the learner's current rating).
+
+        Returns:
+            The new entry.
+        """
+        src = CheckpointDir(policy_dir)
+        _, meta = read_policy_dir(policy_dir)  # refuses what is not a whole, valid policy
+        files = {META_FILE: src.read_bytes(META_FILE), WEIGHTS_FILE: src.read_bytes(WEIGHTS_FILE)}
+        policy = str(meta.get("policy_id") if policy is None else policy)
+        for name, value in (("iteration", iteration), ("env_steps", env_steps)):
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
+                raise ValueError(f"{name} must be a non-negative int or None, got {value!r}")
+        with self._store.lock():
+            shards = read_index(self._store)
+            shard = shards.get(self.writer) or Shard(self.writer)
+            slug = _slug(policy)
+            n = shard.next.get(slug, 0)
+            entry_id = f"{slug}-{n:04d}@{self.writer}"
+            entry = PoolEntry(
+                id=entry_id, policy=policy, iteration=iteration, env_steps=env_steps, created=time.time(),
+                rating=float(rating), games=0, path=self._store.where(f"{SNAPSHOT_DIR}/{entry_id}"),
+                writer=self.writer, size=sum(len(b) for b in files.values()),
+            )
+            self._store.put_dir(f"{SNAPSHOT_DIR}/{entry_id}", files, last=META_FILE)  # data first ...
+            shard = Shard(self.writer, {**shard.next, slug: n + 1}, [*shard.entries, entry])
+            write_index(self._store, shard)  # ... then the index names it
+        return entry
+
+    def remove(self, entry_id: str) -> PoolEntry:
+        """Take ``entry_id`` out of the index, then delete its directory.
+
+        Returns:
+            The removed entry.
+        """
+        with self._store.lock():
+            shards = read_index(self._store)
+            entry = self._find(shards, [entry_id])[0]
+            if self._store.remote and entry.writer != self.writer:
+                raise self._foreign(entry.writer)
+            self._write_changed(shards, drop={entry.id})
+            self._store.delete_dir(f"{SNAPSHOT_DIR}/{entry.id}")
+        return entry
+
+    def prune(self, keep: "Retention | Mapping[str, int]", *, policy: Optional[str] = None,
+              protect: Iterable[str] = (), everyone: bool = False) -> List[PoolEntry]:
+        """Remove the entries ``keep`` does not keep; also directories no index names.
+
+        The rule applies per writer and policy (see :class:`Retention`). Without
+        ``everyone`` only this writer's entries are candidates; ``protect`` ids (a
+        league's current opponents) always stay.
+
+        Returns:
+            The removed entries, oldest first.
+        """
+        rule = to_keep(keep)
+        protect = set(protect)
+        with self._store.lock():
+            shards = read_index(self._store)
+            self._find(shards, protect)  # a protected id that is not there is a caller's mistake
+            mine = [w for w in shards if everyone or w == self.writer]
+            if self._store.remote and any(w != self.writer for w in mine):
+                raise self._foreign([w for w in mine if w != self.writer][0])
+            doomed: List[PoolEntry] = []
+            for w in mine:
+                groups: Dict[str, List[PoolEntry]] = {}
+                for e in shards[w].entries:
+                    if policy is None or e.policy == policy:
+                        groups.setdefault(_slug(e.policy), []).append(e)
+                for group in groups.values():
+                    doomed += [e for e in group if e.id not in protect and not rule.keeps(_seq(e), [_seq(g) for g in group])]
+            if doomed:
+                self._write_changed(shards, drop={e.id for e in doomed})
+            named = {e.id for s in shards.values() for e in s.entries}
+            for e in doomed:
+                self._store.delete_dir(f"{SNAPSHOT_DIR}/{e.id}")
+            for name in self._store.listdir(SNAPSHOT_DIR):  # killed adds and removes
+                if not name.startswith(".") and name not in named and (not self._store.remote or name.endswith(f"@{self.writer}")):
+                    self._store.delete_dir(f"{SNAPSHOT_DIR}/{name}")
+            self._store.sweep(SNAPSHOT_DIR)
+        return sorted(doomed, key=lambda e: (e.created, e.id))
+
+    def record(self, outcomes: Iterable[Outcome], rating: float = DEFAULT_RATING, *, k: float = 32.0
+               ) -> Tuple[float, Dict[str, PoolEntry]]:
+        """Rate games against snapshots: Elo and game counts, all in one index write.
+
+        Args:
+            outcomes: per snapshot, the games its opponent (the learner) won, drew, lost.
+            rating: the learner's Elo rating before these games.
+            k: the Elo K-factor (per game).
+
+        Returns:
+            ``(the learner's new rating, {id: updated entry})``. Every id and count is
+            checked before anything is written.
+        """
+        outcomes = list(outcomes)
+        for o in outcomes:
+            o.check()
+        with self._store.lock():
+            shards = read_index(self._store)
+            found = {e.id: e for e in self._find(shards, [o.id for o in outcomes])}
+            if self._store.remote:
+                foreign = [e.writer for e in found.values() if e.writer != self.writer]
+                if foreign:
+                    raise self._foreign(foreign[0])
+            learner, ratings = elo_update(rating, {i: e.rating for i, e in found.items()}, outcomes, k)
+            games: Dict[str, int] = {}
+            for o in outcomes:
+                games[o.id] = games.get(o.id, 0) + o.games
+            updated = {i: dataclasses.replace(e, rating=ratings[i], games=e.games + games[i]) for i, e in found.items()}
+            self._write_changed(shards, replace=updated)
+        return learner, updated
+
+    # ------------------------------------------------------------------ internals
+    def _write_changed(self, shards: Dict[str, Shard], drop: Iterable[str] = (),
+                       replace: Optional[Mapping[str, PoolEntry]] = None) -> None:
+        """Rewrite the index files of the writers whose entries change."""
+        drop, replace = set(drop), dict(replace or {})
+        for shard in shards.values():
+            if any(e.id in drop or e.id in replace for e in shard.entries):
+                shard.entries = [replace.get(e.id, e) for e in shard.entries if e.id not in drop]
+                write_index(self._store, shard)
+
+    def _find(self, shards: Mapping[str, Shard], ids: Iterable[str]) -> List[PoolEntry]:
+        everything = {e.id: e for s in shards.values() for e in s.entries}
+        for i in ids:
+            if i not in everything:
+                raise not_found("snapshot", i, f"the pool {self.path}", everything)
+        return [everything[i] for i in dict.fromkeys(ids)]
+
+    def _foreign(self, writer: str) -> PoolNamespaceError:
+        return PoolNamespaceError(
+            f"{self.path}: entries of writer {writer!r} belong to its namespace; on object storage there is "
+            f"no lock, so writer {self.writer!r} changes only its own entries"
+        )
+
+
+def _slug(policy: str) -> str:
+    """The policy id as it appears in entry ids and directory names."""
+    slug = re.sub(r"[^A-Za-z0-9_.-]", "_", str(policy))[:60] or "policy"
+    return "_" + slug[1:] if slug.startswith(".") else slug
+
+
+def _seq(entry: PoolEntry) -> int:
+    """``n`` of ``<policy>-<n>@<writer>``: this writer's n-th snapshot of this policy."""
+    return int(entry.id.rsplit("@", 1)[0].rsplit("-", 1)[1])
+
+
+def _check_name(name: str, what: str) -> str:
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise ValueError(f"{what} {name!r}: use 1-100 letters, digits, '_', '.', '-' (not starting with '.')")
+    return name
+
+
+def _default_writer() -> str:
+    host = re.sub(r"[^A-Za-z0-9_.-]", "_", socket.gethostname())[:60].lstrip(".") or "host"
+    return f"{host}-{os.getpid()}"

@@ -1,0 +1,231 @@
+"""A self-play league on a live algorithm: snapshots into a pool, past selves into slots.
+
+The algorithm keeps a fixed set of *slots*: ordinary policies, frozen, that hold whichever
+pool snapshots were last drawn. Memory is bounded by the slots, not by the pool: the
+pool is on disk (:class:`~rllib_ext.checkpoint.pool.PolicyPool`) and only the driver reads
+it. A refresh loads the drawn snapshots through the partial-restore path (weights and
+filter, validated first, synced to every learner and env runner); env runners count each
+episode's outcome per slot (:mod:`.league_play`), and the driver credits it to the
+snapshot in that slot and moves the Elo ratings kept in the pool.
+
+What decides who plays next (the slots' snapshot ids, the sampler's RNG, main's rating,
+the iterations of the last snapshot and refresh) is :meth:`League.state`, which goes into
+the algorithm's checkpoint, so a resume continues with the same slots and the same draw.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
+
+from ..checkpoint.reader import read_weights
+from ..checkpoint.tensors import check_tensors
+from ..errors import PolicyNotFoundError, not_found
+from .backends import backend_for
+from .league_play import take_outcomes
+from ..checkpoint.pool_rules import Outcome
+from .matchmaking import Candidate, Sampler
+from .policy_io import save_policy
+from .restore import restore_policies
+from .snapshot import pool_for, snapshot_policy
+
+STATE_KEY = "rllib_ext_league"  # where the league's state sits in the algorithm's state
+
+
+@dataclass
+class SnapshotSpec:
+    """``config.snapshot_policies(pool, policies, every=, keep=)``, as plain data."""
+
+    pool: str
+    policies: List[str]
+    every: int = 1
+    keep: Optional[Dict[str, Any]] = None  # a Retention as a dict (PolicyPool.prune's keep=)
+
+
+@dataclass
+class LeagueSpec:
+    """``config.league(pool, of=, slots=, sample=, refresh_every=, seed=, outcome_fn=)``."""
+
+    pool: str
+    of: str
+    slots: List[str]
+    sample: str = "pfsp"
+    refresh_every: int = 1
+    seed: int = 0
+    outcome_fn: Optional[Callable[[Dict[str, float], str, str], int]] = None
+    elo_k: float = 4.0  # per game; an iteration's games are rated as one batch, so keep it small
+
+
+def check_specs(snapshots: Optional[SnapshotSpec], league: Optional[LeagueSpec], policy_ids: Sequence[str]) -> None:
+    """Refuse what cannot work before anything is built or changed (also in the driver)."""
+    ids = sorted(policy_ids)
+    for spec, names in ((snapshots, snapshots.policies if snapshots else []), (league, [league.of] if league else [])):
+        for pid in names:
+            if pid not in ids:
+                raise not_found("policy", pid, "the algorithm's policies", ids)
+    if snapshots is not None and snapshots.every < 1:
+        raise ValueError(f"snapshot_policies(every={snapshots.every}): every must be >= 1")
+    if league is None:
+        return
+    if league.refresh_every < 1:
+        raise ValueError(f"league(refresh_every={league.refresh_every}): refresh_every must be >= 1")
+    if not league.slots:
+        raise ValueError("league(slots=[]): give at least one slot policy")
+    if league.of in league.slots:
+        raise ValueError(f"league(of={league.of!r}) is also a slot: the policy that learns cannot be a frozen opponent")
+    for slot in league.slots:
+        if slot not in ids:
+            raise not_found("slot policy", slot, "the algorithm's policies", ids)
+    Sampler(league.sample, league.seed)  # the sampler's name is checked here
+
+
+@dataclass
+class League:
+    """The league's driver side for one algorithm (built in ``setup``)."""
+
+    algo: Any
+    snapshots: Optional[SnapshotSpec]
+    spec: Optional[LeagueSpec]
+    assignment: Dict[str, Optional[str]] = field(default_factory=dict)  # slot -> entry id (None: copy of `of`)
+    main_rating: float = 1200.0  # the pool's starting rating
+    last_snapshot: int = 0
+    last_refresh: int = 0
+    sampler: Optional[Sampler] = None
+    pools: Dict[str, Any] = field(default_factory=dict)
+
+    def pool(self, path: str) -> Any:
+        """The pool at ``path``, written to as this algorithm's Tune trial when it runs in one."""
+        if path not in self.pools:
+            self.pools[path] = pool_for(self.algo, path)
+        return self.pools[path]
+
+    # --- setup -------------------------------------------------------------------------
+    def setup(self) -> None:
+        """Freeze the slots and fill them: drawn snapshots, or copies of ``of`` while the pool is empty."""
+        check_specs(self.snapshots, self.spec, backend_for(self.algo).ids())
+        if self.spec is None:
+            return
+        backend = backend_for(self.algo)
+        backend.freeze(list(self.spec.slots), backend.ids())
+        self.sampler = Sampler(self.spec.sample, self.spec.seed)
+        self.refresh()
+
+    # --- every iteration ---------------------------------------------------------------
+    def on_step(self, iteration: int) -> Dict[str, Any]:
+        """Credit outcomes, snapshot, refresh; return what goes under ``result['rllib_ext']``."""
+        out: Dict[str, Any] = {}
+        if self.spec is not None:
+            played = dict(self.assignment)
+            games = self.credit(self.collect())
+            out["league_games"] = {
+                slot: {"snapshot": _label(played.get(slot), self.spec.of), **games.get(slot, _no_games())}
+                for slot in self.spec.slots
+            }
+        if self.snapshots is not None and iteration - self.last_snapshot >= self.snapshots.every:
+            out["snapshots"] = ",".join(self.snapshot(iteration))
+        if self.spec is not None:
+            if iteration - self.last_refresh >= self.spec.refresh_every:
+                self.refresh(iteration)
+            out["league"] = {slot: _label(self.assignment.get(slot), self.spec.of) for slot in self.spec.slots}
+            out["league_main_rating"] = self.main_rating
+        return out
+
+    def collect(self) -> Dict[str, List[int]]:
+        """Every env runner's outcome counts since the last call, summed per slot."""
+        group = self.algo.env_runner_group
+        totals: Dict[str, List[int]] = {}
+        for counts in group.foreach_env_runner(take_outcomes, local_env_runner=True):
+            for slot, row in (counts or {}).items():
+                acc = totals.setdefault(slot, [0, 0, 0])
+                for i in range(3):
+                    acc[i] += row[i]
+        return totals
+
+    def credit(self, totals: Mapping[str, List[int]]) -> Dict[str, Dict[str, int]]:
+        """Credit each slot's games to the snapshot that sat in it: Elo and games, in the pool."""
+        rows = {slot: {"win": w, "draw": d, "loss": l} for slot, (w, d, l) in totals.items()}
+        outcomes = [Outcome(self.assignment[slot], wins=w, draws=d, losses=l)
+                    for slot, (w, d, l) in totals.items() if self.assignment.get(slot) is not None and w + d + l]
+        if outcomes:  # a copy of `of` is no snapshot: nothing to rate
+            self.main_rating, _ = self.pool(self.spec.pool).record(outcomes, self.main_rating, k=self.spec.elo_k)
+        return rows
+
+    def snapshot(self, iteration: int) -> List[str]:
+        """Write each snapshotted policy (weights + filter) into the pool; prune by ``keep``."""
+        pool = self.pool(self.snapshots.pool)
+        ids = []
+        for pid in self.snapshots.policies:
+            ids.append(snapshot_policy(self.algo, pid, pool, rating=self.main_rating, iteration=iteration).id)
+        if self.snapshots.keep:
+            protected = {e for e in self.assignment.values() if e is not None}
+            pool.prune(self.snapshots.keep, protect=protected)
+        self.last_snapshot = iteration
+        return ids
+
+    def refresh(self, iteration: Optional[int] = None) -> None:
+        """Draw snapshots for the slots and load them; all are checked before any is loaded."""
+        spec = self.spec
+        pool = self.pool(spec.pool)
+        entries = [e for e in pool.entries() if e.policy == spec.of]
+        if not entries:
+            self._fill_with_copies()
+        else:
+            draw = self.sampler.draw([Candidate(e.id, e.created, e.rating) for e in entries], len(spec.slots),
+                                     self.main_rating)
+            chosen = {slot: pool.get(entry_id) for slot, entry_id in zip(spec.slots, draw)}
+            backend = backend_for(self.algo)
+            live = backend.get_weights(list(spec.slots))
+            for slot, entry in chosen.items():  # nothing loads unless every snapshot fits its slot
+                check_tensors(f"snapshot {entry.id!r} -> slot {slot!r}", read_weights(entry.path), live[slot],
+                              target_name=f"slot {slot!r}")
+            for slot, entry in chosen.items():
+                restore_policies(self.algo, entry.path, {entry.policy: slot})
+                self.assignment[slot] = entry.id
+        if iteration is not None:
+            self.last_refresh = iteration
+
+    def _fill_with_copies(self) -> None:
+        with tempfile.TemporaryDirectory(prefix="rllib_ext-league-") as tmp:
+            path = save_policy(self.algo, self.spec.of, os.path.join(tmp, self.spec.of))
+            for slot in self.spec.slots:
+                restore_policies(self.algo, path, {self.spec.of: slot})
+        self.assignment = {slot: None for slot in self.spec.slots}
+
+    # --- checkpoint ----------------------------------------------------------------------
+    def state(self) -> Dict[str, Any]:
+        """Plain JSON-able data: what a resume needs to continue with the same next draw."""
+        return {
+            "assignment": dict(self.assignment),
+            "main_rating": self.main_rating,
+            "last_snapshot": self.last_snapshot,
+            "last_refresh": self.last_refresh,
+            "sampler": self.sampler.state() if self.sampler else None,
+        }
+
+    def set_state(self, state: Mapping[str, Any]) -> None:
+        """Continue from :meth:`state`. Every snapshot it names must still be in the pool."""
+        if self.spec is not None:
+            pool = self.pool(self.spec.pool)
+            known = {e.id for e in pool.entries()}
+            for slot, entry_id in state["assignment"].items():
+                if entry_id is not None and entry_id not in known:
+                    raise PolicyNotFoundError(
+                        f"the checkpoint's league has snapshot {entry_id!r} in slot {slot!r}, but the pool at "
+                        f"{self.spec.pool} no longer holds it (pruned or removed?): resuming would change who plays"
+                    )
+            self.assignment = dict(state["assignment"])
+            if state.get("sampler"):
+                self.sampler = Sampler.from_state(state["sampler"])
+        self.main_rating = float(state["main_rating"])
+        self.last_snapshot = int(state["last_snapshot"])
+        self.last_refresh = int(state["last_refresh"])
+
+
+def _label(entry_id: Optional[str], of: str) -> str:
+    return entry_id if entry_id is not None else f"{of} (copy)"
+
+
+def _no_games() -> Dict[str, int]:
+    return {"win": 0, "draw": 0, "loss": 0}

@@ -1,0 +1,69 @@
+"""Who plays next: the league's sampler, in plain Python.
+
+Ray-free on purpose: the draw must be the same after a resume, so the sampler's whole state
+(the kind, and numpy's bit-generator state) is plain JSON that goes into the algorithm's
+checkpoint (see :mod:`.league`). Ratings are the pool's (:mod:`rllib_ext.checkpoint.pool_rules`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Dict, List, Mapping, Sequence
+
+import numpy as np
+
+from ..checkpoint.pool_rules import expected_score
+
+SAMPLERS = ("latest", "uniform", "pfsp")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """What the sampler needs of one pool entry."""
+
+    id: str
+    created: float  # seconds since the epoch: "latest" means the newest
+    rating: float
+
+
+class Sampler:
+    """Draws snapshots for the slots: ``latest``, ``uniform`` or ``pfsp``.
+
+    ``pfsp`` is prioritized fictitious self-play as in AlphaStar: each snapshot is weighted
+    ``(1 - p) ** 2``, where ``p`` is main's expected win rate against it, read from the
+    Elo ratings the pool keeps (a new snapshot, rated like main, weighs 0.25). Snapshots
+    are drawn without replacement while the pool has enough of them.
+    """
+
+    def __init__(self, kind: str, seed: int = 0) -> None:
+        if kind not in SAMPLERS:
+            raise ValueError(f"sample={kind!r}: use one of {', '.join(SAMPLERS)}")
+        self.kind = kind
+        self.rng = np.random.Generator(np.random.PCG64(seed))
+
+    def draw(self, candidates: Sequence[Candidate], k: int, main_rating: float) -> List[str]:
+        """``k`` snapshot ids, one per slot (slot order). ``candidates`` must not be empty."""
+        if not candidates:
+            raise ValueError("no snapshot to draw from")
+        ordered = sorted(candidates, key=lambda c: (c.created, c.id))
+        if self.kind == "latest":
+            newest = ordered[::-1]
+            return [newest[i % len(newest)].id for i in range(k)]
+        if self.kind == "uniform":
+            weights = np.ones(len(ordered))
+        else:
+            weights = np.array([(1.0 - expected_score(main_rating, c.rating)) ** 2 for c in ordered])
+            if not weights.sum() > 0:  # main beats every snapshot for sure: fall back to uniform
+                weights = np.ones(len(ordered))
+        picks = self.rng.choice(len(ordered), size=k, replace=len(ordered) < k, p=weights / weights.sum())
+        return [ordered[int(i)].id for i in picks]
+
+    def state(self) -> Dict[str, Any]:
+        """JSON-able: the kind and the bit generator's state (its ints are exact in JSON)."""
+        return {"kind": self.kind, "rng": self.rng.bit_generator.state}
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> "Sampler":
+        sampler = cls(state["kind"])
+        sampler.rng.bit_generator.state = dict(state["rng"])
+        return sampler

@@ -1,0 +1,59 @@
+"""Snapshots of a live policy into a :class:`~rllib_ext.checkpoint.pool.PolicyPool`.
+
+The policy is written (weights + observation filter) by the same ``save_policy`` that
+``algo.save_policy`` uses, into a temporary directory, and the pool copies it in: what a
+pool holds is always an ordinary single-policy directory.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from typing import Any
+
+from ..checkpoint.pool import PolicyPool, PoolEntry
+from ..checkpoint.pool_rules import DEFAULT_RATING
+from .backends import backend_for
+from .policy_io import save_policy
+
+
+def pool_for(algo: Any, pool: "PolicyPool | str | os.PathLike[str]") -> PolicyPool:
+    """``pool`` as a PolicyPool written to as this algorithm's Tune trial, when it runs in one.
+
+    A pool made without ``writer=`` (say in the driver, then shipped to the trials) would
+    otherwise write as the driver's process in every trial; the trial id keeps each
+    trial's entries in its own namespace and names the trial that wrote them.
+    """
+    pool = pool if isinstance(pool, PolicyPool) else PolicyPool(pool)
+    trial = getattr(algo, "trial_id", "default")
+    if pool.writer_is_default and trial and trial != "default":
+        return pool.with_writer(str(trial))
+    return pool
+
+
+def snapshot_policy(
+    algo: Any, policy_id: str, pool: "PolicyPool | str | os.PathLike[str]", *, rating: float = DEFAULT_RATING,
+    iteration: "int | None" = None,
+) -> PoolEntry:
+    """Add ``policy_id`` of the live ``algo`` to ``pool``, as it is now.
+
+    Args:
+        algo: a live algorithm (either API stack).
+        policy_id: the policy (module) to snapshot.
+        pool: a :class:`PolicyPool`, or its path / URI (made if missing).
+        rating: the snapshot's starting Elo rating (a league: the learner's current one).
+        iteration: what to record (default: the algorithm's iteration count; inside
+            ``step()`` that is one less than the iteration being finished).
+
+    Returns:
+        The new entry, with the algorithm's iteration and lifetime env steps.
+
+    Raises:
+        PolicyNotFoundError: ``policy_id`` is not in the algorithm (the pool is unchanged).
+    """
+    pool = pool_for(algo, pool)
+    with tempfile.TemporaryDirectory(prefix="rllib_ext-snapshot-") as tmp:
+        local = save_policy(algo, policy_id, os.path.join(tmp, "policy"))
+        it = int(algo.iteration) if iteration is None else int(iteration)
+        return pool.add(local, policy=policy_id, iteration=it,
+                        env_steps=backend_for(algo).env_steps(), rating=rating)
