@@ -25,7 +25,8 @@ _HOME: Dict[str, str] = {
     **{name: f"checkpoint.{module}" for name, module in _CHECKPOINT_PUBLIC.items()},
     **dict.fromkeys(
         ("CheckpointError", "CheckpointFormatError", "MigrationError", "MissingDependencyError",
-         "NotACheckpointError", "NotAPoolError", "PolicyNotFoundError", "PoolNamespaceError", "ShapeMismatchError",
+         "NotACheckpointError", "NotAPoolError", "PolicyClassError", "PolicyNotFoundError", "PoolNamespaceError",
+         "ShapeMismatchError",
          "UnsafePickleError", "UnsupportedModelError"),
         "errors",
     ),

@@ -56,6 +56,10 @@ class UnsafePickleError(CheckpointError):
     """Safe mode met an object it will not build; pass trusted=True to allow it."""
 
 
+class PolicyClassError(CheckpointFormatError):
+    """policy.json's policy_class is not an RLModule (new stack) / Policy (old stack) class; nothing was called."""
+
+
 def did_you_mean(name: str, choices: Iterable[str]) -> str:
     """Return ' (did you mean 'x'?)' for a close match, else ''."""
     close = difflib.get_close_matches(str(name), [str(c) for c in choices], n=1)

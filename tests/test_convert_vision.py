@@ -112,7 +112,7 @@ def test_convert_vision_network_matches_rllibs_own_model(share):
     from ray.rllib.models.catalog import MODEL_DEFAULTS
     from ray.rllib.models.torch.visionnet import VisionNetwork
 
-    from rllib_ext.live.backends import effective_model_config
+    from rllib_ext.live.bridge import effective_model_config
     from rllib_ext.checkpoint.views import SpaceView
     from rllib_ext.convert.mapping import convert_policy
     from rllib_ext.convert.families import source_model

@@ -11,6 +11,7 @@ by more than 1e-3 (the negative control that shows the check can fail).
 
 from __future__ import annotations
 
+import re
 
 import numpy as np
 import pytest
@@ -322,6 +323,44 @@ def test_cross_stack_restore_carries_the_old_policy_filter_to_the_agents(source)
             plain.restore(path, policies=["policy_2"])
     finally:
         plain.stop()
+
+
+@pytest.fixture(scope="module")
+def lambda_source(ray_session, tmp_path_factory):
+    """A new-stack checkpoint with MeanStdFilter statistics whose policy_mapping_fn is a lambda
+    (pickled by value: the usual case), trained once so the statistics exist."""
+    path = str(tmp_path_factory.mktemp("filtered_lambda"))
+    algo = filtered_config("new", num_env_runners=0).multi_agent(
+        policy_mapping_fn=lambda agent_id, *a, **k: "policy_" + str(agent_id).split("_", 1)[1]
+    ).build_algo()
+    try:
+        algo.train()
+        algo.save(path)
+    finally:
+        algo.stop()
+    return path
+
+
+@pytest.mark.stack("new")
+def test_config_restore_policies_asks_for_agents_in_the_driver(lambda_source, source):
+    """Which source agents' statistics to carry is asked by config.restore_policies itself, in
+    the driver (before any tune.run), not when a trial builds its algorithm; a by-reference
+    mapping function, agents=, trusted=True or filters=False answer it."""
+    from rllib_ext import CheckpointError
+
+    cfg = filtered_config("new", num_env_runners=0, config_cls=PPOPartialConfig)
+    with pytest.raises(CheckpointError, match=re.escape(
+        f"policy 'policy_0': cannot tell which agents of {lambda_source} played it, so whose "
+        "observation-filter statistics to carry: its policy_mapping_fn is pickled by value (a lambda or a "
+        "function of __main__); pass agents={target agent: source agent}, trusted=True to unpickle the "
+        "source config, or filters=False"
+    )):
+        cfg.restore_policies(lambda_source, ["policy_0"])
+    assert cfg._partial_restores == []  # nothing recorded for the trial
+    cfg.restore_policies(lambda_source, ["policy_0"], agents={"agent_0": "agent_0"})
+    cfg.restore_policies(lambda_source, ["policy_1"], filters=False)
+    cfg.restore_policies(source("new")[0], ["policy_0"])  # agent_to_policy: pickled by reference
+    assert len(cfg._partial_restores) == 3
 
 
 # ---------------------------------------------------------------- old stack -> new stack

@@ -10,7 +10,9 @@ The folders are the layers. A few rules per package, checked by an AST walk over
 * ``live`` imports nothing above it (``algorithms``, ``envs``, ``cli``, the package);
 * ray, gymnasium, torch and tensorflow appear only under ``live/``, in ``algorithms``
   and ``envs``, and torch/onnx in the two writers of torch and ONNX files;
-* inside a package, modules import one way (:data:`ORDER`), so there is no cycle.
+* inside a package, modules import one way (:data:`ORDER`), so there is no cycle;
+* only ``live/backends.py`` tells the API stacks apart: the config flags that name the
+  stack (:data:`STACK_FLAGS`) appear nowhere else, read or set.
 
 Also: no module over ~400 lines, no private name taken from another module, no public
 name that shadows a module. Every rule is run once on a planted violation too.
@@ -50,6 +52,10 @@ FRAMEWORK_HOMES = {"live", "algorithms", "envs"}
 # The two writers of torch/ONNX files import them inside the function that writes.
 FRAMEWORK_EXCEPTIONS = {"act.onnx_export": {"torch", "onnx", "onnxscript"}, "checkpoint.export": {"torch"}}
 
+# Every API-stack difference sits behind live/backends.py's Backend: only it reads (or sets) these.
+STACK_FLAGS = {"enable_rl_module_and_learner", "enable_env_runner_and_connector_v2", "api_stack"}
+STACK_HOME = "live.backends"
+
 # Inside a package, bottom to top: a module imports only modules before it.
 ORDER = [
     "checkpoint.storage", "checkpoint.lazy", "checkpoint.tensors",
@@ -61,7 +67,7 @@ ORDER = [
     "checkpoint.diff", "checkpoint.pool_store", "checkpoint.pool_index", "checkpoint.pool_rules", "checkpoint.pool", "checkpoint",
     "convert.lstm", "convert.vision", "convert.families", "convert.mapping", "convert",
     "act.nets", "act.numpy_policy", "act.onnx_export", "act",
-    "live.backends", "live.filters", "live.restore", "live.policy_io", "live.lightweight", "live.snapshot", "live.migration",
+    "live.bridge", "live.filter_state", "live.backend_base", "live.backends", "live.filters", "live.restore", "live.policy_io", "live.lightweight", "live.snapshot", "live.migration",
     "live.tune", "live.partial", "live",
 ]
 
@@ -160,6 +166,25 @@ def order_violations(modules: Dict[str, str]) -> List[str]:
     return bad
 
 
+def stack_test_violations(modules: Dict[str, str]) -> List[str]:
+    """A stack flag read, set or passed outside live/backends.py (attribute, keyword or name)."""
+    bad = []
+    for name, source in modules.items():
+        if name == STACK_HOME:
+            continue
+        for node in ast.walk(ast.parse(source)):
+            found = (
+                node.attr if isinstance(node, ast.Attribute)
+                else node.arg if isinstance(node, ast.keyword)
+                else node.id if isinstance(node, ast.Name)
+                else node.value if isinstance(node, ast.Constant) and isinstance(node.value, str)
+                else None
+            )
+            if found in STACK_FLAGS:
+                bad.append(f"{name or 'rllib_ext'} (line {node.lineno}): {found}")
+    return bad
+
+
 def private_name_violations(modules: Dict[str, str]) -> List[str]:
     found = []
     for name, source in modules.items():
@@ -186,8 +211,8 @@ def test_every_module_is_in_a_known_package_and_ordered():
     assert sorted(inside) == sorted(ORDER), "add new package modules to ORDER (and to the README's Layout)"
 
 
-@pytest.mark.parametrize("rule", [package_violations, framework_violations, order_violations, private_name_violations],
-                         ids=lambda r: r.__name__)
+@pytest.mark.parametrize("rule", [package_violations, framework_violations, order_violations, private_name_violations,
+                                  stack_test_violations], ids=lambda r: r.__name__)
 def test_the_package_keeps_the_rule(rule):
     assert not rule(MODULES)
 
@@ -209,6 +234,12 @@ PLANTED = {
     order_violations: [("live.backends", "from .restore import restore_policies\n"),
                        ("checkpoint.storage", "from .reader import read_weights\n")],
     private_name_violations: [("live.restore", "from .backends import _secret\n")],
+    stack_test_violations: [
+        ("live.restore", "def f(algo):\n    return algo.config.enable_rl_module_and_learner\n"),
+        ("live.lightweight", "def f(config):\n    return config.api_stack(enable_env_runner_and_connector_v2=False)\n"),
+        ("live.policy_io", "def f(config):\n    return getattr(config, 'enable_rl_module_and_learner')\n"),
+        ("cli", "def f(c):\n    return c.to_dict()['enable_env_runner_and_connector_v2']\n"),
+    ],
 }
 
 

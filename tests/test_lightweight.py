@@ -12,7 +12,7 @@ import pytest
 from builders import STACKS, assert_weights_equal, live_weights, ppo_config
 
 from rllib_ext import PPOPartial, PPOPartialConfig
-from rllib_ext.live.backends import module_action
+from rllib_ext.live.bridge import module_action
 
 
 def cpus_free():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 
 import numpy as np
 import pytest
@@ -133,3 +134,70 @@ def test_extracted_policy_builds_and_acts_like_the_checkpoint(ckpts, tmp_path, s
     assert_weights_equal(loaded.weights, saved["policy_1"], "extracted", ordered=False)
     obs = np.random.default_rng(0).uniform(-1, 1, (20, 4)).astype(np.float32)
     assert all(loaded.action_space.contains(loaded.compute_action(o)) for o in obs)
+
+
+class _Recorded(Exception):
+    pass
+
+
+def _crafted_policy_dir(tmp_path, stack: str, policy_class: str) -> str:
+    """A well-formed policy directory whose policy.json names ``policy_class``."""
+    import gymnasium as gym
+
+    from rllib_ext.checkpoint.policy_file import write_policy_dir
+    from rllib_ext.checkpoint.spaces import space_from_object
+
+    meta = {
+        "stack": stack, "framework": "torch", "algorithm_class": "PPO", "policy_class": policy_class,
+        "observation_space": space_from_object(gym.spaces.Box(-1.0, 1.0, (4,), np.float32), "p"),
+        "action_space": space_from_object(gym.spaces.Discrete(2), "p"),
+    }
+    return write_policy_dir(tmp_path / f"crafted_{stack}", "p", {"w": np.zeros(2, np.float32)}, meta)
+
+
+@pytest.mark.parametrize("stack", STACKS)
+@pytest.mark.parametrize("kind", ["function", "plain class", "other stack's class"])
+def test_build_policy_refuses_a_policy_class_that_is_not_one_before_calling_it(tmp_path, monkeypatch, stack, kind):
+    """policy.json's policy_class is imported (under ray.rllib.) and then called with data from
+    the file: anything that is not an RLModule (new stack) / Policy (old stack) subclass is
+    refused with a typed error naming it, and the target is never called."""
+    import ray.rllib.core.rl_module.rl_module as rl_module_module
+    import ray.rllib.policy.policy as policy_module
+    import ray.rllib.policy.sample_batch as sample_batch_module
+    import ray.rllib.utils.numpy as numpy_module
+    from ray.rllib.core.rl_module.rl_module import RLModule
+    from ray.rllib.policy.policy import Policy
+
+    from rllib_ext import CheckpointFormatError, PolicyClassError
+
+    calls = []
+
+    def recording_function(*args, **kwargs):
+        calls.append(args)
+        raise _Recorded
+
+    class Recording:  # calling it records
+        def __init__(self, *args, **kwargs):
+            calls.append(args)
+            raise _Recorded
+
+    # Real names under ray.rllib., each patched to record a call: a function, a class that is
+    # no policy, and the other stack's policy base (a Policy is no RLModule, and back).
+    module, attr, stand_in = {
+        "function": (numpy_module, "convert_to_numpy", recording_function),
+        "plain class": (sample_batch_module, "SampleBatch", Recording),
+        "other stack's class": {
+            "new": (policy_module, "Policy", type("RecordingPolicy", (Recording, Policy), {})),
+            "old": (rl_module_module, "RLModule", type("RecordingModule", (Recording, RLModule), {})),
+        }[stack],
+    }[kind]
+    monkeypatch.setattr(module, attr, stand_in)
+    name = f"{module.__name__}.{attr}"
+    path = _crafted_policy_dir(tmp_path, stack, name)
+
+    with pytest.raises(PolicyClassError, match=re.escape(f"policy_class {name!r} is a")) as info:
+        rllib_ext.build_policy(path)
+    base = {"new": "RLModule", "old": "Policy"}[stack]
+    assert f"not a subclass of {base}" in str(info.value)
+    assert isinstance(info.value, CheckpointFormatError)
+    assert calls == []

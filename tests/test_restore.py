@@ -171,3 +171,54 @@ def test_restore_reaches_remote_learner_and_evaluation_runners(ckpts, ray_sessio
         assert_weights_equal(ev, subset(saved["policy_2"], ev), "evaluation env runner", ordered=False)
     finally:
         algo.stop()
+
+
+def trained_ids(algo):
+    """Per place that decides it (the learner; old stack: every env runner), the ids it would train."""
+    if algo.config.enable_rl_module_and_learner:
+        results = algo.learner_group.foreach_learner(lambda l: [p for p in ALL3 if l.should_module_be_updated(p)])
+        return [r.get() for r in results]
+    return algo.env_runner_group.foreach_env_runner(
+        lambda w: [p for p in ALL3 if w.is_policy_to_train is None or w.is_policy_to_train(p)],
+        local_env_runner=True,
+    )
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_restore_whose_freeze_fails_rolls_back_weights_and_frozen_set(ckpts, make_algo, stack, monkeypatch):
+    """The freeze is part of the restore: when it fails after taking effect (injected below, once
+    the new policies_to_train is set everywhere), weights, env runners and the trained set are
+    all put back. (The algorithm trains once first: until then RLlib has not synced its env
+    runners, and a rollback puts back the learner's weights, not a runner's unsynced ones.)"""
+    from rllib_ext.live.backends import backend_for
+
+    path, saved = ckpts(stack)
+    algo = make_algo(stack, num_env_runners=1)
+    algo.train()
+    before = snapshot(algo)
+    before_remote = {p: env_runner_weights(algo, p) for p in ALL3}
+    before_local = {p: env_runner_weights(algo, p, remote=False) for p in ALL3}
+    assert trained_ids(algo) == [list(ALL3)] * len(trained_ids(algo))
+    backend_cls = type(backend_for(algo))
+    real = backend_cls.set_trainable
+    seen = []
+
+    def set_then_fail(self, value):
+        real(self, value)
+        if not seen:  # the freeze: it took effect, with the weights already applied
+            seen.append((trained_ids(algo), live_weights(algo, "policy_0")))
+            raise RuntimeError("injected: freeze failed")
+
+    monkeypatch.setattr(backend_cls, "set_trainable", set_then_fail)
+    with pytest.raises(RuntimeError, match="injected: freeze failed"):
+        algo.restore(path, policies=["policy_0", "policy_1"], freeze=True)
+
+    frozen_then, applied_then = seen[0]
+    assert all(ids == ["policy_2"] for ids in frozen_then), frozen_then  # the freeze had happened
+    assert_weights_equal(applied_then, saved["policy_0"], "applied before the freeze", ordered=False)
+    assert all(ids == list(ALL3) for ids in trained_ids(algo)), trained_ids(algo)
+    for pid in ALL3:
+        assert_weights_equal(live_weights(algo, pid), before[pid], f"learner {pid}", ordered=False)
+        assert_weights_equal(env_runner_weights(algo, pid), before_remote[pid], f"remote {pid}", ordered=False)
+        assert_weights_equal(env_runner_weights(algo, pid, remote=False), before_local[pid],
+                             f"local env runner {pid}", ordered=False)

@@ -194,23 +194,11 @@ def _default_mapping(
         return {}, list(source), {}, "; ".join(model.reasons)
     tmc = dict(NEW_DEFAULTS, **dict(target_model_config or {}))
     if model.vision is not None:
-        differs = target_vision_reasons(tmc, model.vision)
-        if differs:
-            raise MigrationError(
-                f"{label}: the checkpoint's model is a {model.describe()} but {target_name} has "
-                f"{', '.join(differs)}; configure the new stack with config.rl_module(model_config="
-                f"{model.target_config()!r})"
-            )
+        _refuse_other_target(label, target_name, model, "a", target_vision_reasons(tmc, model.vision))
         produced, unmapped = map_vision(source, list(target), model.vision)
         return produced, unmapped, {}, f"torch {model.describe()}"
     if model.lstm is not None:
-        differs = target_lstm_reasons(tmc, model.lstm)
-        if differs:
-            raise MigrationError(
-                f"{label}: the checkpoint's model is an {model.describe()} but {target_name} has "
-                f"{', '.join(differs)}; configure the new stack with config.rl_module(model_config="
-                f"{model.target_config()!r})"
-            )
+        _refuse_other_target(label, target_name, model, "an", target_lstm_reasons(tmc, model.lstm))
         produced, unmapped = map_lstm(source, list(target), model.lstm)
         return produced, unmapped, {}, f"torch {model.describe()}"
     old = model.fc
@@ -226,8 +214,29 @@ def _default_mapping(
             f"{new.describe()}; configure the new stack with the checkpoint's values, e.g. "
             f"config.rl_module(model_config={model.target_config()!r})"
         )
+    produced, used, shown = _map_fcnet(source, target, old, new.vf_share_layers)
+    if old.free_log_std and FREE_LOG_STD in source and "pi.log_std" in target:
+        produced["pi.log_std"] = _free_log_std(label, source[FREE_LOG_STD], tmc)
+        used.add(FREE_LOG_STD)
+    return produced, [n for n in source if n not in used], shown, f"{kind} {model.describe()}"
+
+
+def _refuse_other_target(label: str, target_name: str, model: Any, article: str, differs: List[str]) -> None:
+    """A vision or LSTM model maps only onto a target configured like it."""
+    if differs:
+        raise MigrationError(
+            f"{label}: the checkpoint's model is {article} {model.describe()} but {target_name} has "
+            f"{', '.join(differs)}; configure the new stack with config.rl_module(model_config="
+            f"{model.target_config()!r})"
+        )
+
+
+def _map_fcnet(
+    source: Weights, target: Mapping[str, np.ndarray], old: FCNet, vf_share_layers: bool
+) -> Tuple[Weights, set, Dict[str, str]]:
+    """The default FCNet's layers, slot by slot: (produced, source names used, display names)."""
     src_slots, is_tf, shown = _source_slots(list(source), old)
-    tgt_slots = _target_slots(list(target), new.vf_share_layers)
+    tgt_slots = _target_slots(list(target), vf_share_layers)
     produced: Weights = {}
     used = set()
     for slot, (tw, tb) in tgt_slots.items():
@@ -240,18 +249,20 @@ def _default_mapping(
         produced[tw] = w.T if is_tf and w.ndim == 2 else w
         produced[tb] = source[sb]
         used.update((sw, sb))
-    if old.free_log_std and FREE_LOG_STD in source and "pi.log_std" in target:
-        log_std = np.asarray(source[FREE_LOG_STD])
-        clip = float(tmc.get("log_std_clip_param") or 20.0)
-        if np.any(np.abs(log_std) > clip):
-            raise MigrationError(
-                f"{label}: the free log-std {np.round(log_std, 3).tolist()} lies outside the new stack's "
-                f"clip range +-{clip:g} (log_std_clip_param), so the new module would act differently; "
-                "not migrated"
-            )
-        produced["pi.log_std"] = log_std
-        used.add(FREE_LOG_STD)
-    return produced, [n for n in source if n not in used], shown, f"{kind} {model.describe()}"
+    return produced, used, shown
+
+
+def _free_log_std(label: str, value: Any, tmc: Mapping[str, Any]) -> np.ndarray:
+    """The old free log-std, refused where the new stack's clip would change it."""
+    log_std = np.asarray(value)
+    clip = float(tmc.get("log_std_clip_param") or 20.0)
+    if np.any(np.abs(log_std) > clip):
+        raise MigrationError(
+            f"{label}: the free log-std {np.round(log_std, 3).tolist()} lies outside the new stack's "
+            f"clip range +-{clip:g} (log_std_clip_param), so the new module would act differently; "
+            "not migrated"
+        )
+    return log_std
 
 
 def _user_mapping(label: str, source: Weights, target: Mapping[str, np.ndarray], mapping: NameMapping) -> Weights:

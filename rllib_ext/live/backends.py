@@ -1,74 +1,39 @@
-"""Ray-facing adapters: the few things the rest of the package asks of a live algorithm.
+"""The one place the API stacks differ: a :class:`Backend` per stack.
 
-Per API stack, a :class:`Backend` lists a live algorithm's policy ids, gets and sets their
-weights (synced to every learner and env runner) and freezes them. Beside it, the other
-bridges between plain data and RLlib objects: the effective model config of a module,
-a gymnasium space from a :class:`~rllib_ext.checkpoint.views.SpaceView`, and one action
-from an RLModule. Ray, RLlib, gymnasium and torch are imported inside the functions that
-need them, so importing this module stays cheap and Ray-free.
+Everything the rest of the package asks of a live algorithm, or of a stack, goes through
+a Backend (the interface: :mod:`.backend_base`): list a live algorithm's policy ids, get
+and set their weights (synced to every learner and env runner), freeze them, add and
+remove one, act with one, read and set observation filters; cut a config down before it
+is built; build a stored policy and act with it. :func:`backend_for` is the one test of
+which stack an algorithm is on (``tests/test_layout.py`` checks that the config flags
+naming the stack appear only in this module). Per-stack work that needs no algorithm
+lives below, in :mod:`.bridge` and :mod:`.filter_state`. Ray, RLlib and torch are
+imported inside the functions that need them, so importing this module stays Ray-free.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, List, Optional, Sequence, Union
+import functools
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Type
 
-import numpy as np
-
+from ..checkpoint.filters import FilterStats, ObservationFilters
+from ..checkpoint.format import Stack
 from ..checkpoint.tensors import Weights, by_position, positional
-from ..checkpoint.views import SpaceView
-from ..errors import CheckpointError
-
-State = Union[Dict[str, Any], List[np.ndarray]]  # a recurrent policy's state (maybe nested), no batch dimension
-
-
-class Backend:
-    """The handful of operations partial restore needs, per API stack."""
-
-    def __init__(self, algo: Any) -> None:
-        self.algo = algo
-
-    def ids(self) -> List[str]:
-        raise NotImplementedError
-
-    def get_weights(self, ids: Sequence[str]) -> Dict[str, Weights]:
-        raise NotImplementedError
-
-    def set_and_sync(self, weights: Dict[str, Weights]) -> None:
-        raise NotImplementedError
-
-    def freeze(self, ids: Sequence[str], all_ids: Sequence[str]) -> None:
-        """Remove ``ids`` from ``policies_to_train``; ``all_ids`` is :meth:`ids` (already asked)."""
-        raise NotImplementedError
-
-    def model_configs(self, ids: Sequence[str]) -> Dict[str, Dict[str, Any]]:
-        """Each module's model config, defaults merged in (new stack only: conversion targets)."""
-        raise NotImplementedError
-
-    def eval_group(self) -> Any:
-        return getattr(self.algo, "eval_env_runner_group", None)
-
-    def env_steps(self) -> int:
-        """Env steps sampled over the algorithm's lifetime (what a snapshot records)."""
-        raise NotImplementedError
-
-
-def frozen_fn(current: Any, frozen: Sequence[str], all_ids: Sequence[str]) -> Any:
-    """``policies_to_train`` with ``frozen`` removed, in the same form as ``current``."""
-    frozen = set(frozen)
-    if current is None:
-        return [p for p in all_ids if p not in frozen]
-    if callable(current):
-        orig = current
-
-        def should_train(pid: str, batch: Any = None) -> bool:
-            return pid not in frozen and bool(orig(pid, batch))
-
-        return should_train
-    return [p for p in current if p not in frozen]
+from ..errors import CheckpointError, not_found
+from .backend_base import Backend
+from .bridge import (
+    State, build_module, build_policy_object, effective_model_config, initial_state, keep_module_specs,
+    module_action, policy_action,
+)
+from .filter_state import (
+    agent_filter_of, agents_of, connector_filters, set_connector_filters, set_worker_filters, worker_filters,
+)
 
 
 class NewStackBackend(Backend):
     """RLModules live in the learner group; env runners hold inference-only copies."""
+
+    stack = "new"
 
     def _learner_results(self, fn: Callable) -> List[Any]:
         results = self.algo.learner_group.foreach_learner(fn)
@@ -107,9 +72,7 @@ class NewStackBackend(Backend):
             # No WEIGHTS_SEQ_NO in the state: env runners apply it unconditionally.
             er.set_state({"rl_module": state})
 
-        for group in (self.algo.env_runner_group, self.eval_group()):
-            if group is not None:
-                group.foreach_env_runner(_set, local_env_runner=True)
+        self.on_every_env_runner(_set)
 
     def env_steps(self) -> int:
         from ray.rllib.utils.metrics import ENV_RUNNER_RESULTS, NUM_ENV_STEPS_SAMPLED_LIFETIME
@@ -129,17 +92,85 @@ class NewStackBackend(Backend):
 
         return {mid: effective_model_config(mc) for mid, mc in self._learner_results(_get)[0].items()}
 
-    def freeze(self, ids: Sequence[str], all_ids: Sequence[str]) -> None:
-        def _freeze(learner: Any, _ids: Sequence[str] = tuple(ids)) -> None:
-            learner.config.multi_agent(
-                policies_to_train=frozen_fn(learner.config.policies_to_train, _ids, all_ids)
-            )
+    def trainable(self) -> Any:
+        return self._learner_results(lambda learner: learner.config.policies_to_train)[0]
 
-        self._learner_results(_freeze)
+    def set_trainable(self, value: Any) -> None:
+        def _set(learner: Any, _value: Any = value) -> None:
+            learner.config.multi_agent(policies_to_train=_value)
+
+        self._learner_results(_set)
+
+    def converts_from(self, checkpoint_stack: Stack, path: str) -> bool:
+        return checkpoint_stack is Stack.OLD
+
+    def policy(self, policy_id: str) -> Any:
+        return self.algo.get_module(policy_id)
+
+    def model_config(self, policy_id: str) -> Any:
+        return self.policy(policy_id).model_config
+
+    def add(self, policy_id: str, cls: type, obs_space: Any, act_space: Any, model_config: Any) -> None:
+        from ray.rllib.core.rl_module.rl_module import RLModuleSpec
+
+        spec = RLModuleSpec(module_class=cls, observation_space=obs_space, action_space=act_space,
+                            model_config=model_config)
+        self.algo.add_module(policy_id, spec)
+
+    def remove(self, policy_id: str) -> None:
+        self.algo.remove_module(policy_id)
+
+    def act(self, policy_id: str, obs: Any, explore: bool, state: Optional[State], agent_id: Optional[str]) -> Any:
+        module = self.policy(policy_id)
+        if module is None:
+            raise not_found("policy", policy_id, f"the algorithm ({type(self.algo).__name__})", self.ids())
+        stats = self.observation_filter(policy_id, agent_id)
+        return module_action(module, obs if stats is None else stats.apply(obs), explore, state)
+
+    def live_filters(self) -> ObservationFilters:
+        return connector_filters(self.algo)
+
+    def set_filters(self, updates: Mapping[str, FilterStats]) -> None:
+        set_connector_filters(self.algo, updates)
+
+    def filter_keys(self, policy_id: str, live: ObservationFilters) -> List[str]:
+        return agents_of(self.algo, live.stats, policy_id)
+
+    def observation_filter(self, policy_id: str, agent_id: Optional[str] = None) -> Optional[FilterStats]:
+        return agent_filter_of(self.algo, self.live_filters(), policy_id, agent_id)
+
+    @staticmethod
+    def zero_resources(config: Any) -> None:
+        config.learners(num_learners=0, num_cpus_per_learner=0, num_gpus_per_learner=0)
+        config.env_runners(create_local_env_runner=True)
+
+    @staticmethod
+    def only_policies(config: Any, spaces: Mapping[str, Tuple[Any, Any]], mapping_fn: Callable[..., Any]) -> None:
+        config.multi_agent(policies=set(spaces), policy_mapping_fn=mapping_fn, policies_to_train=[])
+        keep_module_specs(config, spaces)
+
+    @staticmethod
+    def policy_base() -> type:
+        from ray.rllib.core.rl_module.rl_module import RLModule
+
+        return RLModule
+
+    @staticmethod
+    def default_class(algo_cls: type, framework: str) -> Optional[type]:
+        return algo_cls.get_default_config().framework(framework).get_default_rl_module_spec().module_class
+
+    @staticmethod
+    def build(cls: type, obs_space: Any, act_space: Any, meta: Mapping[str, Any], weights: Weights,
+              defaults: Callable[[], Any]) -> Any:
+        return build_module(cls, obs_space, act_space, meta.get("model_config") or {}, weights)
+
+    model_action = staticmethod(module_action)
 
 
 class OldStackBackend(Backend):
     """Policies live on every rollout worker; the local worker is the source of truth."""
+
+    stack = "old"
 
     @staticmethod
     def _as_dict(w: Any) -> Weights:
@@ -166,116 +197,114 @@ class OldStackBackend(Backend):
         def _set(worker: Any, _ref: Any = ref) -> None:
             worker.set_weights(ray.get(_ref))
 
-        for group in (self.algo.env_runner_group, self.eval_group()):
-            if group is not None:
-                group.foreach_env_runner(_set, local_env_runner=True)
+        self.on_every_env_runner(_set)
 
     def env_steps(self) -> int:
         from ray.rllib.utils.metrics import NUM_ENV_STEPS_SAMPLED
 
         return int(self.algo._counters[NUM_ENV_STEPS_SAMPLED])  # what RLlib reports as timesteps_total
 
-    def freeze(self, ids: Sequence[str], all_ids: Sequence[str]) -> None:
-        local = self.algo.env_runner
-        new = frozen_fn(local.is_policy_to_train, ids, all_ids)
-        if not callable(new):
-            new = list(new)
+    def trainable(self) -> Any:
+        return self.algo.env_runner.is_policy_to_train
 
-        for group in (self.algo.env_runner_group, self.eval_group()):
-            if group is not None:
-                group.foreach_env_runner(
-                    lambda w, _new=new: w.set_is_policy_to_train(_new), local_env_runner=True
-                )
+    def set_trainable(self, value: Any) -> None:
+        if value is not None and not callable(value):
+            value = list(value)
+
+        def _set(worker: Any, _value: Any = value) -> None:
+            if _value is None:  # RLlib's setter refuses None, which a worker may start with
+                worker.is_policy_to_train = None
+            else:
+                worker.set_is_policy_to_train(_value)
+
+        self.on_every_env_runner(_set)
+
+    def converts_from(self, checkpoint_stack: Stack, path: str) -> bool:
+        if checkpoint_stack is Stack.NEW:
+            raise CheckpointError(
+                f"{path}: a new-API-stack checkpoint cannot be restored into an old-API-stack "
+                "algorithm: tensor names differ (conversion only goes old -> new stack)"
+            )
+        return False
+
+    def policy(self, policy_id: str) -> Any:
+        return self.algo.get_policy(policy_id)
+
+    def model_config(self, policy_id: str) -> Any:
+        return self.policy(policy_id).config.get("model", {})
+
+    def add(self, policy_id: str, cls: type, obs_space: Any, act_space: Any, model_config: Any) -> None:
+        self.algo.add_policy(policy_id, cls, observation_space=obs_space, action_space=act_space)
+
+    def remove(self, policy_id: str) -> None:
+        self.algo.remove_policy(policy_id)
+
+    def act(self, policy_id: str, obs: Any, explore: bool, state: Optional[State], agent_id: Optional[str]) -> Any:
+        # Algorithm.compute_single_action applies the worker's preprocessor and filter.
+        compute = functools.partial(self.algo.compute_single_action, policy_id=policy_id, full_fetch=True)
+        return policy_action(compute, self.initial_state(policy_id) is not None, obs, explore, state)
+
+    def live_filters(self) -> ObservationFilters:
+        return worker_filters(self.algo)
+
+    def set_filters(self, updates: Mapping[str, FilterStats]) -> None:
+        set_worker_filters(self.algo, updates)
+
+    @staticmethod
+    def zero_resources(config: Any) -> None:
+        config.resources(num_gpus=0)
+
+    @staticmethod
+    def only_policies(config: Any, spaces: Mapping[str, Tuple[Any, Any]], mapping_fn: Callable[..., Any]) -> None:
+        from ray.rllib.policy.policy import PolicySpec
+
+        config.multi_agent(
+            policies={pid: PolicySpec(observation_space=o, action_space=a) for pid, (o, a) in spaces.items()},
+            policy_mapping_fn=mapping_fn,
+            policies_to_train=[],
+        )
+
+    @staticmethod
+    def policy_base() -> type:
+        from ray.rllib.policy.policy import Policy
+
+        return Policy
+
+    @staticmethod
+    def default_class(algo_cls: type, framework: str) -> Optional[type]:
+        return algo_cls.get_default_policy_class(OldStackBackend._old(algo_cls.get_default_config()).framework(framework))
+
+    @staticmethod
+    def build(cls: type, obs_space: Any, act_space: Any, meta: Mapping[str, Any], weights: Weights,
+              defaults: Callable[[], Any]) -> Any:
+        """``defaults()``: the stored algorithm's default config; the stored model config on top."""
+        config = (
+            OldStackBackend._old(defaults())
+            .framework(meta.get("framework") or "torch")
+            .training(model={k: v for k, v in (meta.get("model_config") or {}).items() if v is not None})
+        )
+        return build_policy_object(cls, obs_space, act_space, config.to_dict(), weights)
+
+    @staticmethod
+    def model_action(model: Any, obs: Any, explore: bool, state: Optional[State]) -> Any:
+        return policy_action(model.compute_single_action, initial_state(model) is not None, obs, explore, state)
+
+    @staticmethod
+    def _old(config: Any) -> Any:
+        return config.api_stack(enable_rl_module_and_learner=False, enable_env_runner_and_connector_v2=False)
+
+
+def backend_class(config: Any) -> Type[Backend]:
+    """The Backend class of an AlgorithmConfig's API stack (nothing built yet)."""
+    return NewStackBackend if config.enable_rl_module_and_learner else OldStackBackend
+
+
+def backend_named(stack: str) -> Type[Backend]:
+    """The Backend class for policy.json's ``stack`` ("new" or "old")."""
+    return OldStackBackend if stack == OldStackBackend.stack else NewStackBackend
 
 
 def backend_for(algo: Any) -> Backend:
     """The backend for ``algo``'s API stack."""
-    return NewStackBackend(algo) if algo.config.enable_rl_module_and_learner else OldStackBackend(algo)
+    return backend_class(algo.config)(algo)
 
-
-def effective_model_config(model_config: Any) -> Dict[str, Any]:
-    """RLlib's ``DefaultModelConfig`` with ``model_config`` on top, as a plain dict.
-
-    A module's ``model_config`` holds only what the user (and the algorithm) set; the
-    catalog fills the rest from ``DefaultModelConfig``. Imports RLlib.
-    """
-    import dataclasses
-
-    from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
-
-    if dataclasses.is_dataclass(model_config) and not isinstance(model_config, type):
-        model_config = dataclasses.asdict(model_config)
-    return {**dataclasses.asdict(DefaultModelConfig()), **dict(model_config or {})}
-
-
-def to_gym_space(view: SpaceView) -> Any:
-    """A gymnasium space from its plain description."""
-    import gymnasium as gym
-
-    def bound(b: Any) -> Any:
-        return np.asarray(b, dtype=view.dtype or np.float32).reshape(view.shape) if isinstance(b, tuple) else b
-
-    if view.type == "Box":
-        return gym.spaces.Box(bound(view.low), bound(view.high), view.shape, np.dtype(view.dtype or "float32"))
-    if view.type == "Discrete":
-        return gym.spaces.Discrete(int(view.n), start=int(view.start or 0))
-    if view.type == "MultiDiscrete":
-        return gym.spaces.MultiDiscrete(np.asarray(view.nvec).reshape(view.shape or (-1,)))
-    if view.type == "MultiBinary":
-        return gym.spaces.MultiBinary(view.shape or int(view.n))
-    if view.type == "Tuple":
-        return gym.spaces.Tuple([to_gym_space(s) for s in (view.spaces or {}).values()])
-    if view.type == "Dict":
-        return gym.spaces.Dict({k: to_gym_space(s) for k, s in (view.spaces or {}).items()})
-    raise CheckpointError(f"cannot rebuild a {view.type} space from policy.json")
-
-
-def module_action(module: Any, obs: Any, explore: bool = False, state: Optional[State] = None) -> Any:
-    """One action from a torch RLModule for one (already filtered) observation.
-
-    No connector pipeline. Deterministic (the distribution's mode) unless ``explore``.
-    A recurrent (stateful) module needs ``state`` (start from :func:`initial_state`) and
-    returns ``(action, next_state)``; others return the action.
-
-    Raises:
-        ValueError: ``state`` given for a stateless module, or missing for a stateful one
-            (the message continues "policy 'x' ...": callers prefix the id).
-    """
-    import torch
-    import tree  # dm-tree, an RLlib dependency: states nest (actor/critic encoders)
-
-    stateful = bool(module.is_stateful())
-    if stateful != (state is not None):
-        raise ValueError(
-            "is recurrent: pass state= (start from initial_state()) and get (action, next_state) back"
-            if stateful else "is not recurrent: it takes no state="
-        )
-    x = torch.as_tensor(np.asarray(obs, dtype=np.float32)[None])
-    batch: Dict[str, Any] = {"obs": x[:, None] if stateful else x}  # recurrent: [batch, time=1, ...]
-    if stateful:
-        batch["state_in"] = tree.map_structure(lambda v: torch.as_tensor(np.asarray(v))[None], state)
-    with torch.no_grad():
-        out = module.forward_inference(batch)
-    logits = out["action_dist_inputs"][:, 0] if stateful else out["action_dist_inputs"]
-    dist = module.get_inference_action_dist_cls().from_logits(logits)
-    if not explore:
-        dist = dist.to_deterministic()
-    action = dist.sample()[0].numpy()
-    if not stateful:
-        return action
-    return action, tree.map_structure(lambda v: np.array(v[0].numpy(), copy=True), out["state_out"])
-
-
-def initial_state(module_or_policy: Any) -> Optional[State]:
-    """A recurrent policy's initial state (numpy, no batch dimension), else None.
-
-    New stack: ``{name: array}`` of the RLModule; old stack: the Policy's list of arrays.
-    """
-    if hasattr(module_or_policy, "is_stateful"):
-        import tree
-
-        if not module_or_policy.is_stateful():
-            return None
-        return tree.map_structure(lambda v: np.array(v, copy=True), module_or_policy.get_initial_state())
-    state = module_or_policy.get_initial_state()
-    return [np.array(s, copy=True) for s in state] if state else None

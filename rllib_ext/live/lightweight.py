@@ -20,7 +20,6 @@ from __future__ import annotations
 import os
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-import numpy as np
 from ray.rllib.env.multi_agent_env import MultiAgentEnv
 
 from ..checkpoint import format as fmt
@@ -28,10 +27,9 @@ from ..checkpoint.codecs.safe_pickle import loads
 from ..checkpoint.inspection import policy_spaces
 from ..checkpoint.reader import ids_in, open_checkpoint
 from ..checkpoint.storage import CheckpointDir, resolve_path
-from ..errors import CheckpointError, not_found
-from .backends import State, backend_for, module_action, to_gym_space
-from .backends import initial_state as module_initial_state
-from .filters import agent_filter
+from ..errors import CheckpointError
+from .backends import backend_class, backend_for
+from .bridge import State, to_gym_space
 from .restore import restore_opened
 
 
@@ -85,34 +83,18 @@ def zero_resources(config: Any) -> Any:
     config.env_runners(num_env_runners=0)
     config.evaluation(evaluation_interval=None, evaluation_num_env_runners=0)
     config.resources(num_cpus_for_main_process=0)
-    if config.enable_rl_module_and_learner:
-        config.learners(num_learners=0, num_cpus_per_learner=0, num_gpus_per_learner=0)
-        config.env_runners(create_local_env_runner=True)
-    else:
-        config.resources(num_gpus=0)
+    backend_class(config).zero_resources(config)  # learners (new stack) or GPUs (old stack)
     return config
 
 
 def make_lightweight(config: Any, spaces: Dict[str, Tuple[Any, Any]]) -> Any:
     """Cut ``config`` (an AlgorithmConfig, not frozen) down to a zero-resource one that
     holds only the policies in ``spaces`` and never builds the training env."""
-    from ray.rllib.policy.policy import PolicySpec
-
     zero_resources(config)
     # The checker would reset() the stand-in env, which has nothing to reset.
     config.environment(SpacesOnlyEnv, env_config={"spaces": spaces}, disable_env_checking=True)
     config.env_runners(create_env_on_local_worker=True)
-    if config.enable_rl_module_and_learner:
-        config.multi_agent(policies=set(spaces), policy_mapping_fn=same_id, policies_to_train=[])
-        spec = config._rl_module_spec
-        if spec is not None and hasattr(spec, "rl_module_specs") and isinstance(spec.rl_module_specs, dict):
-            spec.rl_module_specs = {k: v for k, v in spec.rl_module_specs.items() if k in spaces}
-    else:
-        config.multi_agent(
-            policies={pid: PolicySpec(observation_space=o, action_space=a) for pid, (o, a) in spaces.items()},
-            policy_mapping_fn=same_id,
-            policies_to_train=[],
-        )
+    backend_class(config).only_policies(config, spaces, same_id)
     return config
 
 
@@ -172,36 +154,18 @@ def act(
     The observation goes through the algorithm's observation filter first, as in its
     env runners. Old stack: ``compute_single_action`` (it applies the policy's filter).
     New stack: the MeanStdFilter statistics of ``agent_id`` (default: the one agent
-    mapped to the module; see :func:`rllib_ext.live.filters.agent_filter`), then the
-    module's ``forward_inference`` (:func:`rllib_ext.live.backends.module_action`).
+    mapped to the module; see :func:`rllib_ext.live.filter_state.agent_filter_of`), then the
+    module's ``forward_inference`` (:func:`rllib_ext.live.bridge.module_action`).
 
     A recurrent policy takes ``state`` (start from :func:`initial_state`) and returns
     ``(action, next_state)``; carry ``next_state`` into the next step of the episode.
     """
-    if not algo.config.enable_rl_module_and_learner:
-        recurrent = initial_state(algo, policy_id) is not None
-        if recurrent != (state is not None):
-            raise ValueError(
-                f"policy {policy_id!r} is recurrent: pass state= (start from initial_state()) and get "
-                "(action, next_state) back" if recurrent else f"policy {policy_id!r} is not recurrent: it takes no state="
-            )
-        if not recurrent:
-            return algo.compute_single_action(obs, policy_id=policy_id, explore=explore)
-        action, next_state, _ = algo.compute_single_action(obs, state=state, policy_id=policy_id, explore=explore)
-        return action, [np.array(s, copy=True) for s in next_state]
-    module = algo.get_module(policy_id)
-    if module is None:
-        raise not_found("policy", policy_id, f"the algorithm ({type(algo).__name__})",
-                        backend_for(algo).ids())
-    stats = agent_filter(algo, policy_id, agent_id)
     try:
-        return module_action(module, obs if stats is None else stats.apply(obs), explore, state)
+        return backend_for(algo).act(policy_id, obs, explore, state, agent_id)
     except ValueError as e:
         raise ValueError(f"policy {policy_id!r} {e}") from None
 
 
 def initial_state(algo: Any, policy_id: str) -> Optional[State]:
     """The initial recurrent state of ``policy_id`` (None for a policy without state)."""
-    if algo.config.enable_rl_module_and_learner:
-        return module_initial_state(algo.get_module(policy_id))
-    return module_initial_state(algo.get_policy(policy_id))
+    return backend_for(algo).initial_state(policy_id)

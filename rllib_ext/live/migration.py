@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import asdict, dataclass, field
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -30,7 +30,7 @@ from ..checkpoint.tensors import check_tensors
 from ..convert.families import TARGET_CLASS, TARGET_MODULES, source_algorithm, source_model
 from ..convert.mapping import NameMapping, convert_policy
 from ..errors import CheckpointError, MigrationError, not_found
-from .backends import effective_model_config, to_gym_space
+from .bridge import effective_model_config, to_gym_space
 
 NOT_CARRIED = ("optimizer state", "exploration state and timesteps", "the algorithm config (set it on the new stack)")
 
@@ -118,21 +118,7 @@ def migrate(
         PolicyNotFoundError, MigrationError, CheckpointError: nothing was written (with
         ``dry_run``, unsupported policies are reported instead).
     """
-    if target is not None and target not in TARGET_MODULES:
-        raise ValueError(f"target={target!r}; expected one of {', '.join(TARGET_MODULES)}")
-    if isinstance(policies, str):
-        raise TypeError(f"policies must be a list of ids, not the string {policies!r}")
-    path = resolve_path(checkpoint)
-    ckpt, layout = open_checkpoint(path)
-    if layout.stack is not fmt.Stack.OLD:
-        raise CheckpointError(f"{path}: already a {layout.stack.value}-API-stack checkpoint; migrate() reads old-stack ones")
-    available = ids_in(ckpt, layout)
-    ids = list(policies) if policies is not None else list(available)
-    if not ids:
-        raise ValueError("policies is empty: name at least one policy to migrate")
-    for pid in ids:
-        if pid not in available:
-            raise not_found("policy", pid, path, available)
+    ckpt, layout, path, ids = _source_policies(checkpoint, policies, target)
     if out is None and not dry_run:
         raise ValueError("out is None: name the new directory (only dry_run=True takes none)")
     final = _check_out(out, path) if out is not None else None
@@ -154,9 +140,36 @@ def migrate(
         report.model_configs[pid] = entry.model_config
     classes = sorted({e.module_class for e in report.policies.values() if e.supported})
     report.module_class = ", ".join(classes) or TARGET_CLASS
-    if dry_run:
-        return report
+    if not dry_run:
+        _write(final, specs, ready, {pid: filters[pid] for pid in ready if pid in filters})
+    return report
 
+
+def _source_policies(
+    checkpoint: "str | os.PathLike[str]", policies: Optional[Sequence[str]], target: Optional[str]
+) -> Tuple[Any, fmt.Layout, str, List[str]]:
+    """``(ckpt, layout, path, ids)`` of the old-stack policies to migrate, every argument checked."""
+    if target is not None and target not in TARGET_MODULES:
+        raise ValueError(f"target={target!r}; expected one of {', '.join(TARGET_MODULES)}")
+    if isinstance(policies, str):
+        raise TypeError(f"policies must be a list of ids, not the string {policies!r}")
+    path = resolve_path(checkpoint)
+    ckpt, layout = open_checkpoint(path)
+    if layout.stack is not fmt.Stack.OLD:
+        raise CheckpointError(f"{path}: already a {layout.stack.value}-API-stack checkpoint; migrate() reads old-stack ones")
+    available = ids_in(ckpt, layout)
+    ids = list(policies) if policies is not None else list(available)
+    if not ids:
+        raise ValueError("policies is empty: name at least one policy to migrate")
+    for pid in ids:
+        if pid not in available:
+            raise not_found("policy", pid, path, available)
+    return ckpt, layout, path, ids
+
+
+def _write(final: str, specs: Dict[str, Any], ready: Dict[str, Any], filters: Mapping[str, Any]) -> None:
+    """Build the MultiRLModule, let RLlib write its own checkpoint into a temporary sibling,
+    put the filters beside it, read it back, and rename it into place."""
     from ray.rllib.core.rl_module.multi_rl_module import MultiRLModuleSpec
 
     multi = MultiRLModuleSpec(rl_module_specs=specs).build()
@@ -165,19 +178,17 @@ def migrate(
             multi[pid].make_target_networks()  # written too, so an APPO learner starts from them
         multi[pid].set_state(state)
 
-    # Let RLlib write its own checkpoint into a temporary sibling; filters beside it; check; rename.
     def fill(tmp: str) -> None:
         multi.save_to_path(tmp)
         for pid, state in ready.items():
             back = read_weights(tmp, pid)
             if any(n not in back or not np.array_equal(back[n], state[n]) for n in state):
                 raise CheckpointError(f"{tmp}: policy {pid!r} reads back different from what was set; nothing written")
-            if pid in filters and pid in report.converted:
+            if pid in filters:
                 with open(os.path.join(tmp, pid, FILTER_FILE), "w") as f:
                     json.dump(filters[pid].to_dict(), f, indent=1)
 
     write_dir_atomically(final, fill)
-    return report
 
 
 def _prepare(ckpt: Any, layout: Any, pid: str, target: Optional[str], mapping: Optional[NameMapping],

@@ -12,12 +12,13 @@ from typing import Any, Dict, List, Mapping, Optional
 
 from ..checkpoint.pool import PolicyPool, PoolEntry
 from ..checkpoint.pool_rules import DEFAULT_RATING
-from ..checkpoint.reader import open_checkpoint, policy_ids
+from ..checkpoint.reader import ids_in, open_checkpoint
 from ..checkpoint.storage import resolve_path
 from ..convert.mapping import NameMapping
 from ..errors import not_found
 from . import lightweight as _lw
 from . import policy_io, snapshot
+from .filters import ask_source_agents
 from .restore import PartialRestoreReport, PolicySelection, normalize_selection, restore_policies
 
 logger = logging.getLogger(__name__)
@@ -54,7 +55,9 @@ class PartialConfigMixin:
 
         May be called several times (several source checkpoints). Ids are checked
         against the checkpoint right away (Ray-free), so a typo fails here, in the
-        driver, not minutes later inside a Tune trial.
+        driver, not minutes later inside a Tune trial; so is whether the new-stack
+        filter statistics to carry can be told apart (``agents=``, see
+        :func:`rllib_ext.live.filters.ask_source_agents`).
 
         Args:
             checkpoint: checkpoint directory; relative paths are resolved now.
@@ -67,10 +70,12 @@ class PartialConfigMixin:
         path = resolve_path(checkpoint)
         mapping = normalize_selection(policies)
         if "://" not in path:
-            available = policy_ids(path)
+            ckpt, layout = open_checkpoint(path)
+            available = ids_in(ckpt, layout)
             for src in mapping:
                 if src not in available:
                     raise not_found("policy", src, path, available)
+            ask_source_agents(ckpt, layout, mapping, trusted=trusted, filters=filters, agents=agents)
         self._partial_restores = list(getattr(self, "_partial_restores", None) or []) + [
             {"checkpoint": path, "policies": mapping, "freeze": bool(freeze), "trusted": bool(trusted),
              "filters": bool(filters), "agents": dict(agents) if agents is not None else None}

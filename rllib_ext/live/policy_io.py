@@ -14,7 +14,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Dict, Mapping, Optional, Type
 
 import numpy as np
 
@@ -23,12 +23,12 @@ from ..checkpoint.policy_file import META_FILE, read_policy_dir, write_policy_di
 from ..checkpoint.reader import open_checkpoint
 from ..checkpoint.spaces import space_from_object
 from ..checkpoint.storage import resolve_path
-from ..checkpoint.tensors import positional
 from ..checkpoint.upload import is_remote, upload_dir
 from ..checkpoint.views import SpaceView
-from ..errors import CheckpointError, CheckpointFormatError, UnsafePickleError, not_found
-from .backends import State, backend_for, initial_state, module_action, to_gym_space
-from .filters import agent_filter, live_filters
+from ..errors import CheckpointError, CheckpointFormatError, PolicyClassError, UnsafePickleError, not_found
+from .backend_base import Backend
+from .backends import backend_for, backend_named
+from .bridge import State, initial_state, to_gym_space
 from .restore import PartialRestoreReport, restore_policies
 
 # Classes build_policy may import by the name stored in policy.json without trusted=True.
@@ -90,29 +90,21 @@ def save_policy(
     if policy_id not in ids:
         raise not_found("policy", policy_id, f"the algorithm ({type(algo).__name__})", ids)
     weights = {n: np.array(v, copy=True) for n, v in backend.get_weights([policy_id])[policy_id].items()}
-    if algo.config.enable_rl_module_and_learner:
-        module = algo.get_module(policy_id)
-        obs_space, act_space = module.observation_space, module.action_space
-        model_config = module.model_config
-        policy_class = _qualname(module)
-    else:
-        policy = algo.get_policy(policy_id)
-        obs_space, act_space = policy.observation_space, policy.action_space
-        model_config = policy.config.get("model", {})
-        policy_class = _qualname(policy)
+    policy = backend.policy(policy_id)  # the RLModule or the Policy
+    stats = backend.observation_filter(policy_id, agent_id)
     import ray
 
     meta = {
-        "stack": "new" if algo.config.enable_rl_module_and_learner else "old",
+        "stack": backend.stack,
         "framework": algo.config.framework_str,
-        "observation_space": space_from_object(obs_space, policy_id),
-        "action_space": space_from_object(act_space, policy_id),
-        "model_config": _jsonable(model_config),
+        "observation_space": space_from_object(policy.observation_space, policy_id),
+        "action_space": space_from_object(policy.action_space, policy_id),
+        "model_config": _jsonable(backend.model_config(policy_id)),
         "algorithm_class": _rllib_algorithm_name(algo),
-        "policy_class": policy_class,
+        "policy_class": _qualname(policy),
         "ray_version": ray.__version__,
         "source": f"live algorithm {type(algo).__name__}",
-        "observation_filter": _filter_of(algo, policy_id, agent_id),
+        "observation_filter": None if stats is None else stats.to_dict(),
     }
     if is_remote(path):  # s3://...: write and check locally, then upload, manifest last
         import tempfile
@@ -121,15 +113,6 @@ def save_policy(
             local = write_policy_dir(os.path.join(tmp, "policy"), policy_id, weights, meta)
             return upload_dir(local, os.fspath(path), last=(META_FILE,))
     return write_policy_dir(path, policy_id, weights, meta)
-
-
-def _filter_of(algo: Any, policy_id: str, agent_id: Optional[str]) -> Optional[Dict[str, Any]]:
-    """The statistics ``policy_id`` acts through, as policy.json stores them (or None)."""
-    if algo.config.enable_env_runner_and_connector_v2:
-        stats = agent_filter(algo, policy_id, agent_id)
-    else:
-        stats = live_filters(algo).stats.get(policy_id)
-    return None if stats is None else stats.to_dict()
 
 
 def _stored_space(meta: Mapping[str, Any], key: str, path: str) -> Any:
@@ -150,21 +133,32 @@ def _stored_id(meta: Mapping[str, Any], path: str) -> str:
     return str(meta.get("policy_id") or os.path.basename(os.fspath(path).rstrip("/")))
 
 
-def _import_class(qualname: Any, trusted: bool, meta: Optional[Mapping[str, Any]] = None) -> type:
-    if isinstance(qualname, str) and qualname and "." not in qualname and meta is not None:
-        return _default_class(qualname, meta)
-    if not isinstance(qualname, str) or "." not in qualname:
+def _import_class(qualname: Any, trusted: bool, meta: Mapping[str, Any], stack: Type[Backend]) -> type:
+    """The class policy.json names, checked to be a policy class of ``stack`` before anything
+    calls it: the name comes from a file, and ``ray.rllib.*`` holds other callables too."""
+    if isinstance(qualname, str) and qualname and "." not in qualname:
+        found: Any = _default_class(qualname, meta)
+    elif not isinstance(qualname, str) or "." not in qualname:
         raise CheckpointFormatError(f"policy.json: policy_class {qualname!r} is not a dotted class name")
-    if not qualname.startswith(_SAFE_CLASS_PREFIX) and not trusted:
+    elif not qualname.startswith(_SAFE_CLASS_PREFIX) and not trusted:
         raise UnsafePickleError(
             f"policy.json names the class {qualname!r}, outside {_SAFE_CLASS_PREFIX}*; "
             "pass trusted=True to import it"
         )
-    module, _, name = qualname.rpartition(".")
-    try:
-        return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError) as e:
-        raise CheckpointError(f"cannot import {qualname!r} named in policy.json: {e}") from e
+    else:
+        module, _, name = qualname.rpartition(".")
+        try:
+            found = getattr(importlib.import_module(module), name)
+        except (ImportError, AttributeError) as e:
+            raise CheckpointError(f"cannot import {qualname!r} named in policy.json: {e}") from e
+    base = stack.policy_base()
+    if not (isinstance(found, type) and issubclass(found, base)):
+        what = "a class" if isinstance(found, type) else f"a {type(found).__name__}"
+        raise PolicyClassError(
+            f"policy.json: policy_class {qualname!r} is {what}, not a subclass of {base.__name__} "
+            f"(what a {stack.stack}-API-stack policy is built from); nothing was called"
+        )
+    return found
 
 
 def _default_class(name: str, meta: Mapping[str, Any]) -> type:
@@ -176,12 +170,7 @@ def _default_class(name: str, meta: Mapping[str, Any]) -> type:
     if algo_name not in ALGORITHMS:
         raise CheckpointFormatError(f"policy.json: policy_class {name!r} is a bare name and algorithm {algo_name!r} is unknown")
     algo_cls, _ = ALGORITHMS[algo_name]()
-    config = algo_cls.get_default_config().framework(meta.get("framework") or "torch")
-    if meta.get("stack") == "old":
-        config = config.api_stack(enable_rl_module_and_learner=False, enable_env_runner_and_connector_v2=False)
-        cls = algo_cls.get_default_policy_class(config)
-    else:
-        cls = config.get_default_rl_module_spec().module_class
+    cls = backend_named(meta.get("stack")).default_class(algo_cls, meta.get("framework") or "torch")
     if cls is None or cls.__name__.split("_")[0] != name.split("_")[0]:
         raise CheckpointFormatError(
             f"policy.json: policy_class {name!r} is a bare name, and {algo_name}'s default is "
@@ -209,6 +198,7 @@ class LoadedPolicy:
         observation_filter: Optional[FilterStats] = None,
     ):
         self.policy_id, self.meta, self.weights, self.model = policy_id, meta, weights, model
+        self._stack = backend_named(meta["stack"])
         self.observation_filter = observation_filter
         self.observation_space = model.observation_space
         self.action_space = model.action_space
@@ -221,21 +211,10 @@ class LoadedPolicy:
         """
         if self.observation_filter is not None:
             obs = self.observation_filter.apply(obs)
-        if self.meta["stack"] == "new":
-            try:
-                return module_action(self.model, obs, explore, state)
-            except ValueError as e:
-                raise ValueError(f"policy {self.policy_id!r} {e}") from None
-        recurrent = self.initial_state() is not None
-        if recurrent != (state is not None):
-            raise ValueError(
-                f"policy {self.policy_id!r} is recurrent: pass state= (start from initial_state())"
-                if recurrent else f"policy {self.policy_id!r} is not recurrent: it takes no state="
-            )
-        if not recurrent:
-            return self.model.compute_single_action(obs, explore=explore)[0]
-        action, next_state, _ = self.model.compute_single_action(obs, state=state, explore=explore)
-        return action, [np.array(s, copy=True) for s in next_state]
+        try:
+            return self._stack.model_action(self.model, obs, explore, state)
+        except ValueError as e:
+            raise ValueError(f"policy {self.policy_id!r} {e}") from None
 
     def initial_state(self) -> Optional[State]:
         """The recurrent state to start an episode with (None for a policy without state)."""
@@ -263,24 +242,15 @@ def build_policy(path: "str | os.PathLike[str]", *, trusted: bool = False) -> Lo
     weights, meta = read_policy_dir(path)
     obs = _stored_space(meta, "observation_space", path)
     act = _stored_space(meta, "action_space", path)
-    cls = _import_class(meta.get("policy_class"), trusted, meta)
-    if meta["stack"] == "new":
-        model = cls(observation_space=obs, action_space=act, inference_only=False,
-                    model_config=meta.get("model_config") or {})
-        model.set_state(weights)
-        model.eval()
-    else:
-        model = cls(obs, act, _old_stack_config(meta))
-        weights_in = weights
-        if isinstance(model.get_weights(), (list, tuple)):  # tf2: a list in variable order
-            weights_in = positional(weights, len(weights))
-        model.set_weights(weights_in)
+    stack = backend_named(meta["stack"])
+    cls = _import_class(meta.get("policy_class"), trusted, meta, stack)
+    model = stack.build(cls, obs, act, meta, weights, lambda: _algorithm_defaults(meta))
     found = filters_of(*open_checkpoint(path)).stats
     return LoadedPolicy(_stored_id(meta, path), meta, weights, model, next(iter(found.values()), None))
 
 
-def _old_stack_config(meta: Mapping[str, Any]) -> Dict[str, Any]:
-    """A policy config: the algorithm's defaults, the stored model config, the framework."""
+def _algorithm_defaults(meta: Mapping[str, Any]) -> Any:
+    """The stored algorithm's default config (an old-stack Policy is built from it)."""
     from ray.rllib.algorithms.registry import ALGORITHMS
 
     name = meta.get("algorithm_class") or "PPO"
@@ -290,13 +260,7 @@ def _old_stack_config(meta: Mapping[str, Any]) -> Dict[str, Any]:
             f"defaults of one of: {', '.join(sorted(ALGORITHMS))}"
         )
     _, default_config = ALGORITHMS[name]()
-    config = (
-        default_config
-        .api_stack(enable_rl_module_and_learner=False, enable_env_runner_and_connector_v2=False)
-        .framework(meta.get("framework") or "torch")
-        .training(model={k: v for k, v in (meta.get("model_config") or {}).items() if v is not None})
-    )
-    return config.to_dict()
+    return default_config
 
 
 def add_or_replace(
@@ -318,29 +282,16 @@ def add_or_replace(
     stored_id = _stored_id(meta, path)
     target = policy_id or stored_id
     added = False
-    if target not in backend_for(algo).ids():
+    backend = backend_for(algo)
+    if target not in backend.ids():
         obs = _stored_space(meta, "observation_space", path)
         act = _stored_space(meta, "action_space", path)
-        if algo.config.enable_rl_module_and_learner:
-            from ray.rllib.core.rl_module.rl_module import RLModuleSpec
-
-            spec = RLModuleSpec(
-                module_class=_import_class(meta.get("policy_class"), trusted, meta),
-                observation_space=obs,
-                action_space=act,
-                model_config=meta.get("model_config") or {},
-            )
-            algo.add_module(target, spec)
-        else:
-            algo.add_policy(target, _import_class(meta.get("policy_class"), trusted, meta),
-                            observation_space=obs, action_space=act)
+        cls = _import_class(meta.get("policy_class"), trusted, meta, type(backend))
+        backend.add(target, cls, obs, act, meta.get("model_config") or {})
         added = True
     try:
         return restore_policies(algo, path, {stored_id: target}, trusted=trusted, filters=filters)
     except BaseException:
         if added:  # nothing half-done: the policy added for these weights goes again
-            if algo.config.enable_rl_module_and_learner:
-                algo.remove_module(target)
-            else:
-                algo.remove_policy(target)
+            backend.remove(target)
         raise

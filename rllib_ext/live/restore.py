@@ -1,6 +1,6 @@
 """Partial restore: put chosen policies of a checkpoint into a live algorithm.
 
-Three steps, in this order, so a failure never leaves an algorithm half-restored:
+Four steps, in this order, so a failure never leaves an algorithm half-restored:
   1. plan:     read the chosen policies from the checkpoint (Ray-free reader) and
                check every id, tensor name, shape and dtype against the live algorithm
                (an old-stack checkpoint into a new-stack algorithm is converted here,
@@ -9,7 +9,10 @@ Three steps, in this order, so a failure never leaves an algorithm half-restored
                learner on the new stack, the local worker's policies on the old one);
   3. sync:     push them to every place that acts: local and remote env runners,
                evaluation env runners. Restarted runners sync from the local runner
-               (or the learners), which already hold the restored weights.
+               (or the learners), which already hold the restored weights;
+  4. freeze:   (``freeze=True``) take the restored ids out of ``policies_to_train``.
+If apply, sync or freeze fails, every target's weights, filter statistics and
+``policies_to_train`` are put back before the error is raised.
 
 The path is resolved once, the checkpoint opened once, and one backend
 (:mod:`rllib_ext.live.backends`) asked once for the algorithm's ids. Observation-filter
@@ -37,9 +40,9 @@ from ..checkpoint.storage import CheckpointDir, resolve_path
 from ..checkpoint.tensors import Weights, check_tensors
 from ..convert.families import source_algorithm
 from ..convert.mapping import NameMapping, convert_policy
-from ..errors import CheckpointError, MigrationError, ShapeMismatchError, not_found
+from ..errors import MigrationError, ShapeMismatchError, not_found
 from .backends import Backend, backend_for
-from .filters import apply_filters, plan_filters
+from .filters import plan_filters
 
 PolicySelection = Union[Sequence[str], Mapping[str, str]]
 
@@ -116,8 +119,8 @@ def plan(
     names the tensors for models the built-in table does not cover.
 
     Args:
-        algo: the live algorithm (its config says which stack it is on).
-        backend: ``backend_for(algo)``.
+        algo: the live algorithm (named in errors).
+        backend: ``backend_for(algo)``: which stack, so whether to convert.
         ckpt, layout: the checkpoint, opened once by the caller.
         selection: ``{source id: target id}`` (see :func:`normalize_selection`).
         algo_ids: ``backend.ids()``, asked once by the caller.
@@ -131,23 +134,13 @@ def plan(
     """
     path = ckpt.uri
     available = ids_in(ckpt, layout)
-    algo_is_new = bool(algo.config.enable_rl_module_and_learner)  # type: ignore[attr-defined]
-    convert = layout.stack is fmt.Stack.OLD and algo_is_new
-    if layout.stack is fmt.Stack.NEW and not algo_is_new:
-        raise CheckpointError(
-            f"{path}: a new-API-stack checkpoint cannot be restored into an old-API-stack "
-            "algorithm: tensor names differ (conversion only goes old -> new stack)"
-        )
+    convert = backend.converts_from(layout.stack, path)
     if mapping is not None and not convert:
         raise ValueError(
             "mapping= converts old-stack checkpoints for new-stack algorithms; "
             f"here both are on the {layout.stack.value} API stack"
         )
-    for src, tgt in selection.items():
-        if src not in available:
-            raise not_found("policy", src, path, available)
-        if tgt not in algo_ids:
-            raise not_found("target policy", tgt, f"the algorithm ({type(algo).__name__})", algo_ids)
+    _check_ids(algo, path, selection, available, algo_ids)
     # Copies: a local torch learner hands out views that later optimizer steps rewrite.
     current = {
         pid: {n: np.array(v, copy=True) for n, v in w.items()}
@@ -159,24 +152,10 @@ def plan(
     for src, tgt in selection.items():
         label = f"policy {src!r}" if src == tgt else f"policy {src!r} -> {tgt!r}"
         if convert:
-            view, source = read_policy_opened(ckpt, layout, src, trusted=trusted)
-            pview = view.policies[src]
-            frameworks.add(view.framework or "?")
-            if mapping is None and pview.policy_class and source_algorithm(pview.policy_class) is None:
-                raise MigrationError(
-                    f"{label}: policy class {pview.policy_class!r}; built-in conversion takes PPO, APPO and "
-                    "IMPALA policies (RLlib's default models); pass mapping= for others"
-                )
-            source = convert_policy(
-                label,
-                source,
-                current[tgt],
-                pview.model_config,
-                target_configs[tgt],
-                observation_space=pview.observation_space,
-                mapping=mapping,
-                target_name="the algorithm's module",
+            framework, source = _converted(
+                label, ckpt, layout, src, current[tgt], target_configs[tgt], trusted=trusted, mapping=mapping
             )
+            frameworks.add(framework)
         else:
             source = read_opened(ckpt, layout, src, trusted=trusted)
         try:
@@ -190,6 +169,49 @@ def plan(
         converted_from=f"old-API-stack {'/'.join(sorted(frameworks))}" if convert else None,
     )
     return ready, current, report
+
+
+def _check_ids(
+    algo: object, path: str, selection: Mapping[str, str], available: Sequence[str], algo_ids: Sequence[str]
+) -> None:
+    """Every source id is in the checkpoint, every target id in the algorithm."""
+    for src, tgt in selection.items():
+        if src not in available:
+            raise not_found("policy", src, path, available)
+        if tgt not in algo_ids:
+            raise not_found("target policy", tgt, f"the algorithm ({type(algo).__name__})", algo_ids)
+
+
+def _converted(
+    label: str,
+    ckpt: CheckpointDir,
+    layout: fmt.Layout,
+    src: str,
+    target: Weights,
+    target_config: Mapping[str, object],
+    *,
+    trusted: bool,
+    mapping: Optional[NameMapping],
+) -> Tuple[str, Weights]:
+    """``(source framework, weights)``: old-stack policy ``src`` converted to the target module's names."""
+    view, source = read_policy_opened(ckpt, layout, src, trusted=trusted)
+    pview = view.policies[src]
+    if mapping is None and pview.policy_class and source_algorithm(pview.policy_class) is None:
+        raise MigrationError(
+            f"{label}: policy class {pview.policy_class!r}; built-in conversion takes PPO, APPO and "
+            "IMPALA policies (RLlib's default models); pass mapping= for others"
+        )
+    converted = convert_policy(
+        label,
+        source,
+        target,
+        pview.model_config,
+        target_config,
+        observation_space=pview.observation_space,
+        mapping=mapping,
+        target_name="the algorithm's module",
+    )
+    return view.framework or "?", converted
 
 
 def restore_policies(
@@ -252,20 +274,24 @@ def restore_opened(
     backend = backend_for(algo)
     algo_ids = backend.ids()
     ready, previous, report = plan(algo, backend, ckpt, layout, selection, algo_ids, trusted=trusted, mapping=mapping)
-    carry = plan_filters(algo, ckpt, layout, selection, trusted=trusted, agents=agents) if filters else None
-    try:
+    carry = plan_filters(backend, ckpt, layout, selection, trusted=trusted, agents=agents) if filters else None
+    trainable = backend.trainable() if freeze else None
+    try:  # all or nothing: weights, filters and the freeze
         backend.set_and_sync(ready)
         if carry is not None:
-            apply_filters(algo, carry.keyed_by, carry.updates)
+            backend.set_filters(carry.updates)
+        if freeze:
+            backend.freeze(list(ready), algo_ids)
     except Exception:
         backend.set_and_sync(previous)  # put every target back before reporting
         if carry is not None:
-            apply_filters(algo, carry.keyed_by, carry.previous)
+            backend.set_filters(carry.previous)
+        if freeze:
+            backend.set_trainable(trainable)
         raise
     if carry is not None:
         report.filters = dict(carry.carried)
     if freeze:
-        backend.freeze(list(ready), algo_ids)
         report.frozen = sorted(ready)
     report.seconds = time.perf_counter() - t0
     return report

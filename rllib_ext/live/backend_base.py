@@ -1,0 +1,166 @@
+"""What the rest of the package asks of an API stack: the :class:`Backend` interface.
+
+The two implementations, and the one test of which stack an algorithm is on, are in
+:mod:`rllib_ext.live.backends` (``backend_for(algo)``); code above it calls these methods
+and never tests the stack itself. Importing this module imports no framework.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+
+from ..checkpoint.filters import FilterStats, ObservationFilters
+from ..checkpoint.format import Stack
+from ..checkpoint.tensors import Weights
+from .bridge import State, initial_state
+
+
+class Backend:
+    """What the rest of the package asks of an API stack; one subclass per stack.
+
+    Instance methods act on a live algorithm. Static methods need none: they cut a
+    config down before it is built, or build a stored policy (``policy.json``'s ``stack``
+    names the class: :func:`rllib_ext.live.backends.backend_named`).
+    """
+
+    stack = ""  # "new" or "old": what policy.json's "stack" records
+
+    def __init__(self, algo: Any) -> None:
+        self.algo = algo
+
+    def ids(self) -> List[str]:
+        """The live algorithm's policy (module) ids, sorted."""
+        raise NotImplementedError
+
+    def get_weights(self, ids: Sequence[str]) -> Dict[str, Weights]:
+        raise NotImplementedError
+
+    def set_and_sync(self, weights: Dict[str, Weights]) -> None:
+        """Set ``{id: weights}`` where training happens and on every env runner."""
+        raise NotImplementedError
+
+    def freeze(self, ids: Sequence[str], all_ids: Sequence[str]) -> None:
+        """Remove ``ids`` from ``policies_to_train``; ``all_ids`` is :meth:`ids` (already asked)."""
+        self.set_trainable(frozen_fn(self.trainable(), ids, all_ids))
+
+    def trainable(self) -> Any:
+        """The current ``policies_to_train`` as :meth:`freeze` changes it (None, ids or a callable)."""
+        raise NotImplementedError
+
+    def set_trainable(self, value: Any) -> None:
+        """Set what :meth:`trainable` returns, everywhere it is asked (rollback of a freeze)."""
+        raise NotImplementedError
+
+    def model_configs(self, ids: Sequence[str]) -> Dict[str, Dict[str, Any]]:
+        """Each module's model config, defaults merged in (new stack only: conversion targets)."""
+        raise NotImplementedError
+
+    def eval_group(self) -> Any:
+        return getattr(self.algo, "eval_env_runner_group", None)
+
+    def env_steps(self) -> int:
+        """Env steps sampled over the algorithm's lifetime (what a snapshot records)."""
+        raise NotImplementedError
+
+    def on_every_env_runner(self, fn: Callable[[Any], Any]) -> None:
+        """``fn`` on every env runner: local, remote and evaluation."""
+        for group in (self.algo.env_runner_group, self.eval_group()):
+            if group is not None:
+                group.foreach_env_runner(fn, local_env_runner=True)
+
+    def converts_from(self, checkpoint_stack: Stack, path: str) -> bool:
+        """Whether a checkpoint of ``checkpoint_stack`` is converted to fit (raises if it cannot)."""
+        raise NotImplementedError
+
+    def policy(self, policy_id: str) -> Any:
+        """The RLModule (new stack) or Policy (old stack) of ``policy_id`` (None if absent)."""
+        raise NotImplementedError
+
+    def model_config(self, policy_id: str) -> Any:
+        """The model config ``policy_id`` was built with, as the user and algorithm set it."""
+        raise NotImplementedError
+
+    def add(self, policy_id: str, cls: type, obs_space: Any, act_space: Any, model_config: Any) -> None:
+        """Add a policy of class ``cls`` (RLlib's ``add_module`` / ``add_policy``)."""
+        raise NotImplementedError
+
+    def remove(self, policy_id: str) -> None:
+        raise NotImplementedError
+
+    def act(self, policy_id: str, obs: Any, explore: bool, state: Optional[State], agent_id: Optional[str]) -> Any:
+        """One action for one raw observation, through the policy's observation filter.
+
+        Raises:
+            ValueError: ``state`` does not fit the policy (the message continues "policy 'x' ...").
+        """
+        raise NotImplementedError
+
+    def initial_state(self, policy_id: str) -> Optional[State]:
+        return initial_state(self.policy(policy_id))
+
+    def live_filters(self) -> ObservationFilters:
+        """The current filter statistics: per policy (old stack) or per agent (new stack)."""
+        raise NotImplementedError
+
+    def filter_keys(self, policy_id: str, live: ObservationFilters) -> List[str]:
+        """The keys of ``live`` (:meth:`live_filters`) whose statistics ``policy_id`` acts through."""
+        return [policy_id] if policy_id in live.stats else []  # per policy; per agent: overridden
+
+    def set_filters(self, updates: Mapping[str, FilterStats]) -> None:
+        """Set ``{policy or agent id: statistics}`` on every env runner (local, remote, evaluation)."""
+        raise NotImplementedError
+
+    def observation_filter(self, policy_id: str, agent_id: Optional[str] = None) -> Optional[FilterStats]:
+        """The statistics ``policy_id``'s observations go through (for ``agent_id``), or None.
+
+        Raises:
+            CheckpointError: new stack, without ``agent_id``: several agents with
+                different statistics play the module.
+        """
+        return self.live_filters().stats.get(policy_id)  # per policy; per agent: overridden
+
+    @staticmethod
+    def zero_resources(config: Any) -> None:
+        """Add to ``config``'s cut to zero resources what this stack needs cut too."""
+        raise NotImplementedError
+
+    @staticmethod
+    def only_policies(config: Any, spaces: Mapping[str, Tuple[Any, Any]], mapping_fn: Callable[..., Any]) -> None:
+        """Make ``config`` hold exactly the policies in ``spaces`` (none trained)."""
+        raise NotImplementedError
+
+    @staticmethod
+    def policy_base() -> type:
+        """The class every policy class of this stack derives from (RLModule / Policy)."""
+        raise NotImplementedError
+
+    @staticmethod
+    def default_class(algo_cls: type, framework: str) -> Optional[type]:
+        """``algo_cls``'s default policy class on this stack."""
+        raise NotImplementedError
+
+    @staticmethod
+    def build(cls: type, obs_space: Any, act_space: Any, meta: Mapping[str, Any], weights: Weights,
+              defaults: Callable[[], Any]) -> Any:
+        """A stored policy, built and set to ``weights`` (``defaults()``: the algorithm's config)."""
+        raise NotImplementedError
+
+    @staticmethod
+    def model_action(model: Any, obs: Any, explore: bool, state: Optional[State]) -> Any:
+        """One action from a built stored policy for one (already filtered) observation."""
+        raise NotImplementedError
+
+
+def frozen_fn(current: Any, frozen: Sequence[str], all_ids: Sequence[str]) -> Any:
+    """``policies_to_train`` with ``frozen`` removed, in the same form as ``current``."""
+    frozen = set(frozen)
+    if current is None:
+        return [p for p in all_ids if p not in frozen]
+    if callable(current):
+        orig = current
+
+        def should_train(pid: str, batch: Any = None) -> bool:
+            return pid not in frozen and bool(orig(pid, batch))
+
+        return should_train
+    return [p for p in current if p not in frozen]
