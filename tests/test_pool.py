@@ -407,9 +407,9 @@ def test_without_the_lock_one_shared_writer_loses_entries(tmp_path):
 
 
 def test_readme_pool_example_runs(tmp_path, monkeypatch):
-    """The README's "Self-play leagues" snippet, as written, on a policy made here."""
+    """The README's pool snippet ("Self-play leagues", "The pool"), as written, on a policy made here."""
     text = (Path(ROOT) / "README.md").read_text()
-    section = text[text.index("## Self-play leagues"):]
+    section = text[text.index("### The pool"):]
     code = section[section.index("```python\n") + len("```python\n"):]
     code = code[:code.index("```")]
     monkeypatch.chdir(tmp_path)
