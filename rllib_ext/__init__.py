@@ -26,7 +26,7 @@ _HOME: Dict[str, str] = {
     **dict.fromkeys(
         ("CheckpointError", "CheckpointFormatError", "MigrationError", "MissingDependencyError",
          "NotACheckpointError", "PolicyNotFoundError", "ShapeMismatchError", "UnsafePickleError",
-         "UnsupportedModelError"),
+         "UnsupportedFilterError", "UnsupportedModelError"),
         "errors",
     ),
     "NumpyPolicy": "act.numpy_policy",

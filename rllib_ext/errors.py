@@ -5,8 +5,9 @@ Every message names the checkpoint path and what *is* there, so a user can act o
 
 from __future__ import annotations
 
+import contextlib
 import difflib
-from typing import Iterable
+from typing import Iterable, Iterator, Tuple, Type, Union
 
 
 class CheckpointError(Exception):
@@ -44,8 +45,32 @@ class UnsupportedModelError(CheckpointError):
     """A policy's model is not one NumpyPolicy / export_onnx computes exactly (the message names why)."""
 
 
+class UnsupportedFilterError(CheckpointError, ValueError):
+    """Observation-filter statistics of a kind rllib_ext does not carry (nested: Dict/Tuple spaces)."""
+
+
 class UnsafePickleError(CheckpointError):
     """Safe mode met an object it will not build; pass trusted=True to allow it."""
+
+
+@contextlib.contextmanager
+def malformed(
+    where: str,
+    what: str,
+    hint: str = "",
+    catch: Union[Type[BaseException], Tuple[Type[BaseException], ...]] = Exception,
+) -> Iterator[None]:
+    """Whatever the block raises is the file's fault: a ``CheckpointFormatError`` naming it.
+
+    The message is ``'<where>: <what> (<error type>: <error>)<hint>'``. A ``CheckpointError``
+    raised inside passes unchanged: it already says what is wrong.
+    """
+    try:
+        yield
+    except CheckpointError:
+        raise
+    except catch as e:
+        raise CheckpointFormatError(f"{where}: {what} ({type(e).__name__}: {e}){hint}") from e
 
 
 def did_you_mean(name: str, choices: Iterable[str]) -> str:

@@ -34,9 +34,11 @@ from ..checkpoint.codecs.safe_pickle import Placeholder
 from ..checkpoint.filters import FilterStats, ObservationFilters, connector_stats, filters_of, stats_from_filter
 from ..checkpoint.reader import decode_file
 from ..checkpoint.storage import CheckpointDir
+from ..checkpoint.tensors import policy_label
 from ..errors import CheckpointError, ShapeMismatchError
 
 CONNECTOR_CLASS = "MeanStdFilter"
+LIVE = "the algorithm's observation filters"  # how messages name the live side
 
 
 @dataclass
@@ -61,12 +63,15 @@ def live_filters(algo: Any) -> ObservationFilters:
 
     New stack: the local env runner's MeanStdFilter connector (the reference state that
     RLlib merges remote runners into); no connector gives no entries.
+
+    Raises:
+        UnsupportedFilterError: a filter keeps nested (Dict/Tuple) statistics.
     """
     if not algo.config.enable_env_runner_and_connector_v2:
         filters = algo.env_runner.filters
         out = {}
         for pid in list(filters):
-            stats = stats_from_filter(filters[pid], pid)
+            stats = stats_from_filter(filters[pid], pid, LIVE)
             if stats is not None:
                 out[str(pid)] = stats
         return ObservationFilters("policy", out)
@@ -93,6 +98,7 @@ def plan_filters(
     Raises:
         ShapeMismatchError: source and target filters disagree (both named).
         CheckpointError: the source agents of a module cannot be told.
+        UnsupportedFilterError: either side keeps nested (Dict/Tuple) statistics.
     """
     source = filters_of(ckpt, layout)
     target = live_filters(algo)
@@ -101,7 +107,7 @@ def plan_filters(
     mapping = _target_mapping(algo) if by_agent else None
     source_mapping: Optional[Callable[..., Any]] = None
     for src, tgt in selection.items():
-        label = f"policy {src!r}" if src == tgt else f"policy {src!r} -> {tgt!r}"
+        label = policy_label(src, tgt)
         keys = [a for a in target.stats if _maps(mapping, a) == tgt] if mapping else [k for k in (tgt,) if k in target.stats]
         has_source = src in source.stats if source.keyed_by == "policy" else bool(source.stats)
         if has_source and not keys:
@@ -239,7 +245,7 @@ def _first(algo: Any, fn: Callable[[Any], Any]) -> Any:
 
 
 def _agent_stats(state: Mapping[Any, Any]) -> Dict[str, FilterStats]:
-    return connector_stats(state, "the algorithm's MeanStdFilter connector")
+    return connector_stats(state, LIVE)
 
 
 def _rllib_filter(stats: FilterStats, filter_cls: Any, running_stat_cls: Any) -> Any:

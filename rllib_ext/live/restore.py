@@ -34,7 +34,7 @@ from ..checkpoint import format as fmt
 from ..checkpoint.inspection import read_policy_opened
 from ..checkpoint.reader import ids_in, open_checkpoint, read_opened
 from ..checkpoint.storage import CheckpointDir, resolve_path
-from ..checkpoint.tensors import Weights, check_tensors
+from ..checkpoint.tensors import Weights, check_tensors, policy_label
 from ..convert.families import source_algorithm
 from ..convert.mapping import NameMapping, convert_policy
 from ..errors import CheckpointError, MigrationError, ShapeMismatchError, not_found
@@ -157,7 +157,7 @@ def plan(
     ready: Dict[str, Weights] = {}
     frameworks = set()
     for src, tgt in selection.items():
-        label = f"policy {src!r}" if src == tgt else f"policy {src!r} -> {tgt!r}"
+        label = policy_label(src, tgt)
         if convert:
             view, source = read_policy_opened(ckpt, layout, src, trusted=trusted)
             pview = view.policies[src]
