@@ -22,6 +22,15 @@ from rllib_ext.checkpoint.export import extract_policy
 from rllib_ext.checkpoint.spaces import space_from_object
 
 
+@pytest.fixture(autouse=True)
+def _no_ray_runtime():
+    """RLlib's loaders and writers run here, never a Ray runtime."""
+    yield
+    import ray
+
+    assert not ray.is_initialized()
+
+
 def test_read_weights_msgpack_new_stack_matches_rllib_getters(stored, tmp_path):
     """RLlib's own msgpack writer (save_to_path(use_msgpack=True)) on the MultiRLModule."""
     from ray.rllib.core.rl_module.rl_module import RLModule
