@@ -26,8 +26,8 @@ _HOME: Dict[str, str] = {
     **dict.fromkeys(
         ("CheckpointError", "CheckpointFormatError", "MigrationError", "MissingDependencyError",
          "NotACheckpointError", "NotAPoolError", "PolicyClassError", "PolicyNotFoundError", "PoolNamespaceError",
-         "ShapeMismatchError", "UnsafePickleError", "UnsupportedModelError", "TrainingStateError",
-         "MissingTrainingStateError"),
+         "ShapeMismatchError", "UnsafePickleError", "UnsupportedFilterError", "UnsupportedModelError",
+         "TrainingStateError", "MissingTrainingStateError"),
         "errors",
     ),
     "NumpyPolicy": "act.numpy_policy",

@@ -189,7 +189,9 @@ def format_view(view: CheckpointView, tensors: bool = False, full: bool = False)
     space = (lambda s: s.describe()) if full else compact_space  # noqa: E731
     facts = [
         f"{view.kind} checkpoint ({view.stack} API stack, version {view.checkpoint_version})",
-        f"algorithm {view.algorithm_class or '-'}",
+        f"algorithm {view.algorithm_class or '-'}" + (
+            f" (on {view.algorithm_base})" if view.algorithm_base not in (None, view.algorithm_class) else ""
+        ),
         f"framework {view.framework or '-'}",
         f"Ray {view.ray_version or '-'}",
     ]
@@ -362,11 +364,14 @@ def _delta(value: Any) -> str:
 
 
 def _size(nbytes: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if nbytes < 1024 or unit == "GiB":
-            return f"{nbytes} {unit}" if unit == "B" else f"{nbytes:.1f} {unit}"
-        nbytes /= 1024
-    return str(nbytes)
+    if nbytes < 1024:
+        return f"{nbytes} B"
+    size = float(nbytes)
+    for unit in ("KiB", "MiB", "GiB"):
+        size /= 1024
+        if size < 1024 or unit == "GiB":
+            break
+    return f"{size:.1f} {unit}"
 
 
 if __name__ == "__main__":

@@ -5,8 +5,9 @@ Every message names the checkpoint path and what *is* there, so a user can act o
 
 from __future__ import annotations
 
+import contextlib
 import difflib
-from typing import Iterable
+from typing import Iterable, Iterator, Tuple, Type, Union
 
 
 class CheckpointError(Exception):
@@ -60,12 +61,36 @@ class MissingTrainingStateError(TrainingStateError):
     """``training_state=True``, but the source lacks (part of) what the target keeps."""
 
 
+class UnsupportedFilterError(CheckpointError, ValueError):
+    """Observation-filter statistics of a kind rllib_ext does not carry (nested: Dict/Tuple spaces)."""
+
+
 class UnsafePickleError(CheckpointError):
     """Safe mode met an object it will not build; pass trusted=True to allow it."""
 
 
 class PolicyClassError(CheckpointFormatError):
     """policy.json's policy_class is not an RLModule (new stack) / Policy (old stack) class; nothing was called."""
+
+
+@contextlib.contextmanager
+def malformed(
+    where: str,
+    what: str,
+    hint: str = "",
+    catch: Union[Type[BaseException], Tuple[Type[BaseException], ...]] = Exception,
+) -> Iterator[None]:
+    """Whatever the block raises is the file's fault: a ``CheckpointFormatError`` naming it.
+
+    The message is ``'<where>: <what> (<error type>: <error>)<hint>'``. A ``CheckpointError``
+    raised inside passes unchanged: it already says what is wrong.
+    """
+    try:
+        yield
+    except CheckpointError:
+        raise
+    except catch as e:
+        raise CheckpointFormatError(f"{where}: {what} ({type(e).__name__}: {e}){hint}") from e
 
 
 def did_you_mean(name: str, choices: Iterable[str]) -> str:

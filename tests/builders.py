@@ -5,11 +5,12 @@ Everything is sized for a 2-core CI box: 8-unit layers, 200-step batches, one ep
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
 import sys
-from typing import Dict, Iterable, Optional, Sequence
+from typing import Any, Dict, Iterable, Optional, Sequence, Tuple
 
 from collections import OrderedDict
 
@@ -25,6 +26,51 @@ FRAMEWORKS = ("ray", "torch", "tensorflow")
 def framework_for_cell() -> str:
     """'tf2' in the tf2-old tox cell, else 'torch'."""
     return os.environ.get("RLLIB_EXT_FRAMEWORK", "torch")
+
+
+# ---------------------------------------------------------------- committed checkpoints (no Ray)
+STORED = os.path.join(ROOT, "tests", "fixtures", "current")  # made by tests/fixtures/make_current.py
+
+
+@functools.lru_cache(maxsize=None)
+def stored_checkpoint(name: str) -> Tuple[str, Dict[str, Dict[str, np.ndarray]]]:
+    """A committed checkpoint and each policy's weights as RLlib's getter returned them.
+
+    ``name`` is a directory of ``tests/fixtures/current`` (see make_current.py there).
+    The arrays are shared between callers: copy before changing one.
+    """
+    base = os.path.join(STORED, name)
+    expected: Dict[str, Dict[str, np.ndarray]] = {}
+    with np.load(os.path.join(base, "expected.npz"), allow_pickle=False) as z:
+        for key in z.files:  # in the getter's order
+            pid, tensor = key.split("/", 1)
+            expected.setdefault(pid, OrderedDict())[tensor] = z[key]
+    return os.path.join(base, "checkpoint"), expected
+
+
+def stored_meta(name: str) -> Dict[str, Any]:
+    """meta.json of a committed checkpoint: the Ray version, stack, framework that made it."""
+    with open(os.path.join(STORED, name, "meta.json")) as f:
+        return json.load(f)
+
+
+# Test modules that read only committed checkpoints and never import Ray (tests/test_ray_free.py).
+RAY_FREE = ("test_cli.py", "test_export.py", "test_inspection.py", "test_nested_filters.py", "test_reader.py",
+            "test_storage.py")
+
+
+class NoRay:
+    """A meta-path finder that refuses ``ray``: the import fails where it happens."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name == "ray" or name.startswith("ray."):
+            raise ImportError(f"a Ray-free test run imported {name!r} (see RAY_FREE in tests/builders.py)")
+        return None
+
+
+def stored_name(stack: str) -> str:
+    """The committed 3-policy checkpoint of ``stack`` for this cell: new-torch, old-torch or old-tf2."""
+    return "new-torch" if stack == "new" else f"old-{framework_for_cell()}"
 
 
 def ppo_config(
@@ -162,6 +208,21 @@ def assert_imports_no_framework(code: str, forbidden: Sequence[str] = FRAMEWORKS
         )
     assert res.returncode == 0, f"the code failed (exit {res.returncode}):\n{res.stdout[-3000:]}{res.stderr[-3000:]}"
     return res
+
+
+def assert_space_equal(view, space) -> None:
+    """Field-by-field comparison of a SpaceView with a real gymnasium space."""
+    import gymnasium as gym
+
+    assert view.type == type(space).__name__
+    assert view.describe() == repr(space)
+    if isinstance(space, gym.spaces.Box):
+        assert view.shape == space.shape
+        assert view.dtype == space.dtype.name
+        np.testing.assert_array_equal(np.broadcast_to(np.reshape(view.low, (-1,)), space.low.size), space.low.ravel())
+        np.testing.assert_array_equal(np.broadcast_to(np.reshape(view.high, (-1,)), space.high.size), space.high.ravel())
+    elif isinstance(space, gym.spaces.Discrete):
+        assert (view.n, view.start) == (int(space.n), int(space.start))
 
 
 def sample_weights():
@@ -433,3 +494,35 @@ def one_update(algo, policy_id: str, batch: Dict[str, np.ndarray]) -> Dict[str, 
     out = live_weights(algo, policy_id)
     out.update({f"__{k}": np.array(v, dtype=np.float64) for k, v in extra.items()})
     return out
+
+
+# ---------------------------------------------------------------- nested (Dict) filter statistics
+NESTED_SHAPE = {"pos": (2,), "vel": (2,)}  # what a MeanStdFilter over Dict(pos: Box(2,), vel: Box(2,)) keeps
+
+
+def nested_filter(clip=None):
+    """RLlib's own ``MeanStdFilter`` as it is for a Dict observation: one ``RunningStat`` per key.
+
+    Ray 2.60 cannot make one itself (its constructor turns a nested shape into an object
+    array; the connector's output space breaks on a multi-agent Dict), so a flat one gets
+    the nested shape and statistics afterwards, as older releases built them.
+    """
+    from ray.rllib.utils.filter import MeanStdFilter, RunningStat
+
+    f = MeanStdFilter((2,), clip=clip)
+    f.shape = {k: np.array(v) for k, v in NESTED_SHAPE.items()}
+    f.running_stats = {k: RunningStat(v) for k, v in NESTED_SHAPE.items()}
+    f.buffer = {k: RunningStat(v) for k, v in NESTED_SHAPE.items()}
+    return f
+
+
+def install_nested_filter(algo, policy_id: str, agent_id: str) -> None:
+    """Give ``algo``'s local env runner a :func:`nested_filter` for ``policy_id`` (old stack)
+    or, in its MeanStdFilter connector, for ``agent_id`` (new stack)."""
+    er = algo.env_runner_group.local_env_runner
+    if not algo.config.enable_env_runner_and_connector_v2:
+        er.filters[policy_id] = nested_filter()
+        return
+    conn = next(c for c in er._env_to_module.connectors if type(c).__name__ == "MeanStdFilter")
+    conn.get_state()  # builds its per-agent filters
+    conn._filters[agent_id] = nested_filter(clip=10.0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 
 import pytest
 
@@ -124,6 +125,32 @@ def ckpts(ray_session, tmp_path_factory):
         return cache[key]
 
     return get
+
+
+@pytest.fixture(scope="session")
+def stored():
+    """Committed 3-policy checkpoints, no Ray: ``stored('new')`` -> (path, {pid: weights}).
+
+    The same PPO as ``ckpts`` builds, made once by tests/fixtures/make_current.py; the
+    old stack's is tf2 in the tf2 cell. Never write into the path: copy it first.
+    """
+    from builders import stored_checkpoint, stored_name
+
+    return lambda stack: stored_checkpoint(stored_name(stack))
+
+
+# ---------------------------------------------------------------- Ray-free modules
+# builders.RAY_FREE read committed checkpoints and never import Ray. A run of nothing but
+# them refuses `import ray` where it happens (tests/test_ray_free.py runs them so).
+def pytest_collection_finish(session):
+    from builders import RAY_FREE, NoRay
+
+    files = {os.path.basename(str(item.fspath)) for item in session.items}
+    if not files or not files <= set(RAY_FREE):
+        return
+    if "ray" in sys.modules:
+        raise pytest.UsageError("a Ray-free test module imported ray while it was collected")
+    sys.meta_path.insert(0, NoRay())
 
 
 # ---------------------------------------------------------------- matrix cells

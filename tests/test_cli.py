@@ -1,4 +1,4 @@
-"""The CLI, run as users run it: in a subprocess, checking output and exit codes."""
+"""The CLI, run as users run it: in a subprocess, checking output and exit codes (Ray-free)."""
 
 from __future__ import annotations
 
@@ -34,8 +34,8 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.parametrize("stack", ["new", "old"])
-def test_cli_inspect_prints_table(ckpts, stack):
-    path, _ = ckpts(stack)
+def test_cli_inspect_prints_table(stored, stack):
+    path, _ = stored(stack)
     res = run_cli("inspect", path)
     assert res.returncode == 0, res.stderr
     lines = res.stdout.splitlines()
@@ -50,16 +50,16 @@ def test_cli_inspect_prints_table(ckpts, stack):
     assert all("Box(-1.0, 1.0, (4,), float32)  Discrete(2)" in r for r in full_rows)
 
 
-def test_cli_inspect_json_matches_library(ckpts):
-    path, _ = ckpts("new")
+def test_cli_inspect_json_matches_library(stored):
+    path, _ = stored("new")
     res = run_cli("inspect", path, "--json")
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout) == json.loads(json.dumps(inspect(path).to_dict()))
 
 
 @pytest.mark.parametrize("fmt", ["safetensors", "npz"])
-def test_cli_extract_writes_policy(ckpts, tmp_path, fmt):
-    path, expected = ckpts("old")
+def test_cli_extract_writes_policy(stored, tmp_path, fmt):
+    path, expected = stored("old")
     out = tmp_path / "p0"
     res = run_cli("extract", path, "--policy", "policy_0", "--out", out, "--format", fmt)
     assert res.returncode == 0, res.stderr
@@ -72,8 +72,8 @@ def test_cli_extract_writes_policy(ckpts, tmp_path, fmt):
     assert_weights_equal(got, expected["policy_0"], "policy_0", ordered=False)
 
 
-def test_cli_diff_reports_changed_policy(ckpts, tmp_path):
-    path, expected = ckpts("new")
+def test_cli_diff_reports_changed_policy(stored, tmp_path):
+    path, expected = stored("new")
     other = tmp_path / "other"
     shutil.copytree(path, other)
     changed = OrderedDict((k, np.array(v, copy=True)) for k, v in expected["policy_1"].items())
@@ -93,8 +93,8 @@ def test_cli_diff_reports_changed_policy(ckpts, tmp_path):
     assert "policy_1  changed" in table and "pi.net.mlp.0.bias" in table
 
 
-def test_diff_checkpoints_policy_on_one_side_only(ckpts, tmp_path):
-    path, _ = ckpts("new")
+def test_diff_checkpoints_policy_on_one_side_only(stored, tmp_path):
+    path, _ = stored("new")
     single = os.path.join(path, MODULES_DIR, "policy_2")  # a module checkpoint: id 'policy_2'
     result = diff_checkpoints(path, single)
     assert [(p.id, p.status) for p in result.policies] == [
@@ -103,8 +103,8 @@ def test_diff_checkpoints_policy_on_one_side_only(ckpts, tmp_path):
     assert result.differing == ("policy_0", "policy_1")
 
 
-def test_cli_missing_policy_exits_1_with_one_line_error(ckpts, tmp_path):
-    path, _ = ckpts("new")
+def test_cli_missing_policy_exits_1_with_one_line_error(stored, tmp_path):
+    path, _ = stored("new")
     res = run_cli("extract", path, "--policy", "polcy_1", "--out", tmp_path / "x")
     assert res.returncode == 1
     assert res.stdout == ""
@@ -131,8 +131,8 @@ def test_cli_usage_error_exits_2(args):
     assert main(list(args)) == 2
 
 
-def test_cli_imports_no_framework(ckpts, tmp_path):
-    path, _ = ckpts("old")
+def test_cli_imports_no_framework(stored, tmp_path):
+    path, _ = stored("old")
     assert_imports_no_framework(
         "from rllib_ext.cli import main\n"
         f"assert main(['inspect', {path!r}]) == 0\n"
@@ -151,11 +151,11 @@ def test_cli_version_is_the_package_version(capsys):
     assert "__version__" in rllib_ext.__all__
 
 
-def test_cli_console_script_runs(ckpts):
+def test_cli_console_script_runs(stored):
     exe = shutil.which("rllib-ext", path=os.path.dirname(sys.executable))
     if exe is None:
         pytest.skip("rllib-ext console script not installed (pip install -e .)")
-    path, _ = ckpts("new")
+    path, _ = stored("new")
     res = subprocess.run([exe, "inspect", path, "--json"], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     assert sorted(json.loads(res.stdout)["policies"]) == ["policy_0", "policy_1", "policy_2"]
@@ -174,8 +174,8 @@ def test_diff_weights_shape_change_and_extra_tensors():
     assert diff_weights("p", {"b": a["b"]}, {"b": a["b"].copy()}).status == "equal"  # NaN == NaN here
 
 
-def test_cli_merge_takes_policies_and_prints_table(ckpts, tmp_path):
-    path, expected = ckpts("old")
+def test_cli_merge_takes_policies_and_prints_table(stored, tmp_path):
+    path, expected = stored("old")
     out = tmp_path / "merged"
     res = run_cli("merge", "--base", path, "--take", f"policy_1={path}:policy_0", "--take", f"policy_2={path}", "--out", out)
     assert res.returncode == 0, res.stderr
@@ -189,8 +189,8 @@ def test_cli_merge_takes_policies_and_prints_table(ckpts, tmp_path):
             np.testing.assert_array_equal(got[name], want, err_msg=f"{pid}: {name}")
 
 
-def test_cli_merge_errors_exit_codes(ckpts, tmp_path):
-    path, _ = ckpts("new")
+def test_cli_merge_errors_exit_codes(stored, tmp_path):
+    path, _ = stored("new")
     out = tmp_path / "merged"
     res = run_cli("merge", "--base", path, "--take", f"polcy_1={path}", "--out", out)
     assert (res.returncode, res.stdout) == (1, "")

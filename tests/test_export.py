@@ -1,8 +1,7 @@
-"""One policy out of a checkpoint: policy directory, npz, torch state_dict."""
+"""One policy out of a checkpoint: policy directory, npz, torch state_dict (Ray-free: committed checkpoints)."""
 
 from __future__ import annotations
 
-import os
 import re
 import sys
 from unittest import mock
@@ -10,7 +9,7 @@ from unittest import mock
 import numpy as np
 import pytest
 
-from builders import MODULES_DIR, assert_weights_equal, sample_weights
+from builders import assert_weights_equal, sample_weights
 
 from rllib_ext.checkpoint import inspect
 from rllib_ext.checkpoint.export import export_npz, export_torch_state_dict, extract_policy
@@ -19,8 +18,8 @@ from rllib_ext.errors import PolicyNotFoundError
 
 
 @pytest.mark.parametrize("stack", ["new", "old"])
-def test_extract_policy_matches_rllib_getters(ckpts, tmp_path, stack):
-    path, expected = ckpts(stack)
+def test_extract_policy_matches_rllib_getters(stored, tmp_path, stack):
+    path, expected = stored(stack)
     out = extract_policy(path, "policy_1", tmp_path / "p1")
     weights, meta = read_policy_dir(out)
     for name, want in expected["policy_1"].items():
@@ -39,8 +38,8 @@ def test_extract_policy_matches_rllib_getters(ckpts, tmp_path, stack):
     assert meta["source"] == source.path
 
 
-def test_extract_policy_missing_id_lists_available(ckpts, tmp_path):
-    path, _ = ckpts("new")
+def test_extract_policy_missing_id_lists_available(stored, tmp_path):
+    path, _ = stored("new")
     with pytest.raises(PolicyNotFoundError, match=re.escape("policy 'policy_7' not in")):
         extract_policy(path, "policy_7", tmp_path / "x")
     assert not (tmp_path / "x").exists()
@@ -52,22 +51,6 @@ def test_export_npz_loads_with_numpy(tmp_path):
     assert out == str(tmp_path / "w.bin")
     with np.load(out, allow_pickle=False) as z:
         assert_weights_equal({k: z[k] for k in want}, want)
-
-
-def test_export_torch_state_dict_loads_into_rllib_module(ckpts, tmp_path):
-    import torch
-    from ray.rllib.core.rl_module.rl_module import RLModule
-
-    path, expected = ckpts("new")
-    out = extract_policy(path, "policy_2", tmp_path / "p2.pt", format="torch")
-    state = torch.load(out, weights_only=True)
-    assert list(state) == list(expected["policy_2"])
-    for name, want in expected["policy_2"].items():
-        np.testing.assert_array_equal(state[name].numpy(), want, err_msg=name)
-    module = RLModule.from_checkpoint(os.path.join(path, MODULES_DIR, "policy_1"))
-    module.load_state_dict(state, strict=True)  # policy_1 and policy_2 share the architecture
-    for name, tensor in module.state_dict().items():
-        np.testing.assert_array_equal(tensor.numpy(), expected["policy_2"][name], err_msg=name)
 
 
 def test_export_torch_state_dict_without_torch(tmp_path):

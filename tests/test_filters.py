@@ -21,6 +21,7 @@ from builders import (
     STACKS,
     filtered_config,
     gap,
+    install_nested_filter,
     live_weights,
     restart_remote_env_runner,
     runner_dist_inputs,
@@ -28,7 +29,14 @@ from builders import (
 )
 
 import rllib_ext
-from rllib_ext import PPOPartial, PPOPartialConfig, ShapeMismatchError, read_filters
+from rllib_ext import (
+    CheckpointError,
+    PPOPartial,
+    PPOPartialConfig,
+    ShapeMismatchError,
+    UnsupportedFilterError,
+    read_filters,
+)
 
 TOL = 1e-6
 NEGATIVE = 1e-3
@@ -120,6 +128,37 @@ def test_filter_mismatch_raises_before_any_change(source, stack):
             for name, value in w.items():
                 np.testing.assert_array_equal(live_weights(algo, pid)[name], value, err_msg=f"{pid}/{name}")
         algo.restore(path, policies=["policy_0"], filters=False)  # weights alone: allowed
+    finally:
+        algo.stop()
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_nested_live_filter_is_a_typed_error_and_changes_nothing(source, tmp_path, stack):
+    """A live filter over a Dict observation keeps nested statistics: restore(policies=) and
+    load_policy (replace, and add a new id) raise UnsupportedFilterError, a CheckpointError
+    as restore promises, naming the policy (old stack) or agent (new stack); nothing changed.
+    The Ray-free entry points are in test_nested_filters.py."""
+    path, _ = source(stack)
+    algo = filtered_config(stack, num_env_runners=0, config_cls=PPOPartialConfig).build_algo()
+    try:
+        saved = algo.save_policy("policy_1", tmp_path / "p1")  # flat statistics, before the nested filter
+        install_nested_filter(algo, "policy_1", "agent_1")
+        whose = "policy 'policy_1'" if stack == "old" else "agent 'agent_1'"
+        message = f"the algorithm's observation filters: {whose}: its MeanStdFilter keeps nested statistics"
+        before = {p: live_weights(algo, p) for p in ("policy_0", "policy_1", "policy_2")}
+        ids = set(algo.config.policies)
+        for call in (lambda: algo.restore(path, policies=["policy_1"]),
+                     lambda: algo.load_policy(saved, policy_id="policy_1"),
+                     lambda: algo.load_policy(saved, policy_id="policy_9")):
+            with pytest.raises(UnsupportedFilterError, match=re.escape(message)) as e:
+                call()
+            assert isinstance(e.value, CheckpointError)
+            assert set(algo.config.policies) == ids  # policy_9 was not left behind
+            for pid, w in before.items():
+                for name, value in w.items():
+                    np.testing.assert_array_equal(live_weights(algo, pid)[name], value, err_msg=f"{pid}/{name}")
+        report = algo.restore(path, policies=["policy_1"], filters=False)  # the weights alone: allowed
+        assert "policy_1" in report.restored.values() and not report.filters
     finally:
         algo.stop()
 

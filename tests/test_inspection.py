@@ -1,4 +1,8 @@
-"""inspect(path) reports what RLlib itself reports about a checkpoint, without Ray."""
+"""inspect(path) reports what RLlib itself reports about a checkpoint, without Ray.
+
+Ray-free: the checkpoints are committed (tests/fixtures/current); the comparisons with
+RLlib's own loaders are in test_rllib_agreement.py.
+"""
 
 from __future__ import annotations
 
@@ -10,66 +14,30 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from builders import MODULES_DIR, assert_imports_no_framework, framework_for_cell
+from builders import (
+    MODULES_DIR, assert_imports_no_framework, assert_space_equal, framework_for_cell, stored_checkpoint, stored_meta, stored_name,
+)
 from rllib_ext.checkpoint import inspect
 from rllib_ext.checkpoint.spaces import space_from_object
 from rllib_ext.checkpoint.views import SpaceView
 from rllib_ext.errors import NotACheckpointError
 
 
-def assert_space_equal(view: SpaceView, space: gym.Space) -> None:
-    """Field-by-field comparison of a SpaceView with a real gymnasium space."""
-    assert view.type == type(space).__name__
-    assert view.describe() == repr(space)
-    if isinstance(space, gym.spaces.Box):
-        assert view.shape == space.shape
-        assert view.dtype == space.dtype.name
-        np.testing.assert_array_equal(np.broadcast_to(np.reshape(view.low, (-1,)), space.low.size), space.low.ravel())
-        np.testing.assert_array_equal(np.broadcast_to(np.reshape(view.high, (-1,)), space.high.size), space.high.ravel())
-    elif isinstance(space, gym.spaces.Discrete):
-        assert (view.n, view.start) == (int(space.n), int(space.start))
-
-
-def rllib_spaces(path: str, stack: str, pid: str):
-    """The spaces RLlib reports after loading the policy/module from the checkpoint."""
-    if stack == "new":
-        from ray.rllib.core.rl_module.rl_module import RLModule
-
-        module = RLModule.from_checkpoint(os.path.join(path, MODULES_DIR, pid))
-        return module.observation_space, module.action_space
-    from ray.rllib.policy.policy import Policy
-
-    policy = Policy.from_checkpoint(os.path.join(path, "policies", pid))
-    return policy.observation_space, policy.action_space
-
-
 @pytest.mark.parametrize("stack", ["new", "old"])
-def test_inspect_spaces_match_rllib(ckpts, stack):
-    path, _ = ckpts(stack)
-    view = inspect(path)
-    for pid in ("policy_0", "policy_2"):
-        obs, act = rllib_spaces(path, stack, pid)
-        assert_space_equal(view.policies[pid].observation_space, obs)
-        assert_space_equal(view.policies[pid].action_space, act)
-
-
-@pytest.mark.parametrize("stack", ["new", "old"])
-def test_inspect_reports_algorithm_framework_and_version(ckpts, stack):
-    import ray
-
-    path, _ = ckpts(stack)
+def test_inspect_reports_algorithm_framework_and_version(stored, stack):
+    path, _ = stored(stack)
     view = inspect(path)
     assert (view.kind, view.stack) == ("algorithm", stack)
     assert view.checkpoint_version == ("2.1" if stack == "new" else "1.1")
     assert view.framework == ("torch" if stack == "new" else framework_for_cell())
-    assert view.ray_version == ray.__version__
+    assert view.ray_version == stored_meta(stored_name(stack))["ray_version"]  # the Ray that wrote it
     assert view.algorithm_class == "PPO"
     assert list(view.policies) == ["policy_0", "policy_1", "policy_2"]
 
 
 @pytest.mark.parametrize("stack", ["new", "old"])
-def test_inspect_tensors_match_rllib_weights(ckpts, stack):
-    path, expected = ckpts(stack)
+def test_inspect_tensors_match_rllib_weights(stored, stack):
+    path, expected = stored(stack)
     view = inspect(path)
     for pid, want in expected.items():
         pv = view.policies[pid]
@@ -80,8 +48,8 @@ def test_inspect_tensors_match_rllib_weights(ckpts, stack):
         assert pv.model_config["fcnet_hiddens"] == [8, 8]
 
 
-def test_inspect_module_checkpoint_has_no_algorithm(ckpts):
-    path, expected = ckpts("new")
+def test_inspect_module_checkpoint_has_no_algorithm(stored):
+    path, expected = stored("new")
     view = inspect(os.path.join(path, MODULES_DIR, "policy_1"))
     assert (view.kind, view.algorithm_class, view.framework) == ("module", None, "torch")
     (pv,) = view.policies.values()
@@ -90,16 +58,16 @@ def test_inspect_module_checkpoint_has_no_algorithm(ckpts):
 
 
 @pytest.mark.parametrize("stack", ["new", "old"])
-def test_inspect_view_is_json_serialisable(ckpts, stack):
-    path, _ = ckpts(stack)
+def test_inspect_view_is_json_serialisable(stored, stack):
+    path, _ = stored(stack)
     d = json.loads(json.dumps(inspect(path).to_dict()))
     assert d["policies"]["policy_1"]["observation_space"]["type"] == "Box"
     assert SpaceView.from_dict(d["policies"]["policy_1"]["action_space"]).n == 2
 
 
 @pytest.mark.parametrize("stack", ["new", "old"])
-def test_inspect_imports_no_framework(ckpts, stack):
-    path, _ = ckpts(stack)
+def test_inspect_imports_no_framework(stored, stack):
+    path, _ = stored(stack)
     assert_imports_no_framework(
         "from rllib_ext.checkpoint import inspect\n"
         f"v = inspect({path!r})\n"
@@ -140,8 +108,8 @@ def test_space_view_describes_nested_spaces():
     assert SpaceView.from_dict(json.loads(json.dumps(view.to_dict()))) == view
 
 
-def test_inspect_old_stack_policy_checkpoint(ckpts):
-    path, expected = ckpts("old")
+def test_inspect_old_stack_policy_checkpoint(stored):
+    path, expected = stored("old")
     view = inspect(os.path.join(path, "policies", "policy_2"))
     assert (view.kind, view.stack, view.algorithm_class, view.framework) == ("policy", "old", None, framework_for_cell())
     (pv,) = view.policies.values()
@@ -149,55 +117,50 @@ def test_inspect_old_stack_policy_checkpoint(ckpts):
     assert pv.tensors == {k: (v.shape, v.dtype.name) for k, v in expected["policy_2"].items()}
 
 
-def test_inspect_legacy_layout_reads_module_metadata(tmp_path):
-    """Layout 1.2 (Ray ~2.30): spaces in <mid>/rl_module_metadata.json, serialised by
-    RLlib's gym_space_to_dict. The nesting below mimics a SingleAgentRLModuleSpec dict;
-    the reader looks the keys up wherever they are."""
-    from collections import OrderedDict
-
-    import torch
-    from ray.rllib.utils.serialization import gym_space_to_dict
-
-    obs = gym.spaces.Box(np.array([-1.0, -5.0], np.float32), np.array([1.0, 5.0], np.float32))
-    act = gym.spaces.MultiDiscrete([3, 2])
-    (tmp_path / "rllib_checkpoint.json").write_text(json.dumps({"type": "Algorithm", "checkpoint_version": "1.2"}))
-    mdir = tmp_path / "learner" / "module_state" / "agent"
-    (mdir / "module_state_dir").mkdir(parents=True)
-    torch.save(OrderedDict(w=np.ones((2, 2), np.float32)), mdir / "module_state_dir" / "module_state.pt")
-    spec = {
-        "module_spec_class": "ray.rllib.core.rl_module.rl_module.SingleAgentRLModuleSpec",
-        "module_spec_dict": {
-            "module_class": "ray.rllib.algorithms.ppo.torch.ppo_torch_rl_module.PPOTorchRLModule",
-            "module_config": {
-                "observation_space": gym_space_to_dict(obs),
-                "action_space": gym_space_to_dict(act),
-                "model_config_dict": {"fcnet_hiddens": [4]},
-            },
-        },
-    }
-    (mdir / "rl_module_metadata.json").write_text(json.dumps(spec))
-    view = inspect(tmp_path)
-    pv = view.policies["agent"]
-    assert (view.stack, view.checkpoint_version, view.framework) == ("new", "1.2", "torch")
-    assert_space_equal(pv.observation_space, obs)
-    assert pv.action_space.nvec == (3, 2)
-    assert (pv.policy_class, pv.model_config, pv.tensors) == ("PPOTorchRLModule", {"fcnet_hiddens": [4]}, {"w": ((2, 2), "float32")})
+# --- checkpoints written by Tune ----------------------------------------------------------
+# A Tune trial runs as a subclass Ray makes of the trainable (its actor class); cloudpickle
+# stores that class by value, as the call _make_skeleton_class(type, name, bases, ...).
+TUNE = [("tune-new", "PPO", "PPO"), ("tune-old", "PPO", "PPO"),
+        ("tune-partial-new", "PPOPartial", "PPO"), ("tune-partial-old", "PPOPartial", "PPO")]
 
 
-def test_inspect_old_stack_space_dicts_match_rllib_deserialiser():
-    """Our decoding of RLlib's serialised spaces agrees with RLlib's own space_from_dict."""
-    from ray.rllib.utils.serialization import space_from_dict, space_to_dict
+@pytest.mark.parametrize("name,cls,base", TUNE, ids=[t[0] for t in TUNE])
+def test_inspect_tune_trial_names_the_real_algorithm_and_its_base(name, cls, base, capsys):
+    from rllib_ext.checkpoint import format as fmt
+    from rllib_ext.checkpoint.codecs.safe_pickle import Placeholder
+    from rllib_ext.checkpoint.reader import decode_file
+    from rllib_ext.checkpoint.storage import CheckpointDir
+    from rllib_ext.cli import main
 
-    from rllib_ext.checkpoint.spaces import space_from_rllib_dict
+    path, expected = stored_checkpoint(name)
+    new = stored_meta(name)["stack"] == "new"
+    doc = decode_file(CheckpointDir(path), fmt.CTOR_ARGS_FILE if new else "algorithm_state.pkl")
+    pickled = doc["class"] if new else doc["algorithm_class"]
+    assert isinstance(pickled, Placeholder) and pickled.name == "_make_skeleton_class"  # stored by value
 
-    spaces = [
-        gym.spaces.Box(-np.inf, 3.0, (2, 3), np.float64),
-        gym.spaces.Discrete(4, start=1),
-        gym.spaces.Tuple((gym.spaces.Discrete(2), gym.spaces.Box(0, 1, (2,), np.float32))),
-        gym.spaces.Dict({"pos": gym.spaces.Box(-1, 1, (2,), np.float32), "id": gym.spaces.Discrete(3)}),
-    ]
-    for space in spaces:
-        serialised = space_to_dict(space)
-        view = space_from_rllib_dict(serialised, "test")
-        theirs = space_from_dict(serialised)
-        assert view == space_from_object(theirs, "test"), space
+    view = inspect(path)
+    assert (view.algorithm_class, view.algorithm_base) == (cls, base)
+    assert view.to_dict()["algorithm_base"] == base
+    assert list(view.policies) == sorted(expected)
+    assert main(["inspect", path]) == 0
+    facts = capsys.readouterr().out.splitlines()[1]
+    assert f"algorithm {cls}" + ("" if cls == base else f" (on {base})") + "," in facts
+
+
+def test_algorithm_names_by_reference_and_by_value():
+    from rllib_ext.checkpoint.codecs.safe_pickle import _placeholder_class
+    from rllib_ext.checkpoint.inspection import algorithm_names
+
+    ppo = _placeholder_class("ray.rllib.algorithms.ppo.ppo", "PPO")
+    partial = _placeholder_class("rllib_ext.algorithms", "APPOPartial")
+    mine = _placeholder_class("my_project.algos", "MyPPO")
+    skeleton = _placeholder_class("ray.cloudpickle.cloudpickle", "_make_skeleton_class")
+    assert algorithm_names(ppo) == ("PPO", "PPO")
+    assert algorithm_names(partial) == ("APPOPartial", "APPO")
+    assert algorithm_names(mine) == ("MyPPO", None)  # by reference, not ours: its base is not in the file
+    assert algorithm_names("ray.rllib.algorithms.dqn.dqn.DQN") == ("DQN", "DQN")
+    assert algorithm_names(skeleton(type, "MyPPO", (ppo,), {}, "id", None)) == ("MyPPO", "PPO")
+    nested = skeleton(type, "Outer", (skeleton(type, "Inner", (partial,), {}, "id", None),), {}, "id", None)
+    assert algorithm_names(nested) == ("Outer", "APPO")
+    assert algorithm_names(skeleton(type, "Lonely", (mine,), {}, "id", None)) == ("Lonely", None)
+    assert algorithm_names(None) == (None, None)

@@ -9,8 +9,6 @@ before anything changes.
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 from builders import (
@@ -73,16 +71,15 @@ def test_league_snapshots_slots_and_refreshes(ray_session, tmp_path, stack):
     algo = league_config(stack, pool_path, refresh_every=2).build()
     try:
         pool = PolicyPool(pool_path)
-        mains, results = [], []
-        for _ in range(4):
+        mains, results, slots_at = [], [], {}
+        for it in range(1, 5):
             results.append(algo.train()["rllib_ext"])
             mains.append(live_weights(algo, "main"))
-            if len(results) == 3:  # iteration 3: no refresh since 2 -> slots unchanged
-                assert results[2]["league"] == results[1]["league"]
-                for slot in SLOTS:
-                    assert_weights_equal(live_weights(algo, slot), slots_at_2[slot], f"{slot} between refreshes")
-            if len(results) == 2:
-                slots_at_2 = {slot: live_weights(algo, slot) for slot in SLOTS}
+            slots_at[it] = {slot: live_weights(algo, slot) for slot in SLOTS}
+        # refresh_every=2: iteration 3 refreshed nothing, so the slots are those of iteration 2
+        assert results[2]["league"] == results[1]["league"]
+        for slot in SLOTS:
+            assert_weights_equal(slots_at[3][slot], slots_at[2][slot], f"{slot} between refreshes")
         entries = pool.entries(policy="main")
         assert [e.iteration for e in entries] == [1, 2, 3, 4]
         for entry, main in zip(entries, mains):  # each snapshot is main at the end of its iteration

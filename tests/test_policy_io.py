@@ -8,7 +8,7 @@ import re
 import numpy as np
 import pytest
 
-from builders import STACKS, assert_weights_equal, env_runner_weights, live_weights, ppo_config
+from builders import STACKS, assert_weights_equal, env_runner_weights, live_weights, ppo_config, stored_checkpoint
 
 import rllib_ext
 from rllib_ext import PPOPartialConfig
@@ -123,12 +123,12 @@ def test_algo_load_policy_new_id_that_fails_adds_nothing(ray_session, tmp_path, 
 
 
 @pytest.mark.parametrize("stack", STACKS)
-def test_extracted_policy_builds_and_acts_like_the_checkpoint(ckpts, tmp_path, stack):
+def test_extracted_policy_builds_and_acts_like_the_checkpoint(stored, tmp_path, stack):
     """extract records the class name the checkpoint names (no module path): build_policy
     rebuilds the stored algorithm's default class of that name."""
     from rllib_ext import extract_policy
 
-    path, saved = ckpts(stack)
+    path, saved = stored(stack)
     out = extract_policy(path, "policy_1", tmp_path / "p1")
     loaded = rllib_ext.build_policy(out)
     assert_weights_equal(loaded.weights, saved["policy_1"], "extracted", ordered=False)
@@ -201,3 +201,28 @@ def test_build_policy_refuses_a_policy_class_that_is_not_one_before_calling_it(t
     assert f"not a subclass of {base}" in str(info.value)
     assert isinstance(info.value, CheckpointFormatError)
     assert calls == []
+
+
+TUNE = [pytest.param("tune-new", marks=pytest.mark.stack("new")),
+        pytest.param("tune-old", marks=[pytest.mark.stack("old"), pytest.mark.torch_only]),
+        pytest.param("tune-partial-new", marks=pytest.mark.stack("new")),
+        pytest.param("tune-partial-old", marks=[pytest.mark.stack("old"), pytest.mark.torch_only])]
+
+
+@pytest.mark.parametrize("name", TUNE)
+def test_policy_extracted_from_a_tune_trial_builds_and_acts_like_the_checkpoint(tmp_path, name):
+    """A Tune trial's algorithm class is stored by value; extract still records the RLlib
+    algorithm ('PPO', also for a PPOPartial trial), whose default class build_policy rebuilds.
+    The committed checkpoint was written by tune.run (tests/fixtures/make_current.py)."""
+    from rllib_ext import NumpyPolicy, extract_policy, inspect, read_policy_dir
+
+    path, saved = stored_checkpoint(name)
+    out = extract_policy(path, "policy_0", tmp_path / "p0")
+    assert read_policy_dir(out)[1]["algorithm_class"] == "PPO" == inspect(path).algorithm_base
+    loaded = rllib_ext.build_policy(out)
+    assert_weights_equal(loaded.weights, saved["policy_0"], "extracted", ordered=False)
+    obs = np.random.default_rng(0).uniform(-4, 4, (200, 4)).astype(np.float32)
+    want, _ = NumpyPolicy.from_checkpoint(path, "policy_0").compute_actions(obs)
+    got = np.array([loaded.compute_action(o) for o in obs])
+    np.testing.assert_array_equal(got, want)
+    assert len(set(want.tolist())) == 2  # both actions occur: the comparison can fail

@@ -1,30 +1,33 @@
-"""The Ray-free reader returns exactly what RLlib's own getters return."""
+"""The Ray-free reader returns exactly what RLlib's own getters return.
+
+Ray-free: the checkpoints are committed (tests/fixtures/current), with the weights RLlib's
+getters returned when they were made; tests that need RLlib itself are in test_rllib_agreement.py.
+"""
 
 from __future__ import annotations
 
-import os
 import sys
 
 import numpy as np
 import pytest
 
-from builders import MODULES_DIR, assert_imports_no_framework, assert_weights_equal
+from builders import assert_imports_no_framework, assert_weights_equal
 
 from rllib_ext import PolicyNotFoundError, read_weights, policy_ids
 from rllib_ext.errors import NotACheckpointError
 
 
 @pytest.mark.parametrize("stack", ["new", "old"])
-def test_read_weights_matches_rllib_getters(ckpts, stack):
-    path, expected = ckpts(stack)
+def test_read_weights_matches_rllib_getters(stored, stack):
+    path, expected = stored(stack)
     assert policy_ids(path) == ["policy_0", "policy_1", "policy_2"]
     for pid, want in expected.items():
         assert_weights_equal(read_weights(path, pid), want, pid)
 
 
 @pytest.mark.parametrize("stack", ["new", "old"])
-def test_read_weights_missing_id_lists_available(ckpts, stack):
-    path, _ = ckpts(stack)
+def test_read_weights_missing_id_lists_available(stored, stack):
+    path, _ = stored(stack)
     with pytest.raises(PolicyNotFoundError) as e:
         read_weights(path, "policy_9")
     msg = str(e.value)
@@ -40,8 +43,8 @@ def test_read_weights_not_a_checkpoint(tmp_path):
 
 
 @pytest.mark.parametrize("stack", ["new", "old"])
-def test_reader_imports_no_framework(ckpts, stack):
-    path, _ = ckpts(stack)
+def test_reader_imports_no_framework(stored, stack):
+    path, _ = stored(stack)
     assert_imports_no_framework(
         "import rllib_ext\n"
         f"view = rllib_ext.inspect({path!r})\n"
@@ -52,54 +55,6 @@ def test_reader_imports_no_framework(ckpts, stack):
 
 
 # --- msgpack and torch-zip state files -------------------------------------------------
-
-
-def test_read_weights_msgpack_new_stack_matches_rllib_getters(ckpts, tmp_path):
-    """RLlib's own msgpack writer (save_to_path(use_msgpack=True)) on the MultiRLModule."""
-    from ray.rllib.core.rl_module.rl_module import RLModule
-
-    path, expected = ckpts("new")
-    multi = RLModule.from_checkpoint(os.path.join(path, MODULES_DIR))
-    out = str(tmp_path / "rl_module_msgpack")
-    multi.save_to_path(out, use_msgpack=True)
-    assert os.path.isfile(os.path.join(out, "policy_1", "module_state.msgpack"))
-    assert policy_ids(out) == ["policy_0", "policy_1", "policy_2"]
-    for pid, want in expected.items():
-        assert_weights_equal(read_weights(out, pid), want, pid)
-    from rllib_ext.checkpoint import inspect
-
-    view = inspect(out)  # spaces still come from the (pickled) class_and_ctor_args.pkl
-    assert view.kind == "multi-module"
-    assert view.policies["policy_1"].observation_space.describe() == "Box(-1.0, 1.0, (4,), float32)"
-    assert view.policies["policy_1"].weights_file == "policy_1/module_state.msgpack"
-
-
-def test_read_weights_msgpack_old_stack_matches_rllib_getters(ckpts, tmp_path):
-    """RLlib's Policy.export_checkpoint(checkpoint_format='msgpack') for every policy.
-
-    Ray 2.60 cannot msgpack a policy state as is: its config holds ``stats_cls_lookup``
-    (a dict of classes) that ``AlgorithmConfig._serialize_dict`` leaves alone, so it is
-    dropped here first (the same failure breaks ``convert_to_msgpack_checkpoint``).
-    """
-    import shutil
-
-    from ray.rllib.policy.policy import Policy
-
-    path, expected = ckpts("old")
-    out = tmp_path / "old_msgpack"
-    shutil.copytree(path, out)
-    for pid in expected:
-        pdir = out / "policies" / pid
-        policy = Policy.from_checkpoint(str(pdir))
-        state = policy.get_state()
-        state["policy_spec"]["config"].pop("stats_cls_lookup", None)
-        (pdir / "policy_state.pkl").unlink()
-        policy.export_checkpoint(str(pdir), policy_state=state, checkpoint_format="msgpack")
-        assert (pdir / "policy_state.msgpck").is_file()
-    for pid, want in expected.items():
-        assert_weights_equal(read_weights(str(out), pid), want, pid)
-        # The policy directory alone is RLlib's single-policy checkpoint.
-        assert_weights_equal(read_weights(str(out / "policies" / pid)), want, pid)
 
 
 def test_read_weights_legacy_pt_layout(tmp_path):

@@ -1,4 +1,4 @@
-"""Checkpoints behind URIs: file:// as a local path, other schemes through pyarrow.fs."""
+"""Checkpoints behind URIs: file:// as a local path, other schemes through pyarrow.fs (Ray-free)."""
 
 from __future__ import annotations
 
@@ -11,16 +11,16 @@ from rllib_ext.checkpoint.storage import CheckpointDir, RemoteCheckpointDir
 
 
 @pytest.mark.parametrize("stack", ["new", "old"])
-def test_read_weights_file_uri_matches_local(ckpts, stack):
-    path, expected = ckpts(stack)
+def test_read_weights_file_uri_matches_local(stored, stack):
+    path, expected = stored(stack)
     assert policy_ids("file://" + path) == sorted(expected)
     for pid, want in expected.items():
         assert_weights_equal(read_weights("file://" + path, pid), want, pid)
 
 
 @pytest.mark.parametrize("stack", ["new", "old"])
-def test_pyarrow_backed_dir_reads_same_files_as_local(ckpts, stack):
-    path, _ = ckpts(stack)
+def test_pyarrow_backed_dir_reads_same_files_as_local(stored, stack):
+    path, _ = stored(stack)
     local, remote = CheckpointDir(path), RemoteCheckpointDir("file://" + path)
     assert remote.listdir() == local.listdir()
     for rel in local.listdir():
@@ -35,8 +35,8 @@ def test_remote_dir_missing_is_not_a_checkpoint(tmp_path):
         RemoteCheckpointDir(f"file://{tmp_path}/nope")
 
 
-def test_inspect_file_uri(ckpts):
-    path, expected = ckpts("new")
+def test_inspect_file_uri(stored):
+    path, expected = stored("new")
     view = inspect("file://" + path)
     assert list(view.policies) == sorted(expected)
     assert view.stack == "new" and view.policies["policy_0"].observation_space.shape == (4,)

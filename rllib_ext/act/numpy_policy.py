@@ -34,6 +34,7 @@ from ..checkpoint.codecs.safe_pickle import Placeholder
 from ..checkpoint.filters import FilterStats, filters_of
 from ..checkpoint.inspection import read_policy_opened
 from ..checkpoint.reader import decode_file, open_checkpoint
+from ..checkpoint.tensors import is_positional
 from ..checkpoint.views import PolicyView, SpaceView
 from ..errors import CheckpointError, CheckpointFormatError, UnsupportedModelError, not_found
 from .nets import (
@@ -120,6 +121,8 @@ class NumpyPolicy:
             UnsupportedModelError: the model is not one computed here (names the option).
             PolicyNotFoundError: ``policy_id`` or ``agent_id`` is not in the checkpoint.
             CheckpointError: several agents play the module with different filters.
+            UnsupportedFilterError: its observation filter keeps nested (Dict/Tuple)
+                statistics (``filters=False`` acts without it).
         """
         ckpt, layout = open_checkpoint(path)
         view, weights = read_policy_opened(ckpt, layout, policy_id, trusted=trusted)
@@ -302,7 +305,7 @@ def _old_stack(label: str, mc: Mapping[str, Any], weights: Mapping[str, np.ndarr
         raise UnsupportedModelError(f"{label}: model option fcnet_hiddens=[] (no hidden layers) is not supported")
     # slot -> (weight, bias) in torch layout [out, in]
     slots: Dict[Tuple[str, int], Tuple[np.ndarray, np.ndarray]] = {}
-    if weights and all(n.isdigit() for n in weights):  # tf2: Keras variable order, kernels [in, out]
+    if is_positional(weights):  # tf2: Keras variable order, kernels [in, out]
         order = []
         for i in range(len(hiddens)):
             order.append(("actor", i))

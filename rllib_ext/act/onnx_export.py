@@ -28,6 +28,7 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 import numpy as np
 
 from .._version import __version__
+from ..checkpoint.atomic import atomic_file
 from ..checkpoint.filters import SMALL_NUMBER
 from ..errors import MissingDependencyError
 from .nets import CATEGORICAL, ActorCritic, State
@@ -114,7 +115,7 @@ def export_onnx(
     args += [torch.as_tensor(v) for v in flatten_state(net, init).values()] if init is not None else []
     dim = torch.export.Dim("batch", min=1)
     out = os.path.abspath(os.fspath(out))
-    with tempfile.TemporaryDirectory(prefix=".rllib_ext-onnx-", dir=os.path.dirname(out)) as tmp, _quiet():
+    with tempfile.TemporaryDirectory(prefix="rllib_ext-onnx-") as tmp, _quiet():
         raw = os.path.join(tmp, "raw.onnx")
         torch.onnx.export(
             graph, tuple(args), raw,
@@ -124,12 +125,10 @@ def export_onnx(
             opset_version=opset, dynamo=True, external_data=False, verbose=False,
         )
         model = onnx.load(raw)
-        for key, value in _metadata(policy, names).items():
-            entry = model.metadata_props.add()
-            entry.key, entry.value = key, value
-        staged = os.path.join(tmp, "policy.onnx")
-        onnx.save(model, staged)
-        os.replace(staged, out)
+    for key, value in _metadata(policy, names).items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    atomic_file(out, lambda f: onnx.save(model, f))  # a temporary sibling, fsynced, renamed
     return out
 
 

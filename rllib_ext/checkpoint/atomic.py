@@ -20,7 +20,38 @@ import os
 import re
 import shutil
 import sys
-from typing import Any, Callable
+from typing import Any, Callable, Optional, Sequence
+
+from ..errors import CheckpointError
+
+
+def check_out(
+    out: "str | os.PathLike[str]",
+    inputs: Sequence["str | os.PathLike[str]"],
+    inputs_name: str,
+    replaceable: Optional[Callable[[str], bool]] = None,
+) -> str:
+    """The absolute path a writer may put a new directory at, checked before anything is read.
+
+    ``out`` must not be, lie inside or contain any of ``inputs`` (what is being read,
+    called ``inputs_name`` in messages). If it exists it must be a directory that is empty,
+    or that ``replaceable(path)`` accepts (merge: an RLlib checkpoint).
+
+    Raises:
+        CheckpointError: naming ``out`` and why it may not be written.
+    """
+    final = os.path.abspath(os.path.expanduser(os.fspath(out)))
+    for other in (os.path.abspath(os.path.expanduser(os.fspath(p))) for p in inputs):
+        if final == other or final.startswith(other.rstrip(os.sep) + os.sep) or other.startswith(final + os.sep):
+            raise CheckpointError(f"{final}: the output must not be (inside) {inputs_name} ({other})")
+    if not os.path.lexists(final):
+        return final
+    if os.path.islink(final) or not os.path.isdir(final):
+        raise CheckpointError(f"{final}: exists and is not a directory; refusing to overwrite it")
+    if os.listdir(final) and not (replaceable is not None and replaceable(final)):
+        kind = "an RLlib checkpoint" if replaceable is not None else "an empty directory"
+        raise CheckpointError(f"{final}: exists and is not {kind}; refusing to overwrite it")
+    return final
 
 
 def write_dir_atomically(final: str, fill: Callable[[str], None]) -> str:

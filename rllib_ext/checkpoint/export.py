@@ -65,7 +65,8 @@ def extract_policy(
         "observation_space": pv.observation_space,
         "action_space": pv.action_space,
         "model_config": pv.model_config,
-        "algorithm_class": view.algorithm_class,
+        # The RLlib algorithm, as save_policy writes it: build_policy takes its defaults.
+        "algorithm_class": view.algorithm_base or view.algorithm_class,
         "policy_class": pv.policy_class,
         "ray_version": view.ray_version,
         "source": view.path,

@@ -33,7 +33,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..errors import CheckpointFormatError
+from ..errors import ShapeMismatchError, UnsupportedFilterError, malformed
 from . import format as fmt
 from .codecs.safe_pickle import Placeholder
 from .reader import decode_file, open_checkpoint
@@ -138,7 +138,7 @@ class FilterStats:
         n, mean, s = 0, np.zeros_like(first.mean), np.zeros_like(first.sum_sq_diff)
         for other in stats:
             if not other.same_settings(first):
-                raise ValueError(f"cannot pool {other.describe()} with {first.describe()}")
+                raise ShapeMismatchError(f"cannot pool {other.describe()} with {first.describe()}")
             n2 = other.count
             if n + n2 == 0:
                 continue
@@ -171,6 +171,7 @@ def read_filters(path: "str | os.PathLike[str]") -> ObservationFilters:
 
     Raises:
         NotACheckpointError, CheckpointFormatError: as the reader does.
+        UnsupportedFilterError: a filter keeps nested (Dict/Tuple) statistics.
     """
     ckpt, layout = open_checkpoint(path)
     return filters_of(ckpt, layout)
@@ -199,7 +200,7 @@ def filters_of(ckpt: CheckpointDir, layout: fmt.Layout) -> ObservationFilters:
         if ckpt.exists(name):
             state = decode_file(ckpt, name)
             where = ckpt.child(name)
-            return ObservationFilters("policy", _parsed(lambda: _worker_filters(state), where))
+            return ObservationFilters("policy", _parsed(lambda: _worker_filters(state, where), where))
     return ObservationFilters("policy", {})
 
 
@@ -217,39 +218,36 @@ def _module_filter_files(ckpt: CheckpointDir, layout: fmt.Layout) -> Dict[str, F
 
 
 def _parsed(build: Any, where: str) -> Any:
-    try:
+    with malformed(where, "the observation-filter state is malformed"):  # whatever the file held instead
         return build()
-    except CheckpointFormatError:
-        raise
-    except Exception as e:  # whatever the file held instead of filter state
-        raise CheckpointFormatError(
-            f"{where}: the observation-filter state is malformed ({type(e).__name__}: {e})"
-        ) from e
 
 
-def _worker_filters(state: Any) -> Dict[str, FilterStats]:
+def _worker_filters(state: Any, where: str) -> Dict[str, FilterStats]:
     """Old stack: ``state['worker']['filters']`` -> ``{policy id: FilterStats}``."""
     worker = state.get("worker") if isinstance(state, dict) else None
     filters = worker.get("filters") if isinstance(worker, dict) else None
     out = {}
     for pid, flt in (filters or {}).items():
-        stats = stats_from_filter(flt, pid)
+        stats = stats_from_filter(flt, pid, where)
         if stats is not None:
             out[str(pid)] = stats
     return out
 
 
-def stats_from_filter(flt: Any, policy_id: Any = None) -> Optional[FilterStats]:
+def stats_from_filter(flt: Any, policy_id: Any = None, where: str = "") -> Optional[FilterStats]:
     """An old-stack filter object (RLlib's, or its safe-mode Placeholder) as statistics.
 
-    Returns None for ``NoFilter``. Raises ValueError for nested (Dict/Tuple) statistics.
+    Returns None for ``NoFilter``. ``where`` (the file, or the live algorithm) starts messages.
+
+    Raises:
+        UnsupportedFilterError: nested (Dict/Tuple) statistics.
     """
     attrs = _attrs(flt)
     if "running_stats" not in attrs:  # NoFilter
         return None
     rs = _attrs(attrs["running_stats"])
     if not rs:  # Dict/Tuple observation spaces keep a structure of stats: not carried
-        raise ValueError(f"policy {policy_id!r}: nested (Dict/Tuple) filter statistics are not supported")
+        raise nested_filter_error(where, f"policy {policy_id!r}", attrs["running_stats"])
     mean = np.asarray(rs["mean_array"], dtype=np.float64)
     return FilterStats(
         shape=tuple(int(d) for d in np.ravel(attrs["shape"])) if attrs.get("shape") is not None else mean.shape,
@@ -268,7 +266,7 @@ def connector_stats(state: Any, where: str) -> Dict[str, FilterStats]:
     for agent, agent_state in (state or {}).items():
         stats: List[Any] = list(agent_state["running_stats"])
         if len(stats) != 1:
-            raise ValueError(f"agent {agent!r}: {len(stats)} running stats (nested observation spaces are not supported)")
+            raise nested_filter_error(where, f"agent {agent!r}", stats)
         rs = stats[0]
         mean = decode_rllib_ndarray(rs["mean_array"], where).astype(np.float64)
         out[str(agent)] = FilterStats(
@@ -281,6 +279,17 @@ def connector_stats(state: Any, where: str) -> Dict[str, FilterStats]:
             clip=None if agent_state.get("clip_by_value") is None else float(agent_state["clip_by_value"]),
         )
     return out
+
+
+def nested_filter_error(where: str, whose: str, stats: Any) -> UnsupportedFilterError:
+    """The one message for nested statistics, wherever they are found (checkpoint or live algorithm)."""
+    count = len(stats) if isinstance(stats, (dict, list, tuple)) else "several"
+    return UnsupportedFilterError(
+        f"{where + ': ' if where else ''}{whose}: its MeanStdFilter keeps nested statistics ({count} running "
+        "statistics, one per part of a Dict/Tuple observation space); rllib_ext carries one statistic per "
+        "policy or agent over one flat observation, so it cannot read or carry these; pass filters=False "
+        "(restore, merge, NumpyPolicy, algo.load_policy) to leave the observation filters out"
+    )
 
 
 def _attrs(obj: Any) -> Dict[str, Any]:

@@ -19,7 +19,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..errors import CheckpointError, CheckpointFormatError
+from ..errors import malformed
 from . import format as fmt
 from .codecs.safe_pickle import Placeholder
 from .filters import ObservationFilters, filters_of
@@ -47,6 +47,7 @@ def inspect(path: "str | os.PathLike[str]", *, trusted: bool = False) -> Checkpo
     Raises:
         NotACheckpointError: ``path`` holds no checkpoint.
         CheckpointFormatError: a file is missing, truncated or not understood.
+        UnsupportedFilterError: an observation filter keeps nested (Dict/Tuple) statistics.
     """
     ckpt, layout = open_checkpoint(path)
     if layout.kind is fmt.Kind.SINGLE_POLICY:
@@ -129,7 +130,7 @@ def policy_spaces(
 def _view(
     ckpt: CheckpointDir, layout: fmt.Layout, ids: List[str], trusted: bool, materialize: bool = True
 ) -> Tuple[CheckpointView, Dict[str, Weights]]:
-    algorithm_class, framework = _algorithm_info(ckpt, layout, trusted)
+    (algorithm_class, algorithm_base), framework = _algorithm_info(ckpt, layout, trusted)
     policies: Dict[str, PolicyView] = OrderedDict()
     weights: Dict[str, Weights] = {}
     frameworks = []
@@ -152,6 +153,7 @@ def _view(
         ray_version=layout.metadata.get("ray_version"),
         algorithm_class=algorithm_class,
         policies=policies,
+        algorithm_base=algorithm_base,
     )
     return view, weights
 
@@ -227,26 +229,67 @@ def _describe_policy(
         )
 
 
-def _algorithm_info(ckpt: CheckpointDir, layout: fmt.Layout, trusted: bool) -> Tuple[Optional[str], Optional[str]]:
-    """(algorithm class name, framework) from the algorithm-level state, if this is one."""
+Names = Tuple[Optional[str], Optional[str]]
+
+
+def _algorithm_info(ckpt: CheckpointDir, layout: fmt.Layout, trusted: bool) -> Tuple[Names, Optional[str]]:
+    """((algorithm class name, the RLlib algorithm it is or derives from), framework) from
+    the algorithm-level state, if this is one."""
     if layout.kind is not fmt.Kind.ALGORITHM:
-        return None, None
+        return (None, None), None
     if layout.stack is fmt.Stack.NEW and ckpt.exists(fmt.CTOR_ARGS_FILE):
         ctor = decode_file(ckpt, fmt.CTOR_ARGS_FILE, trusted=trusted)
         if not isinstance(ctor, dict):
-            return None, None
+            return (None, None), None
         with _describing(ckpt.child(fmt.CTOR_ARGS_FILE)):
             args = (ctor.get("ctor_args_and_kwargs") or ((), {}))[0]
             config = args[0] if args else None
-            return _class_name(ctor.get("class")), _framework_of_config(config)
+            return algorithm_names(ctor.get("class")), _framework_of_config(config)
     for name in ("algorithm_state.pkl", "algorithm_state.msgpck", "algorithm_state.msgpack"):
         if ckpt.exists(name):
             state = decode_file(ckpt, name, trusted=trusted)
             if not isinstance(state, dict):
-                return None, None
+                return (None, None), None
             with _describing(ckpt.child(name)):
-                return _class_name(state.get("algorithm_class")), _framework_of_config(state.get("config"))
-    return None, None
+                return algorithm_names(state.get("algorithm_class")), _framework_of_config(state.get("config"))
+    return (None, None), None
+
+
+RLLIB_ALGORITHMS = "ray.rllib.algorithms."  # where RLlib's own algorithm classes live
+PARTIAL_HOME = "rllib_ext.algorithms"  # PPOPartial etc.: partial(PPO) names them '<base>Partial'
+SKELETON = "_make_skeleton_class"  # cloudpickle's call that rebuilds a class stored by value
+
+
+def algorithm_names(cls: Any, depth: int = 0) -> Names:
+    """``(class name, RLlib algorithm)`` of a pickled algorithm class, without running anything.
+
+    By reference the pickle names the class (module and name). By value (a class that
+    cannot be imported by name, such as the subclass a Tune trial runs as) cloudpickle
+    stores the call ``_make_skeleton_class(type, name, bases, ...)``; safe mode keeps that
+    call's arguments, so the name is read there and the bases are followed. The RLlib
+    algorithm is the first class met under ``ray.rllib.algorithms.`` (rllib_ext's
+    ``<Algo>Partial`` is on ``<Algo>``); None when the chain leaves what the file says.
+    """
+    if depth > 20:
+        return None, None
+    if isinstance(cls, Placeholder) and type(cls).name == SKELETON and len(cls.args) >= 3:
+        name = cls.args[1] if isinstance(cls.args[1], str) else None
+        for base in cls.args[2] if isinstance(cls.args[2], tuple) else ():
+            rllib = algorithm_names(base, depth + 1)[1]
+            if rllib is not None:
+                return name, rllib
+        return name, None
+    name = _class_name(cls)
+    if isinstance(cls, type) and not issubclass(cls, Placeholder):  # trusted: a real class
+        found = [c.__name__ for c in cls.__mro__ if c.__module__.startswith(RLLIB_ALGORITHMS)]
+        return name, (found[0] if found else None)
+    module = cls.module if isinstance(cls, type) and issubclass(cls, Placeholder) else (
+        cls.rsplit(".", 1)[0] if isinstance(cls, str) and "." in cls else "")
+    if module.startswith(RLLIB_ALGORITHMS):
+        return name, name
+    if module == PARTIAL_HOME and name and name.endswith("Partial"):
+        return name, name[: -len("Partial")]
+    return name, None
 
 
 @contextlib.contextmanager
@@ -256,15 +299,9 @@ def _describing(where: str) -> Iterator[None]:
     The content is whatever the file held (safe mode builds placeholders for foreign
     objects), so a wrong type anywhere in it must surface as a typed error naming the file.
     """
-    try:
+    with malformed(where, "unexpected content where the spaces, class or config should be",
+                   "; the file is damaged or from an unsupported version"):
         yield
-    except CheckpointError:
-        raise
-    except Exception as e:
-        raise CheckpointFormatError(
-            f"{where}: unexpected content where the spaces, class or config should be "
-            f"({type(e).__name__}: {e}); the file is damaged or from an unsupported version"
-        ) from e
 
 
 def _find_keys(doc: Any, keys: Tuple[str, ...], depth: int = 0) -> Dict[str, Any]:

@@ -47,15 +47,15 @@ import numpy as np
 
 from ..errors import CheckpointError, ShapeMismatchError, not_found
 from . import format as fmt
-from .atomic import write_dir_atomically, write_synced
-from .filters import filters_of
+from .atomic import check_out, write_dir_atomically, write_synced
+from .filters import ObservationFilters, filters_of
 from .inspection import read_policy_opened
 from .merge_filters import AgentChoice, check_pair, new_stack_state, old_stack_state
-from .merge_training import merge_training_state
+from .merge_training import merge_training_state, plain_data
 from .reader import decode_file, ids_in, open_checkpoint
 from .state_patch import patch_policy_state
 from .storage import CheckpointDir
-from .tensors import check_tensors
+from .tensors import check_tensors, policy_label
 from .views import PolicyView
 
 LEARNER_STATE = "learner_group/learner/state.pkl"
@@ -151,71 +151,97 @@ def merge_checkpoints(
         PolicyNotFoundError: a target id not in ``base`` or a source id not in its source.
         ShapeMismatchError: tensor names, shapes, dtypes or spaces differ (nothing written).
         CheckpointError: unsupported layouts, ``out`` not replaceable, mixed API stacks.
+        UnsupportedFilterError: a filter involved keeps nested (Dict/Tuple) statistics
+            (``filters=False`` merges the weights alone).
     """
     t0 = time.perf_counter()
     base_ckpt, layout = open_checkpoint(base)
     _check_base_supported(base_ckpt, layout)
     plan = _normalize_takes(takes)
-    final = _check_out(out, base_ckpt.uri, [src for src, _ in plan.values()])
+    inputs = [base_ckpt.uri, *(src for src, _ in plan.values())]
+    final = check_out(out, inputs, "the base or a source checkpoint", replaceable=_is_checkpoint)
     base_ids = ids_in(base_ckpt, layout)
 
     report = MergeReport(out=final, base=base_ckpt.uri, stack=layout.stack.value)
-    files: Dict[str, bytes] = {}  # relative path in out -> new content
-    base_filters = filters_of(base_ckpt, layout) if filters else None
-    optimizer_sources: Dict[str, Tuple[CheckpointDir, fmt.Layout, str]] = {}
+    merging = _Merging(base_ckpt, layout, filters_of(base_ckpt, layout) if filters else None, trusted, agents,
+                       training_state)
     for target, (source, source_id) in plan.items():
         if target not in base_ids:
             raise not_found("policy", target, f"the base {base_ckpt.uri}", base_ids)
-        src_ckpt, src_layout = open_checkpoint(source)
-        if src_layout.stack is not layout.stack:
-            raise CheckpointError(
-                f"{src_ckpt.uri}: a {src_layout.stack.value}-API-stack checkpoint cannot be merged into the "
-                f"{layout.stack.value}-API-stack base {base_ckpt.uri}: tensor names differ"
-            )
-        sview, src_weights = read_policy_opened(src_ckpt, src_layout, source_id or target, trusted=trusted)
-        bview, base_weights = read_policy_opened(base_ckpt, layout, target)
-        (resolved_id,) = sview.policies
-        label = f"policy {target!r}" if resolved_id == target else f"policy {resolved_id!r} -> {target!r}"
-        _check_policy(label, bview.policies[target], sview.policies[resolved_id])
-        base_rel = fmt.weights_file(base_ckpt, layout, target)
-        src_filters = filters_of(src_ckpt, src_layout) if base_filters is not None else None
-        if layout.stack is fmt.Stack.NEW:
-            ready = check_tensors(label, src_weights, base_weights, target_name="base")
-            files[base_rel] = pickle.dumps(OrderedDict(ready), protocol=5)
-            if training_state or (src_layout.kind is fmt.Kind.ALGORITHM and src_ckpt.exists(LEARNER_STATE)):
-                optimizer_sources[target] = (src_ckpt, src_layout, resolved_id)
-            if base_filters is not None and src_filters is not None:
-                took = new_stack_state(base_ckpt, base_filters, src_filters, files, label, target, agents)
-                if took:
-                    report.filters[target] = took
-        else:
-            stats = None
-            if base_filters is not None and src_filters is not None:
-                stats = src_filters.stats.get(resolved_id)
-                check_pair(label, base_filters.stats.get(target), stats, src_ckpt.uri)
-            files[base_rel] = patch_policy_state(base_ckpt, base_rel, label, src_weights, stats)
-            if stats is not None:
-                old_stack_state(base_ckpt, files, label, target, stats)
-                report.filters[target] = stats.describe()
-        report.taken[target] = f"{src_ckpt.uri}:{resolved_id}"
+        report.taken[target] = _take(merging, report, target, source, source_id)
     report.optimizer = {t: "base" for t in plan}
     if training_state:
-        report.training = merge_training_state(base_ckpt, layout, optimizer_sources, files, trusted=trusted)
+        report.training = merge_training_state(base_ckpt, layout, merging.optimizer_sources, merging.files,
+                                                trusted=trusted)
         report.optimizer.update({t: "source" for t in report.training})
-    elif layout.stack is fmt.Stack.NEW and optimizer_sources:
-        learner_state, took = _merge_optimizer_state(base_ckpt, optimizer_sources)
+    elif layout.stack is fmt.Stack.NEW and merging.optimizer_sources:
+        learner_state, took = _merge_optimizer_state(base_ckpt, merging.optimizer_sources)
         if took:
-            files[LEARNER_STATE] = learner_state
+            merging.files[LEARNER_STATE] = learner_state
             report.optimizer.update({t: "source" for t in took})
     meta = _rewrite_metadata(base_ckpt, final)
     if meta is not None:
-        files[fmt.RLLIB_METADATA] = meta
+        merging.files[fmt.RLLIB_METADATA] = meta
 
-    _write_tree(base_ckpt.uri, final, files)
+    _write_tree(base_ckpt.uri, final, merging.files)
     report.kept = [p for p in base_ids if p not in plan]
-    report.files = sorted(files)
+    report.files = sorted(merging.files)
     report.seconds = time.perf_counter() - t0
     return report
+
+
+# ---------------------------------------------------------------- one taken policy
+
+
+@dataclass
+class _Merging:
+    """The base, the options, and what the merge has decided so far (nothing is written yet)."""
+
+    base: CheckpointDir
+    layout: fmt.Layout
+    base_filters: Optional[ObservationFilters]  # None: filters=False
+    trusted: bool
+    agents: Optional[AgentChoice]
+    training_state: bool = False  # take the sources' optimizers, KL coefficients, log alphas too
+    files: Dict[str, bytes] = field(default_factory=dict)  # relative path in out -> new content
+    optimizer_sources: Dict[str, Tuple[CheckpointDir, fmt.Layout, str]] = field(default_factory=dict)
+
+
+def _take(merging: _Merging, report: MergeReport, target: str, source: str, source_id: Optional[str]) -> str:
+    """Check one ``(target, source, source id)`` and plan its rewritten files; ``"source:id"``."""
+    base, layout = merging.base, merging.layout
+    src_ckpt, src_layout = open_checkpoint(source)
+    if src_layout.stack is not layout.stack:
+        raise CheckpointError(
+            f"{src_ckpt.uri}: a {src_layout.stack.value}-API-stack checkpoint cannot be merged into the "
+            f"{layout.stack.value}-API-stack base {base.uri}: tensor names differ"
+        )
+    sview, src_weights = read_policy_opened(src_ckpt, src_layout, source_id or target, trusted=merging.trusted)
+    bview, base_weights = read_policy_opened(base, layout, target)
+    (resolved_id,) = sview.policies
+    label = policy_label(resolved_id, target)
+    _check_policy(label, bview.policies[target], sview.policies[resolved_id])
+    base_rel = fmt.weights_file(base, layout, target)
+    src_filters = filters_of(src_ckpt, src_layout) if merging.base_filters is not None else None
+    if layout.stack is fmt.Stack.NEW:
+        ready = check_tensors(label, src_weights, base_weights, target_name="base")
+        merging.files[base_rel] = pickle.dumps(OrderedDict(ready), protocol=5)
+        if merging.training_state or (src_layout.kind is fmt.Kind.ALGORITHM and src_ckpt.exists(LEARNER_STATE)):
+            merging.optimizer_sources[target] = (src_ckpt, src_layout, resolved_id)
+        if merging.base_filters is not None and src_filters is not None:
+            took = new_stack_state(base, merging.base_filters, src_filters, merging.files, label, target, merging.agents)
+            if took:
+                report.filters[target] = took
+    else:
+        stats = None
+        if merging.base_filters is not None and src_filters is not None:
+            stats = src_filters.stats.get(resolved_id)
+            check_pair(label, merging.base_filters.stats.get(target), stats, src_ckpt.uri)
+        merging.files[base_rel] = patch_policy_state(base, base_rel, label, src_weights, stats)
+        if stats is not None:
+            old_stack_state(base, merging.files, label, target, stats)
+            report.filters[target] = stats.describe()
+    return f"{src_ckpt.uri}:{resolved_id}"
 
 
 # ---------------------------------------------------------------- validation
@@ -272,22 +298,13 @@ def _check_policy(label: str, b: PolicyView, s: PolicyView) -> None:
         )
 
 
-def _check_out(out: "str | os.PathLike[str]", base: str, sources: Sequence[Any]) -> str:
-    final = os.path.abspath(os.path.expanduser(os.fspath(out)))
-    for other in [base] + [os.path.abspath(os.path.expanduser(os.fspath(s))) for s in sources]:
-        if final == other or final.startswith(other.rstrip(os.sep) + os.sep) or other.startswith(final + os.sep):
-            raise CheckpointError(f"{final}: the output must not be (inside) the base or a source checkpoint ({other})")
-    if os.path.lexists(final):
-        if os.path.islink(final) or not os.path.isdir(final):
-            raise CheckpointError(f"{final}: exists and is not a directory; refusing to overwrite it")
-        if os.listdir(final):
-            try:
-                fmt.detect(CheckpointDir(final))
-            except CheckpointError:
-                raise CheckpointError(
-                    f"{final}: exists and is not an RLlib checkpoint; refusing to overwrite it"
-                ) from None
-    return final
+def _is_checkpoint(path: str) -> bool:
+    """An existing ``out`` that is an RLlib checkpoint may be replaced by the merge."""
+    try:
+        fmt.detect(CheckpointDir(path))
+    except CheckpointError:
+        return False
+    return True
 
 
 # ---------------------------------------------------------------- new stack: optimizer state
@@ -304,14 +321,14 @@ def _merge_optimizer_state(
     if not base.exists(LEARNER_STATE):
         return b"", []
     state = decode_file(base, LEARNER_STATE)
-    if not _plain(state) or not isinstance(state.get("optimizer"), dict):
+    if not plain_data(state) or not isinstance(state.get("optimizer"), dict):
         return b"", []
     optim = state["optimizer"]
     took = []
     for target, (src_ckpt, _, src_id) in sources.items():
         src_state = decode_file(src_ckpt, LEARNER_STATE)
         src_optim = src_state.get("optimizer") if isinstance(src_state, dict) else None
-        if not _plain(src_state) or not isinstance(src_optim, dict):
+        if not plain_data(src_state) or not isinstance(src_optim, dict):
             continue
         mine = {n[len(target):]: n for n, v in optim.items() if _module_of(v) == target and n.startswith(target)}
         theirs = {n[len(src_id):]: n for n, v in src_optim.items() if _module_of(v) == src_id and n.startswith(src_id)}
@@ -345,21 +362,6 @@ def _check_buffers(label: str, source: Any, base: Any) -> None:
                     f"{label}: parameter {idx} {key!r} is {np.shape(s[key])} in the checkpoint but {np.shape(bv)} in the base"
                 )
 
-
-_PLAIN_ATOMS = (str, bytes, int, float, bool, type(None), np.ndarray, np.generic, np.dtype)
-
-
-def _plain(obj: Any, depth: int = 0) -> bool:
-    """True when ``obj`` is built of containers, numbers, strings and numpy arrays only."""
-    if depth > 50:
-        return False
-    if isinstance(obj, _PLAIN_ATOMS):
-        return not (isinstance(obj, np.ndarray) and obj.dtype.hasobject)
-    if isinstance(obj, dict):
-        return all(_plain(k, depth + 1) and _plain(v, depth + 1) for k, v in obj.items())
-    if isinstance(obj, (list, tuple, set, frozenset)):
-        return all(_plain(v, depth + 1) for v in obj)
-    return False
 
 
 # ---------------------------------------------------------------- writing

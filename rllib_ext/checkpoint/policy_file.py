@@ -36,7 +36,7 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 
 import numpy as np
 
-from ..errors import CheckpointError, CheckpointFormatError, NotACheckpointError, did_you_mean
+from ..errors import CheckpointError, CheckpointFormatError, NotACheckpointError, did_you_mean, malformed
 from . import format as fmt
 from .atomic import write_dir_atomically, write_synced
 from .codecs.safetensors import decode_safetensors, read_header, tensor_entries, write_safetensors
@@ -260,13 +260,9 @@ def _policy_json(policy_id: str, weights: Mapping[str, np.ndarray], meta: Mappin
 def _space(d: Any, ckpt: CheckpointDir) -> Optional[SpaceView]:
     if not isinstance(d, dict):
         return None
-    try:
+    with malformed(ckpt.child(META_FILE), "a space is malformed", "; rewrite the policy with save_policy/extract_policy",
+                   catch=(KeyError, TypeError, ValueError, AttributeError, RecursionError)):
         return SpaceView.from_dict(d)
-    except (KeyError, TypeError, ValueError, AttributeError, RecursionError) as e:
-        raise CheckpointFormatError(
-            f"{ckpt.child(META_FILE)}: a space is malformed ({type(e).__name__}: {e}); "
-            "rewrite the policy with save_policy/extract_policy"
-        ) from e
 
 
 def _check_index(index: Any, found: Mapping[str, Tuple[Tuple[int, ...], str]], ckpt: CheckpointDir) -> None:

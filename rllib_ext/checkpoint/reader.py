@@ -16,7 +16,7 @@ from typing import Any, List, Optional, Tuple
 
 import numpy as np
 
-from ..errors import CheckpointFormatError, UnsafePickleError, not_found
+from ..errors import CheckpointFormatError, UnsafePickleError, malformed, not_found
 from . import format as fmt
 from .codecs import safe_pickle
 from .codecs.msgpack import unpack_msgpack
@@ -143,12 +143,8 @@ def decode_file(ckpt: CheckpointDir, rel: str, *, trusted: bool = False, lazy: b
 
 def _unpickle(source: Source, where: str, trusted: bool, lazy: bool) -> Any:
     with source.stream() as f:  # an unreadable file is said so, not called corrupt
-        try:
+        with malformed(where, "truncated or corrupt pickle"):  # any unpickling failure: a damaged file
             return safe_pickle.load_stream(f, source, trusted=trusted, lazy=lazy)
-        except Exception as e:  # any unpickling failure means a damaged file
-            raise CheckpointFormatError(
-                f"{where}: truncated or corrupt pickle ({type(e).__name__}: {e})"
-            ) from e
 
 
 def extract_weights(payload: Any, layout: fmt.Layout, where: str, *, materialize: bool = True) -> Weights:

@@ -17,7 +17,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from ..errors import CheckpointFormatError
+from ..errors import CheckpointFormatError, malformed
 from .codecs.safe_pickle import Placeholder
 from .views import Bound, SpaceView
 
@@ -106,11 +106,9 @@ def space_from_rllib_dict(d: Any, where: str) -> Optional[SpaceView]:
 
 def decode_rllib_ndarray(text: Any, where: str) -> np.ndarray:
     """RLlib's ``_serialize_ndarray``: base64(zlib(np.save bytes)); no pickles allowed."""
-    try:
+    with malformed(where, "cannot decode a serialised space array"):
         raw = zlib.decompress(base64.b64decode(text))
         return np.load(io.BytesIO(raw), allow_pickle=False)
-    except Exception as e:
-        raise CheckpointFormatError(f"{where}: cannot decode a serialised space array ({type(e).__name__}: {e})") from e
 
 
 def _bound(arr: np.ndarray) -> Bound:

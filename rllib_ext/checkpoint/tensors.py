@@ -5,15 +5,13 @@ and the one check that a policy's tensors fit where they are going (restore, mer
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Dict, List, Sequence
+from typing import Collection, Dict, List, Sequence
 
 import numpy as np
 
 from ..errors import ShapeMismatchError
 
 Weights = Dict[str, np.ndarray]
-
-
 
 def by_position(values: Sequence[np.ndarray]) -> Weights:
     """A tf2 policy's weight list (Keras variable order) named "0", "1", ... by position.
@@ -22,6 +20,11 @@ def by_position(values: Sequence[np.ndarray]) -> Weights:
     entries by position, so both stacks and frameworks share one ``{name: array}`` form.
     """
     return OrderedDict((str(i), v) for i, v in enumerate(values))
+
+
+def is_positional(names: Collection[str]) -> bool:
+    """True when the tensor names are positions "0", "1", ...: a tf2 policy's (see :func:`by_position`)."""
+    return bool(names) and all(str(name).isdigit() for name in names)
 
 
 def positional(weights: Weights, count: int) -> List[np.ndarray]:
@@ -38,6 +41,11 @@ CONSTANT_BUFFERS = ("log_std_clip_param_const",)
 def is_constant_buffer(name: str) -> bool:
     """True for a module constant such as ``pi.log_std_clip_param_const`` (see above)."""
     return name.rsplit(".", 1)[-1] in CONSTANT_BUFFERS
+
+
+def policy_label(source_id: str, target_id: str) -> str:
+    """How messages name a restored policy: ``policy 'a'``, or ``policy 'a' -> 'b'`` when renamed."""
+    return f"policy {source_id!r}" if source_id == target_id else f"policy {source_id!r} -> {target_id!r}"
 
 
 def check_tensors(label: str, source: Weights, target: Weights, target_name: str = "algorithm") -> Weights:

@@ -174,6 +174,8 @@ class CheckpointView:
         ray_version: the Ray release that wrote it, if recorded.
         algorithm_class: e.g. 'PPO'; None for checkpoints below the algorithm level.
         policies: ``{id: PolicyView}``, sorted by id.
+        algorithm_base: the RLlib algorithm ``algorithm_class`` is or derives from
+            ('PPO' for 'PPOPartial'); None when the checkpoint does not say.
         filters: the observation filters stored (``inspect`` only): ``{policy or agent
             id: description}``; ``filters_keyed_by`` says which ('policy' or 'agent').
     """
@@ -188,6 +190,7 @@ class CheckpointView:
     policies: Mapping[str, PolicyView] = field(default_factory=dict)
     filters: Mapping[str, str] = field(default_factory=dict)
     filters_keyed_by: Optional[str] = None
+    algorithm_base: Optional[str] = None
 
     def to_dict(self) -> Dict[str, Any]:
         return {
@@ -198,6 +201,7 @@ class CheckpointView:
             "framework": self.framework,
             "ray_version": self.ray_version,
             "algorithm_class": self.algorithm_class,
+            "algorithm_base": self.algorithm_base,
             "policies": {pid: p.to_dict() for pid, p in self.policies.items()},
             "filters": dict(self.filters),
             "filters_keyed_by": self.filters_keyed_by,

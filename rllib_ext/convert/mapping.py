@@ -49,7 +49,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..checkpoint.tensors import Weights, is_constant_buffer
+from ..checkpoint.tensors import Weights, is_constant_buffer, is_positional
 from ..errors import MigrationError
 from .families import NEW_DEFAULTS, TARGET_NETWORKS, FCNet, new_fcnet, source_model
 from .lstm import linear_layers, map_lstm, target_lstm_reasons
@@ -67,7 +67,7 @@ def _source_slots(names: Sequence[str], net: FCNet) -> Tuple[Dict[Slot, Tuple[st
     """``{slot: (weight name, bias name)}`` of the old default FCNet, whether it is tf
     (positional names, kernels to transpose), and display names for tf positions."""
     n = len(net.hiddens)
-    if names and all(name.isdigit() for name in names):  # tf2: a list in Keras variable order
+    if is_positional(names):  # tf2: a list in Keras variable order
         order: List[Tuple[Slot, str]] = []
         for i in range(n):
             order.append((("actor", i), f"fc_{i + 1}"))
@@ -187,7 +187,7 @@ def _default_mapping(
     target_name: str,
 ) -> Tuple[Weights, List[str], Dict[str, str], str]:
     """The built-in tables: (produced, unmapped source names, display names, what was mapped)."""
-    is_tf = bool(source) and all(name.isdigit() for name in source)
+    is_tf = is_positional(source)
     kind = "tf2" if is_tf else "torch"
     model = source_model(source_model_config, observation_space, kind)
     if model.reasons:  # not a built-in model: map nothing, list everything

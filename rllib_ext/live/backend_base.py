@@ -68,10 +68,6 @@ class Backend:
     def eval_group(self) -> Any:
         return getattr(self.algo, "eval_env_runner_group", None)
 
-    def env_steps(self) -> int:
-        """Env steps sampled over the algorithm's lifetime (what a snapshot records)."""
-        raise NotImplementedError
-
     def on_every_env_runner(self, fn: Callable[[Any], Any]) -> None:
         """``fn`` on every env runner: local, remote and evaluation."""
         for group in (self.algo.env_runner_group, self.eval_group()):

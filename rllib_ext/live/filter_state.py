@@ -21,12 +21,15 @@ from ..errors import CheckpointError
 CONNECTOR_CLASS = "MeanStdFilter"
 
 
+LIVE = "the algorithm's observation filters"  # how messages name the live side
+
+
 def worker_filters(algo: Any) -> ObservationFilters:
     """Old stack: the local worker's filter statistics, per policy id."""
     filters = algo.env_runner.filters
     out = {}
     for pid in list(filters):
-        stats = stats_from_filter(filters[pid], pid)
+        stats = stats_from_filter(filters[pid], pid, LIVE)
         if stats is not None:
             out[str(pid)] = stats
     return ObservationFilters("policy", out)
@@ -45,7 +48,7 @@ def connector_filters(algo: Any) -> ObservationFilters:
 
     state = _first(algo, _get)
     return ObservationFilters(
-        "agent", {} if state is None else connector_stats(state, "the algorithm's MeanStdFilter connector")
+        "agent", {} if state is None else connector_stats(state, LIVE)
     )
 
 

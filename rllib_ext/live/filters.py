@@ -37,6 +37,7 @@ from ..checkpoint.codecs.safe_pickle import Placeholder
 from ..checkpoint.filters import FilterStats, ObservationFilters, filters_of
 from ..checkpoint.reader import decode_file
 from ..checkpoint.storage import CheckpointDir
+from ..checkpoint.tensors import policy_label
 from ..errors import CheckpointError, ShapeMismatchError
 from .backend_base import Backend
 from .filter_state import maps
@@ -75,13 +76,14 @@ def plan_filters(
     Raises:
         ShapeMismatchError: source and target filters disagree (both named).
         CheckpointError: the source agents of a module cannot be told.
+        UnsupportedFilterError: either side keeps nested (Dict/Tuple) statistics.
     """
     source = filters_of(ckpt, layout)
     target = backend.live_filters()
     plan = FilterPlan(target.keyed_by)
     source_mapping: List[Callable[..., Any]] = []  # read once, when first needed
     for src, tgt in selection.items():
-        label = _label(src, tgt)
+        label = policy_label(src, tgt)
         keys = backend.filter_keys(tgt, target)
         _check_both_or_neither(label, ckpt.uri, source, target, src, tgt, keys)
         if not keys:
@@ -126,14 +128,10 @@ def ask_source_agents(
         return
     if not _is_reference(_stored_mapping_fn(ckpt, trusted=False)):
         src, tgt = next(iter(selection.items()))
-        raise _agents_question(_label(src, tgt), ckpt.uri, BY_VALUE)
+        raise _agents_question(policy_label(src, tgt), ckpt.uri, BY_VALUE)
 
 
 # ---------------------------------------------------------------- helpers
-
-
-def _label(src: str, tgt: str) -> str:
-    return f"policy {src!r}" if src == tgt else f"policy {src!r} -> {tgt!r}"
 
 
 def _check_both_or_neither(label: str, uri: str, source: ObservationFilters, target: ObservationFilters,

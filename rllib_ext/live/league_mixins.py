@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import asdict
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Dict, Mapping, Optional, Sequence
 
 from ..checkpoint.storage import resolve_path
 from .league import STATE_KEY, League, LeagueSpec, SnapshotSpec, check_specs

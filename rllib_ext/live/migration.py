@@ -21,12 +21,12 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from ..checkpoint import format as fmt
-from ..checkpoint.atomic import write_dir_atomically
+from ..checkpoint.atomic import check_out, write_dir_atomically
 from ..checkpoint.filters import FILTER_FILE, filters_of
 from ..checkpoint.inspection import read_policy_opened
 from ..checkpoint.reader import ids_in, open_checkpoint, read_weights
 from ..checkpoint.storage import resolve_path
-from ..checkpoint.tensors import check_tensors
+from ..checkpoint.tensors import check_tensors, is_positional
 from ..convert.families import TARGET_CLASS, TARGET_MODULES, source_algorithm, source_model
 from ..convert.mapping import NameMapping, convert_policy
 from ..errors import CheckpointError, MigrationError, not_found
@@ -121,7 +121,7 @@ def migrate(
     ckpt, layout, path, ids = _source_policies(checkpoint, policies, target)
     if out is None and not dry_run:
         raise ValueError("out is None: name the new directory (only dry_run=True takes none)")
-    final = _check_out(out, path) if out is not None else None
+    final = check_out(out, [path], "the source checkpoint") if out is not None else None
 
     report = MigrateReport(checkpoint=path, out=final, dry_run=dry_run)
     filters = filters_of(ckpt, layout).stats
@@ -200,7 +200,7 @@ def _prepare(ckpt: Any, layout: Any, pid: str, target: Optional[str], mapping: O
     view, weights = read_policy_opened(ckpt, layout, pid, trusted=trusted)
     pview = view.policies[pid]
     label = f"policy {pid!r}"
-    fw = "tf2" if weights and all(n.isdigit() for n in weights) else "torch"
+    fw = "tf2" if is_positional(weights) else "torch"
     algo = source_algorithm(pview.policy_class) if pview.policy_class else "PPO"
     model = source_model(pview.model_config, pview.observation_space, fw)
     chosen = target or algo or "PPO"
@@ -260,12 +260,3 @@ def _module_class(name: str) -> type:
 
     return DefaultPPOTorchRLModule
 
-
-def _check_out(out: "str | os.PathLike[str]", source: str) -> str:
-    final = os.path.abspath(os.path.expanduser(os.fspath(out)))
-    src = source.rstrip(os.sep)
-    if final == src or final.startswith(src + os.sep) or src.startswith(final + os.sep):
-        raise CheckpointError(f"{final}: the output must not be (inside) the source checkpoint {source}")
-    if os.path.lexists(final) and (os.path.islink(final) or not os.path.isdir(final) or os.listdir(final)):
-        raise CheckpointError(f"{final}: already exists and is not an empty directory; refusing to overwrite it")
-    return final

@@ -37,7 +37,7 @@ from ..checkpoint import format as fmt
 from ..checkpoint.inspection import read_policy_opened
 from ..checkpoint.reader import ids_in, open_checkpoint, read_opened
 from ..checkpoint.storage import CheckpointDir, resolve_path
-from ..checkpoint.tensors import Weights, check_tensors
+from ..checkpoint.tensors import Weights, check_tensors, policy_label
 from ..convert.families import source_algorithm
 from ..convert.mapping import NameMapping, convert_policy
 from ..errors import MigrationError, ShapeMismatchError, not_found
@@ -154,7 +154,7 @@ def plan(
     ready: Dict[str, Weights] = {}
     frameworks = set()
     for src, tgt in selection.items():
-        label = f"policy {src!r}" if src == tgt else f"policy {src!r} -> {tgt!r}"
+        label = policy_label(src, tgt)
         if convert:
             framework, source = _converted(
                 label, ckpt, layout, src, current[tgt], target_configs[tgt], trusted=trusted, mapping=mapping

@@ -6,7 +6,7 @@ from typing import Any, Callable, Dict
 
 import numpy as np
 
-from ...errors import CheckpointFormatError, MissingDependencyError
+from ...errors import MissingDependencyError, malformed
 from ..lazy import LAZY_MIN, LazyArray, LazyBytes
 from ..storage import Source
 from . import safe_pickle
@@ -26,13 +26,8 @@ def unpack_msgpack(source: Source, where: str, trusted: bool, lazy: bool) -> Any
     def hook(obj: Dict[Any, Any]) -> Any:
         return _decode_msgpack_numpy(obj, trusted, lazy)
 
-    with source.stream() as f, source.stream() as peek:
-        try:
-            return _MsgpackWalker(source, f, peek, unpacker_cls, hook, lazy).document()
-        except Exception as e:
-            raise CheckpointFormatError(
-                f"{where}: truncated or corrupt msgpack ({type(e).__name__}: {e})"
-            ) from e
+    with source.stream() as f, source.stream() as peek, malformed(where, "truncated or corrupt msgpack"):
+        return _MsgpackWalker(source, f, peek, unpacker_cls, hook, lazy).document()
 
 
 class _MsgpackWalker:

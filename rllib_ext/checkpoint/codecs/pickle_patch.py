@@ -21,7 +21,7 @@ from typing import Any, Dict, List, Tuple
 
 import numpy as np
 
-from ...errors import CheckpointFormatError
+from ...errors import CheckpointFormatError, malformed
 from . import safe_pickle
 
 
@@ -44,26 +44,23 @@ class RawBytes(bytes):
         return len(self)
 
 
-class _Int(int):
-    """An int from the pickle, tagged with the index of its opcode among the atom opcodes."""
+class _Tagged:
+    """A value from the pickle, tagged with the index of its opcode among the atom opcodes."""
 
     index: int
 
-    def __new__(cls, value: int, index: int) -> "_Int":
-        obj = super().__new__(cls, value)
+    def __new__(cls, value: Any, index: int) -> Any:
+        obj = super().__new__(cls, value)  # type: ignore[call-arg]  (int's or str's)
         obj.index = index
         return obj
 
 
-class _Str(str):
-    """A str from the pickle, tagged like :class:`_Int`."""
+class _Int(_Tagged, int):
+    """An int from the pickle, tagged (:class:`_Tagged`)."""
 
-    index: int
 
-    def __new__(cls, value: str, index: int) -> "_Str":
-        obj = super().__new__(cls, value)
-        obj.index = index
-        return obj
+class _Str(_Tagged, str):
+    """A str from the pickle, tagged (:class:`_Tagged`)."""
 
 
 class ArrayAt:
@@ -156,10 +153,8 @@ class SpanMap:
 
 
 def locate(data: bytes, where: str) -> Tuple[Any, SpanMap]:
-    try:
+    with malformed(where, "truncated or corrupt pickle"):
         return _Locator(data).load(), SpanMap(data)
-    except Exception as e:
-        raise CheckpointFormatError(f"{where}: truncated or corrupt pickle ({type(e).__name__}: {e})") from e
 
 
 def _encode_atom(value: Any) -> bytes:

@@ -34,22 +34,6 @@ _CODES = {np.dtype(v): k for k, v in _DTYPES.items()}
 MAX_HEADER = 100 * 1024 * 1024  # the safetensors reference limit
 
 
-def encode_safetensors(weights: Mapping[str, np.ndarray], metadata: Optional[Mapping[str, str]] = None) -> bytes:
-    """Serialise ``weights`` in the safetensors layout, keeping their order.
-
-    Raises:
-        CheckpointFormatError: a tensor's dtype has no safetensors code (e.g. object, complex).
-    """
-    parts: List[bytes] = []
-    write_safetensors(_Collect(parts), weights, metadata)
-    return b"".join(parts)
-
-
-class _Collect:
-    def __init__(self, parts: List[bytes]) -> None:
-        self.write = lambda b: parts.append(bytes(b))
-
-
 def write_safetensors(f: BinaryIO, weights: Mapping[str, Any], metadata: Optional[Mapping[str, str]] = None) -> str:
     """Stream ``weights`` to ``f`` in the safetensors layout, one tensor at a time.
 
