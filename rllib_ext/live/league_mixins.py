@@ -112,26 +112,32 @@ class LeagueAlgorithmMixin:
     # old stack __getstate__/__setstate__ (what RLlib's own checkpoints call).
     def get_state(self, components: Any = None, **kwargs: Any) -> Dict[str, Any]:
         state = super().get_state(components, **kwargs)  # type: ignore[misc]
-        if self.league is not None and components is None:
-            state[STATE_KEY] = self.league.state()
-        return state
+        return self._with_league(state) if components is None else state
 
     def set_state(self, state: Dict[str, Any]) -> None:
-        state = dict(state)
-        league_state = state.pop(STATE_KEY, None)
+        state, league_state = _split_league(state)
         super().set_state(state)  # type: ignore[misc]
-        if league_state is not None and self.league is not None:
-            self.league.set_state(league_state)
+        self._continue_league(league_state)
 
     def __getstate__(self) -> Dict[str, Any]:
-        state = super().__getstate__()  # type: ignore[misc]
+        return self._with_league(super().__getstate__())  # type: ignore[misc]
+
+    def __setstate__(self, state: Dict[str, Any]) -> None:
+        state, league_state = _split_league(state)
+        super().__setstate__(state)  # type: ignore[misc]
+        self._continue_league(league_state)
+
+    def _with_league(self, state: Dict[str, Any]) -> Dict[str, Any]:
         if self.league is not None:
             state[STATE_KEY] = self.league.state()
         return state
 
-    def __setstate__(self, state: Dict[str, Any]) -> None:
-        state = dict(state)
-        league_state = state.pop(STATE_KEY, None)
-        super().__setstate__(state)  # type: ignore[misc]
+    def _continue_league(self, league_state: Optional[Mapping[str, Any]]) -> None:
         if league_state is not None and self.league is not None:
             self.league.set_state(league_state)
+
+
+def _split_league(state: Mapping[str, Any]) -> "tuple[Dict[str, Any], Optional[Dict[str, Any]]]":
+    """RLlib's part of a state, and the league's (None when the state has none)."""
+    rest = dict(state)
+    return rest, rest.pop(STATE_KEY, None)
