@@ -1,22 +1,25 @@
 """Ray-facing adapters: the few things the rest of the package asks of a live algorithm.
 
 Per API stack, a :class:`Backend` lists a live algorithm's policy ids, gets and sets their
-weights (synced to every learner and env runner) and freezes them. Beside it, the other
-bridges between plain data and RLlib objects: the effective model config of a module,
-a gymnasium space from a :class:`~rllib_ext.checkpoint.views.SpaceView`, and one action
-from an RLModule. Ray, RLlib, gymnasium and torch are imported inside the functions that
+weights (synced to every learner and env runner), freezes them, and holds training still
+while it does (:meth:`Backend.quiesced`: asynchronous learners, see :mod:`.quiesce`).
+Beside it, the other bridges between plain data and RLlib objects: the effective model
+config of a module, a gymnasium space from a :class:`~rllib_ext.checkpoint.views.SpaceView`,
+and one action from an RLModule. Ray, RLlib, gymnasium and torch are imported inside the functions that
 need them, so importing this module stays cheap and Ray-free.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, List, Optional, Sequence, Union
+from contextlib import contextmanager
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Union
 
 import numpy as np
 
 from ..checkpoint.tensors import Weights, by_position, positional
 from ..checkpoint.views import SpaceView
 from ..errors import CheckpointError
+from . import quiesce
 
 State = Union[Dict[str, Any], List[np.ndarray]]  # a recurrent policy's state (maybe nested), no batch dimension
 
@@ -47,6 +50,16 @@ class Backend:
     def eval_group(self) -> Any:
         return getattr(self.algo, "eval_env_runner_group", None)
 
+    @contextmanager
+    def quiesced(self, ids: Sequence[str]) -> Iterator[None]:
+        """Hold training still while the weights of ``ids`` are set (and maybe frozen) inside.
+
+        Every path that sets weights on a running algorithm goes through here. When the block
+        ends without an error, data sampled before it no longer trains ``ids``. Synchronous
+        training (PPO, the old stack's learners) changes nothing between calls: nothing to hold.
+        """
+        yield
+
 
 def frozen_fn(current: Any, frozen: Sequence[str], all_ids: Sequence[str]) -> Any:
     """``policies_to_train`` with ``frozen`` removed, in the same form as ``current``."""
@@ -65,6 +78,8 @@ def frozen_fn(current: Any, frozen: Sequence[str], all_ids: Sequence[str]) -> An
 
 class NewStackBackend(Backend):
     """RLModules live in the learner group; env runners hold inference-only copies."""
+
+    _version: Optional[int] = None  # inside quiesced(): the weights version the restore makes
 
     def _learner_results(self, fn: Callable) -> List[Any]:
         results = self.algo.learner_group.foreach_learner(fn)
@@ -90,7 +105,7 @@ class NewStackBackend(Backend):
         inference = lg.get_state(components=comps, inference_only=True)["learner"]["rl_module"]
         ref = ray.put((dict(weights), inference))
 
-        def _set(er: Any, _ref: Any = ref) -> None:
+        def _set(er: Any, _ref: Any = ref, _version: Optional[int] = self._version) -> None:
             full, inf = ray.get(_ref)
             # A single-agent runner (e.g. the RLlink server) holds one RLModule, not a
             # MultiRLModule: it is the default module.
@@ -102,10 +117,49 @@ class NewStackBackend(Backend):
             }
             # No WEIGHTS_SEQ_NO in the state: env runners apply it unconditionally.
             er.set_state({"rl_module": state})
+            if _version is not None:  # older learner states (in flight, cached) are now refused,
+                er._weights_seq_no = max(getattr(er, "_weights_seq_no", 0), _version)  # new samples: "after"
 
         for group in (self.algo.env_runner_group, self.eval_group()):
             if group is not None:
                 group.foreach_env_runner(_set, local_env_runner=True)
+
+    @contextmanager
+    def quiesced(self, ids: Sequence[str]) -> Iterator[None]:
+        """APPO/IMPALA: pause the learner's update thread (see :mod:`.quiesce`), then resume.
+
+        Two calls before the block (hold, settle) and one after (resume, marking ``ids``
+        when the block succeeded). The weights version the restore makes goes to the env
+        runners in :meth:`set_and_sync`.
+
+        Raises:
+            CheckpointError: several learners with update threads (DDP) that have trained:
+                not held, nothing changed.
+        """
+        held = [n for n in self._learner_results(quiesce.hold) if n is not None]
+        if not held:
+            yield  # synchronous learners
+            return
+        try:
+            if len(held) > 1 and max(held) > 0:
+                raise CheckpointError(
+                    f"cannot hold {len(held)} learners of a running {type(self.algo).__name__} still: "
+                    "with num_learners > 1, DDP updates them in lockstep; restore before the first "
+                    "train(), or run with num_learners <= 1"
+                )
+            self._version = max(v for v in self._learner_results(quiesce.settle) if v is not None)
+        except BaseException:
+            self._learner_results(quiesce.resume)
+            raise
+        done = False
+        try:
+            yield
+            done = True
+        finally:
+            version, self._version = self._version, None
+            # Several learners get here untrained: nothing sampled before, nothing to filter.
+            restored = tuple(ids) if done and len(held) == 1 else ()
+            self._learner_results(lambda l, _ids=restored, _v=version: quiesce.resume(l, _ids, _v))
 
     def model_configs(self, ids: Sequence[str]) -> Dict[str, Dict[str, Any]]:
         """Each module's model config with RLlib's defaults merged in (what its catalog used)."""

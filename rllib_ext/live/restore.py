@@ -251,21 +251,25 @@ def restore_opened(
     selection = normalize_selection(policies)
     backend = backend_for(algo)
     algo_ids = backend.ids()
-    ready, previous, report = plan(algo, backend, ckpt, layout, selection, algo_ids, trusted=trusted, mapping=mapping)
-    carry = plan_filters(algo, ckpt, layout, selection, trusted=trusted, agents=agents) if filters else None
-    try:
-        backend.set_and_sync(ready)
+    # Training holds still (APPO/IMPALA: the learner thread) from the snapshot to the freeze.
+    with backend.quiesced(list(selection.values())):
+        ready, previous, report = plan(
+            algo, backend, ckpt, layout, selection, algo_ids, trusted=trusted, mapping=mapping
+        )
+        carry = plan_filters(algo, ckpt, layout, selection, trusted=trusted, agents=agents) if filters else None
+        try:
+            backend.set_and_sync(ready)
+            if carry is not None:
+                apply_filters(algo, carry.keyed_by, carry.updates)
+        except Exception:
+            backend.set_and_sync(previous)  # put every target back before reporting
+            if carry is not None:
+                apply_filters(algo, carry.keyed_by, carry.previous)
+            raise
         if carry is not None:
-            apply_filters(algo, carry.keyed_by, carry.updates)
-    except Exception:
-        backend.set_and_sync(previous)  # put every target back before reporting
-        if carry is not None:
-            apply_filters(algo, carry.keyed_by, carry.previous)
-        raise
-    if carry is not None:
-        report.filters = dict(carry.carried)
-    if freeze:
-        backend.freeze(list(ready), algo_ids)
-        report.frozen = sorted(ready)
+            report.filters = dict(carry.carried)
+        if freeze:
+            backend.freeze(list(ready), algo_ids)
+            report.frozen = sorted(ready)
     report.seconds = time.perf_counter() - t0
     return report
