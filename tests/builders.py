@@ -108,6 +108,23 @@ def ppo_config(
     return cfg
 
 
+def async_config(algo: str = "APPO", num_env_runners: int = 1, partial: bool = True):
+    """:func:`ppo_config` (new stack) on APPO or IMPALA: a learner thread, RLlib's default remote learner."""
+    import rllib_ext
+
+    if partial:
+        cls = getattr(rllib_ext, f"{algo}PartialConfig")
+    else:
+        from ray.rllib.algorithms.registry import ALGORITHMS
+
+        cls = type(ALGORITHMS[algo]()[0].get_default_config())
+    return (
+        ppo_config("new", num_env_runners=num_env_runners, config_cls=cls)
+        .env_runners(rollout_fragment_length=50)  # no "auto" fragments for APPO/IMPALA
+        .resources(num_gpus=0)
+    )
+
+
 def first_layer(stack: str, obs_dim: int) -> "tuple[str, tuple]":
     """Name and shape of the first actor layer's weight for an ``obs_dim``-float input."""
     if stack == "new":

@@ -7,7 +7,8 @@ and never tests the stack itself. Importing this module imports no framework.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from contextlib import contextmanager
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 from ..checkpoint.filters import FilterStats, ObservationFilters
 from ..checkpoint.format import Stack
@@ -40,6 +41,16 @@ class Backend:
         """Set ``{id: weights}`` (and, given, each policy's ``training`` state) where training
         happens, then on every env runner."""
         raise NotImplementedError
+
+    @contextmanager
+    def quiesced(self, ids: Sequence[str]) -> Iterator[None]:
+        """Hold training still while the weights of ``ids`` are set (and maybe frozen) inside.
+
+        Every path that sets weights on a running algorithm goes through here. When the block
+        ends without an error, data sampled before it no longer trains ``ids``. Synchronous
+        training (PPO, the old stack's learners) changes nothing between calls: nothing to hold.
+        """
+        yield
 
     def env_steps(self) -> int:
         """Env steps sampled over the algorithm's lifetime (what a snapshot records)."""

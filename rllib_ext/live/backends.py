@@ -8,19 +8,22 @@ is built; build a stored policy and act with it. :func:`backend_for` is the one 
 which stack an algorithm is on (``tests/test_layout.py`` checks that the config flags
 naming the stack appear only in this module). Per-stack work that needs no algorithm
 lives below, in :mod:`.bridge` and :mod:`.filter_state`. Ray, RLlib and torch are
-imported inside the functions that need them, so importing this module stays Ray-free.
+imported inside the functions that need them, so importing this module stays Ray-free. While it does, :meth:`Backend.quiesced` holds training still
+(asynchronous learners: see :mod:`.quiesce`).
 """
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 import functools
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Type
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Type
 
 from ..checkpoint.filters import FilterStats, ObservationFilters
 from ..checkpoint.format import Stack
 from ..checkpoint.tensors import Weights, by_position, positional
 from ..checkpoint.training_state import TrainingState
 from ..errors import CheckpointError, not_found
+from . import quiesce
 from . import training_state as ts
 from .backend_base import Backend
 from .bridge import (
@@ -36,6 +39,7 @@ class NewStackBackend(Backend):
     """RLModules live in the learner group; env runners hold inference-only copies."""
 
     stack = "new"
+    _version: Optional[int] = None  # inside quiesced(): the weights version the restore makes
 
     def _learner_results(self, fn: Callable) -> List[Any]:
         results = self.algo.learner_group.foreach_learner(fn)
@@ -66,7 +70,7 @@ class NewStackBackend(Backend):
         inference = lg.get_state(components=comps, inference_only=True)["learner"]["rl_module"]
         ref = ray.put((dict(weights), inference))
 
-        def _set(er: Any, _ref: Any = ref) -> None:
+        def _set(er: Any, _ref: Any = ref, _version: Optional[int] = self._version) -> None:
             full, inf = ray.get(_ref)
             # A single-agent runner (e.g. the RLlink server) holds one RLModule, not a
             # MultiRLModule: it is the default module.
@@ -78,6 +82,8 @@ class NewStackBackend(Backend):
             }
             # No WEIGHTS_SEQ_NO in the state: env runners apply it unconditionally.
             er.set_state({"rl_module": state})
+            if _version is not None:  # older learner states (in flight, cached) are now refused,
+                er._weights_seq_no = max(getattr(er, "_weights_seq_no", 0), _version)  # new samples: "after"
 
         self.on_every_env_runner(_set)
 
@@ -85,6 +91,43 @@ class NewStackBackend(Backend):
         from ray.rllib.utils.metrics import ENV_RUNNER_RESULTS, NUM_ENV_STEPS_SAMPLED_LIFETIME
 
         return int(self.algo.metrics.peek((ENV_RUNNER_RESULTS, NUM_ENV_STEPS_SAMPLED_LIFETIME), default=0))
+
+    @contextmanager
+    def quiesced(self, ids: Sequence[str]) -> Iterator[None]:
+        """APPO/IMPALA: pause the learner's update thread (see :mod:`.quiesce`), then resume.
+
+        Two calls before the block (hold, settle) and one after (resume, marking ``ids``
+        when the block succeeded). The weights version the restore makes goes to the env
+        runners in :meth:`set_and_sync`.
+
+        Raises:
+            CheckpointError: several learners with update threads (DDP) that have trained:
+                not held, nothing changed.
+        """
+        held = [n for n in self._learner_results(quiesce.hold) if n is not None]
+        if not held:
+            yield  # synchronous learners
+            return
+        try:
+            if len(held) > 1 and max(held) > 0:
+                raise CheckpointError(
+                    f"cannot hold {len(held)} learners of a running {type(self.algo).__name__} still: "
+                    "with num_learners > 1, DDP updates them in lockstep; restore before the first "
+                    "train(), or run with num_learners <= 1"
+                )
+            self._version = max(v for v in self._learner_results(quiesce.settle) if v is not None)
+        except BaseException:
+            self._learner_results(quiesce.resume)
+            raise
+        done = False
+        try:
+            yield
+            done = True
+        finally:
+            version, self._version = self._version, None
+            # Several learners get here untrained: nothing sampled before, nothing to filter.
+            restored = tuple(ids) if done and len(held) == 1 else ()
+            self._learner_results(lambda l, _ids=restored, _v=version: quiesce.resume(l, _ids, _v))
 
     def model_configs(self, ids: Sequence[str]) -> Dict[str, Dict[str, Any]]:
         """Each module's model config with RLlib's defaults merged in (what its catalog used)."""

@@ -283,28 +283,32 @@ def restore_opened(
     selection = normalize_selection(policies)
     backend = backend_for(algo)
     algo_ids = backend.ids()
-    ready, previous, report = plan(algo, backend, ckpt, layout, selection, algo_ids, trusted=trusted, mapping=mapping)
-    carry = plan_filters(backend, ckpt, layout, selection, trusted=trusted, agents=agents) if filters else None
-    train = plan_training(backend, ckpt, layout, selection, trusted=trusted) if training_state else None
-    trainable = backend.trainable() if freeze else None
-    try:  # all or nothing: weights, training state, filters and the freeze
-        backend.set_and_sync(ready, training=train.ready if train else None)
+    # Training holds still (APPO/IMPALA: the learner thread) from the snapshot to the freeze.
+    with backend.quiesced(list(selection.values())):
+        ready, previous, report = plan(
+            algo, backend, ckpt, layout, selection, algo_ids, trusted=trusted, mapping=mapping
+        )
+        carry = plan_filters(backend, ckpt, layout, selection, trusted=trusted, agents=agents) if filters else None
+        train = plan_training(backend, ckpt, layout, selection, trusted=trusted) if training_state else None
+        trainable = backend.trainable() if freeze else None
+        try:  # all or nothing: weights, training state, filters and the freeze
+            backend.set_and_sync(ready, training=train.ready if train else None)
+            if carry is not None:
+                backend.set_filters(carry.updates)
+            if freeze:
+                backend.freeze(list(ready), algo_ids)
+        except Exception:
+            backend.set_and_sync(previous, training=train.previous if train else None)  # put every target back
+            if carry is not None:
+                backend.set_filters(carry.previous)
+            if freeze:
+                backend.set_trainable(trainable)
+            raise
         if carry is not None:
-            backend.set_filters(carry.updates)
+            report.filters = dict(carry.carried)
+        if train is not None:
+            report.training = train.carried()
         if freeze:
-            backend.freeze(list(ready), algo_ids)
-    except Exception:
-        backend.set_and_sync(previous, training=train.previous if train else None)  # put every target back
-        if carry is not None:
-            backend.set_filters(carry.previous)
-        if freeze:
-            backend.set_trainable(trainable)
-        raise
-    if carry is not None:
-        report.filters = dict(carry.carried)
-    if train is not None:
-        report.training = train.carried()
-    if freeze:
-        report.frozen = sorted(ready)
+            report.frozen = sorted(ready)
     report.seconds = time.perf_counter() - t0
     return report

@@ -1,0 +1,188 @@
+"""Hold an asynchronous learner still while weights are set (new-stack APPO and IMPALA).
+
+RLlib's ``IMPALALearner`` (and ``APPOLearner``) updates in a background thread from
+batches queued earlier: a queue, or APPO's circular buffer, which replays each batch K
+times. Weights set from the outside race with that thread: an update in flight overwrites
+them (or dies, when torch finds a tensor it saved modified in place), and batches sampled
+with the old weights keep training the policy after its restore.
+
+A :class:`Gate`, put once around the thread's update call, closes the race. The driver
+(:meth:`rllib_ext.live.backends.NewStackBackend.quiesced`) calls, on every learner:
+
+  :func:`hold`    no new update starts; returns the learner's weights version;
+  :func:`settle`  wait until none is in flight, bump the weights version;
+  :func:`resume`  mark the restored modules with that version and let the thread go on.
+
+From then on the gate checks every batch the thread takes: a restored module's data with a
+row sampled under older weights (RLlib's ``weights_seq_no`` column, which env runners stamp
+on every step) is dropped; other modules' data stays. A batch left empty is skipped, and
+still counted by RLlib's thread, whose result aggregation counts items. The functions run
+inside the learner's process (``LearnerGroup.foreach_learner``) and import no Ray here.
+
+One learner (local, or RLlib's default single remote one), or several that have not
+trained yet: DDP needs every learner to take the same updates in lockstep, which neither
+a per-learner hold nor a per-learner data filter keeps (the backend refuses, unchanged).
+"""
+
+from __future__ import annotations
+
+import inspect
+import sys
+import threading
+import time
+from typing import Any, Callable, Dict, Optional, Sequence
+
+SETTLE_TIMEOUT_S = 120.0  # an update that never ends (a stuck learner): fail, do not hang
+_ATTR = "_rllib_ext_gate"
+
+
+class Gate:
+    """Wraps RLlib's learner-thread update: counts updates, holds new ones, filters stale data."""
+
+    def __init__(self, update: Callable[..., Any]) -> None:
+        self.update = update  # RLlib's own (``Learner.update``), called as update(self=learner, ...)
+        self.cond = threading.Condition()
+        self.started = 0
+        self.finished = 0
+        self.limit: Optional[int] = None  # None: run freely; else no update numbered above it starts
+        self.marks: Dict[str, int] = {}  # module id -> the weights version its restore made
+
+    def __call__(self, /, **kwargs: Any) -> Any:  # RLlib passes the learner as self=
+        with self.cond:
+            self.cond.wait_for(lambda: self.limit is None or self.started < self.limit)
+            self.started += 1
+        try:
+            data = kwargs["training_data"]
+            batch = fresh_part(data.batch, self.marks)
+            if batch is None:
+                return None  # nothing sampled after the restore: no update at all
+            if batch is not data.batch:
+                kwargs["training_data"] = type(data)(batch=batch)
+            return self.update(**kwargs)
+        finally:
+            with self.cond:
+                self.finished += 1
+                self.cond.notify_all()
+
+
+def fresh_part(batch: Any, marks: Dict[str, int]) -> Any:
+    """``batch`` without the restored modules' data sampled before their restore.
+
+    Returns ``batch`` itself when nothing is stale, None when nothing is left. A module's
+    data goes whole: APPO/IMPALA batches are trajectories, rows cannot be cut out.
+    """
+    stale = [mid for mid, pb in batch.policy_batches.items() if mid in marks and _sampled_before(pb, marks[mid])]
+    if not stale:
+        return batch
+    kept = {mid: pb for mid, pb in batch.policy_batches.items() if mid not in stale}
+    if not kept:
+        return None
+    return type(batch)(kept, batch.env_steps())
+
+
+def _sampled_before(module_batch: Any, version: int) -> bool:
+    """Whether a real (not padding) row was sampled with weights older than ``version``.
+
+    Without the column (a custom connector dropped it) freshness cannot be shown: stale.
+    """
+    seq = module_batch.get("weights_seq_no") if hasattr(module_batch, "get") else None
+    if seq is None:
+        return True
+    mask = module_batch.get("loss_mask")
+    if mask is not None:
+        seq = seq[mask.bool()] if hasattr(mask, "bool") else seq[mask]
+    return len(seq) > 0 and int(seq.min()) < version
+
+
+def _gate(learner: Any) -> Optional[Gate]:
+    """The learner's gate, put around its update thread on first use; None: no thread."""
+    thread = getattr(learner, "_learner_thread", None)
+    if thread is None or not thread.is_alive():
+        return None  # a synchronous learner (PPO, ...), or a thread that already died
+    gate = getattr(learner, _ATTR, None)
+    if gate is not None and thread._update_method is gate:
+        return gate
+    original = thread._update_method
+    gate = Gate(original)
+    thread._update_method = gate  # read on every step: the next update goes through the gate
+    setattr(learner, _ATTR, gate)
+    _wait_for_ungated_update(thread, original)
+    return gate
+
+
+def _wait_for_ungated_update(thread: threading.Thread, original: Callable[..., Any]) -> None:
+    """Return once ``thread`` is not inside an update it began before the gate was put in."""
+    code = getattr(inspect.unwrap(original), "__code__", None)
+    if code is None:
+        return
+    while True:
+        frame = sys._current_frames().get(thread.ident)  # documented CPython introspection
+        busy = False
+        while frame is not None:
+            if frame.f_code is Gate.__call__.__code__:
+                break  # inside the gate: counted, settle() waits for it
+            if frame.f_code is code:
+                busy = True
+                break
+            frame = frame.f_back
+        if not busy:
+            return
+        time.sleep(0.001)
+
+
+def hold(learner: Any) -> Optional[int]:
+    """Let no new update start; the learner's weights version (None: nothing to hold)."""
+    gate = _gate(learner)
+    if gate is None:
+        return None
+    with gate.cond:
+        gate.limit = gate.started
+    return int(learner._weights_seq_no)
+
+
+def settle(learner: Any, timeout: float = SETTLE_TIMEOUT_S) -> Optional[int]:
+    """Wait until no update is in flight, after :func:`hold`; the new weights version.
+
+    Raises:
+        TimeoutError: an update still runs after ``timeout`` seconds.
+    """
+    gate = getattr(learner, _ATTR, None)
+    if gate is None or not learner._learner_thread.is_alive():
+        return None
+    with gate.cond:
+        if not gate.cond.wait_for(lambda: gate.finished == gate.started, timeout):
+            raise TimeoutError(
+                f"the learner thread did not finish its update within {timeout:.0f} s "
+                f"({gate.finished} of {gate.started} finished)"
+            )
+    learner._weights_seq_no += 1  # the restore is a new weights version
+    return learner._weights_seq_no
+
+
+def resume(learner: Any, restored: Sequence[str] = (), version: Optional[int] = None) -> None:
+    """Mark ``restored`` (their weights are in) at ``version``, then let the thread run again.
+
+    The learner's cached state for env runners predates the restore: dropped, so the next
+    sync sends weights from after it.
+    """
+    gate = getattr(learner, _ATTR, None)
+    if gate is None:
+        return
+    with gate.cond:
+        if restored and version is not None:
+            gate.marks = {**gate.marks, **{mid: version for mid in restored}}
+            learner._weights_seq_no = max(learner._weights_seq_no, version)
+            _drop_cached_state(learner)
+        gate.limit = None
+        gate.cond.notify_all()
+
+
+def _drop_cached_state(learner: Any) -> None:
+    lock = getattr(learner, "_learner_state_lock", None)
+    queue = getattr(learner, "_learner_state_queue", None)
+    if lock is None or queue is None:
+        return
+    with lock:
+        learner._learner_state = None
+        while not queue.empty():
+            queue.get_nowait()
