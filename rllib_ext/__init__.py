@@ -26,7 +26,7 @@ _HOME: Dict[str, str] = {
     **dict.fromkeys(
         ("CheckpointError", "CheckpointFormatError", "MigrationError", "MissingDependencyError",
          "NotACheckpointError", "PolicyNotFoundError", "ShapeMismatchError", "UnsafePickleError",
-         "UnsupportedModelError"),
+         "UnsupportedModelError", "UnsupportedRayError"),
         "errors",
     ),
     "NumpyPolicy": "act.numpy_policy",
@@ -63,4 +63,7 @@ def __dir__() -> "list[str]":
 
 
 if "ray" in sys.modules:  # a Ray process anyway: make tune.run("PPOPartial") just work
-    __getattr__("register_trainables")
+    try:
+        __getattr__("register_trainables")
+    except ImportError:  # an unsupported Ray (UnsupportedRayError): the reader still works
+        pass

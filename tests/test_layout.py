@@ -61,7 +61,7 @@ ORDER = [
     "checkpoint.diff", "checkpoint",
     "convert.lstm", "convert.vision", "convert.families", "convert.mapping", "convert",
     "act.nets", "act.numpy_policy", "act.onnx_export", "act",
-    "live.backends", "live.filters", "live.restore", "live.policy_io", "live.lightweight", "live.migration",
+    "live.compat", "live.backends", "live.filters", "live.restore", "live.policy_io", "live.lightweight", "live.migration",
     "live.tune", "live.partial", "live",
 ]
 

@@ -35,6 +35,7 @@ from ..checkpoint.filters import FilterStats, ObservationFilters, connector_stat
 from ..checkpoint.reader import decode_file
 from ..checkpoint.storage import CheckpointDir
 from ..errors import CheckpointError, ShapeMismatchError
+from .compat import foreach_env_runner, running_stat
 
 CONNECTOR_CLASS = "MeanStdFilter"
 
@@ -183,7 +184,7 @@ def apply_filters(algo: Any, keyed_by: str, updates: Mapping[str, FilterStats]) 
 
     for group in (algo.env_runner_group, getattr(algo, "eval_env_runner_group", None)):
         if group is not None:
-            group.foreach_env_runner(_set, local_env_runner=True)
+            foreach_env_runner(group, _set)
 
 
 def agent_filter(algo: Any, module_id: str, agent_id: Optional[str] = None) -> Optional[FilterStats]:
@@ -234,7 +235,7 @@ def _first(algo: Any, fn: Callable[[Any], Any]) -> Any:
     local = getattr(group, "local_env_runner", None)
     if local is not None:
         return fn(local)
-    results = group.foreach_env_runner(fn, local_env_runner=False)
+    results = foreach_env_runner(group, fn, local_env_runner=False)
     return results[0] if results else None
 
 
@@ -250,11 +251,7 @@ def _rllib_filter(stats: FilterStats, filter_cls: Any, running_stat_cls: Any) ->
 
 
 def _running_stat(stats: FilterStats, running_stat_cls: Any) -> Any:
-    rs = running_stat_cls(stats.shape)
-    rs.num_pushes = stats.count
-    rs.mean_array = np.array(stats.mean, dtype=np.float64, copy=True)
-    rs.sum_sq_diff_array = np.array(stats.sum_sq_diff, dtype=np.float64, copy=True)
-    return rs
+    return running_stat(running_stat_cls, stats.shape, stats.count, stats.mean, stats.sum_sq_diff)
 
 
 def _connector_state(stats: FilterStats, running_stat_cls: Any) -> Dict[str, Any]:

@@ -30,6 +30,7 @@ from ..checkpoint.reader import ids_in, open_checkpoint
 from ..checkpoint.storage import CheckpointDir, resolve_path
 from ..errors import CheckpointError, not_found
 from .backends import State, backend_for, module_action, to_gym_space
+from .compat import build_algo, single_action_obs
 from .backends import initial_state as module_initial_state
 from .filters import agent_filter
 from .restore import restore_opened
@@ -148,7 +149,7 @@ def from_checkpoint(
     ids: List[str] = list(policies) if policies is not None else sorted(ids_in(ckpt, layout))
     spaces = checkpoint_spaces(ckpt, layout, ids)
     config = make_lightweight(config_from_checkpoint(algo_cls, ckpt, layout), spaces)
-    algo = config.build_algo() if hasattr(config, "build_algo") else config.build()
+    algo = build_algo(config)
     try:
         report = restore_opened(algo, ckpt, layout, ids, trusted=trusted)
     except BaseException:
@@ -185,6 +186,7 @@ def act(
                 f"policy {policy_id!r} is recurrent: pass state= (start from initial_state()) and get "
                 "(action, next_state) back" if recurrent else f"policy {policy_id!r} is not recurrent: it takes no state="
             )
+        obs = single_action_obs(algo, policy_id, obs)
         if not recurrent:
             return algo.compute_single_action(obs, policy_id=policy_id, explore=explore)
         action, next_state, _ = algo.compute_single_action(obs, state=state, policy_id=policy_id, explore=explore)
