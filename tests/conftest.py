@@ -90,44 +90,11 @@ def s3_bucket(s3_server, request):
     return f"s3://{name}"
 
 
-# Names Ray 2.41 introduced that the tests use, and their Ray 2.40 spelling.
-NEWER_RAY_NAMES = {
-    ("ray.rllib.algorithms.algorithm_config", "AlgorithmConfig", "build_algo"): "build",
-    ("ray.rllib.env.env_runner_group", "EnvRunnerGroup", "foreach_env_runner"): "foreach_worker",
-    ("ray.rllib.env.env_runner_group", "EnvRunnerGroup", "healthy_env_runner_ids"): "healthy_worker_ids",
-    ("ray", "tune", "RunConfig"): "ray.train.RunConfig",
-    ("ray", "tune", "CheckpointConfig"): "ray.train.CheckpointConfig",
-    ("ray", "tune", "FailureConfig"): "ray.train.FailureConfig",
-}
-
-
-def _alias_names_of_newer_rays() -> None:
-    """On Ray 2.40 (the oldest supported release), give the tests the names of
-    :data:`NEWER_RAY_NAMES` so that one test text runs on every supported release.
-
-    Test code only: the package goes through ``rllib_ext.live.compat``, and
-    tests/test_compat.py checks that no module of the package uses these names, so the
-    aliases cannot hide a package bug on 2.40. A no-op on later releases.
-    """
-    import importlib
-
-    for (module, owner, name), old in NEWER_RAY_NAMES.items():
-        holder = getattr(importlib.import_module(module), owner)
-        if hasattr(holder, name):
-            continue
-        if "." in old:
-            where, _, attr = old.rpartition(".")
-            setattr(holder, name, getattr(importlib.import_module(where), attr))
-        else:
-            setattr(holder, name, getattr(holder, old))
-
-
 @pytest.fixture(scope="session")
 def ray_session():
     """A small local Ray, shared by every test of this worker."""
     import ray
 
-    _alias_names_of_newer_rays()
     if not ray.is_initialized():
         # Workers import test helpers (callbacks) from tests/ by name.
         here = os.path.dirname(os.path.abspath(__file__))

@@ -17,7 +17,6 @@ import numpy as np
 from ..checkpoint.tensors import Weights, by_position, positional
 from ..checkpoint.views import SpaceView
 from ..errors import CheckpointError
-from .compat import foreach_env_runner
 
 State = Union[Dict[str, Any], List[np.ndarray]]  # a recurrent policy's state (maybe nested), no batch dimension
 
@@ -106,7 +105,7 @@ class NewStackBackend(Backend):
 
         for group in (self.algo.env_runner_group, self.eval_group()):
             if group is not None:
-                foreach_env_runner(group, _set)
+                group.foreach_env_runner(_set, local_env_runner=True)
 
     def model_configs(self, ids: Sequence[str]) -> Dict[str, Dict[str, Any]]:
         """Each module's model config with RLlib's defaults merged in (what its catalog used)."""
@@ -160,7 +159,7 @@ class OldStackBackend(Backend):
 
         for group in (self.algo.env_runner_group, self.eval_group()):
             if group is not None:
-                foreach_env_runner(group, _set)
+                group.foreach_env_runner(_set, local_env_runner=True)
 
     def freeze(self, ids: Sequence[str], all_ids: Sequence[str]) -> None:
         local = self.algo.env_runner
@@ -170,7 +169,9 @@ class OldStackBackend(Backend):
 
         for group in (self.algo.env_runner_group, self.eval_group()):
             if group is not None:
-                foreach_env_runner(group, lambda w, _new=new: w.set_is_policy_to_train(_new))
+                group.foreach_env_runner(
+                    lambda w, _new=new: w.set_is_policy_to_train(_new), local_env_runner=True
+                )
 
 
 def backend_for(algo: Any) -> Backend:

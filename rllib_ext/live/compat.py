@@ -5,44 +5,41 @@ The rest of the package never asks which Ray is installed: it calls the function
 live feature on a Ray outside :data:`SUPPORTED` refuses in one line instead of failing
 deep inside RLlib. The Ray-free reader and the CLI do not import this package.
 
-Each branch below names the release that changed the API; where the code can ask RLlib
-whether the new spelling exists it does (so a patched or backported Ray works too), and
-the comment says which release that is. Release by release (tested: 2.40.0 and 2.60.0 in
-CI; 2.45.0, 2.50.1 and 2.55.1 by hand):
+Supported: Ray 2.45 to 2.60. CI runs the live tests of both stacks on 2.45.0 (tox cell
+``torch-ray245``) and on 2.60.0 (the other cells). Between the two, RLlib changed:
 
-* ``EnvRunnerGroup.foreach_env_runner``: Ray 2.41 renamed ``foreach_worker`` to it
-  (the old name is a deprecated alias there, gone later): :func:`foreach_env_runner`.
-* ``AlgorithmConfig.build_algo``: added in Ray 2.41 beside ``build`` (deprecated later):
-  :func:`build_algo`.
 * ``RunningStat``: Ray 2.47 (ray#53484) renamed its Welford sum of squared differences
   from ``std_array`` to ``sum_sq_diff_array`` and added ``*_delta`` buffers; its
   ``to_state()``/``from_state()`` (the new stack's MeanStdFilter connector state) follow:
-  :func:`running_stat`. Checkpoints keep the release's names; the reader knows both
-  (:mod:`rllib_ext.checkpoint.filters`).
+  :func:`running_stat`. Checkpoints keep their release's names; the reader knows both
+  (:mod:`rllib_ext.checkpoint.filters`, a file format, not a live API).
 * ``Algorithm.compute_single_action`` (old stack) applies the policy's observation filter
   from Ray 2.57 (ray#64088); before, it acted on the raw observation:
   :func:`single_action_obs`.
-* Default RLModules: Ray 2.41's ``Default*RLModule`` classes pick their own Catalog;
-  Ray 2.40's (e.g. ``PPOTorchRLModule``) fail without one from the spec:
-  :func:`module_kwargs`. Ray 2.40 also saved torch modules as ``module_state.pt``
-  (a file format: :mod:`rllib_ext.checkpoint.format` reads it).
+
+Below 2.45 (measured on 2.40.0, not supported): ``EnvRunnerGroup.foreach_env_runner``,
+``AlgorithmConfig.build_algo`` and ``tune.RunConfig`` arrived in 2.41,
+``env_runners(create_local_env_runner=)`` in 2.45 (ray#52091); Ray 2.40's default
+RLModules (``PPOTorchRLModule``) need their Catalog passed and its
+``Default*RLModule`` classes do not exist. Its checkpoints are read all the same (torch
+modules as ``module_state.pt`` pickles: :mod:`rllib_ext.checkpoint.format`).
 """
 
 from __future__ import annotations
 
 import re
 import sys
-from typing import Any, Callable, List, Tuple
+from typing import Any, Tuple
 
 import numpy as np
 
 from ..errors import MissingDependencyError, UnsupportedRayError
 
 # The ``rllib`` extra of setup.py says the same (tests/test_compat.py checks both agree).
-LOWEST = (2, 40)  # inclusive
+LOWEST = (2, 45)  # inclusive
 BELOW = (2, 61)  # exclusive
-SUPPORTED = ">=2.40,<2.61"
-TESTED = ("2.40.0", "2.60.0")  # each has a tox cell running the live tests of both stacks
+SUPPORTED = ">=2.45,<2.61"
+TESTED = ("2.45.0", "2.60.0")  # each has a tox cell running the live tests of both stacks
 
 
 def version_tuple(text: str) -> Tuple[int, ...]:
@@ -121,21 +118,6 @@ def require_release(feature: str, release: str, available: bool) -> None:
 # ---------------------------------------------------------------- API differences
 
 
-def foreach_env_runner(group: Any, fn: Callable[[Any], Any], *, local_env_runner: bool = True) -> List[Any]:
-    """``fn`` on every env runner of ``group`` (the local one too unless told not to).
-
-    Ray 2.41 renamed ``EnvRunnerGroup.foreach_worker`` to ``foreach_env_runner``.
-    """
-    if hasattr(group, "foreach_env_runner"):
-        return group.foreach_env_runner(fn, local_env_runner=local_env_runner)
-    return group.foreach_worker(fn, local_env_runner=local_env_runner)  # Ray 2.40
-
-
-def build_algo(config: Any) -> Any:
-    """``config.build_algo()``; Ray 2.40 has only ``config.build()`` (2.41 added build_algo)."""
-    return config.build_algo() if hasattr(config, "build_algo") else config.build()
-
-
 def running_stat(running_stat_cls: Any, shape: Tuple[int, ...], count: int, mean: np.ndarray,
                  sum_sq_diff: np.ndarray) -> Any:
     """A release's ``RunningStat`` holding these statistics (no pending deltas).
@@ -167,25 +149,3 @@ def single_action_obs(algo: Any, policy_id: str, obs: Any) -> Any:
         return obs
     filters = getattr(algo.env_runner, "filters", None) or {}
     return filters[policy_id](obs, update=False) if policy_id in filters else obs
-
-
-def module_kwargs(module_cls: Any, algorithm: str, framework: str) -> dict:
-    """Extra constructor arguments ``module_cls`` needs on this release (``{}`` from Ray 2.41).
-
-    Ray 2.40's default RLModules (``PPOTorchRLModule``, ...) take their Catalog from the
-    spec and fail in ``setup()`` without one; Ray 2.41's ``Default*RLModule`` classes pick
-    it themselves. On 2.40: the catalog of ``algorithm``'s default module spec, when
-    ``module_cls`` is (a subclass of) that spec's module class.
-    """
-    if _installed_at_least((2, 41)):
-        return {}
-    from ray.rllib.algorithms.registry import ALGORITHMS
-
-    if algorithm not in ALGORITHMS:
-        return {}
-    algo_cls, _ = ALGORITHMS[algorithm]()
-    spec = algo_cls.get_default_config().framework(framework).get_default_rl_module_spec()
-    default_cls = getattr(spec, "module_class", None)
-    if isinstance(module_cls, type) and isinstance(default_cls, type) and issubclass(module_cls, default_cls):
-        return {"catalog_class": spec.catalog_class} if spec.catalog_class is not None else {}
-    return {}

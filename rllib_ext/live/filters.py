@@ -35,7 +35,7 @@ from ..checkpoint.filters import FilterStats, ObservationFilters, connector_stat
 from ..checkpoint.reader import decode_file
 from ..checkpoint.storage import CheckpointDir
 from ..errors import CheckpointError, ShapeMismatchError
-from .compat import foreach_env_runner, running_stat
+from .compat import running_stat
 
 CONNECTOR_CLASS = "MeanStdFilter"
 
@@ -184,7 +184,7 @@ def apply_filters(algo: Any, keyed_by: str, updates: Mapping[str, FilterStats]) 
 
     for group in (algo.env_runner_group, getattr(algo, "eval_env_runner_group", None)):
         if group is not None:
-            foreach_env_runner(group, _set)
+            group.foreach_env_runner(_set, local_env_runner=True)
 
 
 def agent_filter(algo: Any, module_id: str, agent_id: Optional[str] = None) -> Optional[FilterStats]:
@@ -235,7 +235,7 @@ def _first(algo: Any, fn: Callable[[Any], Any]) -> Any:
     local = getattr(group, "local_env_runner", None)
     if local is not None:
         return fn(local)
-    results = foreach_env_runner(group, fn, local_env_runner=False)
+    results = group.foreach_env_runner(fn, local_env_runner=False)
     return results[0] if results else None
 
 

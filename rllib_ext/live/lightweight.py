@@ -30,7 +30,7 @@ from ..checkpoint.reader import ids_in, open_checkpoint
 from ..checkpoint.storage import CheckpointDir, resolve_path
 from ..errors import CheckpointError, not_found
 from .backends import State, backend_for, module_action, to_gym_space
-from .compat import build_algo, single_action_obs
+from .compat import single_action_obs
 from .backends import initial_state as module_initial_state
 from .filters import agent_filter
 from .restore import restore_opened
@@ -149,7 +149,7 @@ def from_checkpoint(
     ids: List[str] = list(policies) if policies is not None else sorted(ids_in(ckpt, layout))
     spaces = checkpoint_spaces(ckpt, layout, ids)
     config = make_lightweight(config_from_checkpoint(algo_cls, ckpt, layout), spaces)
-    algo = build_algo(config)
+    algo = config.build_algo() if hasattr(config, "build_algo") else config.build()
     try:
         report = restore_opened(algo, ckpt, layout, ids, trusted=trusted)
     except BaseException:

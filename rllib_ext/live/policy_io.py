@@ -28,7 +28,6 @@ from ..checkpoint.upload import is_remote, upload_dir
 from ..checkpoint.views import SpaceView
 from ..errors import CheckpointError, CheckpointFormatError, UnsafePickleError, not_found
 from .backends import State, backend_for, initial_state, module_action, to_gym_space
-from .compat import module_kwargs
 from .filters import agent_filter, live_filters
 from .restore import PartialRestoreReport, restore_policies
 
@@ -267,7 +266,7 @@ def build_policy(path: "str | os.PathLike[str]", *, trusted: bool = False) -> Lo
     cls = _import_class(meta.get("policy_class"), trusted, meta)
     if meta["stack"] == "new":
         model = cls(observation_space=obs, action_space=act, inference_only=False,
-                    model_config=meta.get("model_config") or {}, **_module_kwargs(cls, meta))
+                    model_config=meta.get("model_config") or {})
         model.set_state(weights)
         model.eval()
     else:
@@ -278,11 +277,6 @@ def build_policy(path: "str | os.PathLike[str]", *, trusted: bool = False) -> Lo
         model.set_weights(weights_in)
     found = filters_of(*open_checkpoint(path)).stats
     return LoadedPolicy(_stored_id(meta, path), meta, weights, model, next(iter(found.values()), None))
-
-
-def _module_kwargs(cls: type, meta: Mapping[str, Any]) -> Dict[str, Any]:
-    """What this Ray release needs besides the spaces to build ``cls`` (see :func:`.compat.module_kwargs`)."""
-    return module_kwargs(cls, meta.get("algorithm_class") or "PPO", meta.get("framework") or "torch")
 
 
 def _old_stack_config(meta: Mapping[str, Any]) -> Dict[str, Any]:
@@ -330,13 +324,11 @@ def add_or_replace(
         if algo.config.enable_rl_module_and_learner:
             from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
-            module_cls = _import_class(meta.get("policy_class"), trusted, meta)
             spec = RLModuleSpec(
-                module_class=module_cls,
+                module_class=_import_class(meta.get("policy_class"), trusted, meta),
                 observation_space=obs,
                 action_space=act,
                 model_config=meta.get("model_config") or {},
-                **_module_kwargs(module_cls, meta),
             )
             algo.add_module(target, spec)
         else:
