@@ -1,10 +1,10 @@
 # Two commands on a fresh machine; each makes its own environment.
 #   make demo   restore one policy of three into a new Tune run, print the table
-#   make test   the whole matrix (tox: torch-new, torch-old, tf2-old)
+#   make test   the whole matrix (tox: torch-new, torch-old, tf2-old, torch-ray245)
 PYTHON ?= python3
 VENV   := .venv
 TOOLS  := .venv-tools
-CELLS  ?= torch-new,torch-old,tf2-old
+CELLS  ?= torch-new,torch-old,tf2-old,torch-ray245
 
 .PHONY: demo test test-quick bench clean
 

@@ -46,7 +46,7 @@ setup(
         "remote": ["pyarrow"],
         # pillow: upstream Tune resolves trainable names like "PPO" by importing every
         # RLlib algorithm, DreamerV3 included, which needs PIL.
-        "rllib": ["ray[rllib,tune]==2.60.0", "torch==2.13.0", "pillow"],
+        "rllib": ["ray[rllib,tune]>=2.45,<2.61", "torch==2.13.0", "pillow"],
         "tf": ["tensorflow==2.21.*", "tf-keras==2.21.*"],
         # export_onnx / `rllib-ext export --format onnx` (with torch from `rllib`): torch's
         # exporter needs onnx + onnxscript; running an exported file needs onnxruntime only.

@@ -27,7 +27,7 @@ _HOME: Dict[str, str] = {
         ("CheckpointError", "CheckpointFormatError", "MigrationError", "MissingDependencyError",
          "NotACheckpointError", "NotAPoolError", "PolicyClassError", "PolicyNotFoundError", "PoolNamespaceError",
          "ShapeMismatchError", "UnsafePickleError", "UnsupportedFilterError", "UnsupportedModelError",
-         "TrainingStateError", "MissingTrainingStateError"),
+         "UnsupportedRayError", "TrainingStateError", "MissingTrainingStateError"),
         "errors",
     ),
     "NumpyPolicy": "act.numpy_policy",
@@ -64,4 +64,7 @@ def __dir__() -> "list[str]":
 
 
 if "ray" in sys.modules:  # a Ray process anyway: make tune.run("PPOPartial") just work
-    __getattr__("register_trainables")
+    try:
+        __getattr__("register_trainables")
+    except ImportError:  # an unsupported Ray (UnsupportedRayError): the reader still works
+        pass

@@ -16,6 +16,10 @@ from __future__ import annotations
 import sys
 from typing import Dict, Optional, Type
 
+# First: outside the supported Ray releases this refuses in one line (rllib_ext.live.compat)
+# before RLlib's own imports below can fail deep inside.
+from .live import tune  # isort: skip
+
 from ray.rllib.algorithms.algorithm import Algorithm
 from ray.rllib.algorithms.appo import APPO
 from ray.rllib.algorithms.dqn import DQN
@@ -23,7 +27,6 @@ from ray.rllib.algorithms.impala import IMPALA
 from ray.rllib.algorithms.ppo import PPO
 from ray.rllib.algorithms.sac import SAC
 
-from .live import tune
 from .live.league_mixins import LeagueAlgorithmMixin, LeagueConfigMixin
 from .live.partial import ALGO_OF_CONFIG, PartialAlgorithmMixin, PartialConfigMixin
 

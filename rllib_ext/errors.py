@@ -49,6 +49,10 @@ class MissingDependencyError(CheckpointError, ImportError):
     """An optional package (msgpack, safetensors, torch) is needed for this file."""
 
 
+class UnsupportedRayError(MissingDependencyError):
+    """The installed Ray is outside the releases the live features support (the message names both)."""
+
+
 class UnsupportedModelError(CheckpointError):
     """A policy's model is not one NumpyPolicy / export_onnx computes exactly (the message names why)."""
 

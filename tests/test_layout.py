@@ -67,7 +67,7 @@ ORDER = [
     "checkpoint.diff", "checkpoint.pool_store", "checkpoint.pool_index", "checkpoint.pool_rules", "checkpoint.pool", "checkpoint",
     "convert.lstm", "convert.vision", "convert.families", "convert.mapping", "convert",
     "act.nets", "act.numpy_policy", "act.onnx_export", "act",
-    "live.quiesce", "live.bridge", "live.filter_state", "live.training_state", "live.backend_base", "live.backends", "live.filters",
+    "live.compat", "live.quiesce", "live.bridge", "live.filter_state", "live.training_state", "live.backend_base", "live.backends", "live.filters",
     "live.restore", "live.policy_io", "live.lightweight", "live.snapshot", "live.migration",
     "live.matchmaking", "live.league_play", "live.league", "live.league_mixins",
     "live.tune", "live.partial", "live",

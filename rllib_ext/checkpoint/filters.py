@@ -8,6 +8,8 @@ Where RLlib keeps them:
   ``worker -> filters -> <policy id>``: a pickled ``ray.rllib.utils.filter.MeanStdFilter``
   (safe mode sees its attributes: ``shape``, ``demean``, ``destd``, ``clip`` and a
   ``RunningStat`` with ``num_pushes``, ``mean_array``, ``sum_sq_diff_array``);
+  Ray <= 2.46 names the Welford sum ``std_array`` (same meaning; renamed in Ray 2.47,
+  ray#53484), in the pickled filter and in the connector state below alike;
 * new stack: the ``MeanStdFilter`` connector of the env runners' env-to-module pipeline,
   one set of statistics per **agent id**, in
   ``env_runner/env_to_module_connector/MeanStdFilter/state.pkl`` (arrays serialised as
@@ -253,7 +255,7 @@ def stats_from_filter(flt: Any, policy_id: Any = None, where: str = "") -> Optio
         shape=tuple(int(d) for d in np.ravel(attrs["shape"])) if attrs.get("shape") is not None else mean.shape,
         count=int(rs["num_pushes"]),
         mean=mean,
-        sum_sq_diff=np.asarray(rs["sum_sq_diff_array"], dtype=np.float64),
+        sum_sq_diff=np.asarray(rs[sum_sq_key(rs)], dtype=np.float64),
         demean=bool(attrs.get("demean", True)),
         destd=bool(attrs.get("destd", True)),
         clip=None if attrs.get("clip") is None else float(attrs["clip"]),
@@ -273,7 +275,7 @@ def connector_stats(state: Any, where: str) -> Dict[str, FilterStats]:
             shape=tuple(int(d) for d in np.ravel(agent_state["shape"])),
             count=int(rs["num_pushes"]),
             mean=mean,
-            sum_sq_diff=decode_rllib_ndarray(rs["sum_sq_diff_array"], where).astype(np.float64),
+            sum_sq_diff=decode_rllib_ndarray(rs[sum_sq_key(rs)], where).astype(np.float64),
             demean=bool(agent_state["de_mean_to_zero"]),
             destd=bool(agent_state["de_std_to_one"]),
             clip=None if agent_state.get("clip_by_value") is None else float(agent_state["clip_by_value"]),
@@ -290,6 +292,11 @@ def nested_filter_error(where: str, whose: str, stats: Any) -> UnsupportedFilter
         "policy or agent over one flat observation, so it cannot read or carry these; pass filters=False "
         "(restore, merge, NumpyPolicy, algo.load_policy) to leave the observation filters out"
     )
+
+
+def sum_sq_key(running_stat: Mapping[str, Any]) -> str:
+    """The key of the Welford sum of squared differences: Ray <= 2.46 called it ``std_array``."""
+    return "std_array" if "sum_sq_diff_array" not in running_stat and "std_array" in running_stat else "sum_sq_diff_array"
 
 
 def _attrs(obj: Any) -> Dict[str, Any]:

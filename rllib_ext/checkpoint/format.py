@@ -7,6 +7,8 @@ Version history (``checkpoint_version`` in ``rllib_checkpoint.json`` / ``metadat
   1.2  Ray ~2.30 new stack: ``learner/module_state/<mid>/module_state_dir/module_state.pt``.
   2.0+ Ray >= 2.36 new stack (Checkpointable): ``learner_group/learner/rl_module/<mid>/
        module_state.pkl`` (or ``.msgpack``); every component dir has ``metadata.json``.
+       Torch modules of Ray <= 2.40 write ``module_state.pt`` (a ``torch.save`` zip of the
+       state dict) instead; Ray 2.41 moved them to ``module_state.pkl``.
 We dispatch on that version string and on which files exist, never on exception text.
 
 rllib_ext's own single-policy directory (``policy.json`` + ``weights.safetensors``) carries
@@ -32,7 +34,7 @@ RLLIB_METADATA = "rllib_checkpoint.json"
 COMPONENT_METADATA = "metadata.json"
 NEW_STACK_MODULES_DIR = "learner_group/learner/rl_module"
 OLD_STACK_POLICIES_DIR = "policies"
-MODULE_STATE_STEMS = ("module_state.pkl", "module_state.msgpack")
+MODULE_STATE_STEMS = ("module_state.pkl", "module_state.msgpack", "module_state.pt")  # .pt: torch, Ray <= 2.40
 LEGACY_MODULE_STATE = "module_state_dir/module_state.pt"  # layout 1.2 (Ray ~2.30)
 LEGACY_MODULE_METADATA = "rl_module_metadata.json"  # layout 1.2: the module spec, spaces included
 CTOR_ARGS_FILE = "class_and_ctor_args.pkl"
@@ -125,7 +127,7 @@ def detect(ckpt: CheckpointDir) -> Layout:
             return Layout(Kind.MODULE, Stack.NEW, version_s, "", meta)
         raise CheckpointFormatError(
             f"{ckpt.uri}: a version {version_s} checkpoint, but neither "
-            f"{NEW_STACK_MODULES_DIR}/ nor module_state.pkl is in it"
+            f"{NEW_STACK_MODULES_DIR}/ nor {' or '.join(MODULE_STATE_STEMS)} is in it"
         )
     # major == 1
     if meta.get("type") == "Policy" or any(ckpt.exists(f) for f in POLICY_STATE_FILES):

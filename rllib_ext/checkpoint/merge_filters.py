@@ -24,7 +24,7 @@ import numpy as np
 
 from ..errors import CheckpointError, ShapeMismatchError
 from .codecs.pickle_patch import rllib_ndarray_text
-from .filters import NEW_STACK_FILTER_STATE, FilterStats, ObservationFilters
+from .filters import NEW_STACK_FILTER_STATE, FilterStats, ObservationFilters, sum_sq_key
 from .reader import decode_file
 from .state_patch import patch_worker_filter
 from .storage import CheckpointDir
@@ -91,14 +91,21 @@ def new_stack_state(
             )
         stats = source_filters.stats[source_key]
         check_pair(f"{label} (agent {base_agent!r})", base_filters.stats[base_agent], stats, base.child(rel))
-        state[base_agent] = _connector_entry(stats)
+        state[base_agent] = _connector_entry(stats, state[base_agent])
     files[rel] = pickle.dumps(state, protocol=5)
     return ", ".join(f"{a} <- {k}" for a, k in choice.items())
 
 
-def _connector_entry(stats: FilterStats) -> Dict[str, Any]:
-    """One agent's state as RLlib's MeanStdFilter connector writes it (deltas flushed)."""
+def _connector_entry(stats: FilterStats, base_entry: Any = None) -> Dict[str, Any]:
+    """One agent's state as RLlib's MeanStdFilter connector writes it (deltas flushed),
+    in the base's release's format (Ray <= 2.46: ``std_array``, no deltas; see checkpoint.filters)."""
     zeros = rllib_ndarray_text(np.zeros(stats.shape))
+    base_rs = (base_entry or {}).get("running_stats") if isinstance(base_entry, dict) else None
+    if base_rs and isinstance(base_rs[0], dict) and sum_sq_key(base_rs[0]) == "std_array":
+        running = {"num_pushes": int(stats.count), "mean_array": rllib_ndarray_text(stats.mean),
+                   "std_array": rllib_ndarray_text(stats.sum_sq_diff)}
+        return {"shape": np.array(stats.shape), "de_mean_to_zero": stats.demean, "de_std_to_one": stats.destd,
+                "clip_by_value": stats.clip, "running_stats": [running]}
     return {
         "shape": np.array(stats.shape),
         "de_mean_to_zero": stats.demean,

@@ -110,7 +110,8 @@ def decode_file(ckpt: CheckpointDir, rel: str, *, trusted: bool = False, lazy: b
     """Decode one state file by its extension, wrapping every failure in a typed error.
 
     ``.pkl`` (pickle), ``.msgpack``/``.msgpck`` (msgpack + msgpack-numpy arrays), ``.pt``
-    (a ``torch.save`` zip; its ``data.pkl`` is read without torch) and ``.safetensors``.
+    (a ``torch.save`` zip, its ``data.pkl`` read without torch; Ray 2.36-2.40 wrote a plain
+    pickle under that name, told apart by the zip signature) and ``.safetensors``.
     The file is read as it is decoded, never copied whole.
 
     Args:
@@ -137,7 +138,9 @@ def decode_file(ckpt: CheckpointDir, rel: str, *, trusted: bool = False, lazy: b
     if ext in (".msgpack", ".msgpck"):
         return unpack_msgpack(source, where, trusted, lazy)
     if ext == ".pt":
-        return _unpickle(torch_zip_payload(source, where), where, trusted, lazy)
+        with source.stream() as f:
+            is_zip = f.read(4) == b"PK\x03\x04"
+        return _unpickle(torch_zip_payload(source, where) if is_zip else source, where, trusted, lazy)
     raise CheckpointFormatError(f"{where}: this reader cannot decode {ext!r} files")
 
 

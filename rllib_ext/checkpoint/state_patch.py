@@ -29,7 +29,7 @@ from .codecs.pickle_patch import (
     locate,
     rllib_ndarray_text,
 )
-from .filters import FilterStats, connector_stats, stats_from_filter
+from .filters import FilterStats, connector_stats, stats_from_filter, sum_sq_key
 from .reader import extract_weights
 from .storage import CheckpointDir
 from .tensors import Weights, by_position, check_tensors
@@ -50,7 +50,7 @@ def patch_worker_filter(data: bytes, where: str, label: str, policy_id: str, sta
     edits = [
         atom_edit(spans, rs["num_pushes"], int(stats.count), "num_pushes", where),
         array_edit(spans, rs["mean_array"], stats.mean, "mean_array", where),
-        array_edit(spans, rs["sum_sq_diff_array"], stats.sum_sq_diff, "sum_sq_diff_array", where),
+        array_edit(spans, rs[sum_sq_key(rs)], stats.sum_sq_diff, sum_sq_key(rs), where),
     ]
     patched = apply_edits(data, spans, edits)
     got = stats_from_filter(safe_pickle.loads(patched)["worker"]["filters"][policy_id], policy_id)
@@ -71,7 +71,7 @@ def _connector_filter_edits(payload: Any, spans: SpanMap, stats: FilterStats, wh
     return [
         atom_edit(spans, rs["num_pushes"], int(stats.count), "connector num_pushes", where),
         atom_edit(spans, rs["mean_array"], rllib_ndarray_text(stats.mean), "connector mean_array", where),
-        atom_edit(spans, rs["sum_sq_diff_array"], rllib_ndarray_text(stats.sum_sq_diff), "connector sum_sq_diff_array", where),
+        atom_edit(spans, rs[sum_sq_key(rs)], rllib_ndarray_text(stats.sum_sq_diff), f"connector {sum_sq_key(rs)}", where),
     ]
 
 

@@ -14,9 +14,20 @@ imported inside the functions that need them, so importing this module stays Ray
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 import functools
-from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Type
+from contextlib import contextmanager
+from typing import (
+    Any,
+    Callable,
+    Dict,
+    Iterator,
+    List,
+    Mapping,
+    Optional,
+    Sequence,
+    Tuple,
+    Type,
+)
 
 from ..checkpoint.filters import FilterStats, ObservationFilters
 from ..checkpoint.format import Stack
@@ -27,11 +38,23 @@ from . import quiesce
 from . import training_state as ts
 from .backend_base import Backend
 from .bridge import (
-    State, build_module, build_policy_object, effective_model_config, initial_state, keep_module_specs,
-    module_action, policy_action,
+    State,
+    build_module,
+    build_policy_object,
+    effective_model_config,
+    initial_state,
+    keep_module_specs,
+    module_action,
+    policy_action,
 )
+from .compat import single_action_obs
 from .filter_state import (
-    agent_filter_of, agents_of, connector_filters, set_connector_filters, set_worker_filters, worker_filters,
+    agent_filter_of,
+    agents_of,
+    connector_filters,
+    set_connector_filters,
+    set_worker_filters,
+    worker_filters,
 )
 
 
@@ -88,7 +111,10 @@ class NewStackBackend(Backend):
         self.on_every_env_runner(_set)
 
     def env_steps(self) -> int:
-        from ray.rllib.utils.metrics import ENV_RUNNER_RESULTS, NUM_ENV_STEPS_SAMPLED_LIFETIME
+        from ray.rllib.utils.metrics import (
+            ENV_RUNNER_RESULTS,
+            NUM_ENV_STEPS_SAMPLED_LIFETIME,
+        )
 
         return int(self.algo.metrics.peek((ENV_RUNNER_RESULTS, NUM_ENV_STEPS_SAMPLED_LIFETIME), default=0))
 
@@ -298,6 +324,7 @@ class OldStackBackend(Backend):
     def act(self, policy_id: str, obs: Any, explore: bool, state: Optional[State], agent_id: Optional[str]) -> Any:
         # Algorithm.compute_single_action applies the worker's preprocessor and filter.
         compute = functools.partial(self.algo.compute_single_action, policy_id=policy_id, full_fetch=True)
+        obs = single_action_obs(self.algo, policy_id, obs)  # Ray < 2.57 does not filter there: compat does
         return policy_action(compute, self.initial_state(policy_id) is not None, obs, explore, state)
 
     def live_filters(self) -> ObservationFilters:

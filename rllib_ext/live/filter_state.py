@@ -15,8 +15,14 @@ from typing import Any, Callable, Dict, List, Mapping, Optional
 
 import numpy as np
 
-from ..checkpoint.filters import FilterStats, ObservationFilters, connector_stats, stats_from_filter
+from ..checkpoint.filters import (
+    FilterStats,
+    ObservationFilters,
+    connector_stats,
+    stats_from_filter,
+)
 from ..errors import CheckpointError
+from .compat import running_stat
 
 CONNECTOR_CLASS = "MeanStdFilter"
 
@@ -169,11 +175,7 @@ def _rllib_filter(stats: FilterStats, filter_cls: Any, running_stat_cls: Any) ->
 
 
 def _running_stat(stats: FilterStats, running_stat_cls: Any) -> Any:
-    rs = running_stat_cls(stats.shape)
-    rs.num_pushes = stats.count
-    rs.mean_array = np.array(stats.mean, dtype=np.float64, copy=True)
-    rs.sum_sq_diff_array = np.array(stats.sum_sq_diff, dtype=np.float64, copy=True)
-    return rs
+    return running_stat(running_stat_cls, stats.shape, stats.count, stats.mean, stats.sum_sq_diff)
 
 
 def _connector_state(stats: FilterStats, running_stat_cls: Any) -> Dict[str, Any]:

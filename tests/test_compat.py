@@ -1,0 +1,148 @@
+"""The supported Ray releases: one range, one module that knows the differences, a clear refusal.
+
+The live tests themselves run on the oldest supported release in the ``torch-ray245`` tox
+cell and on Ray 2.60 in the others; here: the range is stated once (setup.py and
+``rllib_ext.live.compat`` agree, a cell tests its lower end), a Ray outside it is refused
+in one line while the reader and the CLI keep working, and no module but ``compat`` uses
+a name whose spelling depends on the release.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from builders import ROOT
+
+from rllib_ext.errors import MissingDependencyError, UnsupportedRayError
+from rllib_ext.live import compat
+
+FIXTURE = str(Path(ROOT) / "tests" / "fixtures" / "ray-2.45.0-old-torch" / "checkpoint")
+# Ray attributes whose name depends on the release (RunningStat's Welford sum, Ray 2.47):
+# only rllib_ext/live/compat.py may use them.
+RELEASE_DEPENDENT = {"sum_sq_diff_array", "std_array"}
+COMPAT = os.path.join("live", "compat.py")
+
+
+def test_setup_extra_tox_and_compat_state_one_range():
+    setup = Path(ROOT, "setup.py").read_text()
+    (extra,) = re.findall(r'"ray\[rllib,tune\]([^"]*)"', setup)
+    assert extra == compat.SUPPORTED
+    tox = Path(ROOT, "tox.ini").read_text()
+    lowest = compat.TESTED[0]
+    assert f"ray[rllib,tune]=={lowest}" in tox, f"no tox cell pins the oldest supported release {lowest}"
+    assert compat.is_supported(lowest) and compat.is_supported(compat.TESTED[-1])
+    assert re.search(r"^CELLS\s*\?=.*torch-ray245", Path(ROOT, "Makefile").read_text(), re.M)
+
+
+@pytest.mark.parametrize(
+    "version,ok",
+    [("2.45.0", True), ("2.45.0rc1", True), ("2.50.1", True), ("2.60.0", True), ("2.60.1", True),
+     ("2.40.0", False), ("2.44.1", False), ("2.30.0", False), ("2.61.0", False), ("2.61.0.dev0", False), ("3.0.0", False),
+     ("3.0.0.dev0", False), ("garbage", False)],
+)
+def test_supported_range(version, ok):
+    assert compat.is_supported(version) is ok
+    if ok:
+        assert compat.require_supported_ray(version) == version
+    else:
+        with pytest.raises(UnsupportedRayError) as e:
+            compat.require_supported_ray(version)
+        msg = str(e.value)
+        assert "\n" not in msg
+        assert f"this environment has ray {version}" in msg and compat.SUPPORTED in msg
+
+
+def test_missing_ray_says_how_to_install(monkeypatch):
+    monkeypatch.setattr(compat, "installed_ray", lambda: None)
+    with pytest.raises(MissingDependencyError, match=re.escape('pip install "torch==2.13.0" "rllib_ext[rllib]"')):
+        compat.require_supported_ray()
+
+
+def test_refusal_names_the_release_a_feature_needs():
+    compat.require_release("serving over RLlink", "2.41", available=True)
+    with pytest.raises(UnsupportedRayError, match=r"^serving over RLlink needs Ray >= 2\.41; this environment has ray \S+$"):
+        compat.require_release("serving over RLlink", "2.41", available=False)
+
+
+# A process whose Ray says it is 2.30.0 (a stand-in module: what the package asks of it).
+FAKE_RAY = "import sys, types\nsys.modules['ray'] = types.ModuleType('ray')\nsys.modules['ray'].__version__ = '2.30.0'\n"
+REFUSAL = (
+    f"rllib_ext's live features support Ray {compat.SUPPORTED} (tested: {', '.join(compat.TESTED)}); this "
+    f"environment has ray 2.30.0: pip install \"ray[rllib,tune]{compat.SUPPORTED}\" (the reader and the CLI "
+    "work with any Ray)"
+)
+
+
+def _run(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", FAKE_RAY + code], capture_output=True, text=True,
+                          env=dict(os.environ, PYTHONPATH=ROOT), timeout=120)
+
+
+@pytest.mark.parametrize(
+    "use",
+    ["rllib_ext.PPOPartial", "rllib_ext.build_policy", "rllib_ext.migrate",
+     "__import__('rllib_ext.live.restore').live.restore.restore_policies"],
+)
+def test_outside_the_range_a_live_feature_refuses_in_one_line(use):
+    res = _run(
+        "import rllib_ext\n"
+        f"assert list(rllib_ext.inspect({FIXTURE!r}).policies) == ['policy_0', 'policy_1']\n"
+        "try:\n"
+        f"    {use}\n"
+        "except rllib_ext.UnsupportedRayError as e:\n"
+        "    print('REFUSED ' + str(e))\n"
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert res.stdout.strip() == f"REFUSED {REFUSAL}"
+
+
+def test_outside_the_range_the_cli_reads_and_refuses_migrate_in_one_line(tmp_path):
+    code = "from rllib_ext.cli import main\nraise SystemExit(main(sys.argv[1:]))\n"
+    res = subprocess.run([sys.executable, "-c", FAKE_RAY + code, "inspect", FIXTURE], capture_output=True,
+                         text=True, env=dict(os.environ, PYTHONPATH=ROOT), timeout=120)
+    assert res.returncode == 0 and "policy_1" in res.stdout, res.stderr[-3000:]
+    res = subprocess.run([sys.executable, "-c", FAKE_RAY + code, "migrate", FIXTURE, "--out", str(tmp_path / "out")],
+                         capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=ROOT), timeout=120)
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert res.stderr.strip() == f"rllib-ext: error: {REFUSAL}"
+    assert not (tmp_path / "out").exists()
+
+
+def release_dependent_uses(source: str) -> list:
+    """Attribute names of :data:`RELEASE_DEPENDENT` used in ``source``, and version comparisons."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Attribute) and node.attr in RELEASE_DEPENDENT:
+            found.append(node.attr)
+        if isinstance(node, ast.Compare) and "__version__" in ast.dump(node):
+            found.append("a comparison with __version__")
+    return found
+
+
+def test_only_compat_uses_release_dependent_names():
+    root = os.path.join(ROOT, "rllib_ext")
+    bad = {}
+    for d, _, files in os.walk(root):
+        for f in files:
+            rel = os.path.relpath(os.path.join(d, f), root)
+            if f.endswith(".py") and rel != COMPAT:
+                uses = release_dependent_uses(open(os.path.join(d, f)).read())
+                if uses:
+                    bad[rel] = uses
+    assert not bad, f"release-dependent Ray names outside live/compat.py: {bad}"
+    assert all(name in open(os.path.join(root, COMPAT)).read() for name in RELEASE_DEPENDENT)  # compat does
+
+
+@pytest.mark.parametrize(
+    "planted",
+    ["rs.sum_sq_diff_array = mean", "getattr(rs, 'x').std_array", "if ray.__version__ < '2.47': pass"],
+)
+def test_release_dependent_check_fails_on_a_planted_use(planted):
+    assert release_dependent_uses(planted)
