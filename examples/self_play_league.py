@@ -5,7 +5,8 @@
 1. A PPO trains ``main`` on HighCard (a two-player zero-sum card game in rllib_ext.envs:
    call or fold on a private card; a learned threshold beats an untrained player). Two
    frozen slots, ``opponent_0`` and ``opponent_1``, hold snapshots of ``main`` drawn from
-   the pool by prioritized fictitious self-play; ``main`` is snapshotted every 3 iterations.
+   the pool by prioritized fictitious self-play; ``main`` is snapshotted once before training
+   (``algo.snapshot_policy``) and then every 3 iterations (``snapshot_policies``).
    The algorithm holds three policies however large the pool grows.
 2. Every snapshot is then played against the final ``main`` with numpy alone
    (``NumpyPolicy`` reads the pool's policy directories as they are): the table shows each
@@ -50,6 +51,7 @@ def train(pool: str, iterations: int, stack: str) -> str:
     else:
         config = config.rl_module(model_config={"fcnet_hiddens": [16]})
     algo = config.build()
+    algo.snapshot_policy("main", pool)  # the untrained main: the first snapshot, iteration 0
     t0 = time.time()
     for _ in range(iterations):
         result = algo.train()

@@ -100,9 +100,9 @@ def test_filtered_policy_of_another_release_acts_as_there(fixture, stack, ray_se
             assert pid in report.filters
             got = live_weights(algo, pid)
             assert_weights_equal({n: got[n] for n in expected[pid]}, expected[pid], f"{fixture.name}/{pid}", ordered=False)
-            from rllib_ext.live.filters import live_filters
+            from rllib_ext.live.backends import backend_for
 
-            _assert_same_stats(live_filters(algo).stats[key], want_filters[key], f"{fixture.name} live {key}")
+            _assert_same_stats(backend_for(algo).live_filters().stats[key], want_filters[key], f"{fixture.name} live {key}")
             assert gap(runner_dist_inputs(algo.env_runner_group.local_env_runner, pid, agent, obs), want_out[pid]) <= TOL
     finally:
         algo.stop()

@@ -92,7 +92,8 @@ def test_self_play_league_final_main_beats_its_first_snapshot(tmp_path):
     )
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     rows = re.findall(r"^(main-\d{4}@\S+)\s+(\d+)\s+([\d.]+)\s+(\d+)\s+([\d.]+)$", res.stdout, re.M)
-    assert len(rows) == 5, res.stdout  # a snapshot every 3 iterations
+    assert len(rows) == 6, res.stdout  # the untrained main, then a snapshot every 3 iterations
+    assert rows[0][1] == "0"
     first_score = float(rows[0][4])
     print(res.stdout[-1500:])
     assert first_score > 0.6, f"the final main scores only {first_score} against its first snapshot"

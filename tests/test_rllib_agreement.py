@@ -24,11 +24,13 @@ from rllib_ext.checkpoint.spaces import space_from_object
 
 @pytest.fixture(autouse=True)
 def _no_ray_runtime():
-    """RLlib's loaders and writers run here, never a Ray runtime."""
-    yield
+    """RLlib's loaders and writers run here, never a Ray runtime: a test starts none (an
+    xdist worker may hold one already, started by another module's tests)."""
     import ray
 
-    assert not ray.is_initialized()
+    before = ray.is_initialized()
+    yield
+    assert ray.is_initialized() == before, "this test started a Ray runtime"
 
 
 def test_read_weights_msgpack_new_stack_matches_rllib_getters(stored, tmp_path):

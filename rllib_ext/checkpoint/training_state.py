@@ -315,7 +315,13 @@ def old_stack_state(state: Mapping[str, Any], where: str) -> TrainingState:
     """The training part of an old-stack ``Policy.get_state()`` (torch: optimizer state_dicts;
     tf2: the optimizer's variables in order, given as arrays)."""
     out = TrainingState("old")
-    for i, sd in enumerate(state.get("_optimizer_variables") or []):
+    variables = state.get("_optimizer_variables") or []
+    if not isinstance(variables, (list, tuple)):  # e.g. Ray 2.10 tf2: a CallableList safe mode does not build
+        raise MissingTrainingStateError(
+            f"{where}: the optimizer variables are a {type(variables).__name__} object, which safe mode does "
+            "not build; pass trusted=True to read them (it runs the code the file names)"
+        )
+    for i, sd in enumerate(variables):
         if isinstance(sd, Mapping):
             out.optimizers[str(i)] = optimizer_from_state_dict(sd, f"{where} (_optimizer_variables[{i}])")
         else:  # tf2: one variable of the (single) Keras optimizer per entry
