@@ -211,5 +211,7 @@ def algorithm_scalars(algo: Any) -> Dict[str, Dict[str, float]]:
 def set_algorithm_scalars(algo: Any, scalars: Mapping[str, Mapping[str, Any]]) -> None:
     """Set saved KL coefficients / log alphas on every learner (unknown modules skipped)."""
     group = getattr(algo, "learner_group", None)
-    for r in group.foreach_learner(lambda l, _s=dict(scalars): set_learner_scalars(l, _s)) if group else ():
-        r.get()
+    if group is None:  # (not `if group`: a LearnerGroup with one local learner has len() 0)
+        return
+    for result in group.foreach_learner(lambda l, _s=dict(scalars): set_learner_scalars(l, _s)):
+        result.get()
