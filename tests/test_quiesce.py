@@ -212,6 +212,8 @@ def test_restore_into_running_async_learner_is_exact_and_stays_frozen(ray_sessio
             algo.train()
             stages.append(("after two frozen train() calls", live_weights(algo, "policy_0")))
             stages.append(("on the remote env runner then", env_runner_weights(algo, "policy_0")))
+            for stage, w in stages:
+                print(f"{algo_name} round {r}, {stage}: max|diff| {gap(w, want):.3g}")  # pytest -s shows each
             inexact += [f"round {r}, {stage}: max|diff| {gap(w, want):.3g}" for stage, w in stages if gap(w, want) > 0]
 
             everyone = sorted(algo.config.policies)  # thaw: policy_0 trains again for the next round
