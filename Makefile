@@ -11,8 +11,9 @@ CELLS  ?= torch-new,torch-old,tf2-old,torch-ray245
 demo: $(VENV)/.installed
 	$(VENV)/bin/python examples/restore_one_of_n.py $(ARGS)
 
+# `--` only with ARGS: an empty `--` would replace every cell's default test list.
 test: $(TOOLS)/.installed
-	$(TOOLS)/bin/tox run -e $(CELLS) -- $(ARGS)
+	$(TOOLS)/bin/tox run -e $(CELLS) $(if $(ARGS),-- $(ARGS))
 
 # One venv, both stacks, torch only, no slow end-to-end tests: the inner loop.
 test-quick: $(VENV)/.installed

@@ -86,13 +86,13 @@ def test_act_without_ray_plays_the_same_episode_with_numpy_and_onnx(tmp_path, st
 @pytest.mark.slow
 def test_self_play_league_final_main_beats_its_first_snapshot(tmp_path):
     res = subprocess.run(
-        [sys.executable, os.path.join(ROOT, "examples", "self_play_league.py"), "--iterations", "15",
+        [sys.executable, os.path.join(ROOT, "examples", "self_play_league.py"), "--iterations", "9",
          "--pool", str(tmp_path / "pool")],
         capture_output=True, text=True, timeout=900, cwd=str(tmp_path),
     )
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    rows = re.findall(r"^(main-\d{4}@\S+)\s+(\d+)\s+([\d.]+)\s+(\d+)\s+([\d.]+)$", res.stdout, re.M)
-    assert len(rows) == 6, res.stdout  # the untrained main, then a snapshot every 3 iterations
+    rows = re.findall(r"^(main-\d{4}@\S+)\s+(\d+)\s+(-?[\d.]+)\s+(\d+)\s+([\d.]+)$", res.stdout, re.M)
+    assert len(rows) == 4, res.stdout  # the untrained main, then a snapshot every 3 iterations
     assert rows[0][1] == "0"
     first_score = float(rows[0][4])
     print(res.stdout[-1500:])

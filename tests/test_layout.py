@@ -62,7 +62,7 @@ ORDER = [
     "checkpoint.codecs.safe_pickle", "checkpoint.codecs.safetensors", "checkpoint.codecs.msgpack",
     "checkpoint.codecs.torch_zip", "checkpoint.codecs.pickle_patch", "checkpoint.codecs",
     "checkpoint.atomic", "checkpoint.upload", "checkpoint.format", "checkpoint.views", "checkpoint.spaces",
-    "checkpoint.policy_file", "checkpoint.reader", "checkpoint.training_state", "checkpoint.filters", "checkpoint.inspection",
+    "checkpoint.policy_file", "checkpoint.reader", "checkpoint.optimizer_data", "checkpoint.training_state", "checkpoint.filters", "checkpoint.inspection",
     "checkpoint.export", "checkpoint.state_patch", "checkpoint.merge_filters", "checkpoint.merge_training", "checkpoint.merge",
     "checkpoint.diff", "checkpoint.pool_store", "checkpoint.pool_index", "checkpoint.pool_rules", "checkpoint.pool", "checkpoint",
     "convert.lstm", "convert.vision", "convert.families", "convert.mapping", "convert",

@@ -209,6 +209,18 @@ def test_record_updates_elo_and_games_in_one_write(tmp_path):
     assert index_bytes(tmp_path / "pool") == before
 
 
+def test_record_as_match_moves_a_rating_by_at_most_k(tmp_path):
+    """A league iteration plays hundreds of games: rated per game, 568 of 1000 against an
+    equal rating would move 68 x K; as one match it moves K x (0.568 - 0.5)."""
+    pool = PolicyPool(tmp_path / "pool", writer="w")
+    a = pool.add(policy_dir(tmp_path))
+    learner, updated = pool.record([Outcome(a.id, wins=568, losses=432)], rating=1200.0, k=32.0, match=True)
+    assert learner == pytest.approx(1200.0 + 32 * 0.068) and updated[a.id].rating == pytest.approx(1200.0 - 32 * 0.068)
+    assert updated[a.id].games == 1000
+    learner, updated = pool.record([Outcome(a.id, wins=1000)], rating=1200.0, k=32.0, match=True)
+    assert 0 < learner - 1200.0 < 32  # even a clean sweep moves less than K
+
+
 # ---------------------------------------------------------------- the CLI
 def test_cli_pool_lists_snapshots_as_a_table_and_json(tmp_path, capsys):
     pool = PolicyPool(tmp_path / "pool", writer="w")

@@ -188,6 +188,16 @@ def gap(got, want) -> float:
     return max(float(np.max(np.abs(got[n] - want[n]))) for n in want if n in got)
 
 
+def train_until_moved(algo, want, label: str, tries: int = 8) -> None:
+    """Train until policy_0 left ``want``: on a loaded machine an async learner may apply
+    nothing during one or two short train() calls (seen in CI with both xdist workers busy)."""
+    for _ in range(tries):
+        algo.train()
+        if gap(main_weights(live_weights(algo, "policy_0")), want) > 0:
+            return
+    assert_differs(live_weights(algo, "policy_0"), want, f"{label}: policy_0 trained ({tries} train() calls)")
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("algo_name", ["APPO", "IMPALA"])
 def test_restore_into_running_async_learner_is_exact_and_stays_frozen(ray_session, tmp_path, algo_name):
@@ -199,9 +209,7 @@ def test_restore_into_running_async_learner_is_exact_and_stays_frozen(ray_sessio
         want = main_weights(live_weights(algo, "policy_0"))
         inexact = []
         for r in range(ROUNDS):
-            algo.train()
-            algo.train()
-            assert_differs(live_weights(algo, "policy_0"), want, f"round {r}: policy_0 trained")
+            train_until_moved(algo, want, f"round {r}")
 
             report = algo.restore(str(tmp_path), policies=["policy_0"], freeze=True)
             assert report.frozen == ["policy_0"]

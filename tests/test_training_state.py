@@ -209,10 +209,7 @@ CELLS = [("PPO", "new"), ("SAC", "new"), ("DQN", "new"), ("PPO", "old"),
          pytest.param("SAC", "old", marks=_TF2_SAC_BROKEN), pytest.param("DQN", "old", marks=_OLD_DQN_BROKEN)]
 
 
-# tf2 (old stack): the code path exists (Keras optimizer variables, the tf KL variable) but
-# was not run where this was written (no TensorFlow there); until it is, the torch cells prove it.
 @pytest.mark.slow
-@pytest.mark.torch_only
 @pytest.mark.parametrize("name,stack", CELLS)
 def test_restore_with_training_state_continues_exactly(ray_session, tmp_path, name, stack):
     """Source trained until its state moved; a fresh algorithm with other policies takes
@@ -240,7 +237,6 @@ def test_restore_with_training_state_continues_exactly(ray_session, tmp_path, na
 
 
 @pytest.mark.slow
-@pytest.mark.torch_only
 @pytest.mark.parametrize("stack", ["new", "old"])
 def test_single_policy_file_round_trip_continues_exactly(ray_session, tmp_path, stack):
     from rllib_ext.checkpoint import inspect
@@ -251,7 +247,8 @@ def test_single_policy_file_round_trip_continues_exactly(ray_session, tmp_path, 
     try:
         moved(src, "policy_0", name)
         path = src.save_policy("policy_0", str(tmp_path / "p0"), training_state=True)
-        assert inspect(path).policies["policy_0"].training_state.startswith("Adam x1 (step ")
+        described = inspect(path).policies["policy_0"].training_state
+        assert re.match(r"(Adam|keras) x1 \(step [1-9]", described), described  # tf-keras: one variable list
         want = one_update(src, "policy_0", batch)
     finally:
         src.stop()
@@ -265,7 +262,6 @@ def test_single_policy_file_round_trip_continues_exactly(ray_session, tmp_path, 
 
 
 @pytest.mark.slow
-@pytest.mark.torch_only  # tf2: see the note above test_restore_with_training_state_continues_exactly
 @pytest.mark.parametrize("stack", ["new", "old"])
 def test_training_state_refused_before_anything_changes(ray_session, tmp_path, stack):
     """A weights-only source: the error names what is missing and the target is untouched."""

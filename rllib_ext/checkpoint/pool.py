@@ -192,14 +192,15 @@ class PolicyPool:
             self._store.sweep(SNAPSHOT_DIR)
         return sorted(doomed, key=lambda e: (e.created, e.id))
 
-    def record(self, outcomes: Iterable[Outcome], rating: float = DEFAULT_RATING, *, k: float = 32.0
-               ) -> Tuple[float, Dict[str, PoolEntry]]:
+    def record(self, outcomes: Iterable[Outcome], rating: float = DEFAULT_RATING, *, k: float = 32.0,
+               match: bool = False) -> Tuple[float, Dict[str, PoolEntry]]:
         """Rate games against snapshots: Elo and game counts, all in one index write.
 
         Args:
             outcomes: per snapshot, the games its opponent (the learner) won, drew, lost.
             rating: the learner's Elo rating before these games.
-            k: the Elo K-factor (per game).
+            k: the Elo K-factor (per game; with ``match=True`` per snapshot and call).
+            match: rate each snapshot's games here as one match (see ``elo_update``).
 
         Returns:
             ``(the learner's new rating, {id: updated entry})``. Every id and count is
@@ -215,7 +216,7 @@ class PolicyPool:
                 foreign = [e.writer for e in found.values() if e.writer != self.writer]
                 if foreign:
                     raise self._foreign(foreign[0])
-            learner, ratings = elo_update(rating, {i: e.rating for i, e in found.items()}, outcomes, k)
+            learner, ratings = elo_update(rating, {i: e.rating for i, e in found.items()}, outcomes, k, match=match)
             games: Dict[str, int] = {}
             for o in outcomes:
                 games[o.id] = games.get(o.id, 0) + o.games

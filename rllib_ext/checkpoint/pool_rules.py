@@ -92,12 +92,16 @@ def expected_score(rating: float, other: float) -> float:
 
 
 def elo_update(
-    learner: float, ratings: Mapping[str, float], outcomes: Iterable[Outcome], k: float = 32.0
+    learner: float, ratings: Mapping[str, float], outcomes: Iterable[Outcome], k: float = 32.0,
+    *, match: bool = False,
 ) -> Tuple[float, Dict[str, float]]:
     """Elo for a batch of games played at once (one training iteration).
 
     Every game is scored against the ratings *before* the batch, K per game; what the
-    learner gains, the snapshots lose, so ratings stay zero-sum.
+    learner gains, the snapshots lose, so ratings stay zero-sum. With ``match=True`` each
+    snapshot's games count as one match scored by the learner's share of points (K per
+    match): a league iteration plays hundreds of games against the same ratings, and K
+    per game would then move a rating by thousands and oscillate.
 
     Returns:
         ``(the learner's new rating, {snapshot id: new rating})`` for the ids in ``outcomes``.
@@ -109,6 +113,8 @@ def elo_update(
         score, games = totals.get(o.id, (0.0, 0))
         totals[o.id] = (score + o.wins + 0.5 * o.draws, games + o.games)
     for sid, (score, games) in totals.items():
+        if match:
+            score, games = (score / games, 1) if games else (0.0, 0)
         delta = k * (score - games * expected_score(learner, ratings[sid]))
         gained += delta
         new[sid] = ratings[sid] - delta

@@ -35,6 +35,7 @@ from ..errors import CheckpointFormatError, MissingTrainingStateError, TrainingS
 from . import format as fmt
 from .codecs.safe_pickle import Placeholder
 from .lazy import LazyArray
+from .optimizer_data import hyperparameters, infer_kind, plain_value, tf_variable_value
 from .policy_file import read_training_tensors
 from .reader import decode_file, ids_in
 from .storage import CheckpointDir
@@ -68,6 +69,9 @@ class OptimizerState:
     @property
     def step(self) -> Optional[int]:
         """The optimizer's step count (the largest per-parameter ``step``), if it keeps one."""
+        if self.kind == "keras":  # tf-keras keeps its iteration count as its first variable, a 0-d int
+            first = self.buffers.get(0, {}).get("value")
+            return int(first) if first is not None and np.ndim(first) == 0 else None
         steps = [int(np.asarray(b["step"]).max()) for b in self.buffers.values() if "step" in b]
         return max(steps) if steps else None
 
@@ -148,33 +152,6 @@ def _float(v: Any) -> Optional[float]:
     return None if v is None else float(v)
 
 
-def plain_value(obj: Any) -> Any:
-    """JSON-able copy: tuples become lists, numpy scalars and 0-d arrays numbers."""
-    if isinstance(obj, Mapping):
-        return {str(k): plain_value(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [plain_value(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return plain_value(obj.tolist())
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if obj is None or isinstance(obj, (bool, int, float, str)):
-        return obj
-    raise TypeError(f"not plain data: {type(obj).__name__}")
-
-
-def infer_kind(buffers: Mapping[int, Mapping[str, Any]], hyper: Mapping[str, Any]) -> str:
-    """The optimizer class a torch ``state_dict`` came from, by its buffers and settings."""
-    keys = set(hyper) | {k for b in buffers.values() for k in b}
-    if "betas" in keys or "exp_avg" in keys:
-        return "AdamW" if hyper.get("decoupled_weight_decay") else "Adam"
-    if "square_avg" in keys or "alpha" in hyper:
-        return "RMSprop"
-    if "momentum_buffer" in keys or "momentum" in hyper:
-        return "SGD"
-    return "+".join(sorted(keys)) or "unknown"
-
-
 def optimizer_from_state_dict(sd: Any, where: str) -> OptimizerState:
     """An :class:`OptimizerState` from a torch optimizer ``state_dict`` of numpy arrays.
 
@@ -202,12 +179,6 @@ def optimizer_from_state_dict(sd: Any, where: str) -> OptimizerState:
     count = sum(len(g.get("params") or []) for g in groups)
     shapes = [_param_shape(buffers.get(i, {})) for i in range(count)]
     return OptimizerState(infer_kind(buffers, hyper), buffers, shapes, hyperparameters(groups[0]))
-
-
-def hyperparameters(group: Mapping[str, Any]) -> Dict[str, Any]:
-    """A torch param group's settings as plain data (``params`` and non-data values dropped)."""
-    ok = (bool, int, float, str, type(None), tuple, list, np.generic)
-    return plain_value({k: v for k, v in group.items() if k != "params" and isinstance(v, ok)})
 
 
 def _param_shape(bufs: Mapping[str, np.ndarray]) -> Shape:
@@ -316,6 +287,10 @@ def old_stack_state(state: Mapping[str, Any], where: str) -> TrainingState:
     tf2: the optimizer's variables in order, given as arrays)."""
     out = TrainingState("old")
     variables = state.get("_optimizer_variables") or []
+    if isinstance(variables, Placeholder) and variables.name == "CallableList" and variables.module.startswith(
+        ("tf_keras.", "keras.")
+    ):  # tf-keras's `list` subclass (optimizer.variables()); its items are what the pickle appended
+        variables = list(variables.listitems)
     if not isinstance(variables, (list, tuple)):  # e.g. Ray 2.10 tf2: a CallableList safe mode does not build
         raise MissingTrainingStateError(
             f"{where}: the optimizer variables are a {type(variables).__name__} object, which safe mode does "
@@ -325,7 +300,7 @@ def old_stack_state(state: Mapping[str, Any], where: str) -> TrainingState:
         if isinstance(sd, Mapping):
             out.optimizers[str(i)] = optimizer_from_state_dict(sd, f"{where} (_optimizer_variables[{i}])")
         else:  # tf2: one variable of the (single) Keras optimizer per entry
-            arr = np.array(getattr(sd, "numpy", lambda: sd)(), copy=True)
+            arr = np.array(getattr(sd, "numpy", lambda: tf_variable_value(sd))(), copy=True)
             if arr.dtype.hasobject:
                 raise MissingTrainingStateError(
                     f"{where}: optimizer variable {i} is a {type(sd).__name__} object; tf2 optimizer state needs "

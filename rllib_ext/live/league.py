@@ -55,7 +55,7 @@ class LeagueSpec:
     refresh_every: int = 1
     seed: int = 0
     outcome_fn: Optional[Callable[[Dict[str, float], str, str], int]] = None
-    elo_k: float = 4.0  # per game; an iteration's games are rated as one batch, so keep it small
+    elo_k: float = 32.0  # per snapshot and iteration: its games there count as one match
 
 
 def check_specs(snapshots: Optional[SnapshotSpec], league: Optional[LeagueSpec], policy_ids: Sequence[str]) -> None:
@@ -149,7 +149,8 @@ class League:
         outcomes = [Outcome(self.assignment[slot], wins=w, draws=d, losses=l)
                     for slot, (w, d, l) in totals.items() if self.assignment.get(slot) is not None and w + d + l]
         if outcomes:  # a copy of `of` is no snapshot: nothing to rate
-            self.main_rating, _ = self.pool(self.spec.pool).record(outcomes, self.main_rating, k=self.spec.elo_k)
+            pool = self.pool(self.spec.pool)
+            self.main_rating, _ = pool.record(outcomes, self.main_rating, k=self.spec.elo_k, match=True)
         return rows
 
     def snapshot(self, iteration: int) -> List[str]:

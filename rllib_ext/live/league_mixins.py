@@ -50,7 +50,7 @@ class LeagueConfigMixin:
 
     def league(
         self, pool: Any, *, of: str, slots: Sequence[str], sample: str = "pfsp", refresh_every: int = 1,
-        seed: int = 0, outcome_fn: Any = None, elo_k: float = 4.0,
+        seed: int = 0, outcome_fn: Any = None, elo_k: float = 32.0,
     ):
         """Play ``of`` against past snapshots of itself, loaded into the frozen ``slots``.
 
@@ -64,7 +64,7 @@ class LeagueConfigMixin:
             seed: the sampler's seed (its state is checkpointed).
             outcome_fn: ``(returns by policy id, of, slot) -> +1 / 0 / -1`` (main wins,
                 draws, loses); default: compare the total rewards.
-            elo_k: Elo's K per game (an iteration's games are rated as one batch).
+            elo_k: Elo's K per snapshot and iteration (its games there count as one match).
         """
         spec = LeagueSpec(_pool_path(pool), of, list(slots), sample, int(refresh_every), int(seed), outcome_fn,
                           float(elo_k))

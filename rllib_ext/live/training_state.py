@@ -24,12 +24,12 @@ from typing import Any, Dict, Mapping, Sequence
 import numpy as np
 
 from ..checkpoint import format as fmt
+from ..checkpoint.optimizer_data import hyperparameters
 from ..checkpoint.storage import CheckpointDir
 from ..checkpoint.training_state import (
     OptimizerState,
     TrainingState,
     check_training_state,
-    hyperparameters,
     old_stack_state,
     read_training_state,
 )
@@ -122,6 +122,8 @@ def set_learner_scalars(learner: Any, scalars: Mapping[str, Mapping[str, Any]]) 
 def policy_training_state(policy: Any) -> TrainingState:
     """The training keys of the policy's own ``get_state()`` (optimizers, KL coefficient,
     ``global_timestep``, ``num_grad_updates``, exploration state)."""
+    if policy.framework != "torch":
+        _build_keras_optimizer(policy)
     state = policy.get_state()
     if policy.framework == "torch":
         ts = old_stack_state({k: v for k, v in state.items() if k != "_optimizer_variables"}, "the algorithm")
@@ -131,14 +133,33 @@ def policy_training_state(policy: Any) -> TrainingState:
     return old_stack_state(state, "the algorithm")
 
 
+def _build_keras_optimizer(policy: Any) -> None:
+    """Give a tf2 policy's optimizer its slots now, as its first update would.
+
+    tf-keras builds the moments on the first ``apply_gradients``; until then the optimizer
+    holds only its iteration counter, and RLlib's own ``set_state`` then sets that one
+    variable and silently drops the rest (it zips the lists). Zero moments at iteration 0
+    are what that first update starts from, so building them changes no behaviour.
+    """
+    opt = getattr(policy, "_optimizer", None)
+    if opt is None or getattr(opt, "_built", False) or not hasattr(opt, "build"):
+        return
+    variables = policy.model.trainable_variables  # RLlib's order (_compute_gradients_helper)
+    opt.build(list(variables() if callable(variables) else variables))
+
+
 def set_policy_training_state(policy: Any, ts: TrainingState) -> None:
     """Set what :func:`policy_training_state` reads, without touching weights, connectors or config."""
     if policy.framework == "torch":
         for i, opt in enumerate(getattr(policy, "_optimizers", None) or []):
             _load_torch_optimizer(opt, ts.optimizers[str(i)])
     elif ts.optimizers:
+        _build_keras_optimizer(policy)
         values = [b["value"] for _, b in sorted(ts.optimizers["0"].buffers.items())]
-        for var, value in zip(policy._optimizer.variables(), values):
+        variables = list(policy._optimizer.variables())
+        if len(variables) != len(values):  # checked by plan_training; never assign a prefix
+            raise TrainingStateError(f"tf2 optimizer has {len(variables)} variables, the state {len(values)}")
+        for var, value in zip(variables, values):
             var.assign(value)
     if ts.kl_coeff is not None and hasattr(policy, "kl_coeff"):
         if hasattr(policy.kl_coeff, "assign"):  # tf2: a variable plus its Python mirror

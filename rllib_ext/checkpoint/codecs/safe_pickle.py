@@ -107,8 +107,11 @@ class Placeholder:
         pass
 
     def __call__(self, *args: Any, **kwargs: Any) -> "Placeholder":
-        # cloudpickle may call what a reduce returned (e.g. a rebuilt class).
-        return _placeholder_class(self.module, f"{self.name}()")(*args, **kwargs)
+        # cloudpickle may call what a reduce returned (e.g. a rebuilt class); `called`
+        # keeps what was called (a tf variable is `functools.partial(...)()`).
+        out = _placeholder_class(self.module, f"{self.name}()")(*args, **kwargs)
+        object.__setattr__(out, "called", self)
+        return out
 
     def __setstate__(self, state: Any) -> None:
         object.__setattr__(self, "state", state)
