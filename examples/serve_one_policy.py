@@ -144,11 +144,9 @@ def main(argv=None) -> int:
 
     import gymnasium as gym
     import ray
-    from ray.rllib.env.external.env_runner_server_for_external_inference import (
-        EnvRunnerServerForExternalInference,
-    )
+    from rllib_ext import PPOPartialConfig, read_weights, rllink_server_class
 
-    from rllib_ext import PPOPartialConfig, read_weights
+    EnvRunnerServerForExternalInference = rllink_server_class()  # Ray >= 2.49; refuses in one line before
 
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
     from builders import build_checkpoint

@@ -38,6 +38,7 @@ _HOME: Dict[str, str] = {
     "build_policy": "live.policy_io",
     "LoadedPolicy": "live.policy_io",
     "PartialRestoreReport": "live.restore",
+    "rllink_server_class": "live.compat",
     **dict.fromkeys(
         ("partial", "register_trainables", "PPOPartial", "PPOPartialConfig", "APPOPartial", "APPOPartialConfig",
          "IMPALAPartial", "IMPALAPartialConfig", "DQNPartial", "DQNPartialConfig", "SACPartial", "SACPartialConfig"),

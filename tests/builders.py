@@ -23,6 +23,14 @@ MODULES_DIR = "learner_group/learner/rl_module"  # a new-stack checkpoint's RLMo
 FRAMEWORKS = ("ray", "torch", "tensorflow")
 
 
+def ray_release() -> "tuple[int, int]":
+    """The installed Ray as (major, minor), e.g. (2, 45) in the torch-ray245 cell."""
+    from importlib import metadata
+
+    major, minor = metadata.version("ray").split(".")[:2]
+    return int(major), int(minor)
+
+
 def framework_for_cell() -> str:
     """'tf2' in the tf2-old tox cell, else 'torch'."""
     return os.environ.get("RLLIB_EXT_FRAMEWORK", "torch")

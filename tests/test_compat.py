@@ -71,6 +71,20 @@ def test_refusal_names_the_release_a_feature_needs():
         compat.require_release("serving over RLlink", "2.41", available=False)
 
 
+@pytest.mark.all_cells
+def test_serving_over_rllink_refuses_in_one_line_before_ray_2_49():
+    """Ray 2.45 to 2.48 have no RLlink server: the refusal names the release; 2.49 on, the class."""
+    import ray
+
+    if compat.version_tuple(ray.__version__)[:2] >= (2, 49):
+        assert compat.rllink_server_class().__name__ == "EnvRunnerServerForExternalInference"
+        return
+    with pytest.raises(UnsupportedRayError, match=(
+            r"^serving a policy over RLlink \(EnvRunnerServerForExternalInference\) needs Ray >= 2\.49; "
+            rf"this environment has ray {re.escape(ray.__version__)}$")):
+        compat.rllink_server_class()
+
+
 # A process whose Ray says it is 2.30.0 (a stand-in module: what the package asks of it).
 FAKE_RAY = "import sys, types\nsys.modules['ray'] = types.ModuleType('ray')\nsys.modules['ray'].__version__ = '2.30.0'\n"
 REFUSAL = (

@@ -10,6 +10,8 @@ source without training state, or with other optimizers than the base's, is an e
 
 from __future__ import annotations
 
+import collections
+
 import pickle
 from typing import Any, Dict, Mapping, MutableMapping, Tuple
 
@@ -25,17 +27,28 @@ Source = Tuple[CheckpointDir, fmt.Layout, str]
 _ATOMS = (str, bytes, int, float, bool, type(None), np.ndarray, np.generic, np.dtype)
 
 
-def plain_data(obj: Any, depth: int = 0) -> bool:
+def plain_data(obj: Any) -> bool:
     """True when ``obj`` is containers, numbers, strings and numpy arrays only (safe to re-pickle)."""
+    return not first_foreign(obj)
+
+
+def first_foreign(obj: Any, path: str = "", depth: int = 0) -> str:
+    """Where the first object :func:`plain_data` rejects sits, and what it is ('' if none)."""
     if depth > 50:
-        return False
+        return f"{path or 'the state'} (nested over 50 levels)"
     if isinstance(obj, _ATOMS):
-        return not (isinstance(obj, np.ndarray) and obj.dtype.hasobject)
+        return f"an object array at {path or 'the top'}" if isinstance(obj, np.ndarray) and obj.dtype.hasobject else ""
     if isinstance(obj, dict):
-        return all(plain_data(k, depth + 1) and plain_data(v, depth + 1) for k, v in obj.items())
-    if isinstance(obj, (list, tuple, set, frozenset)):
-        return all(plain_data(v, depth + 1) for v in obj)
-    return False
+        items = [(f"{path}[{k!r}]", v) for k, v in obj.items()] + [(f"{path} (a key)", k) for k in obj]
+    elif isinstance(obj, (list, tuple, set, frozenset, collections.deque)):  # deque: metrics windows
+        items = [(f"{path}[{i}]", v) for i, v in enumerate(obj)]
+    else:
+        return f"{obj!r} at {path or 'the top'}"
+    for where, value in items:
+        found = first_foreign(value, where, depth + 1)
+        if found:
+            return found
+    return ""
 
 
 def merge_training_state(
@@ -62,9 +75,15 @@ def merge_training_state(
     learner = decode_file(base, learner_rel) if learner_rel else None
     algo_state = decode_file(base, algo_rel) if algo_rel else None
     for rel, state in ((learner_rel, learner), (algo_rel, algo_state)):
-        if rel is None or not rel.endswith(".pkl") or not isinstance(state, dict) or not plain_data(state):
-            raise CheckpointError(f"{base.child(rel or 'learner_group/learner/state.pkl')}: missing or not plain "
-                                  "data; its training state cannot be rewritten faithfully")
+        if rel is None or not rel.endswith(".pkl") or not isinstance(state, dict):
+            raise CheckpointError(f"{base.child(rel or 'learner_group/learner/state.pkl')}: missing; there is no "
+                                  "training state to rewrite (merge with training_state=False)")
+        if not plain_data(state):  # e.g. Ray 2.45 pickles the optimizer buffers as torch tensors
+            raise CheckpointError(
+                f"{base.child(rel)}: holds {first_foreign(state)}, not plain data, so its training state cannot be "
+                "rewritten faithfully; merge with training_state=False, or restore into a live algorithm with "
+                "restore(..., training_state=True)"
+            )
     taken, scalars = {}, dict(algo_state.get(SCALARS_KEY) or {})
     for target, (src_ckpt, src_layout, src_id) in sources.items():
         label = f"policy {target!r}" if src_id == target else f"policy {src_id!r} -> {target!r}"

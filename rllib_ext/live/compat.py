@@ -17,6 +17,9 @@ Supported: Ray 2.45 to 2.60. CI runs the live tests of both stacks on 2.45.0 (to
   from Ray 2.57 (ray#64088); before, it acted on the raw observation:
   :func:`single_action_obs`.
 
+* ``ray.rllib.env.external`` (RLlink, ``EnvRunnerServerForExternalInference``) arrived in
+  Ray 2.49 (checked in the 2.46, 2.48, 2.49 and 2.50 wheels): :func:`rllink_server_class`.
+
 Below 2.45 (measured on 2.40.0, not supported): ``EnvRunnerGroup.foreach_env_runner``,
 ``AlgorithmConfig.build_algo`` and ``tune.RunConfig`` arrived in 2.41,
 ``env_runners(create_local_env_runner=)`` in 2.45 (ray#52091); Ray 2.40's default
@@ -132,6 +135,22 @@ def running_stat(running_stat_cls: Any, shape: Tuple[int, ...], count: int, mean
     name = "sum_sq_diff_array" if hasattr(rs, "sum_sq_diff_array") else "std_array"  # std_array: Ray <= 2.46
     setattr(rs, name, np.array(sum_sq_diff, dtype=np.float64, copy=True))
     return rs
+
+
+def rllink_server_class() -> type:
+    """RLlib's RLlink server, ``EnvRunnerServerForExternalInference``, to serve a policy.
+
+    It arrived in Ray 2.49 (``ray.rllib.env.external``); 2.45 to 2.48 have only the older
+    ``TcpClientInferenceEnvRunner``, which speaks another protocol. Asking for it here
+    refuses in one line on those releases instead of an ImportError deep in a config.
+    """
+    require_release("serving a policy over RLlink (EnvRunnerServerForExternalInference)", "2.49",
+                    _installed_at_least((2, 49)))
+    from ray.rllib.env.external.env_runner_server_for_external_inference import (
+        EnvRunnerServerForExternalInference,
+    )
+
+    return EnvRunnerServerForExternalInference
 
 
 def _installed_at_least(release: Tuple[int, int]) -> bool:
