@@ -155,6 +155,36 @@ def test_league_resume_gives_same_slots_and_next_draw(ray_session, tmp_path, sta
         algo.stop()
 
 
+@pytest.mark.slow
+def test_league_tune_resume_after_a_crash_draws_the_same_snapshots(ray_session, tmp_path):
+    """tune.run with max_failures=1 crashes once at iteration 3, after that iteration's
+    snapshot and draw; Tune resumes from the iteration-2 checkpoint. The re-run iteration 3
+    draws snapshots of the same iterations, and the crashed run's snapshot is gone (it
+    would otherwise be drawn beside its re-run twin)."""
+    import json
+
+    from ray import tune
+
+    from tune_callbacks import CrashLeagueOnceAndRecord
+
+    pool_path = str(tmp_path / "pool")
+    cfg = league_config("new", pool_path, num_env_runners=0, sample="uniform")
+    cfg = cfg.environment(env_config={"cards": 10, "marker_dir": str(tmp_path)})
+    cfg = cfg.callbacks(CrashLeagueOnceAndRecord).league(pool_path, of="main", slots=list(SLOTS),
+                                                        sample="uniform", refresh_every=1, seed=7)
+    analysis = tune.run("PPOPartial", config=cfg, storage_path=str(tmp_path / "tune"), name="league", verbose=0,
+                        stop={"training_iteration": 4}, checkpoint_freq=1, max_failures=1, raise_on_failed_trial=True)
+    assert (tmp_path / "crashed").exists(), "the crash was not injected"
+    rows = [json.loads(line) for line in open(tmp_path / "draws.jsonl")]
+    crashed = [r for r in rows if r["iteration"] == 3 and r["before_crash"]]
+    rerun = [r for r in rows if r["iteration"] == 3 and not r["before_crash"]]
+    assert len(crashed) == 1 and len(rerun) == 1, rows
+    assert rerun[0]["drawn"] == crashed[0]["drawn"], rows
+    assert analysis.trials[0].last_result["training_iteration"] == 4
+    snapshots = sorted(e.iteration for e in PolicyPool(pool_path).entries())
+    assert snapshots == [1, 2, 3, 4], snapshots  # one per iteration: the lost run's iteration-3 one was removed
+
+
 @pytest.mark.parametrize("stack", STACKS)
 def test_league_bad_input_is_refused_before_anything_changes(ray_session, tmp_path, stack):
     pool_path = str(tmp_path / "pool")

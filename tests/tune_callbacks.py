@@ -32,3 +32,26 @@ class SnapshotEachResult(RLlibCallback):
 
     def on_train_result(self, *, algorithm, result, **kwargs):
         algorithm.snapshot_policy("policy_1", algorithm.config.env_config["pool"])
+
+
+class CrashLeagueOnceAndRecord(RLlibCallback):
+    """Record each result's league draw (slot -> the drawn snapshot's iteration) in
+    ``env_config["marker_dir"]/draws.jsonl``; crash the trial once at iteration 3, after
+    the league has snapshotted and drawn for it (results reach callbacks after step())."""
+
+    def on_train_result(self, *, algorithm, result, **kwargs):
+        import json
+
+        from rllib_ext import PolicyPool
+
+        marker_dir = algorithm.config.env_config["marker_dir"]
+        pool = PolicyPool(algorithm.league.spec.pool)
+        iterations = {e.id: e.iteration for e in pool.entries()}
+        drawn = {slot: iterations.get(sid) for slot, sid in result["rllib_ext"]["league"].items()}
+        marker = os.path.join(marker_dir, "crashed")
+        with open(os.path.join(marker_dir, "draws.jsonl"), "a") as f:
+            f.write(json.dumps({"iteration": result["training_iteration"], "drawn": drawn,
+                                "before_crash": not os.path.exists(marker)}) + "\n")
+        if result["training_iteration"] == 3 and not os.path.exists(marker):
+            open(marker, "w").close()
+            raise RuntimeError("injected crash at iteration 3")

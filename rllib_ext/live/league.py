@@ -15,23 +15,25 @@ the algorithm's checkpoint, so a resume continues with the same slots and the sa
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
+from ..checkpoint.pool_rules import Outcome
 from ..checkpoint.reader import read_weights
 from ..checkpoint.tensors import check_tensors
 from ..errors import PolicyNotFoundError, not_found
 from .backends import backend_for
 from .league_play import take_outcomes
-from ..checkpoint.pool_rules import Outcome
 from .matchmaking import Candidate, Sampler
 from .policy_io import save_policy
 from .restore import restore_policies
 from .snapshot import pool_for, snapshot_policy
 
 STATE_KEY = "rllib_ext_league"  # where the league's state sits in the algorithm's state
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -198,6 +200,7 @@ class League:
     def state(self) -> Dict[str, Any]:
         """Plain JSON-able data: what a resume needs to continue with the same next draw."""
         return {
+            "iteration": int(self.algo.iteration),
             "assignment": dict(self.assignment),
             "main_rating": self.main_rating,
             "last_snapshot": self.last_snapshot,
@@ -207,6 +210,8 @@ class League:
 
     def set_state(self, state: Mapping[str, Any]) -> None:
         """Continue from :meth:`state`. Every snapshot it names must still be in the pool."""
+        if state.get("iteration") is not None:
+            self.drop_lost_snapshots(int(state["iteration"]))
         if self.spec is not None:
             pool = self.pool(self.spec.pool)
             known = {e.id for e in pool.entries()}
@@ -222,6 +227,29 @@ class League:
         self.main_rating = float(state["main_rating"])
         self.last_snapshot = int(state["last_snapshot"])
         self.last_refresh = int(state["last_refresh"])
+
+
+    def drop_lost_snapshots(self, iteration: int) -> List[str]:
+        """Remove this writer's snapshots taken after ``iteration`` (the checkpoint's).
+
+        A resume rewinds the run to its checkpoint: snapshots a crashed run took after it
+        belong to iterations that are about to be trained again, and left in the pool they
+        would be drawn beside their re-run twins (the next draw would differ). Other
+        writers' entries and this writer's earlier ones stay. Elo ratings the lost
+        iterations moved are not rolled back (a shared pool is rated by every trial).
+        """
+        lost = []
+        paths = {spec.pool for spec in (self.spec, self.snapshots) if spec is not None}
+        for path in sorted(paths):
+            pool = self.pool(path)
+            for entry in pool.entries():
+                if entry.writer == pool.writer and entry.iteration is not None and entry.iteration > iteration:
+                    pool.remove(entry.id)
+                    lost.append(entry.id)
+        if lost:
+            logger.warning("league resumed at iteration %d: removed %s, taken after it by the run that was lost",
+                           iteration, ", ".join(lost))
+        return lost
 
 
 def _label(entry_id: Optional[str], of: str) -> str:
