@@ -37,7 +37,9 @@ def train(pool: str, iterations: int, stack: str) -> str:
     config = (
         PPOPartialConfig()
         .environment(HighCard, env_config={"cards": 10})
-        .env_runners(num_env_runners=1, rollout_fragment_length="auto")
+        # episodes_to_numpy=False: RLlib 2.60 numpy-izes every finished episode again at every
+        # step of a sample() call, quadratic in HighCard's one-step episodes (README "Notes").
+        .env_runners(num_env_runners=1, rollout_fragment_length="auto", episodes_to_numpy=False)
         .training(train_batch_size=1000, minibatch_size=250, num_epochs=4, lr=3e-3)
         .multi_agent(policies={"main", *SLOTS}, policy_mapping_fn=seat_mapping("main", SLOTS),
                      policies_to_train=["main"])
