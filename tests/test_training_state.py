@@ -353,29 +353,29 @@ def test_training_state_refused_before_anything_changes(ray_session, tmp_path, s
 
 
 @pytest.mark.slow
-@pytest.mark.stack("new")
-def test_tune_trial_restore_policies_with_training_state(ray_session, tmp_path):
+@pytest.mark.parametrize("stack", ["new", "old"])
+def test_tune_trial_restore_policies_with_training_state(ray_session, tmp_path, stack):
     """Through a Tune trial (the plain-dict ``restore_policies`` key): the trial restores
     policy_0 as a frozen 'hero' with its training state and checkpoints; a fresh algorithm
     restored from the *trial's* checkpoint makes the source's next update exactly."""
     from ray import tune
 
     batch = fixed_batch("PPO")
-    src = trained("PPO", "new")
+    src = trained("PPO", stack)
     try:
         moved(src, "policy_0", "PPO")
         src.save(str(tmp_path / "ckpt"))
         want = one_update(src, "policy_0", batch)
     finally:
         src.stop()
-    config = train_config("PPO", "new", policies=("hero", "other"), seed=1).to_dict()
+    config = train_config("PPO", stack, policies=("hero", "other"), seed=1).to_dict()
     config["restore_policies"] = {"checkpoint": str(tmp_path / "ckpt"), "policies": {"policy_0": "hero"},
                                   "freeze": True, "training_state": True}
     analysis = tune.run("PPOPartial", config=config, stop={"training_iteration": 1},
                         storage_path=str(tmp_path / "tune"), checkpoint_at_end=True, verbose=0)
     trial = analysis.trials[0]
     assert trial.last_result["rllib_ext"]["restored"] == {"hero": f"{tmp_path / 'ckpt'}:policy_0"}
-    algo = train_config("PPO", "new", policies=("hero", "other"), seed=2).build_algo()
+    algo = train_config("PPO", stack, policies=("hero", "other"), seed=2).build_algo()
     try:
         algo.restore(trial.checkpoint.path, policies=["hero"], training_state=True)
         assert gap(want, one_update(algo, "hero", batch)) < TOL
