@@ -11,7 +11,6 @@ source without training state, or with other optimizers than the base's, is an e
 from __future__ import annotations
 
 import collections
-
 import pickle
 from typing import Any, Dict, Mapping, MutableMapping, Tuple
 
@@ -78,7 +77,7 @@ def merge_training_state(
         if rel is None or not rel.endswith(".pkl") or not isinstance(state, dict):
             raise CheckpointError(f"{base.child(rel or 'learner_group/learner/state.pkl')}: missing; there is no "
                                   "training state to rewrite (merge with training_state=False)")
-        if not plain_data(state):  # e.g. Ray 2.45 pickles the optimizer buffers as torch tensors
+        if not plain_data(state):  # e.g. Ray 2.45 pickles torch tensors in its metrics logger's state
             raise CheckpointError(
                 f"{base.child(rel)}: holds {first_foreign(state)}, not plain data, so its training state cannot be "
                 "rewritten faithfully; merge with training_state=False, or restore into a live algorithm with "

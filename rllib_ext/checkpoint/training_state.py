@@ -289,9 +289,9 @@ def old_stack_state(state: Mapping[str, Any], where: str) -> TrainingState:
     variables = state.get("_optimizer_variables") or []
     if isinstance(variables, Placeholder) and variables.name == "CallableList" and variables.module.startswith(
         ("tf_keras.", "keras.")
-    ):  # tf-keras's `list` subclass (optimizer.variables()); its items are what the pickle appended
+    ):  # (tf-)keras's `list` subclass (optimizer.variables(); Ray 2.10 to 2.60); its items were appended
         variables = list(variables.listitems)
-    if not isinstance(variables, (list, tuple)):  # e.g. Ray 2.10 tf2: a CallableList safe mode does not build
+    if not isinstance(variables, (list, tuple)):  # another object safe mode does not build
         raise MissingTrainingStateError(
             f"{where}: the optimizer variables are a {type(variables).__name__} object, which safe mode does "
             "not build; pass trusted=True to read them (it runs the code the file names)"
