@@ -188,7 +188,7 @@ def gap(got, want) -> float:
     return max(float(np.max(np.abs(got[n] - want[n]))) for n in want if n in got)
 
 
-def train_until_moved(algo, want, label: str, tries: int = 8) -> None:
+def train_until_moved(algo, want, label: str, tries: int = 20) -> None:
     """Train until policy_0 left ``want``: on a loaded machine an async learner may apply
     nothing during one or two short train() calls (seen in CI with both xdist workers busy)."""
     for _ in range(tries):
