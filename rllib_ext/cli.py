@@ -33,7 +33,8 @@ from .checkpoint.diff import CheckpointDiff, diff_checkpoints
 from .checkpoint.export import EXTRACT_FORMATS, extract_policy
 from .checkpoint.inspection import inspect
 from .checkpoint.merge import MergeReport, merge_checkpoints
-from .checkpoint.pool import PolicyPool, PoolEntry
+from .pool.policy_pool import PolicyPool
+from .pool.index import PoolEntry
 from .checkpoint.views import CheckpointView, SpaceView
 from .errors import CheckpointError
 

@@ -38,13 +38,14 @@ ALLOWED = {
     "_version": set(),
     "errors": set(),
     "checkpoint": {"checkpoint", "errors"},
+    "pool": {"pool", "checkpoint", "errors"},
     "convert": {"convert", "checkpoint", "errors"},
     "act": {"act", "convert", "checkpoint", "errors", "_version"},
-    "live": {"live", "act", "convert", "checkpoint", "errors", "_version"},
+    "live": {"live", "pool", "act", "convert", "checkpoint", "errors", "_version"},
     "envs": set(),
     "algorithms": {"live"},
-    "cli": {"checkpoint", "act", "live", "errors", "_version"},
-    "": {"checkpoint", "_version"},  # rllib_ext/__init__.py: the rest by name, on first use
+    "cli": {"checkpoint", "pool", "act", "live", "errors", "_version"},
+    "": {"checkpoint", "pool", "_version"},  # rllib_ext/__init__.py: the rest by name, on first use
 }
 CODECS_MAY_IMPORT = {"checkpoint.storage", "checkpoint.lazy", "checkpoint.tensors", "errors"}
 # Where a framework may be imported.
@@ -64,7 +65,8 @@ ORDER = [
     "checkpoint.atomic", "checkpoint.upload", "checkpoint.format", "checkpoint.views", "checkpoint.spaces",
     "checkpoint.policy_file", "checkpoint.reader", "checkpoint.optimizer_data", "checkpoint.training_state", "checkpoint.filters", "checkpoint.inspection",
     "checkpoint.export", "checkpoint.state_patch", "checkpoint.merge_filters", "checkpoint.merge_training", "checkpoint.merge",
-    "checkpoint.diff", "checkpoint.pool_store", "checkpoint.pool_index", "checkpoint.pool_rules", "checkpoint.pool", "checkpoint",
+    "checkpoint.diff", "checkpoint",
+    "pool.store", "pool.index", "pool.rules", "pool.policy_pool", "pool",
     "convert.lstm", "convert.vision", "convert.families", "convert.mapping", "convert",
     "act.nets", "act.numpy_policy", "act.onnx_export", "act",
     "live.compat", "live.quiesce", "live.bridge", "live.filter_state", "live.training_state", "live.backend_base", "live.backends", "live.filters",

@@ -256,7 +256,7 @@ CHILD = r"""
 import os, sys, time
 sys.path.insert(0, sys.argv[1])
 pool_path, src, pause, stop_at = sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
-from rllib_ext.checkpoint import pool_store
+from rllib_ext.pool import store as pool_store
 from rllib_ext import PolicyPool
 seen = [0]
 def mark():
@@ -362,7 +362,7 @@ import os, sys, time
 sys.path.insert(0, sys.argv[1])
 pool_path, src, writer, go, lock = sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6] == "1"
 from rllib_ext import PolicyPool
-from rllib_ext.checkpoint import pool_store
+from rllib_ext.pool import store as pool_store
 if not lock:  # the negative control: no lock around the index's read-change-write
     import contextlib
     pool_store.LocalStore.lock = lambda self: contextlib.nullcontext()

@@ -4,8 +4,8 @@ Bottom to top: ``storage``, ``lazy`` and ``tensors`` (sources, lazy arrays, tens
 ``codecs/`` (byte formats: safe pickle, safetensors, msgpack, the torch zip, pickle
 patching); ``atomic`` and ``upload`` (writing); ``format``, ``views`` and ``spaces`` (what a
 checkpoint is); ``policy_file``, ``reader``, ``filters`` and ``inspection`` (reading);
-``export``, ``state_patch``, ``merge_filters``, ``merge`` and ``diff`` (writing new files);
-``pool_store``, ``pool_index``, ``pool_rules`` and ``pool`` (a pool of policy snapshots for self-play).
+``export``, ``state_patch``, ``merge_filters``, ``merge`` and ``diff`` (writing new files).
+The pool of policy snapshots built on these is its own package, :mod:`rllib_ext.pool`.
 ``tests/test_layout.py`` holds the exact order.
 
 The names below load their module on first use: ``read_weights`` then imports only the
@@ -36,10 +36,6 @@ PUBLIC = {
     "read_policy_dir": "policy_file",
     "write_policy_dir": "policy_file",
     "policy_ids": "reader",
-    "PolicyPool": "pool",
-    "PoolEntry": "pool_index",
-    "Outcome": "pool_rules",
-    "Retention": "pool_rules",
     "read_weights": "reader",
 }
 

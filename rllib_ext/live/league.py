@@ -2,7 +2,7 @@
 
 The algorithm keeps a fixed set of *slots*: ordinary policies, frozen, that hold whichever
 pool snapshots were last drawn. Memory is bounded by the slots, not by the pool: the
-pool is on disk (:class:`~rllib_ext.checkpoint.pool.PolicyPool`) and only the driver reads
+pool is on disk (:class:`~rllib_ext.pool.policy_pool.PolicyPool`) and only the driver reads
 it. A refresh loads the drawn snapshots through the partial-restore path (weights and
 filter, validated first, synced to every learner and env runner); env runners count each
 episode's outcome per slot (:mod:`.league_play`), and the driver credits it to the
@@ -21,7 +21,7 @@ import tempfile
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
-from ..checkpoint.pool_rules import Outcome
+from ..pool.rules import Outcome
 from ..checkpoint.reader import read_weights
 from ..checkpoint.tensors import check_tensors
 from ..errors import PolicyNotFoundError, not_found

@@ -2,7 +2,7 @@
 
 Ray-free on purpose: the draw must be the same after a resume, so the sampler's whole state
 (the kind, and numpy's bit-generator state) is plain JSON that goes into the algorithm's
-checkpoint (see :mod:`.league`). Ratings are the pool's (:mod:`rllib_ext.checkpoint.pool_rules`).
+checkpoint (see :mod:`.league`). Ratings are the pool's (:mod:`rllib_ext.pool.rules`).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any, Dict, List, Mapping, Sequence
 
 import numpy as np
 
-from ..checkpoint.pool_rules import expected_score
+from ..pool.rules import expected_score
 
 SAMPLERS = ("latest", "uniform", "pfsp")
 

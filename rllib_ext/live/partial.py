@@ -10,8 +10,9 @@ import logging
 import os
 from typing import Any, Dict, List, Mapping, Optional
 
-from ..checkpoint.pool import PolicyPool, PoolEntry
-from ..checkpoint.pool_rules import DEFAULT_RATING
+from ..pool.index import PoolEntry
+from ..pool.policy_pool import PolicyPool
+from ..pool.rules import DEFAULT_RATING
 from ..checkpoint.reader import ids_in, open_checkpoint
 from ..checkpoint.storage import resolve_path
 from ..checkpoint.training_state import SCALARS_KEY

@@ -1,4 +1,4 @@
-"""Snapshots of a live policy into a :class:`~rllib_ext.checkpoint.pool.PolicyPool`.
+"""Snapshots of a live policy into a :class:`~rllib_ext.pool.policy_pool.PolicyPool`.
 
 The policy is written (weights + observation filter) by the same ``save_policy`` that
 ``algo.save_policy`` uses, into a temporary directory, and the pool copies it in: what a
@@ -11,8 +11,9 @@ import os
 import tempfile
 from typing import Any
 
-from ..checkpoint.pool import PolicyPool, PoolEntry
-from ..checkpoint.pool_rules import DEFAULT_RATING
+from ..pool.index import PoolEntry
+from ..pool.policy_pool import PolicyPool
+from ..pool.rules import DEFAULT_RATING
 from .backends import backend_for
 from .policy_io import save_policy
 

@@ -17,7 +17,7 @@ import json
 from typing import Any, Dict, List, Optional, Union
 
 from ..errors import CheckpointFormatError, NotAPoolError
-from .pool_store import LOCK_FILE, LocalStore, RemoteStore
+from .store import LOCK_FILE, LocalStore, RemoteStore
 
 POOL_FILE = "pool.json"
 POOL_FORMAT = "rllib_ext.pool"

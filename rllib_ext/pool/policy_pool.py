@@ -1,9 +1,9 @@
 """A pool of policy snapshots on disk: the Ray-free ground a self-play league stands on.
 
 ```
-<pool>/pool.json, index/<writer>.json   the index (see .pool_index)
+<pool>/pool.json, index/<writer>.json   the index (see .index)
 <pool>/snapshots/<id>/                  one single-policy directory per entry (see .policy_file)
-<pool>/.lock                            local pools: the lock every writer takes (see .pool_store)
+<pool>/.lock                            local pools: the lock every writer takes (see .store)
 ```
 Each writer (a Tune trial, a process) adds entries to its own index file. Ids are
 ``<policy>-<n>@<writer>`` with ``n`` counted per writer and policy and never reused, so
@@ -34,12 +34,12 @@ import socket
 import time
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 
+from ..checkpoint.policy_file import META_FILE, WEIGHTS_FILE, read_policy_dir
+from ..checkpoint.storage import CheckpointDir
 from ..errors import PoolNamespaceError, not_found
-from .policy_file import META_FILE, WEIGHTS_FILE, read_policy_dir
-from .pool_index import SNAPSHOT_DIR, PoolEntry, Shard, open_pool, read_index, write_index
-from .pool_store import open_store
-from .pool_rules import DEFAULT_RATING, Outcome, Retention, elo_update, to_keep
-from .storage import CheckpointDir
+from .index import SNAPSHOT_DIR, PoolEntry, Shard, open_pool, read_index, write_index
+from .rules import DEFAULT_RATING, Outcome, Retention, elo_update, to_keep
+from .store import open_store
 
 _NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,99}$")
 

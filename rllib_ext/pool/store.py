@@ -24,10 +24,10 @@ import shutil
 import tempfile
 from typing import Dict, Iterator, List, Optional
 
+from ..checkpoint.atomic import atomic_file, clean_debris, debris_target, write_dir_atomically, write_synced
+from ..checkpoint.storage import os_problem, resolve_path
+from ..checkpoint.upload import is_remote, upload_dir
 from ..errors import CheckpointError, MissingDependencyError, NotAPoolError
-from .atomic import atomic_file, clean_debris, debris_target, write_dir_atomically, write_synced
-from .storage import os_problem, resolve_path
-from .upload import is_remote, upload_dir
 
 LOCK_FILE = ".lock"
 
