@@ -2,9 +2,9 @@
 
 The public surface is the one table below: each name loads its module on first use, so
 reading one policy imports the reader's chain and nothing else, and ``build_policy``
-imports what building a policy needs (not the ``...Partial`` algorithms). The first use
-of a ``...Partial`` name registers those algorithms with Tune; so does importing this
-package in a process that already imported Ray.
+imports what building a policy needs (not the ``...Partial`` algorithms). Importing
+this package does nothing else: the first use of a ``...Partial`` name (or config)
+registers those algorithms with Tune, and a failure there raises, saying why.
 
 Layers, bottom to top (each imports only those before it): ``errors`` and ``_version``;
 ``checkpoint`` (numpy + stdlib); ``convert`` and ``act`` (numpy; torch only inside the
@@ -14,7 +14,6 @@ ONNX writer); ``live`` (Ray); ``algorithms``, ``envs``; ``cli``.
 from __future__ import annotations
 
 import importlib
-import sys
 from typing import Any, Dict
 
 from ._version import __version__
@@ -40,6 +39,8 @@ _HOME: Dict[str, str] = {
     "build_policy": "live.policy_io",
     "LoadedPolicy": "live.policy_io",
     "PartialRestoreReport": "live.restore",
+    "PartialAlgorithm": "live.partial",
+    "PartialConfig": "live.partial",
     "rllink_server_class": "live.compat",
     **dict.fromkeys(
         ("partial", "register_trainables", "PPOPartial", "PPOPartialConfig", "APPOPartial", "APPOPartialConfig",
@@ -64,10 +65,3 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> "list[str]":
     return sorted(set(globals()) | set(_HOME))
-
-
-if "ray" in sys.modules:  # a Ray process anyway: make tune.run("PPOPartial") just work
-    try:
-        __getattr__("register_trainables")
-    except ImportError:  # an unsupported Ray (UnsupportedRayError): the reader still works
-        pass

@@ -1,14 +1,15 @@
-"""Drop-in ``...Partial`` subclasses of RLlib algorithms, made by one factory.
+"""The drop-in ``...Partial`` classes: an RLlib algorithm and its config, each behind one base.
 
-Each adds to its RLlib parent (see :mod:`rllib_ext.live.partial` for the methods):
+Each adds to its RLlib parent what :class:`~rllib_ext.live.partial.PartialAlgorithm` and
+its features carry (:mod:`rllib_ext.live.features`):
   * ``algo.restore(ckpt, policies=[...], freeze=...)``: restore only some policies
     (without ``policies=`` it is RLlib's own restore, plus relative paths);
   * ``config.restore_policies(ckpt, policies=..., freeze=...)`` (or the plain-dict key
-    ``"restore_policies"``): the same, applied once when the algorithm is set up. When
-    Tune then restores the trial from its *own* checkpoint (resume after a crash), that
-    later restore overwrites the initial one, so trained weights win.
+    ``"restore_policies"``): the same, applied once when the algorithm is set up;
+  * ``config.snapshot_policies(...)`` and ``config.league(...)``: a self-play league.
 
-The classes stay at this import path: checkpoints pickle them by reference.
+The classes stay at this import path: checkpoints pickle them by reference. Tune knows
+them by name once a ``...Partial`` name is first used (:func:`register_trainables`).
 """
 
 from __future__ import annotations
@@ -21,78 +22,94 @@ from typing import Dict, Optional, Type
 from .live import tune  # isort: skip
 
 from ray.rllib.algorithms.algorithm import Algorithm
-from ray.rllib.algorithms.appo import APPO
-from ray.rllib.algorithms.dqn import DQN
-from ray.rllib.algorithms.impala import IMPALA
-from ray.rllib.algorithms.ppo import PPO
-from ray.rllib.algorithms.sac import SAC
+from ray.rllib.algorithms.appo import APPO, APPOConfig
+from ray.rllib.algorithms.dqn import DQN, DQNConfig
+from ray.rllib.algorithms.impala import IMPALA, IMPALAConfig
+from ray.rllib.algorithms.ppo import PPO, PPOConfig
+from ray.rllib.algorithms.sac import SAC, SACConfig
 
-from .live.league_mixins import LeagueAlgorithmMixin, LeagueConfigMixin
-from .live.partial import ALGO_OF_CONFIG, PartialAlgorithmMixin, PartialConfigMixin
-
-
-def partial(
-    algo_cls: Type[Algorithm], config_cls: Optional[type] = None, name: Optional[str] = None
-) -> Type[Algorithm]:
-    """Make the ``<Algo>Partial`` subclass of ``algo_cls`` (and its config class).
-
-    Assign the result to a module-level name of the same name, so Ray can pickle it
-    by reference: ``MyAlgoPartial = rllib_ext.partial(MyAlgo)``.
-
-    Args:
-        algo_cls: an RLlib Algorithm class (PPO, APPO, ..., or your own).
-        config_cls: its config class; defaults to the type of its default config.
-        name: class name; defaults to ``algo_cls.__name__ + "Partial"``.
-
-    Returns:
-        The new Algorithm class; ``config_class_of(cls)`` is its config class.
-    """
-    name = name or f"{algo_cls.__name__}Partial"
-    module = sys._getframe(1).f_globals.get("__name__", __name__)
-    base_config = config_cls or type(algo_cls.get_default_config())
-    cfg = type(
-        f"{name}Config",
-        (PartialConfigMixin, LeagueConfigMixin, base_config),
-        {"__module__": module, "__qualname__": f"{name}Config", "__doc__": f"{base_config.__name__} + restore_policies()."},
-    )
-
-    def get_default_config(cls):  # noqa: ANN001 - RLlib's classmethod signature
-        return cfg()
-
-    algo = type(
-        name,
-        (LeagueAlgorithmMixin, PartialAlgorithmMixin, algo_cls),
-        {
-            "__module__": module,
-            "__qualname__": name,
-            "__doc__": f"{algo_cls.__name__} with policy-granular restore (see rllib_ext).",
-            "get_default_config": classmethod(get_default_config),
-        },
-    )
-    ALGO_OF_CONFIG[cfg] = algo
-    return algo
+from .live.partial import PartialAlgorithm, PartialConfig
 
 
-def config_class_of(algo_cls: Type[Algorithm]) -> type:
-    """The config class that :func:`partial` made for ``algo_cls``."""
-    return type(algo_cls.get_default_config())
+class PPOPartialConfig(PartialConfig, PPOConfig):
+    """PPOConfig + the rllib_ext features (restore_policies(), league(), ...)."""
 
 
-PPOPartial = partial(PPO)
-PPOPartialConfig = config_class_of(PPOPartial)
-APPOPartial = partial(APPO)
-APPOPartialConfig = config_class_of(APPOPartial)
-IMPALAPartial = partial(IMPALA)
-IMPALAPartialConfig = config_class_of(IMPALAPartial)
-DQNPartial = partial(DQN)
-DQNPartialConfig = config_class_of(DQNPartial)
-SACPartial = partial(SAC)
-SACPartialConfig = config_class_of(SACPartial)
+class PPOPartial(PartialAlgorithm, PPO, config=PPOPartialConfig):
+    """PPO with policy-granular restore (see rllib_ext)."""
+
+
+class APPOPartialConfig(PartialConfig, APPOConfig):
+    """APPOConfig + the rllib_ext features (restore_policies(), league(), ...)."""
+
+
+class APPOPartial(PartialAlgorithm, APPO, config=APPOPartialConfig):
+    """APPO with policy-granular restore (see rllib_ext)."""
+
+
+class IMPALAPartialConfig(PartialConfig, IMPALAConfig):
+    """IMPALAConfig + the rllib_ext features (restore_policies(), league(), ...)."""
+
+
+class IMPALAPartial(PartialAlgorithm, IMPALA, config=IMPALAPartialConfig):
+    """IMPALA with policy-granular restore (see rllib_ext)."""
+
+
+class DQNPartialConfig(PartialConfig, DQNConfig):
+    """DQNConfig + the rllib_ext features (restore_policies(), league(), ...)."""
+
+
+class DQNPartial(PartialAlgorithm, DQN, config=DQNPartialConfig):
+    """DQN with policy-granular restore (see rllib_ext)."""
+
+
+class SACPartialConfig(PartialConfig, SACConfig):
+    """SACConfig + the rllib_ext features (restore_policies(), league(), ...)."""
+
+
+class SACPartial(PartialAlgorithm, SAC, config=SACPartialConfig):
+    """SAC with policy-granular restore (see rllib_ext)."""
+
 
 # Trainable name -> class, registered with Tune by register_trainables().
 ALGORITHMS: Dict[str, Type[Algorithm]] = {
     cls.__name__: cls for cls in (PPOPartial, APPOPartial, IMPALAPartial, DQNPartial, SACPartial)
 }
+
+
+def partial(
+    algo_cls: Type[Algorithm], config_cls: Optional[type] = None, name: Optional[str] = None,
+    module: Optional[str] = None,
+) -> Type[Algorithm]:
+    """Make the ``<Algo>Partial`` subclass of your own ``algo_cls`` (and its config class).
+
+    The same as the two class statements this module writes for PPO, for an algorithm
+    it does not ship. Assign the result to a module-level name of the same name, so Ray
+    can pickle it by reference: ``MyAlgoPartial = rllib_ext.partial(MyAlgo)``.
+
+    Args:
+        algo_cls: an RLlib Algorithm class.
+        config_cls: its config class; defaults to the type of its default config.
+        name: class name; defaults to ``algo_cls.__name__ + "Partial"``.
+        module: the module the result is assigned in; defaults to the caller's.
+
+    Returns:
+        The new Algorithm class; ``config_class_of(cls)`` is its config class.
+    """
+    name = name or f"{algo_cls.__name__}Partial"
+    module = module or sys._getframe(1).f_globals.get("__name__", __name__)
+    base_config = config_cls or type(algo_cls.get_default_config())
+    cfg = type(f"{name}Config", (PartialConfig, base_config),
+               {"__module__": module, "__qualname__": f"{name}Config", "__doc__": f"{base_config.__name__} + rllib_ext."})
+    algo = type(name, (PartialAlgorithm, algo_cls),
+                {"__module__": module, "__qualname__": name, "__doc__": f"{algo_cls.__name__} + rllib_ext."},
+                config=cfg)
+    return algo
+
+
+def config_class_of(algo_cls: Type[Algorithm]) -> type:
+    """The config class of a ``...Partial`` algorithm class."""
+    return type(algo_cls.get_default_config())
 
 
 def register_trainables() -> None:

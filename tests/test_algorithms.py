@@ -96,3 +96,52 @@ def test_partial_class_restores_one_policy_from_its_parents_checkpoint(ray_sessi
             np.testing.assert_array_equal(v, fresh1[k], err_msg=f"policy_1/{k}")
     finally:
         algo.stop()
+
+
+@pytest.mark.parametrize("stack", [pytest.param("new", marks=pytest.mark.stack("new")),
+                                   pytest.param("old", marks=[pytest.mark.stack("old"), pytest.mark.torch_only])])
+def test_checkpoint_of_the_mixin_classes_loads_into_the_feature_classes(ray_session, stack):
+    """A checkpoint that rllib_ext 0.3.0's mixin-built PPOPartial wrote (class and config by
+    reference, tests/fixtures/make_current.py) loads into today's class: same weights, the
+    same greedy actions on raw observations as the checkpoint read without Ray, and it trains."""
+    from builders import stored_checkpoint
+
+    from rllib_ext import NumpyPolicy
+    from rllib_ext.live.partial import PartialAlgorithm
+
+    path, saved = stored_checkpoint(f"partial-0.3-{stack}")
+    algo = rllib_ext.PPOPartial.from_checkpoint(path)
+    try:
+        assert type(algo) is rllib_ext.PPOPartial and isinstance(algo, PartialAlgorithm)
+        assert type(algo.config) is rllib_ext.PPOPartialConfig
+        obs = np.random.default_rng(0).uniform(-4, 4, (64, 4)).astype(np.float32)
+        for pid, want in saved.items():
+            assert_weights_equal(live_weights(algo, pid), want, pid, ordered=False)
+            expected, _ = NumpyPolicy.from_checkpoint(path, pid).compute_actions(obs)
+            got = np.array([algo.act(o, pid) for o in obs])
+            np.testing.assert_array_equal(got, expected)
+            assert len(set(expected.tolist())) == 2  # both actions occur: the comparison can fail
+        algo.train()
+    finally:
+        algo.stop()
+
+
+def test_import_registers_nothing_and_first_use_of_a_config_registers_its_algorithm():
+    """No import side effect: importing rllib_ext (Ray already imported) leaves Tune's
+    registry alone; making a ...Partial config registers its algorithm by name."""
+    import subprocess
+    import sys
+
+    code = (
+        "import ray.tune.registry as r, rllib_ext\n"
+        "known = lambda n: r._global_registry.contains(r.TRAINABLE_CLASS, n)\n"
+        "assert not known('PPOPartial'), 'registered at import'\n"
+        "from rllib_ext.algorithms import APPOPartialConfig\n"
+        "assert not known('APPOPartial'), 'registered by importing the module'\n"
+        "APPOPartialConfig()\n"
+        "assert known('APPOPartial') and not known('PPOPartial')\n"
+        "rllib_ext.PPOPartial\n"
+        "assert known('PPOPartial')\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]

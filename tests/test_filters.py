@@ -386,6 +386,7 @@ def test_config_restore_policies_asks_for_agents_in_the_driver(lambda_source, so
     the driver (before any tune.run), not when a trial builds its algorithm; a by-reference
     mapping function, agents=, trusted=True or filters=False answer it."""
     from rllib_ext import CheckpointError
+    from rllib_ext.live.features.restore import specs_of
 
     cfg = filtered_config("new", num_env_runners=0, config_cls=PPOPartialConfig)
     with pytest.raises(CheckpointError, match=re.escape(
@@ -395,11 +396,11 @@ def test_config_restore_policies_asks_for_agents_in_the_driver(lambda_source, so
         "source config, or filters=False"
     )):
         cfg.restore_policies(lambda_source, ["policy_0"])
-    assert cfg._partial_restores == []  # nothing recorded for the trial
+    assert specs_of(cfg) == []  # nothing recorded for the trial
     cfg.restore_policies(lambda_source, ["policy_0"], agents={"agent_0": "agent_0"})
     cfg.restore_policies(lambda_source, ["policy_1"], filters=False)
     cfg.restore_policies(source("new")[0], ["policy_0"])  # agent_to_policy: pickled by reference
-    assert len(cfg._partial_restores) == 3
+    assert len(specs_of(cfg)) == 3
 
 
 # ---------------------------------------------------------------- old stack -> new stack

@@ -71,8 +71,9 @@ ORDER = [
     "act.nets", "act.numpy_policy", "act.onnx_export", "act",
     "live.compat", "live.quiesce", "live.bridge", "live.filter_state", "live.training_state", "live.backend_base", "live.backends", "live.filters",
     "live.restore", "live.policy_io", "live.lightweight", "live.snapshot", "live.migration",
-    "live.matchmaking", "live.league_play", "live.league", "live.league_mixins",
-    "live.tune", "live.partial", "live",
+    "live.matchmaking", "live.league_play", "live.league",
+    "live.features.base", "live.features.restore", "live.features.training_scalars", "live.features.league",
+    "live.features", "live.tune", "live.partial", "live",
 ]
 
 

@@ -51,7 +51,7 @@ class LeagueSpec:
     """``config.league(pool, of=, slots=, sample=, refresh_every=, seed=, outcome_fn=)``."""
 
     pool: str
-    of: str
+    learner: str  # ``league(of=...)``: the learning policy whose snapshots fill the slots
     slots: List[str]
     sample: str = "pfsp"
     refresh_every: int = 1
@@ -63,7 +63,7 @@ class LeagueSpec:
 def check_specs(snapshots: Optional[SnapshotSpec], league: Optional[LeagueSpec], policy_ids: Sequence[str]) -> None:
     """Refuse what cannot work before anything is built or changed (also in the driver)."""
     ids = sorted(policy_ids)
-    for spec, names in ((snapshots, snapshots.policies if snapshots else []), (league, [league.of] if league else [])):
+    for spec, names in ((snapshots, snapshots.policies if snapshots else []), (league, [league.learner] if league else [])):
         for pid in names:
             if pid not in ids:
                 raise not_found("policy", pid, "the algorithm's policies", ids)
@@ -75,8 +75,8 @@ def check_specs(snapshots: Optional[SnapshotSpec], league: Optional[LeagueSpec],
         raise ValueError(f"league(refresh_every={league.refresh_every}): refresh_every must be >= 1")
     if not league.slots:
         raise ValueError("league(slots=[]): give at least one slot policy")
-    if league.of in league.slots:
-        raise ValueError(f"league(of={league.of!r}) is also a slot: the policy that learns cannot be a frozen opponent")
+    if league.learner in league.slots:
+        raise ValueError(f"league(of={league.learner!r}) is also a slot: the policy that learns cannot be a frozen opponent")
     for slot in league.slots:
         if slot not in ids:
             raise not_found("slot policy", slot, "the algorithm's policies", ids)
@@ -122,7 +122,7 @@ class League:
             played = dict(self.assignment)
             games = self.credit(self.collect())
             out["league_games"] = {
-                slot: {"snapshot": _label(played.get(slot), self.spec.of), **games.get(slot, _no_games())}
+                slot: {"snapshot": _label(played.get(slot), self.spec.learner), **games.get(slot, _no_games())}
                 for slot in self.spec.slots
             }
         if self.snapshots is not None and iteration - self.last_snapshot >= self.snapshots.every:
@@ -130,7 +130,7 @@ class League:
         if self.spec is not None:
             if iteration - self.last_refresh >= self.spec.refresh_every:
                 self.refresh(iteration)
-            out["league"] = {slot: _label(self.assignment.get(slot), self.spec.of) for slot in self.spec.slots}
+            out["league"] = {slot: _label(self.assignment.get(slot), self.spec.learner) for slot in self.spec.slots}
             out["league_main_rating"] = self.main_rating
         return out
 
@@ -171,7 +171,7 @@ class League:
         """Draw snapshots for the slots and load them; all are checked before any is loaded."""
         spec = self.spec
         pool = self.pool(spec.pool)
-        entries = [e for e in pool.entries() if e.policy == spec.of]
+        entries = [e for e in pool.entries() if e.policy == spec.learner]
         if not entries:
             self._fill_with_copies()
         else:
@@ -191,9 +191,9 @@ class League:
 
     def _fill_with_copies(self) -> None:
         with tempfile.TemporaryDirectory(prefix="rllib_ext-league-") as tmp:
-            path = save_policy(self.algo, self.spec.of, os.path.join(tmp, self.spec.of))
+            path = save_policy(self.algo, self.spec.learner, os.path.join(tmp, self.spec.learner))
             for slot in self.spec.slots:
-                restore_policies(self.algo, path, {self.spec.of: slot})
+                restore_policies(self.algo, path, {self.spec.learner: slot})
         self.assignment = {slot: None for slot in self.spec.slots}
 
     # --- checkpoint ----------------------------------------------------------------------

@@ -1,34 +1,39 @@
-"""The methods every ``...Partial`` algorithm and config class adds to its RLlib parent.
+"""The two bases of every ``...Partial`` class: :class:`PartialConfig` and :class:`PartialAlgorithm`.
 
-:func:`rllib_ext.algorithms.partial` puts these mixins in front of an RLlib class; the work
-itself lives in :mod:`.restore`, :mod:`.lightweight`, :mod:`.policy_io` and :mod:`.snapshot`.
+Subclass each once, in front of the RLlib class::
+
+    class PPOPartialConfig(PartialConfig, PPOConfig): ...
+    class PPOPartial(PartialAlgorithm, PPO, config=PPOPartialConfig): ...
+
+What the classes can do is a list of feature objects (:mod:`rllib_ext.live.features`):
+the config classes get each feature's config methods, the algorithm calls each
+feature's hooks. The methods here are the algorithm's own verbs (``restore(policies=)``,
+``act``, ``save_policy``, ...); the work lives in :mod:`.restore`, :mod:`.lightweight`,
+:mod:`.policy_io` and :mod:`.snapshot`.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, ClassVar, Dict, List, Mapping, Optional
 
+from ..checkpoint.storage import resolve_path
+from ..convert.mapping import NameMapping
 from ..pool.index import PoolEntry
 from ..pool.policy_pool import PolicyPool
 from ..pool.rules import DEFAULT_RATING
-from ..checkpoint.reader import ids_in, open_checkpoint
-from ..checkpoint.storage import resolve_path
-from ..checkpoint.training_state import SCALARS_KEY
-from ..convert.mapping import NameMapping
-from ..errors import not_found
 from . import lightweight as _lw
-from . import policy_io, snapshot
-from .filters import ask_source_agents
-from .restore import PartialRestoreReport, PolicySelection, normalize_selection, restore_policies
-from .training_state import algorithm_scalars, set_algorithm_scalars
+from . import policy_io, snapshot, tune
+from .features import FEATURES
+from .features.base import Feature
+from .features.league import LeagueFeature
+from .league import League
+from .restore import PartialRestoreReport, PolicySelection, restore_policies
 
 logger = logging.getLogger(__name__)
 
-CONFIG_KEY = "restore_policies"  # the plain-dict spelling for tune.run(config={...})
 TRIAL_INFO_KEY = "__trial_info__"  # ray.tune.result.TRIAL_INFO: how Tune passes a trial's identity
-
 
 # Config class -> its algorithm class. Kept outside the classes: Ray disassembles an
 # actor class recursively through class attributes, and a class<->class cycle there
@@ -36,106 +41,62 @@ TRIAL_INFO_KEY = "__trial_info__"  # ray.tune.result.TRIAL_INFO: how Tune passes
 ALGO_OF_CONFIG: Dict[type, type] = {}
 
 
-class PartialConfigMixin:
-    """Adds ``restore_policies()`` to an AlgorithmConfig subclass."""
+class PartialConfig:
+    """In front of an RLlib ``AlgorithmConfig``: the features' config methods
+    (``restore_policies()``, ``lightweight()``, ``snapshot_policies()``, ``league()``) and
+    their plain-dict keys."""
 
     def __init__(self, algo_class: Optional[type] = None) -> None:
-        super().__init__(algo_class=algo_class or ALGO_OF_CONFIG.get(type(self)))  # type: ignore[call-arg]
-        # A list of plain dicts, so it survives to_dict()/get_state() and Tune.
-        self._partial_restores: List[Dict[str, Any]] = []
+        algo_class = algo_class or ALGO_OF_CONFIG.get(type(self))
+        if algo_class is not None:  # a config in use: tune.run("XPartial") must know the name
+            tune.register({algo_class.__name__: algo_class})
+        super().__init__(algo_class=algo_class)  # type: ignore[call-arg]
 
-    def restore_policies(
-        self,
-        checkpoint: "str | os.PathLike[str]",
-        policies: PolicySelection,
-        *,
-        freeze: bool = False,
-        trusted: bool = False,
-        filters: bool = True,
-        agents: Optional[Mapping[str, str]] = None,
-        training_state: bool = False,
-    ):
-        """Restore ``policies`` from ``checkpoint`` when the algorithm is set up.
-
-        May be called several times (several source checkpoints). Ids are checked
-        against the checkpoint right away (Ray-free), so a typo fails here, in the
-        driver, not minutes later inside a Tune trial; so is whether the new-stack
-        filter statistics to carry can be told apart (``agents=``, see
-        :func:`rllib_ext.live.filters.ask_source_agents`).
-
-        Args:
-            checkpoint: checkpoint directory; relative paths are resolved now.
-            policies: ids, or ``{checkpoint id: algorithm id}``.
-            freeze: keep the restored policies out of ``policies_to_train``.
-            trusted: fully unpickle old-stack policy files (default: safe mode).
-            filters: carry the observation-filter statistics (False: weights alone).
-            agents: ``{target agent: source agent}`` for new-stack filter statistics.
-            training_state: also carry optimizer state, KL coefficient, alpha (see
-                :mod:`rllib_ext.live.training_state`).
-        """
-        path = resolve_path(checkpoint)
-        mapping = normalize_selection(policies)
-        if "://" not in path:
-            ckpt, layout = open_checkpoint(path)
-            available = ids_in(ckpt, layout)
-            for src in mapping:
-                if src not in available:
-                    raise not_found("policy", src, path, available)
-            ask_source_agents(ckpt, layout, mapping, trusted=trusted, filters=filters, agents=agents)
-        self._partial_restores = list(getattr(self, "_partial_restores", None) or []) + [
-            {"checkpoint": path, "policies": mapping, "freeze": bool(freeze), "trusted": bool(trusted),
-             "filters": bool(filters), "agents": dict(agents) if agents is not None else None,
-             "training_state": bool(training_state)}
-        ]
-        return self
-
-    def lightweight(self):
-        """Zero remote workers, learners and evaluation runners, 0 CPUs for the algorithm.
-
-        With ``restore_policies(...)`` given first, the algorithm holds only the restored
-        policies and the training env is not built: their spaces come from the checkpoints.
-        Without, the env is kept (nothing else records the spaces). For acting, saving and
-        ``save_policy``, not for training.
-        """
-        spaces = {}
-        for spec in getattr(self, "_partial_restores", None) or []:
-            found = _lw.checkpoint_spaces(*open_checkpoint(spec["checkpoint"]), list(spec["policies"]))
-            for src, tgt in spec["policies"].items():
-                spaces[tgt] = found[src]
-        return _lw.make_lightweight(self, spaces) if spaces else _lw.zero_resources(self)
-
-    def update_from_dict(self, config_dict: Mapping[str, Any]):
-        """Also accept ``{"restore_policies": {...} or [{...}, ...]}`` in plain dicts."""
-        config_dict = dict(config_dict)
-        specs = config_dict.pop(CONFIG_KEY, None)
-        super().update_from_dict(config_dict)  # type: ignore[misc]
-        if specs:
-            for spec in [specs] if isinstance(specs, Mapping) else list(specs):
-                spec = dict(spec)
-                self.restore_policies(
-                    spec.pop("checkpoint"),
-                    spec.pop("policies"),
-                    freeze=spec.pop("freeze", False),
-                    trusted=spec.pop("trusted", False),
-                    filters=spec.pop("filters", True),
-                    agents=spec.pop("agents", None),
-                    training_state=spec.pop("training_state", False),
-                )
-                if spec:
-                    raise ValueError(f"unknown key(s) in {CONFIG_KEY!r}: {', '.join(spec)}")
+    def update_from_dict(self, config_dict: Mapping[str, Any]) -> Any:
+        """Also accept each feature's plain-dict key, e.g. ``{"restore_policies": {...}}``."""
+        rest = dict(config_dict)
+        taken = [(f, key, rest.pop(key)) for f in FEATURES for key in f.config_keys if rest.get(key)]
+        super().update_from_dict(rest)  # type: ignore[misc]
+        for feature, key, value in taken:
+            feature.configure(self, key, value)
         return self
 
 
-class PartialAlgorithmMixin:
-    """Adds policy-granular restore to an RLlib Algorithm subclass."""
+# The features' config methods, each written once in its feature module.
+for _feature in FEATURES:
+    for _name, _method in _feature.config_methods.items():
+        setattr(PartialConfig, _name, _method)
 
+
+class PartialAlgorithm:
+    """In front of an RLlib ``Algorithm``: policy-granular restore and the features' hooks.
+
+    ``class XPartial(PartialAlgorithm, X, config=XPartialConfig)`` makes ``XPartialConfig``
+    its default config (and ``XPartialConfig().algo_class`` this class).
+    """
+
+    partial_config_class: ClassVar[Optional[type]] = None
     partial_restore_reports: List[PartialRestoreReport]
+    features: List[Feature]
+
+    def __init_subclass__(cls, config: Optional[type] = None, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if config is not None:
+            cls.partial_config_class = config
+            ALGO_OF_CONFIG[config] = cls
+
+    @classmethod
+    def get_default_config(cls) -> Any:
+        if cls.partial_config_class is None:
+            return super().get_default_config()  # type: ignore[misc]
+        return cls.partial_config_class()
 
     def __init__(self, config: Any = None, *args: Any, **kwargs: Any) -> None:
         # Tune names the trial in the config dict it hands the actor (``__trial_info__``);
         # RLlib turns that dict into an AlgorithmConfig and drops the key, so ``trial_id``
         # read "default" in every trial. Kept here, put back first thing in setup().
         self._tune_trial_info = config.get(TRIAL_INFO_KEY) if isinstance(config, Mapping) else None
+        self.features = []
         super().__init__(config, *args, **kwargs)  # type: ignore[call-arg]
 
     def setup(self, config: Any) -> None:
@@ -143,45 +104,65 @@ class PartialAlgorithmMixin:
             self._trial_info = self._tune_trial_info  # Trainable.trial_id / trial_name read it
         super().setup(config)  # type: ignore[misc]
         self.partial_restore_reports = []
-        for spec in getattr(self.config, "_partial_restores", None) or []:
-            report = restore_policies(
-                self, spec["checkpoint"], spec["policies"], freeze=spec["freeze"], trusted=spec["trusted"],
-                filters=spec.get("filters", True), agents=spec.get("agents"),
-                training_state=spec.get("training_state", False),
-            )
-            logger.info("rllib_ext: %s", report)
-            self.partial_restore_reports.append(report)
+        self.features = [f for f in (cls.build(self) for cls in FEATURES) if f is not None]
+        for feature in self.features:
+            feature.setup(self)
 
     def step(self) -> Dict[str, Any]:
-        """RLlib's step, plus what the partial restores did, so Tune results show it.
-
-        Strings only (loggers skip them quietly; TensorBoard warns on a list of strings):
-        ``restored`` maps target id -> "checkpoint:source id", ``frozen`` is "id,id,...".
-        """
+        """RLlib's step, plus what each feature reports under ``result["rllib_ext"]``."""
         result = super().step()  # type: ignore[misc]
-        if self.partial_restore_reports:
-            result["rllib_ext"] = {
-                "restored": {
-                    t: f"{r.checkpoint}:{s}" for r in self.partial_restore_reports for s, t in r.restored.items()
-                },
-                "frozen": ",".join(sorted({p for r in self.partial_restore_reports for p in r.frozen})),
-            }
+        for feature in self.features:
+            extra = feature.after_step(self, result)
+            if extra:
+                result.setdefault("rllib_ext", {}).update(extra)
         return result
+
+    @property
+    def league(self) -> Optional[League]:
+        """The self-play league (None unless ``snapshot_policies()``/``league()`` configured it)."""
+        return next((f.engine for f in self.features if isinstance(f, LeagueFeature)), None)
+
+    # The features' state rides in the algorithm's state: new stack get_state/set_state,
+    # old stack __getstate__/__setstate__ (what RLlib's own checkpoints call).
+    def get_state(self, components: Any = None, *, not_components: Any = None, **kwargs: Any) -> Dict[str, Any]:
+        """RLlib's state, plus each feature's (e.g. every module's KL coefficient / log
+        alpha, which RLlib 2.60 saves nowhere, and the league)."""
+        state = super().get_state(components, not_components=not_components, **kwargs)  # type: ignore[misc]
+        return self._with_features(state) if components is None else state
+
+    def set_state(self, state: Dict[str, Any]) -> None:
+        rest, taken = _split_features(state)
+        super().set_state(rest)  # type: ignore[misc]
+        self._continue_features(taken)
+
+    def __getstate__(self) -> Dict[str, Any]:
+        return self._with_features(super().__getstate__())  # type: ignore[misc]
+
+    def __setstate__(self, state: Dict[str, Any]) -> None:
+        rest, taken = _split_features(state)
+        super().__setstate__(rest)  # type: ignore[misc]
+        self._continue_features(taken)
+
+    def _with_features(self, state: Dict[str, Any]) -> Dict[str, Any]:
+        for feature in self.features:
+            data = feature.state(self) if feature.state_key else None
+            if data is not None:
+                state[feature.state_key] = data
+        return state
+
+    def _continue_features(self, taken: Mapping[str, Any]) -> None:
+        for feature in self.features:
+            if feature.state_key in taken:
+                feature.set_state(self, taken[feature.state_key])
 
     @classmethod
     def default_resource_request(cls, config: Any) -> Any:
         # Tune calls this in the driver with the very dict it later ships to the trial
-        # actor, whose working directory is the trial dir: make relative paths absolute
-        # here, while the user's working directory is still the current one.
-        if isinstance(config, dict) and config.get(CONFIG_KEY):
-            specs = config[CONFIG_KEY]
-            specs = [specs] if isinstance(specs, Mapping) else list(specs)
-            config[CONFIG_KEY] = [
-                {**spec, "checkpoint": resolve_path(spec["checkpoint"])}
-                if isinstance(spec, Mapping) and "checkpoint" in spec
-                else spec
-                for spec in specs
-            ]
+        # actor, whose working directory is the trial dir: the features fix paths here,
+        # while the user's working directory is still the current one.
+        if isinstance(config, dict):
+            for feature in FEATURES:
+                feature.prepare_trial_config(config)
         return super().default_resource_request(config)  # type: ignore[misc]
 
     def restore(
@@ -230,21 +211,6 @@ class PartialAlgorithmMixin:
         )
         self.partial_restore_reports.append(report)
         return report
-
-    def get_state(self, components: Any = None, *, not_components: Any = None, **kwargs: Any) -> Dict[str, Any]:
-        """RLlib's state, plus every module's KL coefficient / log alpha (RLlib 2.60 saves
-        neither), so ``Algorithm.from_checkpoint`` and a Tune resume continue exactly."""
-        state = super().get_state(components, not_components=not_components, **kwargs)  # type: ignore[misc]
-        if components is None:  # (the old stack never calls this: RLlib raises there first)
-            scalars = algorithm_scalars(self)
-            if scalars:
-                state[SCALARS_KEY] = scalars
-        return state
-
-    def set_state(self, state: Dict[str, Any]) -> None:
-        super().set_state(state)  # type: ignore[misc]
-        if state.get(SCALARS_KEY):
-            set_algorithm_scalars(self, state[SCALARS_KEY])
 
     @classmethod
     def from_checkpoint(
@@ -342,3 +308,10 @@ def absolute_checkpoint(checkpoint: Any) -> Any:
     if inner is not None and hasattr(checkpoint, "metrics"):  # _TrainingResult
         checkpoint.checkpoint = absolute_checkpoint(inner)
     return checkpoint
+
+
+def _split_features(state: Mapping[str, Any]) -> "tuple[Dict[str, Any], Dict[str, Any]]":
+    """RLlib's part of a state, and the features' parts by state key."""
+    rest = dict(state)
+    keys = {f.state_key for f in FEATURES if f.state_key}
+    return rest, {k: rest.pop(k) for k in keys if rest.get(k) is not None}

@@ -1,8 +1,9 @@
 """Register algorithms with Tune under their class names.
 
 After :func:`rllib_ext.register_trainables`, ``tune.run("PPOPartial", config=...)`` and
-``Tuner("PPOPartial", ...)`` work. Importing :mod:`rllib_ext` calls it when Ray is already
-imported; otherwise the first access to a ``...Partial`` name does.
+``Tuner("PPOPartial", ...)`` work. The first access to a ``...Partial`` name through
+:mod:`rllib_ext` calls it, and making a ``...Partial`` config registers its algorithm;
+importing the package registers nothing.
 """
 
 from __future__ import annotations

@@ -1,0 +1,138 @@
+"""Snapshots into a pool and a self-play league: ``config.snapshot_policies(...)``, ``config.league(...)``.
+
+The specs are kept on the config as plain dicts (so they survive ``to_dict()`` and Tune)
+and are also taken as the plain-dict keys ``"snapshot_policies"`` and ``"league"``. The
+:class:`~rllib_ext.live.league.League` is built after setup (and after any partial
+restore), runs after every ``step()``, and its state rides in the algorithm's state, so
+``algo.save()``/``algo.restore()``, ``from_checkpoint`` and Tune resumes carry it.
+Snapshots and league are one feature: the league's rating goes with each snapshot and
+its slots protect their snapshots from pruning.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence
+
+from ...checkpoint.storage import resolve_path
+from ..league import STATE_KEY, League, LeagueSpec, SnapshotSpec, check_specs
+from ..league_play import league_callbacks
+from .base import Feature
+
+SNAPSHOT_KEY, LEAGUE_KEY = "snapshot_policies", "league"
+# On the config (names that rllib_ext 0.3 checkpoints carry).
+SNAPSHOT_ATTR, LEAGUE_ATTR = "_rllib_ext_snapshots", "_rllib_ext_league"
+
+#: ``(returns by policy id, learner, slot) -> +1 / 0 / -1`` (the learner wins, draws, loses).
+OutcomeFn = Callable[[Dict[str, float], str, str], int]
+
+
+def pool_path(pool: Any) -> str:
+    """A pool object or a path/URI -> the path (plain data travels to Tune trials)."""
+    path = os.fspath(getattr(pool, "path", pool))
+    return path if "://" in path else resolve_path(path)
+
+
+def snapshot_policies(
+    config: Any, pool: Any, policies: Sequence[str], *, every: int = 1, keep: Optional[Mapping[str, Any]] = None
+) -> Any:
+    """Snapshot ``policies`` (weights + filter) into ``pool`` every ``every`` iterations.
+
+    Args:
+        pool: a :class:`~rllib_ext.PolicyPool`, or its directory / object-store URI.
+        policies: which policies to snapshot (each its own pool entry).
+        every: iterations between snapshots.
+        keep: retention, as keyword arguments of ``PolicyPool.prune`` (snapshots in a
+            slot are never pruned).
+
+    Returns:
+        The config, for chaining.
+
+    Raises:
+        PolicyNotFoundError: a policy is not one of the algorithm's.
+        ValueError: ``every`` < 1.
+    """
+    spec = SnapshotSpec(pool_path(pool), list(policies), int(every), dict(keep) if keep else None)
+    check_specs(spec, None, list(config.policies or {}) or spec.policies)
+    setattr(config, SNAPSHOT_ATTR, asdict(spec))
+    return config
+
+
+def league(
+    config: Any, pool: Any, *, of: str, slots: Sequence[str], sample: str = "pfsp", refresh_every: int = 1,
+    seed: int = 0, outcome_fn: Optional[OutcomeFn] = None, elo_k: float = 32.0,
+) -> Any:
+    """Play ``of`` against past snapshots of itself, loaded into the frozen ``slots``.
+
+    Args:
+        pool: where the snapshots are (see :func:`snapshot_policies`).
+        of: the learning policy whose snapshots fill the slots.
+        slots: policies of the algorithm that hold opponents; they never train.
+        sample: ``"latest"``, ``"uniform"`` or ``"pfsp"`` (weight ``(1 - p)^2``, ``p``
+            main's expected win rate from the pool's Elo ratings).
+        refresh_every: iterations between draws.
+        seed: the sampler's seed (its state is checkpointed).
+        outcome_fn: ``(returns by policy id, of, slot) -> +1 / 0 / -1`` (main wins,
+            draws, loses); default: compare the total rewards.
+        elo_k: Elo's K per snapshot and iteration (its games there count as one match).
+
+    Returns:
+        The config, for chaining.
+
+    Raises:
+        PolicyNotFoundError: ``of`` or a slot is not one of the algorithm's policies.
+        ValueError: no slots, ``of`` is a slot, an unknown ``sample``, ``refresh_every`` < 1.
+    """
+    spec = LeagueSpec(pool_path(pool), of, list(slots), sample, int(refresh_every), int(seed), outcome_fn,
+                      float(elo_k))
+    check_specs(None, spec, list(config.policies or {}) or [of, *slots])
+    setattr(config, LEAGUE_ATTR, asdict(spec))
+    config.callbacks(callbacks_class=league_callbacks(config.callbacks_class, of, spec.slots, outcome_fn))
+    return config
+
+
+def _league_spec(data: Mapping[str, Any]) -> LeagueSpec:
+    data = dict(data)
+    if "of" in data:  # as rllib_ext 0.3 stored it
+        data["learner"] = data.pop("of")
+    return LeagueSpec(**data)
+
+
+class LeagueFeature(Feature):
+    """Builds the :class:`~rllib_ext.live.league.League` after setup and runs it after every step."""
+
+    config_methods = {"snapshot_policies": snapshot_policies, "league": league}
+    config_keys = (SNAPSHOT_KEY, LEAGUE_KEY)
+    state_key = STATE_KEY
+
+    def __init__(self, engine: League) -> None:
+        self.engine = engine
+
+    @classmethod
+    def configure(cls, config: Any, key: str, value: Any) -> None:
+        value = dict(value)
+        if key == SNAPSHOT_KEY:
+            snapshot_policies(config, value.pop("pool"), value.pop("policies"), **value)
+        else:
+            league(config, value.pop("pool"), **value)
+
+    @classmethod
+    def build(cls, algo: Any) -> Optional["LeagueFeature"]:
+        snapshots = getattr(algo.config, SNAPSHOT_ATTR, None)
+        spec = getattr(algo.config, LEAGUE_ATTR, None)
+        if not (snapshots or spec):
+            return None
+        return cls(League(algo, SnapshotSpec(**snapshots) if snapshots else None, _league_spec(spec) if spec else None))
+
+    def setup(self, algo: Any) -> None:
+        self.engine.setup()
+
+    def after_step(self, algo: Any, result: Dict[str, Any]) -> Mapping[str, Any]:
+        return self.engine.on_step(algo.iteration + 1)
+
+    def state(self, algo: Any) -> Optional[Dict[str, Any]]:
+        return self.engine.state()
+
+    def set_state(self, algo: Any, state: Mapping[str, Any]) -> None:
+        self.engine.set_state(state)

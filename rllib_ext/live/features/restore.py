@@ -1,0 +1,155 @@
+"""Partial restore when the algorithm is set up: ``config.restore_policies(...)``.
+
+Specs are kept on the config as a list of plain dicts, so they survive ``to_dict()``,
+``get_state()`` and Tune. The restores run once, in ``setup``; when Tune then restores
+the trial from its *own* checkpoint (resume after a crash), that later restore
+overwrites the initial one, so trained weights win. Every result reports them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any, Dict, List, Mapping, Optional
+
+from ...checkpoint.reader import ids_in, open_checkpoint
+from ...checkpoint.storage import resolve_path
+from ...errors import not_found
+from .. import lightweight as _lw
+from ..filters import ask_source_agents
+from ..restore import PolicySelection, normalize_selection, restore_policies
+from .base import Feature
+
+logger = logging.getLogger(__name__)
+
+CONFIG_KEY = "restore_policies"  # the plain-dict spelling for tune.run(config={...})
+SPECS_ATTR = "_partial_restores"  # on the config; the name rllib_ext 0.3 checkpoints carry
+
+
+def specs_of(config: Any) -> List[Dict[str, Any]]:
+    """The restore specs recorded on ``config`` (a list of plain dicts)."""
+    return list(getattr(config, SPECS_ATTR, None) or [])
+
+
+def restore_policies_on_setup(
+    config: Any,
+    checkpoint: "str | os.PathLike[str]",
+    policies: PolicySelection,
+    *,
+    freeze: bool = False,
+    trusted: bool = False,
+    filters: bool = True,
+    agents: Optional[Mapping[str, str]] = None,
+    training_state: bool = False,
+) -> Any:
+    """Restore ``policies`` from ``checkpoint`` when the algorithm is set up.
+
+    May be called several times (several source checkpoints). Ids are checked against
+    the checkpoint right away (Ray-free), so a typo fails here, in the driver, not
+    minutes later inside a Tune trial; so is whether the new-stack filter statistics to
+    carry can be told apart (``agents=``, see :func:`rllib_ext.live.filters.ask_source_agents`).
+
+    Args:
+        checkpoint: checkpoint directory; relative paths are resolved now.
+        policies: ids, or ``{checkpoint id: algorithm id}``.
+        freeze: keep the restored policies out of ``policies_to_train``.
+        trusted: fully unpickle old-stack policy files (default: safe mode).
+        filters: carry the observation-filter statistics (False: weights alone).
+        agents: ``{target agent: source agent}`` for new-stack filter statistics.
+        training_state: also carry optimizer state, KL coefficient, alpha (see
+            :mod:`rllib_ext.live.training_state`).
+
+    Returns:
+        The config, for chaining.
+
+    Raises:
+        PolicyNotFoundError: a policy id is not in the checkpoint.
+        CheckpointError: the checkpoint cannot be read, or its filters cannot be told apart.
+    """
+    path = resolve_path(checkpoint)
+    mapping = normalize_selection(policies)
+    if "://" not in path:
+        ckpt, layout = open_checkpoint(path)
+        available = ids_in(ckpt, layout)
+        for src in mapping:
+            if src not in available:
+                raise not_found("policy", src, path, available)
+        ask_source_agents(ckpt, layout, mapping, trusted=trusted, filters=filters, agents=agents)
+    spec = {"checkpoint": path, "policies": mapping, "freeze": bool(freeze), "trusted": bool(trusted),
+            "filters": bool(filters), "agents": dict(agents) if agents is not None else None,
+            "training_state": bool(training_state)}
+    setattr(config, SPECS_ATTR, specs_of(config) + [spec])
+    return config
+
+
+def lightweight(config: Any) -> Any:
+    """Zero remote workers, learners and evaluation runners, 0 CPUs for the algorithm.
+
+    With ``restore_policies(...)`` given first, the algorithm holds only the restored
+    policies and the training env is not built: their spaces come from the checkpoints.
+    Without, the env is kept (nothing else records the spaces). For acting, saving and
+    ``save_policy``, not for training.
+
+    Returns:
+        The config, for chaining.
+    """
+    spaces = {}
+    for spec in specs_of(config):
+        found = _lw.checkpoint_spaces(*open_checkpoint(spec["checkpoint"]), list(spec["policies"]))
+        for src, tgt in spec["policies"].items():
+            spaces[tgt] = found[src]
+    return _lw.make_lightweight(config, spaces) if spaces else _lw.zero_resources(config)
+
+
+class RestoreFeature(Feature):
+    """Runs the config's restore specs in ``setup``; reports every partial restore."""
+
+    config_methods = {"restore_policies": restore_policies_on_setup, "lightweight": lightweight}
+    config_keys = (CONFIG_KEY,)
+
+    @classmethod
+    def configure(cls, config: Any, key: str, value: Any) -> None:
+        for spec in [value] if isinstance(value, Mapping) else list(value):
+            spec = dict(spec)
+            restore_policies_on_setup(
+                config, spec.pop("checkpoint"), spec.pop("policies"), freeze=spec.pop("freeze", False),
+                trusted=spec.pop("trusted", False), filters=spec.pop("filters", True),
+                agents=spec.pop("agents", None), training_state=spec.pop("training_state", False),
+            )
+            if spec:
+                raise ValueError(f"unknown key(s) in {CONFIG_KEY!r}: {', '.join(spec)}")
+
+    @classmethod
+    def prepare_trial_config(cls, config: Dict[str, Any]) -> None:
+        # The trial actor's working directory is the trial dir: resolve relative paths now.
+        specs = config.get(CONFIG_KEY)
+        if not specs:
+            return
+        specs = [specs] if isinstance(specs, Mapping) else list(specs)
+        config[CONFIG_KEY] = [
+            {**spec, "checkpoint": resolve_path(spec["checkpoint"])}
+            if isinstance(spec, Mapping) and "checkpoint" in spec else spec
+            for spec in specs
+        ]
+
+    def setup(self, algo: Any) -> None:
+        for spec in specs_of(algo.config):
+            report = restore_policies(
+                algo, spec["checkpoint"], spec["policies"], freeze=spec["freeze"], trusted=spec["trusted"],
+                filters=spec.get("filters", True), agents=spec.get("agents"),
+                training_state=spec.get("training_state", False),
+            )
+            logger.info("rllib_ext: %s", report)
+            algo.partial_restore_reports.append(report)
+
+    def after_step(self, algo: Any, result: Dict[str, Any]) -> Mapping[str, Any]:
+        """What the partial restores did, as strings (loggers skip them quietly; TensorBoard
+        warns on a list of strings): ``restored`` maps target id -> "checkpoint:source id",
+        ``frozen`` is "id,id,..."."""
+        reports = algo.partial_restore_reports
+        if not reports:
+            return {}
+        return {
+            "restored": {t: f"{r.checkpoint}:{s}" for r in reports for s, t in r.restored.items()},
+            "frozen": ",".join(sorted({p for r in reports for p in r.frozen})),
+        }
