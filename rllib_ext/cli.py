@@ -110,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["onnx"], default="onnx", help="onnx (needs the onnx extra)")
     p.add_argument("--out", metavar="PATH", required=True, help="the .onnx file to write")
 
-    p = sub.add_parser("pool", help="list a policy pool's snapshots with ratings, games and sizes")
+    p = sub.add_parser("pool", help="list a policy pool's snapshots (ratings, games, sizes), or show its payoff table")
     p.add_argument("path", metavar="PATH", help="the pool directory or object-store URI")
     p.add_argument("--json", action="store_true", help="print every entry as JSON")
     p.add_argument("--payoff", action="store_true",

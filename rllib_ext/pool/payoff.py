@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, Sequence, Tuple
 
 import numpy as np
 
@@ -34,7 +34,7 @@ SUMS = ("return_a", "return_b")
 Pair = Tuple[str, str]
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)  # arrays: compare fields with numpy, not ==
 class Payoff:
     """Games between pool snapshots, as n×n arrays over ``ids`` (row against column).
 
@@ -205,11 +205,6 @@ def build_payoff(table: Mapping[Pair, Sequence[float]], ids: Sequence[str]) -> P
             wins[i, j], draws[i, j], losses[i, j], returns[i, j] = w, d, l, ra
             wins[j, i], draws[j, i], losses[j, i], returns[j, i] = l, d, w, rb
     return Payoff(list(ids), wins, draws, losses, returns)
-
-
-def empty_payoff(ids: Optional[Sequence[str]] = None) -> Payoff:
-    """A table over ``ids`` with no game."""
-    return build_payoff({}, list(ids or []))
 
 
 def _parse(raw: bytes, where: str, writer: str) -> Dict[Pair, List[float]]:

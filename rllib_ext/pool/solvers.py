@@ -59,6 +59,8 @@ def mixture(payoff: Payoff, solver: str) -> Dict[str, float]:
     if solver == "uniform":
         return dict.fromkeys(payoff.ids, 1.0 / len(payoff.ids))
     played = payoff.restrict(payoff.fully_played())
+    if len(played) == 1:
+        return {**out, played.ids[0]: 1.0}
     matrix = np.nan_to_num(played.value, nan=0.0)  # only the diagonal is NaN here
     probs = nash(matrix, played.ids) if solver == "nash" else replicator(matrix)
     out.update({i: float(p) for i, p in zip(played.ids, probs)})
