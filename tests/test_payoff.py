@@ -218,6 +218,8 @@ def test_bad_games_are_refused_and_nothing_changes(tmp_path):
     for call, error, message in cases:
         with pytest.raises(error, match=re.escape(message)):
             call()
+    pool.record_games(a, b, return_a=0.0, return_b=0.0)  # no game: nothing to write
+    pool.with_writer("v").record_games(a, b, return_a=0, return_b=0)
     assert pool_files(tmp_path / "pool") == before
 
 

@@ -183,6 +183,9 @@ def read_table(store: Store) -> Dict[Pair, List[float]]:
 def add_games(store: Store, writer: str, batches: Iterable[Tuple[str, str, Mapping[str, Any]]]) -> None:
     """Add checked batches to ``writer``'s file: read, add, replace whole (the caller holds the lock)."""
     mine = read_shard(store, writer)  # a garbled file raises here, before anything is written
+    batches = [(a, b, games) for a, b, games in batches if any(games[k] for k in COUNTS)]
+    if not batches:
+        return  # no game: nothing to write
     for a, b, games in batches:
         pair, row = canonical(a, b, games)
         acc = mine.setdefault(pair, [0, 0, 0, 0.0, 0.0])
