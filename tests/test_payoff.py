@@ -160,6 +160,8 @@ def test_unplayed_pairs_leave_the_snapshot_with_most_of_them_out(tmp_path):
     pool.record_games(other.id, ids[0], wins=5, return_a=5.0, return_b=-5.0)
     assert list(pool.meta_strategy("opponent")) == [other.id]
     assert list(pool.meta_strategy("main")) == ids
+    both = pool.meta_strategy(["main", "opponent"], "replicator")  # one population of both policies' snapshots
+    assert list(both) == ids + [other.id] and both[other.id] == 0.0  # it met one of them only: left out
 
 
 def test_sample_mixture_is_seeded_and_follows_the_probabilities():

@@ -263,12 +263,17 @@ class PolicyPool:
             ids = [e.id for e in self._find(read_index(self._store), list(ids))]
         return build_payoff(read_table(self._store), ids)
 
-    def meta_strategy(self, of: str = "main", solver: str = "nash") -> Dict[str, float]:
+    def meta_strategy(self, of: "str | Iterable[str]" = "main", solver: str = "nash") -> Dict[str, float]:
         """``{snapshot id: probability}`` over the snapshots of policy ``of`` (oldest first).
 
         Solved from the payoff table restricted to them (see :mod:`.solvers`: ``"nash"``,
         ``"replicator"``, ``"uniform"``; unplayed pairs: the largest fully played subset
         is solved, the rest get 0). Draw from it with :func:`.solvers.sample_mixture`.
+
+        Args:
+            of: a policy id, or several (e.g. ``["main", "exploiter_0"]``): their snapshots
+                together are the population.
+            solver: one of :data:`.solvers.SOLVERS`.
 
         Raises:
             ValueError: an unknown solver (the known ones listed), or ``"nash"`` on a table
@@ -277,10 +282,12 @@ class PolicyPool:
             MissingDependencyError: ``"nash"`` without scipy.
         """
         check_solver(solver)
+        policies = [of] if isinstance(of, str) else list(of)
         entries = self.entries()
-        ids = [e.id for e in entries if e.policy == of]
+        ids = [e.id for e in entries if e.policy in policies]
         if not ids:
-            raise not_found("policy", of, f"the snapshots of the pool {self.path}", {e.policy for e in entries})
+            raise not_found("policy", policies[0] if policies else "", f"the snapshots of the pool {self.path}",
+                            {e.policy for e in entries})
         return mixture(build_payoff(read_table(self._store), ids), solver)
 
     # ------------------------------------------------------------------ internals
