@@ -32,8 +32,9 @@ def plot_pool(pool: Any, out: "str | os.PathLike[str]") -> str:
         raise MissingDependencyError("rllib-ext pool --plot needs matplotlib (pip install 'rllib_ext[plot]')") from e
     payoff, entries = pool.payoff(), pool.entries()
     n = len(payoff)
-    fig = Figure(figsize=(6 + 0.35 * n + 5, max(4.5, 2 + 0.3 * n)), layout="constrained")
-    heat, ratings = fig.subplots(1, 2, width_ratios=[max(n, 4), 4])
+    table_width = 3.5 + 0.4 * n  # inches: the labels, the cells, the colour bar
+    fig = Figure(figsize=(table_width + 5, max(4.5, 2.5 + 0.4 * n)), layout="constrained")
+    heat, ratings = fig.subplots(1, 2, width_ratios=[table_width, 5])
     value = payoff.value
     finite = value[np.isfinite(value)]
     vmax = float(np.max(np.abs(finite))) if finite.size else 1.0
