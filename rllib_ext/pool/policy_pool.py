@@ -24,6 +24,9 @@ What holds, and why:
   with the *same* writer name on one remote pool can lose each other's entries (the last
   index upload wins): the default writer name is per process, and a Tune trial uses its
   trial id.
+* **The payoff table** follows the same rules: each writer adds games to its own file
+  (read, add, replace whole; under the lock on a local pool), a reader sums every
+  writer's file, and a pool written before the table existed reads as one with no game.
 """
 
 from __future__ import annotations
