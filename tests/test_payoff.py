@@ -93,6 +93,23 @@ def test_a_pool_written_before_the_table_reads_as_an_empty_table(tmp_path):
     assert pool.meta_strategy(solver="uniform") == {ids[0]: 0.5, ids[1]: 0.5}
 
 
+def test_restore_writer_games_rewinds_this_writers_games_only(tmp_path):
+    """A league's resume: the checkpoint holds writer_games(); games recorded after it leave the table."""
+    pool, (a, b) = pool_of(tmp_path, 2)
+    pool.record_games(a, b, wins=2, return_a=2.0, return_b=-2.0)
+    state = pool.writer_games()
+    assert json.loads(json.dumps(state)) == state
+    pool.record_games(a, b, losses=5, return_a=-5.0, return_b=5.0)  # the lost run's games
+    pool.with_writer("v").record_games(a, b, draws=1, return_a=0.0, return_b=0.0)  # another trial's
+    pool.restore_writer_games(state)
+    t = pool.payoff()
+    assert (t.wins[0, 1], t.draws[0, 1], t.losses[0, 1]) == (2, 1, 0)
+    with pytest.raises(CheckpointFormatError, match=re.escape(
+            "the games of writer 'v' to restore: holds writer 'w''s games, not 'v''s")):
+        pool.with_writer("v").restore_writer_games(state)
+    assert PolicyPool(tmp_path / "fresh", writer="w").writer_games() == {"payoff_version": 1, "writer": "w", "pairs": []}
+
+
 def test_payoff_and_meta_strategy_import_no_framework(tmp_path):
     pool, (a, b) = pool_of(tmp_path, 2)
     code = (f"import rllib_ext\npool = rllib_ext.PolicyPool({str(tmp_path / 'pool')!r})\n"

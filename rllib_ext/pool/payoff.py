@@ -191,9 +191,28 @@ def add_games(store: Store, writer: str, batches: Iterable[Tuple[str, str, Mappi
         acc = mine.setdefault(pair, [0, 0, 0, 0.0, 0.0])
         for k in range(5):
             acc[k] += row[k]
-    pairs = [{"a": a, "b": b, **dict(zip(COUNTS + SUMS, row))} for (a, b), row in sorted(mine.items())]
-    doc = {"payoff_version": PAYOFF_VERSION, "writer": writer, "pairs": pairs}
+    write_shard(store, writer, mine)
+
+
+def shard_doc(writer: str, records: Mapping[Pair, Sequence[float]]) -> Dict[str, Any]:
+    """A writer's file as plain data (what :func:`read_shard` reads back)."""
+    pairs = [{"a": a, "b": b, **dict(zip(COUNTS + SUMS, row))} for (a, b), row in sorted(records.items())]
+    return {"payoff_version": PAYOFF_VERSION, "writer": writer, "pairs": pairs}
+
+
+def write_shard(store: Store, writer: str, records: Mapping[Pair, Sequence[float]]) -> None:
+    """Replace ``writer``'s file whole."""
+    doc = shard_doc(writer, records)
     store.write(f"{PAYOFF_DIR}/{writer}.json", (json.dumps(doc, indent=1) + "\n").encode())
+
+
+def parse_shard(doc: Any, where: str, writer: str) -> Dict[Pair, List[float]]:
+    """A writer's records from plain data (e.g. a checkpoint's copy), checked like its file."""
+    try:
+        raw = json.dumps(doc).encode()
+    except (TypeError, ValueError) as e:
+        raise CheckpointFormatError(f"{where}: not a payoff table ({type(e).__name__}: {e})") from e
+    return _parse(raw, where, writer)
 
 
 def build_payoff(table: Mapping[Pair, Sequence[float]], ids: Sequence[str]) -> Payoff:

@@ -42,7 +42,9 @@ from ..checkpoint.policy_file import META_FILE, WEIGHTS_FILE, read_policy_dir
 from ..checkpoint.storage import CheckpointDir
 from ..errors import PoolNamespaceError, not_found
 from .index import SNAPSHOT_DIR, PoolEntry, Shard, open_pool, read_index, write_index
-from .payoff import Payoff, add_games, build_payoff, check_games, read_table
+from .payoff import (
+    Payoff, add_games, build_payoff, check_games, parse_shard, read_shard, read_table, shard_doc, write_shard,
+)
 from .rules import DEFAULT_RATING, Outcome, Retention, elo_update, to_keep
 from .solvers import check_solver, mixture
 from .store import open_store
@@ -265,6 +267,25 @@ class PolicyPool:
         else:
             ids = [e.id for e in self._find(read_index(self._store), list(ids))]
         return build_payoff(read_table(self._store), ids)
+
+    def writer_games(self) -> Dict[str, Any]:
+        """The games this writer recorded, as plain JSON-able data (its table file's content).
+
+        A league keeps it in its checkpoint and gives it to :meth:`restore_writer_games` on
+        resume, so games a lost run recorded after the checkpoint leave the table.
+        """
+        with self._store.lock():
+            return shard_doc(self.writer, read_shard(self._store, self.writer))
+
+    def restore_writer_games(self, state: Mapping[str, Any]) -> None:
+        """Replace this writer's games by ``state`` (from :meth:`writer_games`); other writers' stay.
+
+        Raises:
+            CheckpointFormatError: ``state`` is not a writer's games, or another writer's.
+        """
+        records = parse_shard(state, f"the games of writer {self.writer!r} to restore", self.writer)
+        with self._store.lock():
+            write_shard(self._store, self.writer, records)
 
     def meta_strategy(self, of: "str | Iterable[str]" = "main", solver: str = "nash") -> Dict[str, float]:
         """``{snapshot id: probability}`` over the snapshots of policy ``of`` (oldest first).
