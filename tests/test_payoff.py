@@ -10,7 +10,9 @@ from __future__ import annotations
 import json
 import random
 import re
+import shutil
 import sys
+from pathlib import Path
 from unittest import mock
 
 import numpy as np
@@ -24,6 +26,7 @@ from rllib_ext import (
 
 pytestmark = pytest.mark.all_cells  # cell-independent, Ray-free: the tf2 cell runs it too
 
+OLD_POOL = Path(__file__).parent / "fixtures" / "pool-0.3.0"
 RPS = np.array([[0, -1, 1], [1, 0, -1], [-1, 1, 0]], dtype=float)  # rock, paper, scissors
 
 
@@ -83,14 +86,20 @@ def test_recorded_games_are_what_was_recorded_from_either_side(tmp_path):
 
 
 def test_a_pool_written_before_the_table_reads_as_an_empty_table(tmp_path):
-    pool, ids = pool_of(tmp_path, 2)
-    assert not (tmp_path / "pool" / "payoff").exists()  # what a pool of rllib_ext before the table holds
-    t = PolicyPool(tmp_path / "pool").payoff()
+    """tests/fixtures/pool-0.3.0: written by rllib_ext 0.3.0 before the table (main at ba040e5):
+    two snapshots of main by writer trial_0, the first rated by 4 games."""
+    shutil.copytree(OLD_POOL, tmp_path / "pool")
+    pool = PolicyPool(tmp_path / "pool", writer="w")
+    ids = ["main-0000@trial_0", "main-0001@trial_0"]
+    assert [e.id for e in pool.entries()] == ids and pool.get(ids[0]).games == 4
+    t = pool.payoff()
     assert t.ids == ids and t.games.tolist() == [[0, 0], [0, 0]] and np.isnan(t.value).all()
-    assert len(PolicyPool(tmp_path / "empty").payoff()) == 0
     # Nothing played: the largest fully played set is the newest snapshot alone.
     assert pool.meta_strategy(solver="nash") == {ids[0]: 0.0, ids[1]: 1.0}
     assert pool.meta_strategy(solver="uniform") == {ids[0]: 0.5, ids[1]: 0.5}
+    pool.record_games(ids[0], ids[1], wins=1, return_a=1.0, return_b=-1.0)  # and it takes games from now on
+    assert pool.payoff().games.tolist() == [[0, 1], [1, 0]]
+    assert len(PolicyPool(tmp_path / "empty").payoff()) == 0
 
 
 def test_restore_writer_games_rewinds_this_writers_games_only(tmp_path):
