@@ -47,6 +47,10 @@ setup(
         # pillow: upstream Tune resolves trainable names like "PPO" by importing every
         # RLlib algorithm, DreamerV3 included, which needs PIL.
         "rllib": ["ray[rllib,tune]>=2.45,<2.61", "torch==2.13.0", "pillow"],
+        # PolicyPool.meta_strategy(solver="nash"): scipy's HiGHS linear-program solver.
+        "league": ["scipy"],
+        # `rllib-ext pool PATH --plot out.png`: the payoff table as a heatmap.
+        "plot": ["matplotlib"],
         "tf": ["tensorflow==2.21.*", "tf-keras==2.21.*"],
         # export_onnx / `rllib-ext export --format onnx` (with torch from `rllib`): torch's
         # exporter needs onnx + onnxscript; running an exported file needs onnxruntime only.
@@ -54,7 +58,7 @@ setup(
         "onnx": ["onnx==1.23.2", "onnxscript==0.7.2", "onnxruntime==1.32.0"],
         # moto[server] + boto3: a local S3 on 127.0.0.1 for the remote-storage tests.
         "test": ["pytest", "pytest-xdist", "pytest-timeout", "hypothesis", "safetensors", "msgpack", "msgpack-numpy",
-                 "moto[server]>=5,<6", "boto3", "onnx==1.23.2", "onnxscript==0.7.2", "onnxruntime==1.32.0"],
+                 "moto[server]>=5,<6", "boto3", "onnx==1.23.2", "onnxscript==0.7.2", "onnxruntime==1.32.0", "scipy", "matplotlib"],
     },
     entry_points={"console_scripts": ["rllib-ext=rllib_ext.cli:main"]},
 )

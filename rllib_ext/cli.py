@@ -11,7 +11,7 @@ stderr: ``rllib-ext: error: ...``), 2 a usage error. No logic of its own lives h
     rllib-ext merge --base CKPT --take ID=CKPT[:SRC_ID] [--take ...] --out PATH [--json]
     rllib-ext migrate OLD_CKPT (--out NEW_DIR | --dry-run) [--policies ID ...] [--target PPO|APPO|IMPALA] [--json]
     rllib-ext export CKPT --policy ID --format onnx --out policy.onnx [--agent AGENT_ID]
-    rllib-ext pool PATH [--json]
+    rllib-ext pool PATH [--json] [--payoff] [--plot OUT.png]
 
 ``migrate`` imports RLlib and torch (to build the modules RLlib then writes itself);
 ``export`` imports torch and onnx (to trace the acting path). Neither starts a Ray runtime.
@@ -110,9 +110,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["onnx"], default="onnx", help="onnx (needs the onnx extra)")
     p.add_argument("--out", metavar="PATH", required=True, help="the .onnx file to write")
 
-    p = sub.add_parser("pool", help="list a policy pool's snapshots with ratings, games and sizes")
+    p = sub.add_parser("pool", help="list a policy pool's snapshots (ratings, games, sizes), or show its payoff table")
     p.add_argument("path", metavar="PATH", help="the pool directory or object-store URI")
     p.add_argument("--json", action="store_true", help="print every entry as JSON")
+    p.add_argument("--payoff", action="store_true",
+                   help="print the payoff table instead: games, value (mean return) and score per pair")
+    p.add_argument("--plot", metavar="OUT.png",
+                   help="draw the payoff table and the ratings over iterations into an image (needs matplotlib)")
     return parser
 
 
@@ -166,6 +170,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             print(export_onnx(args.checkpoint, args.out, args.policy, agent_id=args.agent, trusted=args.trusted))
         elif args.command == "pool":
             pool = PolicyPool(args.path, create=False)
+            if args.plot:
+                from .pool.plot import plot_pool
+
+                print(plot_pool(pool, args.plot))
+                return 0
+            if args.payoff:
+                payoff = pool.payoff()
+                print(json.dumps({"path": pool.path, **payoff.to_dict()}, indent=2) if args.json
+                      else f"{pool.path}\n{payoff.describe()}")
+                return 0
             entries = pool.entries()
             if args.json:
                 print(json.dumps({"path": pool.path, "entries": [e.to_dict() for e in entries]}, indent=2))

@@ -10,7 +10,7 @@ import json
 import os
 import subprocess
 import sys
-from typing import Any, Dict, Iterable, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from collections import OrderedDict
 
@@ -553,3 +553,96 @@ def install_nested_filter(algo, policy_id: str, agent_id: str) -> None:
     conn = next(c for c in er._env_to_module.connectors if type(c).__name__ == "MeanStdFilter")
     conn.get_state()  # builds its per-agent filters
     conn._filters[agent_id] = nested_filter(clip=10.0)
+
+
+# ---------------------------------------------------------------- policy pools (no Ray)
+POOL_WEIGHTS = {"pi.weight": np.arange(12, dtype=np.float32).reshape(3, 4) / 7, "pi.bias": np.ones(3, np.float32)}
+
+
+def pool_policy_dir(tmp_path, name: str = "src", policy_id: str = "main", scale: float = 1.0) -> str:
+    """A single-policy directory of :data:`POOL_WEIGHTS` (times ``scale``), written without Ray."""
+    from rllib_ext.checkpoint import write_policy_dir
+
+    return write_policy_dir(os.path.join(tmp_path, name), policy_id,
+                            {k: v * scale for k, v in POOL_WEIGHTS.items()}, {"stack": "new"})
+
+
+def pool_files(pool_path) -> Dict[str, bytes]:
+    """Every file of the pool but the lock, by content: 'nothing changed' compares these."""
+    from pathlib import Path
+
+    root = Path(pool_path)
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file() and p.name != ".lock"}
+
+
+# A crash-test child's first lines. argv: ROOT, the pause's name ("" for none), the mark to
+# stop at, then the child's own. mark() prints the pause's name and, at the stop_at-th
+# mark, sleeps until the parent kills it; pause_before_replace(folder) calls mark() when a
+# file is written and fsynced into ``folder``'s temporary sibling, not yet renamed into place.
+MARK_PRELUDE = r"""
+import os, sys, time
+sys.path.insert(0, sys.argv[1])
+pause, stop_at, args = sys.argv[2], int(sys.argv[3]), sys.argv[4:]
+seen = [0]
+def mark():
+    seen[0] += 1
+    print(pause, flush=True)
+    if seen[0] == stop_at:
+        time.sleep(60)  # the parent kills us here
+def pause_before_replace(folder):
+    replace = os.replace
+    def os_replace(a, b):
+        if os.path.basename(os.path.dirname(b)) == folder:
+            mark()
+        replace(a, b)
+    os.replace = os_replace
+"""
+
+
+def kill_child_at(script: str, args: Sequence[str], pause: str, stop_at: int, wait: float) -> int:
+    """Run ``MARK_PRELUDE + script`` and SIGKILL it; return the steps it finished before.
+
+    The child prints ``ready``, then a number after each finished step. With a ``pause``
+    it is killed while it sleeps at its ``stop_at``-th mark; without one, ``wait``
+    seconds after ``ready``.
+    """
+    import signal
+    import threading
+    import time
+
+    child = subprocess.Popen([sys.executable, "-c", MARK_PRELUDE + script, ROOT, pause, str(stop_at), *args],
+                             stdout=subprocess.PIPE, text=True)
+    watchdog = threading.Timer(60, child.kill)
+    watchdog.start()
+    try:
+        assert child.stdout.readline().strip() == "ready"
+        finished = 0
+        if pause:
+            for _ in range(stop_at):
+                line = child.stdout.readline().strip()
+                while line.isdigit():
+                    finished += 1
+                    line = child.stdout.readline().strip()
+                assert line == pause, f"the child ended before pausing at {pause}"
+        else:
+            time.sleep(wait)
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        return finished + sum(line.isdigit() for line in child.stdout.read().split())
+    finally:
+        watchdog.cancel()
+        child.stdout.close()
+
+
+def start_together(script: str, arg_lists: Sequence[Sequence[str]], go, timeout: float = 120) -> List[Tuple[int, str]]:
+    """Start one ``python -c script ROOT GO *args`` per ``arg_lists`` item, let them all go at
+    once (the child waits for the file ``go``), and return each one's ``(exit code, stderr)``."""
+    import time
+
+    procs = [subprocess.Popen([sys.executable, "-c", script, ROOT, str(go), *map(str, args)],
+                              stderr=subprocess.PIPE, text=True) for args in arg_lists]
+    time.sleep(1.0)  # let every child import and wait
+    open(go, "w").close()
+    errors = [p.communicate(timeout=timeout)[1] for p in procs]
+    return [(p.returncode, err) for p, err in zip(procs, errors)]

@@ -9,11 +9,12 @@ import shutil
 import subprocess
 import sys
 from collections import OrderedDict
+from unittest import mock
 
 import numpy as np
 import pytest
 
-from builders import MODULES_DIR, assert_imports_no_framework, assert_weights_equal
+from builders import MODULES_DIR, assert_imports_no_framework, assert_weights_equal, pool_policy_dir
 
 from rllib_ext.checkpoint import CheckpointView, SpaceView, inspect, read_policy_dir, read_weights
 from rllib_ext.checkpoint.diff import diff_checkpoints
@@ -303,3 +304,63 @@ def test_cli_inspect_old_release_fixture_compact_and_full(capsys):
     assert d["policies"]["policy_0"]["observation_space"] == {
         "type": "Box", "shape": [4], "dtype": "float32", "low": -1.0, "high": 1.0
     }
+
+
+# ---------------------------------------------------------------- pool --payoff / --plot
+def payoff_pool(tmp_path) -> "tuple[str, list]":
+    """A pool of 3 snapshots: 0 beat 1 in 3 of 4 games (one draw), 1 and 2 drew twice, 0 and 2 never met."""
+    from rllib_ext import PolicyPool
+
+    pool = PolicyPool(tmp_path / "pool", writer="w")
+    ids = [pool.add(pool_policy_dir(tmp_path), iteration=2 * k).id for k in range(3)]
+    pool.record_games(ids[0], ids[1], wins=3, draws=1, return_a=3.0, return_b=-3.0)
+    pool.record_games(ids[1], ids[2], draws=2, return_a=0.0, return_b=0.0)
+    return pool.path, ids
+
+
+def test_cli_pool_payoff_prints_games_value_and_score(tmp_path):
+    path, ids = payoff_pool(tmp_path)
+    res = run_cli("pool", path, "--payoff")
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert lines[:2] == [path, "  payoff table: 3 snapshots, 6 games"]
+    assert [ln.split() for ln in lines[5:8]] == [["0", ids[0]], ["1", ids[1]], ["2", ids[2]]]
+    at = {title: lines.index(title) for title in ("games (row vs column)", "value (row's mean return per game)",
+                                                   "score (row's win share, draws half)")}
+    rows = lambda title: [ln.split() for ln in lines[at[title] + 3:at[title] + 6]]  # noqa: E731
+    assert rows("games (row vs column)") == [["0", "-", "4", "0"], ["1", "4", "-", "2"], ["2", "0", "2", "-"]]
+    assert rows("value (row's mean return per game)") == [
+        ["0", "-", "0.750", "-"], ["1", "-0.750", "-", "0.000"], ["2", "-", "0.000", "-"]]
+    assert rows("score (row's win share, draws half)") == [
+        ["0", "-", "0.875", "-"], ["1", "0.125", "-", "0.500"], ["2", "-", "0.500", "-"]]
+    res = run_cli("pool", path, "--payoff", "--json")
+    assert res.returncode == 0, res.stderr
+    doc = json.loads(res.stdout)
+    assert doc["path"] == path and doc["ids"] == ids and doc["games"] == [[0, 4, 0], [4, 0, 2], [0, 2, 0]]
+    assert doc["value"][0] == [None, 0.75, None] and doc["score"][1] == [0.125, None, 0.5]
+
+
+def test_cli_pool_payoff_runs_without_ray_or_matplotlib(tmp_path):
+    path, ids = payoff_pool(tmp_path)
+    res = assert_imports_no_framework(f"from rllib_ext.cli import main\nmain(['pool', {path!r}, '--payoff'])\n",
+                                      extra=("matplotlib",))
+    assert ids[2] in res.stdout
+
+
+def test_cli_pool_plot_draws_a_png(tmp_path):
+    pytest.importorskip("matplotlib")
+    path, _ = payoff_pool(tmp_path)
+    out = tmp_path / "table.png"
+    res = run_cli("pool", path, "--plot", out)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == f"{out}\n"
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 10_000
+
+
+def test_cli_pool_plot_without_matplotlib_is_a_one_line_error(tmp_path, capsys):
+    path, _ = payoff_pool(tmp_path)
+    with mock.patch.dict(sys.modules, {"matplotlib": None, "matplotlib.figure": None}):
+        code = main(["pool", path, "--plot", str(tmp_path / "table.png")])
+    assert code != 0 and not (tmp_path / "table.png").exists()
+    assert capsys.readouterr().err == (
+        "rllib-ext: error: rllib-ext pool --plot needs matplotlib (pip install 'rllib_ext[plot]')\n")

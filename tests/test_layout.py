@@ -66,7 +66,7 @@ ORDER = [
     "checkpoint.policy_file", "checkpoint.reader", "checkpoint.optimizer_data", "checkpoint.training_state", "checkpoint.filters", "checkpoint.inspection",
     "checkpoint.export", "checkpoint.state_patch", "checkpoint.merge_filters", "checkpoint.merge_training", "checkpoint.merge",
     "checkpoint.diff", "checkpoint",
-    "pool.store", "pool.index", "pool.rules", "pool.policy_pool", "pool",
+    "pool.store", "pool.index", "pool.rules", "pool.payoff", "pool.solvers", "pool.policy_pool", "pool.plot", "pool",
     "convert.lstm", "convert.vision", "convert.families", "convert.mapping", "convert",
     "act.nets", "act.numpy_policy", "act.onnx_export", "act",
     "live.compat", "live.quiesce", "live.bridge", "live.filter_state", "live.training_state", "live.backend_base", "live.backends", "live.filters",

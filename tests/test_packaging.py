@@ -129,7 +129,7 @@ def test_wheel_without_extras_installs_numpy_only(venv):
     assert got["version"] == got["meta_version"] == VERSION
     assert got["file"].startswith(str(venv.root)), got["file"]  # the installed copy, not the repo
     assert [r for r in got["requires"] if "extra ==" not in r] == ["numpy"]
-    assert got["extras"] == ["msgpack", "onnx", "remote", "rllib", "test", "tf"]
+    assert got["extras"] == ["league", "msgpack", "onnx", "plot", "remote", "rllib", "test", "tf"]
     assert (got["license"], got["python"]) == ("Apache-2.0", ">=3.11,<3.12")
     assert got["typed"] and got["license_file"]
     assert got["top_level"] == ["rllib_ext"]  # rllib-ext console script lives in bin/, tests/ not shipped

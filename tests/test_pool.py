@@ -12,39 +12,25 @@ import os
 import pickle
 import random
 import re
-import signal
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from builders import ROOT, assert_imports_no_framework, assert_weights_equal
+from builders import (
+    POOL_WEIGHTS as WEIGHTS, ROOT, assert_imports_no_framework, assert_weights_equal, kill_child_at, pool_files,
+    pool_policy_dir as policy_dir, start_together,
+)
 
 import rllib_ext
 from rllib_ext import (
     CheckpointFormatError, NotAPoolError, Outcome, PolicyNotFoundError, PolicyPool, PoolEntry, Retention,
 )
-from rllib_ext.checkpoint import read_policy_dir, read_weights, write_policy_dir
+from rllib_ext.checkpoint import read_policy_dir, read_weights
 from rllib_ext.cli import main as cli_main
 
 pytestmark = pytest.mark.all_cells  # cell-independent, Ray-free: the tf2 cell runs it too
-
-WEIGHTS = {"pi.weight": np.arange(12, dtype=np.float32).reshape(3, 4) / 7, "pi.bias": np.ones(3, np.float32)}
-
-
-def policy_dir(tmp_path: Path, name: str = "src", policy_id: str = "main", scale: float = 1.0) -> str:
-    return write_policy_dir(tmp_path / name, policy_id, {k: v * scale for k, v in WEIGHTS.items()}, {"stack": "new"})
-
-
-def index_bytes(pool_path: Path) -> dict:
-    """Every file of the pool but the lock, by content: 'nothing changed' compares these."""
-    return {str(p.relative_to(pool_path)): p.read_bytes() for p in sorted(pool_path.rglob("*"))
-            if p.is_file() and p.name != ".lock"}
-
 
 # ---------------------------------------------------------------- entries
 def test_add_then_entries_get_and_read_the_snapshot(tmp_path):
@@ -139,7 +125,7 @@ def test_unknown_id_is_refused_with_a_near_match_and_nothing_changes(tmp_path):
     pool = PolicyPool(tmp_path / "pool", writer="w")
     for _ in range(2):
         pool.add(policy_dir(tmp_path))
-    before = index_bytes(tmp_path / "pool")
+    before = pool_files(tmp_path / "pool")
     want = (f"snapshot 'main-0002@w' not in the pool {tmp_path / 'pool'}; available: main-0000@w, main-0001@w "
             "(did you mean 'main-0001@w'?)")
     for call in (lambda: pool.get("main-0002@w"), lambda: pool.remove("main-0002@w"),
@@ -147,13 +133,13 @@ def test_unknown_id_is_refused_with_a_near_match_and_nothing_changes(tmp_path):
                  lambda: pool.prune(Retention(last=1), protect=["main-0002@w"])):
         with pytest.raises(PolicyNotFoundError, match=re.escape(want)):
             call()
-    assert index_bytes(tmp_path / "pool") == before
+    assert pool_files(tmp_path / "pool") == before
 
 
 def test_bad_policy_directory_is_refused_before_the_pool_changes(tmp_path):
     pool = PolicyPool(tmp_path / "pool", writer="w")
     pool.add(policy_dir(tmp_path))
-    before = index_bytes(tmp_path / "pool")
+    before = pool_files(tmp_path / "pool")
     (tmp_path / "empty").mkdir()
     with pytest.raises(rllib_ext.NotACheckpointError, match="not an rllib_ext policy directory"):
         pool.add(tmp_path / "empty")
@@ -167,7 +153,7 @@ def test_bad_policy_directory_is_refused_before_the_pool_changes(tmp_path):
         pool.add(policy_dir(tmp_path), iteration=-1)
     with pytest.raises(ValueError, match=re.escape("writer 'a/b': use 1-100 letters, digits")):
         PolicyPool(tmp_path / "pool", writer="a/b")
-    assert index_bytes(tmp_path / "pool") == before
+    assert pool_files(tmp_path / "pool") == before
 
 
 # ---------------------------------------------------------------- retention and ratings
@@ -203,10 +189,10 @@ def test_record_updates_elo_and_games_in_one_write(tmp_path):
     assert learner == pytest.approx(1200.0 + 32 + 32 * (1 - 2 * e_b))
     assert learner - 1200.0 == pytest.approx((1200.0 - updated[a.id].rating) + (1400.0 - updated[b.id].rating))
     assert pool.entries() == [updated[a.id], updated[b.id]]
-    before = index_bytes(tmp_path / "pool")
+    before = pool_files(tmp_path / "pool")
     with pytest.raises(ValueError, match=re.escape(f"outcome for snapshot {a.id!r}: losses=-1")):
         pool.record([Outcome(b.id, wins=1), Outcome(a.id, losses=-1)])
-    assert index_bytes(tmp_path / "pool") == before
+    assert pool_files(tmp_path / "pool") == before
 
 
 def test_record_as_match_moves_a_rating_by_at_most_k(tmp_path):
@@ -251,19 +237,12 @@ def test_cli_pool_runs_without_ray(tmp_path):
 KILLS = 12
 SEED = 20260523
 
-# The child: add the source to the pool as writer "w" until killed; print one line per add.
+# The child (after builders.MARK_PRELUDE): add the source to the pool as writer "w" until
+# killed; print one line per add.
 CHILD = r"""
-import os, sys, time
-sys.path.insert(0, sys.argv[1])
-pool_path, src, pause, stop_at = sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
+pool_path, src = args
 from rllib_ext.pool import store as pool_store
 from rllib_ext import PolicyPool
-seen = [0]
-def mark():
-    seen[0] += 1
-    print(pause, flush=True)
-    if seen[0] == stop_at:
-        time.sleep(60)  # the parent kills us here
 if pause == "data":  # the snapshot's directory is in place, the index does not name it yet
     put = pool_store.LocalStore.put_dir
     def put_dir(self, *a, **k):
@@ -271,12 +250,7 @@ if pause == "data":  # the snapshot's directory is in place, the index does not 
         mark()
     pool_store.LocalStore.put_dir = put_dir
 elif pause == "index":  # the new index file is written and fsynced, not yet renamed into place
-    replace = os.replace
-    def os_replace(a, b):
-        if os.path.basename(os.path.dirname(b)) == "index":
-            mark()
-        replace(a, b)
-    os.replace = os_replace
+    pause_before_replace("index")
 pool = PolicyPool(pool_path, writer="w")
 print("ready", flush=True)
 n = 0
@@ -297,27 +271,7 @@ def test_sigkill_during_add_leaves_a_readable_pool_with_the_old_or_new_entry(tmp
     stats = {"kills": 0, "adds finished by children": 0, "kills that left an unnamed snapshot": 0}
     for i in range(KILLS):
         stop_at = rng.randint(1, 3)
-        child = subprocess.Popen([sys.executable, "-c", CHILD, ROOT, str(path), src, pause_at or "", str(stop_at)],
-                                 stdout=subprocess.PIPE, text=True)
-        watchdog = threading.Timer(60, child.kill)
-        watchdog.start()
-        assert child.stdout.readline().strip() == "ready"
-        finished = 0
-        if pause_at:
-            for _ in range(stop_at):
-                line = child.stdout.readline().strip()
-                while line.isdigit():
-                    finished += 1
-                    line = child.stdout.readline().strip()
-                assert line == pause_at, f"kill {i}: the child ended before pausing at {pause_at}"
-        else:
-            time.sleep(rng.uniform(0.0, 0.3))
-        child.send_signal(signal.SIGKILL)
-        child.wait()
-        watchdog.cancel()
-        finished += sum(line.isdigit() for line in child.stdout.read().split())
-        child.stdout.close()
-
+        finished = kill_child_at(CHILD, [str(path), src], pause_at or "", stop_at, rng.uniform(0.0, 0.3))
         entries = PolicyPool(path, writer="w").entries()  # a readable pool, whatever the moment of the kill
         assert len(entries) in (have + finished, have + finished + 1), f"kill {i}: {len(entries)} entries"
         if pause_at:  # killed before the index named the stop_at-th add: exactly the old entries
@@ -360,7 +314,7 @@ def test_prune_removes_what_a_killed_remove_left(tmp_path):
 WRITER = r"""
 import os, sys, time
 sys.path.insert(0, sys.argv[1])
-pool_path, src, writer, go, lock = sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6] == "1"
+go, pool_path, src, writer, lock = sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6] == "1"
 from rllib_ext import PolicyPool
 from rllib_ext.pool import store as pool_store
 if not lock:  # the negative control: no lock around the index's read-change-write
@@ -376,16 +330,12 @@ for i in range(25):
 
 def run_writers(tmp_path: Path, writers, lock: bool = True) -> Path:
     """4 processes add 25 snapshots each to one new pool, all starting at the same moment."""
-    src, path, go = policy_dir(tmp_path), tmp_path / "pool", tmp_path / "go"
-    procs = [subprocess.Popen([sys.executable, "-c", WRITER, ROOT, str(path), src, w, str(go), "1" if lock else "0"],
-                              stderr=subprocess.PIPE, text=True) for w in writers]
-    time.sleep(1.0)  # let every child import and wait
-    go.touch()
-    for p in procs:
-        _, err = p.communicate(timeout=120)
-        assert lock or p.returncode == 0 or err, err
+    src, path = policy_dir(tmp_path), tmp_path / "pool"
+    done = start_together(WRITER, [[path, src, w, "1" if lock else "0"] for w in writers], tmp_path / "go")
+    for code, err in done:
+        assert lock or code == 0 or err, err
         if lock:
-            assert p.returncode == 0, err
+            assert code == 0, err
     return path
 
 

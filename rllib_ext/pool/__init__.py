@@ -3,7 +3,9 @@
 Built on :mod:`rllib_ext.checkpoint` (single-policy files, atomic writes, storage) and
 never imported by it. Bottom to top: ``store`` (a pool's bytes: local with a lock, or
 object storage with one namespace per writer), ``index`` (``pool.json`` and one index file
-per writer), ``rules`` (retention, outcomes, Elo), ``policy_pool`` (:class:`PolicyPool`).
+per writer), ``rules`` (retention, outcomes, Elo), ``payoff`` (the games between entries:
+:class:`Payoff`), ``solvers`` (meta-strategies from the table: Nash, replicator dynamics,
+uniform), ``policy_pool`` (:class:`PolicyPool`), ``plot`` (the table as a picture; matplotlib).
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ PUBLIC = {
     "PoolEntry": "index",
     "Outcome": "rules",
     "Retention": "rules",
+    "Payoff": "payoff",
+    "sample_mixture": "solvers",
 }
 
 __all__ = sorted(PUBLIC)

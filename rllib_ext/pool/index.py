@@ -140,9 +140,9 @@ def write_index(store: Store, shard: Shard) -> None:
     store.write(f"{INDEX_DIR}/{shard.writer}.json", (json.dumps(doc, indent=1) + "\n").encode())
 
 
-def parse_json(raw: bytes, where: str) -> Any:
-    """JSON, or a CheckpointFormatError naming the file."""
+def parse_json(raw: bytes, where: str, what: str = "the pool index") -> Any:
+    """JSON, or a CheckpointFormatError naming the file (and ``what`` it belongs to)."""
     try:
         return json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CheckpointFormatError(f"{where}: not valid JSON ({e}); the pool index is garbled") from e
+        raise CheckpointFormatError(f"{where}: not valid JSON ({e}); {what} is garbled") from e

@@ -3,6 +3,7 @@
 ```
 <pool>/pool.json, index/<writer>.json   the index (see .index)
 <pool>/snapshots/<id>/                  one single-policy directory per entry (see .policy_file)
+<pool>/payoff/<writer>.json             the games between entries each writer recorded (see .payoff)
 <pool>/.lock                            local pools: the lock every writer takes (see .store)
 ```
 Each writer (a Tune trial, a process) adds entries to its own index file. Ids are
@@ -23,6 +24,9 @@ What holds, and why:
   with the *same* writer name on one remote pool can lose each other's entries (the last
   index upload wins): the default writer name is per process, and a Tune trial uses its
   trial id.
+* **The payoff table** follows the same rules: each writer adds games to its own file
+  (read, add, replace whole; under the lock on a local pool), a reader sums every
+  writer's file, and a pool written before the table existed reads as one with no game.
 """
 
 from __future__ import annotations
@@ -38,7 +42,11 @@ from ..checkpoint.policy_file import META_FILE, WEIGHTS_FILE, read_policy_dir
 from ..checkpoint.storage import CheckpointDir
 from ..errors import PoolNamespaceError, not_found
 from .index import SNAPSHOT_DIR, PoolEntry, Shard, open_pool, read_index, write_index
+from .payoff import (
+    Payoff, add_games, build_payoff, check_games, parse_shard, read_shard, read_table, shard_doc, write_shard,
+)
 from .rules import DEFAULT_RATING, Outcome, Retention, elo_update, to_keep
+from .solvers import check_solver, mixture
 from .store import open_store
 
 _NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,99}$")
@@ -223,6 +231,88 @@ class PolicyPool:
             updated = {i: dataclasses.replace(e, rating=ratings[i], games=e.games + games[i]) for i, e in found.items()}
             self._write_changed(shards, replace=updated)
         return learner, updated
+
+    # ------------------------------------------------------------------ the payoff table
+    def record_games(self, a: str, b: str, *, wins: int = 0, draws: int = 0, losses: int = 0,
+                     return_a: float, return_b: float) -> None:
+        """Add a batch of games between pool entries ``a`` and ``b`` to the payoff table.
+
+        Counts are from ``a``'s side; ``return_a``/``return_b`` are the *sums* of each
+        side's returns over these games. Only entries have rows: a learning policy's games
+        are credited to a snapshot of it (a league: ``of``'s latest). Each writer adds to
+        its own table file; this does not touch Elo ratings (that is :meth:`record`).
+
+        Raises:
+            PolicyNotFoundError: ``a`` or ``b`` is not an entry (nothing is written).
+            ValueError: ``a == b``, a negative count, a non-finite return.
+            CheckpointFormatError: this writer's table file is garbled (nothing is written).
+        """
+        games = check_games(a, b, {"wins": wins, "draws": draws, "losses": losses,
+                                   "return_a": return_a, "return_b": return_b})
+        with self._store.lock():
+            self._find(read_index(self._store), [a, b])
+            add_games(self._store, self.writer, [(a, b, games)])
+
+    def payoff(self, ids: Optional[Iterable[str]] = None) -> Payoff:
+        """The payoff table over ``ids`` (default: every entry, oldest first), every writer's games summed.
+
+        A pool written before the table existed reads as a table with no game.
+
+        Raises:
+            PolicyNotFoundError: an id is not an entry.
+            CheckpointFormatError: a table file is garbled (the file is named).
+        """
+        if ids is None:
+            ids = [e.id for e in self.entries()]
+        else:
+            ids = [e.id for e in self._find(read_index(self._store), list(ids))]
+        return build_payoff(read_table(self._store), ids)
+
+    def writer_games(self) -> Dict[str, Any]:
+        """The games this writer recorded, as plain JSON-able data (its table file's content).
+
+        A league keeps it in its checkpoint and gives it to :meth:`restore_writer_games` on
+        resume, so games a lost run recorded after the checkpoint leave the table.
+        """
+        with self._store.lock():
+            return shard_doc(self.writer, read_shard(self._store, self.writer))
+
+    def restore_writer_games(self, state: Mapping[str, Any]) -> None:
+        """Replace this writer's games by ``state`` (from :meth:`writer_games`); other writers' stay.
+
+        Raises:
+            CheckpointFormatError: ``state`` is not a writer's games, or another writer's.
+        """
+        records = parse_shard(state, f"the games of writer {self.writer!r} to restore", self.writer)
+        with self._store.lock():
+            write_shard(self._store, self.writer, records)
+
+    def meta_strategy(self, of: "str | Iterable[str]" = "main", solver: str = "nash") -> Dict[str, float]:
+        """``{snapshot id: probability}`` over the snapshots of policy ``of`` (oldest first).
+
+        Solved from the payoff table restricted to them (see :mod:`.solvers`: ``"nash"``,
+        ``"replicator"``, ``"uniform"``; unplayed pairs: the largest fully played subset
+        is solved, the rest get 0). Draw from it with :func:`.solvers.sample_mixture`.
+
+        Args:
+            of: a policy id, or several (e.g. ``["main", "exploiter_0"]``): their snapshots
+                together are the population.
+            solver: one of :data:`.solvers.SOLVERS`.
+
+        Raises:
+            ValueError: an unknown solver (the known ones listed), or ``"nash"`` on a table
+                that is not zero-sum.
+            PolicyNotFoundError: the pool holds no snapshot of ``of``.
+            MissingDependencyError: ``"nash"`` without scipy.
+        """
+        check_solver(solver)
+        policies = [of] if isinstance(of, str) else list(of)
+        entries = self.entries()
+        ids = [e.id for e in entries if e.policy in policies]
+        if not ids:
+            raise not_found("policy", policies[0] if policies else "", f"the snapshots of the pool {self.path}",
+                            {e.policy for e in entries})
+        return mixture(build_payoff(read_table(self._store), ids), solver)
 
     # ------------------------------------------------------------------ internals
     def _write_changed(self, shards: Dict[str, Shard], drop: Iterable[str] = (),

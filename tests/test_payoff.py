@@ -1,0 +1,398 @@
+"""The pool's payoff table and meta-solvers, Ray-free: counts, value/score, equilibria, bad input,
+SIGKILL mid-write, several writers, object storage.
+
+Equilibria are checked here by a best-response computation of this file's own
+(:func:`deviation_gain`), never by calling a solver again.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import shutil
+import sys
+from pathlib import Path
+from unittest import mock
+
+import numpy as np
+import pytest
+
+from builders import assert_imports_no_framework, kill_child_at, pool_files, pool_policy_dir, start_together
+
+from rllib_ext import (
+    CheckpointFormatError, MissingDependencyError, Payoff, PolicyNotFoundError, PolicyPool, sample_mixture,
+)
+
+pytestmark = pytest.mark.all_cells  # cell-independent, Ray-free: the tf2 cell runs it too
+
+OLD_POOL = Path(__file__).parent / "fixtures" / "pool-0.3.0"
+RPS = np.array([[0, -1, 1], [1, 0, -1], [-1, 1, 0]], dtype=float)  # rock, paper, scissors
+
+
+def pool_of(tmp_path, n: int, writer: str = "w", policy: str = "main"):
+    """A new pool with ``n`` snapshots of ``policy``; returns (pool, their ids, oldest first)."""
+    pool = PolicyPool(tmp_path / "pool", writer=writer)
+    src = pool_policy_dir(tmp_path, policy_id=policy)
+    return pool, [pool.add(src).id for _ in range(n)]
+
+
+def record_matrix(pool, ids, matrix, games: int = 1) -> None:
+    """Record ``games`` games per pair i < j with row i's mean return ``matrix[i, j]`` and j's ``matrix[j, i]``."""
+    for i in range(len(ids)):
+        for j in range(i + 1, len(ids)):
+            won = int(matrix[i, j] > matrix[j, i])
+            lost = int(matrix[i, j] < matrix[j, i])
+            pool.record_games(ids[i], ids[j], wins=won * games, losses=lost * games, draws=(1 - won - lost) * games,
+                              return_a=matrix[i, j] * games, return_b=matrix[j, i] * games)
+
+
+def deviation_gain(matrix: np.ndarray, x: np.ndarray) -> float:
+    """What the better of the two players gains by leaving ``(x, x)`` for its best pure strategy.
+
+    The table as a symmetric bimatrix game: the row player's payoffs are ``A = matrix``, the
+    column player's ``B = matrix.T`` (``B[i, j]``: what column ``j`` gets against row ``i``).
+    """
+    a, b = matrix, matrix.T
+    row_gain = np.max(a @ x) - x @ a @ x
+    col_gain = np.max(x @ b) - x @ b @ x
+    return float(max(row_gain, col_gain))
+
+
+# ---------------------------------------------------------------- counts, value, score
+def test_recorded_games_are_what_was_recorded_from_either_side(tmp_path):
+    pool, (a, b, c) = pool_of(tmp_path, 3)
+    pool.record_games(a, b, wins=3, draws=1, losses=2, return_a=1.5, return_b=-1.5)
+    pool.record_games(b, a, wins=1, losses=4, return_a=-3.0, return_b=3.0)  # from b's side: flips
+    pool.with_writer("other").record_games(a, c, draws=2, return_a=0.25, return_b=-0.25)
+    t = pool.payoff()
+    assert isinstance(t, Payoff) and t.ids == [a, b, c]
+    assert t.wins.tolist() == [[0, 7, 0], [3, 0, 0], [0, 0, 0]]
+    assert t.losses.tolist() == [[0, 3, 0], [7, 0, 0], [0, 0, 0]]
+    assert t.draws.tolist() == [[0, 1, 2], [1, 0, 0], [2, 0, 0]]
+    assert t.games.tolist() == [[0, 11, 2], [11, 0, 0], [2, 0, 0]]
+    assert t.returns[0, 1] == 4.5 and t.returns[1, 0] == -4.5 and t.returns[0, 2] == 0.25
+    # value: mean return per game; score: win share with draws half; NaN where never played.
+    np.testing.assert_array_equal(t.value, [[np.nan, 4.5 / 11, 0.125], [-4.5 / 11, np.nan, np.nan],
+                                            [-0.125, np.nan, np.nan]])
+    np.testing.assert_array_equal(t.score, [[np.nan, 7.5 / 11, 0.5], [3.5 / 11, np.nan, np.nan],
+                                            [0.5, np.nan, np.nan]])
+    # A subset, in the order asked; one file per writer, merged on read.
+    sub = pool.payoff([c, a])
+    assert sub.ids == [c, a] and sub.games.tolist() == [[0, 2], [2, 0]] and sub.value[0, 1] == -0.125
+    assert sorted(p.name for p in (tmp_path / "pool" / "payoff").iterdir()) == ["other.json", "w.json"]
+    assert t.least_played() == [(b, c, 0), (a, c, 2), (a, b, 11)]
+    assert json.loads(json.dumps(t.to_dict()))["value"][1][2] is None
+
+
+def test_a_pool_written_before_the_table_reads_as_an_empty_table(tmp_path):
+    """tests/fixtures/pool-0.3.0: written by rllib_ext 0.3.0 before the table (main at ba040e5):
+    two snapshots of main by writer trial_0, the first rated by 4 games."""
+    shutil.copytree(OLD_POOL, tmp_path / "pool")
+    pool = PolicyPool(tmp_path / "pool", writer="w")
+    ids = ["main-0000@trial_0", "main-0001@trial_0"]
+    assert [e.id for e in pool.entries()] == ids and pool.get(ids[0]).games == 4
+    t = pool.payoff()
+    assert t.ids == ids and t.games.tolist() == [[0, 0], [0, 0]] and np.isnan(t.value).all()
+    # Nothing played: the largest fully played set is the newest snapshot alone.
+    assert pool.meta_strategy(solver="nash") == {ids[0]: 0.0, ids[1]: 1.0}
+    assert pool.meta_strategy(solver="uniform") == {ids[0]: 0.5, ids[1]: 0.5}
+    pool.record_games(ids[0], ids[1], wins=1, return_a=1.0, return_b=-1.0)  # and it takes games from now on
+    assert pool.payoff().games.tolist() == [[0, 1], [1, 0]]
+    assert len(PolicyPool(tmp_path / "empty").payoff()) == 0
+
+
+def test_restore_writer_games_rewinds_this_writers_games_only(tmp_path):
+    """A league's resume: the checkpoint holds writer_games(); games recorded after it leave the table."""
+    pool, (a, b) = pool_of(tmp_path, 2)
+    pool.record_games(a, b, wins=2, return_a=2.0, return_b=-2.0)
+    state = pool.writer_games()
+    assert json.loads(json.dumps(state)) == state
+    pool.record_games(a, b, losses=5, return_a=-5.0, return_b=5.0)  # the lost run's games
+    pool.with_writer("v").record_games(a, b, draws=1, return_a=0.0, return_b=0.0)  # another trial's
+    pool.restore_writer_games(state)
+    t = pool.payoff()
+    assert (t.wins[0, 1], t.draws[0, 1], t.losses[0, 1]) == (2, 1, 0)
+    with pytest.raises(CheckpointFormatError, match=re.escape(
+            "the games of writer 'v' to restore: holds writer 'w''s games, not 'v''s")):
+        pool.with_writer("v").restore_writer_games(state)
+    assert PolicyPool(tmp_path / "fresh", writer="w").writer_games() == {"payoff_version": 1, "writer": "w", "pairs": []}
+
+
+def test_payoff_and_meta_strategy_import_no_framework(tmp_path):
+    pool, (a, b) = pool_of(tmp_path, 2)
+    code = (f"import rllib_ext\npool = rllib_ext.PolicyPool({str(tmp_path / 'pool')!r})\n"
+            f"pool.record_games({a!r}, {b!r}, wins=1, return_a=1.0, return_b=-1.0)\n"
+            "assert pool.payoff().games.sum() == 2\nprint(pool.meta_strategy('main', 'nash'))\n")
+    assert b in assert_imports_no_framework(code).stdout
+
+
+# ---------------------------------------------------------------- meta-strategies
+def test_rock_paper_scissors_gives_one_third_each(tmp_path):
+    pool, ids = pool_of(tmp_path, 3)
+    record_matrix(pool, ids, RPS, games=10)
+    for solver in ("nash", "replicator", "uniform"):
+        mix = pool.meta_strategy(of="main", solver=solver)
+        assert list(mix) == ids
+        assert list(mix.values()) == pytest.approx([1 / 3] * 3, abs=1e-6), solver
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_nash_is_an_equilibrium_of_the_table(tmp_path, seed):
+    """A random zero-sum table (and a snapshot every other one beats): no deviation gains beyond 1e-6."""
+    rng = np.random.default_rng(seed)
+    n = 6
+    r = rng.normal(size=(n, n)).round(3)
+    matrix = r - r.T
+    matrix[-1, :-1], matrix[:-1, -1] = -2.0, 2.0  # a dominated snapshot: the solver must leave it out
+    pool, ids = pool_of(tmp_path, n)
+    record_matrix(pool, ids, matrix, games=3)
+    np.testing.assert_allclose(np.nan_to_num(pool.payoff().value), matrix, atol=1e-12)
+    mix = pool.meta_strategy("main", "nash")
+    x = np.array([mix[i] for i in ids])
+    assert x.min() >= 0 and x.sum() == pytest.approx(1.0, abs=1e-12)
+    assert deviation_gain(matrix, x) <= 1e-6, (seed, x)
+    assert x[-1] <= 1e-9
+
+
+def test_replicator_solves_a_table_that_is_not_zero_sum(tmp_path):
+    """Chicken, diagonal at 0: hawk gets 3 against dove, dove 1 against hawk. The symmetric
+    equilibrium plays hawk with 3/4; "nash" refuses the table and names the solver that fits."""
+    matrix = np.array([[0.0, 3.0], [1.0, 0.0]])
+    pool, ids = pool_of(tmp_path, 2)
+    pool.record_games(ids[0], ids[1], wins=4, return_a=12.0, return_b=4.0)
+    mix = pool.meta_strategy(solver="replicator")
+    x = np.array([mix[i] for i in ids])
+    assert x == pytest.approx([0.75, 0.25], abs=1e-3)
+    assert deviation_gain(matrix, x) <= 1e-3
+    with pytest.raises(ValueError, match=re.escape(
+        f"solver 'nash' solves two-player zero-sum tables, but value[{ids[0]!r}, {ids[1]!r}] + value[{ids[1]!r}, "
+        f"{ids[0]!r}] = 3 + 1 = 4, not 0; use solver='replicator' (projected replicator dynamics), "
+        "which does not assume zero-sum"
+    )):
+        pool.meta_strategy(solver="nash")
+
+
+def test_unplayed_pairs_leave_the_snapshot_with_most_of_them_out(tmp_path):
+    pool, ids = pool_of(tmp_path, 4)
+    record_matrix(pool, ids[:3], RPS)
+    pool.record_games(ids[3], ids[2], wins=1, return_a=1.0, return_b=-1.0)  # ids[3] never met ids[0], ids[1]
+    assert pool.payoff().fully_played() == ids[:3]
+    mix = pool.meta_strategy(solver="nash")
+    assert list(mix) == ids and mix[ids[3]] == 0.0
+    assert [mix[i] for i in ids[:3]] == pytest.approx([1 / 3] * 3, abs=1e-6)
+    # Only snapshots of `of` take part.
+    other = pool.add(pool_policy_dir(tmp_path, "o", "opponent"))
+    pool.record_games(other.id, ids[0], wins=5, return_a=5.0, return_b=-5.0)
+    assert list(pool.meta_strategy("opponent")) == [other.id]
+    assert list(pool.meta_strategy("main")) == ids
+    both = pool.meta_strategy(["main", "opponent"], "replicator")  # one population of both policies' snapshots
+    assert list(both) == ids + [other.id] and both[other.id] == 0.0  # it met one of them only: left out
+
+
+def test_sample_mixture_is_seeded_and_follows_the_probabilities():
+    mix = {"a": 0.5, "b": 0.0, "c": 0.5}
+    first = sample_mixture(mix, np.random.default_rng(7), 200)
+    assert first == sample_mixture(mix, np.random.default_rng(7), 200)
+    assert "b" not in first and 70 < first.count("a") < 130
+    rng = np.random.default_rng(3)
+    state = rng.bit_generator.state
+    one = sample_mixture(mix, rng)
+    rng.bit_generator.state = state  # a resumed league restores its Generator's state: the same next draw
+    assert sample_mixture(mix, rng) == one and len(one) == 1
+    for bad in ({}, {"a": -0.1, "b": 1.1}, {"a": 0.0}, {"a": float("nan")}):
+        with pytest.raises(ValueError, match="not a mixture"):
+            sample_mixture(bad, np.random.default_rng(0))
+
+
+# ---------------------------------------------------------------- bad input
+def test_unknown_solver_lists_the_known_ones(tmp_path):
+    pool, _ = pool_of(tmp_path, 2)
+    with pytest.raises(ValueError, match=re.escape(
+            "unknown solver 'nsh'; known: nash, replicator, uniform (did you mean 'nash'?)")):
+        pool.meta_strategy(solver="nsh")
+    with pytest.raises(PolicyNotFoundError, match=re.escape(
+            f"policy 'mian' not in the snapshots of the pool {tmp_path / 'pool'}; available: main (did you mean 'main'?)")):
+        pool.meta_strategy(of="mian")
+
+
+def test_nash_without_scipy_names_it(tmp_path):
+    pool, ids = pool_of(tmp_path, 3)
+    record_matrix(pool, ids, RPS)
+    with mock.patch.dict(sys.modules, {"scipy": None, "scipy.optimize": None}):
+        with pytest.raises(MissingDependencyError, match=re.escape(
+                "solver 'nash' needs scipy (pip install 'rllib_ext[league]')")):
+            pool.meta_strategy()
+        assert pool.meta_strategy(solver="replicator")[ids[0]] == pytest.approx(1 / 3)
+
+
+def test_bad_games_are_refused_and_nothing_changes(tmp_path):
+    pool, (a, b) = pool_of(tmp_path, 2)
+    pool.record_games(a, b, wins=1, return_a=1.0, return_b=-1.0)
+    before = pool_files(tmp_path / "pool")
+    cases = [
+        (lambda: pool.record_games(a, "main-0007@w", wins=1, return_a=1, return_b=-1), PolicyNotFoundError,
+         f"snapshot 'main-0007@w' not in the pool {tmp_path / 'pool'}; available: {a}, {b}"),
+        (lambda: pool.record_games(a, a, wins=1, return_a=1, return_b=-1), ValueError,
+         f"games of {a!r} against itself are not recorded"),
+        (lambda: pool.record_games(a, b, wins=-1, return_a=1, return_b=-1), ValueError,
+         f"games {a!r} vs {b!r}: wins=-1, expected a non-negative int"),
+        (lambda: pool.record_games(a, b, draws=1.5, return_a=1, return_b=-1), ValueError, "draws=1.5"),
+        (lambda: pool.record_games(a, b, wins=1, return_a=float("inf"), return_b=-1), ValueError,
+         "return_a=inf, expected a finite number"),
+        (lambda: pool.record_games(a, b, return_a=1.0, return_b=-1.0), ValueError, "returns 1.0, -1.0 but no game"),
+        (lambda: pool.payoff([a, "nope"]), PolicyNotFoundError, "snapshot 'nope' not in the pool"),
+    ]
+    for call, error, message in cases:
+        with pytest.raises(error, match=re.escape(message)):
+            call()
+    pool.record_games(a, b, return_a=0.0, return_b=0.0)  # no game: nothing to write
+    pool.with_writer("v").record_games(a, b, return_a=0, return_b=0)
+    assert pool_files(tmp_path / "pool") == before
+
+
+@pytest.mark.parametrize("garble", ["cut", "version", "field", "count", "writer"])
+def test_garbled_table_file_is_refused_with_the_file_named_and_the_pool_unchanged(tmp_path, garble):
+    pool, (a, b) = pool_of(tmp_path, 2)
+    pool.record_games(a, b, wins=2, return_a=2.0, return_b=-2.0)
+    target = tmp_path / "pool" / "payoff" / "w.json"
+    doc = json.loads(target.read_text())
+    if garble == "cut":
+        target.write_text(target.read_text()[:-9])
+        match = f"{target}: not valid JSON"
+    elif garble == "version":
+        doc["payoff_version"] = 9
+        match = f"{target}: payoff_version 9 is not supported (this reader knows 1)"
+    elif garble == "field":
+        del doc["pairs"][0]["return_b"]
+        match = f"{target}: not a payoff table (KeyError: 'return_b')"
+    elif garble == "count":
+        doc["pairs"][0]["wins"] = -2
+        match = f"{target}: not a payoff table (ValueError: games {a!r} vs {b!r}: wins=-2"
+    else:
+        doc["writer"] = "v"
+        match = f"{target}: holds writer 'v''s games, not 'w''s"
+    if garble != "cut":
+        target.write_text(json.dumps(doc))
+    before = pool_files(tmp_path / "pool")
+    for call in (pool.payoff, lambda: pool.meta_strategy(solver="uniform") and pool.meta_strategy(),
+                 lambda: pool.record_games(a, b, wins=1, return_a=1.0, return_b=-1.0)):
+        with pytest.raises(CheckpointFormatError, match=re.escape(match)):
+            call()
+    assert pool_files(tmp_path / "pool") == before
+    # Another writer's file is its own: it still records (and the table stays unreadable until repaired).
+    pool.with_writer("v").record_games(a, b, wins=1, return_a=1.0, return_b=-1.0)
+    assert pool_files(tmp_path / "pool")[str(target.relative_to(tmp_path / "pool"))] == before[
+        str(target.relative_to(tmp_path / "pool"))]
+
+
+# ---------------------------------------------------------------- crash safety
+KILLS = 10
+SEED = 20261204
+
+# The child (after builders.MARK_PRELUDE): record one game a vs b as writer "w" until killed.
+RECORDER = r"""
+pool_path, a, b = args
+from rllib_ext import PolicyPool
+if pause:
+    pause_before_replace("payoff")  # the new table file is written and fsynced, not yet renamed into place
+pool = PolicyPool(pool_path, writer="w")
+print("ready", flush=True)
+n = 0
+while True:
+    pool.record_games(a, b, wins=1, return_a=1.0, return_b=-1.0)
+    n += 1
+    print(n, flush=True)
+"""
+
+
+@pytest.mark.parametrize("pause_at", [None, "payoff"])
+def test_sigkill_during_a_table_write_leaves_a_readable_table_with_the_old_or_new_games(tmp_path, pause_at):
+    pool, (a, b) = pool_of(tmp_path, 2)
+    rng = random.Random(SEED)
+    have = 0
+    finished_total = 0
+    for i in range(KILLS):
+        stop_at = rng.randint(1, 3)
+        finished = kill_child_at(RECORDER, [str(tmp_path / "pool"), a, b], pause_at or "", stop_at,
+                                 rng.uniform(0.0, 0.3))
+        t = PolicyPool(tmp_path / "pool").payoff()  # readable, whatever the moment of the kill
+        games = int(t.games[0, 1])
+        assert games in (have + finished, have + finished + 1), f"kill {i}: {games} games"
+        if pause_at:  # killed before the stop_at-th write was renamed into place: exactly the old games
+            assert games == have + finished
+        assert t.wins[0, 1] == games and t.returns[0, 1] == games and t.returns[1, 0] == -games
+        pool.record_games(a, b, wins=1, return_a=1.0, return_b=-1.0)  # the next write succeeds, cleans up
+        have = games + 1
+        assert [n for n in (tmp_path / "pool" / "payoff").iterdir() if n.name.startswith(".")] == [], f"kill {i}"
+        finished_total += finished
+    assert finished_total > 0
+
+
+# ---------------------------------------------------------------- several writers
+RECORDERS = r"""
+import os, sys, time
+sys.path.insert(0, sys.argv[1])
+go, pool_path, a, b, writer, lock = sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6], sys.argv[7] == "1"
+from rllib_ext import PolicyPool
+from rllib_ext.pool import store as pool_store
+if not lock:  # the negative control: no lock around the table file's read-add-write
+    import contextlib
+    pool_store.LocalStore.lock = lambda self: contextlib.nullcontext()
+while not os.path.exists(go):
+    time.sleep(0.001)
+pool = PolicyPool(pool_path, writer=writer or None)
+for i in range(25):
+    pool.record_games(a, b, wins=1, draws=1, return_a=0.5, return_b=-0.5)
+"""
+
+
+def run_recorders(tmp_path, writers, lock: bool = True) -> int:
+    """4 processes record 25 batches of 2 games each between the same two snapshots at once; the games counted."""
+    pool, (a, b) = pool_of(tmp_path, 2)
+    done = start_together(RECORDERS, [[tmp_path / "pool", a, b, w, "1" if lock else "0"] for w in writers],
+                          tmp_path / "go")
+    for code, err in done:
+        assert code == 0 or not lock, err
+    try:
+        t = pool.payoff()
+    except CheckpointFormatError:
+        return -1  # a torn file is a loss too
+    assert t.wins[0, 1] == t.draws[0, 1] == t.games[0, 1] // 2 and t.returns[0, 1] == t.games[0, 1] / 4
+    return int(t.games[0, 1])
+
+
+@pytest.mark.parametrize("writers", ["own", "shared"])
+def test_four_writers_record_at_once_and_lose_no_game(tmp_path, writers):
+    """own: a Tune sweep (each trial its own file); shared: one writer name, so only the lock keeps them apart."""
+    names = ["", "", "", ""] if writers == "own" else ["same"] * 4  # "": the default writer, per process
+    assert run_recorders(tmp_path, names) == 200
+    files = sorted(p.name for p in (tmp_path / "pool" / "payoff").iterdir())
+    assert len(files) == (4 if writers == "own" else 1)
+
+
+def test_without_the_lock_one_shared_writer_loses_games(tmp_path):
+    """The negative control: the lock is what keeps the shared-writer case whole."""
+    count = run_recorders(tmp_path, ["same"] * 4, lock=False)
+    print(f"\n4 x 25 batches of 2 games by one writer name without the lock: {count} games")
+    assert count < 200, "4 unlocked writers of one file lost nothing: the test would not see a missing lock"
+
+
+def test_payoff_table_on_object_storage_keeps_one_file_per_writer(s3_bucket, tmp_path):
+    """No lock on S3: each writer adds to its own table file; a reader sums them."""
+    import pyarrow.fs as pafs
+
+    uri = f"{s3_bucket}/league"
+    src = pool_policy_dir(tmp_path)
+    pool_a, pool_b = PolicyPool(uri, writer="trial_a"), PolicyPool(uri, writer="trial_b")
+    a, b = pool_a.add(src).id, pool_b.add(src).id
+    pool_a.record_games(a, b, wins=2, return_a=2.0, return_b=-2.0)
+    pool_b.record_games(b, a, wins=1, losses=1, return_a=0.0, return_b=0.0)
+    pool_b.record_games(a, b, draws=3, return_a=0.0, return_b=0.0)  # any pair: the file is the writer's own
+    fs, root = pafs.FileSystem.from_uri(uri)
+    names = sorted(i.base_name for i in fs.get_file_info(pafs.FileSelector(f"{root}/payoff")))
+    assert names == ["trial_a.json", "trial_b.json"]
+    t = PolicyPool(uri).payoff()
+    assert t.ids == [a, b] and t.games.tolist() == [[0, 7], [7, 0]]
+    assert (t.wins[0, 1], t.draws[0, 1], t.losses[0, 1]) == (3, 3, 1) and t.value[0, 1] == pytest.approx(2 / 7)
+    assert PolicyPool(uri).meta_strategy(solver="replicator")[a] > 0.99  # a beats b: a alone
