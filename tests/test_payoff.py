@@ -396,3 +396,17 @@ def test_payoff_table_on_object_storage_keeps_one_file_per_writer(s3_bucket, tmp
     assert t.ids == [a, b] and t.games.tolist() == [[0, 7], [7, 0]]
     assert (t.wins[0, 1], t.draws[0, 1], t.losses[0, 1]) == (3, 3, 1) and t.value[0, 1] == pytest.approx(2 / 7)
     assert PolicyPool(uri).meta_strategy(solver="replicator")[a] > 0.99  # a beats b: a alone
+
+
+def test_a_live_row_records_a_learning_policys_games_beside_the_snapshots(tmp_path):
+    """A league credits main's training games to main's own row, not to a snapshot: the
+    snapshots' table (what meta-strategies are solved from) holds only their own games."""
+    pool, (a,) = pool_of(tmp_path, 1)
+    live = pool.live_row("main")
+    assert live == "main@w:live"
+    pool.record_games(live, a, wins=3, losses=1, return_a=2.0, return_b=-2.0)
+    assert pool.payoff().games.sum() == 0  # entries only by default
+    table = pool.payoff([live, a])
+    assert table.ids == [live, a] and table.games[0, 1] == 4 and table.value[0, 1] == 0.5
+    with pytest.raises(PolicyNotFoundError):
+        pool.record_games("main@w:nope", a, wins=1, return_a=1.0, return_b=-1.0)

@@ -32,6 +32,22 @@ PAYOFF_VERSION = 1  # of the payoff files; bump on an incompatible change
 COUNTS = ("wins", "draws", "losses")
 SUMS = ("return_a", "return_b")
 Pair = Tuple[str, str]
+LIVE = ":live"  # ends a live row's id: "<policy>@<writer>:live" (see live_row)
+
+
+def live_row(policy: str, writer: str) -> str:
+    """The row of a *learning* policy of one writer: its games while it trains.
+
+    A league credits ``main``'s training games here, not to a snapshot of it: ``main``
+    moves during an iteration, and the snapshots' rows hold only what they played, so a
+    meta-strategy over snapshots is solved from games those snapshots really played.
+    """
+    return f"{policy}@{writer}{LIVE}"
+
+
+def is_live_row(row: str) -> bool:
+    """Whether ``row`` is a :func:`live_row` id (not a pool entry)."""
+    return row.endswith(LIVE)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)  # arrays: compare fields with numpy, not ==

@@ -43,7 +43,7 @@ from ..checkpoint.storage import CheckpointDir
 from ..errors import PoolNamespaceError, not_found
 from .index import SNAPSHOT_DIR, PoolEntry, Shard, open_pool, read_index, write_index
 from .payoff import (
-    Payoff, add_games, build_payoff, check_games, parse_shard, read_shard, read_table, shard_doc, write_shard,
+    Payoff, add_games, build_payoff, check_games, is_live_row, live_row, parse_shard, read_shard, read_table, shard_doc, write_shard,
 )
 from .rules import DEFAULT_RATING, Outcome, Retention, elo_update, to_keep
 from .solvers import check_solver, mixture
@@ -238,20 +238,24 @@ class PolicyPool:
         """Add a batch of games between pool entries ``a`` and ``b`` to the payoff table.
 
         Counts are from ``a``'s side; ``return_a``/``return_b`` are the *sums* of each
-        side's returns over these games. Only entries have rows: a learning policy's games
-        are credited to a snapshot of it (a league: ``of``'s latest). Each writer adds to
-        its own table file; this does not touch Elo ratings (that is :meth:`record`).
+        side's returns over these games. Rows are entries, or a learning policy's own row
+        (:meth:`live_row`: a league credits ``of``'s training games there). Each writer adds
+        to its own table file; this does not touch Elo ratings (that is :meth:`record`).
 
         Raises:
-            PolicyNotFoundError: ``a`` or ``b`` is not an entry (nothing is written).
+            PolicyNotFoundError: ``a`` or ``b`` is neither an entry nor a live row (nothing is written).
             ValueError: ``a == b``, a negative count, a non-finite return.
             CheckpointFormatError: this writer's table file is garbled (nothing is written).
         """
         games = check_games(a, b, {"wins": wins, "draws": draws, "losses": losses,
                                    "return_a": return_a, "return_b": return_b})
         with self._store.lock():
-            self._find(read_index(self._store), [a, b])
+            self._find(read_index(self._store), [r for r in (a, b) if not is_live_row(r)])
             add_games(self._store, self.writer, [(a, b, games)])
+
+    def live_row(self, policy: str) -> str:
+        """The payoff row of ``policy`` while it learns, for this writer (see :func:`.payoff.live_row`)."""
+        return live_row(policy, self.writer)
 
     def payoff(self, ids: Optional[Iterable[str]] = None) -> Payoff:
         """The payoff table over ``ids`` (default: every entry, oldest first), every writer's games summed.
@@ -265,7 +269,8 @@ class PolicyPool:
         if ids is None:
             ids = [e.id for e in self.entries()]
         else:
-            ids = [e.id for e in self._find(read_index(self._store), list(ids))]
+            ids = list(dict.fromkeys(ids))
+            self._find(read_index(self._store), [r for r in ids if not is_live_row(r)])
         return build_payoff(read_table(self._store), ids)
 
     def writer_games(self) -> Dict[str, Any]:
