@@ -121,15 +121,36 @@ class HighCard(MultiAgentEnv):
         return obs, rewards, done, {p: False for p in self.agents} | {"__all__": False}, {}
 
 
-def seat_mapping(main: str, slots: "list[str]") -> Any:
+def seat_mapping(main: str, slots: "list[str]", exploiters: "list[str] | tuple[str, ...]" = (),
+                 exploiter_share: float = 0.0) -> Any:
     """A policy mapping function for two-seat self-play: per episode, ``main`` takes one
-    seat at random and one of ``slots`` the other (works on both API stacks)."""
+    seat at random and one of ``slots`` the other (works on both API stacks). With
+    ``exploiters``, a share ``exploiter_share`` of the episodes puts one of them against
+    ``main`` instead of a slot (an exploiter plays only ``main``)."""
     import zlib
 
-    def mapping(agent_id: str, episode: Any = None, *args: Any, **kwargs: Any) -> str:
+    def mapping(agent_id: Any, episode: Any = None, *args: Any, **kwargs: Any) -> str:
         key = getattr(episode, "id_", None) or getattr(episode, "episode_id", None) or 0
         h = zlib.crc32(str(key).encode())
         main_seat = h % 2
-        return main if str(agent_id).endswith(str(main_seat)) else slots[(h // 2) % len(slots)]
+        if str(agent_id).endswith(str(main_seat)):
+            return main
+        if exploiters and (h >> 8) % 1000 < exploiter_share * 1000:
+            return exploiters[(h >> 20) % len(exploiters)]
+        return slots[(h // 2) % len(slots)]
 
     return mapping
+
+
+class OpenSpielGame(MultiAgentEnv):
+    """RLlib's own ``OpenSpielEnv`` on a game named in ``env_config = {"game": "kuhn_poker"}``.
+
+    A class of this module (not a lambda), so env runners import it by reference. Agents
+    are the players ``0, 1``; observations the state's ``observation_tensor()``.
+    """
+
+    def __new__(cls, config: Optional[Dict[str, Any]] = None) -> Any:
+        import pyspiel
+        from ray.rllib.env.wrappers.open_spiel import OpenSpielEnv
+
+        return OpenSpielEnv(pyspiel.load_game(dict(config or {}).get("game", "kuhn_poker")))

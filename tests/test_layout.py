@@ -68,10 +68,10 @@ ORDER = [
     "checkpoint.diff", "checkpoint",
     "pool.store", "pool.index", "pool.rules", "pool.payoff", "pool.solvers", "pool.policy_pool", "pool.plot", "pool",
     "convert.lstm", "convert.vision", "convert.families", "convert.mapping", "convert",
-    "act.nets", "act.numpy_policy", "act.onnx_export", "act",
+    "act.nets", "act.numpy_policy", "act.onnx_export", "act.openspiel", "act",
     "live.compat", "live.quiesce", "live.bridge", "live.filter_state", "live.training_state", "live.backend_base", "live.backends", "live.filters",
     "live.restore", "live.policy_io", "live.lightweight", "live.snapshot", "live.migration",
-    "live.matchmaking", "live.league_play", "live.league",
+    "live.matchmaking", "live.league_play", "live.league_eval", "live.exploiters", "live.league",
     "live.features.base", "live.features.restore", "live.features.training_scalars", "live.features.league",
     "live.features", "live.tune", "live.partial", "live",
 ]

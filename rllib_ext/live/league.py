@@ -26,6 +26,8 @@ from ..checkpoint.reader import read_weights
 from ..checkpoint.tensors import check_tensors
 from ..errors import PolicyNotFoundError, not_found
 from .backends import backend_for
+from .exploiters import ExploiterSpec, Exploiters, check_exploiters
+from .league_eval import EvaluationSpec, Matches
 from .league_play import take_outcomes
 from .matchmaking import Candidate, Sampler
 from .policy_io import save_policy
@@ -58,6 +60,22 @@ class LeagueSpec:
     seed: int = 0
     outcome_fn: Optional[Callable[[Dict[str, float], str, str], int]] = None
     elo_k: float = 32.0  # per snapshot and iteration: its games there count as one match
+    evaluation: Optional[Dict[str, Any]] = None  # an EvaluationSpec as a dict (league_eval)
+    exploiters: Optional[Dict[str, Dict[str, Any]]] = None  # {policy: ExploiterSpec fields but policy}
+
+    @property
+    def population(self) -> List[str]:
+        """The policies whose snapshots the slots draw from: the learner and its exploiters."""
+        return [self.learner, *(self.exploiters or {})]
+
+    def evaluation_spec(self) -> Optional[EvaluationSpec]:
+        """The evaluation matches asked for; ``sample="nash"`` plays them by default."""
+        if self.evaluation is None:
+            return EvaluationSpec() if self.sample == "nash" else None
+        return EvaluationSpec(**self.evaluation)
+
+    def exploiter_specs(self) -> List[ExploiterSpec]:
+        return [ExploiterSpec(policy=p, **dict(v)) for p, v in (self.exploiters or {}).items()]
 
 
 def check_specs(snapshots: Optional[SnapshotSpec], league: Optional[LeagueSpec], policy_ids: Sequence[str]) -> None:
@@ -81,6 +99,13 @@ def check_specs(snapshots: Optional[SnapshotSpec], league: Optional[LeagueSpec],
         if slot not in ids:
             raise not_found("slot policy", slot, "the algorithm's policies", ids)
     Sampler(league.sample, league.seed)  # the sampler's name is checked here
+    check_exploiters(league.exploiter_specs(), league.learner, league.slots, ids)
+    evaluation = league.evaluation_spec()
+    if evaluation is not None:
+        evaluation.check()
+    if league.exploiters and snapshots is not None and snapshots.pool != league.pool:
+        raise ValueError("league(exploiters=...): snapshot_policies() must write to the league's pool "
+                         f"({league.pool}), where the exploiters' snapshots join the population")
 
 
 @dataclass
@@ -96,6 +121,8 @@ class League:
     last_refresh: int = 0
     sampler: Optional[Sampler] = None
     pools: Dict[str, Any] = field(default_factory=dict)
+    matches: Optional[Matches] = None
+    exploiters: Optional[Exploiters] = None
 
     def pool(self, path: str) -> Any:
         """The pool at ``path``, written to as this algorithm's Tune trial when it runs in one."""
@@ -112,6 +139,11 @@ class League:
         backend = backend_for(self.algo)
         backend.freeze(list(self.spec.slots), backend.ids())
         self.sampler = Sampler(self.spec.sample, self.spec.seed)
+        evaluation = self.spec.evaluation_spec()
+        if evaluation is not None:
+            self.matches = Matches(self.algo, evaluation, self.spec.learner, self.spec.outcome_fn, self.spec.seed + 1)
+        self.exploiters = Exploiters(self.algo, self.spec.exploiter_specs())
+        self.exploiters.setup()
         self.refresh()
 
     # --- every iteration ---------------------------------------------------------------
@@ -127,6 +159,12 @@ class League:
             }
         if self.snapshots is not None and iteration - self.last_snapshot >= self.snapshots.every:
             out["snapshots"] = ",".join(self.snapshot(iteration))
+        if self.matches is not None:
+            population = [e.id for e in self.pool(self.spec.pool).entries() if e.policy in self.spec.population]
+            out["league_evaluation_games"] = self.matches.play_due(self.pool(self.spec.pool), population)
+        if self.exploiters is not None and self.exploiters.ids:
+            out["league_exploiters"] = {p: {"win_share": w} for p, w in self.exploiters.win_shares().items()}
+            out["league_exploiters_reset"] = ",".join(self.exploiters.reset_due(iteration))
         if self.spec is not None:
             if iteration - self.last_refresh >= self.spec.refresh_every:
                 self.refresh(iteration)
@@ -134,32 +172,43 @@ class League:
             out["league_main_rating"] = self.main_rating
         return out
 
-    def collect(self) -> Dict[str, List[int]]:
-        """Every env runner's outcome counts since the last call, summed per slot."""
+    def collect(self) -> Dict[str, List[float]]:
+        """Every env runner's outcome counts since the last call, summed per opponent:
+        ``[wins, draws, losses, the learner's returns, the opponent's returns]``."""
         group = self.algo.env_runner_group
-        totals: Dict[str, List[int]] = {}
+        totals: Dict[str, List[float]] = {}
         for counts in group.foreach_env_runner(take_outcomes, local_env_runner=True):
             for slot, row in (counts or {}).items():
-                acc = totals.setdefault(slot, [0, 0, 0])
-                for i in range(3):
-                    acc[i] += row[i]
+                acc = totals.setdefault(slot, [0, 0, 0, 0.0, 0.0])
+                for i, x in enumerate(row):
+                    acc[i] += x
         return totals
 
-    def credit(self, totals: Mapping[str, List[int]]) -> Dict[str, Dict[str, int]]:
-        """Credit each slot's games to the snapshot that sat in it: Elo and games, in the pool."""
-        rows = {slot: {"win": w, "draw": d, "loss": l} for slot, (w, d, l) in totals.items()}
-        outcomes = [Outcome(self.assignment[slot], wins=w, draws=d, losses=l)
-                    for slot, (w, d, l) in totals.items() if self.assignment.get(slot) is not None and w + d + l]
-        if outcomes:  # a copy of `of` is no snapshot: nothing to rate
+    def credit(self, totals: Mapping[str, List[float]]) -> Dict[str, Dict[str, int]]:
+        """Credit each slot's games to the snapshot that sat in it: Elo, and the learner's
+        live row of the payoff table; count the exploiters' games."""
+        slots = {slot: row for slot, row in totals.items() if slot in self.spec.slots}
+        rows = {slot: {"win": int(r[0]), "draw": int(r[1]), "loss": int(r[2])} for slot, r in slots.items()}
+        played = {slot: r for slot, r in slots.items() if self.assignment.get(slot) is not None and sum(r[:3])}
+        if played:  # a copy of `of` is no snapshot: nothing to rate
             pool = self.pool(self.spec.pool)
+            outcomes = [Outcome(self.assignment[slot], wins=int(r[0]), draws=int(r[1]), losses=int(r[2]))
+                        for slot, r in played.items()]
             self.main_rating, _ = pool.record(outcomes, self.main_rating, k=self.spec.elo_k, match=True)
+            live = pool.live_row(self.spec.learner)
+            for slot, r in played.items():
+                pool.record_games(live, self.assignment[slot], wins=int(r[0]), draws=int(r[1]), losses=int(r[2]),
+                                  return_a=float(r[3]), return_b=float(r[4]))
+        if self.exploiters is not None:
+            self.exploiters.count(totals)
         return rows
 
     def snapshot(self, iteration: int) -> List[str]:
         """Write each snapshotted policy (weights + filter) into the pool; prune by ``keep``."""
         pool = self.pool(self.snapshots.pool)
         ids = []
-        for pid in self.snapshots.policies:
+        extra = self.exploiters.ids if self.exploiters is not None else []
+        for pid in [*self.snapshots.policies, *[p for p in extra if p not in self.snapshots.policies]]:
             ids.append(snapshot_policy(self.algo, pid, pool, rating=self.main_rating, iteration=iteration).id)
         if self.snapshots.keep:
             protected = {e for e in self.assignment.values() if e is not None}
@@ -171,12 +220,16 @@ class League:
         """Draw snapshots for the slots and load them; all are checked before any is loaded."""
         spec = self.spec
         pool = self.pool(spec.pool)
-        entries = [e for e in pool.entries() if e.policy == spec.learner]
+        entries = [e for e in pool.entries() if e.policy in spec.population]
         if not entries:
             self._fill_with_copies()
         else:
-            draw = self.sampler.draw([Candidate(e.id, e.created, e.rating) for e in entries], len(spec.slots),
-                                     self.main_rating)
+            if spec.sample == "nash":
+                draw = self.sampler.draw_mixture(pool.meta_strategy(of=spec.population, solver="nash"),
+                                                 len(spec.slots))
+            else:
+                draw = self.sampler.draw([Candidate(e.id, e.created, e.rating) for e in entries], len(spec.slots),
+                                         self.main_rating)
             chosen = {slot: pool.get(entry_id) for slot, entry_id in zip(spec.slots, draw)}
             backend = backend_for(self.algo)
             live = backend.get_weights(list(spec.slots))
@@ -206,6 +259,9 @@ class League:
             "last_snapshot": self.last_snapshot,
             "last_refresh": self.last_refresh,
             "sampler": self.sampler.state() if self.sampler else None,
+            "evaluation": self.matches.state() if self.matches else None,
+            "exploiters": self.exploiters.state() if self.exploiters else None,
+            "table": self.pool(self.spec.pool).writer_games() if self.spec is not None else None,
         }
 
     def set_state(self, state: Mapping[str, Any]) -> None:
@@ -224,6 +280,12 @@ class League:
             self.assignment = dict(state["assignment"])
             if state.get("sampler"):
                 self.sampler = Sampler.from_state(state["sampler"])
+            if state.get("evaluation") and self.matches is not None:
+                self.matches.set_state(state["evaluation"])
+            if state.get("exploiters") and self.exploiters is not None:
+                self.exploiters.set_state(state["exploiters"])
+            if state.get("table") is not None:  # games a lost run recorded after the checkpoint leave the table
+                pool.restore_writer_games(state["table"])
         self.main_rating = float(state["main_rating"])
         self.last_snapshot = int(state["last_snapshot"])
         self.last_refresh = int(state["last_refresh"])

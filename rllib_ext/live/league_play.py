@@ -1,8 +1,8 @@
-"""On the env runners: each finished episode's outcome, counted per league slot.
+"""On the env runners: each finished episode's outcome, counted per league opponent.
 
 A callback class (composed in front of the user's own, so theirs still runs) compares
-``of``'s total return in the episode with each slot's and counts a win, draw or loss for
-that slot. Counts stay on the env runner until the driver takes them once per iteration
+``of``'s total return in the episode with each opponent's (a slot, or an exploiter) and
+counts a win, draw or loss for that opponent, with both sides' returns. Counts stay on the env runner until the driver takes them once per iteration
 (:func:`take_outcomes`, through the env runners' ``foreach_env_runner``), and the driver
 credits them to the snapshot that sat in the slot: between two ``train()`` calls the slots
 do not change, so on synchronous algorithms the credit is exact.
@@ -12,8 +12,9 @@ from __future__ import annotations
 
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
-# id(env runner) -> {slot: [wins, draws, losses]}: one entry per env runner in this process
-_COUNTS: Dict[int, Dict[str, List[int]]] = {}
+# id(env runner) -> {opponent: [wins, draws, losses, of's returns, the opponent's returns]}
+# (from of's side): one entry per env runner in this process
+_COUNTS: Dict[int, Dict[str, List[float]]] = {}
 
 Outcome = Callable[[Dict[str, float], str, str], int]
 
@@ -42,18 +43,20 @@ def episode_returns(episode: Any, prev_chunks: Optional[Sequence[Any]] = None) -
 
 
 def count_episode(runner: Any, returns: Dict[str, float], of: str, slots: Sequence[str], outcome: Outcome) -> None:
-    """Add one episode's outcome against every slot that played in it (``of`` must have played)."""
+    """Add one episode's outcome against every opponent that played in it (``of`` must have played)."""
     if of not in returns:
         return
     counts = _COUNTS.setdefault(id(runner), {})
     for slot in slots:
         if slot in returns:
             result = int(outcome(returns, of, slot))
-            row = counts.setdefault(slot, [0, 0, 0])
+            row = counts.setdefault(slot, [0, 0, 0, 0.0, 0.0])
             row[0 if result > 0 else 2 if result < 0 else 1] += 1
+            row[3] += returns[of]
+            row[4] += returns[slot]
 
 
-def take_outcomes(runner: Any) -> Dict[str, List[int]]:
+def take_outcomes(runner: Any) -> Dict[str, List[float]]:
     """This env runner's counts since the last call, reset (run on each env runner)."""
     return _COUNTS.pop(id(runner), {})
 

@@ -13,8 +13,9 @@ from typing import Any, Dict, List, Mapping, Sequence
 import numpy as np
 
 from ..pool.rules import expected_score
+from ..pool.solvers import sample_mixture
 
-SAMPLERS = ("latest", "uniform", "pfsp")
+SAMPLERS = ("latest", "uniform", "pfsp", "nash")
 
 
 @dataclass(frozen=True)
@@ -27,7 +28,11 @@ class Candidate:
 
 
 class Sampler:
-    """Draws snapshots for the slots: ``latest``, ``uniform`` or ``pfsp``.
+    """Draws snapshots for the slots: ``latest``, ``uniform``, ``pfsp`` or ``nash``.
+
+    ``nash`` is PSRO's meta-strategy: the slots are drawn from the Nash equilibrium
+    mixture of the pool's payoff table over the population (see :meth:`draw_mixture`),
+    so the learner trains as a best response to it.
 
     ``pfsp`` is prioritized fictitious self-play as in AlphaStar: each snapshot is weighted
     ``(1 - p) ** 2``, where ``p`` is main's expected win rate against it, read from the
@@ -38,6 +43,10 @@ class Sampler:
     def __init__(self, kind: str, seed: int = 0) -> None:
         if kind not in SAMPLERS:
             raise ValueError(f"sample={kind!r}: use one of {', '.join(SAMPLERS)}")
+        if kind == "nash":  # scipy is what solves it: say so in the driver, before the run
+            from ..pool.solvers import require_scipy
+
+            require_scipy()
         self.kind = kind
         self.rng = np.random.Generator(np.random.PCG64(seed))
 
@@ -57,6 +66,10 @@ class Sampler:
                 weights = np.ones(len(ordered))
         picks = self.rng.choice(len(ordered), size=k, replace=len(ordered) < k, p=weights / weights.sum())
         return [ordered[int(i)].id for i in picks]
+
+    def draw_mixture(self, mixture: Mapping[str, float], k: int) -> List[str]:
+        """``k`` snapshot ids drawn (with replacement) from ``{id: probability}``."""
+        return sample_mixture(mixture, self.rng, k)
 
     def state(self) -> Dict[str, Any]:
         """JSON-able: the kind and the bit generator's state (its ints are exact in JSON)."""

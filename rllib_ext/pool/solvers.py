@@ -21,7 +21,7 @@ in a symmetric zero-sum game.
 
 from __future__ import annotations
 
-from typing import Dict, List, Mapping, Tuple
+from typing import Any, Dict, List, Mapping, Tuple
 
 import numpy as np
 
@@ -35,6 +35,15 @@ SOLVERS = {
 }
 ZERO_SUM_TOL = 1e-6  # relative to the table's largest |value|
 PRD_ITERATIONS, PRD_DT, PRD_GAMMA = 20_000, 5e-2, 1e-6  # OpenSpiel's prd: 1e5 steps of 1e-3, gamma 1e-6
+
+
+def require_scipy() -> Any:
+    """scipy's ``linprog``, which the ``"nash"`` solver needs, or a one-line install hint."""
+    try:
+        from scipy.optimize import linprog
+    except ImportError as e:
+        raise MissingDependencyError("solver 'nash' needs scipy (pip install 'rllib_ext[league]')") from e
+    return linprog
 
 
 def check_solver(solver: str) -> str:
@@ -88,10 +97,7 @@ def nash(matrix: np.ndarray, ids: List[str]) -> np.ndarray:
             f"value[{ids[j]!r}, {ids[i]!r}] = {matrix[i, j]:.6g} + {matrix[j, i]:.6g} = {matrix[i, j] + matrix[j, i]:.6g}, "
             f"not 0; use solver='replicator' (projected replicator dynamics), which does not assume zero-sum"
         )
-    try:
-        from scipy.optimize import linprog
-    except ImportError as e:
-        raise MissingDependencyError("solver 'nash' needs scipy (pip install 'rllib_ext[league]')") from e
+    linprog = require_scipy()
     n = len(matrix)
     game = (matrix - matrix.T) / 2  # exactly zero-sum: rounding in the sums cannot tilt it
     cost = np.zeros(n + 1)

@@ -62,6 +62,7 @@ def snapshot_policies(
 def league(
     config: Any, pool: Any, *, of: str, slots: Sequence[str], sample: str = "pfsp", refresh_every: int = 1,
     seed: int = 0, outcome_fn: Optional[OutcomeFn] = None, elo_k: float = 32.0,
+    evaluation: Optional[Mapping[str, Any]] = None, exploiters: Optional[Mapping[str, Mapping[str, Any]]] = None,
 ) -> Any:
     """Play ``of`` against past snapshots of itself, loaded into the frozen ``slots``.
 
@@ -69,26 +70,43 @@ def league(
         pool: where the snapshots are (see :func:`snapshot_policies`).
         of: the learning policy whose snapshots fill the slots.
         slots: policies of the algorithm that hold opponents; they never train.
-        sample: ``"latest"``, ``"uniform"`` or ``"pfsp"`` (weight ``(1 - p)^2``, ``p``
-            main's expected win rate from the pool's Elo ratings).
+        sample: ``"latest"``, ``"uniform"``, ``"pfsp"`` (weight ``(1 - p)^2``, ``p``
+            main's expected win rate from the pool's Elo ratings) or ``"nash"`` (PSRO: the
+            Nash mixture of the pool's payoff table over the population, so ``of`` trains
+            as a best response to it; needs scipy, plays evaluation matches by default).
         refresh_every: iterations between draws.
         seed: the sampler's seed (its state is checkpointed).
         outcome_fn: ``(returns by policy id, of, slot) -> +1 / 0 / -1`` (main wins,
             draws, loses); default: compare the total rewards.
         elo_k: Elo's K per snapshot and iteration (its games there count as one match).
+        evaluation: evaluation matches between the population's snapshots, for the payoff
+            table: ``{"games": 50, "min_games": 200, "pairs": 6, "explore": True}`` (games
+            per pair and round, until each pair has ``min_games``; at most ``pairs`` pairs
+            an iteration; sampled actions). See :mod:`rllib_ext.live.league_eval`.
+        exploiters: ``{policy: {"against": of, "reset_every": K, "reset_win_rate": r,
+            "min_games": n}}``: trained policies that play only ``of`` (route them with
+            your ``policy_mapping_fn``), snapshotted with ``of`` so it must answer them,
+            and reset to their initial weights every ``K`` iterations or once their win
+            share passes ``r``. See :mod:`rllib_ext.live.exploiters`.
 
     Returns:
         The config, for chaining.
 
     Raises:
         PolicyNotFoundError: ``of`` or a slot is not one of the algorithm's policies.
-        ValueError: no slots, ``of`` is a slot, an unknown ``sample``, ``refresh_every`` < 1.
+        ValueError: no slots, ``of`` is a slot, an unknown ``sample``, ``refresh_every`` < 1,
+            an exploiter that is a slot or ``of``, bad evaluation counts.
+        MissingDependencyError: ``sample="nash"`` without scipy.
     """
     spec = LeagueSpec(pool_path(pool), of, list(slots), sample, int(refresh_every), int(seed), outcome_fn,
-                      float(elo_k))
-    check_specs(None, spec, list(config.policies or {}) or [of, *slots])
+                      float(elo_k), dict(evaluation) if evaluation is not None else None,
+                      {p: dict(v) for p, v in exploiters.items()} if exploiters else None)
+    snapshots = getattr(config, SNAPSHOT_ATTR, None)
+    check_specs(SnapshotSpec(**snapshots) if snapshots else None, spec,
+                list(config.policies or {}) or [of, *slots, *(exploiters or {})])
     setattr(config, LEAGUE_ATTR, asdict(spec))
-    config.callbacks(callbacks_class=league_callbacks(config.callbacks_class, of, spec.slots, outcome_fn))
+    config.callbacks(callbacks_class=league_callbacks(config.callbacks_class, of, [*spec.slots, *(exploiters or {})],
+                                                      outcome_fn))
     return config
 
 

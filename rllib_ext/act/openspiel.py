@@ -1,0 +1,85 @@
+"""OpenSpiel as the referee: numpy policies as OpenSpiel policies, and their exact exploitability.
+
+A league's progress is judged by something no one here wrote: OpenSpiel computes the
+exploitability of a policy (how much a best response gains against it; 0 at a Nash
+equilibrium) exactly, on small games such as Kuhn and Leduc poker. The policies here
+act on what RLlib's ``OpenSpielEnv`` gives them (the state's ``observation_tensor()``);
+an action the game forbids is replaced, as that env does, by a uniformly random legal
+one. ``open_spiel`` is imported inside the functions (``pip install open_spiel``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence, Tuple
+
+import numpy as np
+
+from ..errors import MissingDependencyError
+from .numpy_policy import NumpyPolicy
+
+
+def _openspiel() -> Tuple[Any, Any, Any, Any]:
+    try:
+        import pyspiel
+        from open_spiel.python import policy
+        from open_spiel.python.algorithms import exploitability, policy_aggregator
+    except ImportError as e:
+        raise MissingDependencyError("judging a policy on an OpenSpiel game needs open_spiel (pip install open_spiel)") from e
+    return pyspiel, policy, exploitability, policy_aggregator
+
+
+def action_probabilities(policy: NumpyPolicy, observation: Sequence[float], legal: Sequence[int]) -> np.ndarray:
+    """The policy's probability of each action as the env plays it: a forbidden action's
+    probability goes to the legal ones uniformly (RLlib's ``OpenSpielEnv`` replaces it by a
+    random legal action)."""
+    logits = np.asarray(policy.forward(np.asarray(observation, np.float32)[None]).action_dist_inputs[0], np.float64)
+    p = np.exp(logits - logits.max())
+    p /= p.sum()
+    out = np.zeros_like(p)
+    out[list(legal)] = p[list(legal)]
+    out[list(legal)] += (1.0 - out.sum()) / len(legal)
+    return out
+
+
+def tabular_policy(game: Any, policy: NumpyPolicy) -> Any:
+    """An OpenSpiel ``TabularPolicy`` of ``game`` that plays as ``policy`` does in every seat."""
+    _, os_policy, _, _ = _openspiel()
+    table = os_policy.TabularPolicy(game)
+    for i, state in enumerate(table.states):
+        table.action_probability_array[i] = action_probabilities(policy, state.observation_tensor(),
+                                                                 state.legal_actions())
+    return table
+
+
+def exploitability(game: "str | Any", mixture: Mapping[NumpyPolicy, float]) -> float:
+    """OpenSpiel's exact exploitability of a mixture of policies, each playing every seat.
+
+    A mixture is what a league deploys: one member drawn per episode, with these
+    probabilities (e.g. ``PolicyPool.meta_strategy``). One member with weight 1 is that
+    policy alone.
+
+    Args:
+        game: an OpenSpiel game or its name (``"kuhn_poker"``, ``"leduc_poker"``).
+        mixture: ``{NumpyPolicy: probability}``; the probabilities are normalized.
+
+    Returns:
+        The mean over players of what a best response gains (OpenSpiel's
+        ``exploitability``; 0 at a Nash equilibrium).
+
+    Raises:
+        MissingDependencyError: open_spiel is not installed.
+        ValueError: an empty mixture or no positive weight.
+    """
+    pyspiel, _, os_exploitability, aggregator = _openspiel()
+    game = pyspiel.load_game(game) if isinstance(game, str) else game
+    members = [(p, float(w)) for p, w in mixture.items() if w > 0]
+    if not members:
+        raise ValueError("exploitability of an empty mixture: give at least one policy a positive weight")
+    total = sum(w for _, w in members)
+    tables = [tabular_policy(game, p) for p, _ in members]
+    if len(tables) == 1:
+        return float(os_exploitability.exploitability(game, tables[0]))
+    players = list(range(game.num_players()))
+    weights = [w / total for _, w in members]
+    joint = aggregator.PolicyAggregator(game).aggregate(players, [tables for _ in players], [weights for _ in players])
+    return float(os_exploitability.exploitability(game, joint))

@@ -1,0 +1,151 @@
+"""A league that keeps a payoff table: evaluation matches, PSRO's Nash draw, exploiters, exact resume.
+
+On OpenSpiel's Kuhn poker through RLlib's own ``OpenSpielEnv``, both stacks (torch). What
+is proven: the table's live row holds exactly the games the env runners counted; the
+evaluation matches fill the least-played pairs; a pair's value agrees with OpenSpiel's
+exact expected return; exploiters' snapshots join the pool and they reset to their
+initial weights when due; a resume keeps the table, the draw and the next evaluation.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from builders import STACKS, assert_differs, assert_weights_equal, live_weights
+
+pytest.importorskip("pyspiel")
+
+from rllib_ext import PolicyPool, PPOPartialConfig  # noqa: E402
+from rllib_ext.envs import OpenSpielGame, seat_mapping  # noqa: E402
+
+pytestmark = pytest.mark.torch_only
+SLOTS = ["opponent_0"]
+EXPLOITERS = ["exploiter_0"]
+
+
+def kuhn_config(stack: str, pool: str, *, reset_every: int = 2, evaluation=None):
+    mapping = seat_mapping("main", SLOTS, EXPLOITERS, exploiter_share=0.3)
+    cfg = (
+        PPOPartialConfig()
+        .environment(OpenSpielGame, env_config={"game": "kuhn_poker"})
+        .framework("torch")
+        .env_runners(num_env_runners=0, rollout_fragment_length="auto")
+        .training(train_batch_size=200, minibatch_size=100, num_epochs=1, lr=1e-3)
+        .multi_agent(policies={"main", *SLOTS, *EXPLOITERS}, policy_mapping_fn=mapping,
+                     policies_to_train=["main", *EXPLOITERS])
+        .debugging(seed=0)
+    )
+    if stack == "old":
+        cfg = cfg.api_stack(enable_rl_module_and_learner=False, enable_env_runner_and_connector_v2=False).training(
+            model={"fcnet_hiddens": [8]})
+    else:
+        cfg = cfg.rl_module(model_config={"fcnet_hiddens": [8]})
+    evaluation = evaluation or {"games": 20, "min_games": 20, "pairs": 3}
+    return (cfg.snapshot_policies(pool, ["main"], every=1)
+            .league(pool, of="main", slots=SLOTS, sample="nash", refresh_every=1, seed=3, evaluation=evaluation,
+                    exploiters={"exploiter_0": {"against": "main", "reset_every": reset_every}}))
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_league_table_matches_exploiters_and_resume(ray_session, tmp_path, stack):
+    pool_path = str(tmp_path / "pool")
+    algo = kuhn_config(stack, pool_path).build()
+    try:
+        pool = PolicyPool(pool_path)
+        fresh = live_weights(algo, "exploiter_0")
+        results = [algo.train()["rllib_ext"] for _ in range(3)]
+        # The live row holds exactly the games the env runners counted against the slots.
+        counted = sum(sum(r["league_games"][s][k] for k in ("win", "draw", "loss")) for r in results[1:] for s in SLOTS)
+        live = pool.live_row("main")
+        snapshots = [e.id for e in pool.entries()]
+        table = pool.payoff([live, *snapshots])
+        assert counted > 0 and table.games[0].sum() == counted
+        # Every iteration snapshots main and the exploiter; evaluation filled the pairs it could.
+        assert sorted(e.policy for e in pool.entries()) == ["exploiter_0"] * 3 + ["main"] * 3
+        assert sum(r["league_evaluation_games"] for r in results) == int(np.triu(pool.payoff().games).sum()) > 0
+        # The exploiter reset at iteration 2 (reset_every=2), then trained once more.
+        assert [r["league_exploiters_reset"] for r in results] == ["", "exploiter_0", ""]
+        snap = {e.iteration: e for e in pool.entries() if e.policy == "exploiter_0"}
+        assert_differs(PolicyPool(pool_path).get(snap[1].id).weights() if hasattr(snap[1], "weights") else
+                       __import__("rllib_ext").read_weights(snap[1].path), fresh, "exploiter before its reset")
+        # The draw is from the Nash mixture of the population's table.
+        mix = pool.meta_strategy(of=["main", "exploiter_0"], solver="nash")
+        assert results[-1]["league"]["opponent_0"] in mix and abs(sum(mix.values()) - 1) < 1e-9
+
+        path = algo.save(str(tmp_path / "ckpt")).checkpoint.path
+        at_save = pool.payoff([pool.live_row("main"), *[e.id for e in pool.entries()]])
+        draws = algo.league.sampler.draw_mixture(mix, 8)
+        evaluation = algo.league.matches.state()
+        algo.train()  # a run that goes on (and is lost): more snapshots and games in the pool
+        assert len(pool.entries()) > len(at_save.ids) - 1
+    finally:
+        algo.stop()
+
+    resumed = kuhn_config(stack, pool_path).build()
+    try:
+        resumed.restore(path)
+        # The table is the checkpoint's: the lost run's snapshots and games are gone.
+        got = pool.payoff(at_save.ids)
+        assert [e.id for e in pool.entries()] == at_save.ids[1:]
+        np.testing.assert_array_equal(got.games, at_save.games)
+        np.testing.assert_array_equal(got.returns, at_save.returns)
+        # The same next draw, and the same next evaluation matches.
+        assert resumed.league.sampler.draw_mixture(pool.meta_strategy(of=["main", "exploiter_0"]), 8) == draws
+        assert resumed.league.matches.state() == evaluation
+        resumed.train()
+    finally:
+        resumed.stop()
+
+
+def _always(algo, policy_id: str, action: int) -> None:
+    """Make a live new-stack policy play ``action`` whatever it sees (its last pi layer)."""
+    import torch
+
+    params = [p for n, p in algo.get_module(policy_id).named_parameters() if n.startswith("pi")]
+    weight, bias = params[-2], params[-1]
+    with torch.no_grad():
+        weight.zero_()
+        bias.fill_(-20.0)
+        bias[action] = 20.0
+    algo.learner_group.set_weights({policy_id: algo.get_module(policy_id).get_state()})
+
+
+@pytest.mark.stack("new")
+def test_evaluation_value_agrees_with_openspiel_exactly(ray_session, tmp_path):
+    """A pair's sampled value is OpenSpiel's exact expected return within sampling error, for
+    two trained snapshots and for "always bet" against "always pass" (exactly +1: the bettor
+    takes the ante every game); the negative control (that pair's sides crossed) is off."""
+    import pyspiel
+    from open_spiel.python.algorithms import expected_game_score
+
+    from rllib_ext import NumpyPolicy
+    from rllib_ext.act.openspiel import tabular_policy
+    from rllib_ext.live.league_eval import EvaluationSpec, Matches
+
+    pool_path = str(tmp_path / "pool")
+    algo = kuhn_config("new", pool_path, reset_every=100).build()
+    try:
+        for _ in range(3):
+            algo.train()
+        pool = PolicyPool(pool_path)
+        mains = [e.id for e in pool.entries() if e.policy == "main"]
+        _always(algo, "opponent_0", 1)
+        _always(algo, "exploiter_0", 0)
+        bet = algo.snapshot_policy("opponent_0", pool).id
+        check = algo.snapshot_policy("exploiter_0", pool).id
+        matches = Matches(algo, EvaluationSpec(), "main", None, seed=0)
+        games = 4000
+        played = {pair: matches.match(pool, *pair, games) for pair in ((mains[-1], mains[0]), (bet, check))}
+    finally:
+        algo.stop()
+    game = pyspiel.load_game("kuhn_poker")
+    root = game.new_initial_state()
+    bound = 4 * 1.5 / np.sqrt(games)  # four standard errors (returns in [-2, 2])
+    for (a, b), (wins, draws, losses, ret_a, ret_b) in played.items():
+        assert wins + draws + losses == games and abs(ret_a + ret_b) < 1e-9  # zero-sum
+        ta, tb = (tabular_policy(game, NumpyPolicy.from_checkpoint(pool.get(x).path)) for x in (a, b))
+        exact = (expected_game_score.policy_value(root, [ta, tb])[0]
+                 + expected_game_score.policy_value(root, [tb, ta])[1]) / 2
+        assert abs(ret_a / games - exact) < bound, (a, b, ret_a / games, exact)
+    assert abs(exact - 1.0) < 1e-6 and wins == games  # always bet against always pass
+    assert abs(ret_a / games - (-exact)) > bound  # negative control: the sides crossed
