@@ -15,7 +15,7 @@ from builders import STACKS, assert_differs, assert_weights_equal, live_weights
 
 pytest.importorskip("pyspiel")
 
-from rllib_ext import PolicyPool, PPOPartialConfig  # noqa: E402
+from rllib_ext import PolicyPool, PPOPartialConfig, read_weights  # noqa: E402
 from rllib_ext.envs import OpenSpielGame, seat_mapping  # noqa: E402
 
 pytestmark = pytest.mark.torch_only
@@ -23,7 +23,7 @@ SLOTS = ["opponent_0"]
 EXPLOITERS = ["exploiter_0"]
 
 
-def kuhn_config(stack: str, pool: str, *, reset_every: int = 2, evaluation=None):
+def kuhn_config(stack: str, pool: str, *, reset_every: int = 2, evaluation=None, learner_reset=None):
     mapping = seat_mapping("main", SLOTS, EXPLOITERS, exploiter_share=0.3)
     cfg = (
         PPOPartialConfig()
@@ -43,17 +43,22 @@ def kuhn_config(stack: str, pool: str, *, reset_every: int = 2, evaluation=None)
     evaluation = evaluation or {"games": 20, "min_games": 20, "pairs": 3}
     return (cfg.snapshot_policies(pool, ["main"], every=1)
             .league(pool, of="main", slots=SLOTS, sample="nash", refresh_every=1, seed=3, evaluation=evaluation,
-                    exploiters={"exploiter_0": {"against": "main", "reset_every": reset_every}}))
+                    exploiters={"exploiter_0": {"against": "main", "reset_every": reset_every}},
+                    reset_every=learner_reset))
 
 
 @pytest.mark.parametrize("stack", STACKS)
 def test_league_table_matches_exploiters_and_resume(ray_session, tmp_path, stack):
     pool_path = str(tmp_path / "pool")
-    algo = kuhn_config(stack, pool_path).build()
+    algo = kuhn_config(stack, pool_path, learner_reset=2).build()
     try:
         pool = PolicyPool(pool_path)
         fresh = live_weights(algo, "exploiter_0")
-        results = [algo.train()["rllib_ext"] for _ in range(3)]
+        fresh_main = live_weights(algo, "main")
+        results, mains = [], []
+        for _ in range(3):
+            results.append(algo.train()["rllib_ext"])
+            mains.append(live_weights(algo, "main"))
         # The live row holds exactly the games the env runners counted against the slots.
         counted = sum(sum(r["league_games"][s][k] for k in ("win", "draw", "loss")) for r in results[1:] for s in SLOTS)
         live = pool.live_row("main")
@@ -63,11 +68,12 @@ def test_league_table_matches_exploiters_and_resume(ray_session, tmp_path, stack
         # Every iteration snapshots main and the exploiter; evaluation filled the pairs it could.
         assert sorted(e.policy for e in pool.entries()) == ["exploiter_0"] * 3 + ["main"] * 3
         assert sum(r["league_evaluation_games"] for r in results) == int(np.triu(pool.payoff().games).sum()) > 0
-        # The exploiter reset at iteration 2 (reset_every=2), then trained once more.
-        assert [r["league_exploiters_reset"] for r in results] == ["", "exploiter_0", ""]
+        # The exploiter and main (league(reset_every=2)) reset at iteration 2, after main's snapshot.
+        assert [r["league_reset"] for r in results] == ["", "exploiter_0,main", ""]
+        assert_weights_equal(mains[1], fresh_main, "main right after its reset")
+        assert_differs(mains[0], fresh_main, "main before its reset")
         snap = {e.iteration: e for e in pool.entries() if e.policy == "exploiter_0"}
-        assert_differs(PolicyPool(pool_path).get(snap[1].id).weights() if hasattr(snap[1], "weights") else
-                       __import__("rllib_ext").read_weights(snap[1].path), fresh, "exploiter before its reset")
+        assert_differs(read_weights(snap[1].path), fresh, "the exploiter before its reset")
         # The draw is from the Nash mixture of the population's table.
         mix = pool.meta_strategy(of=["main", "exploiter_0"], solver="nash")
         assert results[-1]["league"]["opponent_0"] in mix and abs(sum(mix.values()) - 1) < 1e-9
@@ -81,7 +87,7 @@ def test_league_table_matches_exploiters_and_resume(ray_session, tmp_path, stack
     finally:
         algo.stop()
 
-    resumed = kuhn_config(stack, pool_path).build()
+    resumed = kuhn_config(stack, pool_path, learner_reset=2).build()
     try:
         resumed.restore(path)
         # The table is the checkpoint's: the lost run's snapshots and games are gone.

@@ -62,6 +62,7 @@ class LeagueSpec:
     elo_k: float = 32.0  # per snapshot and iteration: its games there count as one match
     evaluation: Optional[Dict[str, Any]] = None  # an EvaluationSpec as a dict (league_eval)
     exploiters: Optional[Dict[str, Dict[str, Any]]] = None  # {policy: ExploiterSpec fields but policy}
+    reset_every: Optional[int] = None  # restart the learner every K iterations (PSRO: a fresh best response)
 
     @property
     def population(self) -> List[str]:
@@ -89,6 +90,8 @@ def check_specs(snapshots: Optional[SnapshotSpec], league: Optional[LeagueSpec],
         raise ValueError(f"snapshot_policies(every={snapshots.every}): every must be >= 1")
     if league is None:
         return
+    if league.reset_every is not None and int(league.reset_every) < 1:
+        raise ValueError(f"league(reset_every={league.reset_every}): reset_every must be >= 1")
     if league.refresh_every < 1:
         raise ValueError(f"league(refresh_every={league.refresh_every}): refresh_every must be >= 1")
     if not league.slots:
@@ -142,7 +145,8 @@ class League:
         evaluation = self.spec.evaluation_spec()
         if evaluation is not None:
             self.matches = Matches(self.algo, evaluation, self.spec.learner, self.spec.outcome_fn, self.spec.seed + 1)
-        self.exploiters = Exploiters(self.algo, self.spec.exploiter_specs())
+        reset = (self.spec.learner, int(self.spec.reset_every)) if self.spec.reset_every else None
+        self.exploiters = Exploiters(self.algo, self.spec.exploiter_specs(), reset)
         self.exploiters.setup()
         self.refresh()
 
@@ -162,9 +166,9 @@ class League:
         if self.matches is not None:
             population = [e.id for e in self.pool(self.spec.pool).entries() if e.policy in self.spec.population]
             out["league_evaluation_games"] = self.matches.play_due(self.pool(self.spec.pool), population)
-        if self.exploiters is not None and self.exploiters.ids:
+        if self.exploiters is not None and self.exploiters.specs:
             out["league_exploiters"] = {p: {"win_share": w} for p, w in self.exploiters.win_shares().items()}
-            out["league_exploiters_reset"] = ",".join(self.exploiters.reset_due(iteration))
+            out["league_reset"] = ",".join(self.exploiters.reset_due(iteration))
         if self.spec is not None:
             if iteration - self.last_refresh >= self.spec.refresh_every:
                 self.refresh(iteration)

@@ -39,10 +39,11 @@ class EvaluationSpec:
     min_games: int = 200  # a pair is played until it has this many games
     pairs: int = 6  # pairs per iteration, at most
     explore: bool = True  # act by sampling each policy's action distribution (mixed strategies)
+    batch: int = 256  # games played in lockstep (one batch of actions per policy and step)
 
     def check(self) -> None:
         """Refuse counts that cannot schedule a match."""
-        for name in ("games", "min_games", "pairs"):
+        for name in ("games", "min_games", "pairs", "batch"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"league(evaluation={{{name!r}: {getattr(self, name)}}}): must be >= 1")
 
@@ -61,7 +62,7 @@ class Matches:
         self.algo, self.spec, self.learner = algo, spec, learner
         self.outcome = outcome or default_outcome
         self.rng = np.random.Generator(np.random.PCG64(seed))
-        self.env: Any = None
+        self.envs: List[Any] = []
         self.policies: Dict[str, NumpyPolicy] = {}
         mapping = algo.config.policy_mapping_fn
         # The old stack's mapping functions also take the worker (None here: no worker plays).
@@ -84,17 +85,19 @@ class Matches:
         return played
 
     def match(self, pool: Any, a: str, b: str, games: int) -> Tuple[int, int, int, float, float]:
-        """``games`` games of ``a`` against ``b``: (wins, draws, losses from a's side, a's and b's return sums)."""
+        """``games`` games of ``a`` against ``b``: (wins, draws, losses from a's side, a's and b's return sums).
+
+        Games run in lockstep, ``batch`` at a time, so each policy computes one batch of
+        actions per step for all the games it plays in.
+        """
         pa, pb = self._policy(pool, a), self._policy(pool, b)
         counts, sums = [0, 0, 0], [0.0, 0.0]
-        for g in range(games):
-            a_learns = g % 2 == 0
-            ret_learner, ret_other = self._game(pa if a_learns else pb, pb if a_learns else pa)
-            ret_a, ret_b = (ret_learner, ret_other) if a_learns else (ret_other, ret_learner)
-            result = int(self.outcome({"a": ret_a, "b": ret_b}, "a", "b"))
-            counts[0 if result > 0 else 2 if result < 0 else 1] += 1
-            sums[0] += ret_a
-            sums[1] += ret_b
+        for start in range(0, games, self.spec.batch):
+            for ret_a, ret_b in self._games(pa, pb, min(self.spec.batch, games - start), start):
+                result = int(self.outcome({"a": ret_a, "b": ret_b}, "a", "b"))
+                counts[0 if result > 0 else 2 if result < 0 else 1] += 1
+                sums[0] += ret_a
+                sums[1] += ret_b
         return counts[0], counts[1], counts[2], sums[0], sums[1]
 
     def state(self) -> Dict[str, Any]:
@@ -106,33 +109,52 @@ class Matches:
     # ------------------------------------------------------------------ one game
     def _policy(self, pool: Any, entry_id: str) -> NumpyPolicy:
         if entry_id not in self.policies:
-            self.policies[entry_id] = NumpyPolicy.from_checkpoint(pool.get(entry_id).path)
+            policy = NumpyPolicy.from_checkpoint(pool.get(entry_id).path)
+            if policy.recurrent:
+                raise CheckpointError(f"league evaluation: snapshot {entry_id!r} is recurrent; evaluation matches "
+                                      "play feed-forward policies only (leave evaluation= out)")
+            self.policies[entry_id] = policy
         return self.policies[entry_id]
 
-    def _game(self, learner_side: NumpyPolicy, other_side: NumpyPolicy) -> Tuple[float, float]:
-        """One episode; the total reward of each side."""
-        env = self._env()
-        episode = _Episode(uuid.UUID(int=int(self.rng.integers(0, 2**63))).hex)
-        obs, _ = env.reset(seed=int(self.rng.integers(0, 2**31)))
-        sides: Dict[Any, bool] = {}  # agent -> on the learner's side
-        totals = [0.0, 0.0]
+    def _games(self, pa: NumpyPolicy, pb: NumpyPolicy, n: int, first: int) -> List[Tuple[float, float]]:
+        """``n`` episodes at once; game ``first + g`` puts ``pa`` on the learner's side when even.
+        Returns each game's total reward of ``pa``'s side and of ``pb``'s."""
+        envs = self._envs(n)
+        a_learns = [(first + g) % 2 == 0 for g in range(n)]
+        episodes = [_Episode(uuid.UUID(int=int(self.rng.integers(0, 2**63))).hex) for _ in range(n)]
+        obs = [env.reset(seed=int(self.rng.integers(0, 2**31)))[0] for env in envs]
+        sides: List[Dict[Any, bool]] = [{} for _ in range(n)]  # agent -> plays pa
+
+        def plays_a(g: int, agent: Any) -> bool:
+            if agent not in sides[g]:
+                sides[g][agent] = (self.mapping(agent, episodes[g]) == self.learner) == a_learns[g]
+            return sides[g][agent]
+
+        totals = np.zeros((n, 2))
+        active = list(range(n))
         for _ in range(MAX_STEPS):
-            actions = {}
-            for agent, o in obs.items():
-                if agent not in sides:
-                    sides[agent] = self.mapping(agent, episode) == self.learner
-                policy = learner_side if sides[agent] else other_side
-                actions[agent] = policy.compute_action(o, explore=self.spec.explore, rng=self.rng)
-            obs, rewards, terminated, truncated, _ = env.step(actions)
-            for agent, r in rewards.items():
-                if agent not in sides:
-                    sides[agent] = self.mapping(agent, episode) == self.learner
-                totals[0 if sides[agent] else 1] += float(r)
-            if terminated.get("__all__") or truncated.get("__all__"):
-                return totals[0], totals[1]
+            actions: List[Dict[Any, Any]] = [{} for _ in range(n)]
+            for policy, mine in ((pa, True), (pb, False)):
+                todo = [(g, agent) for g in active for agent in obs[g] if plays_a(g, agent) == mine]
+                if todo:
+                    batch = np.stack([np.asarray(obs[g][agent], np.float32) for g, agent in todo])
+                    acts, _ = policy.compute_actions(batch, explore=self.spec.explore, rng=self.rng)
+                    for (g, agent), act in zip(todo, acts):
+                        actions[g][agent] = act
+            still = []
+            for g in active:
+                obs[g], rewards, terminated, truncated, _ = envs[g].step(actions[g])
+                for agent, r in rewards.items():
+                    totals[g, 0 if plays_a(g, agent) else 1] += float(r)
+                if not (terminated.get("__all__") or truncated.get("__all__")):
+                    still.append(g)
+            active = still
+            if not active:
+                return [(float(x), float(y)) for x, y in totals]
         raise CheckpointError(f"league evaluation: an episode did not end within {MAX_STEPS} steps")
 
-    def _env(self) -> Any:
-        if self.env is None:
-            self.env = self.algo.env_creator(self.algo.config.env_config)
-        return self.env
+    def _envs(self, n: int) -> List[Any]:
+        """``n`` copies of the training env (made once, then reused)."""
+        while len(self.envs) < n:
+            self.envs.append(self.algo.env_creator(self.algo.config.env_config))
+        return self.envs[:n]

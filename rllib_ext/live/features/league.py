@@ -63,6 +63,7 @@ def league(
     config: Any, pool: Any, *, of: str, slots: Sequence[str], sample: str = "pfsp", refresh_every: int = 1,
     seed: int = 0, outcome_fn: Optional[OutcomeFn] = None, elo_k: float = 32.0,
     evaluation: Optional[Mapping[str, Any]] = None, exploiters: Optional[Mapping[str, Mapping[str, Any]]] = None,
+    reset_every: Optional[int] = None,
 ) -> Any:
     """Play ``of`` against past snapshots of itself, loaded into the frozen ``slots``.
 
@@ -88,6 +89,9 @@ def league(
             your ``policy_mapping_fn``), snapshotted with ``of`` so it must answer them,
             and reset to their initial weights every ``K`` iterations or once their win
             share passes ``r``. See :mod:`rllib_ext.live.exploiters`.
+        reset_every: restart ``of`` itself from its initial weights and optimizer every
+            ``K`` iterations, right after its snapshot: with ``sample="nash"`` this is
+            PSRO, each phase a fresh best response to the population's Nash mixture.
 
     Returns:
         The config, for chaining.
@@ -100,7 +104,8 @@ def league(
     """
     spec = LeagueSpec(pool_path(pool), of, list(slots), sample, int(refresh_every), int(seed), outcome_fn,
                       float(elo_k), dict(evaluation) if evaluation is not None else None,
-                      {p: dict(v) for p, v in exploiters.items()} if exploiters else None)
+                      {p: dict(v) for p, v in exploiters.items()} if exploiters else None,
+                      int(reset_every) if reset_every else None)
     snapshots = getattr(config, SNAPSHOT_ATTR, None)
     check_specs(SnapshotSpec(**snapshots) if snapshots else None, spec,
                 list(config.policies or {}) or [of, *slots, *(exploiters or {})])
