@@ -1,0 +1,175 @@
+"""A league that converges on poker, judged by OpenSpiel: PSRO with an RLlib PPO oracle.
+
+    python examples/poker_league.py [--game kuhn_poker|leduc_poker] [--steps 100000] [--pool DIR]
+
+1. ``main`` (PPO, new API stack) plays OpenSpiel's poker through RLlib's own ``OpenSpielEnv``
+   against three frozen slots. The slots are drawn from the **Nash mixture of the pool's
+   payoff table** over ``main``'s snapshots (``sample="nash"``), so ``main`` trains as a
+   best response to it; it is snapshotted every ``--snapshot-every`` env steps, and restarts
+   from its initial weights every ``--phase`` env steps (``reset_every``): each phase is a
+   fresh best response, as in PSRO. Evaluation matches between the snapshots fill the
+   table (least-played pairs first), in the driver, with numpy copies of the snapshots.
+2. The league's answer is its meta-strategy: a snapshot drawn per episode from
+   ``pool.meta_strategy(of="main")``. OpenSpiel computes its exploitability exactly, and
+   that of the final ``main`` alone; then plain self-play (one PPO policy in both seats,
+   the same oracle settings) runs at the same env-step budget, for comparison.
+
+Uniform random play is 0.458 exploitable on Kuhn; the Nash equilibrium 0. Figures with
+date and command: docs (benchmarks page), from ``python bench/league_quality.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from typing import Any, Dict, Optional
+
+SLOTS = ["opponent_0", "opponent_1", "opponent_2"]
+
+
+def oracle(config: Any, args: argparse.Namespace) -> Any:
+    """The PPO settings both runs share: many small updates, lr 3e-3, no discount (poker's
+    only reward is at the end), separate value network."""
+    from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
+
+    from rllib_ext.envs import OpenSpielGame
+
+    return (
+        config.environment(OpenSpielGame, env_config={"game": args.game})
+        # episodes_to_numpy=False: RLlib 2.60 numpy-izes finished episodes quadratically
+        # (patches/0005); poker episodes are 2-5 steps, thousands per sample() call.
+        .env_runners(num_env_runners=0, episodes_to_numpy=False)
+        .learners(num_learners=0)
+        .training(lr=args.lr, train_batch_size_per_learner=args.batch, minibatch_size=128, num_epochs=10,
+                  gamma=1.0, entropy_coeff=0.0)
+        .rl_module(model_config=DefaultModelConfig(fcnet_hiddens=[64, 64], vf_share_layers=False))
+        .debugging(seed=args.seed)
+    )
+
+
+def env_steps(result: Dict[str, Any]) -> int:
+    return int(result["env_runners"]["num_env_steps_sampled_lifetime"])
+
+
+def exploitability_of(game: str, mixture: Dict[str, float], pool: Any) -> float:
+    """OpenSpiel's exact exploitability of ``{snapshot id: probability}`` from ``pool``."""
+    from rllib_ext import NumpyPolicy
+    from rllib_ext.act.openspiel import exploitability
+
+    return exploitability(game, {NumpyPolicy.from_checkpoint(pool.get(i).path): p for i, p in mixture.items() if p > 0})
+
+
+def league(args: argparse.Namespace, log: Optional[Any]) -> Dict[str, float]:
+    """Train the league; return the exploitability of its meta-strategy and of its final main."""
+    from rllib_ext import PolicyPool, PPOPartialConfig
+    from rllib_ext.envs import seat_mapping
+
+    every = max(1, args.snapshot_every // args.batch)
+    phase = max(every, args.phase // args.batch)
+    config = (
+        oracle(PPOPartialConfig(), args)
+        .multi_agent(policies={"main", *SLOTS}, policy_mapping_fn=seat_mapping("main", SLOTS),
+                     policies_to_train=["main"])
+        .snapshot_policies(args.pool, ["main"], every=every)
+        .league(args.pool, of="main", slots=SLOTS, sample="nash", refresh_every=1, seed=args.seed,
+                reset_every=phase,
+                evaluation={"games": args.games, "min_games": args.games, "pairs": 10_000})
+    )
+    algo = config.build_algo()
+    pool = PolicyPool(args.pool)
+    algo.snapshot_policy("main", pool)  # the untrained main: the population's first member
+    t0, steps = time.time(), 0
+    try:
+        while steps < args.steps:
+            result = algo.train()
+            steps = env_steps(result)
+            if algo.iteration % phase == 0 or steps >= args.steps:
+                mix = pool.meta_strategy(of="main", solver="nash")
+                row = {"run": "league", "steps": steps, "seconds": round(time.time() - t0, 1),
+                       "snapshots": len(mix), "support": sum(p > 1e-3 for p in mix.values()),
+                       "meta_strategy": exploitability_of(args.game, mix, pool)}
+                print(f"league  {steps:7d} steps  {row['seconds']:6.0f} s  {row['snapshots']:3d} snapshots, "
+                      f"{row['support']} in the Nash support, its exploitability {row['meta_strategy']:.3f}",
+                      flush=True)
+                if log:
+                    log.write(json.dumps(row) + "\n")
+    finally:
+        algo.stop()
+    mix = pool.meta_strategy(of="main", solver="nash")
+    latest = max((e for e in pool.entries() if e.policy == "main"), key=lambda e: (e.iteration or 0, e.created))
+    print("meta-strategy (snapshot: probability):")
+    for entry_id, p in mix.items():
+        if p > 1e-3:
+            print(f"  {entry_id}: {p:.3f}")
+    return {"meta_strategy": exploitability_of(args.game, mix, pool),
+            "final_main": exploitability_of(args.game, {latest.id: 1.0}, pool)}
+
+
+def self_play(args: argparse.Namespace, log: Optional[Any]) -> float:
+    """Plain self-play at the same budget: one PPO policy in both seats; its final exploitability."""
+    from ray.rllib.algorithms.ppo import PPOConfig
+
+    from rllib_ext import NumpyPolicy
+    from rllib_ext.act.openspiel import exploitability
+
+    config = oracle(PPOConfig(), args).multi_agent(policies={"main"}, policy_mapping_fn=lambda *a, **k: "main")
+    algo = config.build_algo()
+    t0, steps, final = time.time(), 0, float("nan")
+    try:
+        while steps < args.steps:
+            steps = env_steps(algo.train())
+            if algo.iteration % max(1, args.phase // args.batch) == 0 or steps >= args.steps:
+                with tempfile.TemporaryDirectory() as tmp:
+                    algo.save(tmp)
+                    final = exploitability(args.game, {NumpyPolicy.from_checkpoint(tmp, "main"): 1.0})
+                print(f"selfplay {steps:7d} steps  {time.time() - t0:6.0f} s  main's exploitability {final:.3f}",
+                      flush=True)
+                if log:
+                    log.write(json.dumps({"run": "selfplay", "steps": steps, "seconds": round(time.time() - t0, 1),
+                                          "final_main": final}) + "\n")
+    finally:
+        algo.stop()
+    return final
+
+
+def main(argv: Optional[list] = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--game", default="kuhn_poker", choices=["kuhn_poker", "leduc_poker"])
+    parser.add_argument("--steps", type=int, default=100_000, help="env steps, for the league and for self-play")
+    parser.add_argument("--pool", default=None, help="the pool's directory (default: a new temporary one)")
+    parser.add_argument("--phase", type=int, default=10_000, help="env steps per best-response phase")
+    parser.add_argument("--snapshot-every", type=int, default=2_500, help="env steps between snapshots")
+    parser.add_argument("--batch", type=int, default=1_000, help="env steps per training iteration")
+    parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--games", type=int, default=2_000, help="evaluation games per pair of snapshots")
+    parser.add_argument("--no-selfplay", action="store_true", help="skip the plain self-play comparison")
+    parser.add_argument("--log", default=None, help="append one JSON line per phase here")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    args.pool = os.path.abspath(args.pool or os.path.join(tempfile.mkdtemp(prefix="poker-league-"), "pool"))
+
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    log = open(args.log, "a") if args.log else None
+    try:
+        print(f"pool: {args.pool}", flush=True)
+        got = league(args, log)
+        baseline = None if args.no_selfplay else self_play(args, log)
+    finally:
+        if log:
+            log.close()
+        ray.shutdown()
+    print(f"\nexploitability on {args.game} after {args.steps} env steps (OpenSpiel, exact; uniform random "
+          f"{'0.458' if args.game == 'kuhn_poker' else 'see docs'}, Nash 0):")
+    print(f"  league meta-strategy (Nash mixture of the pool)  {got['meta_strategy']:.3f}")
+    print(f"  league final main                                {got['final_main']:.3f}")
+    if baseline is not None:
+        print(f"  plain self-play final main                       {baseline:.3f}")
+
+
+if __name__ == "__main__":
+    main()
