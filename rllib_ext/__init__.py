@@ -19,11 +19,13 @@ from typing import Any, Dict
 
 from ._version import __version__
 from .checkpoint import PUBLIC as _CHECKPOINT_PUBLIC
+from .merge import PUBLIC as _MERGE_PUBLIC
 from .pool import PUBLIC as _POOL_PUBLIC
 
 # Public name -> the module (under rllib_ext) that defines it.
 _HOME: Dict[str, str] = {
     **{name: f"checkpoint.{module}" for name, module in _CHECKPOINT_PUBLIC.items()},
+    **{name: f"merge.{module}" for name, module in _MERGE_PUBLIC.items()},
     **{name: f"pool.{module}" for name, module in _POOL_PUBLIC.items()},
     **dict.fromkeys(
         ("CheckpointError", "CheckpointFormatError", "MigrationError", "MissingDependencyError",

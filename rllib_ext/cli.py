@@ -32,11 +32,11 @@ from ._version import __version__
 from .checkpoint.diff import CheckpointDiff, diff_checkpoints
 from .checkpoint.export import EXTRACT_FORMATS, extract_policy
 from .checkpoint.inspection import inspect
-from .checkpoint.merge import MergeReport, merge_checkpoints
-from .pool.policy_pool import PolicyPool
-from .pool.index import PoolEntry
 from .checkpoint.views import CheckpointView, SpaceView
 from .errors import CheckpointError
+from .merge.checkpoints import MergeReport, merge_checkpoints
+from .pool.index import PoolEntry
+from .pool.policy_pool import PolicyPool
 
 PROG = "rllib-ext"
 

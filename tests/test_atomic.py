@@ -48,7 +48,8 @@ sys.path.insert(0, sys.argv[1])
 op, ckpt, dest, fallback = sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5] == "1"
 pause, stop_at = sys.argv[6], int(sys.argv[7])
 from rllib_ext.checkpoint import atomic
-from rllib_ext.checkpoint import extract_policy, merge_checkpoints, read_weights, write_policy_dir
+from rllib_ext.checkpoint import extract_policy, read_weights, write_policy_dir
+from rllib_ext.merge import merge_checkpoints
 if fallback:
     atomic._exchange = lambda a, b: False   # as on a system without renameat2
 if pause:  # "between" | "after": mark that rename of the fallback swap; wait there the stop_at-th time
@@ -81,7 +82,8 @@ while True:
 
 def _write(op: str, ckpt: str, dest: Path, k: int) -> None:
     """What the child does for content k (0 = A, 1 = B), here in the parent."""
-    from rllib_ext.checkpoint import extract_policy, merge_checkpoints, write_policy_dir
+    from rllib_ext.checkpoint import extract_policy, write_policy_dir
+    from rllib_ext.merge import merge_checkpoints
 
     pid = ("policy_0", "policy_1")[k]
     if op == "policy_dir":

@@ -38,14 +38,15 @@ ALLOWED = {
     "_version": set(),
     "errors": set(),
     "checkpoint": {"checkpoint", "errors"},
+    "merge": {"merge", "checkpoint", "errors"},
     "pool": {"pool", "checkpoint", "errors"},
     "convert": {"convert", "checkpoint", "errors"},
     "act": {"act", "convert", "checkpoint", "errors", "_version"},
     "live": {"live", "pool", "act", "convert", "checkpoint", "errors", "_version"},
     "envs": set(),
     "algorithms": {"live"},
-    "cli": {"checkpoint", "pool", "act", "live", "errors", "_version"},
-    "": {"checkpoint", "pool", "_version"},  # rllib_ext/__init__.py: the rest by name, on first use
+    "cli": {"checkpoint", "merge", "pool", "act", "live", "errors", "_version"},
+    "": {"checkpoint", "merge", "pool", "_version"},  # rllib_ext/__init__.py: the rest by name, on first use
 }
 CODECS_MAY_IMPORT = {"checkpoint.storage", "checkpoint.lazy", "checkpoint.tensors", "errors"}
 # Where a framework may be imported.
@@ -64,8 +65,8 @@ ORDER = [
     "checkpoint.codecs.torch_zip", "checkpoint.codecs.pickle_patch", "checkpoint.codecs",
     "checkpoint.atomic", "checkpoint.upload", "checkpoint.format", "checkpoint.views", "checkpoint.spaces",
     "checkpoint.policy_file", "checkpoint.reader", "checkpoint.optimizer_data", "checkpoint.training_state", "checkpoint.filters", "checkpoint.inspection",
-    "checkpoint.export", "checkpoint.state_patch", "checkpoint.merge_filters", "checkpoint.merge_training", "checkpoint.merge",
-    "checkpoint.diff", "checkpoint",
+    "checkpoint.export", "checkpoint.diff", "checkpoint",
+    "merge.state_patch", "merge.filters", "merge.training", "merge.checkpoints", "merge",
     "pool.store", "pool.index", "pool.rules", "pool.policy_pool", "pool",
     "convert.lstm", "convert.vision", "convert.families", "convert.mapping", "convert",
     "act.nets", "act.numpy_policy", "act.onnx_export", "act",
@@ -211,7 +212,7 @@ def private_name_violations(modules: Dict[str, str]) -> List[str]:
 
 def test_every_module_is_in_a_known_package_and_ordered():
     assert {_package(n) for n in MODULES} <= set(ALLOWED)
-    inside = {n for n in MODULES if "." in n or n in {"checkpoint", "convert", "act", "live"}}
+    inside = {n for n in MODULES if "." in n or n in {"checkpoint", "merge", "pool", "convert", "act", "live"}}
     assert sorted(inside) == sorted(ORDER), "add new package modules to ORDER (and to the README's Layout)"
 
 

@@ -23,8 +23,8 @@ from builders import (
 from rllib_ext import PolicyNotFoundError, ShapeMismatchError, read_weights
 from rllib_ext.checkpoint import write_policy_dir
 from rllib_ext.checkpoint.codecs import safe_pickle
-from rllib_ext.checkpoint.merge import LEARNER_STATE, merge_checkpoints
-from rllib_ext.checkpoint.state_patch import patch_policy_state
+from rllib_ext.merge.checkpoints import LEARNER_STATE, merge_checkpoints
+from rllib_ext.merge.state_patch import patch_policy_state
 from rllib_ext.checkpoint.storage import CheckpointDir
 from rllib_ext.errors import CheckpointError, CheckpointFormatError
 
@@ -170,7 +170,7 @@ def test_merge_imports_no_framework(ckpts, seeded, tmp_path):
     base, _ = ckpts("old")
     source, _ = seeded("old")
     assert_imports_no_framework(
-        "from rllib_ext.checkpoint import merge_checkpoints\n"
+        "from rllib_ext.merge import merge_checkpoints\n"
         f"merge_checkpoints({base!r}, [('policy_1', {source!r}, None)], {str(tmp_path / 'm')!r})\n"
     )
     assert_weights_equal(read_weights(tmp_path / "m", "policy_1"), read_weights(source, "policy_1"),

@@ -22,7 +22,8 @@ import pytest
 from builders import assert_weights_equal, stored_checkpoint
 
 from rllib_ext import CheckpointError, CheckpointFormatError, NumpyPolicy, UnsupportedFilterError
-from rllib_ext.checkpoint import extract_policy, inspect, merge_checkpoints, read_filters, read_policy, read_policy_dir
+from rllib_ext.checkpoint import extract_policy, inspect, read_filters, read_policy, read_policy_dir
+from rllib_ext.merge import merge_checkpoints
 from rllib_ext.cli import main
 
 # stack -> (fixture, the file holding the filter state, whose statistics are nested)

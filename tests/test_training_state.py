@@ -95,7 +95,7 @@ def test_a_state_that_is_not_plain_data_is_named_where_it_is():
     torch tensors in the metrics logger); deques (metrics windows) are plain data."""
     import collections
 
-    from rllib_ext.checkpoint.merge_training import first_foreign, plain_data
+    from rllib_ext.merge.training import first_foreign, plain_data
 
     state = {"optimizer": {"m_default_optimizer": {"state": {0: np.zeros(2)}}},
              "metrics": {"kl": collections.deque([0.1], maxlen=1), "ok": (1, "a", None)}}
@@ -389,7 +389,7 @@ def test_merge_checkpoints_with_training_state_continues_exactly(ray_session, tm
     """merge_checkpoints(training_state=True): the merged checkpoint, loaded by RLlib's own
     from_checkpoint (a PPOPartial), makes the source's next update for the taken policy."""
     import rllib_ext
-    from rllib_ext.checkpoint import merge_checkpoints
+    from rllib_ext.merge import merge_checkpoints
 
     batch = fixed_batch("PPO")
     for tag, seed in (("src", 0), ("base", 3)):

@@ -4,8 +4,8 @@ Bottom to top: ``storage``, ``lazy`` and ``tensors`` (sources, lazy arrays, tens
 ``codecs/`` (byte formats: safe pickle, safetensors, msgpack, the torch zip, pickle
 patching); ``atomic`` and ``upload`` (writing); ``format``, ``views`` and ``spaces`` (what a
 checkpoint is); ``policy_file``, ``reader``, ``filters`` and ``inspection`` (reading);
-``export``, ``state_patch``, ``merge_filters``, ``merge`` and ``diff`` (writing new files).
-The pool of policy snapshots built on these is its own package, :mod:`rllib_ext.pool`.
+``export`` and ``diff`` (writing new files, comparing). Built on these, and never imported
+by them: :mod:`rllib_ext.merge` (composing checkpoints) and :mod:`rllib_ext.pool`.
 ``tests/test_layout.py`` holds the exact order.
 
 The names below load their module on first use: ``read_weights`` then imports only the
@@ -26,8 +26,6 @@ PUBLIC = {
     "FilterStats": "filters",
     "ObservationFilters": "filters",
     "read_filters": "filters",
-    "MergeReport": "merge",
-    "merge_checkpoints": "merge",
     "export_npz": "export",
     "export_torch_state_dict": "export",
     "extract_policy": "export",

@@ -22,12 +22,12 @@ from typing import Any, Dict, Mapping, Optional
 
 import numpy as np
 
+from ..checkpoint.codecs.pickle_patch import rllib_ndarray_text
+from ..checkpoint.filters import NEW_STACK_FILTER_STATE, FilterStats, ObservationFilters, sum_sq_key
+from ..checkpoint.reader import decode_file
+from ..checkpoint.storage import CheckpointDir
 from ..errors import CheckpointError, ShapeMismatchError
-from .codecs.pickle_patch import rllib_ndarray_text
-from .filters import NEW_STACK_FILTER_STATE, FilterStats, ObservationFilters, sum_sq_key
-from .reader import decode_file
 from .state_patch import patch_worker_filter
-from .storage import CheckpointDir
 
 AgentChoice = Mapping[str, Mapping[str, str]]  # target id -> {base agent: source agent or policy id}
 

@@ -45,18 +45,18 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..checkpoint import format as fmt
+from ..checkpoint.atomic import check_out, write_dir_atomically, write_synced
+from ..checkpoint.filters import ObservationFilters, filters_of
+from ..checkpoint.inspection import read_policy_opened
+from ..checkpoint.reader import decode_file, ids_in, open_checkpoint
+from ..checkpoint.storage import CheckpointDir
+from ..checkpoint.tensors import check_tensors, policy_label
+from ..checkpoint.views import PolicyView
 from ..errors import CheckpointError, ShapeMismatchError, not_found
-from . import format as fmt
-from .atomic import check_out, write_dir_atomically, write_synced
-from .filters import ObservationFilters, filters_of
-from .inspection import read_policy_opened
-from .merge_filters import AgentChoice, check_pair, new_stack_state, old_stack_state
-from .merge_training import merge_training_state, plain_data
-from .reader import decode_file, ids_in, open_checkpoint
+from .filters import AgentChoice, check_pair, new_stack_state, old_stack_state
 from .state_patch import patch_policy_state
-from .storage import CheckpointDir
-from .tensors import check_tensors, policy_label
-from .views import PolicyView
+from .training import merge_training_state, plain_data
 
 LEARNER_STATE = "learner_group/learner/state.pkl"
 
@@ -126,7 +126,7 @@ def merge_checkpoints(
 ) -> MergeReport:
     """Write a copy of ``base`` to ``out`` in which the taken policies hold other weights.
 
-    Observation-filter statistics go with the weights (see :mod:`.merge_filters`).
+    Observation-filter statistics go with the weights (see :mod:`.filters`).
 
     Args:
         base: an algorithm checkpoint (new stack 2.x pickle, or old stack 1.x cloudpickle).
@@ -142,7 +142,7 @@ def merge_checkpoints(
         agents: new stack only: ``{target id: {base agent: source agent}}``, whose
             filter statistics each base agent takes.
         training_state: new stack: also take each source's optimizer buffers, KL
-            coefficient and log alpha, or fail naming what is missing (see :mod:`.merge_training`).
+            coefficient and log alpha, or fail naming what is missing (see :mod:`.training`).
 
     Returns:
         A :class:`MergeReport`.

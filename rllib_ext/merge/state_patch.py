@@ -1,6 +1,6 @@
 """Patch RLlib's old-stack state files in place: a policy's weights, its observation filter.
 
-Used by :mod:`.merge`. Every ``weights`` array of a ``policy_state.pkl`` is overwritten
+Used by :mod:`.checkpoints`. Every ``weights`` array of a ``policy_state.pkl`` is overwritten
 with the source's bytes of the same length; observation-filter statistics are patched in
 both places the old stack keeps them: the worker's filter in ``algorithm_state.pkl``
 (arrays in place, the count as a re-encoded int) and the policy's agent connector in
@@ -16,10 +16,9 @@ from typing import Any, List, Optional, Tuple
 
 import numpy as np
 
-from ..errors import CheckpointFormatError
-from . import format as fmt
-from .codecs import safe_pickle
-from .codecs.pickle_patch import (
+from ..checkpoint import format as fmt
+from ..checkpoint.codecs import safe_pickle
+from ..checkpoint.codecs.pickle_patch import (
     ArrayAt,
     RawBytes,
     SpanMap,
@@ -29,10 +28,11 @@ from .codecs.pickle_patch import (
     locate,
     rllib_ndarray_text,
 )
-from .filters import FilterStats, connector_stats, stats_from_filter, sum_sq_key
-from .reader import extract_weights
-from .storage import CheckpointDir
-from .tensors import Weights, by_position, check_tensors
+from ..checkpoint.filters import FilterStats, connector_stats, stats_from_filter, sum_sq_key
+from ..checkpoint.reader import extract_weights
+from ..checkpoint.storage import CheckpointDir
+from ..checkpoint.tensors import Weights, by_position, check_tensors
+from ..errors import CheckpointFormatError
 
 
 def patch_worker_filter(data: bytes, where: str, label: str, policy_id: str, stats: FilterStats) -> bytes:
