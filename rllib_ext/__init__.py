@@ -1,14 +1,15 @@
 """rllib_ext: the policy as the unit of checkpointing in multi-agent RLlib.
 
-The public surface is the one table below: each name loads its module on first use, so
-reading one policy imports the reader's chain and nothing else, and ``build_policy``
-imports what building a policy needs (not the ``...Partial`` algorithms). The first use
-of a ``...Partial`` name registers those algorithms with Tune; so does importing this
-package in a process that already imported Ray.
+The public surface is the one table below, built from each package's ``PUBLIC`` table:
+each name loads its module on first use, so reading one policy imports the reader's chain
+and nothing else, and ``build_policy`` imports what building a policy needs (not the
+``...Partial`` algorithms). The first use of a ``...Partial`` name registers those
+algorithms with Tune; so does importing this package in a process that already imported Ray.
 
-Layers, bottom to top (each imports only those before it): ``errors`` and ``_version``;
-``checkpoint`` (numpy + stdlib); ``convert`` and ``act`` (numpy; torch only inside the
-ONNX writer); ``live`` (Ray); ``algorithms``, ``envs``; ``cli``.
+Rule: the packages are the layers, each importing only those above it: ``errors`` and
+``_version``; ``checkpoint`` (numpy + stdlib); ``merge`` and ``pool`` (on ``checkpoint``);
+``convert`` and ``act`` (numpy; torch only inside the ONNX writer); ``live`` (Ray);
+``algorithms``, ``envs``; ``cli``. ``tests/test_layout.py`` holds the exact table.
 """
 
 from __future__ import annotations
