@@ -1,8 +1,9 @@
 """``rllib-ext``: look into, take apart and compare RLlib checkpoints without Ray.
 
 Each subcommand parses its arguments, makes one library call, prints a table (or JSON
-with ``--json``) and returns an exit code: 0 ok, 1 a checkpoint problem (one line on
-stderr: ``rllib-ext: error: ...``), 2 a usage error. No logic of its own lives here.
+with ``--json``) and returns an exit code (:data:`EXIT_CODES`): 0 ok, 1 a checkpoint problem
+(or a ``migrate --dry-run`` that finds a policy it cannot migrate), 2 a usage error; every
+non-zero exit prints one line on stderr saying why. No logic of its own lives here.
 
     rllib-ext --version
     rllib-ext inspect CKPT [--json] [--tensors] [--full]
@@ -24,7 +25,7 @@ import json
 import math
 import os
 import sys
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import Any, List, Optional, Sequence, Tuple, Type
 
 import numpy as np
 
@@ -33,12 +34,21 @@ from .checkpoint.diff import CheckpointDiff, diff_checkpoints
 from .checkpoint.export import EXTRACT_FORMATS, extract_policy
 from .checkpoint.inspection import inspect
 from .checkpoint.views import CheckpointView, SpaceView
-from .errors import CheckpointError
+from .errors import CheckpointError, MissingDependencyError
 from .merge.checkpoints import MergeReport, merge_checkpoints
 from .pool.index import PoolEntry
 from .pool.policy_pool import PolicyPool
 
 PROG = "rllib-ext"
+
+# Error class -> exit code, most specific first (the first match decides); others keep their traceback.
+EXIT_CODES: Tuple[Tuple[Type[BaseException], int], ...] = (
+    (MissingDependencyError, 1),  # an optional package (msgpack, torch, onnx; a supported Ray) is missing
+    (CheckpointError, 1),  # the checkpoint (or pool) is missing, damaged, or does not fit
+    (OSError, 1),  # the file system: a path that cannot be read or written
+    (ValueError, 2),  # arguments that parse but do not fit together (e.g. one id taken twice)
+    (TypeError, 2),  # an argument of the wrong kind for the call it reaches
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -140,44 +150,54 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except SystemExit as e:  # argparse: 2 for usage errors, 0 for --help
         return int(e.code or 0)
     try:
-        if args.command == "inspect":
-            view = inspect(args.checkpoint, trusted=args.trusted)
-            print(json.dumps(view.to_dict(), indent=2) if args.json else format_view(view, args.tensors, args.full))
-        elif args.command == "extract":
-            out = extract_policy(args.checkpoint, args.policy, args.out, format=args.format, trusted=args.trusted)
-            print(out)
-        elif args.command == "diff":
-            result = diff_checkpoints(args.checkpoint_a, args.checkpoint_b, trusted=args.trusted)
-            print(json.dumps(result.to_dict(), indent=2) if args.json else format_diff(result))
-        elif args.command == "merge":
-            report = merge_checkpoints(args.base, args.take, args.out, trusted=args.trusted)
-            print(json.dumps(report.to_dict(), indent=2) if args.json else format_merge(report))
-        elif args.command == "migrate":
-            from .live.migration import migrate
+        return run(args)
+    except Exception as e:  # noqa: BLE001 -- the classes of EXIT_CODES are handled, the rest re-raised
+        code = next((code for cls, code in EXIT_CODES if isinstance(e, cls)), None)
+        if code is None:
+            raise
+        return fail(str(e), code)
 
-            report = migrate(args.checkpoint, args.out, args.policies, target=args.target, dry_run=args.dry_run,
-                             trusted=args.trusted)
-            print(json.dumps(report.to_dict(), indent=2) if args.json else format_migrate(report))
-            if args.dry_run and not all(p.supported for p in report.policies.values()):
-                return 1
-        elif args.command == "export":
-            from .act.onnx_export import export_onnx
 
-            print(export_onnx(args.checkpoint, args.out, args.policy, agent_id=args.agent, trusted=args.trusted))
-        elif args.command == "pool":
-            pool = PolicyPool(args.path, create=False)
-            entries = pool.entries()
-            if args.json:
-                print(json.dumps({"path": pool.path, "entries": [e.to_dict() for e in entries]}, indent=2))
-            else:
-                print(format_pool(pool.path, entries))
-    except (CheckpointError, OSError) as e:
-        message = " ".join(str(e).split("\n"))
-        print(f"{PROG}: error: {message}", file=sys.stderr)
-        return 1
-    except ValueError as e:  # arguments that parse but do not fit together (e.g. one id taken twice)
-        print(f"{PROG}: error: {e}", file=sys.stderr)
-        return 2
+def fail(why: str, code: int) -> int:
+    """Say ``rllib-ext: error: <why>`` in one line on stderr; return ``code``."""
+    print(f"{PROG}: error: {' '.join(why.splitlines())}", file=sys.stderr)
+    return code
+
+
+def run(args: argparse.Namespace) -> int:
+    """Make the one library call of ``args.command`` and print its result; the exit code."""
+    if args.command == "inspect":
+        view = inspect(args.checkpoint, trusted=args.trusted)
+        print(json.dumps(view.to_dict(), indent=2) if args.json else format_view(view, args.tensors, args.full))
+    elif args.command == "extract":
+        print(extract_policy(args.checkpoint, args.policy, args.out, format=args.format, trusted=args.trusted))
+    elif args.command == "diff":
+        result = diff_checkpoints(args.checkpoint_a, args.checkpoint_b, trusted=args.trusted)
+        print(json.dumps(result.to_dict(), indent=2) if args.json else format_diff(result))
+    elif args.command == "merge":
+        report = merge_checkpoints(args.base, args.take, args.out, trusted=args.trusted)
+        print(json.dumps(report.to_dict(), indent=2) if args.json else format_merge(report))
+    elif args.command == "migrate":
+        from .live.migration import migrate
+
+        report = migrate(args.checkpoint, args.out, args.policies, target=args.target, dry_run=args.dry_run,
+                         trusted=args.trusted)
+        print(json.dumps(report.to_dict(), indent=2) if args.json else format_migrate(report))
+        refused = {pid: p.reason for pid, p in report.policies.items() if not p.supported}
+        if args.dry_run and refused:
+            return fail(f"dry run: {len(refused)} of {len(report.policies)} policies cannot be migrated: "
+                        + "; ".join(why or f"policy {pid!r}" for pid, why in refused.items()), 1)
+    elif args.command == "export":
+        from .act.onnx_export import export_onnx
+
+        print(export_onnx(args.checkpoint, args.out, args.policy, agent_id=args.agent, trusted=args.trusted))
+    elif args.command == "pool":
+        pool = PolicyPool(args.path, create=False)
+        entries = pool.entries()
+        if args.json:
+            print(json.dumps({"path": pool.path, "entries": [e.to_dict() for e in entries]}, indent=2))
+        else:
+            print(format_pool(pool.path, entries))
     return 0
 
 

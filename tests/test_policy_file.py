@@ -144,3 +144,18 @@ def test_flipped_value_bit_is_caught_by_the_recorded_sha256(tmp_path):
     for read in (lambda: read_policy_dir(out), lambda: read_weights(out)):
         with pytest.raises(CheckpointFormatError, match=re.escape(f"{wfile}: contents do not match the sha256")):
             read()
+
+
+def test_training_state_with_a_stray_tensor_is_malformed_naming_it():
+    from rllib_ext.checkpoint.training_state import TrainingState
+
+    doc = {"stack": "new", "optimizers": {"default_optimizer": {"kind": "adam", "param_shapes": [[2]]}}}
+    with pytest.raises(CheckpointFormatError) as info:
+        TrainingState.from_json(doc, {"scalars/kl": np.zeros(1)}, "p/weights.safetensors")
+    assert str(info.value) == (
+        "p/weights.safetensors: training state is malformed (tensor 'scalars/kl' is no buffer of the optimizers "
+        "default_optimizer)"
+    )
+    with pytest.raises(CheckpointFormatError, match=re.escape("training state is malformed (KeyError: 'stack')")) as info:
+        TrainingState.from_json({"optimizers": {}}, {}, "p/weights.safetensors")
+    assert isinstance(info.value.__cause__, KeyError)  # the cause is kept

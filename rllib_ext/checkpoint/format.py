@@ -78,10 +78,10 @@ def parse_version(text: object, where: str) -> Tuple[int, int]:
     try:
         major, minor = str(text).split(".")[:2]
         return int(major), int(minor)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError) as e:
         raise CheckpointFormatError(
             f"{where}: checkpoint_version {text!r} is not of the form 'MAJOR.MINOR'"
-        ) from None
+        ) from e
 
 
 def detect(ckpt: CheckpointDir) -> Layout:

@@ -31,7 +31,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 
-from ..errors import CheckpointFormatError, MissingTrainingStateError, TrainingStateError
+from ..errors import CheckpointFormatError, MissingTrainingStateError, TrainingStateError, malformed
 from . import format as fmt
 from .codecs.safe_pickle import Placeholder
 from .lazy import LazyArray
@@ -130,22 +130,23 @@ class TrainingState:
         Raises:
             CheckpointFormatError: the entry and the tensors disagree.
         """
-        try:
+        with malformed(where, "training state is malformed", catch=(KeyError, TypeError, ValueError, AttributeError)):
             optims: "OrderedDict[str, OptimizerState]" = OrderedDict()
             for name, o in doc["optimizers"].items():
                 optims[name] = OptimizerState(str(o["kind"]), {}, [tuple(int(d) for d in s) for s in o["param_shapes"]],
                                               dict(o.get("hyperparameters") or {}))
             for key, arr in tensors.items():
                 kind, _, rest = key.partition("/")
-                if kind == "optimizer":
-                    name, idx, buf = rest.rsplit("/", 2)
-                    optims[name].buffers.setdefault(int(idx), OrderedDict())[buf] = arr
-                else:
-                    raise KeyError(key)
+                parts = rest.rsplit("/", 2)
+                if kind != "optimizer" or len(parts) != 3 or parts[0] not in optims or not parts[1].isdigit():
+                    raise CheckpointFormatError(
+                        f"{where}: training state is malformed (tensor {key!r} is no buffer of the optimizers "
+                        f"{', '.join(optims) or '(none)'})"
+                    )
+                name, idx, buf = parts
+                optims[name].buffers.setdefault(int(idx), OrderedDict())[buf] = arr
             return cls(str(doc["stack"]), optims, _float(doc.get("kl_coeff")), _float(doc.get("log_alpha")),
                        {str(k): int(v) for k, v in (doc.get("counters") or {}).items()}, doc.get("exploration"))
-        except (KeyError, TypeError, ValueError, AttributeError) as e:
-            raise CheckpointFormatError(f"{where}: training state is malformed ({type(e).__name__}: {e})") from e
 
 
 def _float(v: Any) -> Optional[float]:
@@ -318,7 +319,7 @@ def old_stack_state(state: Mapping[str, Any], where: str) -> TrainingState:
         try:
             out.exploration = plain_value(state["_exploration_state"])
         except TypeError as e:
-            raise MissingTrainingStateError(f"{where}: exploration state is not plain data ({e})") from None
+            raise MissingTrainingStateError(f"{where}: exploration state is not plain data ({e})") from e
     return out
 
 

@@ -45,8 +45,8 @@ def patch_worker_filter(data: bytes, where: str, label: str, policy_id: str, sta
     try:
         flt = payload["worker"]["filters"][policy_id]
         rs = flt.state["running_stats"].state
-    except (KeyError, TypeError, AttributeError):
-        raise CheckpointFormatError(f"{where}: no MeanStdFilter for {policy_id!r} under worker/filters") from None
+    except (KeyError, TypeError, AttributeError) as e:
+        raise CheckpointFormatError(f"{where}: no MeanStdFilter for {policy_id!r} under worker/filters") from e
     edits = [
         atom_edit(spans, rs["num_pushes"], int(stats.count), "num_pushes", where),
         array_edit(spans, rs["mean_array"], stats.mean, "mean_array", where),
