@@ -210,6 +210,8 @@ def build_checkpoint(path: str, stack: str, train_iters: int = 1, **kw) -> Dict[
 def assert_imports_no_framework(code: str, forbidden: Sequence[str] = FRAMEWORKS, extra: Sequence[str] = ()):
     """Run ``code`` in a fresh interpreter; fail if it left any ``forbidden``/``extra`` module imported.
 
+    A name matches a module and everything under it (``ray`` matches ``ray.rllib``).
+
     A fresh process because this one has imported them all already. PYTHONPATH puts this
     checkout first, so the package under test is imported, not an installed copy.
     Returns the finished process (its stdout and stderr), for callers that check more.
@@ -217,7 +219,7 @@ def assert_imports_no_framework(code: str, forbidden: Sequence[str] = FRAMEWORKS
     names = tuple(forbidden) + tuple(extra)
     check = (
         "\nimport json as _json, sys as _sys\n"
-        f"_bad = sorted(m for m in _sys.modules if m.split('.')[0] in {names!r})\n"
+        f"_bad = sorted(m for m in _sys.modules if any(m == n or m.startswith(n + '.') for n in {names!r}))\n"
         "print('imported modules: ' + _json.dumps(_bad), file=_sys.stderr)\n"
         "_sys.exit(3 if _bad else 0)\n"
     )
@@ -227,7 +229,7 @@ def assert_imports_no_framework(code: str, forbidden: Sequence[str] = FRAMEWORKS
     lines = [ln for ln in res.stderr.splitlines() if ln.startswith("imported modules: ")]
     if res.returncode == 3 and lines:
         bad = json.loads(lines[-1][len("imported modules: "):])
-        top = sorted({m.split(".")[0] for m in bad})
+        top = sorted({n for n in names for m in bad if m == n or m.startswith(n + ".")})
         raise AssertionError(
             f"the code imported {', '.join(top)} (forbidden: {', '.join(names)}); "
             f"modules: {', '.join(bad[:20])}{' ...' if len(bad) > 20 else ''}"
