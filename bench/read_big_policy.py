@@ -138,7 +138,7 @@ def output_checksum(method: str, scratch: str, env: Dict[str, str]) -> str:
     if method == "extract-npz":
         code = f"import numpy\nwith numpy.load({os.path.join(scratch, 'p.npz')!r}) as z:\n    report({{k: z[k] for k in z.files}})\n"
     else:
-        code = f"from rllib_ext.checkpoint import read_policy_dir\nreport(read_policy_dir({os.path.join(scratch, 'p')!r})[0])\n"
+        code = f"from rllib_ext.checkpoint import read_policy_dir\nreport(read_policy_dir({os.path.join(scratch, 'p')!r})[1])\n"
     return in_child(code, env)
 
 

@@ -239,11 +239,11 @@ def test_next_write_restores_destination_lost_between_renames(tmp_path):
     stale_tmp.mkdir()
     (stale_tmp / "weights.safetensors").write_bytes(b"half")
     assert sorted(atomic.clean_debris(str(dest))) == sorted([backup.name, stale_tmp.name])
-    np.testing.assert_array_equal(read_policy_dir(dest)[0]["w"], a["w"])
+    np.testing.assert_array_equal(read_policy_dir(dest)[1]["w"], a["w"])
     backup2 = tmp_path / f".p.tmp-{dead}-00000000"
     backup2.mkdir()
     pf.write_policy_dir(dest, "p", b, {"stack": "new"})
-    np.testing.assert_array_equal(read_policy_dir(dest)[0]["w"], b["w"])
+    np.testing.assert_array_equal(read_policy_dir(dest)[1]["w"], b["w"])
     assert _debris(dest) == []
 
 

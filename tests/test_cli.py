@@ -66,7 +66,7 @@ def test_cli_extract_writes_policy(stored, tmp_path, fmt):
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == str(out)
     if fmt == "safetensors":
-        got = read_policy_dir(out)[0]
+        got = read_policy_dir(out)[1]
     else:
         with np.load(out) as z:
             got = {k: z[k] for k in z.files}

@@ -21,7 +21,7 @@ from rllib_ext.errors import PolicyNotFoundError
 def test_extract_policy_matches_rllib_getters(stored, tmp_path, stack):
     path, expected = stored(stack)
     out = extract_policy(path, "policy_1", tmp_path / "p1")
-    weights, meta = read_policy_dir(out)
+    meta, weights = read_policy_dir(out)
     for name, want in expected["policy_1"].items():
         np.testing.assert_array_equal(weights[name], want, err_msg=name)
     assert list(weights) == list(expected["policy_1"])

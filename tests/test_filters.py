@@ -242,7 +242,7 @@ def test_policy_file_of_format_1_0_still_loads(tmp_path):
     doc["format_version"] = "1.0"
     del doc["observation_filter"]
     meta_file.write_text(json.dumps(doc))
-    weights, meta = read_policy_dir(out)
+    meta, weights = read_policy_dir(out)
     np.testing.assert_array_equal(weights["w"], np.ones(3, np.float32))
     assert read_filters(out).stats == {}
 

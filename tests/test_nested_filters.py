@@ -88,7 +88,7 @@ def test_merge_refuses_nested_statistics_unless_filters_false(nested, tmp_path):
 def test_extract_policy_needs_no_filter(nested, tmp_path):
     path, expected, _ = nested
     out = extract_policy(path, "policy_1", tmp_path / "p1")
-    weights, meta = read_policy_dir(out)
+    meta, weights = read_policy_dir(out)
     assert_weights_equal(weights, expected["policy_1"], "policy_1")
     assert meta.get("observation_filter") is None
 

@@ -24,7 +24,7 @@ def test_write_policy_dir_roundtrips_weights_and_meta(tmp_path):
     out = write_policy_dir(tmp_path / "pol", "attacker", want, {"stack": "old", "framework": "tf2"})
     assert out == str(tmp_path / "pol")
     assert sorted(os.listdir(out)) == ["policy.json", "weights.safetensors"]
-    got, meta = read_policy_dir(out)
+    meta, got = read_policy_dir(out)
     assert_weights_equal(got, want)
     assert (meta["format_version"], meta["policy_id"], meta["stack"], meta["framework"]) == ("1.1", "attacker", "old", "tf2")
     assert meta["tensors"]["pi.weight"] == {"shape": [3, 4], "dtype": "float32"}
@@ -38,7 +38,7 @@ def test_write_policy_dir_replaces_existing_policy_dir(tmp_path):
     second = OrderedDict(w=np.full(3, 2.0, np.float32))
     write_policy_dir(tmp_path / "pol", "p", second, {"stack": "new"})
     assert os.listdir(tmp_path) == ["pol"]  # no temp or backup sibling left
-    assert_weights_equal(read_policy_dir(tmp_path / "pol")[0], second)
+    assert_weights_equal(read_policy_dir(tmp_path / "pol")[1], second)
 
 
 def test_write_policy_dir_failure_keeps_old_dir(tmp_path, monkeypatch):
@@ -55,7 +55,7 @@ def test_write_policy_dir_failure_keeps_old_dir(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="No space left"):
         write_policy_dir(tmp_path / "pol", "p", OrderedDict(w=np.zeros(1)), {"stack": "new"})
     assert os.listdir(tmp_path) == ["pol"]
-    assert_weights_equal(read_policy_dir(tmp_path / "pol")[0], old)
+    assert_weights_equal(read_policy_dir(tmp_path / "pol")[1], old)
 
 
 def test_write_policy_dir_failed_swap_restores_old_dir(tmp_path, monkeypatch):
@@ -76,7 +76,7 @@ def test_write_policy_dir_failed_swap_restores_old_dir(tmp_path, monkeypatch):
         write_policy_dir(tmp_path / "pol", "p", OrderedDict(w=np.zeros(1)), {"stack": "new"})
     monkeypatch.undo()
     assert os.listdir(tmp_path) == ["pol"]
-    assert_weights_equal(read_policy_dir(tmp_path / "pol")[0], old)
+    assert_weights_equal(read_policy_dir(tmp_path / "pol")[1], old)
 
 
 def test_write_policy_dir_refuses_to_replace_foreign_dir(tmp_path):
@@ -127,7 +127,7 @@ def test_policy_file_imports_no_framework(tmp_path):
     assert_imports_no_framework(
         "from rllib_ext.checkpoint import inspect, read_weights\n"
         "from rllib_ext.checkpoint.policy_file import read_policy_dir\n"
-        f"assert list(read_policy_dir({out!r})[0]) == list(read_weights({out!r}))\n"
+        f"assert list(read_policy_dir({out!r})[1]) == list(read_weights({out!r}))\n"
         f"assert inspect({out!r}).policies['p'].num_params == 24\n",
         extra=("safetensors",),
     )

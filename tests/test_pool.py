@@ -63,7 +63,7 @@ def test_add_then_entries_get_and_read_the_snapshot(tmp_path):
     assert pool.get(second.id) == second
     # The entry's path is a single-policy directory: the reader takes it as it is.
     assert_weights_equal(read_weights(second.path), WEIGHTS, "snapshot")
-    assert read_policy_dir(second.path)[1]["policy_id"] == "main"
+    assert read_policy_dir(second.path)[0]["policy_id"] == "main"
     # A new PolicyPool on the same path (another process, later) sees the same entries.
     again = PolicyPool(str(tmp_path / "pool"))
     assert again.entries() == pool.entries() and len(again) == 2

@@ -174,7 +174,7 @@ def test_extract_big_policy_streams_same_numbers(tmp_path, fmt):
             got = OrderedDict((k, z[k]) for k in z.files)
         assert got["pi.weight"].flags.f_contiguous
     else:
-        got, meta = read_policy_dir(out)  # checks the sha256 computed while streaming
+        meta, got = read_policy_dir(out)  # checks the sha256 computed while streaming
         assert json.loads((out / "policy.json").read_text())["tensors"]["vf.big_endian"]["dtype"] == "int32"
     assert_weights_equal(got, w)
 

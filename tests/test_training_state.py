@@ -114,7 +114,7 @@ def test_tf_keras_optimizer_variables_are_read_in_safe_mode(monkeypatch):
     import types
 
     from rllib_ext.checkpoint.codecs.safe_pickle import loads
-    from rllib_ext.checkpoint.training_state import old_stack_state
+    from rllib_ext.checkpoint.training_state import training_state_of_policy_state
 
     for name in ("tf_keras", "tf_keras.src", "tf_keras.src.optimizers", "tf_keras.src.optimizers.optimizer", "tf_rv"):
         if name not in sys.modules:  # pickle imports a class's module by name
@@ -128,7 +128,7 @@ def test_tf_keras_optimizer_variables_are_read_in_safe_mode(monkeypatch):
     monkeypatch.setattr(var_mod, "ResourceVariable", ResourceVariable, raising=False)
     values = [np.int64(7), np.full((2, 3), 0.5, np.float32), np.ones(3, np.float32)]
     state = loads(pickle.dumps({"_optimizer_variables": CallableList(Var(v) for v in values)}))
-    ts = old_stack_state(state, "policy_state.pkl")
+    ts = training_state_of_policy_state(state, "policy_state.pkl")
     opt = ts.optimizers["0"]
     assert opt.kind == "keras" and opt.step == 7 and opt.param_shapes == [(), (2, 3), (3,)]
     assert all(np.array_equal(opt.buffers[i]["value"], v) for i, v in enumerate(values))
@@ -144,7 +144,7 @@ def test_policy_file_1_2_round_trips_training_state_and_1_1_still_reads(tmp_path
     ts = TrainingState("new", {"qf": _opt([(8, 4), (8,)], step=7), "alpha": _opt([(1,)], step=7)},
                        kl_coeff=None, log_alpha=-0.25)
     path = write_policy_dir(tmp_path / "p", "p0", sample_weights(), {"stack": "new"}, ts.to_json())
-    _, meta = read_policy_dir(path)
+    meta, _ = read_policy_dir(path)
     assert meta["format_version"] == "1.2" and meta["training_state"]["log_alpha"] == -0.25
     back = read_training_state(*open_checkpoint(path), None)
     assert back.to_json()[0]["optimizers"] == ts.to_json()[0]["optimizers"]
@@ -156,7 +156,7 @@ def test_policy_file_1_2_round_trips_training_state_and_1_1_still_reads(tmp_path
     assert inspect(path).policies["p0"].training_state == "Adam x2 (step 7); alpha 0.778801"
 
     plain = write_policy_dir(tmp_path / "w", "p0", sample_weights(), {"stack": "new"})
-    assert read_policy_dir(plain)[1]["format_version"] == "1.1"
+    assert read_policy_dir(plain)[0]["format_version"] == "1.1"
     assert inspect(plain).policies["p0"].training_state is None
     with pytest.raises(MissingTrainingStateError, match=re.escape(
         "single-policy file (format 1.1) holds weights only, no training state (optimizer state, KL coefficient, "

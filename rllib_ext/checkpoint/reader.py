@@ -74,7 +74,7 @@ def read_opened(
     ckpt: CheckpointDir, layout: fmt.Layout, policy_id: Optional[str] = None, *, trusted: bool = False
 ) -> Weights:
     """:func:`read_weights` on a checkpoint already opened (no second metadata read)."""
-    _, rel = locate(ckpt, layout, policy_id)
+    _, rel = resolve_policy(ckpt, layout, policy_id)
     if layout.kind is fmt.Kind.SINGLE_POLICY:  # checked against policy.json's digest and index
         from .policy_file import read_checked  # each format's module is imported when a file of it is read
 
@@ -83,7 +83,7 @@ def read_opened(
     return extract_weights(payload, layout, ckpt.child(rel))
 
 
-def locate(ckpt: CheckpointDir, layout: fmt.Layout, policy_id: Optional[str]) -> Tuple[Optional[str], str]:
+def resolve_policy(ckpt: CheckpointDir, layout: fmt.Layout, policy_id: Optional[str]) -> Tuple[Optional[str], str]:
     """Resolve ``policy_id`` to ``(policy_id, weights file relative to the root)``.
 
     For a checkpoint that *is* one policy, any ``policy_id`` names it (its directory

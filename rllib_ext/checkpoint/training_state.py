@@ -36,7 +36,7 @@ from . import format as fmt
 from .codecs.safe_pickle import Placeholder
 from .lazy import LazyArray
 from .optimizer_data import hyperparameters, infer_kind, plain_value, tf_variable_value
-from .policy_file import read_training_tensors
+from .policy_file import TrainingStateJson, read_training_tensors
 from .reader import decode_file, ids_in
 from .storage import CheckpointDir
 
@@ -109,7 +109,7 @@ class TrainingState:
             parts.append(f"timestep {self.counters['global_timestep']}")
         return "; ".join(parts) or "empty"
 
-    def to_json(self) -> Tuple[Dict[str, Any], "OrderedDict[str, np.ndarray]"]:
+    def to_json(self) -> Tuple[TrainingStateJson, "OrderedDict[str, np.ndarray]"]:
         """``(policy.json's training_state entry, tensors for training_state.safetensors)``."""
         tensors: "OrderedDict[str, np.ndarray]" = OrderedDict()
         optims = OrderedDict()
@@ -124,7 +124,7 @@ class TrainingState:
         return doc, tensors
 
     @classmethod
-    def from_json(cls, doc: Mapping[str, Any], tensors: Mapping[str, np.ndarray], where: str) -> "TrainingState":
+    def from_json(cls, doc: TrainingStateJson, tensors: Mapping[str, np.ndarray], where: str) -> "TrainingState":
         """Inverse of :meth:`to_json`.
 
         Raises:
@@ -280,10 +280,10 @@ def _old_stack(ckpt: CheckpointDir, layout: fmt.Layout, policy_id: Optional[str]
     missing = [k for k in ("_optimizer_variables", "global_timestep") if k not in state]
     if missing:
         raise MissingTrainingStateError(f"{where}: {ckpt.child(rel)} has no {', '.join(missing)}")
-    return old_stack_state(state, ckpt.child(rel))
+    return training_state_of_policy_state(state, ckpt.child(rel))
 
 
-def old_stack_state(state: Mapping[str, Any], where: str) -> TrainingState:
+def training_state_of_policy_state(state: Mapping[str, Any], where: str) -> TrainingState:
     """The training part of an old-stack ``Policy.get_state()`` (torch: optimizer state_dicts;
     tf2: the optimizer's variables in order, given as arrays)."""
     out = TrainingState("old")

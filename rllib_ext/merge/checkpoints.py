@@ -54,7 +54,7 @@ from ..checkpoint.storage import CheckpointDir
 from ..checkpoint.tensors import check_tensors, policy_label
 from ..checkpoint.views import PolicyView
 from ..errors import CheckpointError, ShapeMismatchError, not_found
-from .filters import AgentChoice, check_pair, new_stack_state, old_stack_state
+from .filters import AgentChoice, check_pair, patch_new_stack_filter, patch_old_stack_filter
 from .state_patch import patch_policy_state
 from .training import merge_training_state, plain_data
 
@@ -229,7 +229,7 @@ def _take(merging: _Merging, report: MergeReport, target: str, source: str, sour
         if merging.training_state or (src_layout.kind is fmt.Kind.ALGORITHM and src_ckpt.exists(LEARNER_STATE)):
             merging.optimizer_sources[target] = (src_ckpt, src_layout, resolved_id)
         if merging.base_filters is not None and src_filters is not None:
-            took = new_stack_state(base, merging.base_filters, src_filters, merging.files, label, target, merging.agents)
+            took = patch_new_stack_filter(base, merging.base_filters, src_filters, merging.files, label, target, merging.agents)
             if took:
                 report.filters[target] = took
     else:
@@ -239,7 +239,7 @@ def _take(merging: _Merging, report: MergeReport, target: str, source: str, sour
             check_pair(label, merging.base_filters.stats.get(target), stats, src_ckpt.uri)
         merging.files[base_rel] = patch_policy_state(base, base_rel, label, src_weights, stats)
         if stats is not None:
-            old_stack_state(base, merging.files, label, target, stats)
+            patch_old_stack_filter(base, merging.files, label, target, stats)
             report.filters[target] = stats.describe()
     return f"{src_ckpt.uri}:{resolved_id}"
 

@@ -49,14 +49,14 @@ def check_pair(label: str, base: Optional[FilterStats], source: Optional[FilterS
         )
 
 
-def old_stack_state(base: CheckpointDir, files: Dict[str, bytes], label: str, target: str, stats: FilterStats) -> None:
+def patch_old_stack_filter(base: CheckpointDir, files: Dict[str, bytes], label: str, target: str, stats: FilterStats) -> None:
     """Patch ``target``'s worker filter in ``algorithm_state.pkl`` (into ``files``, cumulatively)."""
     rel = "algorithm_state.pkl"
     data = files.get(rel) or base.read_bytes(rel)
     files[rel] = patch_worker_filter(data, base.child(rel), label, target, stats)
 
 
-def new_stack_state(
+def patch_new_stack_filter(
     base: CheckpointDir,
     base_filters: ObservationFilters,
     source_filters: ObservationFilters,

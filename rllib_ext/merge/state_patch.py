@@ -25,7 +25,7 @@ from ..checkpoint.codecs.pickle_patch import (
     apply_edits,
     array_edit,
     atom_edit,
-    locate,
+    decode_with_spans,
     rllib_ndarray_text,
 )
 from ..checkpoint.filters import FilterStats, connector_stats, stats_from_filter, sum_sq_key
@@ -41,7 +41,7 @@ def patch_worker_filter(data: bytes, where: str, label: str, policy_id: str, sta
     Raises:
         CheckpointFormatError: no such filter, or it is not stored as plain arrays and ints.
     """
-    payload, spans = locate(data, where)
+    payload, spans = decode_with_spans(data, where)
     try:
         flt = payload["worker"]["filters"][policy_id]
         rs = flt.state["running_stats"].state
@@ -105,7 +105,7 @@ def patch_policy_state(
     """
     data = ckpt.read_bytes(rel)
     where = ckpt.child(rel)
-    payload, spans = locate(data, where)
+    payload, spans = decode_with_spans(data, where)
     offsets = spans.offsets
     raw = payload.get("weights") if isinstance(payload, dict) else None
     if isinstance(raw, (list, tuple)):  # tf2: a list in variable order, named by position
