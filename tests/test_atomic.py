@@ -21,18 +21,15 @@ from __future__ import annotations
 import hashlib
 import os
 import random
-import signal
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 from typing import Dict, Optional
 
 import numpy as np
 import pytest
 
-from builders import ROOT
+from builders import ROOT, kill_at_a_mark
 
 from rllib_ext.checkpoint import atomic
 from rllib_ext.checkpoint import policy_file as pf
@@ -135,26 +132,8 @@ def _kill_loop(op: str, ckpt: str, tmp_path: Path, kills: int, fallback: bool = 
     for i in range(kills):
         start = want.index(_content(op, dest))  # the version the child starts from
         stop_at = rng.randint(1, 3) if pause_at else 0  # pause during the child's 1st, 2nd or 3rd write
-        child = subprocess.Popen([sys.executable, "-c", CHILD, ROOT, op, ckpt, str(dest), "1" if fallback else "0",
-                                  pause_at or "", str(stop_at)], stdout=subprocess.PIPE, text=True)
-        watchdog = threading.Timer(60, child.kill)  # a child that never pauses must not hang the test
-        watchdog.start()
-        assert child.stdout.readline().strip() == "ready"
-        finished = 0
-        if pause_at:
-            for _ in range(stop_at):  # read up to the stop_at-th mark: the child now waits there
-                line = child.stdout.readline().strip()
-                while line.isdigit():  # a write finished on the way
-                    finished += 1
-                    line = child.stdout.readline().strip()
-                assert line == pause_at, f"kill {i}: the child ended before pausing {pause_at} the renames"
-        else:
-            time.sleep(rng.uniform(0.0, 0.25))
-        child.send_signal(signal.SIGKILL)
-        child.wait()
-        watchdog.cancel()
-        finished += sum(line.isdigit() for line in child.stdout.read().split())
-        child.stdout.close()
+        argv = [sys.executable, "-c", CHILD, ROOT, op, ckpt, str(dest), "1" if fallback else "0", pause_at or "", str(stop_at)]
+        finished = kill_at_a_mark(argv, rng, pause_at, stop_at, f"kill {i}", delay=0.25)
         stats["kills"] += 1
         stats["writes finished by children"] += finished
         left = _debris(dest)

@@ -24,6 +24,8 @@ from rllib_ext.checkpoint.reader import decode_file
 from rllib_ext.cli import compact_space, format_view, main
 from rllib_ext.errors import MissingDependencyError, PolicyNotFoundError, ShapeMismatchError
 
+pytestmark = pytest.mark.ray_free  # never imports Ray: tests/test_ray_free.py checks it
+
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")
 F32_MAX = float(np.finfo(np.float32).max)
 

@@ -16,6 +16,8 @@ from rllib_ext.checkpoint.export import export_npz, export_torch_state_dict, ext
 from rllib_ext.checkpoint.policy_file import read_policy_dir
 from rllib_ext.errors import PolicyNotFoundError
 
+pytestmark = pytest.mark.ray_free  # never imports Ray: tests/test_ray_free.py checks it
+
 
 @pytest.mark.parametrize("stack", ["new", "old"])
 def test_extract_policy_matches_rllib_getters(stored, tmp_path, stack):

@@ -25,6 +25,7 @@ from builders import (
     live_weights,
     restart_remote_env_runner,
     runner_dist_inputs,
+    train_then_save,
     unclipped_connector,
 )
 
@@ -67,13 +68,8 @@ def source(ray_session, tmp_path_factory):
     def get(stack: str):
         if stack not in cache:
             path = str(tmp_path_factory.mktemp(f"filtered_{stack}"))
-            algo = filtered_config(stack, num_env_runners=1).build_algo()
-            try:
-                algo.train()
-                algo.save(path)
-                ref = {f"policy_{i}": dist_inputs(algo, f"policy_{i}", f"agent_{i}") for i in range(3)}
-            finally:
-                algo.stop()
+            ref = train_then_save(path, filtered_config(stack, num_env_runners=1),
+                                  lambda algo: {f"policy_{i}": dist_inputs(algo, f"policy_{i}", f"agent_{i}") for i in range(3)})
             cache[stack] = (path, ref)
         return cache[stack]
 

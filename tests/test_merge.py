@@ -12,12 +12,14 @@ import pytest
 
 from builders import (
     MODULES_DIR,
+    all_weights,
     assert_differs,
     assert_imports_no_framework,
     assert_weights_equal,
     env_runner_weights,
     live_weights,
     ppo_config,
+    train_then_save,
 )
 
 from rllib_ext import PolicyNotFoundError, ShapeMismatchError, read_weights
@@ -37,13 +39,7 @@ def seeded(ray_session, tmp_path_factory):
     def get(stack: str):
         if stack not in cache:
             path = str(tmp_path_factory.mktemp(f"seed7_{stack}"))
-            algo = ppo_config(stack).debugging(seed=7).build_algo()
-            try:
-                algo.train()
-                algo.save(path)
-                cache[stack] = (path, {pid: live_weights(algo, pid) for pid in sorted(algo.config.policies)})
-            finally:
-                algo.stop()
+            cache[stack] = (path, train_then_save(path, ppo_config(stack).debugging(seed=7), all_weights))
         return cache[stack]
 
     return get

@@ -26,6 +26,8 @@ from rllib_ext.checkpoint import extract_policy, inspect, read_filters, read_pol
 from rllib_ext.merge import merge_checkpoints
 from rllib_ext.cli import main
 
+pytestmark = pytest.mark.ray_free  # never imports Ray: tests/test_ray_free.py checks it
+
 # stack -> (fixture, the file holding the filter state, whose statistics are nested)
 NESTED = {
     "old": ("nested-old", "algorithm_state.pkl", "policy 'policy_1'"),

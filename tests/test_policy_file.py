@@ -18,6 +18,8 @@ from rllib_ext.checkpoint import atomic
 from rllib_ext.checkpoint.policy_file import read_policy_dir, write_policy_dir
 from rllib_ext.errors import CheckpointError, CheckpointFormatError
 
+pytestmark = pytest.mark.ray_free  # never imports Ray: tests/test_ray_free.py checks it
+
 
 def test_write_policy_dir_roundtrips_weights_and_meta(tmp_path):
     want = sample_weights()

@@ -12,17 +12,15 @@ import os
 import pickle
 import random
 import re
-import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from builders import ROOT, assert_imports_no_framework, assert_weights_equal
+from builders import ROOT, assert_imports_no_framework, assert_weights_equal, kill_at_a_mark
 
 import rllib_ext
 from rllib_ext import (
@@ -31,7 +29,7 @@ from rllib_ext import (
 from rllib_ext.checkpoint import read_policy_dir, read_weights, write_policy_dir
 from rllib_ext.cli import main as cli_main
 
-pytestmark = pytest.mark.all_cells  # cell-independent, Ray-free: the tf2 cell runs it too
+pytestmark = [pytest.mark.all_cells, pytest.mark.ray_free]  # cell-independent, Ray-free: the tf2 cell runs it too
 
 WEIGHTS = {"pi.weight": np.arange(12, dtype=np.float32).reshape(3, 4) / 7, "pi.bias": np.ones(3, np.float32)}
 
@@ -297,26 +295,8 @@ def test_sigkill_during_add_leaves_a_readable_pool_with_the_old_or_new_entry(tmp
     stats = {"kills": 0, "adds finished by children": 0, "kills that left an unnamed snapshot": 0}
     for i in range(KILLS):
         stop_at = rng.randint(1, 3)
-        child = subprocess.Popen([sys.executable, "-c", CHILD, ROOT, str(path), src, pause_at or "", str(stop_at)],
-                                 stdout=subprocess.PIPE, text=True)
-        watchdog = threading.Timer(60, child.kill)
-        watchdog.start()
-        assert child.stdout.readline().strip() == "ready"
-        finished = 0
-        if pause_at:
-            for _ in range(stop_at):
-                line = child.stdout.readline().strip()
-                while line.isdigit():
-                    finished += 1
-                    line = child.stdout.readline().strip()
-                assert line == pause_at, f"kill {i}: the child ended before pausing at {pause_at}"
-        else:
-            time.sleep(rng.uniform(0.0, 0.3))
-        child.send_signal(signal.SIGKILL)
-        child.wait()
-        watchdog.cancel()
-        finished += sum(line.isdigit() for line in child.stdout.read().split())
-        child.stdout.close()
+        argv = [sys.executable, "-c", CHILD, ROOT, str(path), src, pause_at or "", str(stop_at)]
+        finished = kill_at_a_mark(argv, rng, pause_at, stop_at, f"kill {i}", delay=0.3)
 
         entries = PolicyPool(path, writer="w").entries()  # a readable pool, whatever the moment of the kill
         assert len(entries) in (have + finished, have + finished + 1), f"kill {i}: {len(entries)} entries"

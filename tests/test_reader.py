@@ -16,6 +16,8 @@ from builders import assert_imports_no_framework, assert_weights_equal
 from rllib_ext import PolicyNotFoundError, read_weights, policy_ids
 from rllib_ext.errors import NotACheckpointError
 
+pytestmark = pytest.mark.ray_free  # never imports Ray: tests/test_ray_free.py checks it
+
 
 @pytest.mark.parametrize("stack", ["new", "old"])
 def test_read_weights_matches_rllib_getters(stored, stack):

@@ -18,6 +18,8 @@ from rllib_ext.checkpoint.policy_file import write_policy_dir
 from rllib_ext.checkpoint.codecs.safetensors import decode_safetensors
 from rllib_ext.errors import CheckpointFormatError
 
+pytestmark = pytest.mark.ray_free  # never imports Ray: tests/test_ray_free.py checks it
+
 
 def test_safetensors_files_interoperate_with_reference_library(tmp_path):
     from safetensors.numpy import load_file, save_file

@@ -24,6 +24,8 @@ from rllib_ext.checkpoint import extract_policy, read_policy_dir
 from rllib_ext.checkpoint.lazy import LAZY_MIN
 from rllib_ext.checkpoint.storage import FileSource
 
+pytestmark = pytest.mark.ray_free  # never imports Ray: tests/test_ray_free.py checks it
+
 
 def big_weights() -> "OrderedDict[str, np.ndarray]":
     rng = np.random.default_rng(0)

@@ -14,7 +14,7 @@ import re
 import numpy as np
 import pytest
 
-from builders import fixed_batch, framework_for_cell, one_update, ray_release, train_config
+from builders import fixed_batch, framework_for_cell, gap, one_update, ray_release, train_config
 
 from rllib_ext.checkpoint.training_state import OptimizerState, TrainingState, check_training_state
 from rllib_ext.errors import MissingTrainingStateError, TrainingStateError
@@ -47,12 +47,6 @@ def trained(name: str, stack: str, iters: int = 2, **kw):
 def flat(scalars) -> dict:
     """``{(module, name): value}`` of algorithm_scalars() (pytest.approx takes flat dicts)."""
     return {(m, k): v for m, entry in scalars.items() for k, v in entry.items()}
-
-
-def gap(a, b) -> float:
-    assert sorted(a) == sorted(b)
-    return max(float(np.max(np.abs(np.asarray(a[k], np.float64) - np.asarray(b[k], np.float64)))) if a[k].size else 0.0
-               for k in a)
 
 
 # ---------------------------------------------------------------- Ray-free: the data and its checks
