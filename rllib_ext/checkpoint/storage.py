@@ -20,7 +20,7 @@ import os
 import stat
 from typing import Any, BinaryIO, List
 
-from ..errors import CheckpointFormatError, NotACheckpointError, os_problem, unreadable
+from ..errors import CheckpointFormatError, NotACheckpointError, malformed, os_problem, unreadable
 
 
 def resolve_path(path: "str | os.PathLike[str]") -> str:
@@ -115,10 +115,8 @@ class CheckpointDir:
 
     def read_json(self, rel: str) -> Any:
         data = self.read_bytes(rel)
-        try:
+        with malformed(self.child(rel), "not valid JSON", catch=(UnicodeDecodeError, json.JSONDecodeError)):
             return json.loads(data.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise CheckpointFormatError(f"{self.child(rel)}: not valid JSON ({e})") from e
 
     def child(self, rel: str) -> str:
         """Absolute path/URI of a file below the root, for messages."""

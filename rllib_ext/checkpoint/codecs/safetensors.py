@@ -18,7 +18,7 @@ from typing import Any, BinaryIO, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 
-from ...errors import CheckpointFormatError, unreadable
+from ...errors import CheckpointFormatError, malformed, unreadable
 from ..lazy import LazyArray
 from ..tensors import Weights
 
@@ -92,10 +92,8 @@ def parse_header(data: bytes, where: str) -> Tuple[Dict[str, Any], int]:
     (n,) = struct.unpack("<Q", data[:8])
     if n > MAX_HEADER or 8 + n > len(data):
         raise CheckpointFormatError(f"{where}: safetensors header size {n} does not fit a {len(data)}-byte file")
-    try:
+    with malformed(where, "safetensors header is not valid JSON", catch=(UnicodeDecodeError, json.JSONDecodeError)):
         header = json.loads(data[8 : 8 + n].decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CheckpointFormatError(f"{where}: safetensors header is not valid JSON ({e})") from e
     if not isinstance(header, dict):
         raise CheckpointFormatError(f"{where}: safetensors header is not a JSON object")
     return header, 8 + n
