@@ -35,7 +35,8 @@ from .checkpoint.export import EXTRACT_FORMATS, extract_policy
 from .checkpoint.inspection import inspect
 from .checkpoint.views import CheckpointView, SpaceView
 from .errors import CheckpointError, MissingDependencyError
-from .merge.checkpoints import MergeReport, merge_checkpoints
+from .merge.checkpoints import merge_checkpoints
+from .merge.report import MergeReport
 from .pool.index import PoolEntry
 from .pool.policy_pool import PolicyPool
 

@@ -43,7 +43,7 @@ from .codecs.safetensors import decode_safetensors, read_header, tensor_entries,
 from .lazy import LazyArray
 from .storage import CheckpointDir
 from .tensors import Weights
-from .views import CheckpointView, PolicyView, SpaceView, recurrent_of
+from .views import CheckpointView, FilterStatsJson, PolicyView, SpaceJson, SpaceView, TensorJson, recurrent_of
 
 FORMAT_VERSION = "1.1"
 TRAINING_FORMAT_VERSION = "1.2"  # with a training state
@@ -81,14 +81,14 @@ class PolicyMeta(TypedDict, total=False):
 
     stack: str  # 'new' or 'old'
     framework: Optional[str]
-    observation_space: Union[SpaceView, Dict[str, Any], None]  # SpaceView.to_dict() in the file
-    action_space: Union[SpaceView, Dict[str, Any], None]
+    observation_space: Union[SpaceView, SpaceJson, None]  # SpaceView.to_dict() in the file
+    action_space: Union[SpaceView, SpaceJson, None]
     model_config: Optional[Dict[str, Any]]
     algorithm_class: Optional[str]
     policy_class: Optional[str]
     ray_version: Optional[str]
     source: Optional[str]
-    observation_filter: Optional[Dict[str, Any]]  # FilterStats.to_dict()
+    observation_filter: Optional[FilterStatsJson]
 
 
 class PolicyJson(PolicyMeta, total=False):
@@ -96,7 +96,7 @@ class PolicyJson(PolicyMeta, total=False):
 
     format_version: str
     policy_id: str
-    tensors: Dict[str, Dict[str, Any]]  # {name: {"shape": [...], "dtype": "float32"}}, in getter order
+    tensors: Dict[str, TensorJson]  # in getter order
     weights_sha256: str
     training_state: TrainingStateJson
 

@@ -14,7 +14,7 @@ from typing import Any
 # Public name -> the module (of this package) that defines it. rllib_ext/__init__ serves
 # these too, from this one table.
 PUBLIC = {
-    "MergeReport": "checkpoints",
+    "MergeReport": "report",
     "merge_checkpoints": "checkpoints",
 }
 
