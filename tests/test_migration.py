@@ -19,7 +19,7 @@ import pytest
 
 from builders import (
     ROOT, assert_imports_no_framework, assert_weights_equal, framework_for_cell, live_weights, max_diffs,
-    new_outputs, old_outputs, ppo_config, tolerance,
+    new_outputs, old_outputs, ppo_config, tolerance, train_then_save,
 )
 
 from rllib_ext import PPOPartialConfig
@@ -43,14 +43,9 @@ def old_run(ray_session, tmp_path_factory):
             cfg = ppo_config("old", obs_dims=(4, 4), hiddens=HIDDENS).training(
                 model={"vf_share_layers": share, **model}
             )
-            algo = cfg.build_algo()
-            try:
-                algo.train()
-                algo.save(path)
-                obs = np.random.default_rng(0).uniform(-1, 1, (N_OBS, 4)).astype(np.float32)
-                outputs = {pid: old_outputs(algo.get_policy(pid), obs) for pid in ("policy_0", "policy_1")}
-            finally:
-                algo.stop()
+            obs = np.random.default_rng(0).uniform(-1, 1, (N_OBS, 4)).astype(np.float32)
+            outputs = train_then_save(path, cfg, lambda algo: {
+                pid: old_outputs(algo.get_policy(pid), obs) for pid in ("policy_0", "policy_1")})
             cache[key] = (path, obs, outputs)
         return cache[key]
 

@@ -14,6 +14,7 @@ import random
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -30,7 +31,7 @@ from rllib_ext import (
 from rllib_ext.checkpoint import read_policy_dir, read_weights
 from rllib_ext.cli import main as cli_main
 
-pytestmark = pytest.mark.all_cells  # cell-independent, Ray-free: the tf2 cell runs it too
+pytestmark = [pytest.mark.all_cells, pytest.mark.ray_free]  # cell-independent, Ray-free: the tf2 cell runs it too
 
 # ---------------------------------------------------------------- entries
 def test_add_then_entries_get_and_read_the_snapshot(tmp_path):
@@ -49,7 +50,7 @@ def test_add_then_entries_get_and_read_the_snapshot(tmp_path):
     assert pool.get(second.id) == second
     # The entry's path is a single-policy directory: the reader takes it as it is.
     assert_weights_equal(read_weights(second.path), WEIGHTS, "snapshot")
-    assert read_policy_dir(second.path)[1]["policy_id"] == "main"
+    assert read_policy_dir(second.path)[0]["policy_id"] == "main"
     # A new PolicyPool on the same path (another process, later) sees the same entries.
     again = PolicyPool(str(tmp_path / "pool"))
     assert again.entries() == pool.entries() and len(again) == 2

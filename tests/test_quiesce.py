@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from builders import assert_differs, async_config, env_runner_weights, live_weights
+from builders import assert_differs, async_config, env_runner_weights, gap, live_weights
 
 from rllib_ext.live import quiesce
 
@@ -184,16 +184,12 @@ def main_weights(weights):
     return {n: v for n, v in weights.items() if not n.startswith("_old_")}
 
 
-def gap(got, want) -> float:
-    return max(float(np.max(np.abs(got[n] - want[n]))) for n in want if n in got)
-
-
 def train_until_moved(algo, want, label: str, tries: int = 20) -> None:
     """Train until policy_0 left ``want``: on a loaded machine an async learner may apply
     nothing during one or two short train() calls (seen in CI with both xdist workers busy)."""
     for _ in range(tries):
         algo.train()
-        if gap(main_weights(live_weights(algo, "policy_0")), want) > 0:
+        if gap(main_weights(live_weights(algo, "policy_0")), want, common=True) > 0:
             return
     assert_differs(live_weights(algo, "policy_0"), want, f"{label}: policy_0 trained ({tries} train() calls)")
 
@@ -221,8 +217,8 @@ def test_restore_into_running_async_learner_is_exact_and_stays_frozen(ray_sessio
             stages.append(("after two frozen train() calls", live_weights(algo, "policy_0")))
             stages.append(("on the remote env runner then", env_runner_weights(algo, "policy_0")))
             for stage, w in stages:
-                print(f"{algo_name} round {r}, {stage}: max|diff| {gap(w, want):.3g}")  # pytest -s shows each
-            inexact += [f"round {r}, {stage}: max|diff| {gap(w, want):.3g}" for stage, w in stages if gap(w, want) > 0]
+                print(f"{algo_name} round {r}, {stage}: max|diff| {gap(w, want, common=True):.3g}")  # pytest -s shows each
+            inexact += [f"round {r}, {stage}: max|diff| {d:.3g}" for stage, w in stages if (d := gap(w, want, common=True)) > 0]
 
             everyone = sorted(algo.config.policies)  # thaw: policy_0 trains again for the next round
             algo.learner_group.foreach_learner(lambda l, _p=everyone: l.config.multi_agent(policies_to_train=_p))

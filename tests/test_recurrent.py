@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from builders import STACKS, gap, ppo_config
+from builders import STACKS, gap, ppo_config, train_then_save
 
 import rllib_ext
 from rllib_ext import PPOPartial, PPOPartialConfig
@@ -80,13 +80,7 @@ def source(ray_session, tmp_path_factory):
     def get(stack: str):
         if stack not in cache:
             path = str(tmp_path_factory.mktemp(f"lstm_{stack}"))
-            algo = lstm_config(stack).build_algo()
-            try:
-                algo.train()
-                algo.save(path)
-                ref = step_dist_inputs(*algo_stepper(algo, "policy_1"))
-            finally:
-                algo.stop()
+            ref = train_then_save(path, lstm_config(stack), lambda algo: step_dist_inputs(*algo_stepper(algo, "policy_1")))
             cache[stack] = (path, ref)
         return cache[stack]
 

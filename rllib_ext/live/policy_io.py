@@ -243,7 +243,7 @@ def build_policy(path: "str | os.PathLike[str]", *, trusted: bool = False) -> Lo
             spec cannot be rebuilt.
     """
     path = resolve_path(path)
-    weights, meta = read_policy_dir(path)
+    meta, weights = read_policy_dir(path)
     obs = _stored_space(meta, "observation_space", path)
     act = _stored_space(meta, "action_space", path)
     stack = backend_named(meta["stack"])
@@ -283,7 +283,7 @@ def add_or_replace(
     built from the stored spaces), then its weights are restored the same way.
     """
     path = resolve_path(path)
-    _, meta = read_policy_dir(path)
+    meta, _ = read_policy_dir(path)
     stored_id = _stored_id(meta, path)
     target = policy_id or stored_id
     added = False

@@ -30,7 +30,7 @@ from ..checkpoint.training_state import (
     OptimizerState,
     TrainingState,
     check_training_state,
-    old_stack_state,
+    training_state_of_policy_state,
     read_training_state,
 )
 from ..errors import TrainingStateError
@@ -126,11 +126,11 @@ def policy_training_state(policy: Any) -> TrainingState:
         _build_keras_optimizer(policy)
     state = policy.get_state()
     if policy.framework == "torch":
-        ts = old_stack_state({k: v for k, v in state.items() if k != "_optimizer_variables"}, "the algorithm")
+        ts = training_state_of_policy_state({k: v for k, v in state.items() if k != "_optimizer_variables"}, "the algorithm")
         for i, opt in enumerate(getattr(policy, "_optimizers", None) or []):
             ts.optimizers[str(i)] = _torch_optimizer(opt)
         return ts
-    return old_stack_state(state, "the algorithm")
+    return training_state_of_policy_state(state, "the algorithm")
 
 
 def _build_keras_optimizer(policy: Any) -> None:

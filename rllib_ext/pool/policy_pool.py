@@ -125,7 +125,7 @@ class PolicyPool:
             The new entry.
         """
         src = CheckpointDir(policy_dir)
-        _, meta = read_policy_dir(policy_dir)  # refuses what is not a whole, valid policy
+        meta, _ = read_policy_dir(policy_dir)  # refuses what is not a whole, valid policy
         files = {META_FILE: src.read_bytes(META_FILE), WEIGHTS_FILE: src.read_bytes(WEIGHTS_FILE)}
         policy = str(meta.get("policy_id") if policy is None else policy)
         for name, value in (("iteration", iteration), ("env_steps", env_steps)):
