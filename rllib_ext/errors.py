@@ -69,6 +69,10 @@ class UnsupportedFilterError(CheckpointError, ValueError):
     """Observation-filter statistics of a kind rllib_ext does not carry (nested: Dict/Tuple spaces)."""
 
 
+class LearnerBusyError(CheckpointError, TimeoutError):
+    """An asynchronous learner (APPO, IMPALA) did not finish its update in flight in time; nothing was set."""
+
+
 class UnsafePickleError(CheckpointError):
     """Safe mode met an object it will not build; pass trusted=True to allow it."""
 

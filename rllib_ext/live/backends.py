@@ -48,6 +48,7 @@ from .bridge import (
     policy_action,
 )
 from .compat import single_action_obs
+from .ray_internals import is_multi_module, old_stack_counters, raise_weights_seq_no
 from .filter_state import (
     agent_filter_of,
     agents_of,
@@ -97,7 +98,7 @@ class NewStackBackend(Backend):
             full, inf = ray.get(_ref)
             # A single-agent runner (e.g. the RLlink server) holds one RLModule, not a
             # MultiRLModule: it is the default module.
-            modules = er.module if hasattr(er.module, "_rl_modules") else {DEFAULT_MODULE_ID: er.module}
+            modules = er.module if is_multi_module(er.module) else {DEFAULT_MODULE_ID: er.module}
             state = {
                 mid: (inf if modules[mid].inference_only else full)[mid]
                 for mid in full
@@ -106,7 +107,7 @@ class NewStackBackend(Backend):
             # No WEIGHTS_SEQ_NO in the state: env runners apply it unconditionally.
             er.set_state({"rl_module": state})
             if _version is not None:  # older learner states (in flight, cached) are now refused,
-                er._weights_seq_no = max(getattr(er, "_weights_seq_no", 0), _version)  # new samples: "after"
+                raise_weights_seq_no(er, _version)  # new samples: "after"
 
         self.on_every_env_runner(_set)
 
@@ -287,7 +288,7 @@ class OldStackBackend(Backend):
     def env_steps(self) -> int:
         from ray.rllib.utils.metrics import NUM_ENV_STEPS_SAMPLED
 
-        return int(self.algo._counters[NUM_ENV_STEPS_SAMPLED])  # what RLlib reports as timesteps_total
+        return int(old_stack_counters(self.algo)[NUM_ENV_STEPS_SAMPLED])  # what RLlib reports as timesteps_total
 
     def set_trainable(self, value: Any) -> None:
         if value is not None and not callable(value):
@@ -355,14 +356,14 @@ class OldStackBackend(Backend):
 
     @staticmethod
     def default_class(algo_cls: type, framework: str) -> Optional[type]:
-        return algo_cls.get_default_policy_class(OldStackBackend._old(algo_cls.get_default_config()).framework(framework))
+        return algo_cls.get_default_policy_class(_old_stack(algo_cls.get_default_config()).framework(framework))
 
     @staticmethod
     def build(cls: type, obs_space: Any, act_space: Any, meta: Mapping[str, Any], weights: Weights,
               defaults: Callable[[], Any]) -> Any:
         """``defaults()``: the stored algorithm's default config; the stored model config on top."""
         config = (
-            OldStackBackend._old(defaults())
+            _old_stack(defaults())
             .framework(meta.get("framework") or "torch")
             .training(model={k: v for k, v in (meta.get("model_config") or {}).items() if v is not None})
         )
@@ -372,9 +373,10 @@ class OldStackBackend(Backend):
     def model_action(model: Any, obs: Any, explore: bool, state: Optional[State]) -> Any:
         return policy_action(model.compute_single_action, initial_state(model) is not None, obs, explore, state)
 
-    @staticmethod
-    def _old(config: Any) -> Any:
-        return config.api_stack(enable_rl_module_and_learner=False, enable_env_runner_and_connector_v2=False)
+
+
+def _old_stack(config: Any) -> Any:
+    return config.api_stack(enable_rl_module_and_learner=False, enable_env_runner_and_connector_v2=False)
 
 
 def backend_class(config: Any) -> Type[Backend]:

@@ -17,6 +17,7 @@ import numpy as np
 from ..checkpoint.tensors import Weights, positional
 from ..checkpoint.views import SpaceView
 from ..errors import CheckpointError
+from .ray_internals import config_module_spec
 
 State = Union[Dict[str, Any], List[np.ndarray]]  # a recurrent policy's state (maybe nested), no batch dimension
 
@@ -148,7 +149,7 @@ def build_policy_object(cls: type, obs_space: Any, act_space: Any, config: Dict[
 
 def keep_module_specs(config: Any, ids: Any) -> None:
     """New stack: drop the module specs a config was given for ids outside ``ids``."""
-    spec = config._rl_module_spec
+    spec = config_module_spec(config)
     if spec is not None and hasattr(spec, "rl_module_specs") and isinstance(spec.rl_module_specs, dict):
         spec.rl_module_specs = {k: v for k, v in spec.rl_module_specs.items() if k in ids}
 

@@ -23,6 +23,7 @@ from ..checkpoint.filters import (
 )
 from ..errors import CheckpointError
 from .compat import running_stat
+from .ray_internals import env_to_module_pipeline
 
 CONNECTOR_CLASS = "MeanStdFilter"
 
@@ -150,7 +151,7 @@ def _on_every_runner(algo: Any, updates: Mapping[str, FilterStats], fn: Callable
 
 def _connector(er: Any) -> Any:
     """The MeanStdFilter connector of an env runner's env-to-module pipeline, if any."""
-    pipeline = getattr(er, "_env_to_module", None)
+    pipeline = env_to_module_pipeline(er)
     for conn in getattr(pipeline, "connectors", None) or []:
         if type(conn).__name__ == CONNECTOR_CLASS:
             return conn

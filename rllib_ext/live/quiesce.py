@@ -27,10 +27,20 @@ a per-learner hold nor a per-learner data filter keeps (the backend refuses, unc
 from __future__ import annotations
 
 import inspect
-import sys
 import threading
-import time
 from typing import Any, Callable, Dict, Optional, Sequence
+
+from ..errors import LearnerBusyError
+from .ray_internals import (
+    bump_weights_seq_no,
+    drop_cached_learner_state,
+    learner_thread,
+    raise_weights_seq_no,
+    set_thread_update,
+    thread_update,
+    wait_until_out_of,
+    weights_seq_no,
+)
 
 SETTLE_TIMEOUT_S = 120.0  # an update that never ends (a stuck learner): fail, do not hang
 _ATTR = "_rllib_ext_gate"
@@ -96,15 +106,15 @@ def _sampled_before(module_batch: Any, version: int) -> bool:
 
 def _gate(learner: Any) -> Optional[Gate]:
     """The learner's gate, put around its update thread on first use; None: no thread."""
-    thread = getattr(learner, "_learner_thread", None)
+    thread = learner_thread(learner)
     if thread is None or not thread.is_alive():
         return None  # a synchronous learner (PPO, ...), or a thread that already died
     gate = getattr(learner, _ATTR, None)
-    if gate is not None and thread._update_method is gate:
+    if gate is not None and thread_update(thread) is gate:
         return gate
-    original = thread._update_method
+    original = thread_update(thread)
     gate = Gate(original)
-    thread._update_method = gate  # read on every step: the next update goes through the gate
+    set_thread_update(thread, gate)  # read on every step: the next update goes through the gate
     setattr(learner, _ATTR, gate)
     _wait_for_ungated_update(thread, original)
     return gate
@@ -115,19 +125,8 @@ def _wait_for_ungated_update(thread: threading.Thread, original: Callable[..., A
     code = getattr(inspect.unwrap(original), "__code__", None)
     if code is None:
         return
-    while True:
-        frame = sys._current_frames().get(thread.ident)  # documented CPython introspection
-        busy = False
-        while frame is not None:
-            if frame.f_code is Gate.__call__.__code__:
-                break  # inside the gate: counted, settle() waits for it
-            if frame.f_code is code:
-                busy = True
-                break
-            frame = frame.f_back
-        if not busy:
-            return
-        time.sleep(0.001)
+    # Inside the gate, an update is counted: settle() waits for it.
+    wait_until_out_of(thread, code, Gate.__call__.__code__, SETTLE_TIMEOUT_S)
 
 
 def hold(learner: Any) -> Optional[int]:
@@ -137,7 +136,7 @@ def hold(learner: Any) -> Optional[int]:
         return None
     with gate.cond:
         gate.limit = gate.started
-    return int(learner._weights_seq_no)
+    return weights_seq_no(learner)
 
 
 def settle(learner: Any, timeout: float = SETTLE_TIMEOUT_S) -> Optional[int]:
@@ -147,7 +146,8 @@ def settle(learner: Any, timeout: float = SETTLE_TIMEOUT_S) -> Optional[int]:
         TimeoutError: an update still runs after ``timeout`` seconds.
     """
     gate = getattr(learner, _ATTR, None)
-    if gate is None or not learner._learner_thread.is_alive():
+    thread = learner_thread(learner)
+    if gate is None or thread is None or not thread.is_alive():
         return None
     with gate.cond:
         if not gate.cond.wait_for(lambda: gate.finished == gate.started, timeout):
@@ -155,8 +155,7 @@ def settle(learner: Any, timeout: float = SETTLE_TIMEOUT_S) -> Optional[int]:
                 f"the learner thread did not finish its update within {timeout:.0f} s "
                 f"({gate.finished} of {gate.started} finished)"
             )
-    learner._weights_seq_no += 1  # the restore is a new weights version
-    return learner._weights_seq_no
+    return bump_weights_seq_no(learner)  # the restore is a new weights version
 
 
 def resume(learner: Any, restored: Sequence[str] = (), version: Optional[int] = None) -> None:
@@ -171,18 +170,8 @@ def resume(learner: Any, restored: Sequence[str] = (), version: Optional[int] = 
     with gate.cond:
         if restored and version is not None:
             gate.marks = {**gate.marks, **{mid: version for mid in restored}}
-            learner._weights_seq_no = max(learner._weights_seq_no, version)
-            _drop_cached_state(learner)
+            raise_weights_seq_no(learner, version)
+            drop_cached_learner_state(learner)
         gate.limit = None
         gate.cond.notify_all()
 
-
-def _drop_cached_state(learner: Any) -> None:
-    lock = getattr(learner, "_learner_state_lock", None)
-    queue = getattr(learner, "_learner_state_queue", None)
-    if lock is None or queue is None:
-        return
-    with lock:
-        learner._learner_state = None
-        while not queue.empty():
-            queue.get_nowait()

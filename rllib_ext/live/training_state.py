@@ -34,6 +34,7 @@ from ..checkpoint.training_state import (
     read_training_state,
 )
 from ..errors import TrainingStateError
+from .ray_internals import keras_optimizer, keras_optimizer_built, torch_optimizers
 
 
 def _numpy(value: Any) -> np.ndarray:
@@ -127,7 +128,7 @@ def policy_training_state(policy: Any) -> TrainingState:
     state = policy.get_state()
     if policy.framework == "torch":
         ts = old_stack_state({k: v for k, v in state.items() if k != "_optimizer_variables"}, "the algorithm")
-        for i, opt in enumerate(getattr(policy, "_optimizers", None) or []):
+        for i, opt in enumerate(torch_optimizers(policy)):
             ts.optimizers[str(i)] = _torch_optimizer(opt)
         return ts
     return old_stack_state(state, "the algorithm")
@@ -141,8 +142,8 @@ def _build_keras_optimizer(policy: Any) -> None:
     variable and silently drops the rest (it zips the lists). Zero moments at iteration 0
     are what that first update starts from, so building them changes no behaviour.
     """
-    opt = getattr(policy, "_optimizer", None)
-    if opt is None or getattr(opt, "_built", False) or not hasattr(opt, "build"):
+    opt = keras_optimizer(policy)
+    if opt is None or keras_optimizer_built(opt) or not hasattr(opt, "build"):
         return
     variables = policy.model.trainable_variables  # RLlib's order (_compute_gradients_helper)
     opt.build(list(variables() if callable(variables) else variables))
@@ -151,12 +152,12 @@ def _build_keras_optimizer(policy: Any) -> None:
 def set_policy_training_state(policy: Any, ts: TrainingState) -> None:
     """Set what :func:`policy_training_state` reads, without touching weights, connectors or config."""
     if policy.framework == "torch":
-        for i, opt in enumerate(getattr(policy, "_optimizers", None) or []):
+        for i, opt in enumerate(torch_optimizers(policy)):
             _load_torch_optimizer(opt, ts.optimizers[str(i)])
     elif ts.optimizers:
         _build_keras_optimizer(policy)
         values = [b["value"] for _, b in sorted(ts.optimizers["0"].buffers.items())]
-        variables = list(policy._optimizer.variables())
+        variables = list(keras_optimizer(policy).variables())
         if len(variables) != len(values):  # checked by plan_training; never assign a prefix
             raise TrainingStateError(f"tf2 optimizer has {len(variables)} variables, the state {len(values)}")
         for var, value in zip(variables, values):
