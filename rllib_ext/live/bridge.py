@@ -16,7 +16,7 @@ import numpy as np
 
 from ..checkpoint.tensors import Weights, positional
 from ..checkpoint.views import SpaceView
-from ..errors import CheckpointError
+from ..errors import CheckpointError, RecurrentStateError
 from .ray_internals import config_module_spec
 
 State = Union[Dict[str, Any], List[np.ndarray]]  # a recurrent policy's state (maybe nested), no batch dimension
@@ -67,8 +67,8 @@ def module_action(module: Any, obs: Any, explore: bool = False, state: Optional[
     returns ``(action, next_state)``; others return the action.
 
     Raises:
-        ValueError: ``state`` given for a stateless module, or missing for a stateful one
-            (the message continues "policy 'x' ...": callers prefix the id).
+        RecurrentStateError: ``state`` given for a stateless module, or missing for a
+            stateful one (the message continues "policy 'x' ...": callers prefix the id).
     """
     import torch
     import tree  # dm-tree, an RLlib dependency: states nest (actor/critic encoders)
@@ -97,7 +97,7 @@ def policy_action(compute: Callable[..., Any], recurrent: bool, obs: Any, explor
     with ``full_fetch=True``: both return ``(action, state_out, info)``).
 
     A recurrent policy needs ``state`` and returns ``(action, next_state)``; others return
-    the action. Raises ValueError as :func:`module_action` does.
+    the action. Raises RecurrentStateError as :func:`module_action` does.
     """
     check_state(recurrent, state)
     if not recurrent:
@@ -107,9 +107,13 @@ def policy_action(compute: Callable[..., Any], recurrent: bool, obs: Any, explor
 
 
 def check_state(recurrent: bool, state: Optional[State]) -> None:
-    """``state`` goes with a recurrent policy and only with one (callers prefix the id)."""
+    """``state`` goes with a recurrent policy and only with one (callers prefix the id).
+
+    Raises:
+        RecurrentStateError: it does not (a ``ValueError`` too).
+    """
     if recurrent != (state is not None):
-        raise ValueError(
+        raise RecurrentStateError(
             "is recurrent: pass state= (start from initial_state()) and get (action, next_state) back"
             if recurrent else "is not recurrent: it takes no state="
         )

@@ -1,9 +1,11 @@
 """The Ray releases the live features support, and every difference between them.
 
 The rest of the package never asks which Ray is installed: it calls the functions here.
-:func:`require_supported_ray` runs when :mod:`rllib_ext.live` is first imported, so a
-live feature on a Ray outside :data:`SUPPORTED` refuses in one line instead of failing
-deep inside RLlib. The Ray-free reader and the CLI do not import this package.
+:func:`require_supported_ray` is called where a live feature is first used (the
+``...Partial`` names and configs, :func:`~rllib_ext.live.restore.restore_policies`,
+``build_policy``, ``migrate``), not as a side effect of an import, so a live feature on a
+Ray outside :data:`SUPPORTED` refuses in one line instead of failing deep inside RLlib.
+The Ray-free reader and the CLI do not need Ray.
 
 Supported: Ray 2.45 to 2.60. CI runs the live tests of both stacks on 2.45.0 (tox cell
 ``torch-ray245``) and on 2.60.0 (the other cells). Between the two, RLlib changed:

@@ -27,7 +27,7 @@ from ..checkpoint.codecs.safe_pickle import loads
 from ..checkpoint.inspection import policy_spaces
 from ..checkpoint.reader import ids_in, open_checkpoint
 from ..checkpoint.storage import CheckpointDir, resolve_path
-from ..errors import CheckpointError
+from ..errors import CheckpointError, RecurrentStateError
 from .backends import backend_class, backend_for
 from .bridge import State, to_gym_space
 from .restore import restore_opened
@@ -159,11 +159,15 @@ def act(
 
     A recurrent policy takes ``state`` (start from :func:`initial_state`) and returns
     ``(action, next_state)``; carry ``next_state`` into the next step of the episode.
+
+    Raises:
+        RecurrentStateError: ``state`` given to a policy without recurrent state, or
+            missing for a recurrent one (a ``ValueError`` too).
     """
     try:
         return backend_for(algo).act(policy_id, obs, explore, state, agent_id)
-    except ValueError as e:
-        raise ValueError(f"policy {policy_id!r} {e}") from None
+    except RecurrentStateError as e:
+        raise RecurrentStateError(f"policy {policy_id!r} {e}") from e
 
 
 def initial_state(algo: Any, policy_id: str) -> Optional[State]:

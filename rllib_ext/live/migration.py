@@ -31,6 +31,7 @@ from ..convert.families import TARGET_CLASS, TARGET_MODULES, source_algorithm, s
 from ..convert.mapping import NameMapping, convert_policy
 from ..errors import CheckpointError, MigrationError, not_found
 from .bridge import effective_model_config, to_gym_space
+from .compat import require_supported_ray
 
 NOT_CARRIED = ("optimizer state", "exploration state and timesteps", "the algorithm config (set it on the new stack)")
 
@@ -118,6 +119,7 @@ def migrate(
         PolicyNotFoundError, MigrationError, CheckpointError: nothing was written (with
         ``dry_run``, unsupported policies are reported instead).
     """
+    require_supported_ray()
     ckpt, layout, path, ids = _source_policies(checkpoint, policies, target)
     if out is None and not dry_run:
         raise ValueError("out is None: name the new directory (only dry_run=True takes none)")

@@ -25,10 +25,18 @@ from ..checkpoint.spaces import space_from_object
 from ..checkpoint.storage import resolve_path
 from ..checkpoint.upload import is_remote, upload_dir
 from ..checkpoint.views import SpaceView
-from ..errors import CheckpointError, CheckpointFormatError, PolicyClassError, UnsafePickleError, not_found
+from ..errors import (
+    CheckpointError,
+    CheckpointFormatError,
+    PolicyClassError,
+    RecurrentStateError,
+    UnsafePickleError,
+    not_found,
+)
 from .backend_base import Backend
 from .backends import backend_for, backend_named
 from .bridge import State, initial_state, to_gym_space
+from .compat import require_supported_ray
 from .restore import PartialRestoreReport, restore_policies
 
 # Classes build_policy may import by the name stored in policy.json without trusted=True.
@@ -212,13 +220,17 @@ class LoadedPolicy:
 
         A recurrent policy takes ``state`` (start from :meth:`initial_state`) and returns
         ``(action, next_state)``.
+
+        Raises:
+            RecurrentStateError: ``state`` given to a policy without recurrent state, or
+                missing for a recurrent one (a ``ValueError`` too).
         """
         if self.observation_filter is not None:
             obs = self.observation_filter.apply(obs)
         try:
             return self._stack.model_action(self.model, obs, explore, state)
-        except ValueError as e:
-            raise ValueError(f"policy {self.policy_id!r} {e}") from None
+        except RecurrentStateError as e:
+            raise RecurrentStateError(f"policy {self.policy_id!r} {e}") from e
 
     def initial_state(self) -> Optional[State]:
         """The recurrent state to start an episode with (None for a policy without state)."""
@@ -242,6 +254,7 @@ def build_policy(path: "str | os.PathLike[str]", *, trusted: bool = False) -> Lo
         CheckpointError: the directory is not a single-policy checkpoint, or the stored
             spec cannot be rebuilt.
     """
+    require_supported_ray()
     path = resolve_path(path)
     weights, meta = read_policy_dir(path)
     obs = _stored_space(meta, "observation_space", path)

@@ -40,8 +40,9 @@ from ..checkpoint.storage import CheckpointDir, resolve_path
 from ..checkpoint.tensors import Weights, check_tensors, policy_label
 from ..convert.families import source_algorithm
 from ..convert.mapping import NameMapping, convert_policy
-from ..errors import MigrationError, ShapeMismatchError, not_found
+from ..errors import InvalidArgumentError, MigrationError, ShapeMismatchError, not_found
 from .backends import Backend, backend_for
+from .compat import require_supported_ray
 from .filters import plan_filters
 from .training_state import plan_training
 
@@ -90,19 +91,24 @@ class PartialRestoreReport:
 
 
 def normalize_selection(policies: PolicySelection) -> Dict[str, str]:
-    """``["a"]`` or ``{"a": "hero"}`` -> ``{source id: target id}``."""
+    """``["a"]`` or ``{"a": "hero"}`` -> ``{source id: target id}``.
+
+    Raises:
+        InvalidArgumentError: a string, no id, or two sources onto one target (a
+            ``ValueError``; for the string also a ``TypeError``, as before).
+    """
     if isinstance(policies, str):
-        raise TypeError(f"policies must be a list or a dict of ids, not the string {policies!r}")
+        raise InvalidArgumentError(f"policies must be a list or a dict of ids, not the string {policies!r}")
     if isinstance(policies, Mapping):
         mapping = {str(s): str(t) for s, t in policies.items()}
     else:
         mapping = {str(p): str(p) for p in policies}
     if not mapping:
-        raise ValueError("policies is empty: name at least one policy to restore")
+        raise InvalidArgumentError("policies is empty: name at least one policy to restore")
     targets = list(mapping.values())
     dupes = sorted({t for t in targets if targets.count(t) > 1})
     if dupes:
-        raise ValueError(f"several checkpoint policies map to the same target id(s): {', '.join(dupes)}")
+        raise InvalidArgumentError(f"several checkpoint policies map to the same target id(s): {', '.join(dupes)}")
     return mapping
 
 
@@ -134,13 +140,17 @@ def plan(
         (for rollback) and a report (without timing).
 
     Raises:
-        PolicyNotFoundError, ShapeMismatchError, CheckpointError: before any change.
+        PolicyNotFoundError: a source id not in the checkpoint, or a target not in ``algo``.
+        ShapeMismatchError: a tensor's name or shape does not fit (``MigrationError`` when
+            converting).
+        InvalidArgumentError: ``mapping`` given where nothing is converted.
+        CheckpointError: the checkpoint cannot be read (any subclass); raised before any change.
     """
     path = ckpt.uri
     available = ids_in(ckpt, layout)
     convert = backend.converts_from(layout.stack, path)
     if mapping is not None and not convert:
-        raise ValueError(
+        raise InvalidArgumentError(
             "mapping= converts old-stack checkpoints for new-stack algorithms; "
             f"here both are on the {layout.stack.value} API stack"
         )
@@ -165,7 +175,7 @@ def plan(
         try:
             ready[tgt] = check_tensors(label, source, current[tgt])
         except ShapeMismatchError as e:  # name the checkpoint too: which file did not fit
-            raise type(e)(f"{e} (checkpoint {path})") from None
+            raise type(e)(f"{e} (checkpoint {path})") from e
     report = PartialRestoreReport(
         checkpoint=path,
         restored=dict(selection),
@@ -253,8 +263,22 @@ def restore_policies(
             see :mod:`rllib_ext.live.training_state`. Default: weights and filters only.
 
     Raises:
-        CheckpointError and subclasses: nothing in ``algo`` has changed.
+        InvalidArgumentError: ``policies`` is a string, empty, or maps two ids onto one
+            (also a ``ValueError``/``TypeError``).
+        PolicyNotFoundError: an id is not in the checkpoint, or a target not in ``algo``.
+        ShapeMismatchError: tensors do not fit (``MigrationError``: no conversion fits).
+        UnsupportedFilterError: filter statistics of a kind not carried (nested spaces).
+        MissingTrainingStateError: ``training_state=True`` and the source lacks some.
+        TrainingStateError: a source's training state does not fit the target.
+        LearnerBusyError: an asynchronous learner (APPO, IMPALA) did not finish its
+            update in time (also a ``TimeoutError``).
+        UnsupportedRayError: the installed Ray is outside the supported releases.
+        CheckpointError: the checkpoint is missing or malformed (any other subclass).
+
+        Nothing in ``algo`` has changed when one is raised. An error of RLlib itself while
+        setting the weights is raised as it is, after every target was put back.
     """
+    require_supported_ray()
     t0 = time.perf_counter()
     ckpt, layout = open_checkpoint(resolve_path(checkpoint))
     report = restore_opened(
