@@ -35,7 +35,7 @@ from ..checkpoint.tensors import Weights, by_position, positional
 from ..checkpoint.training_state import TrainingState
 from ..errors import CheckpointError, not_found
 from . import quiesce
-from . import training_state as ts
+from . import carry_training as ts
 from .backend_base import Backend
 from .bridge import (
     State,

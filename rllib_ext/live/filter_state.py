@@ -5,7 +5,7 @@ The two API stacks keep them in different places: the old stack has one RLlib
 ``MeanStdFilter`` connector of each env runner's env-to-module pipeline, with statistics
 per **agent**. This module reads and writes both as
 :class:`~rllib_ext.checkpoint.filters.FilterStats`; :class:`rllib_ext.live.backends.Backend`
-picks the pair for its stack, and :mod:`rllib_ext.live.filters` holds the rule for carrying
+picks the pair for its stack, and :mod:`rllib_ext.live.carry_filters` holds the rule for carrying
 statistics with a policy. Ray is imported inside the functions that ship data to workers.
 """
 

@@ -20,9 +20,9 @@ from ..convert.mapping import NameMapping
 from ..errors import not_found
 from . import lightweight as _lw
 from . import policy_io, snapshot
-from .filters import ask_source_agents
+from .carry_filters import ask_source_agents
 from .restore import PartialRestoreReport, PolicySelection, normalize_selection, restore_policies
-from .training_state import algorithm_scalars, set_algorithm_scalars
+from .carry_training import algorithm_scalars, set_algorithm_scalars
 
 logger = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ If apply, sync or freeze fails, every target's weights, filter statistics and
 The path is resolved once, the checkpoint opened once, and one backend
 (:mod:`rllib_ext.live.backends`) asked once for the algorithm's ids. Observation-filter
 statistics travel with the weights (validated in the plan, set with them, rolled back
-with them); the rule is in :mod:`rllib_ext.live.filters`.
+with them); the rule is in :mod:`rllib_ext.live.carry_filters`.
 
 Direction: a selection is ``{source id in the checkpoint: target id in the algorithm}``
 (a list means the same id on both sides), and :attr:`PartialRestoreReport.restored`
@@ -43,8 +43,8 @@ from ..convert.mapping import NameMapping, convert_policy
 from ..errors import InvalidArgumentError, MigrationError, ShapeMismatchError, not_found
 from .backends import Backend, backend_for
 from .compat import require_supported_ray
-from .filters import plan_filters
-from .training_state import plan_training
+from .carry_filters import plan_filters
+from .carry_training import plan_training
 
 PolicySelection = Union[Sequence[str], Mapping[str, str]]
 
@@ -255,12 +255,12 @@ def restore_policies(
             or a callable ``old weights -> new weights``, for models the built-in
             table does not cover (custom models).
         filters: carry the observation-filter statistics with the weights (see
-            :mod:`rllib_ext.live.filters`); False restores the weights alone.
+            :mod:`rllib_ext.live.carry_filters`); False restores the weights alone.
         agents: new-stack checkpoints: ``{target agent: source agent}`` whose filter
             statistics to carry, where the source's mapping function cannot be read.
         training_state: also carry what the learner built up for each policy (optimizer
             state, KL coefficient, SAC's alpha; old stack: counters, exploration state),
-            see :mod:`rllib_ext.live.training_state`. Default: weights and filters only.
+            see :mod:`rllib_ext.live.carry_training`. Default: weights and filters only.
 
     Raises:
         InvalidArgumentError: ``policies`` is a string, empty, or maps two ids onto one
