@@ -69,7 +69,7 @@ ORDER = [
     "pool.store", "pool.index", "pool.rules", "pool.policy_pool", "pool",
     "convert.lstm", "convert.vision", "convert.families", "convert.mapping", "convert",
     "act.nets", "act.numpy_policy", "act.onnx_export", "act",
-    "live.compat", "live.ray_internals", "live.quiesce", "live.bridge", "live.filter_state", "live.carry_training", "live.backend_base", "live.backends", "live.carry_filters",
+    "live.rllib_types", "live.compat", "live.ray_internals", "live.quiesce", "live.bridge", "live.filter_state", "live.carry_training", "live.backend_base", "live.backends", "live.carry_filters",
     "live.restore", "live.policy_io", "live.lightweight", "live.snapshot", "live.migration",
     "live.matchmaking", "live.league_play", "live.league", "live.league_mixins",
     "live.tune", "live.partial", "live",

@@ -25,7 +25,6 @@ from typing import (
     Mapping,
     Optional,
     Sequence,
-    Tuple,
     Type,
 )
 
@@ -49,6 +48,7 @@ from .bridge import (
 )
 from .compat import single_action_obs
 from .ray_internals import is_multi_module, old_stack_counters, raise_weights_seq_no
+from .rllib_types import Algorithm, AlgorithmConfig, Model, PoliciesToTrain, Space, SpacePair
 from .filter_state import (
     agent_filter_of,
     agents_of,
@@ -169,10 +169,10 @@ class NewStackBackend(Backend):
 
         return {mid: effective_model_config(mc) for mid, mc in self._learner_results(_get)[0].items()}
 
-    def trainable(self) -> Any:
+    def trainable(self) -> PoliciesToTrain:
         return self._learner_results(lambda learner: learner.config.policies_to_train)[0]
 
-    def set_trainable(self, value: Any) -> None:
+    def set_trainable(self, value: PoliciesToTrain) -> None:
         def _set(learner: Any, _value: Any = value) -> None:
             learner.config.multi_agent(policies_to_train=_value)
 
@@ -181,13 +181,13 @@ class NewStackBackend(Backend):
     def converts_from(self, checkpoint_stack: Stack, path: str) -> bool:
         return checkpoint_stack is Stack.OLD
 
-    def policy(self, policy_id: str) -> Any:
+    def policy(self, policy_id: str) -> Optional[Model]:
         return self.algo.get_module(policy_id)
 
     def model_config(self, policy_id: str) -> Any:
         return self.policy(policy_id).model_config
 
-    def add(self, policy_id: str, cls: type, obs_space: Any, act_space: Any, model_config: Any) -> None:
+    def add(self, policy_id: str, cls: type, obs_space: Space, act_space: Space, model_config: Any) -> None:
         from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
         spec = RLModuleSpec(module_class=cls, observation_space=obs_space, action_space=act_space,
@@ -217,12 +217,12 @@ class NewStackBackend(Backend):
         return agent_filter_of(self.algo, self.live_filters(), policy_id, agent_id)
 
     @staticmethod
-    def zero_resources(config: Any) -> None:
+    def zero_resources(config: AlgorithmConfig) -> None:
         config.learners(num_learners=0, num_cpus_per_learner=0, num_gpus_per_learner=0)
         config.env_runners(create_local_env_runner=True)
 
     @staticmethod
-    def only_policies(config: Any, spaces: Mapping[str, Tuple[Any, Any]], mapping_fn: Callable[..., Any]) -> None:
+    def only_policies(config: AlgorithmConfig, spaces: Mapping[str, SpacePair], mapping_fn: Callable[..., Any]) -> None:
         config.multi_agent(policies=set(spaces), policy_mapping_fn=mapping_fn, policies_to_train=[])
         keep_module_specs(config, spaces)
 
@@ -237,8 +237,8 @@ class NewStackBackend(Backend):
         return algo_cls.get_default_config().framework(framework).get_default_rl_module_spec().module_class
 
     @staticmethod
-    def build(cls: type, obs_space: Any, act_space: Any, meta: Mapping[str, Any], weights: Weights,
-              defaults: Callable[[], Any]) -> Any:
+    def build(cls: type, obs_space: Space, act_space: Space, meta: Mapping[str, Any], weights: Weights,
+              defaults: Callable[[], AlgorithmConfig]) -> Model:
         return build_module(cls, obs_space, act_space, meta.get("model_config") or {}, weights)
 
     model_action = staticmethod(module_action)
@@ -282,7 +282,7 @@ class OldStackBackend(Backend):
 
         self.on_every_env_runner(_set)
 
-    def trainable(self) -> Any:
+    def trainable(self) -> PoliciesToTrain:
         return self.algo.env_runner.is_policy_to_train
 
     def env_steps(self) -> int:
@@ -290,7 +290,7 @@ class OldStackBackend(Backend):
 
         return int(old_stack_counters(self.algo)[NUM_ENV_STEPS_SAMPLED])  # what RLlib reports as timesteps_total
 
-    def set_trainable(self, value: Any) -> None:
+    def set_trainable(self, value: PoliciesToTrain) -> None:
         if value is not None and not callable(value):
             value = list(value)
 
@@ -310,13 +310,13 @@ class OldStackBackend(Backend):
             )
         return False
 
-    def policy(self, policy_id: str) -> Any:
+    def policy(self, policy_id: str) -> Optional[Model]:
         return self.algo.get_policy(policy_id)
 
     def model_config(self, policy_id: str) -> Any:
         return self.policy(policy_id).config.get("model", {})
 
-    def add(self, policy_id: str, cls: type, obs_space: Any, act_space: Any, model_config: Any) -> None:
+    def add(self, policy_id: str, cls: type, obs_space: Space, act_space: Space, model_config: Any) -> None:
         self.algo.add_policy(policy_id, cls, observation_space=obs_space, action_space=act_space)
 
     def remove(self, policy_id: str) -> None:
@@ -335,11 +335,11 @@ class OldStackBackend(Backend):
         set_worker_filters(self.algo, updates)
 
     @staticmethod
-    def zero_resources(config: Any) -> None:
+    def zero_resources(config: AlgorithmConfig) -> None:
         config.resources(num_gpus=0)
 
     @staticmethod
-    def only_policies(config: Any, spaces: Mapping[str, Tuple[Any, Any]], mapping_fn: Callable[..., Any]) -> None:
+    def only_policies(config: AlgorithmConfig, spaces: Mapping[str, SpacePair], mapping_fn: Callable[..., Any]) -> None:
         from ray.rllib.policy.policy import PolicySpec
 
         config.multi_agent(
@@ -359,8 +359,8 @@ class OldStackBackend(Backend):
         return algo_cls.get_default_policy_class(_old_stack(algo_cls.get_default_config()).framework(framework))
 
     @staticmethod
-    def build(cls: type, obs_space: Any, act_space: Any, meta: Mapping[str, Any], weights: Weights,
-              defaults: Callable[[], Any]) -> Any:
+    def build(cls: type, obs_space: Space, act_space: Space, meta: Mapping[str, Any], weights: Weights,
+              defaults: Callable[[], AlgorithmConfig]) -> Model:
         """``defaults()``: the stored algorithm's default config; the stored model config on top."""
         config = (
             _old_stack(defaults())
@@ -370,7 +370,7 @@ class OldStackBackend(Backend):
         return build_policy_object(cls, obs_space, act_space, config.to_dict(), weights)
 
     @staticmethod
-    def model_action(model: Any, obs: Any, explore: bool, state: Optional[State]) -> Any:
+    def model_action(model: Model, obs: Any, explore: bool, state: Optional[State]) -> Any:
         return policy_action(model.compute_single_action, initial_state(model) is not None, obs, explore, state)
 
 
@@ -379,7 +379,7 @@ def _old_stack(config: Any) -> Any:
     return config.api_stack(enable_rl_module_and_learner=False, enable_env_runner_and_connector_v2=False)
 
 
-def backend_class(config: Any) -> Type[Backend]:
+def backend_class(config: AlgorithmConfig) -> Type[Backend]:
     """The Backend class of an AlgorithmConfig's API stack (nothing built yet)."""
     return NewStackBackend if config.enable_rl_module_and_learner else OldStackBackend
 
@@ -389,7 +389,7 @@ def backend_named(stack: str) -> Type[Backend]:
     return OldStackBackend if stack == OldStackBackend.stack else NewStackBackend
 
 
-def backend_for(algo: Any) -> Backend:
+def backend_for(algo: Algorithm) -> Backend:
     """The backend for ``algo``'s API stack."""
     return backend_class(algo.config)(algo)
 

@@ -40,6 +40,8 @@ import numpy as np
 
 from ..errors import MissingDependencyError, UnsupportedRayError
 
+from .rllib_types import Algorithm
+
 # The ``rllib`` extra of setup.py says the same (tests/test_compat.py checks both agree).
 LOWEST = (2, 45)  # inclusive
 BELOW = (2, 61)  # exclusive
@@ -159,7 +161,7 @@ def _installed_at_least(release: Tuple[int, int]) -> bool:
     return version_tuple(installed_ray() or "0")[:2] >= release
 
 
-def single_action_obs(algo: Any, policy_id: str, obs: Any) -> Any:
+def single_action_obs(algo: Algorithm, policy_id: str, obs: Any) -> Any:
     """What to hand the old stack's ``Algorithm.compute_single_action`` for raw ``obs``.
 
     From Ray 2.57 (ray#64088) it applies the policy's observation filter itself: ``obs``

@@ -38,6 +38,7 @@ from .backends import backend_for, backend_named
 from .bridge import State, initial_state, to_gym_space
 from .compat import require_supported_ray
 from .restore import PartialRestoreReport, restore_policies
+from .rllib_types import Algorithm, AlgorithmConfig, Model
 
 # Classes build_policy may import by the name stored in policy.json without trusted=True.
 _SAFE_CLASS_PREFIX = "ray.rllib."
@@ -79,7 +80,7 @@ def _jsonable(value: Any) -> Any:
 
 
 def save_policy(
-    algo: Any, policy_id: str, path: "str | os.PathLike[str]", *, agent_id: Optional[str] = None,
+    algo: Algorithm, policy_id: str, path: "str | os.PathLike[str]", *, agent_id: Optional[str] = None,
     training_state: bool = False,
 ) -> str:
     """Write ``policy_id`` of the live ``algo`` as a single-policy directory, atomically.
@@ -206,7 +207,7 @@ class LoadedPolicy:
         policy_id: str,
         meta: Dict[str, Any],
         weights: Dict[str, np.ndarray],
-        model: Any,
+        model: Model,
         observation_filter: Optional[FilterStats] = None,
     ):
         self.policy_id, self.meta, self.weights, self.model = policy_id, meta, weights, model
@@ -266,7 +267,7 @@ def build_policy(path: "str | os.PathLike[str]", *, trusted: bool = False) -> Lo
     return LoadedPolicy(_stored_id(meta, path), meta, weights, model, next(iter(found.values()), None))
 
 
-def _algorithm_defaults(meta: Mapping[str, Any]) -> Any:
+def _algorithm_defaults(meta: Mapping[str, Any]) -> AlgorithmConfig:
     """The stored algorithm's default config (an old-stack Policy is built from it)."""
     from ray.rllib.algorithms.registry import ALGORITHMS
 
@@ -281,7 +282,7 @@ def _algorithm_defaults(meta: Mapping[str, Any]) -> Any:
 
 
 def add_or_replace(
-    algo: Any,
+    algo: Algorithm,
     path: "str | os.PathLike[str]",
     policy_id: Optional[str] = None,
     *,

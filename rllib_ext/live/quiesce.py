@@ -48,6 +48,7 @@ from .ray_internals import (
     wait_until_out_of,
     weights_seq_no,
 )
+from .rllib_types import Learner, MultiAgentBatch
 
 SETTLE_TIMEOUT_S = 120.0  # an update that never ends (a stuck learner): fail, do not hang
 _ATTR = "_rllib_ext_gate"
@@ -83,7 +84,7 @@ class Gate:
                 self.cond.notify_all()
 
 
-def fresh_part(batch: Any, marks: Dict[str, int]) -> Any:
+def fresh_part(batch: MultiAgentBatch, marks: Dict[str, int]) -> Optional[MultiAgentBatch]:
     """``batch`` without the restored modules' data sampled before their restore.
 
     Returns ``batch`` itself when nothing is stale, None when nothing is left. A module's
@@ -112,7 +113,7 @@ def _sampled_before(module_batch: Any, version: int) -> bool:
     return len(seq) > 0 and int(seq.min()) < version
 
 
-def _gate(learner: Any) -> Optional[Gate]:
+def _gate(learner: Learner) -> Optional[Gate]:
     """The learner's gate, put around its update thread on first use; None: no thread."""
     thread = learner_thread(learner)
     if thread is None or not thread.is_alive():
@@ -145,7 +146,7 @@ def _name(learner: Any) -> str:
     return f"learner {type(learner).__name__}"
 
 
-def hold(learner: Any, timeout: float = SETTLE_TIMEOUT_S) -> Optional[int]:
+def hold(learner: Learner, timeout: float = SETTLE_TIMEOUT_S) -> Optional[int]:
     """Let no new update start; the learner's weights version (None: nothing to hold).
 
     Where Ray has the learner's update lock (patch 0004), this takes it, in the calling
@@ -172,7 +173,7 @@ def hold(learner: Any, timeout: float = SETTLE_TIMEOUT_S) -> Optional[int]:
     return weights_seq_no(learner)
 
 
-def settle(learner: Any, timeout: float = SETTLE_TIMEOUT_S) -> Optional[int]:
+def settle(learner: Learner, timeout: float = SETTLE_TIMEOUT_S) -> Optional[int]:
     """Wait until no update is in flight, after :func:`hold`; the new weights version.
 
     Raises:
@@ -191,7 +192,7 @@ def settle(learner: Any, timeout: float = SETTLE_TIMEOUT_S) -> Optional[int]:
     return bump_weights_seq_no(learner)  # the restore is a new weights version
 
 
-def resume(learner: Any, restored: Sequence[str] = (), version: Optional[int] = None) -> None:
+def resume(learner: Learner, restored: Sequence[str] = (), version: Optional[int] = None) -> None:
     """Mark ``restored`` (their weights are in) at ``version``, then let the thread run again.
 
     The learner's cached state for env runners predates the restore: dropped, so the next

@@ -16,15 +16,10 @@ import sys
 import threading
 import time
 from types import CodeType
-from typing import Any, Callable, Dict, List, Optional, Protocol
+from typing import Any, Callable, Dict, List, Optional
 
 from ..errors import LearnerBusyError
-
-
-class Learner(Protocol):
-    """What :mod:`.quiesce` needs of an RLlib ``Learner`` (public part; the rest is below)."""
-
-    module: Any
+from .rllib_types import Algorithm, AlgorithmConfig, Learner, Policy
 
 
 # ------------------------------------------------------------ env runners, modules, configs
@@ -60,12 +55,12 @@ def bump_weights_seq_no(obj: Any) -> int:
     return int(obj._weights_seq_no)
 
 
-def old_stack_counters(algo: Any) -> Dict[str, Any]:
+def old_stack_counters(algo: Algorithm) -> Dict[str, Any]:
     """An old-stack algorithm's ``Algorithm._counters`` (2.45, 2.60): its lifetime step counts."""
     return algo._counters
 
 
-def config_module_spec(config: Any) -> Any:
+def config_module_spec(config: AlgorithmConfig) -> Any:
     """``AlgorithmConfig._rl_module_spec`` (2.45, 2.60): the spec given to ``.rl_module()``.
 
     Its public ``get_multi_rl_module_spec()`` would build a spec from the spaces; the one
@@ -80,7 +75,7 @@ def env_to_module_pipeline(env_runner: Any) -> Any:
     return getattr(env_runner, "_env_to_module", None)
 
 
-def config_extra(config: Any, name: str) -> Any:
+def config_extra(config: AlgorithmConfig, name: str) -> Any:
     """An attribute rllib_ext set on an ``AlgorithmConfig`` (None if unset).
 
     The ``...Partial`` configs keep their specs (``_partial_restores``,
@@ -106,12 +101,12 @@ def set_trial_info(trainable: Any, info: Any) -> None:
 # --------------------------------------------------------------------- old-stack policies
 
 
-def torch_optimizers(policy: Any) -> List[Any]:
+def torch_optimizers(policy: Policy) -> List[Any]:
     """A torch policy's optimizers, ``TorchPolicyV2._optimizers`` (2.45, 2.60; [] if none)."""
     return list(getattr(policy, "_optimizers", None) or [])
 
 
-def keras_optimizer(policy: Any) -> Any:
+def keras_optimizer(policy: Policy) -> Any:
     """A tf2 policy's optimizer, ``EagerTFPolicyV2._optimizer`` (2.45, 2.60; None if none)."""
     return getattr(policy, "_optimizer", None)
 
@@ -124,7 +119,7 @@ def keras_optimizer_built(optimizer: Any) -> bool:
 # ------------------------------------------------ asynchronous learners (APPO, IMPALA)
 
 
-def learner_thread(learner: Any) -> Optional[threading.Thread]:
+def learner_thread(learner: Learner) -> Optional[threading.Thread]:
     """``IMPALALearner._learner_thread`` (2.45, 2.60): the thread that updates; None if none."""
     return getattr(learner, "_learner_thread", None)
 
@@ -139,7 +134,7 @@ def set_thread_update(thread: threading.Thread, update: Callable[..., Any]) -> N
     thread._update_method = update  # type: ignore[attr-defined]
 
 
-def update_lock(learner: Any) -> Optional[Any]:
+def update_lock(learner: Learner) -> Optional[Any]:
     """``IMPALALearner._update_lock``, the RLock its thread holds per update (None unpatched).
 
     Added by ``patches/0004-appo-learner-restore-waits-for-update.patch`` (against 2.60;
@@ -149,7 +144,7 @@ def update_lock(learner: Any) -> Optional[Any]:
     return getattr(learner, "_update_lock", None)
 
 
-def drop_cached_learner_state(learner: Any) -> None:
+def drop_cached_learner_state(learner: Learner) -> None:
     """Forget the learner state an ``IMPALALearner`` cached for env runners.
 
     ``_learner_state``, ``_learner_state_lock`` and ``_learner_state_queue``: 2.60 (2.45

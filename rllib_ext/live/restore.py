@@ -43,6 +43,7 @@ from ..convert.mapping import NameMapping, convert_policy
 from ..errors import InvalidArgumentError, MigrationError, ShapeMismatchError, not_found
 from .backends import Backend, backend_for
 from .compat import require_supported_ray
+from .rllib_types import Algorithm
 from .carry_filters import plan_filters
 from .carry_training import plan_training
 
@@ -113,7 +114,7 @@ def normalize_selection(policies: PolicySelection) -> Dict[str, str]:
 
 
 def plan(
-    algo: object,
+    algo: Algorithm,
     backend: Backend,
     ckpt: CheckpointDir,
     layout: fmt.Layout,
@@ -186,7 +187,7 @@ def plan(
 
 
 def _check_ids(
-    algo: object, path: str, selection: Mapping[str, str], available: Sequence[str], algo_ids: Sequence[str]
+    algo: Algorithm, path: str, selection: Mapping[str, str], available: Sequence[str], algo_ids: Sequence[str]
 ) -> None:
     """Every source id is in the checkpoint, every target id in the algorithm."""
     for src, tgt in selection.items():
@@ -229,7 +230,7 @@ def _converted(
 
 
 def restore_policies(
-    algo: object,
+    algo: Algorithm,
     checkpoint: "str | os.PathLike[str]",
     policies: PolicySelection,
     *,
@@ -290,7 +291,7 @@ def restore_policies(
 
 
 def restore_opened(
-    algo: object,
+    algo: Algorithm,
     ckpt: CheckpointDir,
     layout: fmt.Layout,
     policies: PolicySelection,
