@@ -69,6 +69,18 @@ class UnsupportedFilterError(CheckpointError, ValueError):
     """Observation-filter statistics of a kind rllib_ext does not carry (nested: Dict/Tuple spaces)."""
 
 
+class LearnerBusyError(CheckpointError, TimeoutError):
+    """An asynchronous learner (APPO, IMPALA) did not finish its update in flight in time; nothing was set."""
+
+
+class InvalidArgumentError(CheckpointError, ValueError, TypeError):
+    """An argument does not fit the call (an empty or colliding ``policies``, a string where ids go, ``mapping=`` on one stack)."""
+
+
+class RecurrentStateError(CheckpointError, ValueError):
+    """``state=`` does not fit the policy: given to one without recurrent state, or missing for a recurrent one."""
+
+
 class UnsafePickleError(CheckpointError):
     """Safe mode met an object it will not build; pass trusted=True to allow it."""
 

@@ -23,7 +23,7 @@ from builders import (
 )
 
 from rllib_ext import PPOPartialConfig
-from rllib_ext.errors import MigrationError
+from rllib_ext.errors import InvalidArgumentError, MigrationError
 from rllib_ext.live.migration import migrate
 
 N_OBS = 1000
@@ -233,7 +233,7 @@ def test_restore_new_stack_checkpoint_into_old_stack_algorithm_is_refused(old_ru
             "algorithm: tensor names differ (conversion only goes old -> new stack)"
         )):
             algo.restore(str(tmp_path / "new"), policies=["policy_0"])
-        with pytest.raises(ValueError, match=re.escape(
+        with pytest.raises(InvalidArgumentError, match=re.escape(
             "mapping= converts old-stack checkpoints for new-stack algorithms; here both are on the old API stack"
         )):
             restore_policies(algo, path, ["policy_0"], mapping={})

@@ -19,6 +19,7 @@ from builders import STACKS, gap, ppo_config, train_then_save
 
 import rllib_ext
 from rllib_ext import PPOPartial, PPOPartialConfig
+from rllib_ext.errors import RecurrentStateError
 
 TOL = 1e-6
 NEGATIVE = 1e-3
@@ -95,8 +96,9 @@ def test_lightweight_act_carries_recurrent_state(source, stack):
     try:
         assert gap(step_dist_inputs(*algo_stepper(algo, "policy_1")), ref) <= TOL
         assert gap(step_dist_inputs(*algo_stepper(algo, "policy_1"), carry=False), ref) > NEGATIVE
-        with pytest.raises(ValueError, match="policy 'policy_1' is recurrent: pass state="):
+        with pytest.raises(RecurrentStateError, match="policy 'policy_1' is recurrent: pass state=") as e:
             algo.act(OBS[0, 0], policy_id="policy_1")
+        assert isinstance(e.value, ValueError) and isinstance(e.value.__cause__, RecurrentStateError)  # kept
         greedy = np.argmax(ref, axis=-1)
         for s in range(2):
             state = algo.initial_state("policy_1")

@@ -209,7 +209,7 @@ def test_partial_resume_keeps_kl_coeff_and_alpha(ray_session, tmp_path, name):
             if name == "APPO":  # asynchronous learner: compare the saved scalars, not a next update
                 from rllib_ext.checkpoint.codecs.safe_pickle import load
                 from rllib_ext.checkpoint.training_state import SCALARS_KEY
-                from rllib_ext.live.training_state import algorithm_scalars
+                from rllib_ext.live.carry_training import algorithm_scalars
 
                 # What the checkpoint holds: the learner thread may move the live ones after save().
                 with open(tmp_path / "algorithm_state.pkl", "rb") as f:
@@ -234,7 +234,7 @@ def test_partial_resume_keeps_kl_coeff_and_alpha(ray_session, tmp_path, name):
 def test_plain_rllib_resume_loses_kl_coeff_and_alpha(ray_session, tmp_path, name):
     from ray.rllib.algorithms.registry import ALGORITHMS
 
-    from rllib_ext.live.training_state import algorithm_scalars
+    from rllib_ext.live.carry_training import algorithm_scalars
 
     algo_cls, _ = ALGORITHMS[name]()
     src = trained(name, "new", config_cls=type(algo_cls.get_default_config()))  # plain RLlib class
