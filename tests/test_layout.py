@@ -1,4 +1,4 @@
-"""The package's shape stays as the README's Layout section draws it.
+"""The package's shape stays as the layers say (docs/layout.md lists the tree, generated from it).
 
 The folders are the layers. A few rules per package, checked by an AST walk over
 ``rllib_ext/`` (imports at any depth, inside functions too):
@@ -212,7 +212,7 @@ def private_name_violations(modules: Dict[str, str]) -> List[str]:
 def test_every_module_is_in_a_known_package_and_ordered():
     assert {_package(n) for n in MODULES} <= set(ALLOWED)
     inside = {n for n in MODULES if "." in n or n in {"checkpoint", "convert", "act", "live"}}
-    assert sorted(inside) == sorted(ORDER), "add new package modules to ORDER (and to the README's Layout)"
+    assert sorted(inside) == sorted(ORDER), "add new package modules to ORDER"
 
 
 @pytest.mark.parametrize("rule", [package_violations, framework_violations, order_violations, private_name_violations,
