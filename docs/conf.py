@@ -34,10 +34,10 @@ extensions = [
 
 source_suffix = {".md": "markdown", ".rst": "restructuredtext"}  # .rst: autosummary stubs
 root_doc = "index"
-exclude_patterns = ["_build", "conftest.py"]
+exclude_patterns = ["_build"]
 html_theme = "furo"
 html_title = f"rllib_ext {release}"
-html_static_path: list = []
+html_static_path = ["_static"]
 pygments_style = "friendly"
 
 myst_enable_extensions = ["colon_fence", "deflist"]
