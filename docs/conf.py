@@ -163,6 +163,12 @@ def _check_api_page(app, docname, source):
         log.warning("api.md lists %s, which is not in rllib_ext.__all__", name, location="api")
 
 
+def _drop_object_base(app, name, obj, options, bases):
+    """"Bases: object" says nothing; other bases (an error's parent) stay."""
+    bases[:] = [b for b in bases if b is not object]
+
+
 def setup(app):
+    app.connect("autodoc-process-bases", _drop_object_base)
     app.connect("missing-reference", _resolve_public)
     app.connect("source-read", _check_api_page)
