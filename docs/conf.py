@@ -9,6 +9,7 @@ in ``nitpick_ignore_regex`` below; our own names never are.
 from __future__ import annotations
 
 import os
+import re
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -77,12 +78,13 @@ def _public_target(target: str):
 
 def _suffix_match(env, target: str):
     """A relative name in a docstring (``lazy.LazyArray``, ``save_policy``): the one documented
-    object whose full name ends with it; among several, the PPOPartial one (every ...Partial
-    class has the same methods)."""
+    object whose full name ends with it; if that is one method on every ``...Partial`` class,
+    the PPOPartial one. Anything else ambiguous stays unresolved."""
     suffix = "." + target.lstrip(".~")
     found = sorted(n for n in env.get_domain("py").objects if n.endswith(suffix))
-    if len(found) > 1:
-        found = [n for n in found if n.startswith("rllib_ext.PPOPartial.")] or found
+    partial = re.compile(r"rllib_ext\.\w+Partial(Config)?\.")
+    if len(found) > 1 and all(partial.match(n) for n in found):  # one method, on every ...Partial class
+        found = [n for n in found if n.startswith(("rllib_ext.PPOPartial.", "rllib_ext.PPOPartialConfig."))]
     return found[0] if len(found) == 1 else None
 
 
@@ -150,7 +152,6 @@ def _check_api_page(app, docname, source):
     """The API page lists every name in rllib_ext.__all__ and nothing else."""
     if docname != "api":
         return
-    import re
 
     listed = set(re.findall(r"^   (\w+)$", source[0], re.M))
     public = set(rllib_ext.__all__) - {"__version__"}
