@@ -1,5 +1,7 @@
 """The package's shape: the folders are the layers, and each package says what it may import.
 
+docs/layout.md lists the tree, generated from it at build time.
+
 The rules are stated once, here, per package, and checked by an AST walk over
 ``rllib_ext/`` (imports at any depth, inside functions too):
 

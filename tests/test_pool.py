@@ -370,14 +370,14 @@ def test_without_the_lock_one_shared_writer_loses_entries(tmp_path):
 
 
 def test_readme_pool_example_runs(tmp_path, monkeypatch):
-    """The README's pool snippet ("Self-play leagues", "The pool"), as written, on a policy made here."""
-    text = (Path(ROOT) / "README.md").read_text()
-    section = text[text.index("### The pool"):]
-    code = section[section.index("```python\n") + len("```python\n"):]
+    """The docs' pool snippet (docs/league.md, "The pool"), as written, on a policy made here."""
+    text = (Path(ROOT) / "docs" / "league.md").read_text()
+    section = text[text.index("## The pool"):]
+    code = section[section.index("\n", section.index("```python")) + 1:]
     code = code[:code.index("```")]
     monkeypatch.chdir(tmp_path)
     policy_dir(tmp_path, "runs/main_policy")
     scope: dict = {}
-    exec(compile(code, "README.md", "exec"), scope)
+    exec(compile(code, "docs/league.md", "exec"), scope)
     assert scope["entry"].id.startswith("main-0000@") and scope["updated"][scope["entry"].id].games == 4
     assert scope["removed"] == [] and len(PolicyPool("runs/league")) == 0

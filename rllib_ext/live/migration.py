@@ -141,8 +141,10 @@ def migrate(
         A :class:`MigrateReport`.
 
     Raises:
-        PolicyNotFoundError, MigrationError, CheckpointError: nothing was written (with
-        ``dry_run``, unsupported policies are reported instead).
+        PolicyNotFoundError: a policy id is not in the checkpoint; nothing was written.
+        MigrationError: a policy cannot be converted; nothing was written (with
+            ``dry_run``, unsupported policies are reported instead).
+        CheckpointError: the checkpoint cannot be read; nothing was written.
     """
     require_supported_ray()
     ckpt, layout, path, ids = _source_policies(checkpoint, policies, target)
