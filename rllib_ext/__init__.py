@@ -38,6 +38,7 @@ _HOME: Dict[str, str] = {
     "NumpyPolicy": "act.numpy_policy",
     "PolicyOutput": "act.numpy_policy",
     "export_onnx": "act.onnx_export",
+    "exploitability": "act.openspiel",
     "migrate": "live.migration",
     "MigrateReport": "live.migration",
     "build_policy": "live.policy_io",

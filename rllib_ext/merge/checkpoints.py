@@ -74,7 +74,7 @@ def merge_checkpoints(
 ) -> MergeReport:
     """Write a copy of ``base`` to ``out`` in which the taken policies hold other weights.
 
-    Observation-filter statistics go with the weights (see :mod:`.filters`).
+    Observation-filter statistics go with the weights (see :mod:`rllib_ext.merge.filters`).
 
     Args:
         base: an algorithm checkpoint (new stack 2.x pickle, or old stack 1.x cloudpickle).
