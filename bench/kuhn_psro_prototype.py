@@ -241,7 +241,8 @@ def run(args):
     tables = GameTables(pyspiel.load_game(args.game))
     rng = np.random.default_rng(args.seed)
     n_phases = -(-args.steps // args.phase)
-    slots = n_phases + 1
+    args.snap_every = args.snap_every or args.phase
+    slots = n_phases * max(1, args.phase // args.snap_every) + 1
     META["mode"] = args.mode
     ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False, configure_logging=False)
     t0 = time.time()
@@ -263,31 +264,38 @@ def run(args):
     sampled = np.zeros((1, 1))
     meta = np.array([1.0])
     steps = 0
+    snaps_per_phase = max(1, args.phase // args.snap_every)
     for phase in range(n_phases):
-        META["probs"] = meta
+        META["probs"] = np.r_[meta, np.zeros(len(pop) - len(meta))] if args.mode == "psro" else meta
         if args.fresh and phase > 0:
-            algo.set_weights({"learner": init[f"pop_{phase + 1}"]})
-        target = min(args.steps, (phase + 1) * args.phase)
-        while steps < target:
-            steps = env_steps(algo.train())
-            if args.log_every_iter:
-                latest = module_probs(algo, "learner", tables)
-                emit({"steps": steps, "latest": tables.exploitability(latest)})
-        # snapshot the best response into the population
-        algo.set_weights({f"pop_{phase + 1}": algo.learner_group.get_weights(["learner"])["learner"]})
-        latest = module_probs(algo, "learner", tables)
-        pop.append(latest)
+            algo.set_weights({"learner": init[f"pop_{len(pop)}"]})
+        start = len(meta)
+        for snap in range(snaps_per_phase):
+            target = min(args.steps, phase * args.phase + (snap + 1) * args.snap_every)
+            if snap == snaps_per_phase - 1:
+                target = min(args.steps, (phase + 1) * args.phase)
+            while steps < target:
+                steps = env_steps(algo.train())
+                if args.log_every_iter:
+                    latest = module_probs(algo, "learner", tables)
+                    emit({"steps": steps, "latest": tables.exploitability(latest)})
+            # snapshot the learner into the population (a frozen slot for later phases)
+            if len(pop) < slots:
+                algo.set_weights({f"pop_{len(pop)}": algo.learner_group.get_weights(["learner"])["learner"]})
+            latest = module_probs(algo, "learner", tables)
+            pop.append(latest)
         exact = tables.payoff(pop)
         if args.games:
             sampled = tables.sampled_payoff(pop, args.games, rng, prev=sampled)
         # best-response quality: learner's value against the mixture it trained on
-        br_value = float(exact[-1, :-1] @ meta)
+        br_value = float(exact[-1, :start] @ meta)
         nash_exact = solve_symmetric_zero_sum(exact)
         rec = {
             "phase": phase, "steps": steps, "pop": len(pop),
             "latest": tables.exploitability(latest),
             "mix_exact": tables.exploitability(tables.mixture(pop, nash_exact)),
             "br_value": round(br_value, 4),
+            "target_expl": tables.exploitability(tables.mixture(pop[:start], meta)),
             "support_exact": int((nash_exact > 1e-3).sum()),
         }
         if args.games:
@@ -299,6 +307,8 @@ def run(args):
         rec["meta"] = [round(float(x), 3) for x in meta]
         emit(rec)
     emit({"done": True, "steps": steps, "wall": round(time.time() - t0, 1)})
+    if args.log:  # the population as tables, for post-hoc sampled-table analysis (--sampled-study)
+        np.savez_compressed(os.path.splitext(args.log)[0] + ".npz", pop=np.asarray(pop), meta=meta)
     algo.stop()
     ray.shutdown()
 
@@ -340,6 +350,24 @@ def selftest(game_name):
           f"uniform exploitability {t.exploitability(t.mask / t.mask.sum(1, keepdims=True)):.4f}")
 
 
+def sampled_study(path, game_name, reps=10):
+    """Nash mixture of a finished population from N sampled games per pair, vs the exact table."""
+    import pyspiel
+
+    t = GameTables(pyspiel.load_game(game_name))
+    pop = list(np.load(path)["pop"])
+    exact = solve_symmetric_zero_sum(t.payoff(pop))
+    print(f"{path}: {len(pop)} policies; exact-table Nash mixture {t.exploitability(t.mixture(pop, exact)):.4f}")
+    for games in (20, 50, 100, 200, 500, 1000, 2000, 5000, 10000):
+        vals = []
+        for rep in range(reps):
+            rng = np.random.default_rng(rep)
+            x = solve_symmetric_zero_sum(t.sampled_payoff(pop, games, rng))
+            vals.append(t.exploitability(t.mixture(pop, x)))
+        print(f"  {games:6d} games/pair: mixture {np.mean(vals):.4f} +- {np.std(vals):.4f} "
+              f"(max {np.max(vals):.4f}, {reps} draws)")
+
+
 def plot(paths, out):
     import matplotlib
 
@@ -379,6 +407,8 @@ def main(argv=None):
     ap.add_argument("--mode", choices=["psro", "selfplay"], default="psro")
     ap.add_argument("--steps", type=int, default=100_000)
     ap.add_argument("--phase", type=int, default=10_000, help="env steps per best response")
+    ap.add_argument("--snap-every", type=int, default=0,
+                    help="env steps between snapshots into the population (default: one per phase)")
     ap.add_argument("--fresh", type=int, default=1, help="1: restart the learner from fresh weights each phase")
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--entropy", type=float, default=0.0)
@@ -395,10 +425,13 @@ def main(argv=None):
     ap.add_argument("--log-every-iter", type=int, default=1)
     ap.add_argument("--selftest", action="store_true")
     ap.add_argument("--plot", nargs="*", default=None)
+    ap.add_argument("--sampled-study", default=None, help="a run's .npz: sampled vs exact table")
     ap.add_argument("--out", default="kuhn_psro.png")
     args = ap.parse_args(argv)
     if args.selftest:
         selftest(args.game)
+    elif args.sampled_study:
+        sampled_study(args.sampled_study, args.game)
     elif args.plot:
         plot(args.plot, args.out)
     else:
