@@ -263,7 +263,7 @@ def run(args):
     exact = tables.payoff(pop)
     sampled = np.zeros((1, 1))
     meta = np.array([1.0])
-    steps = 0
+    steps = iters = 0
     snaps_per_phase = max(1, args.phase // args.snap_every)
     for phase in range(n_phases):
         META["probs"] = np.r_[meta, np.zeros(len(pop) - len(meta))] if args.mode == "psro" else meta
@@ -276,7 +276,8 @@ def run(args):
                 target = min(args.steps, (phase + 1) * args.phase)
             while steps < target:
                 steps = env_steps(algo.train())
-                if args.log_every_iter:
+                iters += 1
+                if args.log_every_iter and iters % args.log_every_iter == 0:
                     latest = module_probs(algo, "learner", tables)
                     emit({"steps": steps, "latest": tables.exploitability(latest)})
             # snapshot the learner into the population (a frozen slot for later phases)
@@ -306,9 +307,9 @@ def run(args):
         meta = nash_sampled if (args.games and args.table == "sampled") else nash_exact
         rec["meta"] = [round(float(x), 3) for x in meta]
         emit(rec)
+        if args.log:  # the population as tables, for post-hoc sampled-table analysis (--sampled-study)
+            np.savez_compressed(os.path.splitext(args.log)[0] + ".npz", pop=np.asarray(pop), meta=meta)
     emit({"done": True, "steps": steps, "wall": round(time.time() - t0, 1)})
-    if args.log:  # the population as tables, for post-hoc sampled-table analysis (--sampled-study)
-        np.savez_compressed(os.path.splitext(args.log)[0] + ".npz", pop=np.asarray(pop), meta=meta)
     algo.stop()
     ray.shutdown()
 
@@ -422,7 +423,7 @@ def main(argv=None):
     ap.add_argument("--table", choices=["exact", "sampled"], default="exact", help="which table drives the meta-strategy")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--log", default=None, help="JSON-lines log")
-    ap.add_argument("--log-every-iter", type=int, default=1)
+    ap.add_argument("--log-every-iter", type=int, default=1, help="latest policy's exploitability every k iterations (0: never)")
     ap.add_argument("--selftest", action="store_true")
     ap.add_argument("--plot", nargs="*", default=None)
     ap.add_argument("--sampled-study", default=None, help="a run's .npz: sampled vs exact table")
