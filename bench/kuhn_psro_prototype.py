@@ -208,7 +208,7 @@ def build(args, slots):
         .training(
             lr=args.lr, entropy_coeff=args.entropy, train_batch_size_per_learner=args.batch,
             minibatch_size=args.minibatch, num_epochs=args.epochs, gamma=1.0, lambda_=args.lam,
-            vf_loss_coeff=args.vf_coeff,
+            vf_loss_coeff=args.vf_coeff, use_kl_loss=bool(args.kl), clip_param=args.clip,
         )
         .multi_agent(policies=policies, policy_mapping_fn=mapping, policies_to_train=["learner"])
         .rl_module(model_config=DefaultModelConfig(fcnet_hiddens=args.hidden, vf_share_layers=False))
@@ -417,6 +417,8 @@ def main(argv=None):
     ap.add_argument("--minibatch", type=int, default=256)
     ap.add_argument("--epochs", type=int, default=5)
     ap.add_argument("--lam", type=float, default=1.0)
+    ap.add_argument("--kl", type=int, default=1, help="PPO's adaptive KL penalty (RLlib default: on)")
+    ap.add_argument("--clip", type=float, default=0.2)
     ap.add_argument("--vf-coeff", type=float, default=1.0)
     ap.add_argument("--hidden", type=lambda s: [int(x) for x in s.split(",")], default=[64, 64])
     ap.add_argument("--games", type=int, default=0, help="sampled matches per pair (0: exact table only)")
