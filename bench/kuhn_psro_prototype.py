@@ -376,20 +376,21 @@ def plot(paths, out):
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for path in paths:
+    for n, path in enumerate(paths):
+        color = f"C{n}"
         recs = [json.loads(line) for line in open(path)]
         name = os.path.splitext(os.path.basename(path))[0]
         ph = [r for r in recs if "phase" in r]
         it = [r for r in recs if "latest" in r and "phase" not in r]
         mode = recs[0]["args"]["mode"]
         if it:
-            ax.plot([r["steps"] for r in it], [r["latest"] for r in it], lw=0.8, alpha=0.6,
-                    label=f"{name}: latest policy")
-        if mode == "psro" and ph:
-            ax.plot([r["steps"] for r in ph], [r["mix_exact"] for r in ph], "o-",
-                    label=f"{name}: Nash mixture (exact table)")
+            ax.plot([r["steps"] for r in it], [r["latest"] for r in it], lw=0.8, alpha=0.5,
+                    color=color, label=f"{name} ({mode}): latest policy")
+        if ph:
+            ax.plot([r["steps"] for r in ph], [r["mix_exact"] for r in ph], "o-" if mode == "psro" else "o:",
+                    color=color, label=f"{name} ({mode}): Nash mixture of its snapshots (exact table)")
             if "mix_sampled" in ph[0]:
-                ax.plot([r["steps"] for r in ph], [r["mix_sampled"] for r in ph], "x--",
+                ax.plot([r["steps"] for r in ph], [r["mix_sampled"] for r in ph], "x--", color=color,
                         label=f"{name}: Nash mixture (sampled table)")
     ax.axhline(0.4583, color="grey", ls=":", lw=0.8, label="uniform random")
     ax.axhline(0.05, color="green", ls=":", lw=0.8, label="goal 0.05")
