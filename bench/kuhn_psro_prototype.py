@@ -351,12 +351,15 @@ def selftest(game_name):
           f"uniform exploitability {t.exploitability(t.mask / t.mask.sum(1, keepdims=True)):.4f}")
 
 
-def sampled_study(path, game_name, reps=10):
-    """Nash mixture of a finished population from N sampled games per pair, vs the exact table."""
+def sampled_study(path, game_name, stride=1, reps=10):
+    """Nash mixture of a finished population from N sampled games per pair, vs the exact table.
+
+    ``stride`` keeps every stride-th policy (pop_0 and, with --snap-every, the phase ends).
+    """
     import pyspiel
 
     t = GameTables(pyspiel.load_game(game_name))
-    pop = list(np.load(path)["pop"])
+    pop = list(np.load(path)["pop"])[::stride]
     exact = solve_symmetric_zero_sum(t.payoff(pop))
     print(f"{path}: {len(pop)} policies; exact-table Nash mixture {t.exploitability(t.mixture(pop, exact)):.4f}")
     for games in (20, 50, 100, 200, 500, 1000, 2000, 5000, 10000):
@@ -430,12 +433,13 @@ def main(argv=None):
     ap.add_argument("--selftest", action="store_true")
     ap.add_argument("--plot", nargs="*", default=None)
     ap.add_argument("--sampled-study", default=None, help="a run's .npz: sampled vs exact table")
+    ap.add_argument("--study-stride", type=int, default=1)
     ap.add_argument("--out", default="kuhn_psro.png")
     args = ap.parse_args(argv)
     if args.selftest:
         selftest(args.game)
     elif args.sampled_study:
-        sampled_study(args.sampled_study, args.game)
+        sampled_study(args.sampled_study, args.game, args.study_stride)
     elif args.plot:
         plot(args.plot, args.out)
     else:
