@@ -240,9 +240,15 @@ def run(args):
 
     tables = GameTables(pyspiel.load_game(args.game))
     rng = np.random.default_rng(args.seed)
-    n_phases = -(-args.steps // args.phase)
+    if args.schedule:  # explicit phase lengths, e.g. 5000,5000,10000,...
+        lengths = [int(x) for x in args.schedule.split(",")]
+    else:
+        lengths = [args.phase] * -(-args.steps // args.phase)
+    ends = list(np.minimum(np.cumsum(lengths), args.steps))
+    n_phases = len(lengths)
     args.snap_every = args.snap_every or args.phase
-    slots = n_phases * max(1, args.phase // args.snap_every) + 1
+    snaps = [max(1, n // args.snap_every) for n in lengths]
+    slots = sum(snaps) + 1
     META["mode"] = args.mode
     ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False, configure_logging=False)
     t0 = time.time()
@@ -264,16 +270,16 @@ def run(args):
     sampled = np.zeros((1, 1))
     meta = np.array([1.0])
     steps = iters = 0
-    snaps_per_phase = max(1, args.phase // args.snap_every)
     for phase in range(n_phases):
+        begin, snaps_per_phase = (ends[phase - 1] if phase else 0), snaps[phase]
         META["probs"] = np.r_[meta, np.zeros(len(pop) - len(meta))] if args.mode == "psro" else meta
         if args.fresh and phase > 0:
             algo.set_weights({"learner": init[f"pop_{len(pop)}"]})
         start = len(meta)
         for snap in range(snaps_per_phase):
-            target = min(args.steps, phase * args.phase + (snap + 1) * args.snap_every)
+            target = min(args.steps, begin + (snap + 1) * args.snap_every)
             if snap == snaps_per_phase - 1:
-                target = min(args.steps, (phase + 1) * args.phase)
+                target = ends[phase]
             while steps < target:
                 steps = env_steps(algo.train())
                 iters += 1
@@ -412,6 +418,7 @@ def main(argv=None):
     ap.add_argument("--mode", choices=["psro", "selfplay"], default="psro")
     ap.add_argument("--steps", type=int, default=100_000)
     ap.add_argument("--phase", type=int, default=10_000, help="env steps per best response")
+    ap.add_argument("--schedule", default="", help="phase lengths in env steps, comma-separated (overrides --phase)")
     ap.add_argument("--snap-every", type=int, default=0,
                     help="env steps between snapshots into the population (default: one per phase)")
     ap.add_argument("--fresh", type=int, default=1, help="1: restart the learner from fresh weights each phase")
