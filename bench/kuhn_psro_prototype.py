@@ -178,13 +178,15 @@ def solve_symmetric_zero_sum(M):
 
 # ---------------------------------------------------------------- RLlib part
 
-META = {"probs": np.array([1.0]), "mode": "psro"}
+META = {"probs": np.array([1.0]), "mode": "psro", "selfplay_share": 0.0}
 
 
 def mapping(agent_id, episode, **kwargs):
     if META["mode"] == "selfplay":
         return "learner"
     rng = np.random.default_rng(hash(episode.id_) & 0xFFFFFFFF)
+    if rng.random() < META["selfplay_share"]:  # this episode: the learner against itself
+        return "learner"
     seat = int(rng.integers(2))
     opp = int(rng.choice(len(META["probs"]), p=META["probs"]))
     return "learner" if agent_id == seat else f"pop_{opp}"
@@ -250,6 +252,7 @@ def run(args):
     snaps = [max(1, n // args.snap_every) for n in lengths]
     slots = sum(snaps) + 1
     META["mode"] = args.mode
+    META["selfplay_share"] = args.selfplay_share
     ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False, configure_logging=False)
     t0 = time.time()
     algo = build(args, slots)
@@ -419,6 +422,8 @@ def main(argv=None):
     ap.add_argument("--steps", type=int, default=100_000)
     ap.add_argument("--phase", type=int, default=10_000, help="env steps per best response")
     ap.add_argument("--schedule", default="", help="phase lengths in env steps, comma-separated (overrides --phase)")
+    ap.add_argument("--selfplay-share", type=float, default=0.0,
+                    help="share of episodes in which the learner plays itself instead of the mixture")
     ap.add_argument("--snap-every", type=int, default=0,
                     help="env steps between snapshots into the population (default: one per phase)")
     ap.add_argument("--fresh", type=int, default=1, help="1: restart the learner from fresh weights each phase")
