@@ -276,7 +276,7 @@ def run(args):
     for phase in range(n_phases):
         begin, snaps_per_phase = (ends[phase - 1] if phase else 0), snaps[phase]
         META["probs"] = np.r_[meta, np.zeros(len(pop) - len(meta))] if args.mode == "psro" else meta
-        if args.fresh and phase > 0:
+        if args.fresh and phase > 0 and args.mode == "psro":  # plain self-play never restarts
             algo.set_weights({"learner": init[f"pop_{len(pop)}"]})
         start = len(meta)
         for snap in range(snaps_per_phase):
