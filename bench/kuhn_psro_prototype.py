@@ -428,7 +428,7 @@ def plot(paths, out):
     ax.axhline(0.05, color="green", ls=":", lw=0.8, label="goal 0.05")
     ax.set_xlabel("env steps")
     ax.set_ylabel("exploitability (OpenSpiel, exact)")
-    ax.set_ylim(0, 0.6)
+    ax.set_ylim(0, 0.7)
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(out, dpi=110)
