@@ -450,7 +450,8 @@ def gap(a, b, *, common: bool = False) -> float:
     if isinstance(b, dict):
         names = [n for n in b if n in a] if common else sorted(b)
         assert common or sorted(a) == names, f"names differ: {sorted(a)} vs {names}"
-        value = max((_max_abs(a[n], b[n]) for n in names), default=0.0)
+        values = [_max_abs(a[n], b[n]) for n in names]
+        value = float("nan") if any(np.isnan(values)) else max(values, default=0.0)
     else:
         value = _max_abs(a, b)
     print(f"max|Δ| {value:.3g}")
@@ -458,8 +459,11 @@ def gap(a, b, *, common: bool = False) -> float:
 
 
 def _max_abs(a, b) -> float:
-    diff = np.asarray(a, np.float64) - np.asarray(b, np.float64)
-    return float(np.max(np.abs(diff))) if diff.size else 0.0
+    """max |a - b|; a NaN on both sides at the same place is equal (RLlib keeps some NaN
+    placeholders), a NaN on one side only is a difference (NaN)."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    diff = np.where(np.isnan(a) & np.isnan(b), 0.0, np.abs(a - b))
+    return float(np.max(diff)) if diff.size else 0.0
 
 
 def train_then_save(path: str, config: Any, observe: Any = None, iters: int = 1) -> Any:
