@@ -43,10 +43,11 @@ FRAMEWORKS = {"ray", "gymnasium", "gym", "torch", "tensorflow", "tf_keras", "onn
 # its first dotted part). Read top to bottom, each package imports only packages above it.
 ALLOWED = {
     "_version": set(),
+    "_lazy": set(),
     "errors": set(),
-    "checkpoint": {"checkpoint", "errors"},
-    "merge": {"merge", "checkpoint", "errors"},
-    "pool": {"pool", "checkpoint", "errors"},
+    "checkpoint": {"_lazy", "checkpoint", "errors"},
+    "merge": {"_lazy", "merge", "checkpoint", "errors"},
+    "pool": {"_lazy", "pool", "checkpoint", "errors"},
     "convert": {"convert", "checkpoint", "errors"},
     "act": {"act", "convert", "checkpoint", "errors", "_version"},
     "live": {"live", "pool", "act", "convert", "checkpoint", "errors", "_version"},

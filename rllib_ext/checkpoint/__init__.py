@@ -1,6 +1,6 @@
 """Checkpoint files as plain data: find, read, inspect, extract and compare policies. Ray-free.
 
-Rule: imports numpy, the standard library and :mod:`rllib_ext.errors`, nothing else of
+Rule: imports numpy, the standard library, :mod:`rllib_ext.errors` and the lazy-name helper, nothing else of
 ours; ``codecs/`` (the byte formats) import only the storage, lazy-array and tensor
 modules beside them. Everything that builds on checkpoints (:mod:`rllib_ext.merge`,
 :mod:`rllib_ext.pool`, :mod:`rllib_ext.live`, ...) imports this package, never the reverse.
@@ -11,8 +11,7 @@ reader's chain, so a process that reads one policy pays for nothing else.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from .._lazy import lazy_names
 
 # Public name -> the module (of this package) that defines it. rllib_ext/__init__ serves
 # these too, from this one table.
@@ -36,14 +35,4 @@ PUBLIC = {
 
 __all__ = sorted(PUBLIC)
 
-
-def __getattr__(name: str) -> Any:
-    if name in PUBLIC:
-        value = getattr(importlib.import_module(f"{__name__}.{PUBLIC[name]}"), name)
-        globals()[name] = value  # once loaded, a plain attribute
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> "list[str]":
-    return sorted(set(globals()) | set(PUBLIC))
+__getattr__, __dir__ = lazy_names(__name__, PUBLIC, globals())

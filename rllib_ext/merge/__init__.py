@@ -8,8 +8,7 @@ old-stack pickles); reading a checkpoint never loads it.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from .._lazy import lazy_names
 
 # Public name -> the module (of this package) that defines it. rllib_ext/__init__ serves
 # these too, from this one table.
@@ -20,14 +19,4 @@ PUBLIC = {
 
 __all__ = sorted(PUBLIC)
 
-
-def __getattr__(name: str) -> Any:
-    if name in PUBLIC:
-        value = getattr(importlib.import_module(f"{__name__}.{PUBLIC[name]}"), name)
-        globals()[name] = value  # once loaded, a plain attribute
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> "list[str]":
-    return sorted(set(globals()) | set(PUBLIC))
+__getattr__, __dir__ = lazy_names(__name__, PUBLIC, globals())
