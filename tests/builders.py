@@ -135,6 +135,15 @@ def ppo_config(
     return cfg
 
 
+def on_stack(cfg, stack: str, hiddens: Sequence[int] = (8,)):
+    """``cfg`` on the given API stack with an MLP of ``hiddens``: the old stack's model
+    config, or the new stack's RLModule config."""
+    if stack == "old":
+        return cfg.api_stack(enable_rl_module_and_learner=False, enable_env_runner_and_connector_v2=False).training(
+            model={"fcnet_hiddens": list(hiddens)})
+    return cfg.rl_module(model_config={"fcnet_hiddens": list(hiddens)})
+
+
 def async_config(algo: str = "APPO", num_env_runners: int = 1, partial: bool = True):
     """:func:`ppo_config` (new stack) on APPO or IMPALA: a learner thread, RLlib's default remote learner."""
     import rllib_ext

@@ -17,6 +17,7 @@ from builders import (
     env_runner_weights,
     live_weights,
     new_outputs,
+    on_stack,
     old_outputs,
     restart_remote_env_runner,
 )
@@ -41,11 +42,7 @@ def league_config(stack: str, pool: str, *, refresh_every: int = 1, every: int =
                      policies_to_train=["main"])
         .debugging(seed=0)
     )
-    if stack == "old":
-        cfg = cfg.api_stack(enable_rl_module_and_learner=False, enable_env_runner_and_connector_v2=False).training(
-            model={"fcnet_hiddens": [8]})
-    else:
-        cfg = cfg.rl_module(model_config={"fcnet_hiddens": [8]})
+    cfg = on_stack(cfg, stack)
     return (cfg.snapshot_policies(pool, ["main"], every=every)
             .league(pool, of="main", slots=list(slots), sample=sample, refresh_every=refresh_every, seed=7))
 

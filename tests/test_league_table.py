@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from builders import STACKS, assert_differs, assert_weights_equal, live_weights
+from builders import STACKS, assert_differs, assert_weights_equal, live_weights, on_stack
 
 pytest.importorskip("pyspiel")
 
@@ -35,11 +35,7 @@ def kuhn_config(stack: str, pool: str, *, reset_every: int = 2, evaluation=None,
                      policies_to_train=["main", *EXPLOITERS])
         .debugging(seed=0)
     )
-    if stack == "old":
-        cfg = cfg.api_stack(enable_rl_module_and_learner=False, enable_env_runner_and_connector_v2=False).training(
-            model={"fcnet_hiddens": [8]})
-    else:
-        cfg = cfg.rl_module(model_config={"fcnet_hiddens": [8]})
+    cfg = on_stack(cfg, stack)
     evaluation = evaluation or {"games": 20, "min_games": 20, "pairs": 3}
     return (cfg.snapshot_policies(pool, ["main"], every=1)
             .league(pool, of="main", slots=SLOTS, sample="nash", refresh_every=1, seed=3, evaluation=evaluation,
