@@ -70,9 +70,10 @@ ORDER = [
     "convert.lstm", "convert.vision", "convert.families", "convert.mapping", "convert",
     "act.nets", "act.numpy_policy", "act.onnx_export", "act.openspiel", "act",
     "live.compat", "live.quiesce", "live.bridge", "live.filter_state", "live.training_state", "live.backend_base", "live.backends", "live.filters",
-    "live.restore", "live.policy_io", "live.lightweight", "live.snapshot", "live.migration",
+    "live.restore", "live.policy_io", "live.lightweight", "live.snapshot", "live.hyperparams", "live.migration",
     "live.matchmaking", "live.league_play", "live.league_eval", "live.exploiters", "live.league",
     "live.features.base", "live.features.restore", "live.features.training_scalars", "live.features.league",
+    "live.features.population",
     "live.features", "live.tune", "live.partial", "live",
 ]
 
