@@ -39,7 +39,7 @@ import socket
 import time
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 
-from ..checkpoint.policy_file import META_FILE, WEIGHTS_FILE, read_policy_dir
+from ..checkpoint.policy_file import META_FILE, TRAINING_FILE, WEIGHTS_FILE, read_policy_dir
 from ..checkpoint.storage import CheckpointDir
 from ..errors import PoolNamespaceError, not_found
 from .index import SNAPSHOT_DIR, PoolEntry, Shard, open_pool, read_index, write_index
@@ -130,6 +130,8 @@ class PolicyPool:
         extra = _plain(meta)
         _, meta = read_policy_dir(policy_dir)  # refuses what is not a whole, valid policy
         files = {META_FILE: src.read_bytes(META_FILE), WEIGHTS_FILE: src.read_bytes(WEIGHTS_FILE)}
+        if meta.get("training_state") is not None:  # format 1.2: the optimizer state goes with it
+            files[TRAINING_FILE] = src.read_bytes(TRAINING_FILE)
         policy = str(meta.get("policy_id") if policy is None else policy)
         for name, value in (("iteration", iteration), ("env_steps", env_steps)):
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
