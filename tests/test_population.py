@@ -185,3 +185,24 @@ def test_a_param_group_set_alone_is_overwritten_by_rllib(ray_session):
         assert live_hyperparams(algo, "policy_0", ["lr"]) == {"lr": pytest.approx(1e-3)}
     finally:
         algo.stop()
+
+
+@pytest.mark.slow
+@pytest.mark.stack("new")
+def test_tune_trials_share_the_pool_each_as_itself(ray_session, tmp_path, monkeypatch):
+    """tune.run with the plain-dict key: each trial snapshots as its trial id and reports the round."""
+    from ray import tune
+
+    monkeypatch.chdir(tmp_path)  # the pool path below is relative: resolved in the driver
+    config = ppo_config("new", obs_dims=(4, 4)).to_dict()
+    config["population"] = {"pool": "pool", "policies": POLICIES, "every": 1, "quantile": 0.5,
+                            "perturb": {"lr": (0.5, 2.0)}}
+    analysis = tune.run("PPOPartial", config=config, num_samples=2, stop={"training_iteration": 2},
+                        storage_path=str(tmp_path / "tune"), name="population", verbose=0, raise_on_failed_trial=True)
+    trials = sorted(t.trial_id for t in analysis.trials)
+    entries = [e for e in PolicyPool(tmp_path / "pool").entries() if (e.meta or {}).get("population")]
+    assert sorted({e.writer for e in entries}) == trials
+    assert len(entries) == 2 * 2 * len(POLICIES)  # two rounds, two policies, two trials
+    for trial in analysis.trials:
+        report = trial.last_result["rllib_ext"]["population"]
+        assert sorted(report) == POLICIES and all("lr" in r["hyperparams"] for r in report.values())
