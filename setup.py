@@ -56,9 +56,16 @@ setup(
         # exporter needs onnx + onnxscript; running an exported file needs onnxruntime only.
         # Versions available for Python 3.11 + numpy 2 on the index CI uses (2026-11).
         "onnx": ["onnx==1.23.2", "onnxscript==0.7.2", "onnxruntime==1.32.0"],
-        # moto[server] + boto3: a local S3 on 127.0.0.1 for the remote-storage tests.
+        # The documentation site (`make docs`, tox cell `docs`), with `rllib` (autodoc imports
+        # the ...Partial classes). Versions that installed here on 2026-12-04.
+        "docs": ["sphinx==8.2.3", "myst-parser==4.0.1", "furo==2025.12.19", "sphinx-argparse==0.6.1",
+                 "pytest-markdown-docs==0.9.2"],
+        # moto[server] + boto3: a local S3 on 127.0.0.1 for the remote-storage tests;
+        # pytest-markdown-docs runs the docs' code blocks (and the numpy-only install runs
+        # the Ray-free ones, tests/test_packaging.py).
         "test": ["pytest", "pytest-xdist", "pytest-timeout", "hypothesis", "safetensors", "msgpack", "msgpack-numpy",
-                 "moto[server]>=5,<6", "boto3", "onnx==1.23.2", "onnxscript==0.7.2", "onnxruntime==1.32.0", "scipy", "matplotlib"],
+                 "moto[server]>=5,<6", "boto3", "onnx==1.23.2", "onnxscript==0.7.2", "onnxruntime==1.32.0", "scipy",
+                 "matplotlib", "open_spiel==2.0.2", "pytest-markdown-docs==0.9.2"],
     },
     entry_points={"console_scripts": ["rllib-ext=rllib_ext.cli:main"]},
 )

@@ -1,14 +1,15 @@
 """rllib_ext: the policy as the unit of checkpointing in multi-agent RLlib.
 
-The public surface is the one table below: each name loads its module on first use, so
-reading one policy imports the reader's chain and nothing else, and ``build_policy``
-imports what building a policy needs (not the ``...Partial`` algorithms). Importing
-this package does nothing else: the first use of a ``...Partial`` name (or config)
-registers those algorithms with Tune, and a failure there raises, saying why.
+The public surface is the one table below, built from each package's ``PUBLIC`` table:
+each name loads its module on first use, so reading one policy imports the reader's chain
+and nothing else, and ``build_policy`` imports what building a policy needs (not the
+``...Partial`` algorithms). Importing this package does nothing else: the first use of a ``...Partial``
+name (or config) registers those algorithms with Tune, and a failure there raises, saying why.
 
-Layers, bottom to top (each imports only those before it): ``errors`` and ``_version``;
-``checkpoint`` (numpy + stdlib); ``convert`` and ``act`` (numpy; torch only inside the
-ONNX writer); ``live`` (Ray); ``algorithms``, ``envs``; ``cli``.
+Rule: the packages are the layers, each importing only those above it: ``errors`` and
+``_version``; ``checkpoint`` (numpy + stdlib); ``merge`` and ``pool`` (on ``checkpoint``);
+``convert`` and ``act`` (numpy; torch only inside the ONNX writer); ``live`` (Ray);
+``algorithms``, ``envs``; ``cli``. ``tests/test_layout.py`` holds the exact table.
 """
 
 from __future__ import annotations
@@ -18,22 +19,26 @@ from typing import Any, Dict
 
 from ._version import __version__
 from .checkpoint import PUBLIC as _CHECKPOINT_PUBLIC
+from .merge import PUBLIC as _MERGE_PUBLIC
 from .pool import PUBLIC as _POOL_PUBLIC
 
 # Public name -> the module (under rllib_ext) that defines it.
 _HOME: Dict[str, str] = {
     **{name: f"checkpoint.{module}" for name, module in _CHECKPOINT_PUBLIC.items()},
+    **{name: f"merge.{module}" for name, module in _MERGE_PUBLIC.items()},
     **{name: f"pool.{module}" for name, module in _POOL_PUBLIC.items()},
     **dict.fromkeys(
         ("CheckpointError", "CheckpointFormatError", "MigrationError", "MissingDependencyError",
          "NotACheckpointError", "NotAPoolError", "PolicyClassError", "PolicyNotFoundError", "PoolNamespaceError",
          "ShapeMismatchError", "UnsafePickleError", "UnsupportedFilterError", "UnsupportedModelError",
-         "UnsupportedRayError", "TrainingStateError", "MissingTrainingStateError"),
+         "UnsupportedRayError", "TrainingStateError", "MissingTrainingStateError", "LearnerBusyError",
+         "InvalidArgumentError", "RecurrentStateError"),
         "errors",
     ),
     "NumpyPolicy": "act.numpy_policy",
     "PolicyOutput": "act.numpy_policy",
     "export_onnx": "act.onnx_export",
+    "exploitability": "act.openspiel",
     "migrate": "live.migration",
     "MigrateReport": "live.migration",
     "build_policy": "live.policy_io",

@@ -14,12 +14,16 @@ them by name once a ``...Partial`` name is first used (:func:`register_trainable
 
 from __future__ import annotations
 
-import sys
+import inspect
 from typing import Dict, Optional, Type
 
-# First: outside the supported Ray releases this refuses in one line (rllib_ext.live.compat)
-# before RLlib's own imports below can fail deep inside.
-from .live import tune  # isort: skip
+# First: outside the supported Ray releases, the first use of a ...Partial name refuses in
+# one line (rllib_ext.live.compat) before RLlib's own imports below can fail deep inside.
+from .live.compat import require_supported_ray  # isort: skip
+
+require_supported_ray()
+
+from .live import tune  # noqa: E402
 
 from ray.rllib.algorithms.algorithm import Algorithm
 from ray.rllib.algorithms.appo import APPO, APPOConfig
@@ -97,7 +101,8 @@ def partial(
         The new Algorithm class; ``config_class_of(cls)`` is its config class.
     """
     name = name or f"{algo_cls.__name__}Partial"
-    module = module or sys._getframe(1).f_globals.get("__name__", __name__)
+    caller = inspect.currentframe().f_back  # type: ignore[union-attr]
+    module = module or caller.f_globals.get("__name__", __name__)
     base_config = config_cls or type(algo_cls.get_default_config())
     cfg = type(f"{name}Config", (PartialConfig, base_config),
                {"__module__": module, "__qualname__": f"{name}Config", "__doc__": f"{base_config.__name__} + rllib_ext."})

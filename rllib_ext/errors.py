@@ -6,8 +6,8 @@ Every message names the checkpoint path and what *is* there, so a user can act o
 from __future__ import annotations
 
 import contextlib
-import difflib
-from typing import Iterable, Iterator, Tuple, Type, Union
+import errno
+from typing import Iterable, Iterator, Optional, Tuple, Type, Union
 
 
 class CheckpointError(Exception):
@@ -69,6 +69,18 @@ class UnsupportedFilterError(CheckpointError, ValueError):
     """Observation-filter statistics of a kind rllib_ext does not carry (nested: Dict/Tuple spaces)."""
 
 
+class LearnerBusyError(CheckpointError, TimeoutError):
+    """An asynchronous learner (APPO, IMPALA) did not finish its update in flight in time; nothing was set."""
+
+
+class InvalidArgumentError(CheckpointError, ValueError, TypeError):
+    """An argument does not fit the call (an empty or colliding ``policies``, a string where ids go, ``mapping=`` on one stack)."""
+
+
+class RecurrentStateError(CheckpointError, ValueError):
+    """``state=`` does not fit the policy: given to one without recurrent state, or missing for a recurrent one."""
+
+
 class UnsafePickleError(CheckpointError):
     """Safe mode met an object it will not build; pass trusted=True to allow it."""
 
@@ -97,8 +109,41 @@ def malformed(
         raise CheckpointFormatError(f"{where}: {what} ({type(e).__name__}: {e}){hint}") from e
 
 
+def os_problem(e: OSError) -> str:
+    """What an ``OSError`` on a checkpoint path means, and what to do about it."""
+    if e.errno == errno.ENOENT:
+        return "no such file or directory"
+    if e.errno == errno.ELOOP:
+        return "symbolic link loop (a link that leads back to itself); point it at the real file or directory"
+    if e.errno in (errno.EACCES, errno.EPERM):
+        return "permission denied; make it readable by this user (chmod/chown)"
+    if e.errno == errno.EISDIR:
+        return "is a directory where a file was expected"
+    if e.errno == errno.ENOTDIR:
+        return "a file where a directory was expected"
+    return f"cannot read: {e.strerror or e}"
+
+
+@contextlib.contextmanager
+def unreadable(path: str, doing: str = "cannot read", missing: Optional[str] = "file missing from the checkpoint") -> Iterator[None]:
+    """An ``OSError`` in the block is the checkpoint's: a ``CheckpointFormatError`` naming ``path``.
+
+    The message is ``'<path>: <missing>'`` for a missing file (when ``missing`` is given),
+    else ``'<path>: <doing>: <what the OS error means>'`` (:func:`os_problem`).
+    """
+    try:
+        yield
+    except FileNotFoundError as e:
+        if missing is None:
+            raise CheckpointFormatError(f"{path}: {doing}: {os_problem(e)}") from e
+        raise CheckpointFormatError(f"{path}: {missing}") from e
+    except OSError as e:
+        raise CheckpointFormatError(f"{path}: {doing}: {os_problem(e)}") from e
+
+
 def did_you_mean(name: str, choices: Iterable[str]) -> str:
     """Return ' (did you mean 'x'?)' for a close match, else ''."""
+    import difflib  # only when an error is being built: reading never pays for it
     close = difflib.get_close_matches(str(name), [str(c) for c in choices], n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
 

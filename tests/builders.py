@@ -5,6 +5,7 @@ Everything is sized for a 2-core CI box: 8-unit layers, 200-step batches, one ep
 
 from __future__ import annotations
 
+import ast
 import functools
 import json
 import os
@@ -63,8 +64,26 @@ def stored_meta(name: str) -> Dict[str, Any]:
 
 
 # Test modules that read only committed checkpoints and never import Ray (tests/test_ray_free.py).
-RAY_FREE = ("test_cli.py", "test_export.py", "test_inspection.py", "test_nested_filters.py", "test_reader.py",
-            "test_storage.py")
+def marked_ray_free(tests_dir: str) -> Tuple[str, ...]:
+    """The test modules that say ``pytestmark = pytest.mark.ray_free`` (alone or in a list), sorted.
+
+    Read from the source (not imported), so the list costs no import and cannot go stale.
+    """
+    found = []
+    for name in sorted(os.listdir(tests_dir)):
+        if not (name.startswith("test_") and name.endswith(".py")):
+            continue
+        with open(os.path.join(tests_dir, name)) as f:
+            tree = ast.parse(f.read())
+        for node in tree.body:
+            if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "pytestmark" for t in node.targets):
+                if any(isinstance(n, ast.Attribute) and n.attr == "ray_free" for n in ast.walk(node.value)):
+                    found.append(name)
+    return tuple(found)
+
+
+# Modules that read committed checkpoints and never import Ray (tests/test_ray_free.py checks them).
+RAY_FREE = marked_ray_free(os.path.join(ROOT, "tests"))
 
 
 class NoRay:
@@ -197,18 +216,18 @@ def env_runner_weights(algo, policy_id: str, remote: bool = True) -> Dict[str, n
 
 def build_checkpoint(path: str, stack: str, train_iters: int = 1, **kw) -> Dict[str, Dict[str, np.ndarray]]:
     """Train a tiny 3-policy PPO, save it to ``path``; return each policy's saved weights."""
-    algo = ppo_config(stack, **kw).build_algo()
-    try:
-        for _ in range(train_iters):
-            algo.train()
-        algo.save(path)
-        return {pid: live_weights(algo, pid) for pid in sorted(algo.config.policies)}
-    finally:
-        algo.stop()
+    return train_then_save(path, ppo_config(stack, **kw), all_weights, train_iters)
+
+
+def all_weights(algo: Any) -> Dict[str, Dict[str, np.ndarray]]:
+    """``{policy id: weights}`` of every policy of a live algorithm."""
+    return {pid: live_weights(algo, pid) for pid in sorted(algo.config.policies)}
 
 
 def assert_imports_no_framework(code: str, forbidden: Sequence[str] = FRAMEWORKS, extra: Sequence[str] = ()):
     """Run ``code`` in a fresh interpreter; fail if it left any ``forbidden``/``extra`` module imported.
+
+    A name matches a module and everything under it (``ray`` matches ``ray.rllib``).
 
     A fresh process because this one has imported them all already. PYTHONPATH puts this
     checkout first, so the package under test is imported, not an installed copy.
@@ -217,7 +236,7 @@ def assert_imports_no_framework(code: str, forbidden: Sequence[str] = FRAMEWORKS
     names = tuple(forbidden) + tuple(extra)
     check = (
         "\nimport json as _json, sys as _sys\n"
-        f"_bad = sorted(m for m in _sys.modules if m.split('.')[0] in {names!r})\n"
+        f"_bad = sorted(m for m in _sys.modules if any(m == n or m.startswith(n + '.') for n in {names!r}))\n"
         "print('imported modules: ' + _json.dumps(_bad), file=_sys.stderr)\n"
         "_sys.exit(3 if _bad else 0)\n"
     )
@@ -227,7 +246,7 @@ def assert_imports_no_framework(code: str, forbidden: Sequence[str] = FRAMEWORKS
     lines = [ln for ln in res.stderr.splitlines() if ln.startswith("imported modules: ")]
     if res.returncode == 3 and lines:
         bad = json.loads(lines[-1][len("imported modules: "):])
-        top = sorted({m.split(".")[0] for m in bad})
+        top = sorted({n for n in names for m in bad if m == n or m.startswith(n + ".")})
         raise AssertionError(
             f"the code imported {', '.join(top)} (forbidden: {', '.join(names)}); "
             f"modules: {', '.join(bad[:20])}{' ...' if len(bad) > 20 else ''}"
@@ -422,11 +441,73 @@ def learner_outputs(algo, policy_id, obs, state=None):
     return [r.get() for r in algo.learner_group.foreach_learner(run)][0]
 
 
-def gap(a, b) -> float:
-    """max |a - b| of two outputs; printed, so ``pytest -s`` shows each measured figure."""
-    value = float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
+def gap(a, b, *, common: bool = False) -> float:
+    """max |a - b| of two outputs, in float64; printed, so ``pytest -s`` shows each measured figure.
+
+    ``a`` and ``b`` are arrays, or ``{name: array}`` compared name by name: the names must be
+    the same, or with ``common`` only the names of ``b`` that ``a`` also has are compared.
+    """
+    if isinstance(b, dict):
+        names = [n for n in b if n in a] if common else sorted(b)
+        assert common or sorted(a) == names, f"names differ: {sorted(a)} vs {names}"
+        value = max((_max_abs(a[n], b[n]) for n in names), default=0.0)
+    else:
+        value = _max_abs(a, b)
     print(f"max|Δ| {value:.3g}")
     return value
+
+
+def _max_abs(a, b) -> float:
+    diff = np.asarray(a, np.float64) - np.asarray(b, np.float64)
+    return float(np.max(np.abs(diff))) if diff.size else 0.0
+
+
+def train_then_save(path: str, config: Any, observe: Any = None, iters: int = 1) -> Any:
+    """Build ``config``, train ``iters`` iterations, save to ``path``, stop; ``observe(algo)``
+    (what a test compares against: weights, outputs) is taken after the save, before the stop."""
+    algo = config.build_algo()
+    try:
+        for _ in range(iters):
+            algo.train()
+        algo.save(path)
+        return observe(algo) if observe is not None else None
+    finally:
+        algo.stop()
+
+
+def kill_at_a_mark(argv: Sequence[str], pause_at: Optional[str], stop_at: int, label: str, wait: float) -> int:
+    """Start the writing child ``argv``, SIGKILL it, and return how many writes it finished.
+
+    The child prints ``ready``, then one number per finished write. With ``pause_at`` it also
+    prints that mark where it stops, and waits there the ``stop_at``-th time: the kill lands
+    exactly there. Without, it is killed ``wait`` seconds after ``ready``.
+    """
+    import signal
+    import threading
+    import time
+
+    child = subprocess.Popen(list(argv), stdout=subprocess.PIPE, text=True)
+    watchdog = threading.Timer(60, child.kill)  # a child that never pauses must not hang the test
+    watchdog.start()
+    try:
+        assert child.stdout.readline().strip() == "ready"
+        finished = 0
+        if pause_at:
+            for _ in range(stop_at):  # read up to the stop_at-th mark: the child now waits there
+                line = child.stdout.readline().strip()
+                while line.isdigit():  # a write finished on the way
+                    finished += 1
+                    line = child.stdout.readline().strip()
+                assert line == pause_at, f"{label}: the child ended before pausing at {pause_at}"
+        else:
+            time.sleep(wait)
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    finally:
+        watchdog.cancel()
+    finished += sum(line.isdigit() for line in child.stdout.read().split())
+    child.stdout.close()
+    return finished
 
 
 # ---------------------------------------------------------------- training state (issue 20)
@@ -504,7 +585,7 @@ def one_update(algo, policy_id: str, batch: Dict[str, np.ndarray]) -> Dict[str, 
     if algo.config.enable_rl_module_and_learner:
         from ray.rllib.policy.sample_batch import MultiAgentBatch, SampleBatch
 
-        from rllib_ext.live.training_state import learner_scalars
+        from rllib_ext.live.carry_training import learner_scalars
 
         learner = algo.learner_group._learner
         # A lifetime step count far beyond both runs: target-network updates (SAC, DQN) are due
@@ -601,38 +682,9 @@ def pause_before_replace(folder):
 
 
 def kill_child_at(script: str, args: Sequence[str], pause: str, stop_at: int, wait: float) -> int:
-    """Run ``MARK_PRELUDE + script`` and SIGKILL it; return the steps it finished before.
-
-    The child prints ``ready``, then a number after each finished step. With a ``pause``
-    it is killed while it sleeps at its ``stop_at``-th mark; without one, ``wait``
-    seconds after ``ready``.
-    """
-    import signal
-    import threading
-    import time
-
-    child = subprocess.Popen([sys.executable, "-c", MARK_PRELUDE + script, ROOT, pause, str(stop_at), *args],
-                             stdout=subprocess.PIPE, text=True)
-    watchdog = threading.Timer(60, child.kill)
-    watchdog.start()
-    try:
-        assert child.stdout.readline().strip() == "ready"
-        finished = 0
-        if pause:
-            for _ in range(stop_at):
-                line = child.stdout.readline().strip()
-                while line.isdigit():
-                    finished += 1
-                    line = child.stdout.readline().strip()
-                assert line == pause, f"the child ended before pausing at {pause}"
-        else:
-            time.sleep(wait)
-        child.send_signal(signal.SIGKILL)
-        child.wait()
-        return finished + sum(line.isdigit() for line in child.stdout.read().split())
-    finally:
-        watchdog.cancel()
-        child.stdout.close()
+    """:func:`kill_at_a_mark` for a child that is ``MARK_PRELUDE + script``."""
+    argv = [sys.executable, "-c", MARK_PRELUDE + script, ROOT, pause, str(stop_at), *args]
+    return kill_at_a_mark(argv, pause or None, stop_at, f"kill at {pause or 'a random time'}", wait)
 
 
 def start_together(script: str, arg_lists: Sequence[Sequence[str]], go, timeout: float = 120) -> List[Tuple[int, str]]:

@@ -140,7 +140,7 @@ def stored():
 
 
 # ---------------------------------------------------------------- Ray-free modules
-# builders.RAY_FREE read committed checkpoints and never import Ray. A run of nothing but
+# builders.RAY_FREE (modules marked ray_free) read committed checkpoints and never import Ray. A run of nothing but
 # them refuses `import ray` where it happens (tests/test_ray_free.py runs them so).
 def pytest_collection_finish(session):
     from builders import RAY_FREE, NoRay
@@ -163,6 +163,7 @@ _CELLS = {"torch-new": "new", "torch-old": "old", "tf2-old": "old"}
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "all_cells: run in every matrix cell")
+    config.addinivalue_line("markers", "ray_free: the module never imports Ray (tests/test_ray_free.py proves it)")
     config.addinivalue_line("markers", "torch_only: needs torch tensors, not in the tf2 cell")
     config.addinivalue_line(
         "markers", "stack(name): an old- or new-stack test not parametrized by stack: runs in that stack's cells"
@@ -207,20 +208,15 @@ def acting_source(ray_session, tmp_path_factory):
     MeanStdFilter (old stack: per policy; new stack: the connector, per agent), so acting
     without the filter is measurably different. Shared by the NumpyPolicy and ONNX tests.
     """
-    from builders import ACT_OBS, filtered_config, rllib_dist_inputs
+    from builders import ACT_OBS, filtered_config, rllib_dist_inputs, train_then_save
 
     cache = {}
 
     def get(stack: str):
         if stack not in cache:
             path = str(tmp_path_factory.mktemp(f"acting_{stack}"))
-            algo = filtered_config(stack, num_env_runners=0).build_algo()
-            try:
-                algo.train()
-                algo.save(path)
-                ref = {f"policy_{i}": rllib_dist_inputs(algo, f"policy_{i}", f"agent_{i}", ACT_OBS) for i in range(3)}
-            finally:
-                algo.stop()
+            ref = train_then_save(path, filtered_config(stack, num_env_runners=0), lambda algo: {
+                f"policy_{i}": rllib_dist_inputs(algo, f"policy_{i}", f"agent_{i}", ACT_OBS) for i in range(3)})
             cache[stack] = (path, ref)
         return cache[stack]
 

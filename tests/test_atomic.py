@@ -21,18 +21,15 @@ from __future__ import annotations
 import hashlib
 import os
 import random
-import signal
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 from typing import Dict, Optional
 
 import numpy as np
 import pytest
 
-from builders import ROOT
+from builders import ROOT, kill_at_a_mark
 
 from rllib_ext.checkpoint import atomic
 from rllib_ext.checkpoint import policy_file as pf
@@ -48,7 +45,8 @@ sys.path.insert(0, sys.argv[1])
 op, ckpt, dest, fallback = sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5] == "1"
 pause, stop_at = sys.argv[6], int(sys.argv[7])
 from rllib_ext.checkpoint import atomic
-from rllib_ext.checkpoint import extract_policy, merge_checkpoints, read_weights, write_policy_dir
+from rllib_ext.checkpoint import extract_policy, read_weights, write_policy_dir
+from rllib_ext.merge import merge_checkpoints
 if fallback:
     atomic._exchange = lambda a, b: False   # as on a system without renameat2
 if pause:  # "between" | "after": mark that rename of the fallback swap; wait there the stop_at-th time
@@ -81,7 +79,8 @@ while True:
 
 def _write(op: str, ckpt: str, dest: Path, k: int) -> None:
     """What the child does for content k (0 = A, 1 = B), here in the parent."""
-    from rllib_ext.checkpoint import extract_policy, merge_checkpoints, write_policy_dir
+    from rllib_ext.checkpoint import extract_policy, write_policy_dir
+    from rllib_ext.merge import merge_checkpoints
 
     pid = ("policy_0", "policy_1")[k]
     if op == "policy_dir":
@@ -133,26 +132,9 @@ def _kill_loop(op: str, ckpt: str, tmp_path: Path, kills: int, fallback: bool = 
     for i in range(kills):
         start = want.index(_content(op, dest))  # the version the child starts from
         stop_at = rng.randint(1, 3) if pause_at else 0  # pause during the child's 1st, 2nd or 3rd write
-        child = subprocess.Popen([sys.executable, "-c", CHILD, ROOT, op, ckpt, str(dest), "1" if fallback else "0",
-                                  pause_at or "", str(stop_at)], stdout=subprocess.PIPE, text=True)
-        watchdog = threading.Timer(60, child.kill)  # a child that never pauses must not hang the test
-        watchdog.start()
-        assert child.stdout.readline().strip() == "ready"
-        finished = 0
-        if pause_at:
-            for _ in range(stop_at):  # read up to the stop_at-th mark: the child now waits there
-                line = child.stdout.readline().strip()
-                while line.isdigit():  # a write finished on the way
-                    finished += 1
-                    line = child.stdout.readline().strip()
-                assert line == pause_at, f"kill {i}: the child ended before pausing {pause_at} the renames"
-        else:
-            time.sleep(rng.uniform(0.0, 0.25))
-        child.send_signal(signal.SIGKILL)
-        child.wait()
-        watchdog.cancel()
-        finished += sum(line.isdigit() for line in child.stdout.read().split())
-        child.stdout.close()
+        argv = [sys.executable, "-c", CHILD, ROOT, op, ckpt, str(dest), "1" if fallback else "0", pause_at or "", str(stop_at)]
+        wait = 0.0 if pause_at else rng.uniform(0.0, 0.25)  # (drawn only when used: the kills stay as seeded)
+        finished = kill_at_a_mark(argv, pause_at, stop_at, f"kill {i}", wait)
         stats["kills"] += 1
         stats["writes finished by children"] += finished
         left = _debris(dest)
@@ -237,11 +219,11 @@ def test_next_write_restores_destination_lost_between_renames(tmp_path):
     stale_tmp.mkdir()
     (stale_tmp / "weights.safetensors").write_bytes(b"half")
     assert sorted(atomic.clean_debris(str(dest))) == sorted([backup.name, stale_tmp.name])
-    np.testing.assert_array_equal(read_policy_dir(dest)[0]["w"], a["w"])
+    np.testing.assert_array_equal(read_policy_dir(dest)[1]["w"], a["w"])
     backup2 = tmp_path / f".p.tmp-{dead}-00000000"
     backup2.mkdir()
     pf.write_policy_dir(dest, "p", b, {"stack": "new"})
-    np.testing.assert_array_equal(read_policy_dir(dest)[0]["w"], b["w"])
+    np.testing.assert_array_equal(read_policy_dir(dest)[1]["w"], b["w"])
     assert _debris(dest) == []
 
 

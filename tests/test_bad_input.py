@@ -249,7 +249,7 @@ def _st_size_field(size: int) -> Callable[[Path, str], Path]:
 def _dir_with_weights(edit: Callable) -> Callable[[Path, str], Path]:
     """A well-formed policy directory (write_policy_dir) whose tensors were edited."""
     def damage(root: Path, stack: str) -> Path:
-        w, meta = read_policy_dir(root)
+        meta, w = read_policy_dir(root)
         keep = {k: meta[k] for k in ("stack", "framework", "observation_space", "action_space",
                                      "model_config", "algorithm_class", "policy_class")}
         write_policy_dir(root, meta["policy_id"], edit(OrderedDict(w)), keep)

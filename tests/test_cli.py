@@ -22,7 +22,11 @@ from rllib_ext.checkpoint.spaces import space_from_rllib_dict
 from rllib_ext.checkpoint.views import make_policy_view
 from rllib_ext.checkpoint.storage import CheckpointDir
 from rllib_ext.checkpoint.reader import decode_file
-from rllib_ext.cli import compact_space, format_view, main
+from rllib_ext.cli import main
+from rllib_ext.formatting import compact_space, format_view
+from rllib_ext.errors import MissingDependencyError, PolicyNotFoundError, ShapeMismatchError
+
+pytestmark = pytest.mark.ray_free  # never imports Ray: tests/test_ray_free.py checks it
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")
 F32_MAX = float(np.finfo(np.float32).max)
@@ -66,7 +70,7 @@ def test_cli_extract_writes_policy(stored, tmp_path, fmt):
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == str(out)
     if fmt == "safetensors":
-        got = read_policy_dir(out)[0]
+        got = read_policy_dir(out)[1]
     else:
         with np.load(out) as z:
             got = {k: z[k] for k in z.files}
@@ -364,3 +368,46 @@ def test_cli_pool_plot_without_matplotlib_is_a_one_line_error(tmp_path, capsys):
     assert code != 0 and not (tmp_path / "table.png").exists()
     assert capsys.readouterr().err == (
         "rllib-ext: error: rllib-ext pool --plot needs matplotlib (pip install 'rllib_ext[plot]')\n")
+
+
+@pytest.mark.parametrize(
+    "error,code",
+    [(PolicyNotFoundError("policy 'x' not in ckpt"), 1), (MissingDependencyError("needs onnx:\npip install onnx"), 1),
+     (ShapeMismatchError("tensor 'w' is (2,) here"), 1), (PermissionError(13, "Permission denied"), 1),
+     (ValueError("policy 'p' is taken twice"), 2), (TypeError("policies must be a list"), 2)],
+    ids=lambda v: type(v).__name__ if isinstance(v, BaseException) else None,
+)
+def test_cli_maps_each_error_class_to_its_exit_code_with_one_line(monkeypatch, capsys, error, code):
+    import rllib_ext.cli as cli
+
+    def raise_it(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(cli, "inspect", raise_it)
+    assert cli.main(["inspect", "ckpt"]) == code
+    assert capsys.readouterr().err == f"rllib-ext: error: {' '.join(str(error).splitlines())}\n"
+
+
+def test_cli_keeps_the_traceback_of_an_error_it_does_not_know(monkeypatch):
+    import rllib_ext.cli as cli
+
+    monkeypatch.setattr(cli, "inspect", lambda *a, **k: {}["missing"])
+    with pytest.raises(KeyError, match="missing"):
+        cli.main(["inspect", "ckpt"])
+
+
+def test_cli_migrate_dry_run_exits_1_saying_which_policies_cannot_be_migrated(monkeypatch, capsys):
+    import types
+
+    import rllib_ext.cli as cli
+
+    entry = lambda ok, reason=None: types.SimpleNamespace(supported=ok, reason=reason)  # noqa: E731
+    report = types.SimpleNamespace(policies={"p0": entry(True), "p1": entry(False, "policy 'p1': no spaces recorded")},
+                                   to_dict=lambda: {})
+    fake = types.ModuleType("rllib_ext.live.migration")
+    fake.migrate = lambda *a, **k: report
+    monkeypatch.setitem(sys.modules, "rllib_ext.live.migration", fake)
+    assert cli.main(["migrate", "old", "--dry-run", "--json"]) == 1
+    assert capsys.readouterr().err == (
+        "rllib-ext: error: dry run: 1 of 2 policies cannot be migrated: policy 'p1': no spaces recorded\n"
+    )

@@ -101,10 +101,12 @@ def _run(code: str) -> subprocess.CompletedProcess:
 
 @pytest.mark.parametrize(
     "use",
-    ["rllib_ext.PPOPartial", "rllib_ext.build_policy", "rllib_ext.migrate",
-     "__import__('rllib_ext.live.restore').live.restore.restore_policies"],
+    ["rllib_ext.PPOPartial", f"rllib_ext.build_policy({FIXTURE!r})", f"rllib_ext.migrate({FIXTURE!r}, '/nonexistent')",
+     f"__import__('rllib_ext.live.restore').live.restore.restore_policies(None, {FIXTURE!r}, ['policy_0'])"],
 )
 def test_outside_the_range_a_live_feature_refuses_in_one_line(use):
+    """Importing rllib_ext checks nothing; the first use of a live feature (a ...Partial
+    name, or a call) refuses in one line."""
     res = _run(
         "import rllib_ext\n"
         f"assert list(rllib_ext.inspect({FIXTURE!r}).policies) == ['policy_0', 'policy_1']\n"
@@ -160,3 +162,75 @@ def test_only_compat_uses_release_dependent_names():
 )
 def test_release_dependent_check_fails_on_a_planted_use(planted):
     assert release_dependent_uses(planted)
+
+
+# ---------------------------------------------------------------- the seam to RLlib internals
+
+SEAM = os.path.join("live", "ray_internals.py")
+# Private names of numpy and the pickle module, not Ray's: the safe unpickler must name what
+# numpy's pickles name, and its own class's helper. They stay with the codecs.
+NOT_RAY = {
+    (os.path.join("checkpoint", "codecs", "safe_pickle.py"), name) for name in ("_Unpickler", "_core", "_reconstruct", "_frombuffer")
+} | {(os.path.join("checkpoint", "codecs", "pickle_patch.py"), "_stack_global")}
+
+
+def _private(name: object) -> bool:
+    return isinstance(name, str) and name.startswith("_") and not name.startswith("__")
+
+
+def _on_self(node: ast.AST) -> bool:
+    return isinstance(node, ast.Name) and node.id in ("self", "cls")
+
+
+def seam_names() -> set:
+    """The private attribute names the seam touches (flagged elsewhere even on ``self``)."""
+    return {name for _, name in private_accesses(open(os.path.join(ROOT, "rllib_ext", SEAM)).read())}
+
+
+def private_accesses(source: str, known: frozenset = frozenset()) -> list:
+    """``(line, name)`` of each private attribute read, set or tested on an object not ``self``.
+
+    ``x._foo`` and ``getattr/setattr/hasattr/delattr(x, "_foo")`` count; so does any use of
+    a ``known`` name (one the seam reads: a Ray private), on ``self`` too (a subclass of a
+    Ray class reaching into its base).
+    """
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Attribute) and _private(node.attr):
+            if not _on_self(node.value) or node.attr in known:
+                found.append((node.lineno, node.attr))
+        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+              and node.func.id in ("getattr", "setattr", "hasattr", "delattr") and len(node.args) >= 2):
+            name = node.args[1].value if isinstance(node.args[1], ast.Constant) else None
+            if _private(name) and (not _on_self(node.args[0]) or name in known):
+                found.append((node.lineno, name))
+    return found
+
+
+def test_private_attributes_of_ray_are_touched_only_in_the_seam():
+    root = os.path.join(ROOT, "rllib_ext")
+    known = frozenset(seam_names())
+    bad = []
+    for d, _, files in os.walk(root):
+        for f in files:
+            rel = os.path.relpath(os.path.join(d, f), root)
+            if not f.endswith(".py") or rel == SEAM:
+                continue
+            for line, name in private_accesses(open(os.path.join(d, f)).read(), known):
+                if (rel, name) not in NOT_RAY:
+                    bad.append(f"{rel}:{line}: {name}")
+    assert not bad, f"private attributes outside {SEAM} (add a function there): {bad}"
+    assert {"_learner_thread", "_update_method", "_weights_seq_no", "_trial_info"} <= known
+
+
+@pytest.mark.parametrize(
+    "planted",
+    ["learner._learner_thread.join()", "getattr(er, '_env_to_module', None)", "algo._counters['x'] += 1",
+     "hasattr(module, '_rl_modules')", "class A:\n    def f(self):\n        return self._trial_info"],
+)
+def test_the_seam_check_fails_on_a_planted_private_access(planted):
+    assert private_accesses(planted, frozenset(seam_names()))
+
+
+def test_the_seam_check_leaves_an_objects_own_private_state_alone():
+    assert not private_accesses("class A:\n    def f(self):\n        self._n = getattr(self, '_m', 0)\n")

@@ -10,6 +10,8 @@ import pytest
 from rllib_ext.convert.mapping import convert_policy
 from rllib_ext.errors import MigrationError
 
+pytestmark = pytest.mark.ray_free  # never imports Ray: tests/test_ray_free.py checks it
+
 
 def _torch_fcnet(hiddens=(8, 8), obs=4, n_out=2, share=False, seed=0):
     rng = np.random.default_rng(seed)

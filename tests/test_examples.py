@@ -97,3 +97,22 @@ def test_self_play_league_final_main_beats_its_first_snapshot(tmp_path):
     first_score = float(rows[0][4])
     print(res.stdout[-1500:])
     assert first_score > 0.6, f"the final main scores only {first_score} against its first snapshot"
+
+
+@pytest.mark.slow
+def test_poker_league_prints_its_pool_meta_strategy_and_openspiel_figures(tmp_path):
+    """The PSRO league on Kuhn poker with a tiny budget: it names its pool, prints the
+    meta-strategy, and OpenSpiel's exploitability of the mixture, of the final main and of
+    plain self-play (learning quality is judged in bench/league_quality.py, not here)."""
+    pytest.importorskip("pyspiel")
+    res = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "examples", "poker_league.py"), "--steps", "3000", "--phase", "2000",
+         "--snapshot-every", "1000", "--games", "100", "--pool", str(tmp_path / "pool")],
+        capture_output=True, text=True, timeout=900, cwd=str(tmp_path),
+    )
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert f"pool: {tmp_path / 'pool'}" in res.stdout
+    assert re.search(r"^meta-strategy \(snapshot: probability\):\n  main-\d{4}@\S+: [\d.]+$", res.stdout, re.M)
+    figures = dict(re.findall(r"^  (league meta-strategy|league final main|plain self-play final main).*?([\d.]+)$",
+                              res.stdout, re.M))
+    assert len(figures) == 3 and all(0 <= float(v) <= 0.5 for v in figures.values()), res.stdout

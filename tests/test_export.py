@@ -16,12 +16,14 @@ from rllib_ext.checkpoint.export import export_npz, export_torch_state_dict, ext
 from rllib_ext.checkpoint.policy_file import read_policy_dir
 from rllib_ext.errors import PolicyNotFoundError
 
+pytestmark = pytest.mark.ray_free  # never imports Ray: tests/test_ray_free.py checks it
+
 
 @pytest.mark.parametrize("stack", ["new", "old"])
 def test_extract_policy_matches_rllib_getters(stored, tmp_path, stack):
     path, expected = stored(stack)
     out = extract_policy(path, "policy_1", tmp_path / "p1")
-    weights, meta = read_policy_dir(out)
+    meta, weights = read_policy_dir(out)
     for name, want in expected["policy_1"].items():
         np.testing.assert_array_equal(weights[name], want, err_msg=name)
     assert list(weights) == list(expected["policy_1"])

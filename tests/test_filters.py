@@ -25,6 +25,7 @@ from builders import (
     live_weights,
     restart_remote_env_runner,
     runner_dist_inputs,
+    train_then_save,
     unclipped_connector,
 )
 
@@ -67,13 +68,8 @@ def source(ray_session, tmp_path_factory):
     def get(stack: str):
         if stack not in cache:
             path = str(tmp_path_factory.mktemp(f"filtered_{stack}"))
-            algo = filtered_config(stack, num_env_runners=1).build_algo()
-            try:
-                algo.train()
-                algo.save(path)
-                ref = {f"policy_{i}": dist_inputs(algo, f"policy_{i}", f"agent_{i}") for i in range(3)}
-            finally:
-                algo.stop()
+            ref = train_then_save(path, filtered_config(stack, num_env_runners=1),
+                                  lambda algo: {f"policy_{i}": dist_inputs(algo, f"policy_{i}", f"agent_{i}") for i in range(3)})
             cache[stack] = (path, ref)
         return cache[stack]
 
@@ -242,7 +238,7 @@ def test_policy_file_of_format_1_0_still_loads(tmp_path):
     doc["format_version"] = "1.0"
     del doc["observation_filter"]
     meta_file.write_text(json.dumps(doc))
-    weights, meta = read_policy_dir(out)
+    meta, weights = read_policy_dir(out)
     np.testing.assert_array_equal(weights["w"], np.ones(3, np.float32))
     assert read_filters(out).stats == {}
 

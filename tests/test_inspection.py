@@ -22,6 +22,8 @@ from rllib_ext.checkpoint.spaces import space_from_object
 from rllib_ext.checkpoint.views import SpaceView
 from rllib_ext.errors import NotACheckpointError
 
+pytestmark = pytest.mark.ray_free  # never imports Ray: tests/test_ray_free.py checks it
+
 
 @pytest.mark.parametrize("stack", ["new", "old"])
 def test_inspect_reports_algorithm_framework_and_version(stored, stack):

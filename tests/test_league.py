@@ -218,7 +218,7 @@ def _widened(src: str, dst: str) -> str:
     """A copy of a policy directory whose first layer takes 3 inputs instead of 1."""
     from rllib_ext.checkpoint.policy_file import META_KEYS, read_policy_dir, write_policy_dir
 
-    weights, meta = read_policy_dir(src)
+    meta, weights = read_policy_dir(src)
     out = {}
     for name, w in weights.items():
         if w.ndim == 2 and w.shape[-1] == 1:  # the first layers (actor and critic) of a 1-float input

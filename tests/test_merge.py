@@ -12,19 +12,21 @@ import pytest
 
 from builders import (
     MODULES_DIR,
+    all_weights,
     assert_differs,
     assert_imports_no_framework,
     assert_weights_equal,
     env_runner_weights,
     live_weights,
     ppo_config,
+    train_then_save,
 )
 
 from rllib_ext import PolicyNotFoundError, ShapeMismatchError, read_weights
 from rllib_ext.checkpoint import write_policy_dir
 from rllib_ext.checkpoint.codecs import safe_pickle
-from rllib_ext.checkpoint.merge import LEARNER_STATE, merge_checkpoints
-from rllib_ext.checkpoint.state_patch import patch_policy_state
+from rllib_ext.merge.checkpoints import LEARNER_STATE, merge_checkpoints
+from rllib_ext.merge.state_patch import patch_policy_state
 from rllib_ext.checkpoint.storage import CheckpointDir
 from rllib_ext.errors import CheckpointError, CheckpointFormatError
 
@@ -37,13 +39,7 @@ def seeded(ray_session, tmp_path_factory):
     def get(stack: str):
         if stack not in cache:
             path = str(tmp_path_factory.mktemp(f"seed7_{stack}"))
-            algo = ppo_config(stack).debugging(seed=7).build_algo()
-            try:
-                algo.train()
-                algo.save(path)
-                cache[stack] = (path, {pid: live_weights(algo, pid) for pid in sorted(algo.config.policies)})
-            finally:
-                algo.stop()
+            cache[stack] = (path, train_then_save(path, ppo_config(stack).debugging(seed=7), all_weights))
         return cache[stack]
 
     return get
@@ -170,7 +166,7 @@ def test_merge_imports_no_framework(ckpts, seeded, tmp_path):
     base, _ = ckpts("old")
     source, _ = seeded("old")
     assert_imports_no_framework(
-        "from rllib_ext.checkpoint import merge_checkpoints\n"
+        "from rllib_ext.merge import merge_checkpoints\n"
         f"merge_checkpoints({base!r}, [('policy_1', {source!r}, None)], {str(tmp_path / 'm')!r})\n"
     )
     assert_weights_equal(read_weights(tmp_path / "m", "policy_1"), read_weights(source, "policy_1"),

@@ -19,11 +19,11 @@ import pytest
 
 from builders import (
     ROOT, assert_imports_no_framework, assert_weights_equal, framework_for_cell, live_weights, max_diffs,
-    new_outputs, old_outputs, ppo_config, tolerance,
+    new_outputs, old_outputs, ppo_config, tolerance, train_then_save,
 )
 
 from rllib_ext import PPOPartialConfig
-from rllib_ext.errors import MigrationError
+from rllib_ext.errors import InvalidArgumentError, MigrationError
 from rllib_ext.live.migration import migrate
 
 N_OBS = 1000
@@ -43,14 +43,9 @@ def old_run(ray_session, tmp_path_factory):
             cfg = ppo_config("old", obs_dims=(4, 4), hiddens=HIDDENS).training(
                 model={"vf_share_layers": share, **model}
             )
-            algo = cfg.build_algo()
-            try:
-                algo.train()
-                algo.save(path)
-                obs = np.random.default_rng(0).uniform(-1, 1, (N_OBS, 4)).astype(np.float32)
-                outputs = {pid: old_outputs(algo.get_policy(pid), obs) for pid in ("policy_0", "policy_1")}
-            finally:
-                algo.stop()
+            obs = np.random.default_rng(0).uniform(-1, 1, (N_OBS, 4)).astype(np.float32)
+            outputs = train_then_save(path, cfg, lambda algo: {
+                pid: old_outputs(algo.get_policy(pid), obs) for pid in ("policy_0", "policy_1")})
             cache[key] = (path, obs, outputs)
         return cache[key]
 
@@ -238,7 +233,7 @@ def test_restore_new_stack_checkpoint_into_old_stack_algorithm_is_refused(old_ru
             "algorithm: tensor names differ (conversion only goes old -> new stack)"
         )):
             algo.restore(str(tmp_path / "new"), policies=["policy_0"])
-        with pytest.raises(ValueError, match=re.escape(
+        with pytest.raises(InvalidArgumentError, match=re.escape(
             "mapping= converts old-stack checkpoints for new-stack algorithms; here both are on the old API stack"
         )):
             restore_policies(algo, path, ["policy_0"], mapping={})

@@ -22,8 +22,11 @@ import pytest
 from builders import assert_weights_equal, stored_checkpoint
 
 from rllib_ext import CheckpointError, CheckpointFormatError, NumpyPolicy, UnsupportedFilterError
-from rllib_ext.checkpoint import extract_policy, inspect, merge_checkpoints, read_filters, read_policy, read_policy_dir
+from rllib_ext.checkpoint import extract_policy, inspect, read_filters, read_policy, read_policy_dir
+from rllib_ext.merge import merge_checkpoints
 from rllib_ext.cli import main
+
+pytestmark = pytest.mark.ray_free  # never imports Ray: tests/test_ray_free.py checks it
 
 # stack -> (fixture, the file holding the filter state, whose statistics are nested)
 NESTED = {
@@ -87,7 +90,7 @@ def test_merge_refuses_nested_statistics_unless_filters_false(nested, tmp_path):
 def test_extract_policy_needs_no_filter(nested, tmp_path):
     path, expected, _ = nested
     out = extract_policy(path, "policy_1", tmp_path / "p1")
-    weights, meta = read_policy_dir(out)
+    meta, weights = read_policy_dir(out)
     assert_weights_equal(weights, expected["policy_1"], "policy_1")
     assert meta.get("observation_filter") is None
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from builders import ACT_OBS, STACKS, assert_imports_no_framework, framework_for_cell
+from builders import ACT_OBS, STACKS, assert_imports_no_framework, framework_for_cell, gap
 
 import gymnasium as gym
 
@@ -90,10 +90,6 @@ def new_reference(module, obs, state=None):
     state_out = out.get("state_out")
     return (out["action_dist_inputs"].numpy(), values.numpy(),
             None if state_out is None else tree.tree_map(lambda s: s.numpy(), state_out))
-
-
-def gap(a, b) -> float:
-    return float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))))
 
 
 @pytest.mark.stack("new")

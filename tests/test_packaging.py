@@ -129,7 +129,7 @@ def test_wheel_without_extras_installs_numpy_only(venv):
     assert got["version"] == got["meta_version"] == VERSION
     assert got["file"].startswith(str(venv.root)), got["file"]  # the installed copy, not the repo
     assert [r for r in got["requires"] if "extra ==" not in r] == ["numpy"]
-    assert got["extras"] == ["league", "msgpack", "onnx", "plot", "remote", "rllib", "test", "tf"]
+    assert got["extras"] == ["docs", "league", "msgpack", "onnx", "plot", "remote", "rllib", "test", "tf"]
     assert (got["license"], got["python"]) == ("Apache-2.0", ">=3.11,<3.12")
     assert got["typed"] and got["license_file"]
     assert got["top_level"] == ["rllib_ext"]  # rllib-ext console script lives in bin/, tests/ not shipped
@@ -252,6 +252,20 @@ else:
     np.savez(sys.argv[2], **weights)
     print(json.dumps({"names": list(weights)}))
 """
+
+
+def test_ray_free_docs_blocks_run_in_the_numpy_only_install(venv, tmp_path):
+    """Every Ray-free code block of README.md and docs/ (``fixture:docs_dir``), as written,
+    in the venv that has numpy and rllib_ext only, in the directory the docs tests give it."""
+    pytest.importorskip("markdown_it")
+    from docs_blocks import all_blocks, prepare
+
+    blocks = [b for b in all_blocks() if b.kind == "ray-free"]
+    assert blocks
+    for i, block in enumerate(blocks):
+        here = Venv(venv.root, prepare(tmp_path / f"block{i}"))
+        res = here.py(block.code, check=False)
+        assert res.returncode == 0, f"{block.page}:{block.line}\n{block.code}\n{res.stderr}"
 
 
 def test_msgpack_checkpoint_needs_the_msgpack_extra(venv, wheel, tmp_path):

@@ -18,13 +18,15 @@ from rllib_ext.checkpoint import atomic
 from rllib_ext.checkpoint.policy_file import read_policy_dir, write_policy_dir
 from rllib_ext.errors import CheckpointError, CheckpointFormatError
 
+pytestmark = pytest.mark.ray_free  # never imports Ray: tests/test_ray_free.py checks it
+
 
 def test_write_policy_dir_roundtrips_weights_and_meta(tmp_path):
     want = sample_weights()
     out = write_policy_dir(tmp_path / "pol", "attacker", want, {"stack": "old", "framework": "tf2"})
     assert out == str(tmp_path / "pol")
     assert sorted(os.listdir(out)) == ["policy.json", "weights.safetensors"]
-    got, meta = read_policy_dir(out)
+    meta, got = read_policy_dir(out)
     assert_weights_equal(got, want)
     assert (meta["format_version"], meta["policy_id"], meta["stack"], meta["framework"]) == ("1.1", "attacker", "old", "tf2")
     assert meta["tensors"]["pi.weight"] == {"shape": [3, 4], "dtype": "float32"}
@@ -38,7 +40,7 @@ def test_write_policy_dir_replaces_existing_policy_dir(tmp_path):
     second = OrderedDict(w=np.full(3, 2.0, np.float32))
     write_policy_dir(tmp_path / "pol", "p", second, {"stack": "new"})
     assert os.listdir(tmp_path) == ["pol"]  # no temp or backup sibling left
-    assert_weights_equal(read_policy_dir(tmp_path / "pol")[0], second)
+    assert_weights_equal(read_policy_dir(tmp_path / "pol")[1], second)
 
 
 def test_write_policy_dir_failure_keeps_old_dir(tmp_path, monkeypatch):
@@ -55,7 +57,7 @@ def test_write_policy_dir_failure_keeps_old_dir(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="No space left"):
         write_policy_dir(tmp_path / "pol", "p", OrderedDict(w=np.zeros(1)), {"stack": "new"})
     assert os.listdir(tmp_path) == ["pol"]
-    assert_weights_equal(read_policy_dir(tmp_path / "pol")[0], old)
+    assert_weights_equal(read_policy_dir(tmp_path / "pol")[1], old)
 
 
 def test_write_policy_dir_failed_swap_restores_old_dir(tmp_path, monkeypatch):
@@ -76,7 +78,7 @@ def test_write_policy_dir_failed_swap_restores_old_dir(tmp_path, monkeypatch):
         write_policy_dir(tmp_path / "pol", "p", OrderedDict(w=np.zeros(1)), {"stack": "new"})
     monkeypatch.undo()
     assert os.listdir(tmp_path) == ["pol"]
-    assert_weights_equal(read_policy_dir(tmp_path / "pol")[0], old)
+    assert_weights_equal(read_policy_dir(tmp_path / "pol")[1], old)
 
 
 def test_write_policy_dir_refuses_to_replace_foreign_dir(tmp_path):
@@ -127,7 +129,7 @@ def test_policy_file_imports_no_framework(tmp_path):
     assert_imports_no_framework(
         "from rllib_ext.checkpoint import inspect, read_weights\n"
         "from rllib_ext.checkpoint.policy_file import read_policy_dir\n"
-        f"assert list(read_policy_dir({out!r})[0]) == list(read_weights({out!r}))\n"
+        f"assert list(read_policy_dir({out!r})[1]) == list(read_weights({out!r}))\n"
         f"assert inspect({out!r}).policies['p'].num_params == 24\n",
         extra=("safetensors",),
     )
@@ -144,3 +146,18 @@ def test_flipped_value_bit_is_caught_by_the_recorded_sha256(tmp_path):
     for read in (lambda: read_policy_dir(out), lambda: read_weights(out)):
         with pytest.raises(CheckpointFormatError, match=re.escape(f"{wfile}: contents do not match the sha256")):
             read()
+
+
+def test_training_state_with_a_stray_tensor_is_malformed_naming_it():
+    from rllib_ext.checkpoint.training_state import TrainingState
+
+    doc = {"stack": "new", "optimizers": {"default_optimizer": {"kind": "adam", "param_shapes": [[2]]}}}
+    with pytest.raises(CheckpointFormatError) as info:
+        TrainingState.from_json(doc, {"scalars/kl": np.zeros(1)}, "p/weights.safetensors")
+    assert str(info.value) == (
+        "p/weights.safetensors: training state is malformed (tensor 'scalars/kl' is no buffer of the optimizers "
+        "default_optimizer)"
+    )
+    with pytest.raises(CheckpointFormatError, match=re.escape("training state is malformed (KeyError: 'stack')")) as info:
+        TrainingState.from_json({"optimizers": {}}, {}, "p/weights.safetensors")
+    assert isinstance(info.value.__cause__, KeyError)  # the cause is kept

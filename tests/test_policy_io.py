@@ -218,7 +218,7 @@ def test_policy_extracted_from_a_tune_trial_builds_and_acts_like_the_checkpoint(
 
     path, saved = stored_checkpoint(name)
     out = extract_policy(path, "policy_0", tmp_path / "p0")
-    assert read_policy_dir(out)[1]["algorithm_class"] == "PPO" == inspect(path).algorithm_base
+    assert read_policy_dir(out)[0]["algorithm_class"] == "PPO" == inspect(path).algorithm_base
     loaded = rllib_ext.build_policy(out)
     assert_weights_equal(loaded.weights, saved["policy_0"], "extracted", ordered=False)
     obs = np.random.default_rng(0).uniform(-4, 4, (200, 4)).astype(np.float32)

@@ -14,6 +14,7 @@ import random
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -30,7 +31,7 @@ from rllib_ext import (
 from rllib_ext.checkpoint import read_policy_dir, read_weights
 from rllib_ext.cli import main as cli_main
 
-pytestmark = pytest.mark.all_cells  # cell-independent, Ray-free: the tf2 cell runs it too
+pytestmark = [pytest.mark.all_cells, pytest.mark.ray_free]  # cell-independent, Ray-free: the tf2 cell runs it too
 
 # ---------------------------------------------------------------- entries
 def test_add_then_entries_get_and_read_the_snapshot(tmp_path):
@@ -49,7 +50,7 @@ def test_add_then_entries_get_and_read_the_snapshot(tmp_path):
     assert pool.get(second.id) == second
     # The entry's path is a single-policy directory: the reader takes it as it is.
     assert_weights_equal(read_weights(second.path), WEIGHTS, "snapshot")
-    assert read_policy_dir(second.path)[1]["policy_id"] == "main"
+    assert read_policy_dir(second.path)[0]["policy_id"] == "main"
     # A new PolicyPool on the same path (another process, later) sees the same entries.
     again = PolicyPool(str(tmp_path / "pool"))
     assert again.entries() == pool.entries() and len(again) == 2
@@ -369,14 +370,14 @@ def test_without_the_lock_one_shared_writer_loses_entries(tmp_path):
 
 
 def test_readme_pool_example_runs(tmp_path, monkeypatch):
-    """The README's pool snippet ("Self-play leagues", "The pool"), as written, on a policy made here."""
-    text = (Path(ROOT) / "README.md").read_text()
-    section = text[text.index("### The pool"):]
-    code = section[section.index("```python\n") + len("```python\n"):]
+    """The docs' pool snippet (docs/league.md, "The pool"), as written, on a policy made here."""
+    text = (Path(ROOT) / "docs" / "league.md").read_text()
+    section = text[text.index("## The pool"):]
+    code = section[section.index("\n", section.index("```python")) + 1:]
     code = code[:code.index("```")]
     monkeypatch.chdir(tmp_path)
     policy_dir(tmp_path, "runs/main_policy")
     scope: dict = {}
-    exec(compile(code, "README.md", "exec"), scope)
+    exec(compile(code, "docs/league.md", "exec"), scope)
     assert scope["entry"].id.startswith("main-0000@") and scope["updated"][scope["entry"].id].games == 4
     assert scope["removed"] == [] and len(PolicyPool("runs/league")) == 0

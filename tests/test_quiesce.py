@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import queue
+import re
 import threading
 import time
 
 import numpy as np
 import pytest
 
-from builders import assert_differs, async_config, env_runner_weights, live_weights
+from builders import assert_differs, async_config, env_runner_weights, gap, live_weights
 
+from rllib_ext.errors import CheckpointError, LearnerBusyError
 from rllib_ext.live import quiesce
 
 # ---------------------------------------------------------------- the gate on a stand-in learner (no Ray cluster)
@@ -127,15 +129,97 @@ def test_settle_times_out_on_an_update_that_does_not_end(stand_in):
     stand_in.items.put(ma_batch(p0=[0]))
     time.sleep(0.1)
     quiesce.hold(stand_in)
-    with pytest.raises(TimeoutError, match=r"did not finish its update within 0 s \(0 of 1 finished\)"):
+    with pytest.raises(LearnerBusyError, match=re.escape(
+            "learner StandIn: the learner thread did not finish its update within 0 s (0 of 1 finished)")) as e:
         quiesce.settle(stand_in, timeout=0.2)
+    assert isinstance(e.value, TimeoutError) and isinstance(e.value, CheckpointError)
     quiesce.resume(stand_in)
+
+
+class PatchedStandIn(StandIn):
+    """A learner of a Ray with patches/0004: its thread holds ``_update_lock`` during each update."""
+
+    def __init__(self, seconds_per_update: float = 0.005):
+        self._update_lock = threading.RLock()
+        super().__init__(seconds_per_update)
+
+    def _run(self):
+        while (batch := self.items.get()) is not None:
+            data = self.training_data(batch=batch)
+            with self._update_lock:
+                self._learner_thread._update_method(self=self, training_data=data, timesteps={})
+            self.items.task_done()
+
+    def set_state(self):
+        with self._update_lock:  # what the patched IMPALALearner.set_state() does
+            self.state_set = True
+
+
+@pytest.fixture
+def patched(monkeypatch):
+    def no_poll(*args, **kwargs):
+        raise AssertionError("polled the thread's stack although the update lock is there")
+
+    monkeypatch.setattr(quiesce, "wait_until_out_of", no_poll)
+    learner = PatchedStandIn(seconds_per_update=0.3)
+    yield learner
+    learner.stop()
+
+
+def test_hold_takes_the_update_lock_where_patch_0004_is_in(patched):
+    quiesce.hold(patched)  # the gate goes in (an update lock: no stack polling)
+    quiesce.resume(patched)
+    patched.items.put(ma_batch(p0=[0]))
+    time.sleep(0.05)  # an update in flight, the lock held by the learner thread
+    t0 = time.perf_counter()
+    quiesce.hold(patched)
+    assert time.perf_counter() - t0 > 0.15 and patched.seen == [["p0"]], "hold returned during the update"
+    version = quiesce.settle(patched)
+    patched.items.put(ma_batch(p0=[version - 1], p1=[version - 1]))
+    time.sleep(0.1)
+    assert patched.seen == [["p0"]], "an update ran while held"
+    patched.set_state()  # the restore, in the thread that holds: the reentrant lock lets it in
+    quiesce.resume(patched, ["p0"], version)
+    patched.items.join()
+    assert patched.state_set and patched.seen == [["p0"], ["p1"]], "the lock was not released, or p0's stale data ran"
+
+
+def test_hold_times_out_on_an_update_lock_that_is_not_released(patched):
+    patched.seconds = 1.0
+    patched.items.put(ma_batch(p0=[0]))
+    time.sleep(0.05)
+    with pytest.raises(LearnerBusyError, match=re.escape(
+            "learner PatchedStandIn: its update thread kept the update lock for 0 s; nothing was held or set")):
+        quiesce.hold(patched, timeout=0.2)
+    patched.items.join()
+    assert patched._update_lock.acquire(blocking=False), "hold kept the lock after failing"
+    patched._update_lock.release()
+    quiesce.resume(patched)
+
+
+def test_the_stack_poll_fallback_times_out_naming_the_learner():
+    from rllib_ext.live.ray_internals import wait_until_out_of
+
+    release = threading.Event()
+
+    def busy():
+        release.wait(10)
+
+    thread = threading.Thread(target=busy, daemon=True)
+    thread.start()
+    try:
+        with pytest.raises(LearnerBusyError, match=r"^learner X: its update thread was still inside an update "
+                                                   r"begun before the hold after 0 s$"):
+            wait_until_out_of(thread, busy.__code__, StandIn.update.__code__, 0.2, "learner X")
+    finally:
+        release.set()
+    thread.join(5)
+    wait_until_out_of(thread, busy.__code__, StandIn.update.__code__, 0.2)  # out: returns
 
 
 def test_backend_refuses_several_trained_threaded_learners_and_lets_them_go_on():
     from types import SimpleNamespace
 
-    from rllib_ext.errors import CheckpointError
     from rllib_ext.live.backends import NewStackBackend
 
     learners = [StandIn(), StandIn()]
@@ -184,16 +268,12 @@ def main_weights(weights):
     return {n: v for n, v in weights.items() if not n.startswith("_old_")}
 
 
-def gap(got, want) -> float:
-    return max(float(np.max(np.abs(got[n] - want[n]))) for n in want if n in got)
-
-
 def train_until_moved(algo, want, label: str, tries: int = 20) -> None:
     """Train until policy_0 left ``want``: on a loaded machine an async learner may apply
     nothing during one or two short train() calls (seen in CI with both xdist workers busy)."""
     for _ in range(tries):
         algo.train()
-        if gap(main_weights(live_weights(algo, "policy_0")), want) > 0:
+        if gap(main_weights(live_weights(algo, "policy_0")), want, common=True) > 0:
             return
     assert_differs(live_weights(algo, "policy_0"), want, f"{label}: policy_0 trained ({tries} train() calls)")
 
@@ -221,8 +301,8 @@ def test_restore_into_running_async_learner_is_exact_and_stays_frozen(ray_sessio
             stages.append(("after two frozen train() calls", live_weights(algo, "policy_0")))
             stages.append(("on the remote env runner then", env_runner_weights(algo, "policy_0")))
             for stage, w in stages:
-                print(f"{algo_name} round {r}, {stage}: max|diff| {gap(w, want):.3g}")  # pytest -s shows each
-            inexact += [f"round {r}, {stage}: max|diff| {gap(w, want):.3g}" for stage, w in stages if gap(w, want) > 0]
+                print(f"{algo_name} round {r}, {stage}: max|diff| {gap(w, want, common=True):.3g}")  # pytest -s shows each
+            inexact += [f"round {r}, {stage}: max|diff| {d:.3g}" for stage, w in stages if (d := gap(w, want, common=True)) > 0]
 
             everyone = sorted(algo.config.policies)  # thaw: policy_0 trains again for the next round
             algo.learner_group.foreach_learner(lambda l, _p=everyone: l.config.multi_agent(policies_to_train=_p))

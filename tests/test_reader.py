@@ -16,6 +16,8 @@ from builders import assert_imports_no_framework, assert_weights_equal
 from rllib_ext import PolicyNotFoundError, read_weights, policy_ids
 from rllib_ext.errors import NotACheckpointError
 
+pytestmark = pytest.mark.ray_free  # never imports Ray: tests/test_ray_free.py checks it
+
 
 @pytest.mark.parametrize("stack", ["new", "old"])
 def test_read_weights_matches_rllib_getters(stored, stack):
@@ -52,6 +54,23 @@ def test_reader_imports_no_framework(stored, stack):
         f"w = rllib_ext.read_weights({path!r}, 'policy_1')\n"
         "assert w, 'no weights'\n"
     )
+
+
+# What reading one policy needs is json, pickle and numpy (numpy itself brings inspect, ctypes
+# and platform); everything else of the package's is for writing, inspecting or other formats.
+NOT_ON_THE_READ_PATH = (
+    "difflib", "dataclasses", "shutil", "lzma", "bz2", "hashlib", "zlib", "zipfile", "tempfile",
+    "rllib_ext.checkpoint.atomic", "rllib_ext.checkpoint.policy_file", "rllib_ext.checkpoint.views",
+    "rllib_ext.checkpoint.inspection", "rllib_ext.checkpoint.codecs.msgpack", "rllib_ext.checkpoint.codecs.torch_zip",
+    "rllib_ext.checkpoint.codecs.safetensors", "rllib_ext.merge.checkpoints", "rllib_ext.pool.policy_pool",
+)
+
+
+@pytest.mark.parametrize("stack", ["new", "old"])
+def test_reading_one_policy_imports_only_what_reading_needs(stored, stack):
+    path, _ = stored(stack)
+    assert_imports_no_framework(f"import rllib_ext\nassert rllib_ext.read_weights({path!r}, 'policy_1')\n",
+                                extra=NOT_ON_THE_READ_PATH)
 
 
 # --- msgpack and torch-zip state files -------------------------------------------------

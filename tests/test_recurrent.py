@@ -15,10 +15,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from builders import STACKS, gap, ppo_config
+from builders import STACKS, gap, ppo_config, train_then_save
 
 import rllib_ext
 from rllib_ext import PPOPartial, PPOPartialConfig
+from rllib_ext.errors import RecurrentStateError
 
 TOL = 1e-6
 NEGATIVE = 1e-3
@@ -80,13 +81,7 @@ def source(ray_session, tmp_path_factory):
     def get(stack: str):
         if stack not in cache:
             path = str(tmp_path_factory.mktemp(f"lstm_{stack}"))
-            algo = lstm_config(stack).build_algo()
-            try:
-                algo.train()
-                algo.save(path)
-                ref = step_dist_inputs(*algo_stepper(algo, "policy_1"))
-            finally:
-                algo.stop()
+            ref = train_then_save(path, lstm_config(stack), lambda algo: step_dist_inputs(*algo_stepper(algo, "policy_1")))
             cache[stack] = (path, ref)
         return cache[stack]
 
@@ -101,8 +96,9 @@ def test_lightweight_act_carries_recurrent_state(source, stack):
     try:
         assert gap(step_dist_inputs(*algo_stepper(algo, "policy_1")), ref) <= TOL
         assert gap(step_dist_inputs(*algo_stepper(algo, "policy_1"), carry=False), ref) > NEGATIVE
-        with pytest.raises(ValueError, match="policy 'policy_1' is recurrent: pass state="):
+        with pytest.raises(RecurrentStateError, match="policy 'policy_1' is recurrent: pass state=") as e:
             algo.act(OBS[0, 0], policy_id="policy_1")
+        assert isinstance(e.value, ValueError) and isinstance(e.value.__cause__, RecurrentStateError)  # kept
         greedy = np.argmax(ref, axis=-1)
         for s in range(2):
             state = algo.initial_state("policy_1")

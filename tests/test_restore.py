@@ -222,3 +222,20 @@ def test_restore_whose_freeze_fails_rolls_back_weights_and_frozen_set(ckpts, mak
         assert_weights_equal(env_runner_weights(algo, pid), before_remote[pid], f"remote {pid}", ordered=False)
         assert_weights_equal(env_runner_weights(algo, pid, remote=False), before_local[pid],
                              f"local env runner {pid}", ordered=False)
+
+
+@pytest.mark.parametrize(
+    "policies,message",
+    [("policy_0", "policies must be a list or a dict of ids, not the string 'policy_0'"),
+     ([], "policies is empty: name at least one policy to restore"),
+     ({"policy_0": "hero", "policy_1": "hero"}, "several checkpoint policies map to the same target id(s): hero")],
+    ids=["string", "empty", "two-onto-one"],
+)
+def test_a_selection_that_does_not_fit_is_a_typed_error(policies, message):
+    from rllib_ext.errors import CheckpointError, InvalidArgumentError
+    from rllib_ext.live.restore import normalize_selection
+
+    with pytest.raises(InvalidArgumentError, match=f"^{re.escape(message)}$") as e:
+        normalize_selection(policies)
+    assert isinstance(e.value, CheckpointError) and isinstance(e.value, ValueError)
+    assert isinstance(e.value, TypeError)  # the string case raised TypeError before: old except clauses still catch

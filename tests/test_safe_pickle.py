@@ -23,6 +23,8 @@ from rllib_ext.checkpoint.codecs import safe_pickle
 from rllib_ext.checkpoint.codecs.safe_pickle import Placeholder, is_allowed
 from rllib_ext.errors import CheckpointFormatError, UnsafePickleError
 
+pytestmark = pytest.mark.ray_free  # never imports Ray: tests/test_ray_free.py checks it
+
 DANGEROUS_BUILTINS = (
     "getattr", "setattr", "delattr", "eval", "exec", "compile", "__import__", "open",
     "globals", "locals", "vars", "input", "breakpoint", "memoryview", "type", "object",

@@ -18,6 +18,8 @@ from rllib_ext.checkpoint.policy_file import write_policy_dir
 from rllib_ext.checkpoint.codecs.safetensors import decode_safetensors
 from rllib_ext.errors import CheckpointFormatError
 
+pytestmark = pytest.mark.ray_free  # never imports Ray: tests/test_ray_free.py checks it
+
 
 def test_safetensors_files_interoperate_with_reference_library(tmp_path):
     from safetensors.numpy import load_file, save_file
@@ -53,3 +55,18 @@ def test_decode_safetensors_truncated_file(tmp_path):
         f.truncate(os.path.getsize(wfile) - 4)
     with pytest.raises(CheckpointFormatError, match=re.escape(f"{wfile}: tensor ")):
         read_weights(out)
+
+
+@pytest.mark.parametrize("entry", [{"dtype": "F32", "shape": [2], "data_offsets": [0]}, [1, 2], {"dtype": "F32"},
+                                   {"dtype": "F32", "shape": [-1], "data_offsets": [0, 8]}],
+                         ids=["one-offset", "not-an-object", "no-shape", "negative-dim"])
+def test_decode_safetensors_malformed_header_entry_names_it(entry):
+    head = json.dumps({"w": entry}).encode()
+    data = struct.pack("<Q", len(head)) + head + b"\0" * 8
+    with pytest.raises(CheckpointFormatError) as info:
+        decode_safetensors(data, "ckpt/weights.safetensors")
+    assert str(info.value) == (
+        f"ckpt/weights.safetensors: tensor 'w' has a malformed header entry: {entry!r} "
+        "(expected dtype, shape: [non-negative ints], data_offsets: [begin, end])"
+    )
+    assert info.value.__cause__ is None  # an explicit check, not a caught exception

@@ -24,6 +24,8 @@ from rllib_ext.checkpoint import extract_policy, read_policy_dir
 from rllib_ext.checkpoint.lazy import LAZY_MIN
 from rllib_ext.checkpoint.storage import FileSource
 
+pytestmark = pytest.mark.ray_free  # never imports Ray: tests/test_ray_free.py checks it
+
 
 def big_weights() -> "OrderedDict[str, np.ndarray]":
     rng = np.random.default_rng(0)
@@ -174,7 +176,7 @@ def test_extract_big_policy_streams_same_numbers(tmp_path, fmt):
             got = OrderedDict((k, z[k]) for k in z.files)
         assert got["pi.weight"].flags.f_contiguous
     else:
-        got, meta = read_policy_dir(out)  # checks the sha256 computed while streaming
+        meta, got = read_policy_dir(out)  # checks the sha256 computed while streaming
         assert json.loads((out / "policy.json").read_text())["tensors"]["vf.big_endian"]["dtype"] == "int32"
     assert_weights_equal(got, w)
 

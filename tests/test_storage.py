@@ -9,6 +9,8 @@ from builders import assert_weights_equal
 from rllib_ext import NotACheckpointError, inspect, policy_ids, read_weights
 from rllib_ext.checkpoint.storage import CheckpointDir, RemoteCheckpointDir
 
+pytestmark = pytest.mark.ray_free  # never imports Ray: tests/test_ray_free.py checks it
+
 
 @pytest.mark.parametrize("stack", ["new", "old"])
 def test_read_weights_file_uri_matches_local(stored, stack):

@@ -14,7 +14,7 @@ import re
 import numpy as np
 import pytest
 
-from builders import fixed_batch, framework_for_cell, one_update, ray_release, train_config
+from builders import fixed_batch, framework_for_cell, gap, one_update, ray_release, train_config
 
 from rllib_ext.checkpoint.training_state import OptimizerState, TrainingState, check_training_state
 from rllib_ext.errors import MissingTrainingStateError, TrainingStateError
@@ -47,12 +47,6 @@ def trained(name: str, stack: str, iters: int = 2, **kw):
 def flat(scalars) -> dict:
     """``{(module, name): value}`` of algorithm_scalars() (pytest.approx takes flat dicts)."""
     return {(m, k): v for m, entry in scalars.items() for k, v in entry.items()}
-
-
-def gap(a, b) -> float:
-    assert sorted(a) == sorted(b)
-    return max(float(np.max(np.abs(np.asarray(a[k], np.float64) - np.asarray(b[k], np.float64)))) if a[k].size else 0.0
-               for k in a)
 
 
 # ---------------------------------------------------------------- Ray-free: the data and its checks
@@ -95,7 +89,7 @@ def test_a_state_that_is_not_plain_data_is_named_where_it_is():
     torch tensors in the metrics logger); deques (metrics windows) are plain data."""
     import collections
 
-    from rllib_ext.checkpoint.merge_training import first_foreign, plain_data
+    from rllib_ext.merge.training import first_foreign, plain_data
 
     state = {"optimizer": {"m_default_optimizer": {"state": {0: np.zeros(2)}}},
              "metrics": {"kl": collections.deque([0.1], maxlen=1), "ok": (1, "a", None)}}
@@ -114,7 +108,7 @@ def test_tf_keras_optimizer_variables_are_read_in_safe_mode(monkeypatch):
     import types
 
     from rllib_ext.checkpoint.codecs.safe_pickle import loads
-    from rllib_ext.checkpoint.training_state import old_stack_state
+    from rllib_ext.checkpoint.training_state import training_state_of_policy_state
 
     for name in ("tf_keras", "tf_keras.src", "tf_keras.src.optimizers", "tf_keras.src.optimizers.optimizer", "tf_rv"):
         if name not in sys.modules:  # pickle imports a class's module by name
@@ -128,7 +122,7 @@ def test_tf_keras_optimizer_variables_are_read_in_safe_mode(monkeypatch):
     monkeypatch.setattr(var_mod, "ResourceVariable", ResourceVariable, raising=False)
     values = [np.int64(7), np.full((2, 3), 0.5, np.float32), np.ones(3, np.float32)]
     state = loads(pickle.dumps({"_optimizer_variables": CallableList(Var(v) for v in values)}))
-    ts = old_stack_state(state, "policy_state.pkl")
+    ts = training_state_of_policy_state(state, "policy_state.pkl")
     opt = ts.optimizers["0"]
     assert opt.kind == "keras" and opt.step == 7 and opt.param_shapes == [(), (2, 3), (3,)]
     assert all(np.array_equal(opt.buffers[i]["value"], v) for i, v in enumerate(values))
@@ -144,7 +138,7 @@ def test_policy_file_1_2_round_trips_training_state_and_1_1_still_reads(tmp_path
     ts = TrainingState("new", {"qf": _opt([(8, 4), (8,)], step=7), "alpha": _opt([(1,)], step=7)},
                        kl_coeff=None, log_alpha=-0.25)
     path = write_policy_dir(tmp_path / "p", "p0", sample_weights(), {"stack": "new"}, ts.to_json())
-    _, meta = read_policy_dir(path)
+    meta, _ = read_policy_dir(path)
     assert meta["format_version"] == "1.2" and meta["training_state"]["log_alpha"] == -0.25
     back = read_training_state(*open_checkpoint(path), None)
     assert back.to_json()[0]["optimizers"] == ts.to_json()[0]["optimizers"]
@@ -156,7 +150,7 @@ def test_policy_file_1_2_round_trips_training_state_and_1_1_still_reads(tmp_path
     assert inspect(path).policies["p0"].training_state == "Adam x2 (step 7); alpha 0.778801"
 
     plain = write_policy_dir(tmp_path / "w", "p0", sample_weights(), {"stack": "new"})
-    assert read_policy_dir(plain)[1]["format_version"] == "1.1"
+    assert read_policy_dir(plain)[0]["format_version"] == "1.1"
     assert inspect(plain).policies["p0"].training_state is None
     with pytest.raises(MissingTrainingStateError, match=re.escape(
         "single-policy file (format 1.1) holds weights only, no training state (optimizer state, KL coefficient, "
@@ -215,7 +209,7 @@ def test_partial_resume_keeps_kl_coeff_and_alpha(ray_session, tmp_path, name):
             if name == "APPO":  # asynchronous learner: compare the saved scalars, not a next update
                 from rllib_ext.checkpoint.codecs.safe_pickle import load
                 from rllib_ext.checkpoint.training_state import SCALARS_KEY
-                from rllib_ext.live.training_state import algorithm_scalars
+                from rllib_ext.live.carry_training import algorithm_scalars
 
                 # What the checkpoint holds: the learner thread may move the live ones after save().
                 with open(tmp_path / "algorithm_state.pkl", "rb") as f:
@@ -240,7 +234,7 @@ def test_partial_resume_keeps_kl_coeff_and_alpha(ray_session, tmp_path, name):
 def test_plain_rllib_resume_loses_kl_coeff_and_alpha(ray_session, tmp_path, name):
     from ray.rllib.algorithms.registry import ALGORITHMS
 
-    from rllib_ext.live.training_state import algorithm_scalars
+    from rllib_ext.live.carry_training import algorithm_scalars
 
     algo_cls, _ = ALGORITHMS[name]()
     src = trained(name, "new", config_cls=type(algo_cls.get_default_config()))  # plain RLlib class
@@ -389,7 +383,7 @@ def test_merge_checkpoints_with_training_state_continues_exactly(ray_session, tm
     """merge_checkpoints(training_state=True): the merged checkpoint, loaded by RLlib's own
     from_checkpoint (a PPOPartial), makes the source's next update for the taken policy."""
     import rllib_ext
-    from rllib_ext.checkpoint import merge_checkpoints
+    from rllib_ext.merge import merge_checkpoints
 
     batch = fixed_batch("PPO")
     for tag, seed in (("src", 0), ("base", 3)):

@@ -1,3 +1,5 @@
-"""Acting without Ray: RLlib's default networks in numpy (:mod:`.nets`), a policy that acts
-with them (:mod:`.numpy_policy`), and its ONNX mirror (:mod:`.onnx_export`, the one module
-here that imports torch and onnx, inside the writer)."""
+"""Acting without Ray: RLlib's default networks in numpy, and their ONNX mirror.
+
+Rule: imports :mod:`rllib_ext.convert`, :mod:`rllib_ext.checkpoint` and
+:mod:`rllib_ext.errors`; torch and onnx only inside the ONNX writer's functions.
+"""

@@ -1,12 +1,9 @@
-"""Checkpoint files as plain data. Imports neither ray nor torch nor tensorflow.
+"""Checkpoint files as plain data: find, read, inspect, extract and compare policies. Ray-free.
 
-Bottom to top: ``storage``, ``lazy`` and ``tensors`` (sources, lazy arrays, tensor checks);
-``codecs/`` (byte formats: safe pickle, safetensors, msgpack, the torch zip, pickle
-patching); ``atomic`` and ``upload`` (writing); ``format``, ``views`` and ``spaces`` (what a
-checkpoint is); ``policy_file``, ``reader``, ``filters`` and ``inspection`` (reading);
-``export``, ``state_patch``, ``merge_filters``, ``merge`` and ``diff`` (writing new files).
-The pool of policy snapshots built on these is its own package, :mod:`rllib_ext.pool`.
-``tests/test_layout.py`` holds the exact order.
+Rule: imports numpy, the standard library and :mod:`rllib_ext.errors`, nothing else of
+ours; ``codecs/`` (the byte formats) import only the storage, lazy-array and tensor
+modules beside them. Everything that builds on checkpoints (:mod:`rllib_ext.merge`,
+:mod:`rllib_ext.pool`, :mod:`rllib_ext.live`, ...) imports this package, never the reverse.
 
 The names below load their module on first use: ``read_weights`` then imports only the
 reader's chain, so a process that reads one policy pays for nothing else.
@@ -26,8 +23,6 @@ PUBLIC = {
     "FilterStats": "filters",
     "ObservationFilters": "filters",
     "read_filters": "filters",
-    "MergeReport": "merge",
-    "merge_checkpoints": "merge",
     "export_npz": "export",
     "export_torch_state_dict": "export",
     "extract_policy": "export",

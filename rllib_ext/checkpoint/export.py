@@ -124,10 +124,10 @@ def export_torch_state_dict(weights: Mapping[str, np.ndarray], path: "str | os.P
     """
     try:
         import torch
-    except ImportError:
+    except ImportError as e:
         raise MissingDependencyError(
             "exporting a torch state_dict needs torch: pip install torch"
-        ) from None
+        ) from e
     final = os.path.abspath(os.fspath(path))
     state = OrderedDict((str(k), torch.from_numpy(np.array(materialized(v), copy=True))) for k, v in weights.items())
     atomic_file(final, lambda f: torch.save(state, f))

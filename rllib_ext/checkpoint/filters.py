@@ -41,6 +41,7 @@ from .codecs.safe_pickle import Placeholder
 from .reader import decode_file, open_checkpoint
 from .spaces import decode_rllib_ndarray
 from .storage import CheckpointDir
+from .views import FilterStatsJson
 
 SMALL_NUMBER = 1e-6  # ray.rllib.utils.numpy.SMALL_NUMBER: added to the std before dividing
 NEW_STACK_FILTER_STATE = "env_runner/env_to_module_connector/MeanStdFilter/state.pkl"
@@ -104,7 +105,7 @@ class FilterStats:
         clip = f", clip {self.clip_key():g}" if self.clip_key() else ", no clip"
         return f"MeanStdFilter{self.shape} over {self.count} observations{clip}"
 
-    def to_dict(self) -> Dict[str, Any]:
+    def to_dict(self) -> FilterStatsJson:
         """JSON-able; ``from_dict(to_dict())`` is exact (float64 ``repr`` round-trips)."""
         return {
             "type": "MeanStdFilter",
@@ -118,7 +119,7 @@ class FilterStats:
         }
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "FilterStats":
+    def from_dict(cls, d: FilterStatsJson) -> "FilterStats":
         shape = tuple(int(s) for s in d["shape"])
         return cls(
             shape=shape,

@@ -24,8 +24,7 @@ rllib_ext's own single-policy directory (``policy.json`` + ``weights.safetensors
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import NamedTuple, Optional, Tuple
 
 from ..errors import CheckpointFormatError, NotACheckpointError
 from .storage import CheckpointDir
@@ -60,8 +59,7 @@ class Stack(str, enum.Enum):
     OLD = "old"
 
 
-@dataclass(frozen=True)
-class Layout:
+class Layout(NamedTuple):  # a NamedTuple, not a dataclass: reading one policy imports no dataclasses
     """Where a checkpoint keeps its per-policy weights."""
 
     kind: Kind
@@ -78,10 +76,10 @@ def parse_version(text: object, where: str) -> Tuple[int, int]:
     try:
         major, minor = str(text).split(".")[:2]
         return int(major), int(minor)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError) as e:
         raise CheckpointFormatError(
             f"{where}: checkpoint_version {text!r} is not of the form 'MAJOR.MINOR'"
-        ) from None
+        ) from e
 
 
 def detect(ckpt: CheckpointDir) -> Layout:

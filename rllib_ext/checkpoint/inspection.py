@@ -24,7 +24,7 @@ from . import format as fmt
 from .codecs.safe_pickle import Placeholder
 from .filters import ObservationFilters, filters_of
 from .policy_file import read_checked, view_policy_dir
-from .reader import decode_file, extract_weights, ids_in, locate, open_checkpoint
+from .reader import decode_file, extract_weights, ids_in, resolve_policy, open_checkpoint
 from .spaces import space_from_object, space_from_rllib_dict
 from .storage import CheckpointDir
 from .tensors import Weights
@@ -97,7 +97,7 @@ def read_policy_opened(
     """
     if layout.kind is fmt.Kind.SINGLE_POLICY:
         return view_policy_dir(ckpt, layout), read_checked(ckpt, layout)
-    pid, _ = locate(ckpt, layout, policy_id)
+    pid, _ = resolve_policy(ckpt, layout, policy_id)
     pid = pid if pid is not None else ids_in(ckpt, layout)[0]
     view, weights = _view(ckpt, layout, [pid], trusted, materialize=not lazy)
     return view, weights[pid]
@@ -120,9 +120,9 @@ def policy_spaces(
         return {pid: (view.observation_space, view.action_space) for pid in ids}
     out = {}
     for pid in ids:
-        located, rel = locate(ckpt, layout, pid)
+        resolved, rel = resolve_policy(ckpt, layout, pid)
         payload = decode_file(ckpt, rel, trusted=trusted, lazy=True) if layout.stack is fmt.Stack.OLD else None
-        about = _describe_policy(ckpt, layout, located, rel, payload, trusted)
+        about = _describe_policy(ckpt, layout, resolved, rel, payload, trusted)
         out[pid] = (about.observation_space, about.action_space)
     return out
 
@@ -135,10 +135,10 @@ def _view(
     weights: Dict[str, Weights] = {}
     frameworks = []
     for pid in ids:
-        located, rel = locate(ckpt, layout, pid)
+        resolved, rel = resolve_policy(ckpt, layout, pid)
         payload = decode_file(ckpt, rel, trusted=trusted, lazy=True)
         weights[pid] = extract_weights(payload, layout, ckpt.child(rel), materialize=materialize)
-        about = _describe_policy(ckpt, layout, located, rel, payload, trusted)
+        about = _describe_policy(ckpt, layout, resolved, rel, payload, trusted)
         policies[pid] = make_policy_view(
             pid, weights[pid], about.observation_space, about.action_space, about.policy_class, about.model_config, rel
         )
@@ -170,13 +170,13 @@ class _About:
 
 
 def _describe_policy(
-    ckpt: CheckpointDir, layout: fmt.Layout, located: Optional[str], rel: str, payload: Any, trusted: bool
+    ckpt: CheckpointDir, layout: fmt.Layout, resolved: Optional[str], rel: str, payload: Any, trusted: bool
 ) -> _About:
     """Spaces, class, model config and framework of one policy.
 
     ``payload`` is the decoded weights file; only the old stack needs it (its spaces
-    live in the same pickle as the weights). ``rel`` is that file, ``located`` the id
-    as :func:`~.reader.locate` resolved it (None for a one-policy checkpoint).
+    live in the same pickle as the weights). ``rel`` is that file, ``resolved`` the id
+    as :func:`~.reader.resolve_policy` resolved it (None for a one-policy checkpoint).
     """
     if layout.stack is fmt.Stack.OLD:
         spec = payload.get("policy_spec") if isinstance(payload, dict) else None
@@ -197,7 +197,7 @@ def _describe_policy(
                 framework,
             )
     if layout.version == "1.2":
-        meta_rel = f"{fmt.policy_dir(layout, located)}/{fmt.LEGACY_MODULE_METADATA}"
+        meta_rel = f"{fmt.policy_dir(layout, resolved)}/{fmt.LEGACY_MODULE_METADATA}"
         if not ckpt.exists(meta_rel):
             return _About()
         doc = ckpt.read_json(meta_rel)
@@ -211,7 +211,7 @@ def _describe_policy(
                 plain(spec.get("model_config_dict", spec.get("model_config"))),
                 "torch" if rel.endswith(".pt") else None,
             )
-    base = fmt.policy_dir(layout, located)
+    base = fmt.policy_dir(layout, resolved)
     ctor_rel = f"{base}/{fmt.CTOR_ARGS_FILE}" if base else fmt.CTOR_ARGS_FILE
     if not ckpt.exists(ctor_rel):
         return _About()

@@ -19,7 +19,7 @@ from typing import Tuple
 
 import numpy as np
 
-from ..errors import CheckpointFormatError
+from ..errors import CheckpointFormatError, malformed
 from .storage import Source
 
 # Byte strings at least this long are left in the file (pickle writes those outside
@@ -135,7 +135,8 @@ class LazyArray:
             CheckpointFormatError: the file is shorter than recorded, or the tensor's text
                 encoding does not hold exactly its bytes.
         """
-        try:
+        damaged = f"tensor data at offset {self.data.offset} is damaged"
+        with malformed(self.data.source.where, damaged, catch=(ValueError, UnicodeError)):
             buf = self.data.read(self.nbytes)
             flat = np.frombuffer(buf, dtype=self.stored_dtype)
             if self.dtype != self.stored_dtype:
@@ -143,8 +144,6 @@ class LazyArray:
             if self.axis_order is not None:
                 return flat.reshape(self.raw_shape, order="C").transpose(self.axis_order)
             return flat.reshape(self.raw_shape, order=self.order)
-        except (ValueError, UnicodeError) as e:
-            raise CheckpointFormatError(f"{self.data.source.where}: tensor data at offset {self.data.offset} is damaged ({e})") from e
 
     def __repr__(self) -> str:
         return f"<LazyArray {self.shape} {self.dtype} at offset {self.data.offset}, not read>"

@@ -32,7 +32,7 @@ import hashlib
 import json
 import os
 from collections import OrderedDict
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple, TypedDict, Union
 
 import numpy as np
 
@@ -43,7 +43,7 @@ from .codecs.safetensors import decode_safetensors, read_header, tensor_entries,
 from .lazy import LazyArray
 from .storage import CheckpointDir
 from .tensors import Weights
-from .views import CheckpointView, PolicyView, SpaceView, recurrent_of
+from .views import CheckpointView, FilterStatsJson, PolicyView, SpaceJson, SpaceView, TensorJson, recurrent_of
 
 FORMAT_VERSION = "1.1"
 TRAINING_FORMAT_VERSION = "1.2"  # with a training state
@@ -52,6 +52,54 @@ TRAINING_DIGEST_KEY = "tensors_sha256"  # in policy.json's training_state
 META_FILE = fmt.SINGLE_POLICY_META
 DIGEST_KEY = "weights_sha256"  # in policy.json: sha256 of weights.safetensors
 WEIGHTS_FILE = fmt.SINGLE_POLICY_WEIGHTS
+
+
+
+class OptimizerJson(TypedDict, total=False):
+    """One optimizer in policy.json's ``training_state`` entry."""
+
+    kind: str
+    param_shapes: List[List[int]]
+    hyperparameters: Dict[str, Any]
+
+
+class TrainingStateJson(TypedDict, total=False):
+    """policy.json's ``training_state`` entry (:meth:`.training_state.TrainingState.to_json`; format 1.2)."""
+
+    stack: str
+    optimizers: Dict[str, OptimizerJson]
+    kl_coeff: Optional[float]
+    log_alpha: Optional[float]
+    counters: Dict[str, int]
+    exploration: Any  # plain data, as RLlib's exploration object gave it
+    target_network: Any
+    tensors_sha256: str
+
+
+class PolicyMeta(TypedDict, total=False):
+    """What a caller says about a policy it writes (:data:`META_KEYS`); ``stack`` is required."""
+
+    stack: str  # 'new' or 'old'
+    framework: Optional[str]
+    observation_space: Union[SpaceView, SpaceJson, None]  # SpaceView.to_dict() in the file
+    action_space: Union[SpaceView, SpaceJson, None]
+    model_config: Optional[Dict[str, Any]]
+    algorithm_class: Optional[str]
+    policy_class: Optional[str]
+    ray_version: Optional[str]
+    source: Optional[str]
+    observation_filter: Optional[FilterStatsJson]
+
+
+class PolicyJson(PolicyMeta, total=False):
+    """policy.json as :func:`read_policy_dir` returns it: the caller's keys plus ours."""
+
+    format_version: str
+    policy_id: str
+    tensors: Dict[str, TensorJson]  # in getter order
+    weights_sha256: str
+    training_state: TrainingStateJson
+
 
 # Keys a caller may pass in ``meta``; the rest of policy.json is written by us.
 META_KEYS = (
@@ -72,8 +120,8 @@ def write_policy_dir(
     path: "str | os.PathLike[str]",
     policy_id: str,
     weights: Mapping[str, "np.ndarray | LazyArray"],
-    meta: Mapping[str, Any],
-    training: Optional[Tuple[Mapping[str, Any], Mapping[str, np.ndarray]]] = None,
+    meta: PolicyMeta,
+    training: Optional[Tuple[TrainingStateJson, Mapping[str, np.ndarray]]] = None,
 ) -> str:
     """Write one policy as ``policy.json`` + ``weights.safetensors``, atomically.
 
@@ -132,11 +180,12 @@ def write_policy_dir(
     return write_dir_atomically(final, fill)
 
 
-def read_policy_dir(path: "str | os.PathLike[str]") -> Tuple[Weights, Dict[str, Any]]:
+def read_policy_dir(path: "str | os.PathLike[str]") -> Tuple[PolicyJson, Weights]:
     """Read a directory written by :func:`write_policy_dir`.
 
     Returns:
-        ``(weights, meta)``: weights in the stored order, meta as the parsed policy.json.
+        ``(meta, weights)``: metadata first, as every read function returns it (meta is
+        the parsed policy.json), then the weights in the stored order.
 
     Raises:
         NotACheckpointError: no directory at ``path``, or no policy.json in it.
@@ -150,7 +199,8 @@ def read_policy_dir(path: "str | os.PathLike[str]") -> Tuple[Weights, Dict[str, 
             f"found: {', '.join(ckpt.listdir()[:10]) or '(empty directory)'}"
         )
     layout = fmt.detect(ckpt)
-    return read_checked(ckpt, layout), dict(layout.metadata)
+    meta: PolicyJson = dict(layout.metadata)  # type: ignore[assignment] -- checked by fmt.detect
+    return meta, read_checked(ckpt, layout)
 
 
 def read_checked(ckpt: CheckpointDir, layout: fmt.Layout) -> Weights:

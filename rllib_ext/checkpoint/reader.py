@@ -19,11 +19,7 @@ import numpy as np
 from ..errors import CheckpointFormatError, UnsafePickleError, malformed, not_found
 from . import format as fmt
 from .codecs import safe_pickle
-from .codecs.msgpack import unpack_msgpack
-from .codecs.safetensors import decode_safetensors
-from .codecs.torch_zip import torch_zip_payload
 from .lazy import LazyArray
-from .policy_file import read_checked
 from .storage import CheckpointDir, Source
 from .tensors import Weights, by_position
 
@@ -78,14 +74,16 @@ def read_opened(
     ckpt: CheckpointDir, layout: fmt.Layout, policy_id: Optional[str] = None, *, trusted: bool = False
 ) -> Weights:
     """:func:`read_weights` on a checkpoint already opened (no second metadata read)."""
-    _, rel = locate(ckpt, layout, policy_id)
+    _, rel = resolve_policy(ckpt, layout, policy_id)
     if layout.kind is fmt.Kind.SINGLE_POLICY:  # checked against policy.json's digest and index
+        from .policy_file import read_checked  # each format's module is imported when a file of it is read
+
         return read_checked(ckpt, layout)
     payload = decode_file(ckpt, rel, trusted=trusted, lazy=True)  # the optimizer state beside the weights stays unread
     return extract_weights(payload, layout, ckpt.child(rel))
 
 
-def locate(ckpt: CheckpointDir, layout: fmt.Layout, policy_id: Optional[str]) -> Tuple[Optional[str], str]:
+def resolve_policy(ckpt: CheckpointDir, layout: fmt.Layout, policy_id: Optional[str]) -> Tuple[Optional[str], str]:
     """Resolve ``policy_id`` to ``(policy_id, weights file relative to the root)``.
 
     For a checkpoint that *is* one policy, any ``policy_id`` names it (its directory
@@ -124,7 +122,10 @@ def decode_file(ckpt: CheckpointDir, rel: str, *, trusted: bool = False, lazy: b
     """
     where = ckpt.child(rel)
     ext = os.path.splitext(rel)[1]
+    # Each codec is imported when a file of its format is met: reading a pickle pays for no other.
     if ext == ".safetensors":
+        from .codecs.safetensors import decode_safetensors
+
         data = ckpt.read_buffer(rel)
         if not data:
             raise CheckpointFormatError(f"{where}: file is empty")
@@ -136,8 +137,12 @@ def decode_file(ckpt: CheckpointDir, rel: str, *, trusted: bool = False, lazy: b
     if ext == ".pkl":
         return _unpickle(source, where, trusted, lazy)
     if ext in (".msgpack", ".msgpck"):
+        from .codecs.msgpack import unpack_msgpack
+
         return unpack_msgpack(source, where, trusted, lazy)
     if ext == ".pt":
+        from .codecs.torch_zip import torch_zip_payload
+
         with source.stream() as f:
             is_zip = f.read(4) == b"PK\x03\x04"
         return _unpickle(torch_zip_payload(source, where) if is_zip else source, where, trusted, lazy)

@@ -14,14 +14,13 @@ file should be) becomes a typed error naming the path; :func:`os_problem` words 
 
 from __future__ import annotations
 
-import errno
 import io
 import json
 import os
 import stat
 from typing import Any, BinaryIO, List
 
-from ..errors import CheckpointFormatError, NotACheckpointError
+from ..errors import CheckpointFormatError, NotACheckpointError, malformed, os_problem, unreadable
 
 
 def resolve_path(path: "str | os.PathLike[str]") -> str:
@@ -40,21 +39,6 @@ def resolve_path(path: "str | os.PathLike[str]") -> str:
         if base and os.path.exists(os.path.join(base, text)):
             return os.path.abspath(os.path.join(base, text))
     return os.path.abspath(text)
-
-
-def os_problem(e: OSError) -> str:
-    """What an ``OSError`` on a checkpoint path means, and what to do about it."""
-    if e.errno == errno.ENOENT:
-        return "no such file or directory"
-    if e.errno == errno.ELOOP:
-        return "symbolic link loop (a link that leads back to itself); point it at the real file or directory"
-    if e.errno in (errno.EACCES, errno.EPERM):
-        return "permission denied; make it readable by this user (chmod/chown)"
-    if e.errno == errno.EISDIR:
-        return "is a directory where a file was expected"
-    if e.errno == errno.ENOTDIR:
-        return "a file where a directory was expected"
-    return f"cannot read: {e.strerror or e}"
 
 
 class CheckpointDir:
@@ -94,20 +78,13 @@ class CheckpointDir:
         return os.path.isdir(self._abs(rel))
 
     def listdir(self, rel: str = "") -> List[str]:
-        try:
+        with unreadable(self._abs(rel), "cannot list directory", missing=None):
             return sorted(os.listdir(self._abs(rel)))
-        except OSError as e:
-            raise CheckpointFormatError(f"{self._abs(rel)}: cannot list directory: {os_problem(e)}") from e
 
     def read_bytes(self, rel: str) -> bytes:
         path = self._abs(rel)
-        try:
-            with open(path, "rb") as f:
-                return f.read()
-        except FileNotFoundError as e:
-            raise CheckpointFormatError(f"{path}: file missing from the checkpoint") from e
-        except OSError as e:
-            raise CheckpointFormatError(f"{path}: cannot read: {os_problem(e)}") from e
+        with unreadable(path), open(path, "rb") as f:
+            return f.read()
 
     def read_buffer(self, rel: str) -> bytearray:
         """The whole file in one writable buffer, read in place (no second copy).
@@ -115,42 +92,31 @@ class CheckpointDir:
         Arrays made with ``np.frombuffer`` on it are writable views that keep it alive.
         """
         path = self._abs(rel)
-        try:
-            with open(path, "rb", buffering=0) as f:
-                buf = bytearray(os.fstat(f.fileno()).st_size)
-                view, got = memoryview(buf), 0
-                while got < len(buf):
-                    n = f.readinto(view[got:])
-                    if not n:
-                        break
-                    got += n
-                view.release()
-                if got < len(buf):  # the file shrank while we read it
-                    del buf[got:]
-                return buf
-        except FileNotFoundError as e:
-            raise CheckpointFormatError(f"{path}: file missing from the checkpoint") from e
-        except OSError as e:
-            raise CheckpointFormatError(f"{path}: cannot read: {os_problem(e)}") from e
+        with unreadable(path), open(path, "rb", buffering=0) as f:
+            buf = bytearray(os.fstat(f.fileno()).st_size)
+            view, got = memoryview(buf), 0
+            while got < len(buf):
+                n = f.readinto(view[got:])
+                if not n:
+                    break
+                got += n
+            view.release()
+            if got < len(buf):  # the file shrank while we read it
+                del buf[got:]
+            return buf
 
     def open_source(self, rel: str) -> "Source":
         """Random access to one file: decoders read its structure and leave tensor data
         where it is until asked for (see :mod:`.lazy`)."""
         path = self._abs(rel)
-        try:
+        with unreadable(path):
             size = os.stat(path).st_size
-        except FileNotFoundError as e:
-            raise CheckpointFormatError(f"{path}: file missing from the checkpoint") from e
-        except OSError as e:
-            raise CheckpointFormatError(f"{path}: cannot read: {os_problem(e)}") from e
         return FileSource(path, size)
 
     def read_json(self, rel: str) -> Any:
         data = self.read_bytes(rel)
-        try:
+        with malformed(self.child(rel), "not valid JSON", catch=(UnicodeDecodeError, json.JSONDecodeError)):
             return json.loads(data.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise CheckpointFormatError(f"{self.child(rel)}: not valid JSON ({e})") from e
 
     def child(self, rel: str) -> str:
         """Absolute path/URI of a file below the root, for messages."""
@@ -260,14 +226,12 @@ class FileSource(Source):
         self.where, self.size = path, size
 
     def stream(self) -> BinaryIO:
-        try:
+        with unreadable(self.where, missing=None):
             return open(self.where, "rb")
-        except OSError as e:
-            raise CheckpointFormatError(f"{self.where}: cannot read: {os_problem(e)}") from e
 
     def readinto_at(self, offset: int, buf: "bytearray | memoryview") -> None:
         view = memoryview(buf).cast("B")
-        try:
+        with unreadable(self.where, missing=None):
             fd = os.open(self.where, os.O_RDONLY)
             try:
                 got = 0
@@ -278,8 +242,6 @@ class FileSource(Source):
                     got += n
             finally:
                 os.close(fd)
-        except OSError as e:
-            raise CheckpointFormatError(f"{self.where}: cannot read: {os_problem(e)}") from e
         if got < len(view):
             raise CheckpointFormatError(
                 f"{self.where}: file ended at byte {offset + got}, {len(view) - got} bytes of tensor data missing"

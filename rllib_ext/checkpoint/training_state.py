@@ -31,12 +31,12 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 
-from ..errors import CheckpointFormatError, MissingTrainingStateError, TrainingStateError
+from ..errors import CheckpointFormatError, MissingTrainingStateError, TrainingStateError, malformed
 from . import format as fmt
 from .codecs.safe_pickle import Placeholder
 from .lazy import LazyArray
 from .optimizer_data import hyperparameters, infer_kind, plain_value, tf_variable_value
-from .policy_file import read_training_tensors
+from .policy_file import TrainingStateJson, read_training_tensors
 from .reader import decode_file, ids_in
 from .storage import CheckpointDir
 
@@ -109,7 +109,7 @@ class TrainingState:
             parts.append(f"timestep {self.counters['global_timestep']}")
         return "; ".join(parts) or "empty"
 
-    def to_json(self) -> Tuple[Dict[str, Any], "OrderedDict[str, np.ndarray]"]:
+    def to_json(self) -> Tuple[TrainingStateJson, "OrderedDict[str, np.ndarray]"]:
         """``(policy.json's training_state entry, tensors for training_state.safetensors)``."""
         tensors: "OrderedDict[str, np.ndarray]" = OrderedDict()
         optims = OrderedDict()
@@ -124,28 +124,29 @@ class TrainingState:
         return doc, tensors
 
     @classmethod
-    def from_json(cls, doc: Mapping[str, Any], tensors: Mapping[str, np.ndarray], where: str) -> "TrainingState":
+    def from_json(cls, doc: TrainingStateJson, tensors: Mapping[str, np.ndarray], where: str) -> "TrainingState":
         """Inverse of :meth:`to_json`.
 
         Raises:
             CheckpointFormatError: the entry and the tensors disagree.
         """
-        try:
+        with malformed(where, "training state is malformed", catch=(KeyError, TypeError, ValueError, AttributeError)):
             optims: "OrderedDict[str, OptimizerState]" = OrderedDict()
             for name, o in doc["optimizers"].items():
                 optims[name] = OptimizerState(str(o["kind"]), {}, [tuple(int(d) for d in s) for s in o["param_shapes"]],
                                               dict(o.get("hyperparameters") or {}))
             for key, arr in tensors.items():
                 kind, _, rest = key.partition("/")
-                if kind == "optimizer":
-                    name, idx, buf = rest.rsplit("/", 2)
-                    optims[name].buffers.setdefault(int(idx), OrderedDict())[buf] = arr
-                else:
-                    raise KeyError(key)
+                parts = rest.rsplit("/", 2)
+                if kind != "optimizer" or len(parts) != 3 or parts[0] not in optims or not parts[1].isdigit():
+                    raise CheckpointFormatError(
+                        f"{where}: training state is malformed (tensor {key!r} is no buffer of the optimizers "
+                        f"{', '.join(optims) or '(none)'})"
+                    )
+                name, idx, buf = parts
+                optims[name].buffers.setdefault(int(idx), OrderedDict())[buf] = arr
             return cls(str(doc["stack"]), optims, _float(doc.get("kl_coeff")), _float(doc.get("log_alpha")),
                        {str(k): int(v) for k, v in (doc.get("counters") or {}).items()}, doc.get("exploration"))
-        except (KeyError, TypeError, ValueError, AttributeError) as e:
-            raise CheckpointFormatError(f"{where}: training state is malformed ({type(e).__name__}: {e})") from e
 
 
 def _float(v: Any) -> Optional[float]:
@@ -279,10 +280,10 @@ def _old_stack(ckpt: CheckpointDir, layout: fmt.Layout, policy_id: Optional[str]
     missing = [k for k in ("_optimizer_variables", "global_timestep") if k not in state]
     if missing:
         raise MissingTrainingStateError(f"{where}: {ckpt.child(rel)} has no {', '.join(missing)}")
-    return old_stack_state(state, ckpt.child(rel))
+    return training_state_of_policy_state(state, ckpt.child(rel))
 
 
-def old_stack_state(state: Mapping[str, Any], where: str) -> TrainingState:
+def training_state_of_policy_state(state: Mapping[str, Any], where: str) -> TrainingState:
     """The training part of an old-stack ``Policy.get_state()`` (torch: optimizer state_dicts;
     tf2: the optimizer's variables in order, given as arrays)."""
     out = TrainingState("old")
@@ -318,7 +319,7 @@ def old_stack_state(state: Mapping[str, Any], where: str) -> TrainingState:
         try:
             out.exploration = plain_value(state["_exploration_state"])
         except TypeError as e:
-            raise MissingTrainingStateError(f"{where}: exploration state is not plain data ({e})") from None
+            raise MissingTrainingStateError(f"{where}: exploration state is not plain data ({e})") from e
     return out
 
 

@@ -10,12 +10,80 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, Dict, Mapping, Optional, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Tuple, TypedDict, Union
 
 import numpy as np
 
 Bound = Union[float, Tuple[float, ...]]
 TensorIndex = Dict[str, Tuple[Tuple[int, ...], str]]
+JsonBound = Union[float, str, List[Union[float, str]]]  # non-finite bounds as 'inf', '-inf', 'nan'
+
+
+class SpaceJson(TypedDict, total=False):
+    """:meth:`SpaceView.to_dict`: ``type`` always, the rest as the space has them."""
+
+    type: str
+    shape: List[int]
+    dtype: str
+    low: JsonBound
+    high: JsonBound
+    n: int
+    start: int
+    nvec: List[int]
+    spaces: Dict[str, "SpaceJson"]
+
+
+class FilterStatsJson(TypedDict):
+    """:meth:`FilterStats.to_dict`: what policy.json's ``observation_filter`` holds."""
+
+    type: str  # "MeanStdFilter"
+    shape: List[int]
+    count: int
+    mean: List[float]
+    sum_sq_diff: List[float]
+    demean: bool
+    destd: bool
+    clip: Optional[float]
+
+
+class TensorJson(TypedDict):
+    """One tensor of a policy: its shape and numpy dtype name."""
+
+    shape: List[int]
+    dtype: str
+
+
+class PolicyViewJson(TypedDict):
+    """:meth:`PolicyView.to_dict`."""
+
+    id: str
+    observation_space: Optional[SpaceJson]
+    action_space: Optional[SpaceJson]
+    tensors: Dict[str, TensorJson]
+    num_params: int
+    nbytes: int
+    policy_class: Optional[str]
+    model_config: Optional[Dict[str, Any]]
+    weights_file: str
+    recurrent: Optional[bool]
+    observation_filter: Optional[str]
+    training_state: Optional[str]
+
+
+class CheckpointViewJson(TypedDict):
+    """:meth:`CheckpointView.to_dict` (``inspect --json``)."""
+
+    path: str
+    kind: str
+    stack: str
+    checkpoint_version: str
+    framework: Optional[str]
+    ray_version: Optional[str]
+    algorithm_class: Optional[str]
+    algorithm_base: Optional[str]
+    policies: Dict[str, PolicyViewJson]
+    filters: Dict[str, str]
+    filters_keyed_by: Optional[str]
 
 
 @dataclass(frozen=True)
@@ -67,7 +135,7 @@ class SpaceView:
             return str(np.asarray(bound, dtype=self.dtype).reshape(self.shape or (-1,)))
         return str(np.dtype(self.dtype or "float64").type(bound))
 
-    def to_dict(self) -> Dict[str, Any]:
+    def to_dict(self) -> SpaceJson:
         """Plain JSON-able dict (non-finite bounds as the strings 'inf', '-inf', 'nan')."""
         out: Dict[str, Any] = {"type": self.type}
         for key in ("shape", "dtype", "low", "high", "n", "start", "nvec"):
@@ -81,10 +149,10 @@ class SpaceView:
             out[key] = value
         if self.spaces is not None:
             out["spaces"] = {k: s.to_dict() for k, s in self.spaces.items()}
-        return out
+        return out  # type: ignore[return-value] -- built key by key
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "SpaceView":
+    def from_dict(cls, d: SpaceJson) -> "SpaceView":
         """Inverse of :meth:`to_dict`."""
 
         def bound(v: Any) -> Optional[Bound]:
@@ -144,7 +212,7 @@ class PolicyView:
     observation_filter: Optional[str] = None
     training_state: Optional[str] = None
 
-    def to_dict(self) -> Dict[str, Any]:
+    def to_dict(self) -> PolicyViewJson:
         return {
             "id": self.id,
             "observation_space": self.observation_space.to_dict() if self.observation_space else None,
@@ -192,7 +260,7 @@ class CheckpointView:
     filters_keyed_by: Optional[str] = None
     algorithm_base: Optional[str] = None
 
-    def to_dict(self) -> Dict[str, Any]:
+    def to_dict(self) -> CheckpointViewJson:
         return {
             "path": self.path,
             "kind": self.kind,

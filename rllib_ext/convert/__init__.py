@@ -1,3 +1,5 @@
-"""Old-stack -> new-stack tensor mapping, numpy only: which old model a policy holds
-(:mod:`.families`), how its tensors map onto the new stack's default modules
-(:mod:`.lstm`, :mod:`.vision`, and :mod:`.mapping` for the whole policy)."""
+"""Old-stack -> new-stack tensor mapping for RLlib's default models, numpy only.
+
+Rule: imports :mod:`rllib_ext.checkpoint` and :mod:`rllib_ext.errors` only (not
+:mod:`rllib_ext.act`, which builds on it).
+"""

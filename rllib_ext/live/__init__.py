@@ -1,10 +1,9 @@
-"""Everything that touches a live RLlib algorithm. The stack differences sit in
-:mod:`.backends`; above it: observation filters (:mod:`.filters`), partial restore
-(:mod:`.restore`), single-policy files in and out (:mod:`.policy_io`), lightweight
-algorithms, the migration writer, the ``...Partial`` mixins (:mod:`.partial`) and Tune."""
+"""Everything that touches a live RLlib algorithm (imports Ray).
 
-from .compat import require_supported_ray
-
-# Every live module imports this package first: outside the supported Ray releases, the
-# first use of a live feature refuses in one line (see .compat), not deep inside RLlib.
-require_supported_ray()
+Rule: ``live`` may import ``pool``, ``act``, ``convert``, ``checkpoint``, ``errors`` and
+``_version``, and nothing above it. Every difference between the API stacks sits behind
+``backends``' ``Backend``; every private attribute of Ray that we touch is named once, in
+``ray_internals``; what a ``...Partial`` algorithm carries is a list of ``features``.
+Importing this package checks nothing: the Ray version is checked where a live feature is
+first used (``compat.require_supported_ray``).
+"""

@@ -8,13 +8,14 @@ and never tests the stack itself. Importing this module imports no framework.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence
 
 from ..checkpoint.filters import FilterStats, ObservationFilters
 from ..checkpoint.format import Stack
 from ..checkpoint.tensors import Weights
 from ..checkpoint.training_state import TrainingState
 from .bridge import State, initial_state
+from .rllib_types import Algorithm, AlgorithmConfig, EnvRunnerGroup, Model, PoliciesToTrain, Space, SpacePair
 
 
 class Backend:
@@ -27,7 +28,7 @@ class Backend:
 
     stack = ""  # "new" or "old": what policy.json's "stack" records
 
-    def __init__(self, algo: Any) -> None:
+    def __init__(self, algo: Algorithm) -> None:
         self.algo = algo
 
     def ids(self) -> List[str]:
@@ -64,11 +65,11 @@ class Backend:
         """Remove ``ids`` from ``policies_to_train``; ``all_ids`` is :meth:`ids` (already asked)."""
         self.set_trainable(frozen_fn(self.trainable(), ids, all_ids))
 
-    def trainable(self) -> Any:
+    def trainable(self) -> PoliciesToTrain:
         """The current ``policies_to_train`` as :meth:`freeze` changes it (None, ids or a callable)."""
         raise NotImplementedError
 
-    def set_trainable(self, value: Any) -> None:
+    def set_trainable(self, value: PoliciesToTrain) -> None:
         """Set what :meth:`trainable` returns, everywhere it is asked (rollback of a freeze)."""
         raise NotImplementedError
 
@@ -76,7 +77,7 @@ class Backend:
         """Each module's model config, defaults merged in (new stack only: conversion targets)."""
         raise NotImplementedError
 
-    def eval_group(self) -> Any:
+    def eval_group(self) -> Optional[EnvRunnerGroup]:
         return getattr(self.algo, "eval_env_runner_group", None)
 
     def on_every_env_runner(self, fn: Callable[[Any], Any]) -> None:
@@ -89,7 +90,7 @@ class Backend:
         """Whether a checkpoint of ``checkpoint_stack`` is converted to fit (raises if it cannot)."""
         raise NotImplementedError
 
-    def policy(self, policy_id: str) -> Any:
+    def policy(self, policy_id: str) -> Optional[Model]:
         """The RLModule (new stack) or Policy (old stack) of ``policy_id`` (None if absent)."""
         raise NotImplementedError
 
@@ -97,7 +98,7 @@ class Backend:
         """The model config ``policy_id`` was built with, as the user and algorithm set it."""
         raise NotImplementedError
 
-    def add(self, policy_id: str, cls: type, obs_space: Any, act_space: Any, model_config: Any) -> None:
+    def add(self, policy_id: str, cls: type, obs_space: Space, act_space: Space, model_config: Any) -> None:
         """Add a policy of class ``cls`` (RLlib's ``add_module`` / ``add_policy``)."""
         raise NotImplementedError
 
@@ -108,7 +109,8 @@ class Backend:
         """One action for one raw observation, through the policy's observation filter.
 
         Raises:
-            ValueError: ``state`` does not fit the policy (the message continues "policy 'x' ...").
+            RecurrentStateError: ``state`` does not fit the policy (the message continues
+                "policy 'x' ...").
         """
         raise NotImplementedError
 
@@ -137,12 +139,12 @@ class Backend:
         return self.live_filters().stats.get(policy_id)  # per policy; per agent: overridden
 
     @staticmethod
-    def zero_resources(config: Any) -> None:
+    def zero_resources(config: AlgorithmConfig) -> None:
         """Add to ``config``'s cut to zero resources what this stack needs cut too."""
         raise NotImplementedError
 
     @staticmethod
-    def only_policies(config: Any, spaces: Mapping[str, Tuple[Any, Any]], mapping_fn: Callable[..., Any]) -> None:
+    def only_policies(config: AlgorithmConfig, spaces: Mapping[str, SpacePair], mapping_fn: Callable[..., Any]) -> None:
         """Make ``config`` hold exactly the policies in ``spaces`` (none trained)."""
         raise NotImplementedError
 
@@ -157,18 +159,18 @@ class Backend:
         raise NotImplementedError
 
     @staticmethod
-    def build(cls: type, obs_space: Any, act_space: Any, meta: Mapping[str, Any], weights: Weights,
-              defaults: Callable[[], Any]) -> Any:
+    def build(cls: type, obs_space: Space, act_space: Space, meta: Mapping[str, Any], weights: Weights,
+              defaults: Callable[[], AlgorithmConfig]) -> Model:
         """A stored policy, built and set to ``weights`` (``defaults()``: the algorithm's config)."""
         raise NotImplementedError
 
     @staticmethod
-    def model_action(model: Any, obs: Any, explore: bool, state: Optional[State]) -> Any:
+    def model_action(model: Model, obs: Any, explore: bool, state: Optional[State]) -> Any:
         """One action from a built stored policy for one (already filtered) observation."""
         raise NotImplementedError
 
 
-def frozen_fn(current: Any, frozen: Sequence[str], all_ids: Sequence[str]) -> Any:
+def frozen_fn(current: PoliciesToTrain, frozen: Sequence[str], all_ids: Sequence[str]) -> PoliciesToTrain:
     """``policies_to_train`` with ``frozen`` removed, in the same form as ``current``."""
     frozen = set(frozen)
     if current is None:

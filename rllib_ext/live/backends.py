@@ -25,7 +25,6 @@ from typing import (
     Mapping,
     Optional,
     Sequence,
-    Tuple,
     Type,
 )
 
@@ -35,7 +34,7 @@ from ..checkpoint.tensors import Weights, by_position, positional
 from ..checkpoint.training_state import TrainingState
 from ..errors import CheckpointError, not_found
 from . import quiesce
-from . import training_state as ts
+from . import carry_training as ts
 from .backend_base import Backend
 from .bridge import (
     State,
@@ -48,6 +47,8 @@ from .bridge import (
     policy_action,
 )
 from .compat import single_action_obs
+from .ray_internals import is_multi_module, old_stack_counters, raise_weights_seq_no
+from .rllib_types import Algorithm, AlgorithmConfig, Model, PoliciesToTrain, Space, SpacePair
 from .filter_state import (
     agent_filter_of,
     agents_of,
@@ -97,7 +98,7 @@ class NewStackBackend(Backend):
             full, inf = ray.get(_ref)
             # A single-agent runner (e.g. the RLlink server) holds one RLModule, not a
             # MultiRLModule: it is the default module.
-            modules = er.module if hasattr(er.module, "_rl_modules") else {DEFAULT_MODULE_ID: er.module}
+            modules = er.module if is_multi_module(er.module) else {DEFAULT_MODULE_ID: er.module}
             state = {
                 mid: (inf if modules[mid].inference_only else full)[mid]
                 for mid in full
@@ -106,7 +107,7 @@ class NewStackBackend(Backend):
             # No WEIGHTS_SEQ_NO in the state: env runners apply it unconditionally.
             er.set_state({"rl_module": state})
             if _version is not None:  # older learner states (in flight, cached) are now refused,
-                er._weights_seq_no = max(getattr(er, "_weights_seq_no", 0), _version)  # new samples: "after"
+                raise_weights_seq_no(er, _version)  # new samples: "after"
 
         self.on_every_env_runner(_set)
 
@@ -168,10 +169,10 @@ class NewStackBackend(Backend):
 
         return {mid: effective_model_config(mc) for mid, mc in self._learner_results(_get)[0].items()}
 
-    def trainable(self) -> Any:
+    def trainable(self) -> PoliciesToTrain:
         return self._learner_results(lambda learner: learner.config.policies_to_train)[0]
 
-    def set_trainable(self, value: Any) -> None:
+    def set_trainable(self, value: PoliciesToTrain) -> None:
         def _set(learner: Any, _value: Any = value) -> None:
             learner.config.multi_agent(policies_to_train=_value)
 
@@ -180,13 +181,13 @@ class NewStackBackend(Backend):
     def converts_from(self, checkpoint_stack: Stack, path: str) -> bool:
         return checkpoint_stack is Stack.OLD
 
-    def policy(self, policy_id: str) -> Any:
+    def policy(self, policy_id: str) -> Optional[Model]:
         return self.algo.get_module(policy_id)
 
     def model_config(self, policy_id: str) -> Any:
         return self.policy(policy_id).model_config
 
-    def add(self, policy_id: str, cls: type, obs_space: Any, act_space: Any, model_config: Any) -> None:
+    def add(self, policy_id: str, cls: type, obs_space: Space, act_space: Space, model_config: Any) -> None:
         from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
         spec = RLModuleSpec(module_class=cls, observation_space=obs_space, action_space=act_space,
@@ -216,12 +217,12 @@ class NewStackBackend(Backend):
         return agent_filter_of(self.algo, self.live_filters(), policy_id, agent_id)
 
     @staticmethod
-    def zero_resources(config: Any) -> None:
+    def zero_resources(config: AlgorithmConfig) -> None:
         config.learners(num_learners=0, num_cpus_per_learner=0, num_gpus_per_learner=0)
         config.env_runners(create_local_env_runner=True)
 
     @staticmethod
-    def only_policies(config: Any, spaces: Mapping[str, Tuple[Any, Any]], mapping_fn: Callable[..., Any]) -> None:
+    def only_policies(config: AlgorithmConfig, spaces: Mapping[str, SpacePair], mapping_fn: Callable[..., Any]) -> None:
         config.multi_agent(policies=set(spaces), policy_mapping_fn=mapping_fn, policies_to_train=[])
         keep_module_specs(config, spaces)
 
@@ -236,8 +237,8 @@ class NewStackBackend(Backend):
         return algo_cls.get_default_config().framework(framework).get_default_rl_module_spec().module_class
 
     @staticmethod
-    def build(cls: type, obs_space: Any, act_space: Any, meta: Mapping[str, Any], weights: Weights,
-              defaults: Callable[[], Any]) -> Any:
+    def build(cls: type, obs_space: Space, act_space: Space, meta: Mapping[str, Any], weights: Weights,
+              defaults: Callable[[], AlgorithmConfig]) -> Model:
         return build_module(cls, obs_space, act_space, meta.get("model_config") or {}, weights)
 
     model_action = staticmethod(module_action)
@@ -281,15 +282,15 @@ class OldStackBackend(Backend):
 
         self.on_every_env_runner(_set)
 
-    def trainable(self) -> Any:
+    def trainable(self) -> PoliciesToTrain:
         return self.algo.env_runner.is_policy_to_train
 
     def env_steps(self) -> int:
         from ray.rllib.utils.metrics import NUM_ENV_STEPS_SAMPLED
 
-        return int(self.algo._counters[NUM_ENV_STEPS_SAMPLED])  # what RLlib reports as timesteps_total
+        return int(old_stack_counters(self.algo)[NUM_ENV_STEPS_SAMPLED])  # what RLlib reports as timesteps_total
 
-    def set_trainable(self, value: Any) -> None:
+    def set_trainable(self, value: PoliciesToTrain) -> None:
         if value is not None and not callable(value):
             value = list(value)
 
@@ -309,13 +310,13 @@ class OldStackBackend(Backend):
             )
         return False
 
-    def policy(self, policy_id: str) -> Any:
+    def policy(self, policy_id: str) -> Optional[Model]:
         return self.algo.get_policy(policy_id)
 
     def model_config(self, policy_id: str) -> Any:
         return self.policy(policy_id).config.get("model", {})
 
-    def add(self, policy_id: str, cls: type, obs_space: Any, act_space: Any, model_config: Any) -> None:
+    def add(self, policy_id: str, cls: type, obs_space: Space, act_space: Space, model_config: Any) -> None:
         self.algo.add_policy(policy_id, cls, observation_space=obs_space, action_space=act_space)
 
     def remove(self, policy_id: str) -> None:
@@ -334,11 +335,11 @@ class OldStackBackend(Backend):
         set_worker_filters(self.algo, updates)
 
     @staticmethod
-    def zero_resources(config: Any) -> None:
+    def zero_resources(config: AlgorithmConfig) -> None:
         config.resources(num_gpus=0)
 
     @staticmethod
-    def only_policies(config: Any, spaces: Mapping[str, Tuple[Any, Any]], mapping_fn: Callable[..., Any]) -> None:
+    def only_policies(config: AlgorithmConfig, spaces: Mapping[str, SpacePair], mapping_fn: Callable[..., Any]) -> None:
         from ray.rllib.policy.policy import PolicySpec
 
         config.multi_agent(
@@ -355,29 +356,30 @@ class OldStackBackend(Backend):
 
     @staticmethod
     def default_class(algo_cls: type, framework: str) -> Optional[type]:
-        return algo_cls.get_default_policy_class(OldStackBackend._old(algo_cls.get_default_config()).framework(framework))
+        return algo_cls.get_default_policy_class(_old_stack(algo_cls.get_default_config()).framework(framework))
 
     @staticmethod
-    def build(cls: type, obs_space: Any, act_space: Any, meta: Mapping[str, Any], weights: Weights,
-              defaults: Callable[[], Any]) -> Any:
+    def build(cls: type, obs_space: Space, act_space: Space, meta: Mapping[str, Any], weights: Weights,
+              defaults: Callable[[], AlgorithmConfig]) -> Model:
         """``defaults()``: the stored algorithm's default config; the stored model config on top."""
         config = (
-            OldStackBackend._old(defaults())
+            _old_stack(defaults())
             .framework(meta.get("framework") or "torch")
             .training(model={k: v for k, v in (meta.get("model_config") or {}).items() if v is not None})
         )
         return build_policy_object(cls, obs_space, act_space, config.to_dict(), weights)
 
     @staticmethod
-    def model_action(model: Any, obs: Any, explore: bool, state: Optional[State]) -> Any:
+    def model_action(model: Model, obs: Any, explore: bool, state: Optional[State]) -> Any:
         return policy_action(model.compute_single_action, initial_state(model) is not None, obs, explore, state)
 
-    @staticmethod
-    def _old(config: Any) -> Any:
-        return config.api_stack(enable_rl_module_and_learner=False, enable_env_runner_and_connector_v2=False)
 
 
-def backend_class(config: Any) -> Type[Backend]:
+def _old_stack(config: Any) -> Any:
+    return config.api_stack(enable_rl_module_and_learner=False, enable_env_runner_and_connector_v2=False)
+
+
+def backend_class(config: AlgorithmConfig) -> Type[Backend]:
     """The Backend class of an AlgorithmConfig's API stack (nothing built yet)."""
     return NewStackBackend if config.enable_rl_module_and_learner else OldStackBackend
 
@@ -387,7 +389,7 @@ def backend_named(stack: str) -> Type[Backend]:
     return OldStackBackend if stack == OldStackBackend.stack else NewStackBackend
 
 
-def backend_for(algo: Any) -> Backend:
+def backend_for(algo: Algorithm) -> Backend:
     """The backend for ``algo``'s API stack."""
     return backend_class(algo.config)(algo)
 

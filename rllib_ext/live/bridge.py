@@ -10,13 +10,15 @@ the functions that need them, so importing this module stays cheap and Ray-free.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, List, Mapping, Optional, Union
+from typing import Any, Callable, Collection, Dict, List, Mapping, Optional, Union
 
 import numpy as np
 
 from ..checkpoint.tensors import Weights, positional
 from ..checkpoint.views import SpaceView
-from ..errors import CheckpointError
+from ..errors import CheckpointError, RecurrentStateError
+from .ray_internals import config_module_spec
+from .rllib_types import AlgorithmConfig, Model, Policy, RLModule, Space
 
 State = Union[Dict[str, Any], List[np.ndarray]]  # a recurrent policy's state (maybe nested), no batch dimension
 
@@ -36,7 +38,7 @@ def effective_model_config(model_config: Any) -> Dict[str, Any]:
     return {**dataclasses.asdict(DefaultModelConfig()), **dict(model_config or {})}
 
 
-def to_gym_space(view: SpaceView) -> Any:
+def to_gym_space(view: SpaceView) -> Space:
     """A gymnasium space from its plain description."""
     import gymnasium as gym
 
@@ -58,7 +60,7 @@ def to_gym_space(view: SpaceView) -> Any:
     raise CheckpointError(f"cannot rebuild a {view.type} space from policy.json")
 
 
-def module_action(module: Any, obs: Any, explore: bool = False, state: Optional[State] = None) -> Any:
+def module_action(module: RLModule, obs: Any, explore: bool = False, state: Optional[State] = None) -> Any:
     """One action from a torch RLModule for one (already filtered) observation.
 
     No connector pipeline. Deterministic (the distribution's mode) unless ``explore``.
@@ -66,8 +68,8 @@ def module_action(module: Any, obs: Any, explore: bool = False, state: Optional[
     returns ``(action, next_state)``; others return the action.
 
     Raises:
-        ValueError: ``state`` given for a stateless module, or missing for a stateful one
-            (the message continues "policy 'x' ...": callers prefix the id).
+        RecurrentStateError: ``state`` given for a stateless module, or missing for a
+            stateful one (the message continues "policy 'x' ...": callers prefix the id).
     """
     import torch
     import tree  # dm-tree, an RLlib dependency: states nest (actor/critic encoders)
@@ -96,7 +98,7 @@ def policy_action(compute: Callable[..., Any], recurrent: bool, obs: Any, explor
     with ``full_fetch=True``: both return ``(action, state_out, info)``).
 
     A recurrent policy needs ``state`` and returns ``(action, next_state)``; others return
-    the action. Raises ValueError as :func:`module_action` does.
+    the action. Raises RecurrentStateError as :func:`module_action` does.
     """
     check_state(recurrent, state)
     if not recurrent:
@@ -106,15 +108,19 @@ def policy_action(compute: Callable[..., Any], recurrent: bool, obs: Any, explor
 
 
 def check_state(recurrent: bool, state: Optional[State]) -> None:
-    """``state`` goes with a recurrent policy and only with one (callers prefix the id)."""
+    """``state`` goes with a recurrent policy and only with one (callers prefix the id).
+
+    Raises:
+        RecurrentStateError: it does not (a ``ValueError`` too).
+    """
     if recurrent != (state is not None):
-        raise ValueError(
+        raise RecurrentStateError(
             "is recurrent: pass state= (start from initial_state()) and get (action, next_state) back"
             if recurrent else "is not recurrent: it takes no state="
         )
 
 
-def initial_state(module_or_policy: Any) -> Optional[State]:
+def initial_state(module_or_policy: Model) -> Optional[State]:
     """A recurrent policy's initial state (numpy, no batch dimension), else None.
 
     New stack: ``{name: array}`` of the RLModule; old stack: the Policy's list of arrays.
@@ -129,7 +135,7 @@ def initial_state(module_or_policy: Any) -> Optional[State]:
     return [np.array(s, copy=True) for s in state] if state else None
 
 
-def build_module(cls: type, obs_space: Any, act_space: Any, model_config: Mapping[str, Any], weights: Weights) -> Any:
+def build_module(cls: type, obs_space: Space, act_space: Space, model_config: Mapping[str, Any], weights: Weights) -> RLModule:
     """New stack: an RLModule of ``cls`` set to ``weights``, in eval mode."""
     model = cls(observation_space=obs_space, action_space=act_space, inference_only=False, model_config=model_config)
     model.set_state(weights)
@@ -137,7 +143,7 @@ def build_module(cls: type, obs_space: Any, act_space: Any, model_config: Mappin
     return model
 
 
-def build_policy_object(cls: type, obs_space: Any, act_space: Any, config: Dict[str, Any], weights: Weights) -> Any:
+def build_policy_object(cls: type, obs_space: Space, act_space: Space, config: Dict[str, Any], weights: Weights) -> Policy:
     """Old stack: a Policy of ``cls`` with the policy ``config``, set to ``weights``."""
     model = cls(obs_space, act_space, config)
     if isinstance(model.get_weights(), (list, tuple)):  # tf2: a list in variable order
@@ -146,9 +152,9 @@ def build_policy_object(cls: type, obs_space: Any, act_space: Any, config: Dict[
     return model
 
 
-def keep_module_specs(config: Any, ids: Any) -> None:
+def keep_module_specs(config: AlgorithmConfig, ids: Collection[str]) -> None:
     """New stack: drop the module specs a config was given for ids outside ``ids``."""
-    spec = config._rl_module_spec
+    spec = config_module_spec(config)
     if spec is not None and hasattr(spec, "rl_module_specs") and isinstance(spec.rl_module_specs, dict):
         spec.rl_module_specs = {k: v for k, v in spec.rl_module_specs.items() if k in ids}
 

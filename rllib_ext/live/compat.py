@@ -1,9 +1,11 @@
 """The Ray releases the live features support, and every difference between them.
 
 The rest of the package never asks which Ray is installed: it calls the functions here.
-:func:`require_supported_ray` runs when :mod:`rllib_ext.live` is first imported, so a
-live feature on a Ray outside :data:`SUPPORTED` refuses in one line instead of failing
-deep inside RLlib. The Ray-free reader and the CLI do not import this package.
+:func:`require_supported_ray` is called where a live feature is first used (the
+``...Partial`` names and configs, :func:`~rllib_ext.live.restore.restore_policies`,
+``build_policy``, ``migrate``), not as a side effect of an import, so a live feature on a
+Ray outside :data:`SUPPORTED` refuses in one line instead of failing deep inside RLlib.
+The Ray-free reader and the CLI do not need Ray.
 
 Supported: Ray 2.45 to 2.60. CI runs the live tests of both stacks on 2.45.0 (tox cell
 ``torch-ray245``) and on 2.60.0 (the other cells). Between the two, RLlib changed:
@@ -37,6 +39,8 @@ from typing import Any, Tuple
 import numpy as np
 
 from ..errors import MissingDependencyError, UnsupportedRayError
+
+from .rllib_types import Algorithm
 
 # The ``rllib`` extra of setup.py says the same (tests/test_compat.py checks both agree).
 LOWEST = (2, 45)  # inclusive
@@ -157,7 +161,7 @@ def _installed_at_least(release: Tuple[int, int]) -> bool:
     return version_tuple(installed_ray() or "0")[:2] >= release
 
 
-def single_action_obs(algo: Any, policy_id: str, obs: Any) -> Any:
+def single_action_obs(algo: Algorithm, policy_id: str, obs: Any) -> Any:
     """What to hand the old stack's ``Algorithm.compute_single_action`` for raw ``obs``.
 
     From Ray 2.57 (ray#64088) it applies the policy's observation filter itself: ``obs``

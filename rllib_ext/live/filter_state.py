@@ -5,7 +5,7 @@ The two API stacks keep them in different places: the old stack has one RLlib
 ``MeanStdFilter`` connector of each env runner's env-to-module pipeline, with statistics
 per **agent**. This module reads and writes both as
 :class:`~rllib_ext.checkpoint.filters.FilterStats`; :class:`rllib_ext.live.backends.Backend`
-picks the pair for its stack, and :mod:`rllib_ext.live.filters` holds the rule for carrying
+picks the pair for its stack, and :mod:`rllib_ext.live.carry_filters` holds the rule for carrying
 statistics with a policy. Ray is imported inside the functions that ship data to workers.
 """
 
@@ -23,6 +23,8 @@ from ..checkpoint.filters import (
 )
 from ..errors import CheckpointError
 from .compat import running_stat
+from .ray_internals import env_to_module_pipeline
+from .rllib_types import Algorithm
 
 CONNECTOR_CLASS = "MeanStdFilter"
 
@@ -30,7 +32,7 @@ CONNECTOR_CLASS = "MeanStdFilter"
 LIVE = "the algorithm's observation filters"  # how messages name the live side
 
 
-def worker_filters(algo: Any) -> ObservationFilters:
+def worker_filters(algo: Algorithm) -> ObservationFilters:
     """Old stack: the local worker's filter statistics, per policy id."""
     filters = algo.env_runner.filters
     out = {}
@@ -41,7 +43,7 @@ def worker_filters(algo: Any) -> ObservationFilters:
     return ObservationFilters("policy", out)
 
 
-def connector_filters(algo: Any) -> ObservationFilters:
+def connector_filters(algo: Algorithm) -> ObservationFilters:
     """New stack: the MeanStdFilter connector's statistics, per agent id.
 
     Read from the local env runner (the reference state that RLlib merges remote runners
@@ -58,7 +60,7 @@ def connector_filters(algo: Any) -> ObservationFilters:
     )
 
 
-def set_worker_filters(algo: Any, updates: Mapping[str, FilterStats]) -> None:
+def set_worker_filters(algo: Algorithm, updates: Mapping[str, FilterStats]) -> None:
     """Old stack: sync ``{policy id: statistics}`` into every worker's filters."""
 
     def _set(er: Any, _ref: Any) -> None:
@@ -72,7 +74,7 @@ def set_worker_filters(algo: Any, updates: Mapping[str, FilterStats]) -> None:
     _on_every_runner(algo, updates, _set)
 
 
-def set_connector_filters(algo: Any, updates: Mapping[str, FilterStats]) -> None:
+def set_connector_filters(algo: Algorithm, updates: Mapping[str, FilterStats]) -> None:
     """New stack: set ``{agent id: statistics}`` on every env runner's MeanStdFilter connector."""
 
     def _set(er: Any, _ref: Any) -> None:
@@ -86,7 +88,7 @@ def set_connector_filters(algo: Any, updates: Mapping[str, FilterStats]) -> None
     _on_every_runner(algo, updates, _set)
 
 
-def target_mapping(algo: Any) -> Callable[..., Any]:
+def target_mapping(algo: Algorithm) -> Callable[..., Any]:
     """The live algorithm's ``policy_mapping_fn`` (everything to 'default_policy' without one)."""
     fn = algo.config.policy_mapping_fn
     return fn if callable(fn) else (lambda agent, *a, **k: "default_policy")
@@ -97,13 +99,13 @@ def maps(fn: Callable[..., Any], agent: str) -> str:
     return str(fn(agent, None))
 
 
-def agents_of(algo: Any, keys: Any, module_id: str) -> List[str]:
+def agents_of(algo: Algorithm, keys: Any, module_id: str) -> List[str]:
     """New stack: the agents among ``keys`` that the algorithm's mapping function sends to ``module_id``."""
     mapping = target_mapping(algo)
     return [a for a in keys if maps(mapping, a) == module_id]
 
 
-def agent_filter_of(algo: Any, filters: ObservationFilters, module_id: str,
+def agent_filter_of(algo: Algorithm, filters: ObservationFilters, module_id: str,
                     agent_id: Optional[str] = None) -> Optional[FilterStats]:
     """New stack: the statistics (of ``filters``, per agent) a module's observations go through.
 
@@ -136,7 +138,7 @@ def _same(a: FilterStats, b: FilterStats) -> bool:
     return a.same_settings(b) and a.count == b.count and np.array_equal(a.mean, b.mean)
 
 
-def _on_every_runner(algo: Any, updates: Mapping[str, FilterStats], fn: Callable[[Any, Any], None]) -> None:
+def _on_every_runner(algo: Algorithm, updates: Mapping[str, FilterStats], fn: Callable[[Any, Any], None]) -> None:
     """``fn(env_runner, ref to {key: stats dict})`` on every env runner: local, remote, evaluation."""
     if not updates:
         return
@@ -150,14 +152,14 @@ def _on_every_runner(algo: Any, updates: Mapping[str, FilterStats], fn: Callable
 
 def _connector(er: Any) -> Any:
     """The MeanStdFilter connector of an env runner's env-to-module pipeline, if any."""
-    pipeline = getattr(er, "_env_to_module", None)
+    pipeline = env_to_module_pipeline(er)
     for conn in getattr(pipeline, "connectors", None) or []:
         if type(conn).__name__ == CONNECTOR_CLASS:
             return conn
     return None
 
 
-def _first(algo: Any, fn: Callable[[Any], Any]) -> Any:
+def _first(algo: Algorithm, fn: Callable[[Any], Any]) -> Any:
     """``fn`` on the local env runner if there is one, else on the first remote one."""
     group = algo.env_runner_group
     local = getattr(group, "local_env_runner", None)

@@ -19,9 +19,7 @@ Nothing here is kept across a restore: RLlib rebuilds learners and policies from
 algorithm's config. The population feature keeps the values in its state and calls
 :func:`set_hyperparams` again after every restore.
 
-Private attributes of Ray read here (checked on ray 2.60): ``Learner._optimizer_lr_schedules``,
-``AlgorithmConfig._per_module_overrides``, ``Policy._lr_schedule``,
-``Policy._entropy_coeff_schedule``, ``Policy._optimizers``.
+The private attributes of Ray this needs are named in :mod:`.ray_internals`.
 """
 
 from __future__ import annotations
@@ -30,6 +28,7 @@ import difflib
 from typing import Any, Dict, Mapping, Sequence
 
 from .backends import backend_class, backend_for
+from .ray_internals import drop_policy_schedule, set_learner_lr_schedule, set_module_config, torch_optimizers
 
 #: What a module's loss reads and can be set per module, by stack. ``lr`` and
 #: ``entropy_coeff`` are scheduled; the rest are read from the (per-module) config.
@@ -90,14 +89,14 @@ def learner_set(learner: Any, module_id: str, values: Mapping[str, float]) -> No
         for _, opt in learner.get_optimizers_for_module(module_id):
             for group in opt.param_groups:
                 group["lr"] = float(values["lr"])
-            learner._optimizer_lr_schedules[opt] = Scheduler(float(values["lr"]), framework="torch")
+            set_learner_lr_schedule(learner, opt, Scheduler(float(values["lr"]), framework="torch"))
     entropy = getattr(learner, "entropy_coeff_schedulers_per_module", None)
     if "entropy_coeff" in values and entropy is not None:
         entropy[module_id] = Scheduler(float(values["entropy_coeff"]), framework="torch")
     config = learner.config
     base = dict((getattr(config, "algorithm_config_overrides_per_module", None) or {}).get(module_id, {}))
     # ``get_config_for_module`` caches one config per module here: put the perturbed one in.
-    config._per_module_overrides[module_id] = config.copy(copy_frozen=False).update_from_dict({**base, **values})
+    set_module_config(config, module_id, config.copy(copy_frozen=False).update_from_dict({**base, **values}))
 
 
 def learner_values(learner: Any, module_id: str, names: Sequence[str]) -> Dict[str, float]:
@@ -122,13 +121,13 @@ def policy_set(policy: Any, values: Mapping[str, float]) -> None:
     """Set ``values`` on one old-stack policy (on one env runner)."""
     values = dict(values)
     if "lr" in values:
-        policy._lr_schedule = None
+        drop_policy_schedule(policy, "lr")
         policy.cur_lr = float(values["lr"])
-        for opt in getattr(policy, "_optimizers", None) or []:
+        for opt in torch_optimizers(policy):
             for group in opt.param_groups:
                 group["lr"] = float(values["lr"])
     if "entropy_coeff" in values:
-        policy._entropy_coeff_schedule = None
+        drop_policy_schedule(policy, "entropy_coeff")
         policy.entropy_coeff = float(values["entropy_coeff"])
     policy.config.update(values)
 
@@ -136,8 +135,8 @@ def policy_set(policy: Any, values: Mapping[str, float]) -> None:
 def policy_values(policy: Any, names: Sequence[str]) -> Dict[str, float]:
     out: Dict[str, float] = {}
     for name in names:
-        if name == "lr" and getattr(policy, "_optimizers", None):
-            out[name] = float(policy._optimizers[0].param_groups[0]["lr"])
+        if name == "lr" and torch_optimizers(policy):
+            out[name] = float(torch_optimizers(policy)[0].param_groups[0]["lr"])
         elif name == "entropy_coeff" and hasattr(policy, "entropy_coeff"):
             out[name] = float(policy.entropy_coeff)
         else:

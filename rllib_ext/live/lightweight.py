@@ -18,7 +18,7 @@ The result can act (``algo.act(obs, policy_id=...)``), be saved, or be the sourc
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence
 
 from ray.rllib.env.multi_agent_env import MultiAgentEnv
 
@@ -27,10 +27,11 @@ from ..checkpoint.codecs.safe_pickle import loads
 from ..checkpoint.inspection import policy_spaces
 from ..checkpoint.reader import ids_in, open_checkpoint
 from ..checkpoint.storage import CheckpointDir, resolve_path
-from ..errors import CheckpointError
+from ..errors import CheckpointError, RecurrentStateError
 from .backends import backend_class, backend_for
 from .bridge import State, to_gym_space
 from .restore import restore_opened
+from .rllib_types import Algorithm, AlgorithmConfig, SpacePair
 
 
 class SpacesOnlyEnv(MultiAgentEnv):
@@ -61,7 +62,7 @@ def same_id(agent_id: Any, *args: Any, **kwargs: Any) -> str:
     return str(agent_id)
 
 
-def checkpoint_spaces(ckpt: CheckpointDir, layout: fmt.Layout, ids: Sequence[str]) -> Dict[str, Tuple[Any, Any]]:
+def checkpoint_spaces(ckpt: CheckpointDir, layout: fmt.Layout, ids: Sequence[str]) -> Dict[str, SpacePair]:
     """``{id: (observation_space, action_space)}`` read from the checkpoint (Ray-free).
 
     Only the files that record the spaces are read (:func:`policy_spaces`): on the new
@@ -78,7 +79,7 @@ def checkpoint_spaces(ckpt: CheckpointDir, layout: fmt.Layout, ids: Sequence[str
     return out
 
 
-def zero_resources(config: Any) -> Any:
+def zero_resources(config: AlgorithmConfig) -> AlgorithmConfig:
     """No remote env runners, learners or evaluation runners; 0 CPUs/GPUs for the algorithm."""
     config.env_runners(num_env_runners=0)
     config.evaluation(evaluation_interval=None, evaluation_num_env_runners=0)
@@ -87,7 +88,7 @@ def zero_resources(config: Any) -> Any:
     return config
 
 
-def make_lightweight(config: Any, spaces: Dict[str, Tuple[Any, Any]]) -> Any:
+def make_lightweight(config: AlgorithmConfig, spaces: Dict[str, SpacePair]) -> AlgorithmConfig:
     """Cut ``config`` (an AlgorithmConfig, not frozen) down to a zero-resource one that
     holds only the policies in ``spaces`` and never builds the training env."""
     zero_resources(config)
@@ -98,7 +99,7 @@ def make_lightweight(config: Any, spaces: Dict[str, Tuple[Any, Any]]) -> Any:
     return config
 
 
-def config_from_checkpoint(algo_cls: type, ckpt: CheckpointDir, layout: fmt.Layout) -> Any:
+def config_from_checkpoint(algo_cls: type, ckpt: CheckpointDir, layout: fmt.Layout) -> AlgorithmConfig:
     """The config the checkpoint was written with, as ``algo_cls``'s config class.
 
     Like RLlib's own ``from_checkpoint`` this unpickles the checkpoint's config with
@@ -124,7 +125,7 @@ def config_from_checkpoint(algo_cls: type, ckpt: CheckpointDir, layout: fmt.Layo
 def from_checkpoint(
     algo_cls: type, path: "str | os.PathLike[str]", policies: Optional[Sequence[str]] = None,
     *, trusted: bool = False,
-) -> Any:
+) -> Algorithm:
     """Build ``algo_cls`` lightweight from ``path`` holding only ``policies`` (default: all)."""
     ckpt, layout = open_checkpoint(resolve_path(path))
     ids: List[str] = list(policies) if policies is not None else sorted(ids_in(ckpt, layout))
@@ -142,7 +143,7 @@ def from_checkpoint(
 
 
 def act(
-    algo: Any,
+    algo: Algorithm,
     obs: Any,
     policy_id: str,
     explore: bool = False,
@@ -159,13 +160,17 @@ def act(
 
     A recurrent policy takes ``state`` (start from :func:`initial_state`) and returns
     ``(action, next_state)``; carry ``next_state`` into the next step of the episode.
+
+    Raises:
+        RecurrentStateError: ``state`` given to a policy without recurrent state, or
+            missing for a recurrent one (a ``ValueError`` too).
     """
     try:
         return backend_for(algo).act(policy_id, obs, explore, state, agent_id)
-    except ValueError as e:
-        raise ValueError(f"policy {policy_id!r} {e}") from None
+    except RecurrentStateError as e:
+        raise RecurrentStateError(f"policy {policy_id!r} {e}") from e
 
 
-def initial_state(algo: Any, policy_id: str) -> Optional[State]:
+def initial_state(algo: Algorithm, policy_id: str) -> Optional[State]:
     """The initial recurrent state of ``policy_id`` (None for a policy without state)."""
     return backend_for(algo).initial_state(policy_id)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import asdict, dataclass, field
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, TypedDict
 
 import numpy as np
 
@@ -31,6 +31,7 @@ from ..convert.families import TARGET_CLASS, TARGET_MODULES, source_algorithm, s
 from ..convert.mapping import NameMapping, convert_policy
 from ..errors import CheckpointError, MigrationError, not_found
 from .bridge import effective_model_config, to_gym_space
+from .compat import require_supported_ray
 
 NOT_CARRIED = ("optimizer state", "exploration state and timesteps", "the algorithm config (set it on the new stack)")
 
@@ -49,6 +50,31 @@ class PolicyMigration:
     reason: Optional[str] = None
 
 
+class PolicyMigrationDict(TypedDict):
+    """One policy in :meth:`MigrateReport.to_dict` (``asdict`` of a :class:`PolicyMigration`)."""
+
+    policy_id: str
+    supported: bool
+    source: str
+    module_class: str
+    model_config: Dict[str, Any]
+    not_carried: List[str]
+    observation_filter: Optional[str]
+    reason: Optional[str]
+
+
+class MigrateReportDict(TypedDict):
+    """:meth:`MigrateReport.to_dict`: what ``rllib-ext migrate --json`` prints."""
+
+    checkpoint: str
+    out: Optional[str]
+    dry_run: bool
+    module_class: str
+    converted: Dict[str, str]
+    model_configs: Dict[str, Dict[str, Any]]
+    policies: Dict[str, PolicyMigrationDict]
+
+
 @dataclass
 class MigrateReport:
     """What :func:`migrate` wrote (or, with ``dry_run``, would write)."""
@@ -65,7 +91,7 @@ class MigrateReport:
         verb = "would migrate" if self.dry_run else "migrated"
         return f"{verb} {', '.join(self.converted) or 'nothing'} from {self.checkpoint} to {self.out} ({self.module_class})"
 
-    def to_dict(self) -> Dict[str, Any]:
+    def to_dict(self) -> MigrateReportDict:
         return {
             "checkpoint": self.checkpoint,
             "out": self.out,
@@ -73,7 +99,7 @@ class MigrateReport:
             "module_class": self.module_class,
             "converted": dict(self.converted),
             "model_configs": {k: dict(v) for k, v in self.model_configs.items()},
-            "policies": {k: asdict(v) for k, v in self.policies.items()},
+            "policies": {k: PolicyMigrationDict(**asdict(v)) for k, v in self.policies.items()},
         }
 
 
@@ -115,9 +141,12 @@ def migrate(
         A :class:`MigrateReport`.
 
     Raises:
-        PolicyNotFoundError, MigrationError, CheckpointError: nothing was written (with
-        ``dry_run``, unsupported policies are reported instead).
+        PolicyNotFoundError: a policy id is not in the checkpoint; nothing was written.
+        MigrationError: a policy cannot be converted; nothing was written (with
+            ``dry_run``, unsupported policies are reported instead).
+        CheckpointError: the checkpoint cannot be read; nothing was written.
     """
+    require_supported_ray()
     ckpt, layout, path, ids = _source_policies(checkpoint, policies, target)
     if out is None and not dry_run:
         raise ValueError("out is None: name the new directory (only dry_run=True takes none)")

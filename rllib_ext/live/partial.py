@@ -29,6 +29,7 @@ from .features import FEATURES
 from .features.base import Feature
 from .features.league import LeagueFeature
 from .league import League
+from .ray_internals import set_trial_info, trial_info
 from .restore import PartialRestoreReport, PolicySelection, restore_policies
 
 logger = logging.getLogger(__name__)
@@ -100,8 +101,8 @@ class PartialAlgorithm:
         super().__init__(config, *args, **kwargs)  # type: ignore[call-arg]
 
     def setup(self, config: Any) -> None:
-        if getattr(self, "_tune_trial_info", None) is not None and getattr(self, "_trial_info", None) is None:
-            self._trial_info = self._tune_trial_info  # Trainable.trial_id / trial_name read it
+        if self._tune_trial_info is not None and trial_info(self) is None:
+            set_trial_info(self, self._tune_trial_info)  # Trainable.trial_id / trial_name read it
         super().setup(config)  # type: ignore[misc]
         self.partial_restore_reports = []
         self.features = [f for f in (cls.build(self) for cls in FEATURES) if f is not None]
@@ -190,7 +191,7 @@ class PartialAlgorithm:
                 ``old weights -> new weights`` for models the built-in table does not
                 cover (see :mod:`rllib_ext.convert`).
             filters: with ``policies=``, carry the observation-filter statistics with
-                the weights (see :mod:`rllib_ext.live.filters`); False: weights alone.
+                the weights (see :mod:`rllib_ext.live.carry_filters`); False: weights alone.
             agents: with ``policies=``, new-stack checkpoints: ``{target agent: source
                 agent}`` whose filter statistics to carry.
             training_state: with ``policies=``, also carry optimizer state, KL

@@ -25,11 +25,20 @@ from ..checkpoint.spaces import space_from_object
 from ..checkpoint.storage import resolve_path
 from ..checkpoint.upload import is_remote, upload_dir
 from ..checkpoint.views import SpaceView
-from ..errors import CheckpointError, CheckpointFormatError, PolicyClassError, UnsafePickleError, not_found
+from ..errors import (
+    CheckpointError,
+    CheckpointFormatError,
+    PolicyClassError,
+    RecurrentStateError,
+    UnsafePickleError,
+    not_found,
+)
 from .backend_base import Backend
 from .backends import backend_for, backend_named
 from .bridge import State, initial_state, to_gym_space
+from .compat import require_supported_ray
 from .restore import PartialRestoreReport, restore_policies
+from .rllib_types import Algorithm, AlgorithmConfig, Model
 
 # Classes build_policy may import by the name stored in policy.json without trusted=True.
 _SAFE_CLASS_PREFIX = "ray.rllib."
@@ -71,7 +80,7 @@ def _jsonable(value: Any) -> Any:
 
 
 def save_policy(
-    algo: Any, policy_id: str, path: "str | os.PathLike[str]", *, agent_id: Optional[str] = None,
+    algo: Algorithm, policy_id: str, path: "str | os.PathLike[str]", *, agent_id: Optional[str] = None,
     training_state: bool = False,
 ) -> str:
     """Write ``policy_id`` of the live ``algo`` as a single-policy directory, atomically.
@@ -198,7 +207,7 @@ class LoadedPolicy:
         policy_id: str,
         meta: Dict[str, Any],
         weights: Dict[str, np.ndarray],
-        model: Any,
+        model: Model,
         observation_filter: Optional[FilterStats] = None,
     ):
         self.policy_id, self.meta, self.weights, self.model = policy_id, meta, weights, model
@@ -212,13 +221,17 @@ class LoadedPolicy:
 
         A recurrent policy takes ``state`` (start from :meth:`initial_state`) and returns
         ``(action, next_state)``.
+
+        Raises:
+            RecurrentStateError: ``state`` given to a policy without recurrent state, or
+                missing for a recurrent one (a ``ValueError`` too).
         """
         if self.observation_filter is not None:
             obs = self.observation_filter.apply(obs)
         try:
             return self._stack.model_action(self.model, obs, explore, state)
-        except ValueError as e:
-            raise ValueError(f"policy {self.policy_id!r} {e}") from None
+        except RecurrentStateError as e:
+            raise RecurrentStateError(f"policy {self.policy_id!r} {e}") from e
 
     def initial_state(self) -> Optional[State]:
         """The recurrent state to start an episode with (None for a policy without state)."""
@@ -242,8 +255,9 @@ def build_policy(path: "str | os.PathLike[str]", *, trusted: bool = False) -> Lo
         CheckpointError: the directory is not a single-policy checkpoint, or the stored
             spec cannot be rebuilt.
     """
+    require_supported_ray()
     path = resolve_path(path)
-    weights, meta = read_policy_dir(path)
+    meta, weights = read_policy_dir(path)
     obs = _stored_space(meta, "observation_space", path)
     act = _stored_space(meta, "action_space", path)
     stack = backend_named(meta["stack"])
@@ -253,7 +267,7 @@ def build_policy(path: "str | os.PathLike[str]", *, trusted: bool = False) -> Lo
     return LoadedPolicy(_stored_id(meta, path), meta, weights, model, next(iter(found.values()), None))
 
 
-def _algorithm_defaults(meta: Mapping[str, Any]) -> Any:
+def _algorithm_defaults(meta: Mapping[str, Any]) -> AlgorithmConfig:
     """The stored algorithm's default config (an old-stack Policy is built from it)."""
     from ray.rllib.algorithms.registry import ALGORITHMS
 
@@ -268,7 +282,7 @@ def _algorithm_defaults(meta: Mapping[str, Any]) -> Any:
 
 
 def add_or_replace(
-    algo: Any,
+    algo: Algorithm,
     path: "str | os.PathLike[str]",
     policy_id: Optional[str] = None,
     *,
@@ -283,7 +297,7 @@ def add_or_replace(
     built from the stored spaces), then its weights are restored the same way.
     """
     path = resolve_path(path)
-    _, meta = read_policy_dir(path)
+    meta, _ = read_policy_dir(path)
     stored_id = _stored_id(meta, path)
     target = policy_id or stored_id
     added = False

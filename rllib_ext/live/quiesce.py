@@ -19,6 +19,12 @@ on every step) is dropped; other modules' data stays. A batch left empty is skip
 still counted by RLlib's thread, whose result aggregation counts items. The functions run
 inside the learner's process (``LearnerGroup.foreach_learner``) and import no Ray here.
 
+Where Ray has ``patches/0004`` (the learner thread holds ``IMPALALearner._update_lock``
+during each update), :func:`hold` takes that lock until :func:`resume`, and the gate only
+filters. Without it, the gate holds new updates, and putting the gate in waits for an
+update begun before it by polling the thread's stack (the fallback, in :mod:`.ray_internals`).
+A wait that does not end in :data:`SETTLE_TIMEOUT_S` raises :class:`~rllib_ext.errors.LearnerBusyError`.
+
 One learner (local, or RLlib's default single remote one), or several that have not
 trained yet: DDP needs every learner to take the same updates in lockstep, which neither
 a per-learner hold nor a per-learner data filter keeps (the backend refuses, unchanged).
@@ -27,10 +33,22 @@ a per-learner hold nor a per-learner data filter keeps (the backend refuses, unc
 from __future__ import annotations
 
 import inspect
-import sys
 import threading
-import time
 from typing import Any, Callable, Dict, Optional, Sequence
+
+from ..errors import LearnerBusyError
+from .ray_internals import (
+    bump_weights_seq_no,
+    drop_cached_learner_state,
+    learner_thread,
+    raise_weights_seq_no,
+    set_thread_update,
+    thread_update,
+    update_lock,
+    wait_until_out_of,
+    weights_seq_no,
+)
+from .rllib_types import Learner, MultiAgentBatch
 
 SETTLE_TIMEOUT_S = 120.0  # an update that never ends (a stuck learner): fail, do not hang
 _ATTR = "_rllib_ext_gate"
@@ -46,6 +64,7 @@ class Gate:
         self.finished = 0
         self.limit: Optional[int] = None  # None: run freely; else no update numbered above it starts
         self.marks: Dict[str, int] = {}  # module id -> the weights version its restore made
+        self.held: Optional[Any] = None  # the learner's update lock (patch 0004), taken by hold()
 
     def __call__(self, /, **kwargs: Any) -> Any:  # RLlib passes the learner as self=
         with self.cond:
@@ -65,7 +84,7 @@ class Gate:
                 self.cond.notify_all()
 
 
-def fresh_part(batch: Any, marks: Dict[str, int]) -> Any:
+def fresh_part(batch: MultiAgentBatch, marks: Dict[str, int]) -> Optional[MultiAgentBatch]:
     """``batch`` without the restored modules' data sampled before their restore.
 
     Returns ``batch`` itself when nothing is stale, None when nothing is left. A module's
@@ -94,72 +113,86 @@ def _sampled_before(module_batch: Any, version: int) -> bool:
     return len(seq) > 0 and int(seq.min()) < version
 
 
-def _gate(learner: Any) -> Optional[Gate]:
+def _gate(learner: Learner) -> Optional[Gate]:
     """The learner's gate, put around its update thread on first use; None: no thread."""
-    thread = getattr(learner, "_learner_thread", None)
+    thread = learner_thread(learner)
     if thread is None or not thread.is_alive():
         return None  # a synchronous learner (PPO, ...), or a thread that already died
     gate = getattr(learner, _ATTR, None)
-    if gate is not None and thread._update_method is gate:
+    if gate is not None and thread_update(thread) is gate:
         return gate
-    original = thread._update_method
+    original = thread_update(thread)
     gate = Gate(original)
-    thread._update_method = gate  # read on every step: the next update goes through the gate
+    set_thread_update(thread, gate)  # read on every step: the next update goes through the gate
     setattr(learner, _ATTR, gate)
-    _wait_for_ungated_update(thread, original)
+    if update_lock(learner) is None:  # with the lock (patch 0004), hold() waits for the update by taking it
+        _wait_for_ungated_update(thread, original, _name(learner))
     return gate
 
 
-def _wait_for_ungated_update(thread: threading.Thread, original: Callable[..., Any]) -> None:
-    """Return once ``thread`` is not inside an update it began before the gate was put in."""
+def _wait_for_ungated_update(thread: threading.Thread, original: Callable[..., Any], learner: str) -> None:
+    """Return once ``thread`` is not inside an update it began before the gate was put in.
+
+    Unpatched Ray only (no update lock): a poll of the thread's stack, in the seam.
+    """
     code = getattr(inspect.unwrap(original), "__code__", None)
     if code is None:
         return
-    while True:
-        frame = sys._current_frames().get(thread.ident)  # documented CPython introspection
-        busy = False
-        while frame is not None:
-            if frame.f_code is Gate.__call__.__code__:
-                break  # inside the gate: counted, settle() waits for it
-            if frame.f_code is code:
-                busy = True
-                break
-            frame = frame.f_back
-        if not busy:
-            return
-        time.sleep(0.001)
+    # Inside the gate, an update is counted: settle() waits for it.
+    wait_until_out_of(thread, code, Gate.__call__.__code__, SETTLE_TIMEOUT_S, learner)
 
 
-def hold(learner: Any) -> Optional[int]:
-    """Let no new update start; the learner's weights version (None: nothing to hold)."""
+def _name(learner: Any) -> str:
+    return f"learner {type(learner).__name__}"
+
+
+def hold(learner: Learner, timeout: float = SETTLE_TIMEOUT_S) -> Optional[int]:
+    """Let no new update start; the learner's weights version (None: nothing to hold).
+
+    Where Ray has the learner's update lock (patch 0004), this takes it, in the calling
+    thread, until :func:`resume`: the update in flight finishes first, the thread starts no
+    other, and the restore's ``set_state()`` (which takes the lock too, patched) runs in
+    this same thread, so the reentrant lock lets it in. Without it, the gate holds new updates.
+
+    Raises:
+        LearnerBusyError: the update lock was not free after ``timeout`` seconds (nothing held).
+    """
     gate = _gate(learner)
     if gate is None:
         return None
+    lock = update_lock(learner)
+    if lock is not None and gate.held is None:
+        if not lock.acquire(timeout=timeout):
+            raise LearnerBusyError(
+                f"{_name(learner)}: its update thread kept the update lock for {timeout:.0f} s; "
+                "nothing was held or set"
+            )
+        gate.held = lock
     with gate.cond:
         gate.limit = gate.started
-    return int(learner._weights_seq_no)
+    return weights_seq_no(learner)
 
 
-def settle(learner: Any, timeout: float = SETTLE_TIMEOUT_S) -> Optional[int]:
+def settle(learner: Learner, timeout: float = SETTLE_TIMEOUT_S) -> Optional[int]:
     """Wait until no update is in flight, after :func:`hold`; the new weights version.
 
     Raises:
-        TimeoutError: an update still runs after ``timeout`` seconds.
+        LearnerBusyError: an update still runs after ``timeout`` seconds (a ``TimeoutError``).
     """
     gate = getattr(learner, _ATTR, None)
-    if gate is None or not learner._learner_thread.is_alive():
+    thread = learner_thread(learner)
+    if gate is None or thread is None or not thread.is_alive():
         return None
     with gate.cond:
         if not gate.cond.wait_for(lambda: gate.finished == gate.started, timeout):
-            raise TimeoutError(
-                f"the learner thread did not finish its update within {timeout:.0f} s "
+            raise LearnerBusyError(
+                f"{_name(learner)}: the learner thread did not finish its update within {timeout:.0f} s "
                 f"({gate.finished} of {gate.started} finished)"
             )
-    learner._weights_seq_no += 1  # the restore is a new weights version
-    return learner._weights_seq_no
+    return bump_weights_seq_no(learner)  # the restore is a new weights version
 
 
-def resume(learner: Any, restored: Sequence[str] = (), version: Optional[int] = None) -> None:
+def resume(learner: Learner, restored: Sequence[str] = (), version: Optional[int] = None) -> None:
     """Mark ``restored`` (their weights are in) at ``version``, then let the thread run again.
 
     The learner's cached state for env runners predates the restore: dropped, so the next
@@ -168,21 +201,16 @@ def resume(learner: Any, restored: Sequence[str] = (), version: Optional[int] = 
     gate = getattr(learner, _ATTR, None)
     if gate is None:
         return
-    with gate.cond:
-        if restored and version is not None:
-            gate.marks = {**gate.marks, **{mid: version for mid in restored}}
-            learner._weights_seq_no = max(learner._weights_seq_no, version)
-            _drop_cached_state(learner)
-        gate.limit = None
-        gate.cond.notify_all()
+    try:
+        with gate.cond:
+            if restored and version is not None:
+                gate.marks = {**gate.marks, **{mid: version for mid in restored}}
+                raise_weights_seq_no(learner, version)
+                drop_cached_learner_state(learner)
+            gate.limit = None
+            gate.cond.notify_all()
+    finally:
+        held, gate.held = gate.held, None
+        if held is not None:
+            held.release()  # in the thread that took it in hold()
 
-
-def _drop_cached_state(learner: Any) -> None:
-    lock = getattr(learner, "_learner_state_lock", None)
-    queue = getattr(learner, "_learner_state_queue", None)
-    if lock is None or queue is None:
-        return
-    with lock:
-        learner._learner_state = None
-        while not queue.empty():
-            queue.get_nowait()

@@ -17,7 +17,7 @@ If apply, sync or freeze fails, every target's weights, filter statistics and
 The path is resolved once, the checkpoint opened once, and one backend
 (:mod:`rllib_ext.live.backends`) asked once for the algorithm's ids. Observation-filter
 statistics travel with the weights (validated in the plan, set with them, rolled back
-with them); the rule is in :mod:`rllib_ext.live.filters`.
+with them); the rule is in :mod:`rllib_ext.live.carry_filters`.
 
 Direction: a selection is ``{source id in the checkpoint: target id in the algorithm}``
 (a list means the same id on both sides), and :attr:`PartialRestoreReport.restored`
@@ -40,10 +40,12 @@ from ..checkpoint.storage import CheckpointDir, resolve_path
 from ..checkpoint.tensors import Weights, check_tensors, policy_label
 from ..convert.families import source_algorithm
 from ..convert.mapping import NameMapping, convert_policy
-from ..errors import MigrationError, ShapeMismatchError, not_found
+from ..errors import InvalidArgumentError, MigrationError, ShapeMismatchError, not_found
 from .backends import Backend, backend_for
-from .filters import plan_filters
-from .training_state import plan_training
+from .compat import require_supported_ray
+from .rllib_types import Algorithm
+from .carry_filters import plan_filters
+from .carry_training import plan_training
 
 PolicySelection = Union[Sequence[str], Mapping[str, str]]
 
@@ -90,24 +92,29 @@ class PartialRestoreReport:
 
 
 def normalize_selection(policies: PolicySelection) -> Dict[str, str]:
-    """``["a"]`` or ``{"a": "hero"}`` -> ``{source id: target id}``."""
+    """``["a"]`` or ``{"a": "hero"}`` -> ``{source id: target id}``.
+
+    Raises:
+        InvalidArgumentError: a string, no id, or two sources onto one target (a
+            ``ValueError``; for the string also a ``TypeError``, as before).
+    """
     if isinstance(policies, str):
-        raise TypeError(f"policies must be a list or a dict of ids, not the string {policies!r}")
+        raise InvalidArgumentError(f"policies must be a list or a dict of ids, not the string {policies!r}")
     if isinstance(policies, Mapping):
         mapping = {str(s): str(t) for s, t in policies.items()}
     else:
         mapping = {str(p): str(p) for p in policies}
     if not mapping:
-        raise ValueError("policies is empty: name at least one policy to restore")
+        raise InvalidArgumentError("policies is empty: name at least one policy to restore")
     targets = list(mapping.values())
     dupes = sorted({t for t in targets if targets.count(t) > 1})
     if dupes:
-        raise ValueError(f"several checkpoint policies map to the same target id(s): {', '.join(dupes)}")
+        raise InvalidArgumentError(f"several checkpoint policies map to the same target id(s): {', '.join(dupes)}")
     return mapping
 
 
 def plan(
-    algo: object,
+    algo: Algorithm,
     backend: Backend,
     ckpt: CheckpointDir,
     layout: fmt.Layout,
@@ -134,13 +141,17 @@ def plan(
         (for rollback) and a report (without timing).
 
     Raises:
-        PolicyNotFoundError, ShapeMismatchError, CheckpointError: before any change.
+        PolicyNotFoundError: a source id not in the checkpoint, or a target not in ``algo``.
+        ShapeMismatchError: a tensor's name or shape does not fit (``MigrationError`` when
+            converting).
+        InvalidArgumentError: ``mapping`` given where nothing is converted.
+        CheckpointError: the checkpoint cannot be read (any subclass); raised before any change.
     """
     path = ckpt.uri
     available = ids_in(ckpt, layout)
     convert = backend.converts_from(layout.stack, path)
     if mapping is not None and not convert:
-        raise ValueError(
+        raise InvalidArgumentError(
             "mapping= converts old-stack checkpoints for new-stack algorithms; "
             f"here both are on the {layout.stack.value} API stack"
         )
@@ -165,7 +176,7 @@ def plan(
         try:
             ready[tgt] = check_tensors(label, source, current[tgt])
         except ShapeMismatchError as e:  # name the checkpoint too: which file did not fit
-            raise type(e)(f"{e} (checkpoint {path})") from None
+            raise type(e)(f"{e} (checkpoint {path})") from e
     report = PartialRestoreReport(
         checkpoint=path,
         restored=dict(selection),
@@ -176,7 +187,7 @@ def plan(
 
 
 def _check_ids(
-    algo: object, path: str, selection: Mapping[str, str], available: Sequence[str], algo_ids: Sequence[str]
+    algo: Algorithm, path: str, selection: Mapping[str, str], available: Sequence[str], algo_ids: Sequence[str]
 ) -> None:
     """Every source id is in the checkpoint, every target id in the algorithm."""
     for src, tgt in selection.items():
@@ -219,7 +230,7 @@ def _converted(
 
 
 def restore_policies(
-    algo: object,
+    algo: Algorithm,
     checkpoint: "str | os.PathLike[str]",
     policies: PolicySelection,
     *,
@@ -245,16 +256,30 @@ def restore_policies(
             or a callable ``old weights -> new weights``, for models the built-in
             table does not cover (custom models).
         filters: carry the observation-filter statistics with the weights (see
-            :mod:`rllib_ext.live.filters`); False restores the weights alone.
+            :mod:`rllib_ext.live.carry_filters`); False restores the weights alone.
         agents: new-stack checkpoints: ``{target agent: source agent}`` whose filter
             statistics to carry, where the source's mapping function cannot be read.
         training_state: also carry what the learner built up for each policy (optimizer
             state, KL coefficient, SAC's alpha; old stack: counters, exploration state),
-            see :mod:`rllib_ext.live.training_state`. Default: weights and filters only.
+            see :mod:`rllib_ext.live.carry_training`. Default: weights and filters only.
 
     Raises:
-        CheckpointError and subclasses: nothing in ``algo`` has changed.
+        InvalidArgumentError: ``policies`` is a string, empty, or maps two ids onto one
+            (also a ``ValueError``/``TypeError``).
+        PolicyNotFoundError: an id is not in the checkpoint, or a target not in ``algo``.
+        ShapeMismatchError: tensors do not fit (``MigrationError``: no conversion fits).
+        UnsupportedFilterError: filter statistics of a kind not carried (nested spaces).
+        MissingTrainingStateError: ``training_state=True`` and the source lacks some.
+        TrainingStateError: a source's training state does not fit the target.
+        LearnerBusyError: an asynchronous learner (APPO, IMPALA) did not finish its
+            update in time (also a ``TimeoutError``).
+        UnsupportedRayError: the installed Ray is outside the supported releases.
+        CheckpointError: the checkpoint is missing or malformed (any other subclass).
+
+        Nothing in ``algo`` has changed when one is raised. An error of RLlib itself while
+        setting the weights is raised as it is, after every target was put back.
     """
+    require_supported_ray()
     t0 = time.perf_counter()
     ckpt, layout = open_checkpoint(resolve_path(checkpoint))
     report = restore_opened(
@@ -266,7 +291,7 @@ def restore_policies(
 
 
 def restore_opened(
-    algo: object,
+    algo: Algorithm,
     ckpt: CheckpointDir,
     layout: fmt.Layout,
     policies: PolicySelection,

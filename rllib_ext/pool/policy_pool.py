@@ -128,7 +128,7 @@ class PolicyPool:
         """
         src = CheckpointDir(policy_dir)
         extra = _plain(meta)
-        _, meta = read_policy_dir(policy_dir)  # refuses what is not a whole, valid policy
+        meta, _ = read_policy_dir(policy_dir)  # refuses what is not a whole, valid policy
         files = {META_FILE: src.read_bytes(META_FILE), WEIGHTS_FILE: src.read_bytes(WEIGHTS_FILE)}
         if meta.get("training_state") is not None:  # format 1.2: the optimizer state goes with it
             files[TRAINING_FILE] = src.read_bytes(TRAINING_FILE)

@@ -1,3 +1,5 @@
-"""Byte formats, decoded without running code: safe pickle, safetensors, msgpack, the torch zip,
-and byte-level pickle patching. Imports only :mod:`..storage`, :mod:`..lazy`, :mod:`..tensors`
-and :mod:`rllib_ext.errors`."""
+"""Byte formats decoded without running code (safe pickle, safetensors, msgpack, the torch zip).
+
+Rule: imports only :mod:`..storage`, :mod:`..lazy`, :mod:`..tensors` and
+:mod:`rllib_ext.errors`; the rest of :mod:`rllib_ext.checkpoint` stands above them.
+"""

@@ -96,10 +96,10 @@ def _plain_msgpack_unpacker(where: str) -> Any:
             from msgpack._cmsgpack import Unpacker
         except ImportError:  # pure-Python build of msgpack
             from msgpack.fallback import Unpacker
-    except ImportError:
+    except ImportError as e:
         raise MissingDependencyError(
             f"{where}: reading msgpack checkpoints needs the msgpack package: pip install msgpack"
-        ) from None
+        ) from e
     return Unpacker
 
 

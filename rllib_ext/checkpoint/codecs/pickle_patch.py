@@ -1,12 +1,12 @@
-"""Edit a pickle at byte level without re-pickling it: locate, re-encode, patch.
+"""Edit a pickle at byte level without re-pickling it: find the bytes, re-encode, patch.
 
 RLlib's old-stack state files cloudpickle the whole config by value (env class,
 callbacks, mapping functions), which we neither unpickle nor re-pickle. numpy pickles
-arrays as ``_frombuffer(<raw bytes>, dtype, shape, order)``: :func:`locate` walks the
+arrays as ``_frombuffer(<raw bytes>, dtype, shape, order)``: :func:`decode_with_spans` walks the
 pickle without executing it and records where each array's raw bytes and each int/str
 opcode are, so a caller can overwrite them (:func:`array_edit` keeps the length;
 :func:`atom_edit` re-encodes, and :func:`apply_edits` corrects the enclosing frame's
-length). What to patch is decided in :mod:`..state_patch`.
+length). What to patch is decided in :mod:`rllib_ext.merge.state_patch`.
 """
 
 from __future__ import annotations
@@ -152,7 +152,7 @@ class SpanMap:
                 self.frames.append((pos, pos + 9 + int(arg)))
 
 
-def locate(data: bytes, where: str) -> Tuple[Any, SpanMap]:
+def decode_with_spans(data: bytes, where: str) -> Tuple[Any, SpanMap]:
     with malformed(where, "truncated or corrupt pickle"):
         return _Locator(data).load(), SpanMap(data)
 

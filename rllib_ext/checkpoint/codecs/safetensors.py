@@ -9,7 +9,6 @@ integers before any array is built, so a lying header is an error, never an allo
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -19,9 +18,8 @@ from typing import Any, BinaryIO, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 
-from ...errors import CheckpointFormatError
+from ...errors import CheckpointFormatError, malformed, unreadable
 from ..lazy import LazyArray
-from ..storage import os_problem
 from ..tensors import Weights
 
 _DTYPES = {
@@ -63,6 +61,8 @@ def write_safetensors(f: BinaryIO, weights: Mapping[str, Any], metadata: Optiona
         offset += size
     head = json.dumps(header, separators=(",", ":")).encode("utf-8")
     head += b" " * (-len(head) % 8)  # align the data to 8 bytes, as the reference writer does
+    import hashlib  # writing only: reading a policy does not pay for it
+
     digest = hashlib.sha256()
     for chunk in (struct.pack("<Q", len(head)), head):
         digest.update(chunk)
@@ -92,10 +92,8 @@ def parse_header(data: bytes, where: str) -> Tuple[Dict[str, Any], int]:
     (n,) = struct.unpack("<Q", data[:8])
     if n > MAX_HEADER or 8 + n > len(data):
         raise CheckpointFormatError(f"{where}: safetensors header size {n} does not fit a {len(data)}-byte file")
-    try:
+    with malformed(where, "safetensors header is not valid JSON", catch=(UnicodeDecodeError, json.JSONDecodeError)):
         header = json.loads(data[8 : 8 + n].decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CheckpointFormatError(f"{where}: safetensors header is not valid JSON ({e})") from e
     if not isinstance(header, dict):
         raise CheckpointFormatError(f"{where}: safetensors header is not a JSON object")
     return header, 8 + n
@@ -110,17 +108,15 @@ def tensor_entries(header: Mapping[str, Any], body: int, where: str) -> List[Tup
     for name, info in header.items():
         if name == "__metadata__":
             continue
-        try:
-            code, shape, offsets = info["dtype"], info["shape"], info["data_offsets"]
-            if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
-                raise ValueError("shape")
-            if not isinstance(offsets, list) or len(offsets) != 2 or not all(type(o) is int for o in offsets):
-                raise ValueError("data_offsets")
-        except (KeyError, TypeError, ValueError):
+        code, shape, offsets = (info.get(k) for k in ("dtype", "shape", "data_offsets")) if isinstance(info, dict) else (None,) * 3
+        if not (
+            isinstance(shape, list) and all(type(d) is int and d >= 0 for d in shape)
+            and isinstance(offsets, list) and len(offsets) == 2 and all(type(o) is int for o in offsets)
+        ):
             raise CheckpointFormatError(
                 f"{where}: tensor {name!r} has a malformed header entry: {info!r} "
                 "(expected dtype, shape: [non-negative ints], data_offsets: [begin, end])"
-            ) from None
+            )
         if not isinstance(code, str) or code not in _DTYPES:
             raise CheckpointFormatError(
                 f"{where}: tensor {name!r} has dtype {code!r}, which numpy cannot hold "
@@ -163,15 +159,10 @@ def decode_safetensors(data: "bytes | bytearray", where: str) -> Weights:
 def read_header(file_path: str) -> Tuple[Dict[str, Any], int]:
     """Only the JSON header of a safetensors file (the tensor data is not read), and the
     size of the data section after it (from the file size)."""
-    try:
-        with open(file_path, "rb") as f:
-            head = f.read(8)
-            size = struct.unpack("<Q", head)[0] if len(head) == 8 else 0
-            data = head + f.read(min(size, MAX_HEADER + 1))
-            total = os.fstat(f.fileno()).st_size
-    except FileNotFoundError as e:
-        raise CheckpointFormatError(f"{file_path}: file missing from the checkpoint") from e
-    except OSError as e:
-        raise CheckpointFormatError(f"{file_path}: cannot read: {os_problem(e)}") from e
+    with unreadable(file_path), open(file_path, "rb") as f:
+        head = f.read(8)
+        size = struct.unpack("<Q", head)[0] if len(head) == 8 else 0
+        data = head + f.read(min(size, MAX_HEADER + 1))
+        total = os.fstat(f.fileno()).st_size
     header, start = parse_header(data, file_path)
     return header, total - start

@@ -18,6 +18,7 @@ from typing import Any, Callable, Dict, Mapping, Optional, Sequence
 from ...checkpoint.storage import resolve_path
 from ..league import STATE_KEY, League, LeagueSpec, SnapshotSpec, check_specs
 from ..league_play import league_callbacks
+from ..ray_internals import config_extra, set_config_extra
 from .base import Feature
 
 SNAPSHOT_KEY, LEAGUE_KEY = "snapshot_policies", "league"
@@ -55,7 +56,7 @@ def snapshot_policies(
     """
     spec = SnapshotSpec(pool_path(pool), list(policies), int(every), dict(keep) if keep else None)
     check_specs(spec, None, list(config.policies or {}) or spec.policies)
-    setattr(config, SNAPSHOT_ATTR, asdict(spec))
+    set_config_extra(config, SNAPSHOT_ATTR, asdict(spec))
     return config
 
 
@@ -106,10 +107,10 @@ def league(
                       float(elo_k), dict(evaluation) if evaluation is not None else None,
                       {p: dict(v) for p, v in exploiters.items()} if exploiters else None,
                       int(reset_every) if reset_every else None)
-    snapshots = getattr(config, SNAPSHOT_ATTR, None)
+    snapshots = config_extra(config, SNAPSHOT_ATTR)
     check_specs(SnapshotSpec(**snapshots) if snapshots else None, spec,
                 list(config.policies or {}) or [of, *slots, *(exploiters or {})])
-    setattr(config, LEAGUE_ATTR, asdict(spec))
+    set_config_extra(config, LEAGUE_ATTR, asdict(spec))
     config.callbacks(callbacks_class=league_callbacks(config.callbacks_class, of, [*spec.slots, *(exploiters or {})],
                                                       outcome_fn))
     return config
@@ -142,8 +143,8 @@ class LeagueFeature(Feature):
 
     @classmethod
     def build(cls, algo: Any) -> Optional["LeagueFeature"]:
-        snapshots = getattr(algo.config, SNAPSHOT_ATTR, None)
-        spec = getattr(algo.config, LEAGUE_ATTR, None)
+        snapshots = config_extra(algo.config, SNAPSHOT_ATTR)
+        spec = config_extra(algo.config, LEAGUE_ATTR)
         if not (snapshots or spec):
             return None
         return cls(League(algo, SnapshotSpec(**snapshots) if snapshots else None, _league_spec(spec) if spec else None))

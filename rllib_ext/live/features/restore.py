@@ -16,7 +16,8 @@ from ...checkpoint.reader import ids_in, open_checkpoint
 from ...checkpoint.storage import resolve_path
 from ...errors import not_found
 from .. import lightweight as _lw
-from ..filters import ask_source_agents
+from ..carry_filters import ask_source_agents
+from ..ray_internals import config_extra, set_config_extra
 from ..restore import PolicySelection, normalize_selection, restore_policies
 from .base import Feature
 
@@ -28,7 +29,7 @@ SPECS_ATTR = "_partial_restores"  # on the config; the name rllib_ext 0.3 checkp
 
 def specs_of(config: Any) -> List[Dict[str, Any]]:
     """The restore specs recorded on ``config`` (a list of plain dicts)."""
-    return list(getattr(config, SPECS_ATTR, None) or [])
+    return list(config_extra(config, SPECS_ATTR) or [])
 
 
 def restore_policies_on_setup(
@@ -47,7 +48,7 @@ def restore_policies_on_setup(
     May be called several times (several source checkpoints). Ids are checked against
     the checkpoint right away (Ray-free), so a typo fails here, in the driver, not
     minutes later inside a Tune trial; so is whether the new-stack filter statistics to
-    carry can be told apart (``agents=``, see :func:`rllib_ext.live.filters.ask_source_agents`).
+    carry can be told apart (``agents=``, see :func:`rllib_ext.live.carry_filters.ask_source_agents`).
 
     Args:
         checkpoint: checkpoint directory; relative paths are resolved now.
@@ -57,7 +58,7 @@ def restore_policies_on_setup(
         filters: carry the observation-filter statistics (False: weights alone).
         agents: ``{target agent: source agent}`` for new-stack filter statistics.
         training_state: also carry optimizer state, KL coefficient, alpha (see
-            :mod:`rllib_ext.live.training_state`).
+            :mod:`rllib_ext.live.carry_training`).
 
     Returns:
         The config, for chaining.
@@ -78,7 +79,7 @@ def restore_policies_on_setup(
     spec = {"checkpoint": path, "policies": mapping, "freeze": bool(freeze), "trusted": bool(trusted),
             "filters": bool(filters), "agents": dict(agents) if agents is not None else None,
             "training_state": bool(training_state)}
-    setattr(config, SPECS_ATTR, specs_of(config) + [spec])
+    set_config_extra(config, SPECS_ATTR, specs_of(config) + [spec])
     return config
 
 

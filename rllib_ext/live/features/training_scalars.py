@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any, Dict, Mapping, Optional
 
 from ...checkpoint.training_state import SCALARS_KEY
-from ..training_state import algorithm_scalars, set_algorithm_scalars
+from ..carry_training import algorithm_scalars, set_algorithm_scalars
 from .base import Feature
 
 

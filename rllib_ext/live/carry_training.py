@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, Dict, Mapping, Sequence
+from typing import Any, Dict, Mapping, Protocol, Sequence
 
 import numpy as np
 
@@ -30,10 +30,12 @@ from ..checkpoint.training_state import (
     OptimizerState,
     TrainingState,
     check_training_state,
-    old_stack_state,
+    training_state_of_policy_state,
     read_training_state,
 )
 from ..errors import TrainingStateError
+from .ray_internals import keras_optimizer, keras_optimizer_built, torch_optimizers
+from .rllib_types import Algorithm, Learner, Policy
 
 
 def _numpy(value: Any) -> np.ndarray:
@@ -59,7 +61,7 @@ def _load_torch_optimizer(opt: Any, state: OptimizerState) -> None:
 # ---------------------------------------------------------------- new stack: on a Learner
 
 
-def learner_training_state(learner: Any, module_ids: Sequence[str]) -> Dict[str, TrainingState]:
+def learner_training_state(learner: Learner, module_ids: Sequence[str]) -> Dict[str, TrainingState]:
     """Each module's optimizers (by name without the module id), KL coefficient and log alpha."""
     out = {}
     for mid in module_ids:
@@ -72,7 +74,7 @@ def learner_training_state(learner: Any, module_ids: Sequence[str]) -> Dict[str,
     return out
 
 
-def set_learner_training_state(learner: Any, states: Mapping[str, TrainingState]) -> None:
+def set_learner_training_state(learner: Learner, states: Mapping[str, TrainingState]) -> None:
     """Load each module's optimizer buffers and scalars (checked beforehand by :func:`plan_training`)."""
     for mid, ts in states.items():
         for name, opt in learner.get_optimizers_for_module(mid):
@@ -80,7 +82,7 @@ def set_learner_training_state(learner: Any, states: Mapping[str, TrainingState]
         set_learner_scalars(learner, {mid: {"kl_coeff": ts.kl_coeff, "log_alpha": ts.log_alpha}})
 
 
-def learner_scalars(learner: Any, module_ids: Sequence[str] = ()) -> Dict[str, Dict[str, float]]:
+def learner_scalars(learner: Learner, module_ids: Sequence[str] = ()) -> Dict[str, Dict[str, float]]:
     """``{module: {"kl_coeff": x, "log_alpha": y}}`` for the scalars this learner keeps.
 
     RLlib 2.60's ``Learner.get_state()`` saves neither; the ``...Partial`` algorithms put
@@ -101,7 +103,7 @@ def learner_scalars(learner: Any, module_ids: Sequence[str] = ()) -> Dict[str, D
     return out
 
 
-def set_learner_scalars(learner: Any, scalars: Mapping[str, Mapping[str, Any]]) -> None:
+def set_learner_scalars(learner: Learner, scalars: Mapping[str, Mapping[str, float]]) -> None:
     """Write KL coefficients and log alphas in place (modules this learner lacks are skipped)."""
     import torch
 
@@ -119,21 +121,21 @@ def set_learner_scalars(learner: Any, scalars: Mapping[str, Mapping[str, Any]]) 
 # ---------------------------------------------------------------- old stack: on a Policy
 
 
-def policy_training_state(policy: Any) -> TrainingState:
+def policy_training_state(policy: Policy) -> TrainingState:
     """The training keys of the policy's own ``get_state()`` (optimizers, KL coefficient,
     ``global_timestep``, ``num_grad_updates``, exploration state)."""
     if policy.framework != "torch":
         _build_keras_optimizer(policy)
     state = policy.get_state()
     if policy.framework == "torch":
-        ts = old_stack_state({k: v for k, v in state.items() if k != "_optimizer_variables"}, "the algorithm")
-        for i, opt in enumerate(getattr(policy, "_optimizers", None) or []):
+        ts = training_state_of_policy_state({k: v for k, v in state.items() if k != "_optimizer_variables"}, "the algorithm")
+        for i, opt in enumerate(torch_optimizers(policy)):
             ts.optimizers[str(i)] = _torch_optimizer(opt)
         return ts
-    return old_stack_state(state, "the algorithm")
+    return training_state_of_policy_state(state, "the algorithm")
 
 
-def _build_keras_optimizer(policy: Any) -> None:
+def _build_keras_optimizer(policy: Policy) -> None:
     """Give a tf2 policy's optimizer its slots now, as its first update would.
 
     tf-keras builds the moments on the first ``apply_gradients``; until then the optimizer
@@ -141,22 +143,22 @@ def _build_keras_optimizer(policy: Any) -> None:
     variable and silently drops the rest (it zips the lists). Zero moments at iteration 0
     are what that first update starts from, so building them changes no behaviour.
     """
-    opt = getattr(policy, "_optimizer", None)
-    if opt is None or getattr(opt, "_built", False) or not hasattr(opt, "build"):
+    opt = keras_optimizer(policy)
+    if opt is None or keras_optimizer_built(opt) or not hasattr(opt, "build"):
         return
     variables = policy.model.trainable_variables  # RLlib's order (_compute_gradients_helper)
     opt.build(list(variables() if callable(variables) else variables))
 
 
-def set_policy_training_state(policy: Any, ts: TrainingState) -> None:
+def set_policy_training_state(policy: Policy, ts: TrainingState) -> None:
     """Set what :func:`policy_training_state` reads, without touching weights, connectors or config."""
     if policy.framework == "torch":
-        for i, opt in enumerate(getattr(policy, "_optimizers", None) or []):
+        for i, opt in enumerate(torch_optimizers(policy)):
             _load_torch_optimizer(opt, ts.optimizers[str(i)])
     elif ts.optimizers:
         _build_keras_optimizer(policy)
         values = [b["value"] for _, b in sorted(ts.optimizers["0"].buffers.items())]
-        variables = list(policy._optimizer.variables())
+        variables = list(keras_optimizer(policy).variables())
         if len(variables) != len(values):  # checked by plan_training; never assign a prefix
             raise TrainingStateError(f"tf2 optimizer has {len(variables)} variables, the state {len(values)}")
         for var, value in zip(variables, values):
@@ -192,8 +194,14 @@ class TrainingPlan:
         return {t: s.describe() for t, s in self.ready.items()}
 
 
+class TrainingStates(Protocol):
+    """What :func:`plan_training` asks of a backend (:class:`~rllib_ext.live.backend_base.Backend`)."""
+
+    def training_states(self, ids: Sequence[str]) -> Dict[str, TrainingState]: ...
+
+
 def plan_training(
-    backend: Any, ckpt: CheckpointDir, layout: fmt.Layout, selection: Mapping[str, str], *, trusted: bool = False
+    backend: TrainingStates, ckpt: CheckpointDir, layout: fmt.Layout, selection: Mapping[str, str], *, trusted: bool = False
 ) -> TrainingPlan:
     """Read each source policy's training state and check it against its target; change nothing.
 
@@ -220,7 +228,7 @@ def plan_training(
 # ---------------------------------------------------------------- the ...Partial checkpoints
 
 
-def algorithm_scalars(algo: Any) -> Dict[str, Dict[str, float]]:
+def algorithm_scalars(algo: Algorithm) -> Dict[str, Dict[str, float]]:
     """Every module's KL coefficient / log alpha, from the (first) learner: what a
     ``...Partial`` algorithm adds to its state so that its own resume keeps them."""
     group = getattr(algo, "learner_group", None)
@@ -229,7 +237,7 @@ def algorithm_scalars(algo: Any) -> Dict[str, Dict[str, float]]:
     return next(iter(r.get() for r in group.foreach_learner(lambda l: learner_scalars(l))), {})
 
 
-def set_algorithm_scalars(algo: Any, scalars: Mapping[str, Mapping[str, Any]]) -> None:
+def set_algorithm_scalars(algo: Algorithm, scalars: Mapping[str, Mapping[str, float]]) -> None:
     """Set saved KL coefficients / log alphas on every learner (unknown modules skipped)."""
     group = getattr(algo, "learner_group", None)
     if group is None:  # (not `if group`: a LearnerGroup with one local learner has len() 0)

@@ -1,6 +1,6 @@
 """Patch RLlib's old-stack state files in place: a policy's weights, its observation filter.
 
-Used by :mod:`.merge`. Every ``weights`` array of a ``policy_state.pkl`` is overwritten
+Used by :mod:`.checkpoints`. Every ``weights`` array of a ``policy_state.pkl`` is overwritten
 with the source's bytes of the same length; observation-filter statistics are patched in
 both places the old stack keeps them: the worker's filter in ``algorithm_state.pkl``
 (arrays in place, the count as a re-encoded int) and the policy's agent connector in
@@ -16,23 +16,23 @@ from typing import Any, List, Optional, Tuple
 
 import numpy as np
 
-from ..errors import CheckpointFormatError
-from . import format as fmt
-from .codecs import safe_pickle
-from .codecs.pickle_patch import (
+from ..checkpoint import format as fmt
+from ..checkpoint.codecs import safe_pickle
+from ..checkpoint.codecs.pickle_patch import (
     ArrayAt,
     RawBytes,
     SpanMap,
     apply_edits,
     array_edit,
     atom_edit,
-    locate,
+    decode_with_spans,
     rllib_ndarray_text,
 )
-from .filters import FilterStats, connector_stats, stats_from_filter, sum_sq_key
-from .reader import extract_weights
-from .storage import CheckpointDir
-from .tensors import Weights, by_position, check_tensors
+from ..checkpoint.filters import FilterStats, connector_stats, stats_from_filter, sum_sq_key
+from ..checkpoint.reader import extract_weights
+from ..checkpoint.storage import CheckpointDir
+from ..checkpoint.tensors import Weights, by_position, check_tensors
+from ..errors import CheckpointFormatError
 
 
 def patch_worker_filter(data: bytes, where: str, label: str, policy_id: str, stats: FilterStats) -> bytes:
@@ -41,12 +41,12 @@ def patch_worker_filter(data: bytes, where: str, label: str, policy_id: str, sta
     Raises:
         CheckpointFormatError: no such filter, or it is not stored as plain arrays and ints.
     """
-    payload, spans = locate(data, where)
+    payload, spans = decode_with_spans(data, where)
     try:
         flt = payload["worker"]["filters"][policy_id]
         rs = flt.state["running_stats"].state
-    except (KeyError, TypeError, AttributeError):
-        raise CheckpointFormatError(f"{where}: no MeanStdFilter for {policy_id!r} under worker/filters") from None
+    except (KeyError, TypeError, AttributeError) as e:
+        raise CheckpointFormatError(f"{where}: no MeanStdFilter for {policy_id!r} under worker/filters") from e
     edits = [
         atom_edit(spans, rs["num_pushes"], int(stats.count), "num_pushes", where),
         array_edit(spans, rs["mean_array"], stats.mean, "mean_array", where),
@@ -105,7 +105,7 @@ def patch_policy_state(
     """
     data = ckpt.read_bytes(rel)
     where = ckpt.child(rel)
-    payload, spans = locate(data, where)
+    payload, spans = decode_with_spans(data, where)
     offsets = spans.offsets
     raw = payload.get("weights") if isinstance(payload, dict) else None
     if isinstance(raw, (list, tuple)):  # tf2: a list in variable order, named by position

@@ -3,7 +3,7 @@
 New stack only. Each taken module's optimizer buffers (``learner_group/learner/state.pkl``)
 come from its source (an algorithm checkpoint, or a single-policy file of format 1.2), the
 base's ``param_groups`` (learning rate etc.) stay; its KL coefficient / log alpha go to
-``algorithm_state.pkl`` under :data:`~.training_state.SCALARS_KEY`, where the ``...Partial``
+``algorithm_state.pkl`` under :data:`~rllib_ext.checkpoint.training_state.SCALARS_KEY`, where the ``...Partial``
 algorithms read them back on load. Everything is checked before ``files`` is touched: a
 source without training state, or with other optimizers than the base's, is an error.
 """
@@ -16,11 +16,11 @@ from typing import Any, Dict, Mapping, MutableMapping, Tuple
 
 import numpy as np
 
+from ..checkpoint import format as fmt
+from ..checkpoint.reader import decode_file
+from ..checkpoint.storage import CheckpointDir
+from ..checkpoint.training_state import ALGORITHM_STATE_FILES, LEARNER_STATE_FILES, SCALARS_KEY, check_training_state, read_training_state
 from ..errors import CheckpointError
-from . import format as fmt
-from .reader import decode_file
-from .storage import CheckpointDir
-from .training_state import ALGORITHM_STATE_FILES, LEARNER_STATE_FILES, SCALARS_KEY, check_training_state, read_training_state
 
 Source = Tuple[CheckpointDir, fmt.Layout, str]
 _ATOMS = (str, bytes, int, float, bool, type(None), np.ndarray, np.generic, np.dtype)

@@ -45,73 +45,21 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..checkpoint import format as fmt
+from ..checkpoint.atomic import check_out, write_dir_atomically, write_synced
+from ..checkpoint.filters import ObservationFilters, filters_of
+from ..checkpoint.inspection import read_policy_opened
+from ..checkpoint.reader import decode_file, ids_in, open_checkpoint
+from ..checkpoint.storage import CheckpointDir
+from ..checkpoint.tensors import check_tensors, policy_label
+from ..checkpoint.views import PolicyView
 from ..errors import CheckpointError, ShapeMismatchError, not_found
-from . import format as fmt
-from .atomic import check_out, write_dir_atomically, write_synced
-from .filters import ObservationFilters, filters_of
-from .inspection import read_policy_opened
-from .merge_filters import AgentChoice, check_pair, new_stack_state, old_stack_state
-from .merge_training import merge_training_state, plain_data
-from .reader import decode_file, ids_in, open_checkpoint
+from .filters import AgentChoice, check_pair, patch_new_stack_filter, patch_old_stack_filter
+from .report import MergeReport, Take
 from .state_patch import patch_policy_state
-from .storage import CheckpointDir
-from .tensors import check_tensors, policy_label
-from .views import PolicyView
+from .training import merge_training_state, plain_data
 
 LEARNER_STATE = "learner_group/learner/state.pkl"
-
-Take = Tuple[str, "str | os.PathLike[str]", Optional[str]]
-
-
-@dataclass
-class MergeReport:
-    """What :func:`merge_checkpoints` wrote.
-
-    Attributes:
-        out: absolute path of the merged checkpoint.
-        base: absolute path of the base checkpoint.
-        stack: 'new' or 'old'.
-        taken: ``{target id: "source checkpoint:source id"}``.
-        kept: ids whose weights are the base's.
-        optimizer: ``{target id: 'source' | 'base'}``: whose optimizer state it has.
-        filters: ``{target id: what observation-filter statistics it took}``.
-        training: ``{target id: the training state it took}`` (``training_state=True``).
-        files: rewritten files, relative to ``out``.
-        seconds: wall time.
-    """
-
-    out: str
-    base: str
-    stack: str
-    taken: Dict[str, str] = field(default_factory=dict)
-    kept: List[str] = field(default_factory=list)
-    optimizer: Dict[str, str] = field(default_factory=dict)
-    filters: Dict[str, str] = field(default_factory=dict)
-    training: Dict[str, str] = field(default_factory=dict)
-    files: List[str] = field(default_factory=list)
-    seconds: float = 0.0
-
-    def __str__(self) -> str:
-        taken = ", ".join(f"{t} <- {s}" for t, s in self.taken.items())
-        opt = ", ".join(f"{t}: {o}" for t, o in self.optimizer.items())
-        return (
-            f"merged into {self.out} ({self.stack} API stack, base {self.base}): "
-            f"{taken}; kept from base: {', '.join(self.kept) or '-'}; optimizer state: {opt or '-'}"
-        )
-
-    def to_dict(self) -> Dict[str, Any]:
-        return {
-            "out": self.out,
-            "base": self.base,
-            "stack": self.stack,
-            "taken": dict(self.taken),
-            "kept": list(self.kept),
-            "optimizer": dict(self.optimizer),
-            "filters": dict(self.filters),
-            "training": dict(self.training),
-            "files": list(self.files),
-            "seconds": self.seconds,
-        }
 
 
 def merge_checkpoints(
@@ -126,7 +74,7 @@ def merge_checkpoints(
 ) -> MergeReport:
     """Write a copy of ``base`` to ``out`` in which the taken policies hold other weights.
 
-    Observation-filter statistics go with the weights (see :mod:`.merge_filters`).
+    Observation-filter statistics go with the weights (see :mod:`rllib_ext.merge.filters`).
 
     Args:
         base: an algorithm checkpoint (new stack 2.x pickle, or old stack 1.x cloudpickle).
@@ -142,7 +90,7 @@ def merge_checkpoints(
         agents: new stack only: ``{target id: {base agent: source agent}}``, whose
             filter statistics each base agent takes.
         training_state: new stack: also take each source's optimizer buffers, KL
-            coefficient and log alpha, or fail naming what is missing (see :mod:`.merge_training`).
+            coefficient and log alpha, or fail naming what is missing (see :mod:`.training`).
 
     Returns:
         A :class:`MergeReport`.
@@ -229,7 +177,7 @@ def _take(merging: _Merging, report: MergeReport, target: str, source: str, sour
         if merging.training_state or (src_layout.kind is fmt.Kind.ALGORITHM and src_ckpt.exists(LEARNER_STATE)):
             merging.optimizer_sources[target] = (src_ckpt, src_layout, resolved_id)
         if merging.base_filters is not None and src_filters is not None:
-            took = new_stack_state(base, merging.base_filters, src_filters, merging.files, label, target, merging.agents)
+            took = patch_new_stack_filter(base, merging.base_filters, src_filters, merging.files, label, target, merging.agents)
             if took:
                 report.filters[target] = took
     else:
@@ -239,7 +187,7 @@ def _take(merging: _Merging, report: MergeReport, target: str, source: str, sour
             check_pair(label, merging.base_filters.stats.get(target), stats, src_ckpt.uri)
         merging.files[base_rel] = patch_policy_state(base, base_rel, label, src_weights, stats)
         if stats is not None:
-            old_stack_state(base, merging.files, label, target, stats)
+            patch_old_stack_filter(base, merging.files, label, target, stats)
             report.filters[target] = stats.describe()
     return f"{src_ckpt.uri}:{resolved_id}"
 

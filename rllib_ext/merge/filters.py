@@ -22,12 +22,12 @@ from typing import Any, Dict, Mapping, Optional
 
 import numpy as np
 
+from ..checkpoint.codecs.pickle_patch import rllib_ndarray_text
+from ..checkpoint.filters import NEW_STACK_FILTER_STATE, FilterStats, ObservationFilters, sum_sq_key
+from ..checkpoint.reader import decode_file
+from ..checkpoint.storage import CheckpointDir
 from ..errors import CheckpointError, ShapeMismatchError
-from .codecs.pickle_patch import rllib_ndarray_text
-from .filters import NEW_STACK_FILTER_STATE, FilterStats, ObservationFilters, sum_sq_key
-from .reader import decode_file
 from .state_patch import patch_worker_filter
-from .storage import CheckpointDir
 
 AgentChoice = Mapping[str, Mapping[str, str]]  # target id -> {base agent: source agent or policy id}
 
@@ -49,14 +49,14 @@ def check_pair(label: str, base: Optional[FilterStats], source: Optional[FilterS
         )
 
 
-def old_stack_state(base: CheckpointDir, files: Dict[str, bytes], label: str, target: str, stats: FilterStats) -> None:
+def patch_old_stack_filter(base: CheckpointDir, files: Dict[str, bytes], label: str, target: str, stats: FilterStats) -> None:
     """Patch ``target``'s worker filter in ``algorithm_state.pkl`` (into ``files``, cumulatively)."""
     rel = "algorithm_state.pkl"
     data = files.get(rel) or base.read_bytes(rel)
     files[rel] = patch_worker_filter(data, base.child(rel), label, target, stats)
 
 
-def new_stack_state(
+def patch_new_stack_filter(
     base: CheckpointDir,
     base_filters: ObservationFilters,
     source_filters: ObservationFilters,
