@@ -194,3 +194,25 @@ def wait_until_out_of(thread: threading.Thread, code: CodeType, counted: CodeTyp
                 f"after {timeout:.0f} s"
             )
         time.sleep(0.001)
+
+
+# ------------------------------------------------------- per-module hyperparameters (PBT)
+
+
+def set_learner_lr_schedule(learner: Any, optimizer: Any, scheduler: Any) -> None:
+    """Replace ``Learner._optimizer_lr_schedules[optimizer]`` (2.60): what
+    ``after_gradient_based_update`` sets the optimizer's lr from after every update."""
+    learner._optimizer_lr_schedules[optimizer] = scheduler
+
+
+def set_module_config(config: AlgorithmConfig, module_id: str, module_config: AlgorithmConfig) -> None:
+    """Put ``module_config`` into ``AlgorithmConfig._per_module_overrides`` (2.60): the cache
+    ``get_config_for_module`` answers from."""
+    config._per_module_overrides[module_id] = module_config
+
+
+def drop_policy_schedule(policy: Policy, name: str) -> None:
+    """Switch off an old-stack policy's ``_lr_schedule`` or ``_entropy_coeff_schedule``
+    (``name`` "lr" / "entropy_coeff"; 2.60), so a value set by hand stays."""
+    setattr(policy, {"lr": "_lr_schedule", "entropy_coeff": "_entropy_coeff_schedule"}[name], None)
+

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from typing import Any
+from typing import Any, Mapping
 
 from ..pool.index import PoolEntry
 from ..pool.policy_pool import PolicyPool
@@ -34,7 +34,7 @@ def pool_for(algo: Any, pool: "PolicyPool | str | os.PathLike[str]") -> PolicyPo
 
 def snapshot_policy(
     algo: Any, policy_id: str, pool: "PolicyPool | str | os.PathLike[str]", *, rating: float = DEFAULT_RATING,
-    iteration: "int | None" = None,
+    iteration: "int | None" = None, training_state: bool = False, meta: "Mapping[str, Any] | None" = None,
 ) -> PoolEntry:
     """Add ``policy_id`` of the live ``algo`` to ``pool``, as it is now.
 
@@ -45,6 +45,10 @@ def snapshot_policy(
         rating: the snapshot's starting Elo rating (a league: the learner's current one).
         iteration: what to record (default: the algorithm's iteration count; inside
             ``step()`` that is one less than the iteration being finished).
+        training_state: also write its optimizer state, KL coefficient, alpha (format
+            1.2), so that a restore with ``training_state=True`` continues from it.
+        meta: plain JSON data kept with the entry (population-based training: its score
+            and hyperparameters).
 
     Returns:
         The new entry, with the algorithm's iteration and lifetime env steps.
@@ -54,7 +58,7 @@ def snapshot_policy(
     """
     pool = pool_for(algo, pool)
     with tempfile.TemporaryDirectory(prefix="rllib_ext-snapshot-") as tmp:
-        local = save_policy(algo, policy_id, os.path.join(tmp, "policy"))
+        local = save_policy(algo, policy_id, os.path.join(tmp, "policy"), training_state=training_state)
         it = int(algo.iteration) if iteration is None else int(iteration)
         return pool.add(local, policy=policy_id, iteration=it,
-                        env_steps=backend_for(algo).env_steps(), rating=rating)
+                        env_steps=backend_for(algo).env_steps(), rating=rating, meta=meta)

@@ -42,6 +42,9 @@ class PoolEntry:
             ``NumpyPolicy`` and ``algo.load_policy`` read it as it is.
         writer: the trial or process that added it.
         size: bytes of the directory (policy.json + weights).
+        meta: plain JSON data the writer attached (population-based training: the
+            score and hyperparameters); None for most entries, and in pools written
+            before it existed (readers before it ignore it).
     """
 
     id: str
@@ -54,6 +57,7 @@ class PoolEntry:
     path: str
     writer: str
     size: int
+    meta: Optional[Dict[str, Any]] = None
 
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)
@@ -122,7 +126,8 @@ def read_index(store: Store) -> Dict[str, Shard]:
             writer = doc["writer"]
             entries = [
                 PoolEntry(path=store.where(f"{SNAPSHOT_DIR}/{d['id']}"),
-                          **{f.name: d[f.name] for f in dataclasses.fields(PoolEntry) if f.name != "path"})
+                          meta=d.get("meta"),
+                          **{f.name: d[f.name] for f in dataclasses.fields(PoolEntry) if f.name not in ("path", "meta")})
                 for d in doc["entries"]
             ]
             shards[writer] = Shard(writer, {str(k): int(v) for k, v in doc["next"].items()}, entries)
@@ -136,7 +141,8 @@ def read_index(store: Store) -> Dict[str, Shard]:
 def write_index(store: Store, shard: Shard) -> None:
     """Replace one writer's index file whole (a reader sees the old or the new one)."""
     doc = {"pool_version": POOL_VERSION, "writer": shard.writer, "next": shard.next,
-           "entries": [{k: v for k, v in e.to_dict().items() if k != "path"} for e in shard.entries]}
+           "entries": [{k: v for k, v in e.to_dict().items() if k != "path" and not (k == "meta" and v is None)}
+                       for e in shard.entries]}
     store.write(f"{INDEX_DIR}/{shard.writer}.json", (json.dumps(doc, indent=1) + "\n").encode())
 
 

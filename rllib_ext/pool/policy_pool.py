@@ -32,13 +32,14 @@ What holds, and why:
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import re
 import socket
 import time
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 
-from ..checkpoint.policy_file import META_FILE, WEIGHTS_FILE, read_policy_dir
+from ..checkpoint.policy_file import META_FILE, TRAINING_FILE, WEIGHTS_FILE, read_policy_dir
 from ..checkpoint.storage import CheckpointDir
 from ..errors import PoolNamespaceError, not_found
 from .index import SNAPSHOT_DIR, PoolEntry, Shard, open_pool, read_index, write_index
@@ -108,7 +109,7 @@ class PolicyPool:
     # ------------------------------------------------------------------ writing
     def add(self, policy_dir: "str | os.PathLike[str]", *, policy: Optional[str] = None,
             iteration: Optional[int] = None, env_steps: Optional[int] = None,
-            rating: float = DEFAULT_RATING) -> PoolEntry:
+            rating: float = DEFAULT_RATING, meta: Optional[Mapping[str, Any]] = None) -> PoolEntry:
         """Copy a single-policy directory into the pool as a new entry.
 
         The directory is read and checked first (policy.json, every tensor, the weights'
@@ -120,13 +121,17 @@ class PolicyPool:
             policy: what it is a snapshot of (default: the id in its policy.json).
             iteration, env_steps: of the algorithm that wrote it.
             rating: its starting Elo rating (a league: the learner's current rating).
+            meta: plain JSON data to keep with the entry (:attr:`PoolEntry.meta`).
 
         Returns:
             The new entry.
         """
         src = CheckpointDir(policy_dir)
+        extra = _plain(meta)
         meta, _ = read_policy_dir(policy_dir)  # refuses what is not a whole, valid policy
         files = {META_FILE: src.read_bytes(META_FILE), WEIGHTS_FILE: src.read_bytes(WEIGHTS_FILE)}
+        if meta.get("training_state") is not None:  # format 1.2: the optimizer state goes with it
+            files[TRAINING_FILE] = src.read_bytes(TRAINING_FILE)
         policy = str(meta.get("policy_id") if policy is None else policy)
         for name, value in (("iteration", iteration), ("env_steps", env_steps)):
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
@@ -141,6 +146,7 @@ class PolicyPool:
                 id=entry_id, policy=policy, iteration=iteration, env_steps=env_steps, created=time.time(),
                 rating=float(rating), games=0, path=self._store.where(f"{SNAPSHOT_DIR}/{entry_id}"),
                 writer=self.writer, size=sum(len(b) for b in files.values()),
+                meta=extra,
             )
             self._store.put_dir(f"{SNAPSHOT_DIR}/{entry_id}", files, last=META_FILE)  # data first ...
             shard = Shard(self.writer, {**shard.next, slug: n + 1}, [*shard.entries, entry])
@@ -341,6 +347,16 @@ class PolicyPool:
             f"{self.path}: entries of writer {writer!r} belong to its namespace; on object storage there is "
             f"no lock, so writer {self.writer!r} changes only its own entries"
         )
+
+
+def _plain(meta: Optional[Mapping[str, Any]]) -> Optional[Dict[str, Any]]:
+    """``meta`` as JSON data (checked now, so a bad value fails before the pool changes)."""
+    if meta is None:
+        return None
+    try:
+        return json.loads(json.dumps(dict(meta), allow_nan=False))
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"meta must be plain JSON data (str keys, numbers, strings, lists): {e}") from e
 
 
 def _slug(policy: str) -> str:

@@ -12,6 +12,7 @@ from typing import Tuple, Type
 
 from .base import Feature
 from .league import LeagueFeature
+from .population import PopulationFeature
 from .restore import RestoreFeature
 from .training_scalars import TrainingScalarsFeature
 
@@ -19,4 +20,5 @@ FEATURES: Tuple[Type[Feature], ...] = (
     RestoreFeature,
     TrainingScalarsFeature,
     LeagueFeature,
+    PopulationFeature,
 )

@@ -1,0 +1,208 @@
+"""Population-based training per policy (``config.population(...)``), both stacks (torch).
+
+Two "trials" are two algorithms in one process with different pool writers sharing one
+pool; ``policy_0``'s score is forced to differ between them (a callable score),
+``policy_1``'s ties. What is proven: the worse trial's ``policy_0`` equals the better
+trial's snapshot exactly after the exploit, its ``policy_1`` keeps its own weights; the
+optimizer holds the perturbed lr after two more updates (and, negative control, a param
+group set alone is overwritten by RLlib's scheduler); a save and ``from_checkpoint`` keep
+the perturbed values and the next exploit decision; bad input is refused in the driver.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+
+import pytest
+from builders import STACKS, assert_differs, assert_weights_equal, live_weights, pool_policy_dir, ppo_config
+
+from rllib_ext import PolicyNotFoundError, PolicyPool, PPOPartialConfig, read_weights
+from rllib_ext.live.features.population import donor_for, perturbed
+from rllib_ext.live.hyperparams import live_hyperparams
+from rllib_ext.pool.index import PoolEntry
+
+pytestmark = pytest.mark.torch_only
+POLICIES = ["policy_0", "policy_1"]
+EVERY = 3
+
+
+def score_better(result, policy_id):  # module level: the config is pickled into checkpoints
+    return 1.0 if policy_id == "policy_0" else 0.5
+
+
+def score_worse(result, policy_id):
+    return 0.0 if policy_id == "policy_0" else 0.5
+
+
+def pbt_config(stack: str, pool, score, **kw):
+    cfg = ppo_config(stack, obs_dims=(4, 4), config_cls=PPOPartialConfig)
+    return cfg.population(pool, policies=POLICIES, every=EVERY, quantile=0.5, score=score,
+                          perturb=kw.pop("perturb", {"lr": (0.5, 2.0), "entropy_coeff": [0.05]}), seed=3, **kw)
+
+
+def train(algo, n):
+    return [algo.train() for _ in range(n)][-1]
+
+
+def pop(result):
+    return result["rllib_ext"]["population"]
+
+
+# ---------------------------------------------------------------- Ray-free parts
+def _entry(writer, score, n=0, policy="policy_0"):
+    return PoolEntry(id=f"{policy}-{n:04d}@{writer}", policy=policy, iteration=n, env_steps=0, created=float(n),
+                     rating=1200.0, games=0, path="", writer=writer, size=0,
+                     meta={"population": True, "score": score, "hyperparams": {"lr": 1e-3}})
+
+
+def test_donor_is_a_top_writer_for_a_bottom_writer_only():
+    rng = random.Random(0)
+    entries = [_entry("a", 1.0), _entry("b", 0.0), _entry("c", 0.5), _entry("d", 0.7)]
+    assert donor_for("b", entries, 0.25, rng).writer == "a"
+    assert donor_for("c", entries, 0.25, rng) is None  # middle
+    assert donor_for("a", entries, 0.25, rng) is None  # top
+    # Only each writer's latest counts: b has since improved past everyone.
+    assert donor_for("b", entries + [_entry("b", 2.0, n=1)], 0.25, rng) is None
+    assert donor_for("a", [_entry("a", 0.3), _entry("b", 0.3)], 0.5, rng) is None  # a tie takes nothing
+    assert donor_for("a", [_entry("a", 0.0)], 0.5, rng) is None  # alone
+
+
+def test_perturb_multiplies_factors_and_resamples_lists():
+    got = perturbed({"lr": 1e-3, "entropy_coeff": 0.0}, {"lr": (2.0,), "entropy_coeff": [0.05]}, random.Random(0))
+    assert got == pytest.approx({"lr": 2e-3, "entropy_coeff": 0.05})
+
+
+def test_pool_meta_round_trips_and_old_entries_read_as_none(tmp_path):
+    import json
+
+    src = pool_policy_dir(tmp_path)
+    pool = PolicyPool(tmp_path / "pool", writer="t")
+    plain = pool.add(src)
+    scored = pool.add(src, meta={"population": True, "score": 1.5, "hyperparams": {"lr": 1e-3}})
+    again = PolicyPool(tmp_path / "pool", writer="u")
+    assert again.get(plain.id).meta is None and again.get(scored.id).meta == scored.meta
+    doc = json.loads((tmp_path / "pool" / "index" / "t.json").read_text())
+    assert "meta" not in doc["entries"][0]  # an entry without meta is written as before
+    with pytest.raises(ValueError, match="plain JSON"):
+        pool.add(src, meta={"score": float("nan")})
+    assert len(pool) == 2
+
+
+# ---------------------------------------------------------------- bad input, in the driver
+@pytest.mark.parametrize("stack", STACKS)
+def test_bad_input_is_refused_by_name(stack, tmp_path):
+    base = ppo_config(stack, obs_dims=(4, 4), config_cls=PPOPartialConfig)
+    pool = str(tmp_path / "pool")
+    cases = [
+        (dict(policies=["policy_9"]), PolicyNotFoundError, "policy 'policy_9'"),
+        (dict(perturb={"lrr": (0.8, 1.25)}), ValueError, "unknown hyperparameter 'lrr' for PPOPartialConfig (did you mean 'lr'?)"),
+        (dict(perturb={"gamma": (0.8, 1.25)}), ValueError, f"hyperparameter 'gamma' cannot be set per module on the {stack} API stack"),
+        (dict(quantile=0.75), ValueError, "quantile must be in (0, 0.5]"),
+        (dict(quantile=0.0), ValueError, "quantile must be in (0, 0.5]"),
+        (dict(perturb={"lr": (0.0, 1.25)}), ValueError, "every factor must be > 0"),
+        (dict(score="reward"), ValueError, "give 'return', 'elo' or a callable"),
+        (dict(every=0), ValueError, "every must be >= 1"),
+    ]
+    for kw, error, message in cases:
+        kw = {"policies": POLICIES, **kw}
+        with pytest.raises(error, match=re.escape(message)):
+            base.copy(copy_frozen=False).population(pool, **kw)
+    frozen = base.copy(copy_frozen=False).multi_agent(policies_to_train=["policy_1"])
+    with pytest.raises(ValueError, match=re.escape("population policy 'policy_0' is not trained")):
+        frozen.population(pool, policies=POLICIES)
+    with pytest.raises(ValueError, match=re.escape("quantile must be in (0, 0.5]")):  # the plain-dict key too
+        base.copy(copy_frozen=False).update_from_dict({"population": {"pool": pool, "policies": POLICIES, "quantile": 1}})
+
+
+# ---------------------------------------------------------------- two trials, one pool
+@pytest.mark.slow
+@pytest.mark.parametrize("stack", STACKS)
+def test_weak_policy_takes_the_better_snapshot_and_keeps_perturbed_values(ray_session, stack, tmp_path):
+    path = str(tmp_path / "pool")
+    better = pbt_config(stack, PolicyPool(path, writer="trial_a"), score_better).build_algo()
+    worse = pbt_config(stack, PolicyPool(path, writer="trial_b"), score_worse).build_algo()
+    try:
+        result_a = train(better, EVERY)
+        assert pop(result_a)["policy_0"]["exploited_from"] is None  # alone in the pool
+        before = train(worse, EVERY - 1)
+        own_1 = live_weights(worse, "policy_1")
+        result = worse.train()  # a round: snapshots, then policy_0 exploits trial_a's
+        report = pop(result)
+        donor = PolicyPool(path).get("policy_0-0000@trial_a")
+        assert report["policy_0"]["exploited_from"] == donor.id
+        assert report["policy_1"]["exploited_from"] is None and report["policy_1"]["score"] == 0.5
+        assert report["policy_0"]["score"] == 0.0
+        assert_weights_equal(live_weights(worse, "policy_0"), read_weights(donor.path), "policy_0", ordered=False)
+        # policy_1 is trial_b's own: trained this iteration, not taken from trial_a.
+        mine_1 = PolicyPool(path).get("policy_1-0000@trial_b")
+        assert_weights_equal(live_weights(worse, "policy_1"), read_weights(mine_1.path), "policy_1", ordered=False)
+        assert_differs(live_weights(worse, "policy_1"), read_weights(PolicyPool(path).get("policy_1-0000@trial_a").path))
+        assert_differs(live_weights(worse, "policy_1"), own_1, "policy_1 trained")
+        assert before is not None
+        hp = report["policy_0"]["hyperparams"]
+        assert hp["lr"] in (pytest.approx(5e-4), pytest.approx(2e-3)) and hp["entropy_coeff"] == pytest.approx(0.05)
+        assert report["policy_1"]["hyperparams"] == pytest.approx({"lr": 1e-3, "entropy_coeff": 0.0})
+        # Two more updates: the optimizer still holds the perturbed lr (RLlib's scheduler did not reset it).
+        train(worse, 2)
+        assert live_hyperparams(worse, "policy_0", ["lr", "entropy_coeff"]) == pytest.approx(hp)
+        assert live_hyperparams(worse, "policy_1", ["lr", "entropy_coeff"]) == pytest.approx(
+            {"lr": 1e-3, "entropy_coeff": 0.0})
+
+        # Save, then a fresh algorithm from the checkpoint: same values, same next decision.
+        worse.save(str(tmp_path / "ckpt"))
+        restored = type(worse).from_checkpoint(str(tmp_path / "ckpt"))
+        try:
+            assert live_hyperparams(restored, "policy_0", ["lr", "entropy_coeff"]) == pytest.approx(hp)
+            a, b = pop(train(worse, 1)), pop(train(restored, 1))  # iteration 6: the next round
+            assert a["policy_0"]["exploited_from"] == b["policy_0"]["exploited_from"] == donor.id
+            assert a["policy_0"]["hyperparams"] == pytest.approx(b["policy_0"]["hyperparams"])
+            train(restored, 1)
+            assert live_hyperparams(restored, "policy_0", ["lr"]) == pytest.approx(
+                {"lr": b["policy_0"]["hyperparams"]["lr"]})
+        finally:
+            restored.stop()
+    finally:
+        better.stop()
+        worse.stop()
+
+
+@pytest.mark.slow
+@pytest.mark.stack("new")
+def test_a_param_group_set_alone_is_overwritten_by_rllib(ray_session):
+    """Negative control: why live/hyperparams.py also replaces the learner's lr scheduler."""
+    algo = ppo_config("new", obs_dims=(4, 4), config_cls=PPOPartialConfig).build_algo()
+    try:
+        def set_group(learner):
+            for _, opt in learner.get_optimizers_for_module("policy_0"):
+                for group in opt.param_groups:
+                    group["lr"] = 7e-3
+
+        for r in algo.learner_group.foreach_learner(set_group):
+            r.get()
+        assert live_hyperparams(algo, "policy_0", ["lr"]) == {"lr": pytest.approx(7e-3)}
+        algo.train()
+        assert live_hyperparams(algo, "policy_0", ["lr"]) == {"lr": pytest.approx(1e-3)}
+    finally:
+        algo.stop()
+
+
+@pytest.mark.slow
+@pytest.mark.stack("new")
+def test_tune_trials_share_the_pool_each_as_itself(ray_session, tmp_path, monkeypatch):
+    """tune.run with the plain-dict key: each trial snapshots as its trial id and reports the round."""
+    from ray import tune
+
+    monkeypatch.chdir(tmp_path)  # the pool path below is relative: resolved in the driver
+    config = ppo_config("new", obs_dims=(4, 4)).to_dict()
+    config["population"] = {"pool": "pool", "policies": POLICIES, "every": 1, "quantile": 0.5,
+                            "perturb": {"lr": (0.5, 2.0)}}
+    analysis = tune.run("PPOPartial", config=config, num_samples=2, stop={"training_iteration": 2},
+                        storage_path=str(tmp_path / "tune"), name="population", verbose=0, raise_on_failed_trial=True)
+    trials = sorted(t.trial_id for t in analysis.trials)
+    entries = [e for e in PolicyPool(tmp_path / "pool").entries() if (e.meta or {}).get("population")]
+    assert sorted({e.writer for e in entries}) == trials
+    assert len(entries) == 2 * 2 * len(POLICIES)  # two rounds, two policies, two trials
+    for trial in analysis.trials:
+        report = trial.last_result["rllib_ext"]["population"]
+        assert sorted(report) == POLICIES and all("lr" in r["hyperparams"] for r in report.values())
