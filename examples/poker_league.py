@@ -11,8 +11,9 @@
    table (least-played pairs first), in the driver, with numpy copies of the snapshots.
 2. The league's answer is its meta-strategy: a snapshot drawn per episode from
    ``pool.meta_strategy(of="main")``. OpenSpiel computes its exploitability exactly, and
-   that of the final ``main`` alone; then plain self-play (one PPO policy in both seats,
-   the same oracle settings) runs at the same env-step budget, for comparison.
+   that of the final ``main`` alone. Plain self-play (one PPO policy in both seats, the
+   same oracle settings) trains beside it on the other core, at the same env-step
+   budget, for comparison.
 
 Uniform random play is 0.458 exploitable on Kuhn; the Nash equilibrium 0. Figures with
 date and command: docs (benchmarks page), from ``python bench/league_quality.py``.
@@ -38,7 +39,9 @@ def oracle(config: Any, args: argparse.Namespace) -> Any:
     from rllib_ext.envs import OpenSpielGame
 
     return (
-        config.environment(OpenSpielGame, env_config={"game": args.game})
+        # No -0.1 for an illegal action (Leduc's extra raise): the payoffs stay zero-sum, as
+        # the Nash meta-solver needs; the env still substitutes a random legal action.
+        config.environment(OpenSpielGame, env_config={"game": args.game, "illegal_penalty": False})
         # episodes_to_numpy=False: RLlib 2.60 numpy-izes finished episodes quadratically
         # (patches/0005); poker episodes are 2-5 steps, thousands per sample() call.
         .env_runners(num_env_runners=0, episodes_to_numpy=False)
@@ -67,6 +70,9 @@ def league(args: argparse.Namespace, log: Optional[Any]) -> Dict[str, float]:
     from rllib_ext import PolicyPool, PPOPartialConfig
     from rllib_ext.envs import seat_mapping
 
+    import torch
+
+    torch.set_num_threads(1)  # one core: self-play trains on the other
     every = max(1, args.snapshot_every // args.batch)
     phase = max(every, args.phase // args.batch)
     config = (
@@ -108,16 +114,20 @@ def league(args: argparse.Namespace, log: Optional[Any]) -> Dict[str, float]:
             "final_main": exploitability_of(args.game, {latest.id: 1.0}, pool)}
 
 
-def self_play(args: argparse.Namespace, log: Optional[Any]) -> float:
-    """Plain self-play at the same budget: one PPO policy in both seats; its final exploitability."""
+def self_play(args: argparse.Namespace) -> Dict[str, Any]:
+    """Plain self-play at the same budget: one PPO policy in both seats. Returns its final
+    exploitability and one row per phase (it runs as a Ray task beside the league, whose
+    prints would not reach the driver)."""
+    import torch
     from ray.rllib.algorithms.ppo import PPOConfig
 
     from rllib_ext import NumpyPolicy
     from rllib_ext.act.openspiel import exploitability
 
+    torch.set_num_threads(1)  # one core: the league trains on the other
     config = oracle(PPOConfig(), args).multi_agent(policies={"main"}, policy_mapping_fn=lambda *a, **k: "main")
     algo = config.build_algo()
-    t0, steps, final = time.time(), 0, float("nan")
+    t0, steps, final, rows = time.time(), 0, float("nan"), []
     try:
         while steps < args.steps:
             steps = env_steps(algo.train())
@@ -125,14 +135,11 @@ def self_play(args: argparse.Namespace, log: Optional[Any]) -> float:
                 with tempfile.TemporaryDirectory() as tmp:
                     algo.save(tmp)
                     final = exploitability(args.game, {NumpyPolicy.from_checkpoint(tmp, "main"): 1.0})
-                print(f"selfplay {steps:7d} steps  {time.time() - t0:6.0f} s  main's exploitability {final:.3f}",
-                      flush=True)
-                if log:
-                    log.write(json.dumps({"run": "selfplay", "steps": steps, "seconds": round(time.time() - t0, 1),
-                                          "final_main": final}) + "\n")
+                rows.append({"run": "selfplay", "steps": steps, "seconds": round(time.time() - t0, 1),
+                             "final_main": final})
     finally:
         algo.stop()
-    return final
+    return {"final_main": final, "rows": rows}
 
 
 def main(argv: Optional[list] = None) -> None:
@@ -157,8 +164,16 @@ def main(argv: Optional[list] = None) -> None:
     log = open(args.log, "a") if args.log else None
     try:
         print(f"pool: {args.pool}", flush=True)
+        # Plain self-play trains beside the league, on the other core (a Ray task).
+        baseline = None if args.no_selfplay else ray.remote(num_cpus=1)(self_play).remote(args)
         got = league(args, log)
-        baseline = None if args.no_selfplay else self_play(args, log)
+        if baseline is not None:
+            baseline = ray.get(baseline)
+            for row in baseline["rows"]:
+                print(f"selfplay {row['steps']:7d} steps  {row['seconds']:6.0f} s  main's exploitability "
+                      f"{row['final_main']:.3f}")
+                if log:
+                    log.write(json.dumps(row) + "\n")
     finally:
         if log:
             log.close()
@@ -168,7 +183,7 @@ def main(argv: Optional[list] = None) -> None:
     print(f"  league meta-strategy (Nash mixture of the pool)  {got['meta_strategy']:.3f}")
     print(f"  league final main                                {got['final_main']:.3f}")
     if baseline is not None:
-        print(f"  plain self-play final main                       {baseline:.3f}")
+        print(f"  plain self-play final main                       {baseline['final_main']:.3f}")
 
 
 if __name__ == "__main__":

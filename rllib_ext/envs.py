@@ -147,10 +147,32 @@ class OpenSpielGame(MultiAgentEnv):
 
     A class of this module (not a lambda), so env runners import it by reference. Agents
     are the players ``0, 1``; observations the state's ``observation_tensor()``.
+
+    ``OpenSpielEnv`` publishes no legal-action mask: it replaces an action the game forbids
+    by a random legal one and adds a -0.1 penalty to the player's reward. The penalty makes
+    the game's payoffs no longer zero-sum, so a Nash meta-strategy over a payoff table of
+    such games is refused; ``"illegal_penalty": False`` keeps the substitution (which
+    :func:`rllib_ext.exploitability` models) and drops the penalty, so the rewards are the
+    game's own returns (Leduc poker has illegal raises, Kuhn has none).
     """
 
     def __new__(cls, config: Optional[Dict[str, Any]] = None) -> Any:
         import pyspiel
         from ray.rllib.env.wrappers.open_spiel import OpenSpielEnv
 
-        return OpenSpielEnv(pyspiel.load_game(dict(config or {}).get("game", "kuhn_poker")))
+        config = dict(config or {})
+        game = pyspiel.load_game(config.get("game", "kuhn_poker"))
+        if config.get("illegal_penalty", True):
+            return OpenSpielEnv(game)
+        return _game_returns_env(OpenSpielEnv)(game)
+
+
+def _game_returns_env(base: type) -> type:
+    """``base`` (RLlib's ``OpenSpielEnv``) whose step rewards are the game's returns, no penalty."""
+
+    class OpenSpielEnvGameReturns(base):  # type: ignore[misc, valid-type]
+        def step(self, action: Dict[Any, Any]) -> Any:
+            obs, rewards, terminateds, truncateds, infos = super().step(action)
+            return obs, dict(enumerate(self.state.returns())), terminateds, truncateds, infos
+
+    return OpenSpielEnvGameReturns

@@ -25,3 +25,27 @@ def test_sign_game_observations_are_float32_inside_their_spaces():
                 space = env.observation_spaces[agent]
                 assert x.dtype == np.float32 and space.contains(x), f"step {step} {agent}: {x!r} not in {space}"
                 check_obs(x, space, "reset" if step == 0 else "step")
+
+
+def test_open_spiel_game_without_the_penalty_pays_the_games_own_zero_sum_returns():
+    """Leduc with always-raise players hits illegal raises: RLlib's env adds -0.1 to the
+    offender (not zero-sum: the negative control), ``illegal_penalty: False`` pays the
+    game's returns, which sum to zero, and still substitutes a legal action."""
+    import pytest
+
+    pytest.importorskip("pyspiel")
+    from rllib_ext.envs import OpenSpielGame
+
+    def totals(config):
+        env, sums = OpenSpielGame(config), np.zeros(2)
+        for _ in range(20):
+            obs, _ = env.reset()
+            done = False
+            while not done:
+                obs, rewards, terminated, _, _ = env.step({agent: 2 for agent in obs})  # 2 = raise
+                sums += [rewards.get(0, 0.0), rewards.get(1, 0.0)]
+                done = terminated["__all__"]
+        return sums
+
+    assert abs(totals({"game": "leduc_poker"}).sum()) > 1.0  # the penalties
+    assert totals({"game": "leduc_poker", "illegal_penalty": False}).sum() == 0.0
