@@ -5,10 +5,13 @@
 1. ``main`` (PPO, new API stack) plays OpenSpiel's poker through RLlib's own ``OpenSpielEnv``
    against three frozen slots. The slots are drawn from the **Nash mixture of the pool's
    payoff table** over ``main``'s snapshots (``sample="nash"``), so ``main`` trains as a
-   best response to it; it is snapshotted every ``--snapshot-every`` env steps, and restarts
-   from its initial weights every ``--phase`` env steps (``reset_every``): each phase is a
-   fresh best response, as in PSRO. Evaluation matches between the snapshots fill the
-   table (least-played pairs first), in the driver, with numpy copies of the snapshots.
+   best response to it; it restarts from its initial weights every ``--phase`` env steps
+   (``reset_every``): each phase is a fresh best response, as in PSRO, and by default its
+   end is the one snapshot of the phase. Evaluation matches between the snapshots fill
+   the table (least-played pairs first, ``--games`` per pair), in the driver, with numpy
+   copies of the snapshots. Few distinct policies and many games per pair: a sampled
+   table needs thousands of games per pair before its Nash mixture is worth having
+   (``bench/notes/kuhn_psro.md``).
 2. The league's answer is its meta-strategy: a snapshot drawn per episode from
    ``pool.meta_strategy(of="main")``. OpenSpiel computes its exploitability exactly, and
    that of the final ``main`` alone. Plain self-play (one PPO policy in both seats, the
@@ -148,15 +151,20 @@ def main(argv: Optional[list] = None) -> None:
     parser.add_argument("--steps", type=int, default=100_000, help="env steps, for the league and for self-play")
     parser.add_argument("--pool", default=None, help="the pool's directory (default: a new temporary one)")
     parser.add_argument("--phase", type=int, default=10_000, help="env steps per best-response phase")
-    parser.add_argument("--snapshot-every", type=int, default=2_500, help="env steps between snapshots")
+    parser.add_argument("--snapshot-every", type=int, default=10_000,
+                        help="env steps between snapshots (default: one per phase, its best response)")
     parser.add_argument("--batch", type=int, default=1_000, help="env steps per training iteration")
     parser.add_argument("--lr", type=float, default=3e-3)
-    parser.add_argument("--games", type=int, default=2_000, help="evaluation games per pair of snapshots")
+    parser.add_argument("--games", type=int, default=10_000, help="evaluation games per pair of snapshots")
     parser.add_argument("--no-selfplay", action="store_true", help="skip the plain self-play comparison")
     parser.add_argument("--log", default=None, help="append one JSON line per phase here")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     args.pool = os.path.abspath(args.pool or os.path.join(tempfile.mkdtemp(prefix="poker-league-"), "pool"))
+    # One thread per process (before numpy, torch and Ray start): the league and the
+    # self-play baseline each own one core; BLAS threads spinning on both halved the pace.
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(name, "1")
 
     import ray
 
