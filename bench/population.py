@@ -20,7 +20,8 @@ Measured per exploit:
     the pool, and the seconds of the exploit (partial restore + setting the lr);
   * Tune: the bytes of the whole-trial checkpoint it restores, the seconds of its save
     and of its restore, and the seconds of rebuilding the trial (Tune starts a new actor:
-    ``Algorithm`` has no ``reset_config``).
+    ``Algorithm`` has no ``reset_config``). Tune's exploits are the lines of its
+    ``pbt_global.txt``; it also restores (and rebuilds) a trial it paused and resumed.
 Final per-policy scores: each policy's mean episode return in the last result, best
 trial and mean over trials.
 
@@ -181,6 +182,9 @@ def run(method: str, args: argparse.Namespace, base: str) -> Dict[str, Any]:
     out: Dict[str, Any] = {"finals": finals, "events": events, "wall": wall}
     if method == "ours":
         out["pool_bytes"] = dir_size(os.path.join(base, "pool"))
+    else:  # one line per exploit; Tune also restores a trial it paused and resumed
+        with open(os.path.join(base, f"tune_{method}", method, "pbt_global.txt")) as f:
+            out["exploits"] = sum(1 for line in f if line.strip())
     return out
 
 
@@ -192,7 +196,8 @@ def med(events: List[Dict[str, Any]], kind: str, key: str) -> float:
 def report(results: Dict[str, Dict[str, Any]], args: argparse.Namespace, started: Any, command: str) -> None:
     ours, theirs = results["ours"], results["tune"]
     n_ours = sum(e["kind"] == "exploit" for e in ours["events"])
-    n_tune = sum(e["kind"] == "restore" for e in theirs["events"])
+    n_tune = theirs["exploits"]
+    n_restores = sum(e["kind"] == "restore" for e in theirs["events"])
     rebuilds = [e["seconds"] for e in theirs["events"] if e["kind"] == "rebuild"]
     print(f"\nper-policy PBT (rllib_ext population) vs Tune PopulationBasedTraining; {args.trials} trials x "
           f"{args.iters} iterations, a round every {args.every}, quantile {QUANTILE}, lr x{FACTORS[0]}/x{FACTORS[1]}, "
@@ -203,6 +208,7 @@ def report(results: Dict[str, Dict[str, Any]], args: argparse.Namespace, started
     w = 30
     print(f"{'':<{w}}{'rllib_ext (per policy)':>24}{'Tune PBT (whole trial)':>24}")
     print(f"{'exploits':<{w}}{n_ours:>24}{n_tune:>24}")
+    print(f"{'whole-trial restores':<{w}}{0:>24}{f'{n_restores} (exploits + resumes)':>24}")
     print(f"{'bytes per exploit (median)':<{w}}{med(ours['events'], 'exploit', 'bytes') / 1024:>21.1f} KB"
           f"{med(theirs['events'], 'restore', 'bytes') / 1024:>21.1f} KB")
     print(f"{'  what moves':<{w}}{'one policy + opt. state':>24}{'whole trial checkpoint':>24}")
@@ -210,16 +216,14 @@ def report(results: Dict[str, Dict[str, Any]], args: argparse.Namespace, started
     print(f"{'restore s per exploit (median)':<{w}}{med(ours['events'], 'exploit', 'seconds'):>22.3f} s"
           f"{med(theirs['events'], 'restore', 'seconds'):>22.3f} s")
     rebuild = statistics.median(rebuilds) if rebuilds else float("nan")
-    print(f"{'trial rebuilt per exploit':<{w}}{'no':>24}{f'yes, {rebuild:.2f} s (median)':>24}")
+    print(f"{'trial rebuilt per restore':<{w}}{'no':>24}{f'yes, {rebuild:.2f} s (median)':>24}")
     for pid in POLICIES:
         for label, fn in (("best trial", max), ("mean over trials", statistics.mean)):
             a = fn(f[pid] for f in ours["finals"])
             b = fn(f[pid] for f in theirs["finals"])
             print(f"{f'{pid} return, {label}':<{w}}{a:>24.2f}{b:>24.2f}")
-    for label, key in (("sum of both, best trial", None),):
-        a = max(sum(f.values()) for f in ours["finals"])
-        b = max(sum(f.values()) for f in theirs["finals"])
-        print(f"{label:<{w}}{a:>24.2f}{b:>24.2f}")
+    a, b = (max(sum(f.values()) for f in r["finals"]) for r in (ours, theirs))
+    print(f"{'sum of both, best trial':<{w}}{a:>24.2f}{b:>24.2f}")
     print(f"{'wall time of the sweep':<{w}}{ours['wall']:>22.0f} s{theirs['wall']:>22.0f} s")
     rounds = max(1, args.iters // args.every)
     print(f"(ours also writes every policy of every trial to the pool each round: "
