@@ -208,7 +208,7 @@ def report(results: Dict[str, Dict[str, Any]], args: argparse.Namespace, started
     w = 30
     print(f"{'':<{w}}{'rllib_ext (per policy)':>24}{'Tune PBT (whole trial)':>24}")
     print(f"{'exploits':<{w}}{n_ours:>24}{n_tune:>24}")
-    print(f"{'whole-trial restores':<{w}}{0:>24}{f'{n_restores} (exploits + resumes)':>24}")
+    print(f"{'whole-trial restores':<{w}}{0:>24}{f'{n_restores} (incl. resumes)':>24}")
     print(f"{'bytes per exploit (median)':<{w}}{med(ours['events'], 'exploit', 'bytes') / 1024:>21.1f} KB"
           f"{med(theirs['events'], 'restore', 'bytes') / 1024:>21.1f} KB")
     print(f"{'  what moves':<{w}}{'one policy + opt. state':>24}{'whole trial checkpoint':>24}")
