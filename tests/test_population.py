@@ -314,3 +314,25 @@ def test_four_writers_add_population_snapshots_at_once_and_all_land(tmp_path):
     assert latest == {f"trial_{k}": k + 9.0 for k in range(4)}
     # The ranking sees every writer's newest: the bottom writer takes the top one's.
     assert donor_for("trial_0", entries, 0.25, random.Random(0)).id == "policy_0-0009@trial_3"
+
+
+# ---------------------------------------------------------------- score="elo" with a league
+@pytest.mark.slow
+@pytest.mark.stack("new")
+def test_elo_score_is_the_league_rating_of_its_of_and_refused_elsewhere(ray_session, tmp_path):
+    from test_league import league_config
+
+    cfg = league_config("new", str(tmp_path / "league"), num_env_runners=0).population(
+        str(tmp_path / "population"), policies=["main"], every=1, quantile=0.5, score="elo", perturb={"lr": (2.0,)})
+    algo = cfg.build_algo()
+    try:
+        result = train(algo, 2)
+        assert pop(result)["main"]["score"] == result["rllib_ext"]["league_main_rating"] == algo.league.main_rating
+        assert algo.league.main_rating != 1200.0  # rated by its games, not the starting value
+        [latest] = latest_by_writer(PolicyPool(tmp_path / "population").entries(policy="main"))
+        assert latest.meta["score"] == algo.league.main_rating
+    finally:
+        algo.stop()
+    plain = pbt_config("new", str(tmp_path / "p2"), "elo")
+    with pytest.raises(ValueError, match=re.escape("population(score='elo'): policy 'policy_0' is not a league's of (None)")):
+        plain.build_algo()
