@@ -116,3 +116,18 @@ def test_poker_league_prints_its_pool_meta_strategy_and_openspiel_figures(tmp_pa
     figures = dict(re.findall(r"^  (league meta-strategy|league final main|plain self-play final main).*?([\d.]+)$",
                               res.stdout, re.M))
     assert len(figures) == 3 and all(0 <= float(v) <= 0.5 for v in figures.values()), res.stdout
+
+
+@pytest.mark.slow
+def test_population_example_prints_the_table(tmp_path):
+    res = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "examples", "population.py"), "--trials", "2", "--iters", "2",
+         "--every", "1", "--dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=600, cwd=str(tmp_path), env=dict(os.environ, PYTHONPATH=ROOT),
+    )
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert re.search(r"^trial\s+policy\s+score\s+lr\s+entropy\s+exploited$", res.stdout, re.M), res.stdout
+    rows = re.findall(r"^(\S+)\s+(policy_[01])\s+(-?[\d.]+|nan)\s+([\d.e+-]+)\s+([\d.]+)\s+(\S+) \((\d+) snapshots\)$",
+                      res.stdout, re.M)
+    assert len(rows) == 4 and {r[1] for r in rows} == {"policy_0", "policy_1"}, res.stdout
+    assert all(r[6] == "2" for r in rows), res.stdout  # --every 1, --iters 2: two snapshots each

@@ -18,7 +18,7 @@ import pytest
 from builders import STACKS, assert_differs, assert_weights_equal, live_weights, pool_policy_dir, ppo_config
 
 from rllib_ext import PolicyNotFoundError, PolicyPool, PPOPartialConfig, read_weights
-from rllib_ext.live.features.population import donor_for, perturbed
+from rllib_ext.live.features.population import donor_for, latest_by_writer, perturbed
 from rllib_ext.live.hyperparams import live_hyperparams
 from rllib_ext.pool.index import PoolEntry
 
@@ -206,3 +206,133 @@ def test_tune_trials_share_the_pool_each_as_itself(ray_session, tmp_path, monkey
     for trial in analysis.trials:
         report = trial.last_result["rllib_ext"]["population"]
         assert sorted(report) == POLICIES and all("lr" in r["hyperparams"] for r in report.values())
+
+
+# ---------------------------------------------------------------- the pool's guarantees, population snapshots
+def population_dir(tmp_path, name="src"):
+    """A single-policy directory as a population snapshot has it: weights and a training state (format 1.2)."""
+    import numpy as np
+
+    from rllib_ext.checkpoint import write_policy_dir
+    from rllib_ext.checkpoint.training_state import OptimizerState, TrainingState
+
+    from builders import POOL_WEIGHTS
+
+    bufs = {i: {"step": np.array(3.0, np.float32), "exp_avg": np.full(w.shape, 0.5, np.float32),
+                "exp_avg_sq": np.full(w.shape, 0.25, np.float32)} for i, w in enumerate(POOL_WEIGHTS.values())}
+    ts = TrainingState("new", {"default_optimizer": OptimizerState(
+        "Adam", bufs, [w.shape for w in POOL_WEIGHTS.values()], {"lr": 1e-3})}, kl_coeff=0.3)
+    return write_policy_dir(tmp_path / name, "policy_0", POOL_WEIGHTS, {"stack": "new"}, training=ts.to_json())
+
+
+META = {"population": True, "score": 1.5, "hyperparams": {"lr": 1e-3, "entropy_coeff": 0.0}}
+POP_CHILD = r"""
+pool_path, src = args
+import json
+from rllib_ext import PolicyPool
+from rllib_ext.pool import store as pool_store
+if pause == "data":  # the snapshot's directory is in place, the index does not name it yet
+    put = pool_store.LocalStore.put_dir
+    def put_dir(self, *a, **k):
+        put(self, *a, **k)
+        mark()
+    pool_store.LocalStore.put_dir = put_dir
+elif pause == "index":
+    pause_before_replace("index")
+pool = PolicyPool(pool_path, writer="w")
+print("ready", flush=True)
+n = 0
+while True:
+    pool.add(src, iteration=n, meta={"population": True, "score": 1.5, "hyperparams": {"lr": 1e-3, "entropy_coeff": 0.0}})
+    n += 1
+    print(n, flush=True)
+"""
+
+
+def assert_whole_population_entry(e, src):
+    from pathlib import Path
+
+    from builders import POOL_WEIGHTS
+
+    assert e.meta == META, e.id
+    assert_weights_equal(read_weights(e.path), POOL_WEIGHTS, e.id)
+    for name in ("training_state.safetensors", "policy.json"):
+        assert (Path(e.path) / name).read_bytes() == (Path(src) / name).read_bytes(), f"{e.id}/{name}"
+
+
+@pytest.mark.parametrize("pause_at", ["data", "index", None])
+def test_sigkill_during_a_population_add_leaves_no_half_entry(tmp_path, pause_at):
+    import os
+
+    from builders import kill_child_at
+
+    src, path = population_dir(tmp_path), tmp_path / "pool"
+    pool = PolicyPool(path, writer="w")
+    rng = random.Random(28)
+    have = 0
+    for i in range(6):
+        finished = kill_child_at(POP_CHILD, [str(path), src], pause_at or "", rng.randint(1, 3), rng.uniform(0.0, 0.3))
+        entries = PolicyPool(path, writer="w").entries()
+        assert len(entries) in (have + finished, have + finished + 1), f"kill {i}"
+        if pause_at:
+            assert len(entries) == have + finished  # killed before the index named it
+        for e in entries:
+            assert_whole_population_entry(e, src)
+        nxt = pool.add(src, meta=META)  # the next add succeeds and cleans up what the kill left
+        have = len(entries) + 1
+        assert_whole_population_entry(pool.get(nxt.id), src)
+        assert sorted(os.listdir(path / "snapshots")) == sorted(e.id for e in pool.entries()), f"kill {i}"
+        # donor_for reads the pool as it is: the writer's latest scored snapshot.
+        assert [e.id for e in latest_by_writer(pool.entries(policy="policy_0"))] == [nxt.id]
+
+
+POP_WRITER = r"""
+import os, sys, time
+sys.path.insert(0, sys.argv[1])
+go, pool_path, src, writer, score = sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5], float(sys.argv[6])
+from rllib_ext import PolicyPool
+while not os.path.exists(go):
+    time.sleep(0.001)
+pool = PolicyPool(pool_path, writer=writer)
+for i in range(10):
+    pool.add(src, iteration=i, meta={"population": True, "score": score + i, "hyperparams": {"lr": 1e-3}})
+"""
+
+
+def test_four_writers_add_population_snapshots_at_once_and_all_land(tmp_path):
+    from builders import start_together
+
+    src, path = population_dir(tmp_path), tmp_path / "pool"
+    done = start_together(POP_WRITER, [[path, src, f"trial_{k}", k] for k in range(4)], tmp_path / "go")
+    assert all(code == 0 for code, _ in done), done
+    entries = PolicyPool(path).entries(policy="policy_0")
+    assert len(entries) == 40 and len({e.id for e in entries}) == 40
+    for e in entries:
+        assert e.meta["score"] == int(e.writer[-1]) + e.iteration and e.meta["population"]
+        assert (tmp_path / "pool" / "snapshots" / e.id / "training_state.safetensors").is_file()
+    latest = {e.writer: e.meta["score"] for e in latest_by_writer(entries)}
+    assert latest == {f"trial_{k}": k + 9.0 for k in range(4)}
+    # The ranking sees every writer's newest: the bottom writer takes the top one's.
+    assert donor_for("trial_0", entries, 0.25, random.Random(0)).id == "policy_0-0009@trial_3"
+
+
+# ---------------------------------------------------------------- score="elo" with a league
+@pytest.mark.slow
+@pytest.mark.stack("new")
+def test_elo_score_is_the_league_rating_of_its_of_and_refused_elsewhere(ray_session, tmp_path):
+    from test_league import league_config
+
+    cfg = league_config("new", str(tmp_path / "league"), num_env_runners=0).population(
+        str(tmp_path / "population"), policies=["main"], every=1, quantile=0.5, score="elo", perturb={"lr": (2.0,)})
+    algo = cfg.build_algo()
+    try:
+        result = train(algo, 2)
+        assert pop(result)["main"]["score"] == result["rllib_ext"]["league_main_rating"] == algo.league.main_rating
+        assert algo.league.main_rating != 1200.0  # rated by its games, not the starting value
+        [latest] = latest_by_writer(PolicyPool(tmp_path / "population").entries(policy="main"))
+        assert latest.meta["score"] == algo.league.main_rating
+    finally:
+        algo.stop()
+    plain = pbt_config("new", str(tmp_path / "p2"), "elo")
+    with pytest.raises(ValueError, match=re.escape("population(score='elo'): policy 'policy_0' is not a league's of (None)")):
+        plain.build_algo()
