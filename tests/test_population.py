@@ -328,11 +328,93 @@ def test_elo_score_is_the_league_rating_of_its_of_and_refused_elsewhere(ray_sess
     try:
         result = train(algo, 2)
         assert pop(result)["main"]["score"] == result["rllib_ext"]["league_main_rating"] == algo.league.main_rating
-        assert algo.league.main_rating != 1200.0  # rated by its games, not the starting value
         [latest] = latest_by_writer(PolicyPool(tmp_path / "population").entries(policy="main"))
         assert latest.meta["score"] == algo.league.main_rating
     finally:
         algo.stop()
+    # With the league already configured, the config call itself refuses (in the driver).
+    league_first = league_config("new", str(tmp_path / "league"), num_env_runners=0).multi_agent(
+        policies_to_train=["main", "opponent_0"])
+    with pytest.raises(ValueError, match=re.escape("policy 'opponent_0' is not a league's of ('main')")):
+        league_first.population(str(tmp_path / "p3"), policies=["opponent_0"], score="elo")
     plain = pbt_config("new", str(tmp_path / "p2"), "elo")
     with pytest.raises(ValueError, match=re.escape("population(score='elo'): policy 'policy_0' is not a league's of (None)")):
         plain.build_algo()
+
+
+@pytest.mark.slow
+@pytest.mark.stack("new")
+def test_tune_resume_after_a_crash_keeps_perturbed_values_and_the_next_exploit(ray_session, tmp_path):
+    """A trial at the bottom of a pool with two better writers exploits at iterations 2 and
+    4 (a random donor of the two, a random factor); it crashes once at iteration 4, after
+    that round. Tune resumes it from the iteration-3 checkpoint: the optimizer holds the
+    lr perturbed at iteration 2, and the re-run iteration 4 takes the same donor with the
+    same perturbed lr as the crashed one (the draw's RNG came back with the checkpoint)."""
+    import json
+
+    from ray import tune
+    from tune_callbacks import CrashPopulationOnceAndRecord, score_worst
+
+    from rllib_ext.live.snapshot import snapshot_policy
+
+    path = str(tmp_path / "pool")
+    donor_algo = ppo_config("new", obs_dims=(4, 4), config_cls=PPOPartialConfig).build_algo()
+    try:
+        for writer, score, lr in (("donor_a", 1.0, 3e-3), ("donor_c", 0.9, 2e-4)):
+            donor_algo.train()
+            snapshot_policy(donor_algo, "policy_0", PolicyPool(path, writer=writer), iteration=1, training_state=True,
+                            meta={"population": True, "score": score, "hyperparams": {"lr": lr}})
+    finally:
+        donor_algo.stop()
+    cfg = (ppo_config("new", obs_dims=(4, 4), config_cls=PPOPartialConfig)
+           .environment(env_config={"obs_dims": [4, 4], "episode_len": 10, "marker_dir": str(tmp_path)})
+           .callbacks(CrashPopulationOnceAndRecord)
+           .population(path, policies=["policy_0"], every=2, quantile=0.5, score=score_worst,
+                       perturb={"lr": (0.5, 2.0)}, seed=11))
+    tune.run("PPOPartial", config=cfg, storage_path=str(tmp_path / "tune"), name="population", verbose=0,
+             stop={"training_iteration": 5}, checkpoint_freq=1, max_failures=1, raise_on_failed_trial=True)
+    assert (tmp_path / "crashed").exists(), "the crash was not injected"
+    rows = [json.loads(line) for line in open(tmp_path / "rounds.jsonl")]
+    by = {(r["iteration"], r["before_crash"]): r for r in rows}
+    round_2, crashed_4, rerun_4 = by[(2, True)], by[(4, True)], by[(4, False)]
+    donors = {e.id for e in PolicyPool(path).entries() if e.writer in ("donor_a", "donor_c")}
+    assert round_2["report"]["exploited_from"] in donors
+    perturbed_lr = round_2["report"]["hyperparams"]["lr"]
+    assert round_2["live_lr"] == pytest.approx(perturbed_lr) and perturbed_lr != pytest.approx(1e-3)
+    restored = json.load(open(tmp_path / "after_resume.json"))
+    assert restored["lr"] == pytest.approx(perturbed_lr), "Tune's restore lost the perturbed lr"
+    assert by[(3, True)]["live_lr"] == pytest.approx(perturbed_lr)
+    # The draws' RNG, the hyperparameters and the exploits came back as the checkpoint had them.
+    assert restored["state"] == by[(3, True)]["state"]
+    assert rerun_4["report"]["exploited_from"] == crashed_4["report"]["exploited_from"] in donors
+    assert rerun_4["report"]["hyperparams"] == pytest.approx(crashed_4["report"]["hyperparams"])
+    assert rerun_4["live_lr"] == pytest.approx(crashed_4["report"]["hyperparams"]["lr"])
+    assert (5, False) in by
+
+
+@pytest.mark.slow
+@pytest.mark.stack("new")
+def test_population_on_object_storage_acts_as_the_donor_does(ray_session, s3_bucket):
+    """Two writers share a pool on (local, moto) S3. The worse one's policy_0 exploits the
+    better one's snapshot from the bucket and then acts as the donor did on the same raw
+    observations (action-distribution inputs through the env runner's connectors); its
+    policy_1, not exploited, does not (the negative control)."""
+    import numpy as np
+    from builders import rllib_dist_inputs
+
+    uri = f"{s3_bucket}/pop"
+    better = pbt_config("new", PolicyPool(uri, writer="trial_a"), score_better).build_algo()
+    worse = pbt_config("new", PolicyPool(uri, writer="trial_b"), score_worse).build_algo()
+    try:
+        obs = np.random.default_rng(0).normal(size=(16, 4)).astype(np.float32)
+        train(better, EVERY)  # its round: the snapshot is the live policy_0 now
+        want = {pid: rllib_dist_inputs(better, pid, f"agent_{pid[-1]}", obs) for pid in POLICIES}
+        report = pop(train(worse, EVERY))
+        assert report["policy_0"]["exploited_from"] == "policy_0-0000@trial_a", report
+        assert PolicyPool(uri).get("policy_0-0000@trial_a").path.startswith("s3://")
+        got = {pid: rllib_dist_inputs(worse, pid, f"agent_{pid[-1]}", obs) for pid in POLICIES}
+        np.testing.assert_allclose(got["policy_0"], want["policy_0"], rtol=0, atol=1e-6)
+        assert np.abs(got["policy_1"] - want["policy_1"]).max() > 1e-3, "policy_1 was not to be exploited"
+    finally:
+        better.stop()
+        worse.stop()

@@ -55,3 +55,47 @@ class CrashLeagueOnceAndRecord(RLlibCallback):
         if result["training_iteration"] == 3 and not os.path.exists(marker):
             open(marker, "w").close()
             raise RuntimeError("injected crash at iteration 3")
+
+
+def score_worst(result, policy_id):
+    """A population score that keeps this trial at the bottom (trial actors import it by name)."""
+    return 0.0
+
+
+class CrashPopulationOnceAndRecord(RLlibCallback):
+    """Record each result's population report for ``policy_0``, the lr its optimizer holds
+    and the feature's state (hyperparameters, exploits, the draws' RNG) in
+    ``env_config["marker_dir"]/rounds.jsonl``; crash the trial once at iteration 4, after
+    that iteration's round (snapshot, exploit, perturb) ran. After Tune's restore, record
+    the restored lr and state in ``after_resume.json``."""
+
+    def on_train_result(self, *, algorithm, result, **kwargs):
+        import json
+
+        from rllib_ext.live.hyperparams import live_hyperparams
+
+        marker_dir = algorithm.config.env_config["marker_dir"]
+        marker = os.path.join(marker_dir, "crashed")
+        row = {"iteration": result["training_iteration"], "before_crash": not os.path.exists(marker),
+               "report": result["rllib_ext"]["population"]["policy_0"],
+               "live_lr": live_hyperparams(algorithm, "policy_0", ["lr"])["lr"], "state": population_state(algorithm)}
+        with open(os.path.join(marker_dir, "rounds.jsonl"), "a") as f:
+            f.write(json.dumps(row) + "\n")
+        if result["training_iteration"] == 4 and not os.path.exists(marker):
+            open(marker, "w").close()
+            raise RuntimeError("injected crash at iteration 4")
+
+    def on_checkpoint_loaded(self, *, algorithm, **kwargs):
+        import json
+
+        from rllib_ext.live.hyperparams import live_hyperparams
+
+        marker_dir = algorithm.config.env_config["marker_dir"]
+        with open(os.path.join(marker_dir, "after_resume.json"), "w") as f:
+            json.dump({**live_hyperparams(algorithm, "policy_0", ["lr"]), "state": population_state(algorithm)}, f)
+
+
+def population_state(algorithm):
+    """The population feature's state, as its checkpoint holds it."""
+    feature = next(f for f in algorithm.features if f.state_key == "rllib_ext_population")
+    return feature.state(algorithm)

@@ -33,9 +33,10 @@ from ...pool.policy_pool import PolicyPool
 from ..backends import backend_for
 from ..hyperparams import check_names, config_values, set_hyperparams
 from ..restore import restore_policies
+from ..ray_internals import config_extra, set_config_extra
 from ..snapshot import pool_for, snapshot_policy
 from .base import Feature
-from .league import pool_path
+from .league import LEAGUE_ATTR, pool_path
 
 CONFIG_KEY = "population"
 SPEC_ATTR = "_rllib_ext_population"  # on the config
@@ -127,8 +128,19 @@ def population(
     spec = PopulationSpec(pool_path(pool), [str(p) for p in policies], int(every), float(quantile), score,
                           perturb, int(seed), writer)
     check_spec(spec, config, list(config.policies or {}) or spec.policies)
-    setattr(config, SPEC_ATTR, asdict(spec))
+    league = config_extra(config, LEAGUE_ATTR)
+    if spec.score == "elo" and league is not None:  # league() after population(): checked in setup
+        check_elo(spec.policies, league.get("learner"))
+    set_config_extra(config, SPEC_ATTR, asdict(spec))
     return config
+
+
+def check_elo(policies: Sequence[str], learner: Optional[str]) -> None:
+    """``score="elo"`` ranks by the league's rating of its learner: only that policy has one."""
+    for pid in policies:
+        if pid != learner:
+            raise ValueError(f"population(score='elo'): policy {pid!r} is not a league's of ({learner!r}); "
+                             "'elo' ranks by the league's rating of its learner")
 
 
 def perturbed(values: Mapping[str, float], perturb: Perturb, rng: random.Random) -> Dict[str, float]:
@@ -206,7 +218,7 @@ class PopulationFeature(Feature):
 
     @classmethod
     def build(cls, algo: Any) -> Optional["PopulationFeature"]:
-        spec = getattr(algo.config, SPEC_ATTR, None)
+        spec = config_extra(algo.config, SPEC_ATTR)
         return cls(PopulationSpec(**spec)) if spec else None
 
     def pool(self, algo: Any) -> PolicyPool:
@@ -223,11 +235,7 @@ class PopulationFeature(Feature):
         check_spec(self.spec, algo.config, backend_for(algo).ids())
         league = algo.league
         if self.spec.score == "elo":
-            of = league.spec.learner if league is not None and league.spec is not None else None
-            for pid in self.spec.policies:
-                if pid != of:
-                    raise ValueError(f"population(score='elo'): policy {pid!r} is not a league's of ({of!r}); "
-                                     "'elo' ranks by the league's rating of its learner")
+            check_elo(self.spec.policies, league.spec.learner if league is not None and league.spec is not None else None)
         if league is not None and league.spec is not None:
             for pid in self.spec.policies:
                 if pid in league.spec.slots:
