@@ -73,9 +73,6 @@ def league(args: argparse.Namespace, log: Optional[Any]) -> Dict[str, float]:
     from rllib_ext import PolicyPool, PPOPartialConfig
     from rllib_ext.envs import seat_mapping
 
-    import torch
-
-    torch.set_num_threads(1)  # one core: self-play trains on the other
     every = max(1, args.snapshot_every // args.batch)
     phase = max(every, args.phase // args.batch)
     config = (
@@ -121,13 +118,11 @@ def self_play(args: argparse.Namespace) -> Dict[str, Any]:
     """Plain self-play at the same budget: one PPO policy in both seats. Returns its final
     exploitability and one row per phase (it runs as a Ray task beside the league, whose
     prints would not reach the driver)."""
-    import torch
     from ray.rllib.algorithms.ppo import PPOConfig
 
     from rllib_ext import NumpyPolicy
     from rllib_ext.act.openspiel import exploitability
 
-    torch.set_num_threads(1)  # one core: the league trains on the other
     config = oracle(PPOConfig(), args).multi_agent(policies={"main"}, policy_mapping_fn=lambda *a, **k: "main")
     algo = config.build_algo()
     t0, steps, final, rows = time.time(), 0, float("nan"), []
@@ -161,8 +156,9 @@ def main(argv: Optional[list] = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     args.pool = os.path.abspath(args.pool or os.path.join(tempfile.mkdtemp(prefix="poker-league-"), "pool"))
-    # One thread per process (before numpy, torch and Ray start): the league and the
-    # self-play baseline each own one core; BLAS threads spinning on both halved the pace.
+    # One thread per process (set before numpy, torch and Ray start; torch and the Ray task's
+    # worker read it too): the league and the self-play baseline each own one core; BLAS
+    # threads spinning on both halved the pace.
     for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(name, "1")
 

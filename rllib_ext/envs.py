@@ -8,6 +8,7 @@ learnable in a few iterations, so "did training change the weights?" is meaningf
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Dict, Optional
 
 import gymnasium as gym
@@ -167,8 +168,10 @@ class OpenSpielGame(MultiAgentEnv):
         return _game_returns_env(OpenSpielEnv)(game)
 
 
+@functools.lru_cache(maxsize=None)
 def _game_returns_env(base: type) -> type:
-    """``base`` (RLlib's ``OpenSpielEnv``) whose step rewards are the game's returns, no penalty."""
+    """``base`` (RLlib's ``OpenSpielEnv``) whose step rewards are the game's returns, no penalty
+    (one class, made on first use: pyspiel and the wrapper load only when a game is made)."""
 
     class OpenSpielEnvGameReturns(base):  # type: ignore[misc, valid-type]
         def step(self, action: Dict[Any, Any]) -> Any:

@@ -694,6 +694,34 @@ def pause_before_replace(folder):
 """
 
 
+def pool_add_child(add_kwargs: str = "") -> str:
+    """The child of the pool's SIGKILL tests (run by :func:`kill_child_at`; its args: the
+    pool's path and a policy directory): add the directory to the pool as writer ``"w"``
+    until killed, ``pool.add(src, iteration=n<add_kwargs>)``, one printed line per add. Its
+    pause ``"data"`` marks once the snapshot's directory is in place and the index does not
+    name it yet; ``"index"`` once the new index file is written and fsynced, not yet renamed."""
+    return r"""
+pool_path, src = args
+from rllib_ext.pool import store as pool_store
+from rllib_ext import PolicyPool
+if pause == "data":
+    put = pool_store.LocalStore.put_dir
+    def put_dir(self, *a, **k):
+        put(self, *a, **k)
+        mark()
+    pool_store.LocalStore.put_dir = put_dir
+elif pause == "index":
+    pause_before_replace("index")
+pool = PolicyPool(pool_path, writer="w")
+print("ready", flush=True)
+n = 0
+while True:
+    pool.add(src, iteration=n""" + add_kwargs + """)
+    n += 1
+    print(n, flush=True)
+"""
+
+
 def kill_child_at(script: str, args: Sequence[str], pause: str, stop_at: int, wait: float) -> int:
     """:func:`kill_at_a_mark` for a child that is ``MARK_PRELUDE + script``."""
     argv = [sys.executable, "-c", MARK_PRELUDE + script, ROOT, pause, str(stop_at), *args]

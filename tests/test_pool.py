@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 from builders import (
-    POOL_WEIGHTS as WEIGHTS, ROOT, assert_imports_no_framework, assert_weights_equal, kill_child_at, pool_files,
-    pool_policy_dir as policy_dir, start_together,
+    POOL_WEIGHTS as WEIGHTS, ROOT, assert_imports_no_framework, assert_weights_equal, kill_child_at, pool_add_child,
+    pool_files, pool_policy_dir as policy_dir, start_together,
 )
 
 import rllib_ext
@@ -238,28 +238,7 @@ def test_cli_pool_runs_without_ray(tmp_path):
 KILLS = 12
 SEED = 20260523
 
-# The child (after builders.MARK_PRELUDE): add the source to the pool as writer "w" until
-# killed; print one line per add.
-CHILD = r"""
-pool_path, src = args
-from rllib_ext.pool import store as pool_store
-from rllib_ext import PolicyPool
-if pause == "data":  # the snapshot's directory is in place, the index does not name it yet
-    put = pool_store.LocalStore.put_dir
-    def put_dir(self, *a, **k):
-        put(self, *a, **k)
-        mark()
-    pool_store.LocalStore.put_dir = put_dir
-elif pause == "index":  # the new index file is written and fsynced, not yet renamed into place
-    pause_before_replace("index")
-pool = PolicyPool(pool_path, writer="w")
-print("ready", flush=True)
-n = 0
-while True:
-    pool.add(src, iteration=n)
-    n += 1
-    print(n, flush=True)
-"""
+CHILD = pool_add_child()  # adds the source as writer "w" until killed
 
 
 @pytest.mark.parametrize("pause_at", [None, "data", "index"])

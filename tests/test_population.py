@@ -15,7 +15,9 @@ import random
 import re
 
 import pytest
-from builders import STACKS, assert_differs, assert_weights_equal, live_weights, pool_policy_dir, ppo_config
+from builders import (
+    STACKS, assert_differs, assert_weights_equal, live_weights, pool_add_child, pool_policy_dir, ppo_config,
+)
 
 from rllib_ext import PolicyNotFoundError, PolicyPool, PPOPartialConfig, read_weights
 from rllib_ext.live.features.population import donor_for, latest_by_writer, perturbed
@@ -226,27 +228,7 @@ def population_dir(tmp_path, name="src"):
 
 
 META = {"population": True, "score": 1.5, "hyperparams": {"lr": 1e-3, "entropy_coeff": 0.0}}
-POP_CHILD = r"""
-pool_path, src = args
-import json
-from rllib_ext import PolicyPool
-from rllib_ext.pool import store as pool_store
-if pause == "data":  # the snapshot's directory is in place, the index does not name it yet
-    put = pool_store.LocalStore.put_dir
-    def put_dir(self, *a, **k):
-        put(self, *a, **k)
-        mark()
-    pool_store.LocalStore.put_dir = put_dir
-elif pause == "index":
-    pause_before_replace("index")
-pool = PolicyPool(pool_path, writer="w")
-print("ready", flush=True)
-n = 0
-while True:
-    pool.add(src, iteration=n, meta={"population": True, "score": 1.5, "hyperparams": {"lr": 1e-3, "entropy_coeff": 0.0}})
-    n += 1
-    print(n, flush=True)
-"""
+POP_CHILD = pool_add_child(f", meta={META!r}")
 
 
 def assert_whole_population_entry(e, src):
