@@ -372,6 +372,9 @@ def test_tune_resume_after_a_crash_keeps_perturbed_values_and_the_next_exploit(r
     assert rerun_4["report"]["hyperparams"] == pytest.approx(crashed_4["report"]["hyperparams"])
     assert rerun_4["live_lr"] == pytest.approx(crashed_4["report"]["hyperparams"]["lr"])
     assert (5, False) in by
+    # The crashed run's round-4 snapshot left the pool on resume: one snapshot per round.
+    mine = [e.iteration for e in PolicyPool(path).entries() if e.writer not in ("donor_a", "donor_c")]
+    assert sorted(mine) == [2, 4], mine
 
 
 @pytest.mark.slow

@@ -21,6 +21,7 @@ restore (RLlib rebuilds optimizers and schedulers from the config, which would l
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import random
@@ -37,6 +38,8 @@ from ..ray_internals import config_extra, set_config_extra
 from ..snapshot import pool_for, snapshot_policy
 from .base import Feature
 from .league import LEAGUE_ATTR, pool_path
+
+logger = logging.getLogger(__name__)
 
 CONFIG_KEY = "population"
 SPEC_ATTR = "_rllib_ext_population"  # on the config
@@ -190,6 +193,23 @@ def policy_return(result: Mapping[str, Any], policy_id: str) -> float:
     return float("nan")
 
 
+def drop_lost_rounds(pool: PolicyPool, iteration: int) -> List[str]:
+    """Remove this writer's population snapshots taken after ``iteration`` (the checkpoint's).
+
+    A resume rewinds the trial to its checkpoint; the rounds a crashed run played after it
+    are played again. Left in the pool, the lost run's snapshots would rank beside their
+    re-run twins (and other trials could exploit a policy this trial no longer has).
+    """
+    lost = [e.id for e in pool.entries(writer=pool.writer)
+            if (e.meta or {}).get(META_TAG) and e.iteration is not None and e.iteration > iteration]
+    for entry_id in lost:
+        pool.remove(entry_id)
+    if lost:
+        logger.warning("population resumed at iteration %d: removed %s, taken after it by the run that was lost",
+                       iteration, ", ".join(lost))
+    return lost
+
+
 class PopulationFeature(Feature):
     """Snapshots, exploits and explores the population policies after every ``every`` iterations."""
 
@@ -286,10 +306,12 @@ class PopulationFeature(Feature):
 
     def state(self, algo: Any) -> Optional[Dict[str, Any]]:
         version, internal, gauss = self.rng.getstate()
-        return {"hyperparams": {p: dict(v) for p, v in self.hyperparams.items()}, "last_round": self.last_round,
+        return {"iteration": int(algo.iteration), "hyperparams": {p: dict(v) for p, v in self.hyperparams.items()}, "last_round": self.last_round,
                 "rng": [version, list(internal), gauss], "exploits": {p: list(v) for p, v in self.exploits.items()}}
 
     def set_state(self, algo: Any, state: Mapping[str, Any]) -> None:
+        if state.get("iteration") is not None:  # absent in states written before it was kept
+            drop_lost_rounds(self.pool(algo), int(state["iteration"]))
         version, internal, gauss = state["rng"]
         self.rng.setstate((version, tuple(internal), gauss))
         self.last_round = int(state["last_round"])
