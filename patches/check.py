@@ -6,6 +6,7 @@
                                             apply every patch there (in order)
     python patches/check.py --test          --apply-to a temporary DIR, then run each
                                             patch's own upstream-style tests against it
+    python patches/check.py --test --only NAME   the same, one patch's tests only
 
 Why a copy: the installed ray stays untouched, so rllib_ext's tests still run against
 stock RLlib. The patched copy is put first on ``ray.__path__`` of a fresh interpreter,
@@ -108,10 +109,13 @@ def apply_to(dest: Path, ray_dir: Path) -> Path:
     return dest
 
 
-def run_tests(overlay: Path, pytest_args: List[str]) -> int:
-    """Run each patch's own tests in a fresh interpreter that imports the patched copy."""
+def run_tests(overlay: Path, pytest_args: List[str], only: str | None = None) -> int:
+    """Run each patch's own tests (or ``only`` that patch's) in a fresh interpreter that
+    imports the patched copy."""
     failed = 0
     for p in patches():
+        if only and p.name != only:
+            continue
         tests = [str(overlay / t) for t in new_test_files(p)]
         if not tests:
             print(f"FAIL  {p.name} adds no test (a patch without a test is not upstream-ready)", file=sys.stderr)
@@ -136,6 +140,8 @@ def main(argv: List[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--apply-to", metavar="DIR", help="apply every patch to a copy of ray/rllib in DIR")
     ap.add_argument("--test", action="store_true", help="apply to a temporary copy and run the patches' tests")
+    ap.add_argument("--only", metavar="NAME",
+                    help="with --test: run only this patch's tests (every patch is still applied, in order)")
     ap.add_argument("--ray-dir", help="the ray package to check against (default: the installed one)")
     ap.add_argument("pytest_args", nargs="*", help="extra pytest arguments for --test")
     args = ap.parse_args(argv)
@@ -144,6 +150,10 @@ def main(argv: List[str] | None = None) -> int:
         return 2
     if not patches():
         print(f"check.py: no *.patch files in {HERE}", file=sys.stderr)
+        return 2
+    if args.only and args.only not in {p.name for p in patches()}:
+        print(f"check.py: --only {args.only}: no such patch; known: {', '.join(p.name for p in patches())}",
+              file=sys.stderr)
         return 2
     ray_dir = Path(args.ray_dir) if args.ray_dir else installed_ray_dir()
     if not args.ray_dir and ray_version() != EXPECTED_RAY:
@@ -158,7 +168,7 @@ def main(argv: List[str] | None = None) -> int:
     if args.test:
         with tempfile.TemporaryDirectory(prefix="rllib-patched-") as tmp:
             apply_to(Path(tmp), ray_dir)
-            failed = run_tests(Path(tmp), args.pytest_args)
+            failed = run_tests(Path(tmp), args.pytest_args, args.only)
         if failed:
             return 1
     print(f"check.py: all {len(patches())} patches OK against {ray_dir}")

@@ -3,7 +3,7 @@
 pytest-markdown-docs runs every Python block (``pytest --markdown-docs README.md docs``);
 a block names its setup as fixtures in its info string (docs/conftest.py):
 
-    ```python fixture:docs_dir     Ray-free: runs in every cell and in the numpy-only install
+    ```python fixture:docs_dir     Ray-free: runs in torch-new and in the numpy-only install
     ```python fixture:ray_docs     needs Ray: runs in the torch-new cell, skipped elsewhere
     ```python fixture:onnx_docs    needs torch + onnx (the test extra), not Ray
     ```python notest               not runnable; the line before the block says why:

@@ -1,7 +1,7 @@
 """The documentation: every code block accounted for, and a strict build that fails.
 
-The blocks themselves run under ``pytest --markdown-docs README.md docs`` (the docs cell
-runs the Ray-free ones, torch-new all of them; tests/docs_blocks.py says which is which).
+The blocks themselves run under ``pytest --markdown-docs README.md docs`` (in torch-new;
+tests/docs_blocks.py says which need Ray).
 Here: every Python block either runs somewhere or says why not, and the strict build
 (``sphinx-build -nW``, what ``make docs`` runs) fails on one planted broken reference.
 """
