@@ -25,7 +25,8 @@ Measured per exploit:
 Final per-policy scores: each policy's mean episode return in the last result, best
 trial and mean over trials.
 
-Run: python bench/population.py [--quick] [--trials 4] [--iters 60] [--every 6]
+Run: python bench/population.py [--quick] [--trials 4] [--iters 60] [--every 6] [--seed S --json RUNS.jsonl]
+     python bench/population.py --summarize RUNS.jsonl   (mean and standard error over the runs)
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import argparse
 import datetime
 import json
 import os
+import random
 import statistics
 import sys
 import tempfile
@@ -47,6 +49,7 @@ from rllib_ext.envs import SignGame, agent_to_policy
 
 POLICIES = ["policy_0", "policy_1"]
 SCALES = [100.0, 0.1]
+FLIPS = [0, 0]
 LR_GRID = [1e-4, 1e-3, 1e-2, 1e-1]
 FACTORS = (0.8, 1.25)
 QUANTILE = 0.25
@@ -54,25 +57,39 @@ BENCH_KEY = "bench_population"  # the timings a trial adds to its result
 
 
 class ScaledSignGame(SignGame):
-    """``SignGame`` with agent ``i``'s observation multiplied by ``env_config["obs_scales"][i]``."""
+    """``SignGame`` with agent ``i``'s observation multiplied by ``env_config["obs_scales"][i]``
+    and, if ``env_config["flip_every"][i]`` is > 0, its rule flipped every that many env
+    steps (the rewarded action is then the other one: a moving target)."""
 
     def __init__(self, config: Any = None) -> None:
         config = dict(config or {})
         self.scales = [float(s) for s in config.pop("obs_scales", SCALES)]
+        self.flips = [int(f) for f in config.pop("flip_every", FLIPS)]
         super().__init__(config)
         self.observation_spaces = {a: gym.spaces.Box(-s, s, space.shape, np.float32)
                                    for (a, space), s in zip(self.observation_spaces.items(), self.scales)}
+        self.steps = 0  # env steps over all episodes: the clock of the flips
 
     def _observe(self) -> Dict[str, np.ndarray]:
         super()._observe()
         return {a: (o * np.float32(s)).astype(np.float32) for (a, o), s in zip(self._obs.items(), self.scales)}
+
+    def _reward(self, agent: str, act: Any) -> float:
+        flip = self.flips[self.agents.index(agent)]
+        right = super()._reward(agent, act)
+        return 1.0 - right if flip and (self.steps // flip) % 2 else right
+
+    def step(self, action_dict: Dict[str, Any]) -> Any:
+        out = super().step(action_dict)
+        self.steps += 1
+        return out
 
 
 def dir_size(path: str) -> int:
     return sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(path) for f in files)
 
 
-def base_config(config_cls: type, lr: Any) -> Any:
+def base_config(config_cls: type, lr: Any, seed: int = 0) -> Any:
     return (
         config_cls()
         .environment(ScaledSignGame, env_config={"obs_dims": [4, 4], "episode_len": 10})
@@ -82,7 +99,7 @@ def base_config(config_cls: type, lr: Any) -> Any:
         .multi_agent(policies=set(POLICIES), policy_mapping_fn=agent_to_policy)
         .resources(num_cpus_for_main_process=0.5)
         .learners(num_cpus_per_learner=0.5)  # the local learner's CPU is the main process's: 4 trials at once
-        .debugging(seed=0)
+        .debugging(seed=seed)
     )
 
 
@@ -161,17 +178,18 @@ def run(method: str, args: argparse.Namespace, base: str) -> Dict[str, Any]:
     kwargs: Dict[str, Any] = {}
     if method == "ours":
         trainable = ours_cls
-        config = base_config(PPOPartialConfig, grid).population(
+        config = base_config(PPOPartialConfig, grid, args.seed).population(
             os.path.join(base, "pool"), policies=POLICIES, every=args.every, quantile=QUANTILE,
-            score="return", perturb={"lr": FACTORS}, seed=0)
+            score="return", perturb={"lr": FACTORS}, seed=args.seed)
     else:
         trainable = tune_cls
-        config = base_config(PPOConfig, grid)
+        config = base_config(PPOConfig, grid, args.seed)
         kwargs["scheduler"] = PopulationBasedTraining(
             time_attr="training_iteration", metric="env_runners/episode_return_mean", mode="max",
             perturbation_interval=args.every, quantile_fraction=QUANTILE, resample_probability=0.0,
             perturbation_factors=tuple(sorted(FACTORS, reverse=True)),
             hyperparam_mutations={"lr": tune.loguniform(1e-6, 1.0)})
+    random.seed(args.seed)  # Tune's PBT draws its donors and factors from `random`
     t0 = time.perf_counter()
     analysis = tune.run(trainable, config=config.to_dict(), stop={"training_iteration": args.iters},
                         storage_path=os.path.join(base, f"tune_{method}"), name=method, verbose=0,
@@ -236,8 +254,15 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=4)
     parser.add_argument("--iters", type=int, default=60)
     parser.add_argument("--every", type=int, default=6)
+    parser.add_argument("--seed", type=int, default=0, help="the trials' seed, and both PBTs' draws")
+    parser.add_argument("--json", default=None, help="append the run's figures here as one JSON line")
     parser.add_argument("--dir", default=None, help="where the pools and Tune's results go (default: a temp dir)")
+    parser.add_argument("--summarize", metavar="JSONL", default=None,
+                        help="print the figures of the runs --json appended there, instead of running")
     args = parser.parse_args()
+    if args.summarize:
+        summarize(args.summarize)
+        return
     if args.quick:
         args.iters, args.every = 16, 4
     command = "python " + " ".join(sys.argv)
@@ -253,6 +278,29 @@ def main() -> None:
         print(f"{method}: {results[method]['wall']:.0f} s", flush=True)
     ray.shutdown()
     report(results, args, started, command)
+    if args.json:
+        with open(args.json, "a") as f:
+            f.write(json.dumps({"seed": args.seed, "iters": args.iters, "every": args.every, "trials": args.trials,
+                                "started": f"{started:%Y-%m-%d %H:%M %Z}", "command": command,
+                                **{m: {"finals": r["finals"], "wall": r["wall"]} for m, r in results.items()}}) + "\n")
+
+
+def summarize(path: str) -> None:
+    """Per policy, over the runs in ``path``: the mean (and its standard error) of each
+    run's best trial and of each run's mean over trials, for both methods."""
+    runs = [json.loads(line) for line in open(path) if line.strip()]
+    print(f"{len(runs)} runs from {path} (seeds {sorted(r['seed'] for r in runs)}); "
+          "mean +- standard error over runs")
+    w = 30
+    print(f"{'':<{w}}{'rllib_ext (per policy)':>24}{'Tune PBT (whole trial)':>24}")
+    for pid in POLICIES:
+        for label, fn in (("best trial", max), ("mean over trials", statistics.mean)):
+            cells = []
+            for method in ("ours", "tune"):
+                xs = [fn(f[pid] for f in r[method]["finals"]) for r in runs]
+                se = statistics.stdev(xs) / len(xs) ** 0.5 if len(xs) > 1 else float("nan")
+                cells.append(f"{statistics.mean(xs):.2f} +- {se:.2f}")
+            print(f"{f'{pid} return, {label}':<{w}}{cells[0]:>24}{cells[1]:>24}")
 
 
 if __name__ == "__main__":
