@@ -325,8 +325,8 @@ def test_elo_score_is_the_league_rating_of_its_of_and_refused_elsewhere(ray_sess
 
 
 @pytest.mark.slow
-@pytest.mark.stack("new")
-def test_tune_resume_after_a_crash_keeps_perturbed_values_and_the_next_exploit(ray_session, tmp_path):
+@pytest.mark.parametrize("stack", ["new", "old"])
+def test_tune_resume_after_a_crash_keeps_perturbed_values_and_the_next_exploit(ray_session, tmp_path, stack):
     """A trial at the bottom of a pool with two better writers exploits at iterations 2 and
     4 (a random donor of the two, a random factor); it crashes once at iteration 4, after
     that round. Tune resumes it from the iteration-3 checkpoint: the optimizer holds the
@@ -340,7 +340,7 @@ def test_tune_resume_after_a_crash_keeps_perturbed_values_and_the_next_exploit(r
     from rllib_ext.live.snapshot import snapshot_policy
 
     path = str(tmp_path / "pool")
-    donor_algo = ppo_config("new", obs_dims=(4, 4), config_cls=PPOPartialConfig).build_algo()
+    donor_algo = ppo_config(stack, obs_dims=(4, 4), config_cls=PPOPartialConfig).build_algo()
     try:
         for writer, score, lr in (("donor_a", 1.0, 3e-3), ("donor_c", 0.9, 2e-4)):
             donor_algo.train()
@@ -348,7 +348,7 @@ def test_tune_resume_after_a_crash_keeps_perturbed_values_and_the_next_exploit(r
                             meta={"population": True, "score": score, "hyperparams": {"lr": lr}})
     finally:
         donor_algo.stop()
-    cfg = (ppo_config("new", obs_dims=(4, 4), config_cls=PPOPartialConfig)
+    cfg = (ppo_config(stack, obs_dims=(4, 4), config_cls=PPOPartialConfig)
            .environment(env_config={"obs_dims": [4, 4], "episode_len": 10, "marker_dir": str(tmp_path)})
            .callbacks(CrashPopulationOnceAndRecord)
            .population(path, policies=["policy_0"], every=2, quantile=0.5, score=score_worst,
