@@ -32,7 +32,7 @@ from .league_play import take_outcomes
 from .matchmaking import Candidate, Sampler
 from .policy_io import save_policy
 from .restore import restore_policies
-from .snapshot import pool_for, snapshot_policy
+from .snapshot import drop_writer_entries_after, pool_for, snapshot_policy
 
 STATE_KEY = "rllib_ext_league"  # where the league's state sits in the algorithm's state
 logger = logging.getLogger(__name__)
@@ -307,11 +307,7 @@ class League:
         lost = []
         paths = {spec.pool for spec in (self.spec, self.snapshots) if spec is not None}
         for path in sorted(paths):
-            pool = self.pool(path)
-            for entry in pool.entries():
-                if entry.writer == pool.writer and entry.iteration is not None and entry.iteration > iteration:
-                    pool.remove(entry.id)
-                    lost.append(entry.id)
+            lost += drop_writer_entries_after(self.pool(path), iteration)
         if lost:
             logger.warning("league resumed at iteration %d: removed %s, taken after it by the run that was lost",
                            iteration, ", ".join(lost))

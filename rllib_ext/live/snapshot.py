@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from typing import Any, Mapping
+from typing import Any, List, Mapping
 
 from ..pool.index import PoolEntry
 from ..pool.policy_pool import PolicyPool
@@ -62,3 +62,18 @@ def snapshot_policy(
         it = int(algo.iteration) if iteration is None else int(iteration)
         return pool.add(local, policy=policy_id, iteration=it,
                         env_steps=backend_for(algo).env_steps(), rating=rating, meta=meta)
+
+
+def drop_writer_entries_after(pool: PolicyPool, iteration: int, where: Any = None) -> List[str]:
+    """Remove ``pool``'s entries by its own writer taken after ``iteration`` (and matching
+    ``where(entry)``, if given); return their ids.
+
+    A resume rewinds a run to its checkpoint: what the lost run wrote after it belongs to
+    iterations about to be trained again, and left in the pool it would sit beside its
+    re-run twin. Other writers' entries and this writer's earlier ones stay.
+    """
+    lost = [e.id for e in pool.entries(writer=pool.writer)
+            if e.iteration is not None and e.iteration > iteration and (where is None or where(e))]
+    for entry_id in lost:
+        pool.remove(entry_id)
+    return lost

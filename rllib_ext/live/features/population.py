@@ -35,7 +35,7 @@ from ..backends import backend_for
 from ..hyperparams import check_names, config_values, set_hyperparams
 from ..restore import restore_policies
 from ..ray_internals import config_extra, set_config_extra
-from ..snapshot import pool_for, snapshot_policy
+from ..snapshot import drop_writer_entries_after, pool_for, snapshot_policy
 from .base import Feature
 from .league import LEAGUE_ATTR, pool_path
 
@@ -200,10 +200,7 @@ def drop_lost_rounds(pool: PolicyPool, iteration: int) -> List[str]:
     are played again. Left in the pool, the lost run's snapshots would rank beside their
     re-run twins (and other trials could exploit a policy this trial no longer has).
     """
-    lost = [e.id for e in pool.entries(writer=pool.writer)
-            if (e.meta or {}).get(META_TAG) and e.iteration is not None and e.iteration > iteration]
-    for entry_id in lost:
-        pool.remove(entry_id)
+    lost = drop_writer_entries_after(pool, iteration, where=lambda e: (e.meta or {}).get(META_TAG))
     if lost:
         logger.warning("population resumed at iteration %d: removed %s, taken after it by the run that was lost",
                        iteration, ", ".join(lost))
@@ -306,8 +303,8 @@ class PopulationFeature(Feature):
 
     def state(self, algo: Any) -> Optional[Dict[str, Any]]:
         version, internal, gauss = self.rng.getstate()
-        return {"iteration": int(algo.iteration), "hyperparams": {p: dict(v) for p, v in self.hyperparams.items()}, "last_round": self.last_round,
-                "rng": [version, list(internal), gauss], "exploits": {p: list(v) for p, v in self.exploits.items()}}
+        return {"iteration": int(algo.iteration), "hyperparams": {p: dict(v) for p, v in self.hyperparams.items()},
+                "last_round": self.last_round, "rng": [version, list(internal), gauss], "exploits": {p: list(v) for p, v in self.exploits.items()}}
 
     def set_state(self, algo: Any, state: Mapping[str, Any]) -> None:
         if state.get("iteration") is not None:  # absent in states written before it was kept
