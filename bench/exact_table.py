@@ -6,7 +6,8 @@ For the pool a ``examples/poker_league.py`` run wrote (it prints ``pool: PATH``)
 OpenSpiel's expected value for every pair of ``of``'s snapshots (both seats, averaged),
 solves the Nash mixture of that exact table, and prints its exact exploitability beside
 that of the pool's own answer (the Nash mixture of the sampled table) and the largest gap
-between the sampled and the exact entries.
+between the sampled and the exact entries; then the same for one mixture per seat
+(``meta_strategy_by_seat``: the sampled seat rows against the exact seat game).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ def main() -> None:
 
     from rllib_ext import NumpyPolicy, PolicyPool
     from rllib_ext.act.openspiel import exploitability, tabular_policy
-    from rllib_ext.pool.solvers import nash
+    from rllib_ext.pool.solvers import nash, zero_sum_nash
 
     pool = PolicyPool(args.pool)
     game = pyspiel.load_game(args.game)
@@ -36,12 +37,9 @@ def main() -> None:
     policies = [NumpyPolicy.from_checkpoint(e.path) for e in entries]
     tables = [tabular_policy(game, p) for p in policies]
     n = len(ids)
-    exact = np.zeros((n, n))
-    for i in range(n):
-        for j in range(n):
-            first = expected_game_score.policy_value(game.new_initial_state(), [tables[i], tables[j]])
-            second = expected_game_score.policy_value(game.new_initial_state(), [tables[j], tables[i]])
-            exact[i, j] = (first[0] + second[1]) / 2
+    seat0 = np.array([[expected_game_score.policy_value(game.new_initial_state(), [tables[i], tables[j]])[0]
+                       for j in range(n)] for i in range(n)])  # i as player 0 against j as player 1
+    exact = (seat0 - seat0.T) / 2  # both seats, averaged (zero-sum: player 1 gets -seat0)
     sampled = pool.payoff(ids)
     gap = np.abs(sampled.value - exact)
     np.fill_diagonal(gap, 0.0)
@@ -54,6 +52,17 @@ def main() -> None:
         mix = {policies[i]: float(p) for i, p in enumerate(x) if p > 1e-6}
         print(f"  Nash mixture of the {label:<34} support {int((x > 1e-3).sum()):2d}, "
               f"exploitability {exploitability(args.game, mix):.3f}")
+    try:
+        by_seat = pool.meta_strategy_by_seat(of=args.of)
+    except ValueError as e:  # a pool without seat rows (written before them)
+        print(f"  per seat: {e}")
+        return
+    seats = {"sampled seat rows (the pool's answer)": [np.array([by_seat[s].get(i, 0.0) for i in ids]) for s in sorted(by_seat, key=int)],
+             "exact seat game": list(zero_sum_nash(seat0))}
+    for label, (x, y) in seats.items():
+        per_player = [{policies[i]: float(p) for i, p in enumerate(w) if p > 1e-6} for w in (x, y)]
+        print(f"  per-seat Nash of the {label:<32} supports {int((x > 1e-3).sum())}, {int((y > 1e-3).sum())}, "
+              f"exploitability {exploitability(args.game, per_player):.3f}")
 
 
 if __name__ == "__main__":

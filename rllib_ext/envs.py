@@ -9,7 +9,8 @@ learnable in a few iterations, so "did training change the weights?" is meaningf
 from __future__ import annotations
 
 import functools
-from typing import Any, Dict, Optional
+import random
+from typing import Any, Dict, List, Optional
 
 import gymnasium as gym
 import numpy as np
@@ -123,12 +124,20 @@ class HighCard(MultiAgentEnv):
 
 
 def seat_mapping(main: str, slots: "list[str]", exploiters: "list[str] | tuple[str, ...]" = (),
-                 exploiter_share: float = 0.0) -> Any:
+                 exploiter_share: float = 0.0, slot_seats: "Optional[Dict[str, str]]" = None) -> Any:
     """A policy mapping function for two-seat self-play: per episode, ``main`` takes one
     seat at random and one of ``slots`` the other (works on both API stacks). With
     ``exploiters``, a share ``exploiter_share`` of the episodes puts one of them against
-    ``main`` instead of a slot (an exploiter plays only ``main``)."""
+    ``main`` instead of a slot (an exploiter plays only ``main``). With ``slot_seats``
+    (``{slot: seat}``, as given to ``league(slot_seats=...)``), the opponent in seat ``s``
+    (the agent id as a string) takes one of the slots of that seat."""
     import zlib
+
+    by_seat: Dict[str, List[str]] = {}
+    for slot in slots if slot_seats else ():
+        if slot not in slot_seats:
+            raise ValueError(f"seat_mapping(slot_seats=...): slot {slot!r} has no seat; give every slot one")
+        by_seat.setdefault(str(slot_seats[slot]), []).append(slot)
 
     def mapping(agent_id: Any, episode: Any = None, *args: Any, **kwargs: Any) -> str:
         key = getattr(episode, "id_", None) or getattr(episode, "episode_id", None) or 0
@@ -138,7 +147,8 @@ def seat_mapping(main: str, slots: "list[str]", exploiters: "list[str] | tuple[s
             return main
         if exploiters and (h >> 8) % 1000 < exploiter_share * 1000:
             return exploiters[(h >> 20) % len(exploiters)]
-        return slots[(h // 2) % len(slots)]
+        choices = by_seat.get(str(agent_id), slots) if slot_seats else slots
+        return choices[(h // 2) % len(choices)]
 
     return mapping
 
@@ -155,6 +165,10 @@ class OpenSpielGame(MultiAgentEnv):
     such games is refused; ``"illegal_penalty": False`` keeps the substitution (which
     :func:`rllib_ext.exploitability` models) and drops the penalty, so the rewards are the
     game's own returns (Leduc poker has illegal raises, Kuhn has none).
+
+    ``reset(seed=...)`` decides the chance outcomes (the deal): ``OpenSpielEnv`` draws them
+    from numpy's global generator and ignores the seed, so two games could not be dealt the
+    same cards, which duplicate evaluation matches need (``league_eval``).
     """
 
     def __new__(cls, config: Optional[Dict[str, Any]] = None) -> Any:
@@ -163,19 +177,37 @@ class OpenSpielGame(MultiAgentEnv):
 
         config = dict(config or {})
         game = pyspiel.load_game(config.get("game", "kuhn_poker"))
-        if config.get("illegal_penalty", True):
-            return OpenSpielEnv(game)
-        return _game_returns_env(OpenSpielEnv)(game)
+        return _seeded_env(OpenSpielEnv, bool(config.get("illegal_penalty", True)))(game)
 
 
 @functools.lru_cache(maxsize=None)
-def _game_returns_env(base: type) -> type:
-    """``base`` (RLlib's ``OpenSpielEnv``) whose step rewards are the game's returns, no penalty
-    (one class, made on first use: pyspiel and the wrapper load only when a game is made)."""
+def _seeded_env(base: type, penalty: bool) -> type:
+    """``base`` (RLlib's ``OpenSpielEnv``) with seeded chance and, without ``penalty``, the
+    game's returns as rewards (one class per kind, made on first use: pyspiel and the
+    wrapper load only when a game is made)."""
 
-    class OpenSpielEnvGameReturns(base):  # type: ignore[misc, valid-type]
+    class OpenSpielEnvSeeded(base):  # type: ignore[misc, valid-type]
+        def reset(self, *, seed: Optional[int] = None, options: Optional[dict] = None) -> Any:
+            if seed is not None or "_chance" not in self.__dict__:
+                self._chance = random.Random(seed)  # made per game in evaluation: cheaper than numpy's
+            return super().reset(seed=seed, options=options)
+
         def step(self, action: Dict[Any, Any]) -> Any:
             obs, rewards, terminateds, truncateds, infos = super().step(action)
-            return obs, dict(enumerate(self.state.returns())), terminateds, truncateds, infos
+            if not penalty:
+                rewards = dict(enumerate(self.state.returns()))
+            return obs, rewards, terminateds, truncateds, infos
 
-    return OpenSpielEnvGameReturns
+        def _solve_chance_nodes(self) -> None:
+            while self.state.is_chance_node():
+                outcomes = self.state.chance_outcomes()
+                u, action = self._chance.random(), outcomes[-1][0]
+                for a, p in outcomes:
+                    u -= p
+                    if u < 0:
+                        action = a
+                        break
+                self.state.apply_action(action)
+
+    OpenSpielEnvSeeded.__name__ = "OpenSpielEnvGameReturns" if not penalty else "OpenSpielEnvSeeded"
+    return OpenSpielEnvSeeded

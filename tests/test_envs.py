@@ -49,3 +49,30 @@ def test_open_spiel_game_without_the_penalty_pays_the_games_own_zero_sum_returns
 
     assert abs(totals({"game": "leduc_poker"}).sum()) > 1.0  # the penalties
     assert totals({"game": "leduc_poker", "illegal_penalty": False}).sum() == 0.0
+
+
+def test_open_spiel_game_deals_by_the_reset_seed():
+    """Same seed, same deal (duplicate evaluation matches rely on it); RLlib's own
+    ``OpenSpielEnv`` ignores the seed, so without our chance generator the deals of
+    seeds 0..49 would differ between two envs (the negative control)."""
+    import pytest
+
+    pytest.importorskip("pyspiel")
+    from ray.rllib.env.wrappers.open_spiel import OpenSpielEnv
+
+    import pyspiel
+
+    from rllib_ext.envs import OpenSpielGame
+
+    def deals(env):
+        out = []
+        for seed in range(50):
+            env.reset(seed=seed)
+            out.append(str(env.state))  # Kuhn's state string is the two cards dealt
+        return out
+
+    a, b = OpenSpielGame({"game": "kuhn_poker"}), OpenSpielGame({"game": "kuhn_poker", "illegal_penalty": False})
+    assert deals(a) == deals(b)
+    assert len(set(deals(a))) == 6  # every Kuhn deal shows up
+    raw = OpenSpielEnv(pyspiel.load_game("kuhn_poker"))
+    assert deals(raw) != deals(OpenSpielEnv(pyspiel.load_game("kuhn_poker")))

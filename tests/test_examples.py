@@ -102,8 +102,8 @@ def test_self_play_league_final_main_beats_its_first_snapshot(tmp_path):
 @pytest.mark.slow
 def test_poker_league_prints_its_pool_meta_strategy_and_openspiel_figures(tmp_path):
     """The PSRO league on Kuhn poker with a tiny budget: it names its pool, prints the
-    meta-strategy, and OpenSpiel's exploitability of the mixture, of the final main and of
-    plain self-play (learning quality is judged in bench/league_quality.py, not here)."""
+    meta-strategy per seat, and OpenSpiel's exploitability of it, of one mixture for both
+    seats, of the final main and of plain self-play (learning quality is judged in bench/league_quality.py, not here)."""
     pytest.importorskip("pyspiel")
     res = subprocess.run(
         [sys.executable, os.path.join(ROOT, "examples", "poker_league.py"), "--steps", "3000", "--phase", "2000",
@@ -112,10 +112,11 @@ def test_poker_league_prints_its_pool_meta_strategy_and_openspiel_figures(tmp_pa
     )
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     assert f"pool: {tmp_path / 'pool'}" in res.stdout
-    assert re.search(r"^meta-strategy \(snapshot: probability\):\n  main-\d{4}@\S+: [\d.]+$", res.stdout, re.M)
-    figures = dict(re.findall(r"^  (league meta-strategy|league final main|plain self-play final main).*?([\d.]+)$",
-                              res.stdout, re.M))
-    assert len(figures) == 3 and all(0 <= float(v) <= 0.5 for v in figures.values()), res.stdout
+    assert re.search(r"^meta-strategy \(snapshot: probability\):\n  player 0:\n    main-\d{4}@\S+: [\d.]+$",
+                     res.stdout, re.M), res.stdout  # one mixture per seat
+    figures = dict(re.findall(r"^  (league meta-strategy|league Nash mixture for both seats|league final main|"
+                              r"plain self-play final main).*?([\d.]+)$", res.stdout, re.M))
+    assert len(figures) == 4 and all(0 <= float(v) <= 0.5 for v in figures.values()), res.stdout
 
 
 @pytest.mark.slow

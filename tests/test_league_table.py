@@ -17,6 +17,7 @@ pytest.importorskip("pyspiel")
 
 from rllib_ext import PolicyPool, PPOPartialConfig, read_weights  # noqa: E402
 from rllib_ext.envs import OpenSpielGame, seat_mapping  # noqa: E402
+from rllib_ext.pool.payoff import seat_row  # noqa: E402
 
 pytestmark = pytest.mark.torch_only
 SLOTS = ["opponent_0"]
@@ -63,7 +64,10 @@ def test_league_table_matches_exploiters_and_resume(ray_session, tmp_path, stack
         assert counted > 0 and table.games[0].sum() == counted
         # Every iteration snapshots main and the exploiter; evaluation filled the pairs it could.
         assert sorted(e.policy for e in pool.entries()) == ["exploiter_0"] * 3 + ["main"] * 3
-        assert sum(r["league_evaluation_games"] for r in results) == int(np.triu(pool.payoff().games).sum()) > 0
+        ids = [e.id for e in pool.entries()]
+        seats = pool.payoff([seat_row(i, s) for s in ("0", "1") for i in ids]).games
+        self_games = int(np.trace(seats[: len(ids), len(ids):]))  # a snapshot against itself: seat rows only
+        assert sum(r["league_evaluation_games"] for r in results) == int(np.triu(pool.payoff().games).sum()) + self_games > 0
         # The exploiter and main (league(reset_every=2)) reset at iteration 2, after main's snapshot.
         assert [r["league_reset"] for r in results] == ["", "exploiter_0,main", ""]
         assert_weights_equal(mains[1], fresh_main, "main right after its reset")
@@ -137,7 +141,7 @@ def test_evaluation_value_agrees_with_openspiel_exactly(ray_session, tmp_path):
         check = algo.snapshot_policy("exploiter_0", pool).id
         matches = Matches(algo, EvaluationSpec(), "main", None, seed=0)
         games = 4000
-        played = {pair: matches.match(pool, *pair, games) for pair in ((mains[-1], mains[0]), (bet, check))}
+        played = {pair: matches.match(pool, *pair, games)[pair] for pair in ((mains[-1], mains[0]), (bet, check))}
     finally:
         algo.stop()
     game = pyspiel.load_game("kuhn_poker")

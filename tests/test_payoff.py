@@ -410,3 +410,58 @@ def test_a_live_row_records_a_learning_policys_games_beside_the_snapshots(tmp_pa
     assert table.ids == [live, a] and table.games[0, 1] == 4 and table.value[0, 1] == 0.5
     with pytest.raises(PolicyNotFoundError):
         pool.record_games("main@w:nope", a, wins=1, return_a=1.0, return_b=-1.0)
+
+
+# ---------------------------------------------------------------- one mixture per seat
+def record_seat_matrix(pool, ids, first, games: int = 2) -> None:
+    """Record ``games`` games of every snapshot in seat "0" against every one in seat "1",
+    itself included, with the first seat's mean return ``first[i, j]`` (zero-sum)."""
+    from rllib_ext.pool.payoff import seat_row
+
+    for i, a in enumerate(ids):
+        for j, b in enumerate(ids):
+            v = float(first[i, j])
+            pool.record_games(seat_row(a, "0"), seat_row(b, "1"), wins=games * (v > 0), losses=games * (v < 0),
+                              draws=games * (v == 0), return_a=v * games, return_b=-v * games)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_meta_strategy_by_seat_is_an_equilibrium_of_the_seat_game(tmp_path, seed):
+    """A random zero-sum seat game, not symmetric (the first seat is better off): neither
+    seat gains by a pure deviation from the mixtures (checked here, not by the solver), and
+    the one mixture for both seats of the entries' own rows is left as it was."""
+    rng = np.random.default_rng(seed)
+    n = 5
+    first = rng.normal(size=(n, n)).round(3) + 0.5
+    pool, ids = pool_of(tmp_path, n)
+    record_seat_matrix(pool, ids, first)
+    by_seat = pool.meta_strategy_by_seat("main")
+    assert list(by_seat) == ["0", "1"] and all(list(m) == ids for m in by_seat.values())
+    x, y = (np.array([by_seat[s][i] for i in ids]) for s in ("0", "1"))
+    assert x.min() >= 0 and y.min() >= 0 and x.sum() == pytest.approx(1) and y.sum() == pytest.approx(1)
+    value = x @ first @ y
+    assert np.max(first @ y) - value <= 1e-6  # the first seat cannot do better against y
+    assert value - np.min(x @ first) <= 1e-6  # nor the second against x
+    assert int(pool.payoff().games.sum()) == 0  # seat rows are rows of their own
+
+
+def test_meta_strategy_by_seat_refuses_a_table_without_two_seats_or_not_zero_sum(tmp_path):
+    from rllib_ext.pool.payoff import seat_row
+
+    pool, ids = pool_of(tmp_path, 2)
+    with pytest.raises(ValueError, match=r"exactly two seats; the payoff table has 0 \(none\).*evaluation matches"):
+        pool.meta_strategy_by_seat("main")
+    record_seat_matrix(pool, ids, np.ones((2, 2)))
+    pool.record_games(seat_row(ids[0], "0"), seat_row(ids[1], "1"), wins=1, return_a=1.0, return_b=0.5)
+    with pytest.raises(ValueError, match=rf"{ids[0]}' in seat '0' and '{ids[1]}' in seat '1' got .*not summing to 0"):
+        pool.meta_strategy_by_seat("main")
+
+
+def test_a_seat_row_must_name_an_entry(tmp_path):
+    from rllib_ext.pool.payoff import seat_row
+
+    pool, ids = pool_of(tmp_path, 1)
+    before = pool_files(pool.path)
+    with pytest.raises(PolicyNotFoundError, match="main-9999"):
+        pool.record_games(seat_row(ids[0], "0"), seat_row("main-9999@w", "1"), wins=1, return_a=1.0, return_b=-1.0)
+    assert pool_files(pool.path) == before

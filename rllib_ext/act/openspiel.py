@@ -10,7 +10,7 @@ one. ``open_spiel`` is imported inside the functions (``pip install open_spiel``
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Sequence, Tuple
 
 import numpy as np
 
@@ -51,16 +51,19 @@ def tabular_policy(game: Any, policy: NumpyPolicy) -> Any:
     return table
 
 
-def exploitability(game: "str | Any", mixture: Mapping[NumpyPolicy, float]) -> float:
-    """OpenSpiel's exact exploitability of a mixture of policies, each playing every seat.
+def exploitability(game: "str | Any", mixture: "Mapping[NumpyPolicy, float] | Sequence[Mapping[NumpyPolicy, float]]") -> float:
+    """OpenSpiel's exact exploitability of a mixture of policies, each playing every seat,
+    or of one mixture per seat.
 
     A mixture is what a league deploys: one member drawn per episode, with these
     probabilities (e.g. ``PolicyPool.meta_strategy``). One member with weight 1 is that
-    policy alone.
+    policy alone. A list of mixtures, one per player, draws from the mixture of the seat
+    the policy sits in (``PolicyPool.meta_strategy_by_seat``).
 
     Args:
         game: an OpenSpiel game or its name (``"kuhn_poker"``, ``"leduc_poker"``).
-        mixture: ``{NumpyPolicy: probability}``; the probabilities are normalized.
+        mixture: ``{NumpyPolicy: probability}``, or a list of them indexed by player; the
+            probabilities are normalized.
 
     Returns:
         The mean over players of what a best response gains (OpenSpiel's
@@ -68,18 +71,25 @@ def exploitability(game: "str | Any", mixture: Mapping[NumpyPolicy, float]) -> f
 
     Raises:
         MissingDependencyError: open_spiel is not installed.
-        ValueError: an empty mixture or no positive weight.
+        ValueError: an empty mixture or no positive weight, or not one mixture per player.
     """
     pyspiel, _, os_exploitability, aggregator = _openspiel()
     game = pyspiel.load_game(game) if isinstance(game, str) else game
-    members = [(p, float(w)) for p, w in mixture.items() if w > 0]
-    if not members:
-        raise ValueError("exploitability of an empty mixture: give at least one policy a positive weight")
-    total = sum(w for _, w in members)
-    tables = [tabular_policy(game, p) for p, _ in members]
+    players = list(range(game.num_players()))
+    seats = [mixture] * len(players) if isinstance(mixture, Mapping) else list(mixture)
+    if len(seats) != len(players):
+        raise ValueError(f"{len(seats)} mixtures for a game of {len(players)} players: give one per player")
+    members: Dict[NumpyPolicy, int] = {}
+    weights: List[Dict[int, float]] = []
+    for seat in seats:
+        kept = {p: float(w) for p, w in seat.items() if w > 0}
+        if not kept:
+            raise ValueError("exploitability of an empty mixture: give at least one policy a positive weight")
+        total = sum(kept.values())
+        weights.append({members.setdefault(p, len(members)): w / total for p, w in kept.items()})
+    tables = [tabular_policy(game, p) for p in members]
     if len(tables) == 1:
         return float(os_exploitability.exploitability(game, tables[0]))
-    players = list(range(game.num_players()))
-    weights = [w / total for _, w in members]
-    joint = aggregator.PolicyAggregator(game).aggregate(players, [tables for _ in players], [weights for _ in players])
+    per_player = [[w.get(k, 0.0) for k in range(len(tables))] for w in weights]
+    joint = aggregator.PolicyAggregator(game).aggregate(players, [tables for _ in players], per_player)
     return float(os_exploitability.exploitability(game, joint))

@@ -63,6 +63,7 @@ class LeagueSpec:
     evaluation: Optional[Dict[str, Any]] = None  # an EvaluationSpec as a dict (league_eval)
     exploiters: Optional[Dict[str, Dict[str, Any]]] = None  # {policy: ExploiterSpec fields but policy}
     reset_every: Optional[int] = None  # restart the learner every K iterations (PSRO: a fresh best response)
+    slot_seats: Optional[Dict[str, str]] = None  # {slot: the seat its opponent plays}: nash draws per seat
 
     @property
     def population(self) -> List[str]:
@@ -102,6 +103,13 @@ def check_specs(snapshots: Optional[SnapshotSpec], league: Optional[LeagueSpec],
         if slot not in ids:
             raise not_found("slot policy", slot, "the algorithm's policies", ids)
     Sampler(league.sample, league.seed)  # the sampler's name is checked here
+    if league.slot_seats:
+        if league.sample != "nash":
+            raise ValueError(f"league(slot_seats=...) draws each slot from the Nash mixture of its seat: it needs "
+                             f"sample='nash', not {league.sample!r}")
+        for slot in league.slot_seats:
+            if slot not in league.slots:
+                raise not_found("slot", slot, "league(slots=...)", league.slots)
     check_exploiters(league.exploiter_specs(), league.learner, league.slots, ids)
     evaluation = league.evaluation_spec()
     if evaluation is not None:
@@ -229,8 +237,7 @@ class League:
             self._fill_with_copies()
         else:
             if spec.sample == "nash":
-                draw = self.sampler.draw_mixture(pool.meta_strategy(of=spec.population, solver="nash"),
-                                                 len(spec.slots))
+                draw = self.nash_draw(pool)
             else:
                 draw = self.sampler.draw([Candidate(e.id, e.created, e.rating) for e in entries], len(spec.slots),
                                          self.main_rating)
@@ -245,6 +252,22 @@ class League:
                 self.assignment[slot] = entry.id
         if iteration is not None:
             self.last_refresh = iteration
+
+    def nash_draw(self, pool: Any) -> List[str]:
+        """A snapshot per slot from the population's Nash mixture; with ``slot_seats``, a slot
+        whose opponent plays seat ``s`` draws from the Nash mixture *of that seat* (the
+        per-seat answer, :meth:`~rllib_ext.pool.PolicyPool.meta_strategy_by_seat`), so the
+        learner trains as a best response in each seat; the one mixture until the table has
+        seat games."""
+        spec = self.spec
+        one = pool.meta_strategy(of=spec.population, solver="nash")
+        if not spec.slot_seats:
+            return self.sampler.draw_mixture(one, len(spec.slots))
+        try:
+            by_seat = pool.meta_strategy_by_seat(of=spec.population)
+        except ValueError:  # no seat games yet
+            by_seat = {}
+        return [self.sampler.draw_mixture(by_seat.get(spec.slot_seats.get(slot, ""), one), 1)[0] for slot in spec.slots]
 
     def _fill_with_copies(self) -> None:
         with tempfile.TemporaryDirectory(prefix="rllib_ext-league-") as tmp:

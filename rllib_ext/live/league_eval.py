@@ -11,6 +11,13 @@ Sides: the algorithm's ``policy_mapping_fn`` tells, for each game, which agents 
 the learner's side (those it maps to the learner) and which on the opponents' (those it
 maps to a slot or an exploiter); the two snapshots swap sides every other game, so each
 plays every seat equally often.
+
+Duplicate matches (``duplicate=True``, the default), as in duplicate bridge: the two games
+of a pair share the env's reset seed and the episode id, so they are dealt the same cards
+and seat the learner's side alike, with the snapshots swapped. The luck of the deal then
+cancels in the pair's sum: on Kuhn poker a pair's value needs 2.5-16 times fewer games
+for the same error (``bench/duplicate_matches.py``). An env that ignores
+``reset(seed=...)`` just plays independent games, as without it.
 """
 
 from __future__ import annotations
@@ -18,12 +25,13 @@ from __future__ import annotations
 import inspect
 import uuid
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
 import numpy as np
 
 from ..act.numpy_policy import NumpyPolicy
 from ..errors import CheckpointError
+from ..pool.payoff import seat_row
 from .league_play import default_outcome
 
 #: ``(returns by policy id, learner, opponent) -> +1 / 0 / -1``
@@ -40,12 +48,16 @@ class EvaluationSpec:
     pairs: int = 6  # pairs per iteration, at most
     explore: bool = True  # act by sampling each policy's action distribution (mixed strategies)
     batch: int = 256  # games played in lockstep (one batch of actions per policy and step)
+    duplicate: bool = True  # the games of a pair share the deal (reset seed), the snapshots swapped
 
     def check(self) -> None:
         """Refuse counts that cannot schedule a match."""
         for name in ("games", "min_games", "pairs", "batch"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"league(evaluation={{{name!r}: {getattr(self, name)}}}): must be >= 1")
+        if self.duplicate and int(self.batch) % 2:
+            raise ValueError(f"league(evaluation={{'batch': {self.batch}}}): must be even with duplicate=True "
+                             "(the two games of a duplicate pair are played in the same batch)")
 
 
 class _Episode:
@@ -64,6 +76,7 @@ class Matches:
         self.rng = np.random.Generator(np.random.PCG64(seed))
         self.envs: List[Any] = []
         self.policies: Dict[str, NumpyPolicy] = {}
+        self.seats: Set[str] = set()  # the seats seen in the games (agent ids, see _seat)
         mapping = algo.config.policy_mapping_fn
         # The old stack's mapping functions also take the worker (None here: no worker plays).
         needs_worker = len([p for p in inspect.signature(mapping).parameters.values()
@@ -71,40 +84,58 @@ class Matches:
         self.mapping = (lambda agent, episode: mapping(agent, episode, None)) if needs_worker else mapping
 
     def play_due(self, pool: Any, population: Sequence[str]) -> int:
-        """Play the least-played pairs of ``population`` that lack games; return the games played."""
+        """Play what ``population`` lacks, least-played pairs first; return the games played.
+
+        Pairs of two snapshots come first; then each snapshot against itself, which only
+        the seat rows record (a snapshot's value in one seat against itself in the other,
+        what :meth:`~rllib_ext.pool.PolicyPool.meta_strategy_by_seat` needs).
+        """
         if len(population) < 2:
             return 0
         table = pool.payoff(list(population))
-        due = [(a, b) for a, b, n in table.least_played() if n < self.spec.min_games][: self.spec.pairs]
+        due = [(a, b) for a, b, n in table.least_played() if n < self.spec.min_games]
+        if len(self.seats) == 2:
+            n = len(population)
+            seats = pool.payoff([seat_row(a, seat) for seat in sorted(self.seats) for a in population])
+            due += [(a, a) for k, a in enumerate(population) if seats.games[k, n + k] < self.spec.min_games]
         played = 0
-        for a, b in due:
-            wins, draws, losses, ret_a, ret_b = self.match(pool, a, b, int(self.spec.games))
-            pool.record_games(a, b, wins=wins, draws=draws, losses=losses, return_a=ret_a, return_b=ret_b)
-            played += wins + draws + losses
+        for a, b in due[: self.spec.pairs]:
+            for (row_a, row_b), (wins, draws, losses, ret_a, ret_b) in self.match(pool, a, b, int(self.spec.games)).items():
+                pool.record_games(row_a, row_b, wins=wins, draws=draws, losses=losses, return_a=ret_a, return_b=ret_b)
+            played += int(self.spec.games)
         self.policies = {k: v for k, v in self.policies.items() if k in set(population)}
         return played
 
-    def match(self, pool: Any, a: str, b: str, games: int) -> Tuple[int, int, int, float, float]:
-        """``games`` games of ``a`` against ``b``: (wins, draws, losses from a's side, a's and b's return sums).
+    def match(self, pool: Any, a: str, b: str, games: int) -> Dict[Tuple[str, str], List[Any]]:
+        """``games`` games of ``a`` against ``b``, as ``{(row a, row b): [wins, draws, losses
+        from a's side, a's return sum, b's return sum]}``: the pair's own rows (unless ``a ==
+        b``) and the :func:`~rllib_ext.pool.payoff.seat_row` rows of the seats they played.
 
         Games run in lockstep, ``batch`` at a time, so each policy computes one batch of
         actions per step for all the games it plays in.
         """
         pa, pb = self._policy(pool, a), self._policy(pool, b)
-        counts, sums = [0, 0, 0], [0.0, 0.0]
+        out: Dict[Tuple[str, str], List[Any]] = {}
         for start in range(0, games, self.spec.batch):
-            for ret_a, ret_b in self._games(pa, pb, min(self.spec.batch, games - start), start):
+            for ret_a, ret_b, seat_a, seat_b in self._games(pa, pb, min(self.spec.batch, games - start), start):
                 result = int(self.outcome({"a": ret_a, "b": ret_b}, "a", "b"))
-                counts[0 if result > 0 else 2 if result < 0 else 1] += 1
-                sums[0] += ret_a
-                sums[1] += ret_b
-        return counts[0], counts[1], counts[2], sums[0], sums[1]
+                self.seats.update((seat_a, seat_b))
+                rows = [(a, b)] if a != b else []
+                if seat_a != seat_b:
+                    rows.append((seat_row(a, seat_a), seat_row(b, seat_b)))
+                for key in rows:
+                    tally = out.setdefault(key, [0, 0, 0, 0.0, 0.0])
+                    tally[0 if result > 0 else 2 if result < 0 else 1] += 1
+                    tally[3] += ret_a
+                    tally[4] += ret_b
+        return out
 
     def state(self) -> Dict[str, Any]:
-        return {"rng": self.rng.bit_generator.state}
+        return {"rng": self.rng.bit_generator.state, "seats": sorted(self.seats)}
 
     def set_state(self, state: Mapping[str, Any]) -> None:
         self.rng.bit_generator.state = dict(state["rng"])
+        self.seats = set(state.get("seats", ()))  # a checkpoint older than the seat rows has none
 
     # ------------------------------------------------------------------ one game
     def _policy(self, pool: Any, entry_id: str) -> NumpyPolicy:
@@ -116,13 +147,18 @@ class Matches:
             self.policies[entry_id] = policy
         return self.policies[entry_id]
 
-    def _games(self, pa: NumpyPolicy, pb: NumpyPolicy, n: int, first: int) -> List[Tuple[float, float]]:
+    def _games(self, pa: NumpyPolicy, pb: NumpyPolicy, n: int, first: int) -> List[Tuple[float, float, str, str]]:
         """``n`` episodes at once; game ``first + g`` puts ``pa`` on the learner's side when even.
-        Returns each game's total reward of ``pa``'s side and of ``pb``'s."""
+        Returns each game's total reward of ``pa``'s side and of ``pb``'s, and the seat each
+        side played (its agent ids, sorted and joined by commas: ``"0"`` for player 0)."""
         envs = self._envs(n)
         a_learns = [(first + g) % 2 == 0 for g in range(n)]
-        episodes = [_Episode(uuid.UUID(int=int(self.rng.integers(0, 2**63))).hex) for _ in range(n)]
-        obs = [env.reset(seed=int(self.rng.integers(0, 2**31)))[0] for env in envs]
+        deal = (lambda g: g // 2) if self.spec.duplicate else (lambda g: g)  # first and batch are even
+        deals = deal(n - 1) + 1
+        ids = [uuid.UUID(int=int(self.rng.integers(0, 2**63))).hex for _ in range(deals)]
+        seeds = [int(self.rng.integers(0, 2**31)) for _ in range(deals)]
+        episodes = [_Episode(ids[deal(g)]) for g in range(n)]
+        obs = [env.reset(seed=seeds[deal(g)])[0] for g, env in enumerate(envs)]
         sides: List[Dict[Any, bool]] = [{} for _ in range(n)]  # agent -> plays pa
 
         def plays_a(g: int, agent: Any) -> bool:
@@ -150,7 +186,8 @@ class Matches:
                     still.append(g)
             active = still
             if not active:
-                return [(float(x), float(y)) for x, y in totals]
+                return [(float(x), float(y), _seat(sides[g], True), _seat(sides[g], False))
+                        for g, (x, y) in enumerate(totals)]
         raise CheckpointError(f"league evaluation: an episode did not end within {MAX_STEPS} steps")
 
     def _envs(self, n: int) -> List[Any]:
@@ -158,3 +195,8 @@ class Matches:
         while len(self.envs) < n:
             self.envs.append(self.algo.env_creator(self.algo.config.env_config))
         return self.envs[:n]
+
+
+def _seat(sides: Mapping[Any, bool], a: bool) -> str:
+    """The seat one side played in a game: its agent ids, sorted and joined by commas."""
+    return ",".join(sorted(str(agent) for agent, plays_a in sides.items() if plays_a == a))

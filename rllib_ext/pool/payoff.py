@@ -7,9 +7,10 @@
 ``payoff_version`` history: 1 (rllib_ext 0.3.0) the first. A pool written before the table
 existed has no ``payoff/`` directory and reads as an empty table.
 
-Each record is one unordered pair of pool entries, stored with ``a < b``: ``wins`` are the
-games ``a`` won against ``b``, ``return_a``/``return_b`` the *sums* of each side's returns
-over those games. Sums, not means, so a writer adds a batch by addition and a reader merges
+Each record is one unordered pair of rows, stored with ``a < b``. A row is a pool entry, a
+learning policy's games (:func:`live_row`) or an entry in one seat (:func:`seat_row`).
+Per record: ``wins`` are the games ``a`` won against ``b``, ``return_a``/``return_b`` the
+*sums* of each side's returns over those games. Sums, not means, so a writer adds a batch by addition and a reader merges
 the writers' files by addition too: a writer rewrites only its own file (read, add, write:
 under the pool's lock on a local path; on object storage each writer owns its file, as it
 owns its index file), every file is replaced whole, and a reader sums them all.
@@ -20,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from typing import Any, Dict, Iterable, List, Mapping, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -48,6 +49,42 @@ def live_row(policy: str, writer: str) -> str:
 def is_live_row(row: str) -> bool:
     """Whether ``row`` is a :func:`live_row` id (not a pool entry)."""
     return row.endswith(LIVE)
+
+
+SEAT = "#seat="  # joins a seat row's id: "<entry>#seat=<seat>" (see seat_row)
+
+
+def seat_row(entry: str, seat: str) -> str:
+    """The row of snapshot ``entry`` when it plays seat ``seat`` (the agent ids it played).
+
+    Evaluation matches credit each game here too, beside the pair's own row: in a game
+    whose seats differ (poker's first and second player), the best mixture for one seat
+    need not be the best for the other, and :meth:`.PolicyPool.meta_strategy_by_seat`
+    solves one per seat from these rows.
+    """
+    return f"{entry}{SEAT}{seat}"
+
+
+def split_seat_row(row: str) -> Tuple[str, Optional[str]]:
+    """``(entry, seat)`` of a :func:`seat_row`; ``(row, None)`` for any other row."""
+    entry, sep, seat = row.rpartition(SEAT)
+    return (entry, seat) if sep else (row, None)
+
+
+def entries_named(rows: Iterable[str]) -> List[str]:
+    """The pool entries that ``rows`` stand for: a seat row's entry; no entry for a live row."""
+    return [split_seat_row(r)[0] for r in rows if not is_live_row(r)]
+
+
+def seats_of(table: Mapping[Pair, Sequence[float]], ids: Sequence[str]) -> List[str]:
+    """The seats that ``ids`` have seat rows for in ``table``, sorted."""
+    wanted, seats = set(ids), set()
+    for pair in table:
+        for row in pair:
+            entry, seat = split_seat_row(row)
+            if seat is not None and entry in wanted:
+                seats.add(seat)
+    return sorted(seats)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)  # arrays: compare fields with numpy, not ==

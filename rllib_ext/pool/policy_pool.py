@@ -44,10 +44,11 @@ from ..checkpoint.storage import CheckpointDir
 from ..errors import PoolNamespaceError, not_found
 from .index import SNAPSHOT_DIR, PoolEntry, Shard, open_pool, read_index, write_index
 from .payoff import (
-    Payoff, add_games, build_payoff, check_games, is_live_row, live_row, parse_shard, read_shard, read_table, shard_doc, write_shard,
+    Payoff, add_games, build_payoff, check_games, entries_named, live_row, parse_shard, read_shard, read_table, shard_doc,
+    write_shard,
 )
 from .rules import DEFAULT_RATING, Outcome, Retention, elo_update, to_keep
-from .solvers import check_solver, mixture
+from .solvers import check_solver, mixture, seat_mixtures
 from .store import open_store
 
 _NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,99}$")
@@ -244,19 +245,20 @@ class PolicyPool:
         """Add a batch of games between pool entries ``a`` and ``b`` to the payoff table.
 
         Counts are from ``a``'s side; ``return_a``/``return_b`` are the *sums* of each
-        side's returns over these games. Rows are entries, or a learning policy's own row
-        (:meth:`live_row`: a league credits ``of``'s training games there). Each writer adds
+        side's returns over these games. Rows are entries, a learning policy's own row
+        (:meth:`live_row`: a league credits ``of``'s training games there), or an entry in
+        one seat (:func:`.payoff.seat_row`: evaluation matches credit those). Each writer adds
         to its own table file; this does not touch Elo ratings (that is :meth:`record`).
 
         Raises:
-            PolicyNotFoundError: ``a`` or ``b`` is neither an entry nor a live row (nothing is written).
+            PolicyNotFoundError: ``a`` or ``b`` names no entry and is not a live row (nothing is written).
             ValueError: ``a == b``, a negative count, a non-finite return.
             CheckpointFormatError: this writer's table file is garbled (nothing is written).
         """
         games = check_games(a, b, {"wins": wins, "draws": draws, "losses": losses,
                                    "return_a": return_a, "return_b": return_b})
         with self._store.lock():
-            self._find(read_index(self._store), [r for r in (a, b) if not is_live_row(r)])
+            self._find(read_index(self._store), entries_named((a, b)))
             add_games(self._store, self.writer, [(a, b, games)])
 
     def live_row(self, policy: str) -> str:
@@ -276,7 +278,7 @@ class PolicyPool:
             ids = [e.id for e in self.entries()]
         else:
             ids = list(dict.fromkeys(ids))
-            self._find(read_index(self._store), [r for r in ids if not is_live_row(r)])
+            self._find(read_index(self._store), entries_named(ids))
         return build_payoff(read_table(self._store), ids)
 
     def writer_games(self) -> Dict[str, Any]:
@@ -317,15 +319,32 @@ class PolicyPool:
             MissingDependencyError: ``"nash"`` without scipy.
         """
         check_solver(solver)
-        policies = [of] if isinstance(of, str) else list(of)
-        entries = self.entries()
-        ids = [e.id for e in entries if e.policy in policies]
-        if not ids:
-            raise not_found("policy", policies[0] if policies else "", f"the snapshots of the pool {self.path}",
-                            {e.policy for e in entries})
-        return mixture(build_payoff(read_table(self._store), ids), solver)
+        return mixture(build_payoff(read_table(self._store), self._ids_of(of)), solver)
+
+    def meta_strategy_by_seat(self, of: "str | Iterable[str]" = "main") -> Dict[str, Dict[str, float]]:
+        """``{seat: {snapshot id: probability}}``: a Nash mixture for each seat of a two-seat game.
+
+        :meth:`meta_strategy` gives one mixture for every seat; where the seats differ (poker's
+        first and second player) one per seat can do better. Solved from the seat rows that
+        evaluation matches fill (:func:`.solvers.seat_mixtures`). Deploy it by drawing, per
+        episode, the snapshot of the seat you sit in.
+
+        Raises:
+            ValueError: the seat rows name no two seats (no evaluation matches yet), or are not zero-sum.
+            PolicyNotFoundError: the pool holds no snapshot of ``of``.
+            MissingDependencyError: scipy is not installed.
+        """
+        return seat_mixtures(read_table(self._store), self._ids_of(of))
 
     # ------------------------------------------------------------------ internals
+    def _ids_of(self, of: "str | Iterable[str]") -> List[str]:
+        """The snapshot ids of policy ``of`` (or of several), oldest first."""
+        policies, entries = ([of] if isinstance(of, str) else list(of)), self.entries()
+        if ids := [e.id for e in entries if e.policy in policies]:
+            return ids
+        raise not_found("policy", policies[0] if policies else "", f"the snapshots of the pool {self.path}",
+                        {e.policy for e in entries})
+
     def _write_changed(self, shards: Dict[str, Shard], drop: Iterable[str] = (),
                        replace: Optional[Mapping[str, PoolEntry]] = None) -> None:
         """Rewrite the index files of the writers whose entries change."""

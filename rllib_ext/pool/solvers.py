@@ -12,6 +12,10 @@ snapshots, and the row's payoff at ``(i, j)`` is ``value[i, j]``, the column's i
   for any table, zero-sum or not; numpy only.
 * ``"uniform"``: every snapshot alike (fictitious self-play's mixture); needs no game.
 
+**Per seat.** :func:`seat_mixtures` reads the seat rows instead (a snapshot in one seat
+against one in the other) as a two-player zero-sum game that need not be symmetric, and
+solves a mixture for each seat (:func:`zero_sum_nash`, the same LP).
+
 **Unplayed pairs.** ``"nash"`` and ``"replicator"`` solve the largest set of snapshots in
 which every two have played each other (:meth:`.Payoff.fully_played`: greedily drops the
 snapshot with the most unplayed partners, the oldest on a tie); the others get
@@ -21,12 +25,12 @@ in a symmetric zero-sum game.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Mapping, Tuple
+from typing import Any, Dict, List, Mapping, Sequence, Tuple
 
 import numpy as np
 
 from ..errors import MissingDependencyError, did_you_mean
-from .payoff import Payoff
+from .payoff import Pair, Payoff, build_payoff, seat_row, seats_of
 
 SOLVERS = {
     "nash": "Nash equilibrium of the two-player zero-sum table (scipy HiGHS linprog)",
@@ -110,6 +114,67 @@ def nash(matrix: np.ndarray, ids: List[str]) -> np.ndarray:
         raise RuntimeError(f"solver 'nash': linprog failed on a {n}x{n} table: {res.message}")
     x = np.clip(res.x[:n], 0.0, None)
     return x / x.sum()
+
+
+def zero_sum_nash(matrix: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """A Nash equilibrium ``(x, y)`` of the zero-sum game where the row player gets
+    ``matrix[i, j]`` and the column player its negative (rectangular is fine): each side's
+    maximin mixture, by the LP of :func:`nash`."""
+    linprog = require_scipy()
+
+    def maximin(game: np.ndarray) -> np.ndarray:
+        n, m = game.shape
+        cost = np.r_[np.zeros(n), -1.0]
+        res = linprog(cost, A_ub=np.hstack([-game.T, np.ones((m, 1))]), b_ub=np.zeros(m),
+                      A_eq=np.r_[np.ones(n), 0.0][None], b_eq=[1.0], bounds=[(0, None)] * n + [(None, None)],
+                      method="highs")
+        if res.status != 0:
+            raise RuntimeError(f"solver 'nash': linprog failed on a {n}x{m} table: {res.message}")
+        x = np.clip(res.x[:n], 0.0, None)
+        return x / x.sum()
+
+    return maximin(matrix), maximin(-matrix.T)
+
+
+def seat_mixtures(table: Mapping[Pair, Sequence[float]], ids: List[str]) -> Dict[str, Dict[str, float]]:
+    """``{seat: {id: probability}}`` from the seat rows (:func:`.payoff.seat_row`) of ``ids``
+    in ``table`` (merged records): a Nash equilibrium of the zero-sum game "``ids`` in the
+    first seat against ``ids`` in the second", by the LP of :func:`nash`. Only the largest
+    set of snapshots whose every seat pairing (itself included) was played is solved; the
+    rest get 0.
+
+    Raises:
+        ValueError: the seat rows do not name exactly two seats, or they are not zero-sum.
+        MissingDependencyError: scipy is not installed.
+    """
+    seats = seats_of(table, ids)
+    if len(seats) != 2:
+        raise ValueError(f"a meta-strategy per seat needs games of the snapshots in exactly two seats; the payoff "
+                         f"table has {len(seats)} ({', '.join(seats) or 'none'}): evaluation matches fill them "
+                         "(league(evaluation=...)); use meta_strategy() otherwise")
+    payoff = build_payoff(table, [seat_row(i, s) for s in seats for i in ids])
+    n = len(ids)
+    out = {seat: dict.fromkeys(ids, 0.0) for seat in seats}
+    games = payoff.games[:n, n:]
+    keep = list(range(n))
+    while keep and len(keep) > 1 and not np.all(games[np.ix_(keep, keep)] > 0):
+        missing = [int((games[k, keep] == 0).sum() + (games[keep, k] == 0).sum()) for k in keep]
+        keep.pop(missing.index(max(missing)))
+    if not keep or not np.all(games[np.ix_(keep, keep)] > 0):
+        raise ValueError(f"a meta-strategy per seat: no snapshot has played in seat {seats[0]!r} against one in "
+                         f"seat {seats[1]!r} yet; evaluation matches play them")
+    first, second = payoff.value[:n, n:][np.ix_(keep, keep)], payoff.value[n:, :n].T[np.ix_(keep, keep)]
+    gap = np.abs(first + second)
+    scale = max(1.0, float(np.max(np.abs(first))))
+    if float(gap.max()) > ZERO_SUM_TOL * scale:
+        i, j = np.unravel_index(int(np.argmax(gap)), gap.shape)
+        raise ValueError(f"a meta-strategy per seat solves zero-sum games, but {ids[keep[i]]!r} in seat {seats[0]!r} "
+                         f"and {ids[keep[j]]!r} in seat {seats[1]!r} got {first[i, j]:.6g} and {second[i, j]:.6g}, "
+                         "not summing to 0; use meta_strategy(solver='replicator')")
+    x, y = zero_sum_nash((first - second) / 2)  # exactly zero-sum: rounding cannot tilt it
+    out[seats[0]].update({ids[k]: float(p) for k, p in zip(keep, x)})
+    out[seats[1]].update({ids[k]: float(p) for k, p in zip(keep, y)})
+    return out
 
 
 def replicator(matrix: np.ndarray, iterations: int = PRD_ITERATIONS, dt: float = PRD_DT,

@@ -64,7 +64,7 @@ def league(
     config: Any, pool: Any, *, of: str, slots: Sequence[str], sample: str = "pfsp", refresh_every: int = 1,
     seed: int = 0, outcome_fn: Optional[OutcomeFn] = None, elo_k: float = 32.0,
     evaluation: Optional[Mapping[str, Any]] = None, exploiters: Optional[Mapping[str, Mapping[str, Any]]] = None,
-    reset_every: Optional[int] = None,
+    reset_every: Optional[int] = None, slot_seats: Optional[Mapping[str, str]] = None,
 ) -> Any:
     """Play ``of`` against past snapshots of itself, loaded into the frozen ``slots``.
 
@@ -93,20 +93,28 @@ def league(
         reset_every: restart ``of`` itself from its initial weights and optimizer every
             ``K`` iterations, right after its snapshot: with ``sample="nash"`` this is
             PSRO, each phase a fresh best response to the population's Nash mixture.
+        slot_seats: ``{slot: seat}`` with ``sample="nash"`` in a two-seat game: the seat
+            (agent ids, as in the table's seat rows) the slot's opponent plays, so that slot
+            is drawn from that seat's Nash mixture (``PolicyPool.meta_strategy_by_seat``)
+            and ``of`` trains as a best response in each seat. Route the opponents to match
+            (``rllib_ext.envs.seat_mapping(..., slot_seats=...)``).
 
     Returns:
         The config, for chaining.
 
     Raises:
-        PolicyNotFoundError: ``of`` or a slot is not one of the algorithm's policies.
+        PolicyNotFoundError: ``of`` or a slot is not one of the algorithm's policies, or a
+            ``slot_seats`` key is not a slot.
         ValueError: no slots, ``of`` is a slot, an unknown ``sample``, ``refresh_every`` < 1,
-            an exploiter that is a slot or ``of``, bad evaluation counts.
+            an exploiter that is a slot or ``of``, bad evaluation counts, ``slot_seats``
+            without ``sample="nash"``.
         MissingDependencyError: ``sample="nash"`` without scipy.
     """
     spec = LeagueSpec(pool_path(pool), of, list(slots), sample, int(refresh_every), int(seed), outcome_fn,
                       float(elo_k), dict(evaluation) if evaluation is not None else None,
                       {p: dict(v) for p, v in exploiters.items()} if exploiters else None,
-                      int(reset_every) if reset_every else None)
+                      int(reset_every) if reset_every else None,
+                      {str(k): str(v) for k, v in slot_seats.items()} if slot_seats else None)
     snapshots = config_extra(config, SNAPSHOT_ATTR)
     check_specs(SnapshotSpec(**snapshots) if snapshots else None, spec,
                 list(config.policies or {}) or [of, *slots, *(exploiters or {})])

@@ -1,0 +1,198 @@
+"""Evaluation matches in the driver (``live/league_eval``): duplicate deals and seat rows; per-seat draws.
+
+No Ray cluster: the matches need only the algorithm's env creator and mapping function,
+so a stand-in algorithm and stand-in policies play OpenSpiel's Kuhn poker here (the
+league tests in ``test_league_table`` play real snapshots in a real algorithm).
+"""
+
+from __future__ import annotations
+
+from typing import Any, List
+
+import numpy as np
+import pytest
+from builders import pool_policy_dir
+
+pytest.importorskip("pyspiel")
+
+from rllib_ext import PolicyPool  # noqa: E402
+from rllib_ext.envs import OpenSpielGame, seat_mapping  # noqa: E402
+from rllib_ext.live.league_eval import EvaluationSpec, Matches  # noqa: E402
+from rllib_ext.pool.payoff import seat_row  # noqa: E402
+
+
+class Recording:
+    """Kuhn poker that remembers each game's deal (the state right after reset)."""
+
+    def __init__(self, deals: List[str]) -> None:
+        self.env, self.deals = OpenSpielGame({"game": "kuhn_poker"}), deals
+
+    def reset(self, **kwargs: Any):
+        out = self.env.reset(**kwargs)
+        self.deals.append(str(self.env.state))
+        return out
+
+    def step(self, action):
+        return self.env.step(action)
+
+
+class StandIn:
+    """A policy that bets with probability ``p`` whatever it sees."""
+
+    recurrent = False
+
+    def __init__(self, p: float) -> None:
+        self.p = p
+
+    def compute_actions(self, batch, explore=True, rng=None):
+        return (rng.random(len(batch)) < self.p).astype(np.int64), {}
+
+
+def matches(deals: List[str], **spec: Any) -> Matches:
+    class Config:
+        policy_mapping_fn = staticmethod(seat_mapping("main", ["opponent_0"]))
+        env_config: dict = {}
+
+    class Algo:
+        config = Config()
+
+        @staticmethod
+        def env_creator(_):
+            return Recording(deals)
+
+    return Matches(Algo(), EvaluationSpec(**spec), "main", None, seed=0)
+
+
+def pool_with(tmp_path, players: List[StandIn], m: Matches):
+    pool = PolicyPool(tmp_path / "pool")
+    ids = [pool.add(pool_policy_dir(tmp_path)).id for _ in players]
+    m.policies.update(zip(ids, players))  # act as the stand-ins, not as the files' weights
+    return pool, ids
+
+
+@pytest.mark.parametrize("duplicate", [True, False])
+def test_the_two_games_of_a_duplicate_pair_share_the_deal_with_the_seats_swapped(tmp_path, duplicate):
+    """With ``duplicate`` (the default) games 2k and 2k+1 are dealt the same cards and each
+    snapshot sits in the other seat in the second; without it (the negative control) both
+    fail in some of the 32 pairs."""
+    deals: List[str] = []
+    m = matches(deals, duplicate=duplicate, batch=64)
+    pool, (a, b) = pool_with(tmp_path, [StandIn(0.5), StandIn(0.2)], m)
+    games = m._games(m.policies[a], m.policies[b], 64, 0)
+    swapped = [games[k][2] != games[k + 1][2] for k in range(0, 64, 2)]  # a's seat, game 2k and 2k+1
+    same = [deals[k] == deals[k + 1] for k in range(0, 64, 2)]
+    assert (all(same) and all(swapped)) if duplicate else not (all(same) or all(swapped)), deals
+    assert len(set(deals)) > 1
+
+
+def test_seat_rows_add_up_to_the_pair_and_self_games_fill_only_seat_rows(tmp_path):
+    m = matches([], games=8, min_games=8, pairs=100)
+    pool, ids = pool_with(tmp_path, [StandIn(0.9), StandIn(0.5), StandIn(0.1)], m)
+    played = m.play_due(pool, ids)  # the pairs; the seats are learnt from them
+    played += m.play_due(pool, ids)  # then every snapshot against itself
+    assert m.play_due(pool, ids) == 0 and played == 8 * (3 + 3)
+    assert m.seats == {"0", "1"} and m.state()["seats"] == ["0", "1"]
+    rows = [seat_row(i, s) for s in ("0", "1") for i in ids]
+    seats, pairs = pool.payoff(rows), pool.payoff(ids)
+    for i in range(3):
+        assert seats.games[i, 3 + i] == 8  # itself, first seat against second
+        for j in range(3):
+            if i != j:  # a pair's games are those of its two seat pairings
+                assert pairs.games[i, j] == seats.games[i, 3 + j] + seats.games[j, 3 + i] == 8
+                assert pairs.returns[i, j] == pytest.approx(seats.returns[i, 3 + j] + seats.returns[3 + i, j])
+    assert np.all(np.diag(pairs.games) == 0)  # self-games stay out of the entries' own rows
+    mix = pool.meta_strategy_by_seat("main")
+    assert set(mix) == {"0", "1"} and all(sum(v.values()) == pytest.approx(1) for v in mix.values())
+
+
+def test_duplicate_needs_an_even_batch():
+    with pytest.raises(ValueError, match=r"'batch': 5.*even with duplicate=True"):
+        EvaluationSpec(batch=5).check()
+    EvaluationSpec(batch=5, duplicate=False).check()
+
+
+def test_exploitability_of_one_mixture_per_seat_is_openspiels_of_that_joint_policy():
+    """``[{first: 1}, {second: 1}]`` is the policy that plays ``first`` as player 0 and
+    ``second`` as player 1: OpenSpiel's exploitability of that tabular policy; the same
+    mixture for both seats is the one-mixture figure."""
+    import pyspiel
+    from open_spiel.python.algorithms import exploitability as os_exploitability
+
+    from rllib_ext.act.openspiel import exploitability, tabular_policy
+
+    class Logits:
+        def __init__(self, bet: float) -> None:
+            self.bet = bet
+
+        def forward(self, obs):
+            return type("Out", (), {"action_dist_inputs": np.array([[0.0, self.bet]] * len(obs))})()
+
+    game = pyspiel.load_game("kuhn_poker")
+    first, second = Logits(1.5), Logits(-2.0)
+    joint = tabular_policy(game, first)
+    rows = [k for k, s in enumerate(joint.states) if s.current_player() == 1]
+    joint.action_probability_array[rows] = tabular_policy(game, second).action_probability_array[rows]
+    want = os_exploitability.exploitability(game, joint)
+    assert exploitability(game, [{first: 1.0}, {second: 1.0}]) == pytest.approx(want, abs=1e-12)
+    assert exploitability(game, [{second: 1.0}, {first: 1.0}]) != pytest.approx(want, abs=1e-3)  # seats matter
+    mix = {first: 0.3, second: 0.7}
+    assert exploitability(game, [mix, mix]) == pytest.approx(exploitability(game, mix), abs=1e-12)
+    with pytest.raises(ValueError, match="3 mixtures for a game of 2 players"):
+        exploitability(game, [mix, mix, mix])
+
+
+def test_slot_seats_draw_each_slot_from_the_nash_mixture_of_its_seat(tmp_path):
+    """A seat game where snapshot A is the first seat's equilibrium and B the second's (each
+    dominant in its seat): with ``slot_seats`` the seat-"0" slots always hold A and the
+    seat-"1" slots B; without it (the negative control) every slot draws from the one
+    mixture of both seats, and no draw has that pattern."""
+    from test_payoff import record_seat_matrix
+
+    from rllib_ext.live.league import League, LeagueSpec
+    from rllib_ext.live.matchmaking import Sampler
+
+    pool = PolicyPool(tmp_path / "pool")
+    a, b = (pool.add(pool_policy_dir(tmp_path)).id for _ in range(2))
+    # first seat's value: A beats everything in seat 0; in seat 1, B concedes the least
+    record_seat_matrix(pool, [a, b], np.array([[0.5, 0.2], [-0.5, -0.8]]))
+    pool.record_games(a, b, wins=2, losses=2, return_a=0.0, return_b=0.0)  # even over both seats
+    slots = ["opponent_0", "opponent_1", "opponent_2", "opponent_3"]
+    seats = {"opponent_0": "0", "opponent_1": "1", "opponent_2": "0", "opponent_3": "1"}
+
+    def draws(slot_seats):
+        spec = LeagueSpec(str(pool.path), "main", slots, sample="nash", slot_seats=slot_seats)
+        league = League(algo=None, snapshots=None, spec=spec, sampler=Sampler("nash", 0))
+        return [league.nash_draw(pool) for _ in range(20)]
+
+    assert all(d == [a, b, a, b] for d in draws(seats))
+    support = {i for i, p in pool.meta_strategy("main").items() if p > 0}
+    assert all(set(d) <= support and d != [a, b, a, b] for d in draws(None))
+
+
+def test_seat_mapping_routes_each_seat_to_its_slots_and_refuses_a_slot_without_seat():
+    slots = ["opponent_0", "opponent_1", "opponent_2", "opponent_3"]
+    seats = {"opponent_0": "0", "opponent_1": "1", "opponent_2": "0", "opponent_3": "1"}
+    mapping = seat_mapping("main", slots, slot_seats=seats)
+    seen = set()
+    for k in range(200):
+        episode = type("Episode", (), {"id_": f"episode-{k}"})()
+        got = {agent: mapping(agent, episode) for agent in (0, 1)}
+        assert sorted(got.values()).count("main") == 1
+        for agent, policy in got.items():
+            if policy != "main":
+                assert seats[policy] == str(agent), (agent, policy)
+                seen.add(policy)
+    assert seen == set(slots)
+    with pytest.raises(ValueError, match="slot 'opponent_3' has no seat"):
+        seat_mapping("main", slots, slot_seats={s: seats[s] for s in slots[:3]})
+
+
+def test_slot_seats_need_nash_and_name_slots():
+    from rllib_ext import PolicyNotFoundError
+    from rllib_ext.live.league import LeagueSpec, check_specs
+
+    ids = ["main", "opponent_0", "opponent_1"]
+    with pytest.raises(ValueError, match="slot_seats=.*needs sample='nash', not 'pfsp'"):
+        check_specs(None, LeagueSpec("/p", "main", ids[1:], sample="pfsp", slot_seats={"opponent_0": "0"}), ids)
+    with pytest.raises(PolicyNotFoundError, match="opponent_9"):
+        check_specs(None, LeagueSpec("/p", "main", ids[1:], sample="nash", slot_seats={"opponent_9": "0"}), ids)
