@@ -4,8 +4,8 @@
 
 Runs ``examples/poker_league.py`` (the league with its defaults and, beside it on the other
 core, plain self-play at the same env-step budget), keeps one line per phase (``--log``), prints the figures side by side
-and draws exploitability over env steps: the league's meta-strategy (the Nash mixture of its
-pool) and plain self-play's policy. Uniform random play is 0.458 on Kuhn and 2.374 on
+and draws exploitability over env steps: the league's meta-strategy (a Nash mixture of its
+snapshots per seat) and plain self-play's policy. Uniform random play is 0.458 on Kuhn and 2.374 on
 Leduc; Nash is 0.
 """
 
@@ -46,12 +46,13 @@ def main() -> None:
     took = "replotted" if args.replot else f"{time.time() - t0:.0f} s in all"
     print(f"\n{args.game}, {args.steps} env steps, {took} "
           f"({time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores)")
-    print(f"{'env steps':>10}  {'league meta-strategy':>21}  {'self-play main':>15}")
+    print(f"{'env steps':>10}  {'league meta-strategy':>21}  {'one mixture, both seats':>24}  {'self-play main':>15}")
     by_steps = {r["steps"]: r["final_main"] for r in selfplay}
     for r in league:
         near = min(by_steps, key=lambda s: abs(s - r["steps"])) if by_steps else None
         sp = f"{by_steps[near]:.3f}" if near is not None else "-"
-        print(f"{r['steps']:>10}  {r['meta_strategy']:>21.3f}  {sp:>15}")
+        one = f"{r['one_mixture']:.3f}" if "one_mixture" in r else "-"  # logs before the per-seat answer
+        print(f"{r['steps']:>10}  {r['meta_strategy']:>21.3f}  {one:>24}  {sp:>15}")
     try:
         import matplotlib
 
@@ -62,12 +63,12 @@ def main() -> None:
         return
     fig, ax = plt.subplots(figsize=(7, 4))
     ax.plot([r["steps"] for r in league], [r["meta_strategy"] for r in league], "o-",
-            label="league: meta-strategy (Nash mixture of the pool)")
+            label="league: meta-strategy (Nash mixture per seat)")
     ax.plot([r["steps"] for r in selfplay], [r["final_main"] for r in selfplay], "s--", label="plain self-play")
     ax.axhline(UNIFORM[args.game], color="grey", lw=0.8, label="uniform random")
     ax.set_xlabel("env steps")
     ax.set_ylabel("exploitability (OpenSpiel, exact)")
-    ax.set_title(f"{args.game}: PSRO league vs self-play, PPO oracle ({time.strftime('%Y-%m-%d')})")
+    ax.set_title(f"{args.game}: league vs plain self-play, PPO ({time.strftime('%Y-%m-%d')})")
     ax.set_ylim(0, UNIFORM[args.game] * 1.45)
     ax.legend(loc="upper right", fontsize="small")
     fig.tight_layout()

@@ -8,20 +8,22 @@
    best response to it; it restarts from its initial weights every ``--phase`` env steps
    (``reset_every``): each phase is a fresh best response, as in PSRO, and by default its
    end is the one snapshot of the phase. Evaluation matches between the snapshots fill
-   the table (least-played pairs first, ``--games`` per pair), in the driver, with numpy
-   copies of the snapshots. Few distinct policies and many games per pair: a sampled
-   table needs thousands of games per pair before its Nash mixture is worth having
-   (``bench/notes/kuhn_psro.md``).
-2. The league's answer is its meta-strategy: a snapshot drawn per episode from
-   ``pool.meta_strategy(of="main")``. OpenSpiel computes its exploitability exactly, and
-   that of the final ``main`` alone. Plain self-play (one PPO policy in both seats, the
-   same oracle settings) trains beside it on the other core, at the same env-step
-   budget, for comparison.
+   the table (least-played pairs first, ``--games`` per pair, each snapshot against itself
+   too), in the driver, with numpy copies of the snapshots. They are duplicate matches:
+   the two games of a pair are dealt the same cards with the seats swapped, so the deal's
+   luck cancels (``bench/notes/kuhn_psro.md``).
+2. The league's answer is its meta-strategy per seat: ``pool.meta_strategy_by_seat(of="main")``,
+   a Nash mixture of the snapshots for the first player and one for the second (poker's
+   seats differ), one snapshot drawn per episode from the mixture of the seat it sits in.
+   OpenSpiel computes its exploitability exactly, that of the one mixture for both seats
+   (``pool.meta_strategy``) and that of the final ``main`` alone. Plain self-play (one PPO
+   policy in both seats, the same oracle settings) trains beside it on the other core, at
+   the same env-step budget, for comparison.
 
-Another recipe, self-play on disk: ``--sample latest --phase 0 --snapshot-every 5000
---games 5000`` trains ``main`` continuously against its latest snapshot and answers with
-the Nash mixture of its own snapshots. On Kuhn it reached 0.055 on one seed and 0.125 on
-another (the defaults: 0.100 and 0.095): steadier it is not, so it is not the default.
+Another recipe, self-play on disk: ``--sample latest --phase 0 --snapshot-every 5000``
+trains ``main`` continuously against its latest snapshot and answers with the Nash
+mixtures of its own snapshots. It depends much more on the seed (Kuhn, 100k steps: from
+0.055 to 0.125 on three runs), so it is not the default.
 
 Uniform random play is 0.458 exploitable on Kuhn; the Nash equilibrium 0. Figures with
 date and command: docs (benchmarks page), from ``python bench/league_quality.py``.
@@ -36,7 +38,10 @@ import tempfile
 import time
 from typing import Any, Dict, Optional
 
-SLOTS = ["opponent_0", "opponent_1", "opponent_2"]
+SLOTS = ["opponent_0", "opponent_1", "opponent_2", "opponent_3"]
+# The seat each slot's opponent plays: slots are drawn from the Nash mixture of their seat
+# (league(slot_seats=...)), so main trains as a best response to the per-seat answer.
+SLOT_SEATS = {"opponent_0": "0", "opponent_1": "1", "opponent_2": "0", "opponent_3": "1"}
 
 
 def oracle(config: Any, args: argparse.Namespace) -> Any:
@@ -61,16 +66,41 @@ def oracle(config: Any, args: argparse.Namespace) -> Any:
     )
 
 
+def report_every(args: argparse.Namespace) -> int:
+    """Iterations between two reports, the same for both runs: a phase (10k env steps without one)."""
+    return max(1, (args.phase or 10_000) // args.batch)
+
+
 def env_steps(result: Dict[str, Any]) -> int:
     return int(result["env_runners"]["num_env_steps_sampled_lifetime"])
 
 
-def exploitability_of(game: str, mixture: Dict[str, float], pool: Any) -> float:
-    """OpenSpiel's exact exploitability of ``{snapshot id: probability}`` from ``pool``."""
+def exploitability_of(game: str, mixture: Dict[str, Any], pool: Any) -> float:
+    """OpenSpiel's exact exploitability of ``{snapshot id: probability}`` from ``pool``, or of
+    ``{seat: {snapshot id: probability}}`` (seats are the players ``"0"``, ``"1"``)."""
     from rllib_ext import NumpyPolicy
     from rllib_ext.act.openspiel import exploitability
 
-    return exploitability(game, {NumpyPolicy.from_checkpoint(pool.get(i).path): p for i, p in mixture.items() if p > 0})
+    policies: Dict[str, Any] = {}
+
+    def members(mix: Dict[str, float]) -> Dict[Any, float]:
+        return {policies.setdefault(i, NumpyPolicy.from_checkpoint(pool.get(i).path)): p for i, p in mix.items() if p > 0}
+
+    if all(isinstance(v, dict) for v in mixture.values()):
+        return exploitability(game, [members(mixture[seat]) for seat in sorted(mixture, key=int)])
+    return exploitability(game, members(mixture))
+
+
+def answers(args: argparse.Namespace, pool: Any) -> Dict[str, Any]:
+    """The league's answers, solved from its table: one Nash mixture for both seats, and one per seat."""
+    one = pool.meta_strategy(of="main", solver="nash")
+    try:
+        per_seat = pool.meta_strategy_by_seat(of="main")
+    except ValueError:  # no seat games yet (the first snapshots)
+        per_seat = None
+    return {"snapshots": len(one), "mixture": one, "per_seat": per_seat,
+            "one_mixture": exploitability_of(args.game, one, pool),
+            "meta_strategy": exploitability_of(args.game, per_seat or one, pool)}
 
 
 def league(args: argparse.Namespace, log: Optional[Any]) -> Dict[str, float]:
@@ -80,14 +110,15 @@ def league(args: argparse.Namespace, log: Optional[Any]) -> Dict[str, float]:
 
     every = max(1, args.snapshot_every // args.batch)
     phase = max(every, args.phase // args.batch) if args.phase else None  # None: main is never reset
-    report = phase or max(1, 10_000 // args.batch)
+    report = report_every(args)
+    seats = SLOT_SEATS if args.sample == "nash" and not args.one_mixture else None
     config = (
         oracle(PPOPartialConfig(), args)
-        .multi_agent(policies={"main", *SLOTS}, policy_mapping_fn=seat_mapping("main", SLOTS),
-                     policies_to_train=["main"])
+        .multi_agent(policies={"main", *SLOTS}, policies_to_train=["main"],
+                     policy_mapping_fn=seat_mapping("main", SLOTS, slot_seats=seats))
         .snapshot_policies(args.pool, ["main"], every=every)
         .league(args.pool, of="main", slots=SLOTS, sample=args.sample, refresh_every=1, seed=args.seed,
-                reset_every=phase,
+                reset_every=phase, slot_seats=seats,
                 evaluation={"games": args.games, "min_games": args.games, "pairs": 10_000})
     )
     algo = config.build_algo()
@@ -99,24 +130,26 @@ def league(args: argparse.Namespace, log: Optional[Any]) -> Dict[str, float]:
             result = algo.train()
             steps = env_steps(result)
             if algo.iteration % report == 0 or steps >= args.steps:
-                mix = pool.meta_strategy(of="main", solver="nash")
+                got = answers(args, pool)
                 row = {"run": "league", "steps": steps, "seconds": round(time.time() - t0, 1),
-                       "snapshots": len(mix), "support": sum(p > 1e-3 for p in mix.values()),
-                       "meta_strategy": exploitability_of(args.game, mix, pool)}
-                print(f"league  {steps:7d} steps  {row['seconds']:6.0f} s  {row['snapshots']:3d} snapshots, "
-                      f"{row['support']} in the Nash support, its exploitability {row['meta_strategy']:.3f}",
-                      flush=True)
+                       "snapshots": got["snapshots"], "meta_strategy": got["meta_strategy"],
+                       "one_mixture": got["one_mixture"]}
+                print(f"league  {steps:7d} steps  {row['seconds']:6.0f} s  {row['snapshots']:3d} snapshots; "
+                      f"exploitability of the Nash mixture per seat {row['meta_strategy']:.3f}, "
+                      f"of one for both seats {row['one_mixture']:.3f}", flush=True)
                 if log:
                     log.write(json.dumps(row) + "\n")
     finally:
         algo.stop()
-    mix = pool.meta_strategy(of="main", solver="nash")
+    got = answers(args, pool)
     latest = max((e for e in pool.entries() if e.policy == "main"), key=lambda e: (e.iteration or 0, e.created))
     print("meta-strategy (snapshot: probability):")
-    for entry_id, p in mix.items():
-        if p > 1e-3:
-            print(f"  {entry_id}: {p:.3f}")
-    return {"meta_strategy": exploitability_of(args.game, mix, pool),
+    for seat, mix in (got["per_seat"] or {"both seats": got["mixture"]}).items():
+        print(f"  player {seat}:" if got["per_seat"] else "  both seats:")
+        for entry_id, p in mix.items():
+            if p > 1e-3:
+                print(f"    {entry_id}: {p:.3f}")
+    return {"meta_strategy": got["meta_strategy"], "one_mixture": got["one_mixture"],
             "final_main": exploitability_of(args.game, {latest.id: 1.0}, pool)}
 
 
@@ -135,7 +168,7 @@ def self_play(args: argparse.Namespace) -> Dict[str, Any]:
     try:
         while steps < args.steps:
             steps = env_steps(algo.train())
-            if algo.iteration % max(1, (args.phase or 10_000) // args.batch) == 0 or steps >= args.steps:
+            if algo.iteration % report_every(args) == 0 or steps >= args.steps:
                 with tempfile.TemporaryDirectory() as tmp:
                     algo.save(tmp)
                     final = exploitability(args.game, {NumpyPolicy.from_checkpoint(tmp, "main"): 1.0})
@@ -158,7 +191,9 @@ def main(argv: Optional[list] = None) -> None:
                         help="env steps between snapshots (default: one per phase, its best response)")
     parser.add_argument("--batch", type=int, default=1_000, help="env steps per training iteration")
     parser.add_argument("--lr", type=float, default=3e-3)
-    parser.add_argument("--games", type=int, default=10_000, help="evaluation games per pair of snapshots")
+    parser.add_argument("--games", type=int, default=4_000, help="evaluation games per pair of snapshots")
+    parser.add_argument("--one-mixture", action="store_true",
+                        help="draw every slot from one Nash mixture for both seats (default: per seat)")
     parser.add_argument("--no-selfplay", action="store_true", help="skip the plain self-play comparison")
     parser.add_argument("--log", default=None, help="append one JSON line per phase here")
     parser.add_argument("--seed", type=int, default=0)
@@ -192,7 +227,8 @@ def main(argv: Optional[list] = None) -> None:
         ray.shutdown()
     print(f"\nexploitability on {args.game} after {args.steps} env steps (OpenSpiel, exact; uniform random "
           f"{'0.458' if args.game == 'kuhn_poker' else 'see docs'}, Nash 0):")
-    print(f"  league meta-strategy (Nash mixture of the pool)  {got['meta_strategy']:.3f}")
+    print(f"  league meta-strategy (Nash mixture per seat)     {got['meta_strategy']:.3f}")
+    print(f"  league Nash mixture for both seats               {got['one_mixture']:.3f}")
     print(f"  league final main                                {got['final_main']:.3f}")
     if baseline is not None:
         print(f"  plain self-play final main                       {baseline['final_main']:.3f}")
