@@ -63,7 +63,7 @@ setup(
         # moto[server] + boto3: a local S3 on 127.0.0.1 for the remote-storage tests;
         # pytest-markdown-docs runs the docs' code blocks (and the numpy-only install runs
         # the Ray-free ones, tests/test_packaging.py).
-        "test": ["pytest", "pytest-xdist", "pytest-timeout", "hypothesis", "safetensors", "msgpack", "msgpack-numpy",
+        "test": ["pytest", "pytest-xdist>=3.2", "pytest-timeout", "hypothesis", "safetensors", "msgpack", "msgpack-numpy",
                  "moto[server]>=5,<6", "boto3", "onnx==1.23.2", "onnxscript==0.7.2", "onnxruntime==1.32.0", "scipy",
                  "matplotlib", "open_spiel==2.0.2", "pytest-markdown-docs==0.9.2"],
     },
