@@ -3,9 +3,10 @@
     python examples/poker_league.py [--game kuhn_poker|leduc_poker] [--steps 100000] [--pool DIR]
 
 1. ``main`` (PPO, new API stack) plays OpenSpiel's poker through RLlib's own ``OpenSpielEnv``
-   against three frozen slots. The slots are drawn from the **Nash mixture of the pool's
-   payoff table** over ``main``'s snapshots (``sample="nash"``), so ``main`` trains as a
-   best response to it; it restarts from its initial weights every ``--phase`` env steps
+   against four frozen slots, two per seat. Each slot is drawn from the **Nash mixture of
+   the pool's payoff table** over ``main``'s snapshots for the seat its opponent plays
+   (``sample="nash"``, ``slot_seats=``), so ``main`` trains as a best response to it in
+   each seat; it restarts from its initial weights every ``--phase`` env steps
    (``reset_every``): each phase is a fresh best response, as in PSRO, and by default its
    end is the one snapshot of the phase. Evaluation matches between the snapshots fill
    the table (least-played pairs first, ``--games`` per pair, each snapshot against itself
