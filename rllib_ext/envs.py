@@ -147,7 +147,7 @@ def seat_mapping(main: str, slots: "list[str]", exploiters: "list[str] | tuple[s
             return main
         if exploiters and (h >> 8) % 1000 < exploiter_share * 1000:
             return exploiters[(h >> 20) % len(exploiters)]
-        choices = by_seat.get(str(agent_id), slots) if slot_seats else slots
+        choices = by_seat.get(str(agent_id), slots)  # by_seat is empty without slot_seats
         return choices[(h // 2) % len(choices)]
 
     return mapping
@@ -209,5 +209,4 @@ def _seeded_env(base: type, penalty: bool) -> type:
                         break
                 self.state.apply_action(action)
 
-    OpenSpielEnvSeeded.__name__ = "OpenSpielEnvGameReturns" if not penalty else "OpenSpielEnvSeeded"
     return OpenSpielEnvSeeded

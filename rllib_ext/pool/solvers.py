@@ -88,11 +88,8 @@ def zero_sum_gap(matrix: np.ndarray) -> Tuple[float, int, int]:
 
 
 def nash(matrix: np.ndarray, ids: List[str]) -> np.ndarray:
-    """The maximin mixture of the symmetric zero-sum game ``matrix``: an equilibrium ``(x, x)``.
-
-    Linear program: maximize ``v`` subject to ``x @ matrix[:, j] >= v`` for every column
-    ``j``, ``sum(x) == 1``, ``x >= 0``.
-    """
+    """The maximin mixture of the symmetric zero-sum game ``matrix``: an equilibrium ``(x, x)``
+    (:func:`maximin`, after the zero-sum check)."""
     scale = max(1.0, float(np.max(np.abs(matrix)))) if matrix.size else 1.0
     gap, i, j = zero_sum_gap(matrix)
     if gap > ZERO_SUM_TOL * scale:
@@ -101,17 +98,25 @@ def nash(matrix: np.ndarray, ids: List[str]) -> np.ndarray:
             f"value[{ids[j]!r}, {ids[i]!r}] = {matrix[i, j]:.6g} + {matrix[j, i]:.6g} = {matrix[i, j] + matrix[j, i]:.6g}, "
             f"not 0; use solver='replicator' (projected replicator dynamics), which does not assume zero-sum"
         )
+    return maximin((matrix - matrix.T) / 2)  # exactly zero-sum: rounding in the sums cannot tilt it
+
+
+def maximin(game: np.ndarray) -> np.ndarray:
+    """The row player's maximin mixture of the zero-sum game ``game`` (n×m, the row's payoffs).
+
+    Linear program: maximize ``v`` subject to ``x @ game[:, j] >= v`` for every column
+    ``j``, ``sum(x) == 1``, ``x >= 0``; scipy's HiGHS.
+    """
     linprog = require_scipy()
-    n = len(matrix)
-    game = (matrix - matrix.T) / 2  # exactly zero-sum: rounding in the sums cannot tilt it
+    n, m = game.shape
     cost = np.zeros(n + 1)
     cost[-1] = -1.0  # maximize v
-    a_ub = np.hstack([-game.T, np.ones((n, 1))])  # v - x @ game[:, j] <= 0
+    a_ub = np.hstack([-game.T, np.ones((m, 1))])  # v - x @ game[:, j] <= 0
     a_eq = np.hstack([np.ones((1, n)), np.zeros((1, 1))])
-    res = linprog(cost, A_ub=a_ub, b_ub=np.zeros(n), A_eq=a_eq, b_eq=[1.0],
+    res = linprog(cost, A_ub=a_ub, b_ub=np.zeros(m), A_eq=a_eq, b_eq=[1.0],
                   bounds=[(0, None)] * n + [(None, None)], method="highs")
     if res.status != 0:  # a bounded, feasible LP: only a solver failure gets here
-        raise RuntimeError(f"solver 'nash': linprog failed on a {n}x{n} table: {res.message}")
+        raise RuntimeError(f"solver 'nash': linprog failed on a {n}x{m} table: {res.message}")
     x = np.clip(res.x[:n], 0.0, None)
     return x / x.sum()
 
@@ -119,20 +124,7 @@ def nash(matrix: np.ndarray, ids: List[str]) -> np.ndarray:
 def zero_sum_nash(matrix: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     """A Nash equilibrium ``(x, y)`` of the zero-sum game where the row player gets
     ``matrix[i, j]`` and the column player its negative (rectangular is fine): each side's
-    maximin mixture, by the LP of :func:`nash`."""
-    linprog = require_scipy()
-
-    def maximin(game: np.ndarray) -> np.ndarray:
-        n, m = game.shape
-        cost = np.r_[np.zeros(n), -1.0]
-        res = linprog(cost, A_ub=np.hstack([-game.T, np.ones((m, 1))]), b_ub=np.zeros(m),
-                      A_eq=np.r_[np.ones(n), 0.0][None], b_eq=[1.0], bounds=[(0, None)] * n + [(None, None)],
-                      method="highs")
-        if res.status != 0:
-            raise RuntimeError(f"solver 'nash': linprog failed on a {n}x{m} table: {res.message}")
-        x = np.clip(res.x[:n], 0.0, None)
-        return x / x.sum()
-
+    :func:`maximin` mixture."""
     return maximin(matrix), maximin(-matrix.T)
 
 
@@ -157,10 +149,10 @@ def seat_mixtures(table: Mapping[Pair, Sequence[float]], ids: List[str]) -> Dict
     out = {seat: dict.fromkeys(ids, 0.0) for seat in seats}
     games = payoff.games[:n, n:]
     keep = list(range(n))
-    while keep and len(keep) > 1 and not np.all(games[np.ix_(keep, keep)] > 0):
+    while len(keep) > 1 and not np.all(games[np.ix_(keep, keep)] > 0):
         missing = [int((games[k, keep] == 0).sum() + (games[keep, k] == 0).sum()) for k in keep]
         keep.pop(missing.index(max(missing)))
-    if not keep or not np.all(games[np.ix_(keep, keep)] > 0):
+    if not np.all(games[np.ix_(keep, keep)] > 0):
         raise ValueError(f"a meta-strategy per seat: no snapshot has played in seat {seats[0]!r} against one in "
                          f"seat {seats[1]!r} yet; evaluation matches play them")
     first, second = payoff.value[:n, n:][np.ix_(keep, keep)], payoff.value[n:, :n].T[np.ix_(keep, keep)]
