@@ -3,8 +3,13 @@
 The public surface is the one table below, built from each package's ``PUBLIC`` table:
 each name loads its module on first use, so reading one policy imports the reader's chain
 and nothing else, and ``build_policy`` imports what building a policy needs (not the
-``...Partial`` algorithms). Importing this package does nothing else: the first use of a ``...Partial``
-name (or config) registers those algorithms with Tune, and a failure there raises, saying why.
+``...Partial`` algorithms).
+
+Tune looks ``tune.run("PPOPartial")`` up in its registry, so the ``...Partial`` names must be
+registered before that call. Importing this package registers them when Ray Tune is already
+imported (``from ray import tune; import rllib_ext``: the plain-dict Tune story), and never
+imports Ray otherwise; the first use of a ``...Partial`` name or config registers them too,
+and so does :func:`register_trainables`.
 
 Rule: the packages are the layers, each importing only those above it: ``errors`` and
 ``_version``; ``checkpoint`` (numpy + stdlib); ``merge`` and ``pool`` (on ``checkpoint``);
@@ -15,6 +20,8 @@ Rule: the packages are the layers, each importing only those above it: ``errors`
 from __future__ import annotations
 
 import importlib
+import sys
+import warnings
 from typing import Any, Dict
 
 from ._version import __version__
@@ -70,3 +77,23 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> "list[str]":
     return sorted(set(globals()) | set(_HOME))
+
+
+def _register_if_tune_is_loaded() -> None:
+    """Register the ``...Partial`` trainables now if Ray Tune is already imported.
+
+    Without Tune in the process nothing happens, so the Ray-free reader stays Ray-free. On
+    a Ray outside the supported releases the names are not registered and a warning says
+    why: reading checkpoints must still work there.
+    """
+    if sys.modules.get("ray.tune") is None:
+        return
+    from .errors import UnsupportedRayError
+
+    try:
+        __getattr__("register_trainables")()
+    except UnsupportedRayError as e:
+        warnings.warn(f"rllib_ext: the ...Partial trainables are not registered with Tune: {e}", stacklevel=3)
+
+
+_register_if_tune_is_loaded()

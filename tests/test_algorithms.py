@@ -126,22 +126,30 @@ def test_checkpoint_of_the_mixin_classes_loads_into_the_feature_classes(ray_sess
         algo.stop()
 
 
-def test_import_registers_nothing_and_first_use_of_a_config_registers_its_algorithm():
-    """No import side effect: importing rllib_ext (Ray already imported) leaves Tune's
-    registry alone; making a ...Partial config registers its algorithm by name."""
+def test_import_registers_with_tune_only_when_tune_is_loaded():
+    """`from ray import tune; import rllib_ext` registers every ...Partial name (Tune finds
+    them by name); without Tune loaded, importing rllib_ext registers nothing and imports no
+    Ray, and making a ...Partial config registers its own algorithm."""
     import subprocess
     import sys
 
-    code = (
-        "import ray.tune.registry as r, rllib_ext\n"
-        "known = lambda n: r._global_registry.contains(r.TRAINABLE_CLASS, n)\n"
-        "assert not known('PPOPartial'), 'registered at import'\n"
-        "from rllib_ext.algorithms import APPOPartialConfig\n"
-        "assert not known('APPOPartial'), 'registered by importing the module'\n"
-        "APPOPartialConfig()\n"
-        "assert known('APPOPartial') and not known('PPOPartial')\n"
-        "rllib_ext.PPOPartial\n"
-        "assert known('PPOPartial')\n"
+    with_tune = (
+        "from ray import tune\n"
+        "import ray.tune.registry as r\n"
+        "import rllib_ext\n"
+        "for n in ('PPOPartial', 'APPOPartial', 'IMPALAPartial', 'DQNPartial', 'SACPartial'):\n"
+        "    assert r.get_trainable_cls(n).__name__ == n, n\n"
     )
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
-    assert res.returncode == 0, res.stderr[-2000:]
+    without_tune = (
+        "import sys, rllib_ext\n"
+        "assert 'ray' not in sys.modules, 'import rllib_ext imported Ray'\n"
+        "import ray.tune.registry as r\n"
+        "known = lambda n: r._global_registry.contains(r.TRAINABLE_CLASS, n)\n"
+        "assert not known('PPOPartial'), 'registered without Tune loaded'\n"
+        "from rllib_ext.algorithms import APPOPartialConfig\n"
+        "APPOPartialConfig()\n"
+        "assert known('APPOPartial')\n"
+    )
+    for code in (with_tune, without_tune):
+        res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+        assert res.returncode == 0, res.stderr[-2000:]

@@ -55,7 +55,7 @@ ALLOWED = {
     "algorithms": {"live"},
     "formatting": {"checkpoint", "merge", "pool", "errors"},
     "cli": {"formatting", "checkpoint", "merge", "pool", "act", "live", "errors", "_version"},
-    "": {"checkpoint", "merge", "pool", "_version"},  # rllib_ext/__init__.py: the rest by name, on first use
+    "": {"checkpoint", "merge", "pool", "errors", "_version"},  # rllib_ext/__init__.py: the rest by name, on first use
 }
 CODECS_MAY_IMPORT = {"checkpoint.storage", "checkpoint.lazy", "checkpoint.tensors", "errors"}
 # Where a framework may be imported.

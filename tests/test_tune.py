@@ -30,17 +30,39 @@ def checkpoints(analysis):
     return sorted(glob.glob(os.path.join(trial_dir, "checkpoint_*")))
 
 
-@pytest.mark.parametrize("stack", STACKS)
-def test_tune_run_plain_dict_restores_one_policy_frozen(ckpts, tmp_path, monkeypatch, stack):
-    path, saved = ckpts(stack)
-    monkeypatch.chdir(os.path.dirname(path))  # the restore path below is relative
-    config = ppo_config(stack, obs_dims=(4, 4, 6)).to_dict()
-    config["restore_policies"] = {
-        "checkpoint": os.path.basename(path), "policies": ["policy_0"], "freeze": True,
-    }
-    analysis = run(config, tmp_path, "dict", stop={"training_iteration": 2}, checkpoint_at_end=True)
+# The plain-dict Tune story exactly as a user writes it, in a fresh process: Tune's names
+# come from `import rllib_ext` alone (no other rllib_ext name is touched before tune.run).
+PLAIN_DICT_RUN = """
+import pickle, sys
+from ray import tune
+import rllib_ext
 
-    final = checkpoints(analysis)[-1]
+config = pickle.load(open(sys.argv[1], "rb"))
+config["restore_policies"] = {"checkpoint": sys.argv[2], "policies": ["policy_0"], "freeze": True}
+import ray
+ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False)
+analysis = tune.run("PPOPartial", config=config, storage_path=sys.argv[3], name="dict", verbose=0,
+                    raise_on_failed_trial=True, stop={"training_iteration": 1}, checkpoint_at_end=True)
+print(analysis.trials[0].path)
+"""
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_tune_run_plain_dict_restores_one_policy_frozen(ckpts, tmp_path, stack):
+    import pickle
+    import subprocess
+    import sys
+
+    path, saved = ckpts(stack)
+    config_file = tmp_path / "config.pkl"
+    config_file.write_bytes(pickle.dumps(ppo_config(stack, obs_dims=(4, 4, 6)).to_dict()))
+    # The restore path is relative to the directory the run starts in.
+    res = subprocess.run(
+        [sys.executable, "-c", PLAIN_DICT_RUN, str(config_file), os.path.basename(path), str(tmp_path / "tune")],
+        cwd=os.path.dirname(path), capture_output=True, text=True, timeout=600,
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    final = sorted(glob.glob(os.path.join(res.stdout.strip().splitlines()[-1], "checkpoint_*")))[-1]
     assert_weights_equal(read_weights(final, "policy_0"), saved["policy_0"], "frozen restored policy_0", ordered=False)
     assert_differs(read_weights(final, "policy_1"), saved["policy_1"], "fresh policy_1")
     name, shape = first_layer(stack, 6)
