@@ -66,7 +66,7 @@ else:
     policy = algo.get_policy(pid)
     rl_one = lambda o: policy.compute_single_action(o[0], explore=False)[0]
     rl_batch = lambda o: policy.compute_actions(o, explore=False)[0]
-from rllib_ext.live.policy_io import save_policy  # extract_policy's class names are not importable paths
+from rllib_ext.live.serving.policy_io import save_policy  # extract_policy's class names are not importable paths
 loaded = rllib_ext.build_policy(save_policy(algo, pid, single))
 if loaded.meta["stack"] == "new":
     def lp_batch(o):

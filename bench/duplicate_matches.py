@@ -27,7 +27,7 @@ def main() -> None:
     args = parser.parse_args()
     from rllib_ext import PolicyPool
     from rllib_ext.envs import OpenSpielGame, seat_mapping
-    from rllib_ext.live.league_eval import EvaluationSpec, Matches
+    from rllib_ext.live.league.evaluation import EvaluationSpec, Matches
 
     pool = PolicyPool(args.pool)
     ids = [e.id for e in sorted(pool.entries(policy="main"), key=lambda e: (e.iteration or 0, e.created))]

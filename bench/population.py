@@ -108,7 +108,7 @@ def timed_classes():
     from ray.rllib.algorithms.ppo import PPO
 
     from rllib_ext import PPOPartial
-    from rllib_ext.live.features.population import PopulationFeature
+    from rllib_ext.live.population.feature import PopulationFeature
 
     class Timed:
         def setup(self, config: Any) -> None:

@@ -60,7 +60,7 @@ def main() -> None:
                     algo.train()
                 hold = None
                 if args.hold:
-                    from rllib_ext.live.backends import backend_for
+                    from rllib_ext.live.seam.backends import backend_for
 
                     t0 = time.perf_counter()
                     with backend_for(algo).quiesced(["policy_0"]):

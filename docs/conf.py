@@ -62,7 +62,7 @@ nitpick_ignore_regex = [
                   r"FrozenSet|Type|Path|PathLike|ndarray|NDArray|DType|Self|NoneType|ellipsis|\.\.\.)"),
     (r"py:class", r"(int|float|str|bytes|bool|dict|list|tuple|set|object|type|None|Exception|ValueError|"
                   r"KeyError|TypeError|OSError|RuntimeError|ImportError|FileNotFoundError)"),
-    # rllib_ext.live.rllib_types: names for RLlib's own classes in annotations (no Ray at import).
+    # rllib_ext.live.seam.rllib_types: names for RLlib's own classes in annotations (no Ray at import).
     (r"py:class", r"(Model|RLModule|Policy|Learner|Algorithm|AlgorithmConfig)"),
 ]
 

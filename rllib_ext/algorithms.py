@@ -18,8 +18,8 @@ import inspect
 from typing import Dict, Optional, Type
 
 # First: outside the supported Ray releases, the first use of a ...Partial name refuses in
-# one line (rllib_ext.live.compat) before RLlib's own imports below can fail deep inside.
-from .live.compat import require_supported_ray  # isort: skip
+# one line (rllib_ext.live.seam.compat) before RLlib's own imports below can fail deep inside.
+from .live.seam.compat import require_supported_ray  # isort: skip
 
 require_supported_ray()
 

@@ -178,7 +178,7 @@ def run(args: argparse.Namespace) -> int:
         report = merge_checkpoints(args.base, args.take, args.out, trusted=args.trusted)
         print(json.dumps(report.to_dict(), indent=2) if args.json else format_merge(report))
     elif args.command == "migrate":
-        from .live.migration import migrate
+        from .live.restore.migration import migrate
 
         report = migrate(args.checkpoint, args.out, args.policies, target=args.target, dry_run=args.dry_run,
                          trusted=args.trusted)

@@ -598,7 +598,7 @@ def one_update(algo, policy_id: str, batch: Dict[str, np.ndarray]) -> Dict[str, 
     if algo.config.enable_rl_module_and_learner:
         from ray.rllib.policy.sample_batch import MultiAgentBatch, SampleBatch
 
-        from rllib_ext.live.carry_training import learner_scalars
+        from rllib_ext.live.seam.carry_training import learner_scalars
 
         learner = algo.learner_group._learner
         # A lifetime step count far beyond both runs: target-network updates (SAC, DQN) are due

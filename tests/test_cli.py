@@ -404,9 +404,9 @@ def test_cli_migrate_dry_run_exits_1_saying_which_policies_cannot_be_migrated(mo
     entry = lambda ok, reason=None: types.SimpleNamespace(supported=ok, reason=reason)  # noqa: E731
     report = types.SimpleNamespace(policies={"p0": entry(True), "p1": entry(False, "policy 'p1': no spaces recorded")},
                                    to_dict=lambda: {})
-    fake = types.ModuleType("rllib_ext.live.migration")
+    fake = types.ModuleType("rllib_ext.live.restore.migration")
     fake.migrate = lambda *a, **k: report
-    monkeypatch.setitem(sys.modules, "rllib_ext.live.migration", fake)
+    monkeypatch.setitem(sys.modules, "rllib_ext.live.restore.migration", fake)
     assert cli.main(["migrate", "old", "--dry-run", "--json"]) == 1
     assert capsys.readouterr().err == (
         "rllib-ext: error: dry run: 1 of 2 policies cannot be migrated: policy 'p1': no spaces recorded\n"

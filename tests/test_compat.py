@@ -2,7 +2,7 @@
 
 The live tests themselves run on the oldest supported release in the ``torch-ray245`` tox
 cell and on Ray 2.60 in the others; here: the range is stated once (setup.py and
-``rllib_ext.live.compat`` agree, a cell tests its lower end), a Ray outside it is refused
+``rllib_ext.live.seam.compat`` agree, a cell tests its lower end), a Ray outside it is refused
 in one line while the reader and the CLI keep working, and no module but ``compat`` uses
 a name whose spelling depends on the release.
 """
@@ -25,9 +25,9 @@ from rllib_ext.live import compat
 
 FIXTURE = str(Path(ROOT) / "tests" / "fixtures" / "ray-2.45.0-old-torch" / "checkpoint")
 # Ray attributes whose name depends on the release (RunningStat's Welford sum, Ray 2.47):
-# only rllib_ext/live/compat.py may use them.
+# only rllib_ext/live/seam/compat.py may use them.
 RELEASE_DEPENDENT = {"sum_sq_diff_array", "std_array"}
-COMPAT = os.path.join("live", "compat.py")
+COMPAT = os.path.join("live", "seam", "compat.py")
 
 
 def test_setup_extra_tox_and_compat_state_one_range():
@@ -102,7 +102,7 @@ def _run(code: str) -> subprocess.CompletedProcess:
 @pytest.mark.parametrize(
     "use",
     ["rllib_ext.PPOPartial", f"rllib_ext.build_policy({FIXTURE!r})", f"rllib_ext.migrate({FIXTURE!r}, '/nonexistent')",
-     f"__import__('rllib_ext.live.restore').live.restore.restore_policies(None, {FIXTURE!r}, ['policy_0'])"],
+     f"__import__('rllib_ext.live.restore.policies').live.restore.restore_policies(None, {FIXTURE!r}, ['policy_0'])"],
 )
 def test_outside_the_range_a_live_feature_refuses_in_one_line(use):
     """Importing rllib_ext checks nothing; the first use of a live feature (a ...Partial
@@ -152,7 +152,7 @@ def test_only_compat_uses_release_dependent_names():
                 uses = release_dependent_uses(open(os.path.join(d, f)).read())
                 if uses:
                     bad[rel] = uses
-    assert not bad, f"release-dependent Ray names outside live/compat.py: {bad}"
+    assert not bad, f"release-dependent Ray names outside live/seam/compat.py: {bad}"
     assert all(name in open(os.path.join(root, COMPAT)).read() for name in RELEASE_DEPENDENT)  # compat does
 
 
@@ -166,7 +166,7 @@ def test_release_dependent_check_fails_on_a_planted_use(planted):
 
 # ---------------------------------------------------------------- the seam to RLlib internals
 
-SEAM = os.path.join("live", "ray_internals.py")
+SEAM = os.path.join("live", "seam", "ray_internals.py")
 # Private names of numpy and the pickle module, not Ray's: the safe unpickler must name what
 # numpy's pickles name, and its own class's helper. They stay with the codecs.
 NOT_RAY = {

@@ -18,7 +18,7 @@ from builders import assert_weights_equal, live_weights, max_diffs, new_outputs,
 from rllib_ext import PPOPartialConfig
 from rllib_ext.convert.mapping import convert_policy
 from rllib_ext.errors import MigrationError
-from rllib_ext.live.migration import migrate
+from rllib_ext.live.restore.migration import migrate
 
 B, T, CELL = 8, 20, 16
 LSTM = {"fcnet_hiddens": [8, 8], "use_lstm": True, "lstm_cell_size": CELL, "max_seq_len": T}

@@ -18,7 +18,7 @@ from builders import assert_weights_equal, live_weights, max_diffs, new_outputs,
 
 from rllib_ext import PPOPartialConfig
 from rllib_ext.errors import MigrationError
-from rllib_ext.live.migration import migrate
+from rllib_ext.live.restore.migration import migrate
 
 IMAGE = (10, 10, 3)
 FILTERS = [[4, [3, 3], 2], [8, [5, 5], 1]]  # 10x10 -> 5x5 (same) -> 1x1 (valid)
@@ -112,7 +112,7 @@ def test_convert_vision_network_matches_rllibs_own_model(share):
     from ray.rllib.models.catalog import MODEL_DEFAULTS
     from ray.rllib.models.torch.visionnet import VisionNetwork
 
-    from rllib_ext.live.bridge import effective_model_config
+    from rllib_ext.live.seam.bridge import effective_model_config
     from rllib_ext.checkpoint.views import SpaceView
     from rllib_ext.convert.mapping import convert_policy
     from rllib_ext.convert.families import source_model

@@ -43,7 +43,7 @@ CASES = [pytest.param(d, _meta(d)["stack"], id=d.name) for d in DIRS]
 
 
 def test_fixtures_cover_the_oldest_and_newest_supported_release_both_stacks():
-    from rllib_ext.live.compat import TESTED
+    from rllib_ext.live.seam.compat import TESTED
 
     got = {(_meta(d)["ray_version"], _meta(d)["stack"]) for d in DIRS}
     assert {(r, s) for r in TESTED for s in ("old", "new")} <= got
@@ -100,7 +100,7 @@ def test_filtered_policy_of_another_release_acts_as_there(fixture, stack, ray_se
             assert pid in report.filters
             got = live_weights(algo, pid)
             assert_weights_equal({n: got[n] for n in expected[pid]}, expected[pid], f"{fixture.name}/{pid}", ordered=False)
-            from rllib_ext.live.backends import backend_for
+            from rllib_ext.live.seam.backends import backend_for
 
             _assert_same_stats(backend_for(algo).live_filters().stats[key], want_filters[key], f"{fixture.name} live {key}")
             assert gap(runner_dist_inputs(algo.env_runner_group.local_env_runner, pid, agent, obs), want_out[pid]) <= TOL

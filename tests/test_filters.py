@@ -382,7 +382,7 @@ def test_config_restore_policies_asks_for_agents_in_the_driver(lambda_source, so
     the driver (before any tune.run), not when a trial builds its algorithm; a by-reference
     mapping function, agents=, trusted=True or filters=False answer it."""
     from rllib_ext import CheckpointError
-    from rllib_ext.live.features.restore import specs_of
+    from rllib_ext.live.restore.feature import specs_of
 
     cfg = filtered_config("new", num_env_runners=0, config_cls=PPOPartialConfig)
     with pytest.raises(CheckpointError, match=re.escape(
@@ -415,7 +415,7 @@ def test_migrate_writes_the_filter_beside_the_module_as_plain_json(source, tmp_p
     import torch
     from ray.rllib.core.rl_module.multi_rl_module import MultiRLModule
 
-    from rllib_ext.live.migration import migrate
+    from rllib_ext.live.restore.migration import migrate
 
     path, ref = source("old")
     out = tmp_path / "new"

@@ -12,7 +12,7 @@ The rules are stated once, here, per package, and checked by an AST walk over
   hand-kept order of modules);
 * ray, gymnasium, torch and tensorflow appear only under ``live/``, in ``algorithms``
   and ``envs``, and torch/onnx in the two writers of torch and ONNX files;
-* only ``live/backends.py`` tells the API stacks apart: the config flags that name the
+* only ``live/seam/backends.py`` tells the API stacks apart: the config flags that name the
   stack (:data:`STACK_FLAGS`) appear nowhere else, read or set.
 
 Also: no module over ~400 lines, every module's docstring says in its first line what
@@ -63,9 +63,9 @@ FRAMEWORK_HOMES = {"live", "algorithms", "envs"}
 # The two writers of torch/ONNX files import them inside the function that writes.
 FRAMEWORK_EXCEPTIONS = {"act.onnx_export": {"torch", "onnx", "onnxscript"}, "checkpoint.export": {"torch"}}
 
-# Every API-stack difference sits behind live/backends.py's Backend: only it reads (or sets) these.
+# Every API-stack difference sits behind live/seam/backends.py's Backend: only it reads (or sets) these.
 STACK_FLAGS = {"enable_rl_module_and_learner", "enable_env_runner_and_connector_v2", "api_stack"}
-STACK_HOME = "live.backends"
+STACK_HOME = "live.seam.backends"
 
 def _modules() -> Dict[str, str]:
     """``{dotted name relative to rllib_ext ('' for the package): source}``."""
@@ -157,6 +157,52 @@ def import_graph(modules: Dict[str, str]) -> Dict[str, Set[str]]:
     }
 
 
+# live/ by concern: its rooms (a sub-package, or a module at its top) and whom each may
+# import. The seam knows Ray; each feature (restore, league, population) and serving sit
+# above it; the base (``partial``) reaches the features only through ``features``, their
+# one registration list; league and population never import each other.
+LIVE_ALLOWED = {
+    "": set(),
+    "seam": set(),
+    "hooks": set(),
+    "tune": set(),
+    "restore": {"seam", "hooks"},
+    "serving": {"seam", "restore", "hooks"},
+    "snapshot": {"seam", "serving"},
+    "league": {"seam", "restore", "serving", "snapshot", "hooks"},
+    "population": {"seam", "restore", "snapshot", "hooks"},
+    "features": {"hooks", "restore", "serving", "league", "population"},
+    "partial": {"seam", "restore", "serving", "snapshot", "hooks", "features", "tune"},
+}
+LIVE_TOP_MAX = 12  # modules at live/'s top, __init__ included
+
+
+def _live_room(name: str) -> str:
+    return name.split(".")[1] if name.count(".") >= 1 else ""
+
+
+def live_room_violations(modules: Dict[str, str]) -> List[str]:
+    """Imports between live/'s rooms that :data:`LIVE_ALLOWED` does not list."""
+    bad = []
+    for name, source in modules.items():
+        if _package(name) != "live":
+            continue
+        for node in _imports(source):
+            for target in _targets(name, node, modules):
+                if _package(target) == "live" and _live_room(target) != _live_room(name):
+                    if _live_room(target) not in LIVE_ALLOWED[_live_room(name)]:
+                        bad.append(f"{name} (line {node.lineno}) imports {target}")
+    return bad
+
+
+def test_live_is_by_concern():
+    rooms = {_live_room(n) for n in MODULES if _package(n) == "live"}
+    assert rooms <= set(LIVE_ALLOWED), "a new room of live/ needs its line in LIVE_ALLOWED"
+    top = [n for n in MODULES if _package(n) == "live" and n.count(".") <= 1 and n not in PACKAGES]
+    assert len(top) + 1 <= LIVE_TOP_MAX, top
+    assert find_cycles({r: a - {r} for r, a in LIVE_ALLOWED.items()}) == []
+
+
 def find_cycles(graph: Mapping[str, Iterable[str]]) -> List[List[str]]:
     """One cycle (``[a, b, ..., a]``) per back edge of a depth-first walk; ``[]`` when there is none."""
     state: Dict[str, int] = {}  # 1: on the current path, 2: done
@@ -186,7 +232,7 @@ def cycle_violations(modules: Dict[str, str]) -> List[str]:
 
 
 def stack_test_violations(modules: Dict[str, str]) -> List[str]:
-    """A stack flag read, set or passed outside live/backends.py (attribute, keyword or name)."""
+    """A stack flag read, set or passed outside live/seam/backends.py (attribute, keyword or name)."""
     bad = []
     for name, source in modules.items():
         if name == STACK_HOME:
@@ -251,7 +297,7 @@ def test_every_module_says_what_it_is_for():
 
 
 @pytest.mark.parametrize("rule", [package_violations, framework_violations, cycle_violations, private_name_violations,
-                                  stack_test_violations], ids=lambda r: r.__name__)
+                                  live_room_violations, stack_test_violations], ids=lambda r: r.__name__)
 def test_the_package_keeps_the_rule(rule):
     assert not rule(MODULES)
 
@@ -261,8 +307,8 @@ PLANTED = {
         ("checkpoint.reader", "from ..live import restore\n"),
         ("checkpoint.codecs.safe_pickle", "from ..reader import read_weights\n"),
         ("convert.lstm", "from ..act import nets\n"),
-        ("act.nets", "from ..live.backends import Backend\n"),
-        ("live.restore", "from .. import algorithms\n"),
+        ("act.nets", "from ..live.seam.backends import Backend\n"),
+        ("live.restore.policies", "from ... import algorithms\n"),
         ("checkpoint.reader", "from ..merge.checkpoints import merge_checkpoints\n"),
         ("merge.filters", "from ..pool.store import open_store\n"),
     ],
@@ -272,14 +318,20 @@ PLANTED = {
         ("act.numpy_policy", "from gymnasium import spaces\n"),
         ("cli", "import ray.rllib\n"),
     ],
-    cycle_violations: [("live.backends", "from .restore import restore_policies\n"),
+    cycle_violations: [("live.seam.ray_internals", "from .backends import backend_for\n"),
                        ("checkpoint.storage", "from .reader import read_weights\n"),
                        ("merge.state_patch", "def f():\n    from .checkpoints import merge_checkpoints\n")],
-    private_name_violations: [("live.restore", "from .backends import _secret\n")],
+    private_name_violations: [("live.restore.policies", "from ..seam.backends import _secret\n")],
+    live_room_violations: [
+        ("live.population.feature", "from ..league.engine import League\n"),
+        ("live.league.feature", "def f():\n    from ..population import feature\n"),
+        ("live.seam.backends", "from ..restore.policies import restore_policies\n"),
+        ("live.partial", "from .league.feature import LeagueFeature\n"),
+    ],
     stack_test_violations: [
-        ("live.restore", "def f(algo):\n    return algo.config.enable_rl_module_and_learner\n"),
-        ("live.lightweight", "def f(config):\n    return config.api_stack(enable_env_runner_and_connector_v2=False)\n"),
-        ("live.policy_io", "def f(config):\n    return getattr(config, 'enable_rl_module_and_learner')\n"),
+        ("live.restore.policies", "def f(algo):\n    return algo.config.enable_rl_module_and_learner\n"),
+        ("live.serving.lightweight", "def f(config):\n    return config.api_stack(enable_env_runner_and_connector_v2=False)\n"),
+        ("live.serving.policy_io", "def f(config):\n    return getattr(config, 'enable_rl_module_and_learner')\n"),
         ("cli", "def f(c):\n    return c.to_dict()['enable_env_runner_and_connector_v2']\n"),
     ],
 }

@@ -24,7 +24,7 @@ from builders import (
 
 from rllib_ext import PolicyNotFoundError, PolicyPool, PPOPartialConfig, ShapeMismatchError, read_weights
 from rllib_ext.envs import HighCard, seat_mapping
-from rllib_ext.live.matchmaking import Candidate
+from rllib_ext.pool.matchmaking import Candidate
 
 SLOTS = ["opponent_0", "opponent_1"]
 pytestmark = pytest.mark.torch_only
@@ -120,21 +120,21 @@ def test_league_resume_gives_same_slots_and_next_draw(ray_session, tmp_path, sta
         for _ in range(3):
             algo.train()
         ckpt = algo.save(str(tmp_path / "ckpt")).checkpoint.path
-        state = algo.league.state()
+        state = algo.feature("league").engine.state()
         resumed = cfg.build()
         try:
             resumed.restore(ckpt)
-            assert resumed.league.state()["assignment"] == state["assignment"]
-            assert resumed.league.state()["sampler"] == state["sampler"]
+            assert resumed.feature("league").engine.state()["assignment"] == state["assignment"]
+            assert resumed.feature("league").engine.state()["sampler"] == state["sampler"]
             for slot in SLOTS:
                 assert_weights_equal(live_weights(resumed, slot), live_weights(algo, slot), slot)
             # the same next draw, and a different one from a fresh sampler (negative control)
             cands = [Candidate(e.id, e.created, e.rating) for e in PolicyPool(pool_path).entries()]
-            draws = [algo.league.sampler.draw(cands, 2, 1200.0) for _ in range(4)]
-            assert [resumed.league.sampler.draw(cands, 2, 1200.0) for _ in range(4)] == draws
+            draws = [algo.feature("league").engine.sampler.draw(cands, 2, 1200.0) for _ in range(4)]
+            assert [resumed.feature("league").engine.sampler.draw(cands, 2, 1200.0) for _ in range(4)] == draws
             fresh = cfg.build()
             try:
-                assert [fresh.league.sampler.draw(cands, 2, 1200.0) for _ in range(4)] != draws
+                assert [fresh.feature("league").engine.sampler.draw(cands, 2, 1200.0) for _ in range(4)] != draws
             finally:
                 fresh.stop()
             # a pruned pool must not silently change who plays
@@ -202,7 +202,7 @@ def test_league_bad_input_is_refused_before_anything_changes(ray_session, tmp_pa
         wide = _widened(other_path, str(tmp_path / "wide2"))
         PolicyPool(pool_path).add(wide, policy="main")
         with pytest.raises(ShapeMismatchError, match=r"slot 'opponent_0'.*\(8, 3\).*\(8, 1\)|\(8, 1\).*\(8, 3\)"):
-            algo.league.refresh()
+            algo.feature("league").engine.refresh()
         for slot in SLOTS:
             assert_weights_equal(live_weights(algo, slot), before[slot], slot)
     finally:

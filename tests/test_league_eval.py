@@ -1,4 +1,4 @@
-"""Evaluation matches in the driver (``live/league_eval``): duplicate deals and seat rows; per-seat draws.
+"""Evaluation matches in the driver (``live/league/evaluation.py``): duplicate deals and seat rows; per-seat draws.
 
 No Ray cluster: the matches need only the algorithm's env creator and mapping function,
 so a stand-in algorithm and stand-in policies play OpenSpiel's Kuhn poker here (the
@@ -17,7 +17,7 @@ pytest.importorskip("pyspiel")
 
 from rllib_ext import PolicyPool  # noqa: E402
 from rllib_ext.envs import OpenSpielGame, seat_mapping  # noqa: E402
-from rllib_ext.live.league_eval import EvaluationSpec, Matches  # noqa: E402
+from rllib_ext.live.league.evaluation import EvaluationSpec, Matches  # noqa: E402
 from rllib_ext.pool.payoff import seat_row  # noqa: E402
 
 
@@ -148,8 +148,8 @@ def test_slot_seats_draw_each_slot_from_the_nash_mixture_of_its_seat(tmp_path):
     mixture of both seats, and no draw has that pattern."""
     from test_payoff import record_seat_matrix
 
-    from rllib_ext.live.league import League, LeagueSpec
-    from rllib_ext.live.matchmaking import Sampler
+    from rllib_ext.live.league.engine import League, LeagueSpec
+    from rllib_ext.pool.matchmaking import Sampler
 
     pool = PolicyPool(tmp_path / "pool")
     a, b = (pool.add(pool_policy_dir(tmp_path)).id for _ in range(2))
@@ -189,7 +189,7 @@ def test_seat_mapping_routes_each_seat_to_its_slots_and_refuses_a_slot_without_s
 
 def test_slot_seats_need_nash_and_name_slots():
     from rllib_ext import PolicyNotFoundError
-    from rllib_ext.live.league import LeagueSpec, check_specs
+    from rllib_ext.live.league.engine import LeagueSpec, check_specs
 
     ids = ["main", "opponent_0", "opponent_1"]
     with pytest.raises(ValueError, match="slot_seats=.*needs sample='nash', not 'pfsp'"):

@@ -80,8 +80,8 @@ def test_league_table_matches_exploiters_and_resume(ray_session, tmp_path, stack
 
         path = algo.save(str(tmp_path / "ckpt")).checkpoint.path
         at_save = pool.payoff([pool.live_row("main"), *[e.id for e in pool.entries()]])
-        draws = algo.league.sampler.draw_mixture(mix, 8)
-        evaluation = algo.league.matches.state()
+        draws = algo.feature("league").engine.sampler.draw_mixture(mix, 8)
+        evaluation = algo.feature("league").engine.matches.state()
         algo.train()  # a run that goes on (and is lost): more snapshots and games in the pool
         assert len(pool.entries()) > len(at_save.ids) - 1
     finally:
@@ -96,8 +96,8 @@ def test_league_table_matches_exploiters_and_resume(ray_session, tmp_path, stack
         np.testing.assert_array_equal(got.games, at_save.games)
         np.testing.assert_array_equal(got.returns, at_save.returns)
         # The same next draw, and the same next evaluation matches.
-        assert resumed.league.sampler.draw_mixture(pool.meta_strategy(of=["main", "exploiter_0"]), 8) == draws
-        assert resumed.league.matches.state() == evaluation
+        assert resumed.feature("league").engine.sampler.draw_mixture(pool.meta_strategy(of=["main", "exploiter_0"]), 8) == draws
+        assert resumed.feature("league").engine.matches.state() == evaluation
         resumed.train()
     finally:
         resumed.stop()
@@ -126,7 +126,7 @@ def test_evaluation_value_agrees_with_openspiel_exactly(ray_session, tmp_path):
 
     from rllib_ext import NumpyPolicy
     from rllib_ext.act.openspiel import tabular_policy
-    from rllib_ext.live.league_eval import EvaluationSpec, Matches
+    from rllib_ext.live.league.evaluation import EvaluationSpec, Matches
 
     pool_path = str(tmp_path / "pool")
     algo = kuhn_config("new", pool_path, reset_every=100).build()

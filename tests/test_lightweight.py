@@ -12,7 +12,7 @@ import pytest
 from builders import STACKS, assert_weights_equal, live_weights, ppo_config
 
 from rllib_ext import PPOPartial, PPOPartialConfig
-from rllib_ext.live.bridge import module_action
+from rllib_ext.live.seam.bridge import module_action
 
 
 def cpus_free():
@@ -51,7 +51,7 @@ def test_lightweight_reserves_no_cpu_and_holds_only_asked_policies(ckpts, stack,
     algo = PPOPartial.from_checkpoint(path, lightweight=True, policies=["policy_1"])
     try:
         assert cpus_free() == before
-        from rllib_ext.live.backends import backend_for
+        from rllib_ext.live.seam.backends import backend_for
 
         assert backend_for(algo).ids() == ["policy_1"]
         assert_weights_equal(live_weights(algo, "policy_1"), saved["policy_1"], "lightweight policy_1", ordered=False)

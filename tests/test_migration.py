@@ -24,7 +24,7 @@ from builders import (
 
 from rllib_ext import PPOPartialConfig
 from rllib_ext.errors import InvalidArgumentError, MigrationError
-from rllib_ext.live.migration import migrate
+from rllib_ext.live.restore.migration import migrate
 
 N_OBS = 1000
 HIDDENS = (8, 8)
@@ -221,7 +221,7 @@ def test_restore_custom_model_with_user_mapping_into_new_stack_algorithm(old_run
 @pytest.mark.stack("old")
 def test_restore_new_stack_checkpoint_into_old_stack_algorithm_is_refused(old_run, ray_session, tmp_path):
     from rllib_ext.errors import CheckpointError
-    from rllib_ext.live.restore import restore_policies
+    from rllib_ext.live.restore.policies import restore_policies
 
     path, _, _ = old_run(False)
     migrate(path, tmp_path / "new")
@@ -270,7 +270,7 @@ def test_cli_migrate_writes_a_checkpoint_and_exits_1_on_unsupported(old_run, tmp
 
 
 def test_migrate_module_imports_no_framework():
-    assert_imports_no_framework("import rllib_ext.convert.mapping, rllib_ext.live.migration, rllib_ext.live.backends, rllib_ext.live.restore\n")
+    assert_imports_no_framework("import rllib_ext.convert.mapping, rllib_ext.live.restore.migration, rllib_ext.live.seam.backends, rllib_ext.live.restore.policies\n")
 
 
 @pytest.mark.stack("old")

@@ -20,7 +20,7 @@ from builders import (
 )
 
 from rllib_ext.errors import MigrationError
-from rllib_ext.live.migration import migrate
+from rllib_ext.live.restore.migration import migrate
 from rllib_ext.convert.families import TARGET_MODULES, source_algorithm, source_model
 
 N_OBS = 500

@@ -105,7 +105,7 @@ def test_algo_load_policy_new_id_that_fails_adds_nothing(ray_session, tmp_path, 
         before = {p: live_weights(algo, p) for p in ("policy_0", "policy_1", "policy_2")}
         with pytest.raises(ShapeMismatchError, match="policy 'policy_1' -> 'newcomer'"):
             algo.load_policy(path, policy_id="newcomer")
-        from rllib_ext.live.backends import backend_for
+        from rllib_ext.live.seam.backends import backend_for
 
         assert "newcomer" not in backend_for(algo).ids()
         assert "newcomer" not in algo.config.policies

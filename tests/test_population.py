@@ -20,8 +20,8 @@ from builders import (
 )
 
 from rllib_ext import PolicyNotFoundError, PolicyPool, PPOPartialConfig, read_weights
-from rllib_ext.live.features.population import donor_for, latest_by_writer, perturbed
-from rllib_ext.live.hyperparams import live_hyperparams
+from rllib_ext.live.population.engine import donor_for, latest_by_writer, perturbed
+from rllib_ext.live.population.hyperparams import live_hyperparams
 from rllib_ext.pool.index import PoolEntry
 
 pytestmark = pytest.mark.torch_only
@@ -172,7 +172,7 @@ def test_weak_policy_takes_the_better_snapshot_and_keeps_perturbed_values(ray_se
 @pytest.mark.slow
 @pytest.mark.stack("new")
 def test_a_param_group_set_alone_is_overwritten_by_rllib(ray_session):
-    """Negative control: why live/hyperparams.py also replaces the learner's lr scheduler."""
+    """Negative control: why live/population/hyperparams.py also replaces the learner's lr scheduler."""
     algo = ppo_config("new", obs_dims=(4, 4), config_cls=PPOPartialConfig).build_algo()
     try:
         def set_group(learner):
@@ -309,16 +309,17 @@ def test_elo_score_is_the_league_rating_of_its_of_and_refused_elsewhere(ray_sess
     algo = cfg.build_algo()
     try:
         result = train(algo, 2)
-        assert pop(result)["main"]["score"] == result["rllib_ext"]["league_main_rating"] == algo.league.main_rating
+        assert pop(result)["main"]["score"] == result["rllib_ext"]["league_main_rating"] == algo.feature("league").engine.main_rating
         [latest] = latest_by_writer(PolicyPool(tmp_path / "population").entries(policy="main"))
-        assert latest.meta["score"] == algo.league.main_rating
+        assert latest.meta["score"] == algo.feature("league").engine.main_rating
     finally:
         algo.stop()
-    # With the league already configured, the config call itself refuses (in the driver).
+    # The population asks the league for its learner by name (it imports nothing of the
+    # league): a policy that is not the league's learner is refused when the algorithm is built.
     league_first = league_config("new", str(tmp_path / "league"), num_env_runners=0).multi_agent(
-        policies_to_train=["main", "opponent_0"])
+        policies_to_train=["main", "opponent_0"]).population(str(tmp_path / "p3"), policies=["opponent_0"], score="elo")
     with pytest.raises(ValueError, match=re.escape("policy 'opponent_0' is not a league's of ('main')")):
-        league_first.population(str(tmp_path / "p3"), policies=["opponent_0"], score="elo")
+        league_first.build_algo()
     plain = pbt_config("new", str(tmp_path / "p2"), "elo")
     with pytest.raises(ValueError, match=re.escape("population(score='elo'): policy 'policy_0' is not a league's of (None)")):
         plain.build_algo()

@@ -198,7 +198,7 @@ def test_hold_times_out_on_an_update_lock_that_is_not_released(patched):
 
 
 def test_the_stack_poll_fallback_times_out_naming_the_learner():
-    from rllib_ext.live.ray_internals import wait_until_out_of
+    from rllib_ext.live.seam.ray_internals import wait_until_out_of
 
     release = threading.Event()
 
@@ -220,7 +220,7 @@ def test_the_stack_poll_fallback_times_out_naming_the_learner():
 def test_backend_refuses_several_trained_threaded_learners_and_lets_them_go_on():
     from types import SimpleNamespace
 
-    from rllib_ext.live.backends import NewStackBackend
+    from rllib_ext.live.seam.backends import NewStackBackend
 
     learners = [StandIn(), StandIn()]
     for learner in learners:

@@ -190,7 +190,7 @@ def test_restore_whose_freeze_fails_rolls_back_weights_and_frozen_set(ckpts, mak
     the new policies_to_train is set everywhere), weights, env runners and the trained set are
     all put back. (The algorithm trains once first: until then RLlib has not synced its env
     runners, and a rollback puts back the learner's weights, not a runner's unsynced ones.)"""
-    from rllib_ext.live.backends import backend_for
+    from rllib_ext.live.seam.backends import backend_for
 
     path, saved = ckpts(stack)
     algo = make_algo(stack, num_env_runners=1)
@@ -233,7 +233,7 @@ def test_restore_whose_freeze_fails_rolls_back_weights_and_frozen_set(ckpts, mak
 )
 def test_a_selection_that_does_not_fit_is_a_typed_error(policies, message):
     from rllib_ext.errors import CheckpointError, InvalidArgumentError
-    from rllib_ext.live.restore import normalize_selection
+    from rllib_ext.live.restore.policies import normalize_selection
 
     with pytest.raises(InvalidArgumentError, match=f"^{re.escape(message)}$") as e:
         normalize_selection(policies)

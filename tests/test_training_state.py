@@ -27,7 +27,7 @@ LR = {"DQN": 3e-3}
 
 def moved(algo, pid: str, name: str) -> None:
     """The state under test has left its initial value (else the proof proves nothing)."""
-    from rllib_ext.live.backends import backend_for
+    from rllib_ext.live.seam.backends import backend_for
 
     ts = backend_for(algo).training_states([pid])[pid]
     assert ts.optimizers and all(o.step for o in ts.optimizers.values()), ts.describe()
@@ -209,7 +209,7 @@ def test_partial_resume_keeps_kl_coeff_and_alpha(ray_session, tmp_path, name):
             if name == "APPO":  # asynchronous learner: compare the saved scalars, not a next update
                 from rllib_ext.checkpoint.codecs.safe_pickle import load
                 from rllib_ext.checkpoint.training_state import SCALARS_KEY
-                from rllib_ext.live.carry_training import algorithm_scalars
+                from rllib_ext.live.seam.carry_training import algorithm_scalars
 
                 # What the checkpoint holds: the learner thread may move the live ones after save().
                 with open(tmp_path / "algorithm_state.pkl", "rb") as f:
@@ -234,7 +234,7 @@ def test_partial_resume_keeps_kl_coeff_and_alpha(ray_session, tmp_path, name):
 def test_plain_rllib_resume_loses_kl_coeff_and_alpha(ray_session, tmp_path, name):
     from ray.rllib.algorithms.registry import ALGORITHMS
 
-    from rllib_ext.live.carry_training import algorithm_scalars
+    from rllib_ext.live.seam.carry_training import algorithm_scalars
 
     algo_cls, _ = ALGORITHMS[name]()
     src = trained(name, "new", config_cls=type(algo_cls.get_default_config()))  # plain RLlib class
@@ -326,7 +326,7 @@ def test_training_state_refused_before_anything_changes(ray_session, tmp_path, s
     """A weights-only source: the error names what is missing and the target is untouched."""
     from builders import live_weights
 
-    from rllib_ext.live.backends import backend_for
+    from rllib_ext.live.seam.backends import backend_for
 
     src = trained("PPO", stack, iters=1)
     try:

@@ -45,7 +45,7 @@ class CrashLeagueOnceAndRecord(RLlibCallback):
         from rllib_ext import PolicyPool
 
         marker_dir = algorithm.config.env_config["marker_dir"]
-        pool = PolicyPool(algorithm.league.spec.pool)
+        pool = PolicyPool(algorithm.feature("league").engine.spec.pool)
         iterations = {e.id: e.iteration for e in pool.entries()}
         drawn = {slot: iterations.get(sid) for slot, sid in result["rllib_ext"]["league"].items()}
         marker = os.path.join(marker_dir, "crashed")
@@ -72,7 +72,7 @@ class CrashPopulationOnceAndRecord(RLlibCallback):
     def on_train_result(self, *, algorithm, result, **kwargs):
         import json
 
-        from rllib_ext.live.hyperparams import live_hyperparams
+        from rllib_ext.live.population.hyperparams import live_hyperparams
 
         marker_dir = algorithm.config.env_config["marker_dir"]
         marker = os.path.join(marker_dir, "crashed")
@@ -88,7 +88,7 @@ class CrashPopulationOnceAndRecord(RLlibCallback):
     def on_checkpoint_loaded(self, *, algorithm, **kwargs):
         import json
 
-        from rllib_ext.live.hyperparams import live_hyperparams
+        from rllib_ext.live.population.hyperparams import live_hyperparams
 
         marker_dir = algorithm.config.env_config["marker_dir"]
         with open(os.path.join(marker_dir, "after_resume.json"), "w") as f:

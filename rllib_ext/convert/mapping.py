@@ -2,8 +2,8 @@
 
 :func:`convert_policy` decides which old tensor becomes which new tensor, transposed or
 not, checked against the target's model config. No Ray, torch or TensorFlow: both
-cross-stack partial restore (:mod:`rllib_ext.live.restore`) and the writer
-(:func:`rllib_ext.live.migration.migrate`) call it.
+cross-stack partial restore (:mod:`rllib_ext.live.restore.policies`) and the writer
+(:func:`rllib_ext.live.restore.migration.migrate`) call it.
 
 Built in (no user mapping needed): RLlib's default fully connected model
 (``FullyConnectedNetwork``, torch and tf2) on a 1-D Box observation, with

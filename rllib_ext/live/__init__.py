@@ -1,9 +1,12 @@
-"""Everything that touches a live RLlib algorithm (imports Ray).
+"""Everything that touches a live RLlib algorithm (imports Ray), by concern.
 
 Rule: ``live`` may import ``pool``, ``act``, ``convert``, ``checkpoint``, ``errors`` and
-``_version``, and nothing above it. Every difference between the API stacks sits behind
-``backends``' ``Backend``; every private attribute of Ray that we touch is named once, in
-``ray_internals``; what a ``...Partial`` algorithm carries is a list of ``features``.
-Importing this package checks nothing: the Ray version is checked where a live feature is
-first used (``compat.require_supported_ray``).
+``_version``, and nothing above it. Inside, one room per concern: ``seam`` (Ray's private
+names, its releases, the API stacks behind ``Backend``) at the bottom; ``restore`` and
+``serving`` on it; the features ``league`` and ``population``, which never import each
+other; at the top, ``hooks`` (what a feature is), ``features`` (their registration),
+``snapshot`` (a live policy into a pool), ``tune`` and ``partial`` (the base classes).
+``tests/test_layout.py``'s ``LIVE_ALLOWED`` holds the exact table. Importing this package
+checks nothing: the Ray version is checked where a live feature is first used
+(``seam.compat.require_supported_ray``).
 """

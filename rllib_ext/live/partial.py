@@ -6,31 +6,32 @@ Subclass each once, in front of the RLlib class::
     class PPOPartial(PartialAlgorithm, PPO, config=PPOPartialConfig): ...
 
 What the classes can do is a list of feature objects (:mod:`rllib_ext.live.features`):
-the config classes get each feature's config methods, the algorithm calls each
-feature's hooks. The methods here are the algorithm's own verbs (``restore(policies=)``,
-``act``, ``save_policy``, ...); the work lives in :mod:`.restore`, :mod:`.lightweight`,
-:mod:`.policy_io` and :mod:`.snapshot`.
+the config class inherits each feature's declared config methods, the algorithm calls
+each feature's hooks and hands one feature to another by name (:meth:`PartialAlgorithm.feature`);
+this module names no feature. The methods here are the algorithm's own verbs
+(``restore(policies=)``, ``act``, ``save_policy``, ...); the work lives in
+:mod:`.restore`, :mod:`.serving` and :mod:`.snapshot`.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from typing import Any, ClassVar, Dict, List, Mapping, Optional
+from typing import Any, ClassVar, Dict, List, Mapping, Optional, Type, TypeVar, Union, overload
 
 from ..checkpoint.storage import resolve_path
 from ..convert.mapping import NameMapping
 from ..pool.index import PoolEntry
 from ..pool.policy_pool import PolicyPool
 from ..pool.rules import DEFAULT_RATING
-from . import lightweight as _lw
-from . import policy_io, snapshot, tune
-from .features import FEATURES
-from .features.base import Feature
-from .features.league import LeagueFeature
-from .league import League
-from .ray_internals import set_trial_info, trial_info
-from .restore import PartialRestoreReport, PolicySelection, restore_policies
+from .serving import lightweight as _lw
+from .serving import policy_io
+from . import snapshot
+from . import tune
+from .features import FEATURES, FeatureConfig
+from .hooks import Feature
+from .seam.ray_internals import set_trial_info, trial_info
+from .restore.policies import PartialRestoreReport, PolicySelection, restore_policies
 
 logger = logging.getLogger(__name__)
 
@@ -42,10 +43,13 @@ TRIAL_INFO_KEY = "__trial_info__"  # ray.tune.result.TRIAL_INFO: how Tune passes
 ALGO_OF_CONFIG: Dict[type, type] = {}
 
 
-class PartialConfig:
+F = TypeVar("F", bound=Feature)
+
+
+class PartialConfig(FeatureConfig):
     """In front of an RLlib ``AlgorithmConfig``: the features' config methods
-    (``restore_policies()``, ``lightweight()``, ``snapshot_policies()``, ``league()``) and
-    their plain-dict keys."""
+    (``restore_policies()``, ``lightweight()``, ``snapshot_policies()``, ``league()``,
+    ``population()``) and their plain-dict keys."""
 
     def __init__(self, algo_class: Optional[type] = None) -> None:
         algo_class = algo_class or ALGO_OF_CONFIG.get(type(self))
@@ -61,12 +65,6 @@ class PartialConfig:
         for feature, key, value in taken:
             feature.configure(self, key, value)
         return self
-
-
-# The features' config methods, each written once in its feature module.
-for _feature in FEATURES:
-    for _name, _method in _feature.config_methods.items():
-        setattr(PartialConfig, _name, _method)
 
 
 class PartialAlgorithm:
@@ -118,10 +116,19 @@ class PartialAlgorithm:
                 result.setdefault("rllib_ext", {}).update(extra)
         return result
 
-    @property
-    def league(self) -> Optional[League]:
-        """The self-play league (None unless ``snapshot_policies()``/``league()`` configured it)."""
-        return next((f.engine for f in self.features if isinstance(f, LeagueFeature)), None)
+    @overload
+    def feature(self, kind: str) -> Optional[Any]: ...
+
+    @overload
+    def feature(self, kind: Type[F]) -> Optional[F]: ...
+
+    def feature(self, kind: Union[str, Type[Feature]]) -> Optional[Any]:
+        """The feature this algorithm carries, by name (``"league"``) or class; None if the
+        config did not ask for it. How features reach each other without importing each other."""
+        for f in self.features:
+            if (f.name == kind) if isinstance(kind, str) else isinstance(f, kind):
+                return f
+        return None
 
     # The features' state rides in the algorithm's state: new stack get_state/set_state,
     # old stack __getstate__/__setstate__ (what RLlib's own checkpoints call).
@@ -191,7 +198,7 @@ class PartialAlgorithm:
                 ``old weights -> new weights`` for models the built-in table does not
                 cover (see :mod:`rllib_ext.convert`).
             filters: with ``policies=``, carry the observation-filter statistics with
-                the weights (see :mod:`rllib_ext.live.carry_filters`); False: weights alone.
+                the weights (see :mod:`rllib_ext.live.restore.filters`); False: weights alone.
             agents: with ``policies=``, new-stack checkpoints: ``{target agent: source
                 agent}`` whose filter statistics to carry.
             training_state: with ``policies=``, also carry optimizer state, KL

@@ -2,7 +2,8 @@
 
 The policy is written (weights + observation filter) by the same ``save_policy`` that
 ``algo.save_policy`` uses, into a temporary directory, and the pool copies it in: what a
-pool holds is always an ordinary single-policy directory.
+pool holds is always an ordinary single-policy directory. The league and the population
+both snapshot through here.
 """
 
 from __future__ import annotations
@@ -11,11 +12,18 @@ import os
 import tempfile
 from typing import Any, List, Mapping
 
+from ..checkpoint.storage import resolve_path
 from ..pool.index import PoolEntry
 from ..pool.policy_pool import PolicyPool
 from ..pool.rules import DEFAULT_RATING
-from .backends import backend_for
-from .policy_io import save_policy
+from .seam.backends import backend_for
+from .serving.policy_io import save_policy
+
+
+def pool_path(pool: Any) -> str:
+    """A pool object or a path/URI -> the path (plain data travels to Tune trials)."""
+    path = os.fspath(getattr(pool, "path", pool))
+    return path if "://" in path else resolve_path(path)
 
 
 def pool_for(algo: Any, pool: "PolicyPool | str | os.PathLike[str]") -> PolicyPool:

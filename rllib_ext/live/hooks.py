@@ -3,26 +3,29 @@
 A feature is one capability a ``...Partial`` algorithm carries (partial restore, training
 scalars, the league, ...). The base class calls the same hooks on every feature, in the
 order of :data:`rllib_ext.live.features.FEATURES`, so no feature depends on the order of
-a class's bases, and adding one touches one new module and one line of that list.
+a class's bases, and adding one touches its own room and the lines of that module.
+Features find each other through the algorithm (``algo.feature("league")``), by name,
+never by importing each other: removing one breaks no other.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, ClassVar, Dict, Mapping, Optional, Tuple
+from typing import Any, ClassVar, Dict, Mapping, Optional, Tuple
 
 
 class Feature:
     """One capability of a ``...Partial`` algorithm, with hooks the base class calls.
 
-    Config side (class methods, no instance): ``config_methods`` are added to every
-    ``...Partial`` config class (``config.league(...)``); ``config_keys`` are the plain-dict
-    spellings (``tune.run(config={"league": {...}})``), handed to :meth:`configure`.
+    Config side (class methods, no instance): the config methods (``config.league(...)``)
+    are declared on a class of the feature's own, which ``PartialConfig`` inherits through
+    :mod:`rllib_ext.live.features`; ``config_keys`` are the plain-dict spellings
+    (``tune.run(config={"league": {...}})``), handed to :meth:`configure`.
     Algorithm side: :meth:`build` makes the instance (None: the config does not ask for
     it), then :meth:`setup`, :meth:`after_step` and :meth:`state`/:meth:`set_state`.
     """
 
-    #: ``{method name: function(config, ...) -> config}`` added to the config classes.
-    config_methods: ClassVar[Mapping[str, Callable[..., Any]]] = {}
+    #: What other features ask the algorithm for: ``algo.feature(name)``.
+    name: ClassVar[str] = ""
     #: Plain-dict keys this feature takes out of a config dict (see :meth:`configure`).
     config_keys: ClassVar[Tuple[str, ...]] = ()
     #: Where this feature's state sits in the algorithm's state (None: it keeps none).

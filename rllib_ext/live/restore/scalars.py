@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import Any, Dict, Mapping, Optional
 
 from ...checkpoint.training_state import SCALARS_KEY
-from ..carry_training import algorithm_scalars, set_algorithm_scalars
-from .base import Feature
+from ..seam.carry_training import algorithm_scalars, set_algorithm_scalars
+from ..hooks import Feature
 
 
 class TrainingScalarsFeature(Feature):

@@ -2,7 +2,7 @@
 
 The rest of the package never asks which Ray is installed: it calls the functions here.
 :func:`require_supported_ray` is called where a live feature is first used (the
-``...Partial`` names and configs, :func:`~rllib_ext.live.restore.restore_policies`,
+``...Partial`` names and configs, :func:`~rllib_ext.live.restore.policies.restore_policies`,
 ``build_policy``, ``migrate``), not as a side effect of an import, so a live feature on a
 Ray outside :data:`SUPPORTED` refuses in one line instead of failing deep inside RLlib.
 The Ray-free reader and the CLI do not need Ray.
@@ -38,7 +38,7 @@ from typing import Any, Tuple
 
 import numpy as np
 
-from ..errors import MissingDependencyError, UnsupportedRayError
+from ...errors import MissingDependencyError, UnsupportedRayError
 
 from .rllib_types import Algorithm
 

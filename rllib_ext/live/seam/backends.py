@@ -28,11 +28,11 @@ from typing import (
     Type,
 )
 
-from ..checkpoint.filters import FilterStats, ObservationFilters
-from ..checkpoint.format import Stack
-from ..checkpoint.tensors import Weights, by_position, positional
-from ..checkpoint.training_state import TrainingState
-from ..errors import CheckpointError, not_found
+from ...checkpoint.filters import FilterStats, ObservationFilters
+from ...checkpoint.format import Stack
+from ...checkpoint.tensors import Weights, by_position, positional
+from ...checkpoint.training_state import TrainingState
+from ...errors import CheckpointError, not_found
 from . import quiesce
 from . import carry_training as ts
 from .backend_base import Backend

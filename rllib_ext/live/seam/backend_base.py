@@ -1,7 +1,7 @@
 """What the rest of the package asks of an API stack: the :class:`Backend` interface.
 
 The two implementations, and the one test of which stack an algorithm is on, are in
-:mod:`rllib_ext.live.backends` (``backend_for(algo)``); code above it calls these methods
+:mod:`rllib_ext.live.seam.backends` (``backend_for(algo)``); code above it calls these methods
 and never tests the stack itself. Importing this module imports no framework.
 """
 
@@ -10,10 +10,10 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence
 
-from ..checkpoint.filters import FilterStats, ObservationFilters
-from ..checkpoint.format import Stack
-from ..checkpoint.tensors import Weights
-from ..checkpoint.training_state import TrainingState
+from ...checkpoint.filters import FilterStats, ObservationFilters
+from ...checkpoint.format import Stack
+from ...checkpoint.tensors import Weights
+from ...checkpoint.training_state import TrainingState
 from .bridge import State, initial_state
 from .rllib_types import Algorithm, AlgorithmConfig, EnvRunnerGroup, Model, PoliciesToTrain, Space, SpacePair
 
@@ -23,7 +23,7 @@ class Backend:
 
     Instance methods act on a live algorithm. Static methods need none: they cut a
     config down before it is built, or build a stored policy (``policy.json``'s ``stack``
-    names the class: :func:`rllib_ext.live.backends.backend_named`).
+    names the class: :func:`rllib_ext.live.seam.backends.backend_named`).
     """
 
     stack = ""  # "new" or "old": what policy.json's "stack" records

@@ -4,7 +4,7 @@ The functions named ``learner_*`` run on one new-stack ``Learner`` (the backend 
 to the local learner or to every remote one); the ``policy_*`` ones on one old-stack
 ``Policy`` (on every env runner). :func:`plan_training` reads and checks everything before
 the restore changes anything; the backend then sets weights and training state in one call
-(:meth:`~rllib_ext.live.backends.Backend.set_and_sync`), so whatever the backend does around
+(:meth:`~rllib_ext.live.seam.backends.Backend.set_and_sync`), so whatever the backend does around
 setting state (e.g. quiescing an asynchronous learner) covers both.
 
 What is set, and how it stays exact:
@@ -23,17 +23,17 @@ from typing import Any, Dict, Mapping, Protocol, Sequence
 
 import numpy as np
 
-from ..checkpoint import format as fmt
-from ..checkpoint.optimizer_data import hyperparameters
-from ..checkpoint.storage import CheckpointDir
-from ..checkpoint.training_state import (
+from ...checkpoint import format as fmt
+from ...checkpoint.optimizer_data import hyperparameters
+from ...checkpoint.storage import CheckpointDir
+from ...checkpoint.training_state import (
     OptimizerState,
     TrainingState,
     check_training_state,
     training_state_of_policy_state,
     read_training_state,
 )
-from ..errors import TrainingStateError
+from ...errors import TrainingStateError
 from .ray_internals import keras_optimizer, keras_optimizer_built, torch_optimizers
 from .rllib_types import Algorithm, Learner, Policy
 
@@ -195,7 +195,7 @@ class TrainingPlan:
 
 
 class TrainingStates(Protocol):
-    """What :func:`plan_training` asks of a backend (:class:`~rllib_ext.live.backend_base.Backend`)."""
+    """What :func:`plan_training` asks of a backend (:class:`~rllib_ext.live.seam.backend_base.Backend`)."""
 
     def training_states(self, ids: Sequence[str]) -> Dict[str, TrainingState]: ...
 

@@ -21,18 +21,18 @@ import tempfile
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
-from ..pool.rules import Outcome
-from ..checkpoint.reader import read_weights
-from ..checkpoint.tensors import check_tensors
-from ..errors import PolicyNotFoundError, not_found
-from .backends import backend_for
+from ...pool.rules import Outcome
+from ...checkpoint.reader import read_weights
+from ...checkpoint.tensors import check_tensors
+from ...errors import PolicyNotFoundError, not_found
+from ..seam.backends import backend_for
 from .exploiters import ExploiterSpec, Exploiters, check_exploiters
-from .league_eval import EvaluationSpec, Matches
-from .league_play import take_outcomes
-from .matchmaking import Candidate, Sampler
-from .policy_io import save_policy
-from .restore import restore_policies
-from .snapshot import drop_writer_entries_after, pool_for, snapshot_policy
+from .evaluation import EvaluationSpec, Matches
+from .play import take_outcomes
+from ...pool.matchmaking import Candidate, Sampler
+from ..serving.policy_io import save_policy
+from ..restore.policies import restore_policies
+from ..snapshot import drop_writer_entries_after, pool_for, snapshot_policy
 
 STATE_KEY = "rllib_ext_league"  # where the league's state sits in the algorithm's state
 logger = logging.getLogger(__name__)

@@ -15,9 +15,9 @@ If apply, sync or freeze fails, every target's weights, filter statistics and
 ``policies_to_train`` are put back before the error is raised.
 
 The path is resolved once, the checkpoint opened once, and one backend
-(:mod:`rllib_ext.live.backends`) asked once for the algorithm's ids. Observation-filter
+(:mod:`rllib_ext.live.seam.backends`) asked once for the algorithm's ids. Observation-filter
 statistics travel with the weights (validated in the plan, set with them, rolled back
-with them); the rule is in :mod:`rllib_ext.live.carry_filters`.
+with them); the rule is in :mod:`rllib_ext.live.restore.filters`.
 
 Direction: a selection is ``{source id in the checkpoint: target id in the algorithm}``
 (a list means the same id on both sides), and :attr:`PartialRestoreReport.restored`
@@ -33,19 +33,19 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from ..checkpoint import format as fmt
-from ..checkpoint.inspection import read_policy_opened
-from ..checkpoint.reader import ids_in, open_checkpoint, read_opened
-from ..checkpoint.storage import CheckpointDir, resolve_path
-from ..checkpoint.tensors import Weights, check_tensors, policy_label
-from ..convert.families import source_algorithm
-from ..convert.mapping import NameMapping, convert_policy
-from ..errors import InvalidArgumentError, MigrationError, ShapeMismatchError, not_found
-from .backends import Backend, backend_for
-from .compat import require_supported_ray
-from .rllib_types import Algorithm
-from .carry_filters import plan_filters
-from .carry_training import plan_training
+from ...checkpoint import format as fmt
+from ...checkpoint.inspection import read_policy_opened
+from ...checkpoint.reader import ids_in, open_checkpoint, read_opened
+from ...checkpoint.storage import CheckpointDir, resolve_path
+from ...checkpoint.tensors import Weights, check_tensors, policy_label
+from ...convert.families import source_algorithm
+from ...convert.mapping import NameMapping, convert_policy
+from ...errors import InvalidArgumentError, MigrationError, ShapeMismatchError, not_found
+from ..seam.backends import Backend, backend_for
+from ..seam.compat import require_supported_ray
+from ..seam.rllib_types import Algorithm
+from .filters import plan_filters
+from ..seam.carry_training import plan_training
 
 PolicySelection = Union[Sequence[str], Mapping[str, str]]
 
@@ -256,12 +256,12 @@ def restore_policies(
             or a callable ``old weights -> new weights``, for models the built-in
             table does not cover (custom models).
         filters: carry the observation-filter statistics with the weights (see
-            :mod:`rllib_ext.live.carry_filters`); False restores the weights alone.
+            :mod:`rllib_ext.live.restore.filters`); False restores the weights alone.
         agents: new-stack checkpoints: ``{target agent: source agent}`` whose filter
             statistics to carry, where the source's mapping function cannot be read.
         training_state: also carry what the learner built up for each policy (optimizer
             state, KL coefficient, SAC's alpha; old stack: counters, exploration state),
-            see :mod:`rllib_ext.live.carry_training`. Default: weights and filters only.
+            see :mod:`rllib_ext.live.seam.carry_training`. Default: weights and filters only.
 
     Raises:
         InvalidArgumentError: ``policies`` is a string, empty, or maps two ids onto one

@@ -2,7 +2,7 @@
 
 The specs are kept on the config as plain dicts (so they survive ``to_dict()`` and Tune)
 and are also taken as the plain-dict keys ``"snapshot_policies"`` and ``"league"``. The
-:class:`~rllib_ext.live.league.League` is built after setup (and after any partial
+:class:`~rllib_ext.live.league.engine.League` is built after setup (and after any partial
 restore), runs after every ``step()``, and its state rides in the algorithm's state, so
 ``algo.save()``/``algo.restore()``, ``from_checkpoint`` and Tune resumes carry it.
 Snapshots and league are one feature: the league's rating goes with each snapshot and
@@ -11,15 +11,14 @@ its slots protect their snapshots from pruning.
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict
 from typing import Any, Callable, Dict, Mapping, Optional, Sequence
 
-from ...checkpoint.storage import resolve_path
-from ..league import STATE_KEY, League, LeagueSpec, SnapshotSpec, check_specs
-from ..league_play import league_callbacks
-from ..ray_internals import config_extra, set_config_extra
-from .base import Feature
+from ..hooks import Feature
+from ..seam.ray_internals import config_extra, set_config_extra
+from ..snapshot import pool_path
+from .engine import STATE_KEY, League, LeagueSpec, SnapshotSpec, check_specs
+from .play import league_callbacks
 
 SNAPSHOT_KEY, LEAGUE_KEY = "snapshot_policies", "league"
 # On the config (names that rllib_ext 0.3 checkpoints carry).
@@ -27,12 +26,6 @@ SNAPSHOT_ATTR, LEAGUE_ATTR = "_rllib_ext_snapshots", "_rllib_ext_league"
 
 #: ``(returns by policy id, learner, slot) -> +1 / 0 / -1`` (the learner wins, draws, loses).
 OutcomeFn = Callable[[Dict[str, float], str, str], int]
-
-
-def pool_path(pool: Any) -> str:
-    """A pool object or a path/URI -> the path (plain data travels to Tune trials)."""
-    path = os.fspath(getattr(pool, "path", pool))
-    return path if "://" in path else resolve_path(path)
 
 
 def snapshot_policies(
@@ -84,12 +77,12 @@ def league(
         evaluation: evaluation matches between the population's snapshots, for the payoff
             table: ``{"games": 50, "min_games": 200, "pairs": 6, "explore": True}`` (games
             per pair and round, until each pair has ``min_games``; at most ``pairs`` pairs
-            an iteration; sampled actions). See :mod:`rllib_ext.live.league_eval`.
+            an iteration; sampled actions). See :mod:`rllib_ext.live.league.evaluation`.
         exploiters: ``{policy: {"against": of, "reset_every": K, "reset_win_rate": r,
             "min_games": n}}``: trained policies that play only ``of`` (route them with
             your ``policy_mapping_fn``), snapshotted with ``of`` so it must answer them,
             and reset to their initial weights every ``K`` iterations or once their win
-            share passes ``r``. See :mod:`rllib_ext.live.exploiters`.
+            share passes ``r``. See :mod:`rllib_ext.live.league.exploiters`.
         reset_every: restart ``of`` itself from its initial weights and optimizer every
             ``K`` iterations, right after its snapshot: with ``sample="nash"`` this is
             PSRO, each phase a fresh best response to the population's Nash mixture.
@@ -124,6 +117,13 @@ def league(
     return config
 
 
+class LeagueConfig:
+    """``config.snapshot_policies(...)`` and ``config.league(...)``, declared on every ``...Partial`` config."""
+
+    snapshot_policies = snapshot_policies
+    league = league
+
+
 def _league_spec(data: Mapping[str, Any]) -> LeagueSpec:
     data = dict(data)
     if "of" in data:  # as rllib_ext 0.3 stored it
@@ -132,9 +132,9 @@ def _league_spec(data: Mapping[str, Any]) -> LeagueSpec:
 
 
 class LeagueFeature(Feature):
-    """Builds the :class:`~rllib_ext.live.league.League` after setup and runs it after every step."""
+    """Builds the :class:`~rllib_ext.live.league.engine.League` after setup and runs it after every step."""
 
-    config_methods = {"snapshot_policies": snapshot_policies, "league": league}
+    name = "league"
     config_keys = (SNAPSHOT_KEY, LEAGUE_KEY)
     state_key = STATE_KEY
 
@@ -156,6 +156,21 @@ class LeagueFeature(Feature):
         if not (snapshots or spec):
             return None
         return cls(League(algo, SnapshotSpec(**snapshots) if snapshots else None, _league_spec(spec) if spec else None))
+
+    @property
+    def learner(self) -> Optional[str]:
+        """The learning policy whose snapshots fill the slots (None: snapshots only)."""
+        return self.engine.spec.learner if self.engine.spec is not None else None
+
+    @property
+    def slots(self) -> Sequence[str]:
+        """The frozen policies that hold opponents."""
+        return list(self.engine.spec.slots) if self.engine.spec is not None else []
+
+    @property
+    def rating(self) -> float:
+        """The learner's current rating in the pool."""
+        return float(self.engine.main_rating)
 
     def setup(self, algo: Any) -> None:
         self.engine.setup()

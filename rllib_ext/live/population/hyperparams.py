@@ -1,6 +1,6 @@
 """One policy's hyperparameters, read and set for that module only, so that they hold.
 
-Population-based training (:mod:`rllib_ext.live.features.population`) perturbs the
+Population-based training (:mod:`rllib_ext.live.population.feature`) perturbs the
 hyperparameters of one policy of a multi-agent algorithm. Setting a number somewhere is
 easy; making it the value the *next* update uses, and every update after it, is not:
 
@@ -27,8 +27,8 @@ from __future__ import annotations
 import difflib
 from typing import Any, Dict, Mapping, Sequence
 
-from .backends import backend_class, backend_for
-from .ray_internals import drop_policy_schedule, set_learner_lr_schedule, set_module_config, torch_optimizers
+from ..seam.backends import backend_class, backend_for
+from ..seam.ray_internals import drop_policy_schedule, set_learner_lr_schedule, set_module_config, torch_optimizers
 
 #: What a module's loss reads and can be set per module, by stack. ``lr`` and
 #: ``entropy_coeff`` are scheduled; the rest are read from the (per-module) config.

@@ -7,7 +7,7 @@ them (or dies, when torch finds a tensor it saved modified in place), and batche
 with the old weights keep training the policy after its restore.
 
 A :class:`Gate`, put once around the thread's update call, closes the race. The driver
-(:meth:`rllib_ext.live.backends.NewStackBackend.quiesced`) calls, on every learner:
+(:meth:`rllib_ext.live.seam.backends.NewStackBackend.quiesced`) calls, on every learner:
 
   :func:`hold`    no new update starts; returns the learner's weights version;
   :func:`settle`  wait until none is in flight, bump the weights version;
@@ -36,7 +36,7 @@ import inspect
 import threading
 from typing import Any, Callable, Dict, Optional, Sequence
 
-from ..errors import LearnerBusyError
+from ...errors import LearnerBusyError
 from .ray_internals import (
     bump_weights_seq_no,
     drop_cached_learner_state,

@@ -20,18 +20,18 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, TypedDic
 
 import numpy as np
 
-from ..checkpoint import format as fmt
-from ..checkpoint.atomic import check_out, write_dir_atomically
-from ..checkpoint.filters import FILTER_FILE, filters_of
-from ..checkpoint.inspection import read_policy_opened
-from ..checkpoint.reader import ids_in, open_checkpoint, read_weights
-from ..checkpoint.storage import resolve_path
-from ..checkpoint.tensors import check_tensors, is_positional
-from ..convert.families import TARGET_CLASS, TARGET_MODULES, source_algorithm, source_model
-from ..convert.mapping import NameMapping, convert_policy
-from ..errors import CheckpointError, MigrationError, not_found
-from .bridge import effective_model_config, to_gym_space
-from .compat import require_supported_ray
+from ...checkpoint import format as fmt
+from ...checkpoint.atomic import check_out, write_dir_atomically
+from ...checkpoint.filters import FILTER_FILE, filters_of
+from ...checkpoint.inspection import read_policy_opened
+from ...checkpoint.reader import ids_in, open_checkpoint, read_weights
+from ...checkpoint.storage import resolve_path
+from ...checkpoint.tensors import check_tensors, is_positional
+from ...convert.families import TARGET_CLASS, TARGET_MODULES, source_algorithm, source_model
+from ...convert.mapping import NameMapping, convert_policy
+from ...errors import CheckpointError, MigrationError, not_found
+from ..seam.bridge import effective_model_config, to_gym_space
+from ..seam.compat import require_supported_ray
 
 NOT_CARRIED = ("optimizer state", "exploration state and timesteps", "the algorithm config (set it on the new stack)")
 

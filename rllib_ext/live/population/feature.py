@@ -12,7 +12,7 @@ multi-agent trial is exploited on its own, through a pool the trials share:
   log alpha; validated first, nothing changes on error). The trial's other policies
   are untouched;
 * **explore**: the donor's hyperparameters, perturbed, are set for that module only
-  (:mod:`rllib_ext.live.hyperparams`), so the next update uses them.
+  (:mod:`rllib_ext.live.population.hyperparams`), so the next update uses them.
 
 The hyperparameters, the sampler's RNG and the iteration of the last round are this
 feature's state: they ride in the algorithm's checkpoint and are set again after every
@@ -26,18 +26,18 @@ import math
 import os
 import random
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
 from ...errors import not_found
 from ...pool.index import PoolEntry
 from ...pool.policy_pool import PolicyPool
-from ..backends import backend_for
-from ..hyperparams import check_names, config_values, set_hyperparams
-from ..restore import restore_policies
-from ..ray_internals import config_extra, set_config_extra
-from ..snapshot import drop_writer_entries_after, pool_for, snapshot_policy
-from .base import Feature
-from .league import LEAGUE_ATTR, pool_path
+from ..hooks import Feature
+from ..restore.policies import restore_policies
+from ..seam.backends import backend_for
+from ..seam.ray_internals import config_extra, set_config_extra
+from ..snapshot import drop_writer_entries_after, pool_for, pool_path, snapshot_policy
+from .engine import META_TAG, Perturb, donor_for, perturbed
+from .hyperparams import check_names, config_values, set_hyperparams
 
 logger = logging.getLogger(__name__)
 
@@ -45,12 +45,9 @@ CONFIG_KEY = "population"
 SPEC_ATTR = "_rllib_ext_population"  # on the config
 STATE_KEY = "rllib_ext_population"  # in the algorithm's state
 SCORES = ("return", "elo")
-META_TAG = "population"  # entries with meta["population"] take part in the ranking
 
 #: ``(result, policy_id) -> score``: higher is better.
 ScoreFn = Callable[[Mapping[str, Any], str], float]
-#: ``{name: (factor, factor, ...)}`` (multiply by one of them) or ``{name: [value, ...]}`` (resample).
-Perturb = Mapping[str, Union[Sequence[float], List[float]]]
 
 
 @dataclass
@@ -113,7 +110,7 @@ def population(
             (the league's rating of its ``of``) or ``callable(result, policy_id) -> float``.
         perturb: ``{hyperparameter: (factor, ...)}`` multiplies the donor's value by one
             of the factors; ``{hyperparameter: [value, ...]}`` resamples one of the values.
-            Settable per module: see :data:`rllib_ext.live.hyperparams.SETTABLE`.
+            Settable per module: see :data:`rllib_ext.live.population.hyperparams.SETTABLE`.
         seed: seeds the draws (donor and perturbation); its state is checkpointed.
 
     Returns:
@@ -131,11 +128,14 @@ def population(
     spec = PopulationSpec(pool_path(pool), [str(p) for p in policies], int(every), float(quantile), score,
                           perturb, int(seed), writer)
     check_spec(spec, config, list(config.policies or {}) or spec.policies)
-    league = config_extra(config, LEAGUE_ATTR)
-    if spec.score == "elo" and league is not None:  # league() after population(): checked in setup
-        check_elo(spec.policies, league.get("learner"))
     set_config_extra(config, SPEC_ATTR, asdict(spec))
     return config
+
+
+class PopulationConfig:
+    """``config.population(...)``, declared on every ``...Partial`` config."""
+
+    population = population
 
 
 def check_elo(policies: Sequence[str], learner: Optional[str]) -> None:
@@ -144,43 +144,6 @@ def check_elo(policies: Sequence[str], learner: Optional[str]) -> None:
         if pid != learner:
             raise ValueError(f"population(score='elo'): policy {pid!r} is not a league's of ({learner!r}); "
                              "'elo' ranks by the league's rating of its learner")
-
-
-def perturbed(values: Mapping[str, float], perturb: Perturb, rng: random.Random) -> Dict[str, float]:
-    """``values`` with each ``perturb`` entry applied: a tuple multiplies, a list resamples."""
-    out = {k: float(v) for k, v in values.items()}
-    for name, choice in perturb.items():
-        pick = rng.choice(list(choice))
-        out[name] = float(pick) * out[name] if isinstance(choice, tuple) else float(pick)
-    return out
-
-
-def latest_by_writer(entries: Sequence[PoolEntry]) -> List[PoolEntry]:
-    """The newest scored population snapshot of each writer."""
-    latest: Dict[str, PoolEntry] = {}
-    for e in entries:  # oldest first
-        meta = e.meta or {}
-        if meta.get(META_TAG) and meta.get("score") is not None:
-            latest[e.writer] = e
-    return list(latest.values())
-
-
-def donor_for(mine: str, entries: Sequence[PoolEntry], quantile: float, rng: random.Random) -> Optional[PoolEntry]:
-    """A top-``quantile`` entry to take when ``mine`` (a writer) is in the bottom ``quantile``, else None.
-
-    Ranks the newest scored snapshot of each writer (ties by writer name); with ``n``
-    writers the bottom and top are ``ceil(n * quantile)`` each. A donor must score higher.
-    """
-    ranked = sorted(latest_by_writer(entries), key=lambda e: (float(e.meta["score"]), e.writer))
-    if len(ranked) < 2 or mine not in {e.writer for e in ranked}:
-        return None
-    k = max(1, math.ceil(len(ranked) * quantile))
-    bottom, top = ranked[:k], ranked[-k:]
-    me = next(e for e in ranked if e.writer == mine)
-    if me not in bottom or me in top:
-        return None
-    donors = [e for e in top if float(e.meta["score"]) > float(me.meta["score"])]
-    return rng.choice(donors) if donors else None
 
 
 def policy_return(result: Mapping[str, Any], policy_id: str) -> float:
@@ -210,7 +173,7 @@ def drop_lost_rounds(pool: PolicyPool, iteration: int) -> List[str]:
 class PopulationFeature(Feature):
     """Snapshots, exploits and explores the population policies after every ``every`` iterations."""
 
-    config_methods = {"population": population}
+    name = "population"
     config_keys = (CONFIG_KEY,)
     state_key = STATE_KEY
 
@@ -250,12 +213,12 @@ class PopulationFeature(Feature):
 
     def setup(self, algo: Any) -> None:
         check_spec(self.spec, algo.config, backend_for(algo).ids())
-        league = algo.league
+        league = algo.feature("league")  # by name: the population imports nothing of the league
         if self.spec.score == "elo":
-            check_elo(self.spec.policies, league.spec.learner if league is not None and league.spec is not None else None)
-        if league is not None and league.spec is not None:
+            check_elo(self.spec.policies, league.learner if league is not None else None)
+        if league is not None:
             for pid in self.spec.policies:
-                if pid in league.spec.slots:
+                if pid in league.slots:
                     raise ValueError(f"population policy {pid!r} is a league slot (frozen): it cannot be exploited")
         names = list(self.spec.perturb)
         self.rng = random.Random(f"{self.spec.seed}:{self.pool(algo).writer}")
@@ -265,7 +228,7 @@ class PopulationFeature(Feature):
         if callable(self.spec.score):
             return float(self.spec.score(result, policy_id))
         if self.spec.score == "elo":
-            return float(algo.league.main_rating)
+            return float(algo.feature("league").rating)
         return policy_return(result, policy_id)
 
     def after_step(self, algo: Any, result: Dict[str, Any]) -> Mapping[str, Any]:

@@ -4,8 +4,8 @@ The two API stacks keep them in different places: the old stack has one RLlib
 ``MeanStdFilter`` per **policy** in each worker's ``filters``; the new stack has the
 ``MeanStdFilter`` connector of each env runner's env-to-module pipeline, with statistics
 per **agent**. This module reads and writes both as
-:class:`~rllib_ext.checkpoint.filters.FilterStats`; :class:`rllib_ext.live.backends.Backend`
-picks the pair for its stack, and :mod:`rllib_ext.live.carry_filters` holds the rule for carrying
+:class:`~rllib_ext.checkpoint.filters.FilterStats`; :class:`rllib_ext.live.seam.backends.Backend`
+picks the pair for its stack, and :mod:`rllib_ext.live.restore.filters` holds the rule for carrying
 statistics with a policy. Ray is imported inside the functions that ship data to workers.
 """
 
@@ -15,13 +15,13 @@ from typing import Any, Callable, Dict, List, Mapping, Optional
 
 import numpy as np
 
-from ..checkpoint.filters import (
+from ...checkpoint.filters import (
     FilterStats,
     ObservationFilters,
     connector_stats,
     stats_from_filter,
 )
-from ..errors import CheckpointError
+from ...errors import CheckpointError
 from .compat import running_stat
 from .ray_internals import env_to_module_pipeline
 from .rllib_types import Algorithm

@@ -22,16 +22,16 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from ray.rllib.env.multi_agent_env import MultiAgentEnv
 
-from ..checkpoint import format as fmt
-from ..checkpoint.codecs.safe_pickle import loads
-from ..checkpoint.inspection import policy_spaces
-from ..checkpoint.reader import ids_in, open_checkpoint
-from ..checkpoint.storage import CheckpointDir, resolve_path
-from ..errors import CheckpointError, RecurrentStateError
-from .backends import backend_class, backend_for
-from .bridge import State, to_gym_space
-from .restore import restore_opened
-from .rllib_types import Algorithm, AlgorithmConfig, SpacePair
+from ...checkpoint import format as fmt
+from ...checkpoint.codecs.safe_pickle import loads
+from ...checkpoint.inspection import policy_spaces
+from ...checkpoint.reader import ids_in, open_checkpoint
+from ...checkpoint.storage import CheckpointDir, resolve_path
+from ...errors import CheckpointError, RecurrentStateError
+from ..seam.backends import backend_class, backend_for
+from ..seam.bridge import State, to_gym_space
+from ..restore.policies import restore_opened
+from ..seam.rllib_types import Algorithm, AlgorithmConfig, SpacePair
 
 
 class SpacesOnlyEnv(MultiAgentEnv):
@@ -155,8 +155,8 @@ def act(
     The observation goes through the algorithm's observation filter first, as in its
     env runners. Old stack: ``compute_single_action`` (it applies the policy's filter).
     New stack: the MeanStdFilter statistics of ``agent_id`` (default: the one agent
-    mapped to the module; see :func:`rllib_ext.live.filter_state.agent_filter_of`), then the
-    module's ``forward_inference`` (:func:`rllib_ext.live.bridge.module_action`).
+    mapped to the module; see :func:`rllib_ext.live.seam.filter_state.agent_filter_of`), then the
+    module's ``forward_inference`` (:func:`rllib_ext.live.seam.bridge.module_action`).
 
     A recurrent policy takes ``state`` (start from :func:`initial_state`) and returns
     ``(action, next_state)``; carry ``next_state`` into the next step of the episode.

@@ -20,7 +20,7 @@ where checkpoints keep them). The rule, per restored ``source id -> target id``:
   differ: an error before anything changes, naming both. ``filters=False`` restores the
   weights alone and leaves the target's filters as they are.
 
-Where a live algorithm keeps its statistics is the :class:`~rllib_ext.live.backends.Backend`'s
+Where a live algorithm keeps its statistics is the :class:`~rllib_ext.live.seam.backends.Backend`'s
 business (:mod:`.filter_state`); this module holds only the rule. :func:`ask_source_agents`
 asks the one question a checkpoint alone can answer (is the source's mapping function
 readable?) in the driver, before a Tune trial would ask it.
@@ -32,15 +32,15 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional
 
-from ..checkpoint import format as fmt
-from ..checkpoint.codecs.safe_pickle import Placeholder
-from ..checkpoint.filters import FilterStats, ObservationFilters, filters_of
-from ..checkpoint.reader import decode_file
-from ..checkpoint.storage import CheckpointDir
-from ..checkpoint.tensors import policy_label
-from ..errors import CheckpointError, ShapeMismatchError
-from .backend_base import Backend
-from .filter_state import maps
+from ...checkpoint import format as fmt
+from ...checkpoint.codecs.safe_pickle import Placeholder
+from ...checkpoint.filters import FilterStats, ObservationFilters, filters_of
+from ...checkpoint.reader import decode_file
+from ...checkpoint.storage import CheckpointDir
+from ...checkpoint.tensors import policy_label
+from ...errors import CheckpointError, ShapeMismatchError
+from ..seam.backend_base import Backend
+from ..seam.filter_state import maps
 
 BY_VALUE = "pickled by value (a lambda or a function of __main__)"
 

@@ -29,10 +29,10 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Set, 
 
 import numpy as np
 
-from ..act.numpy_policy import NumpyPolicy
-from ..errors import CheckpointError
-from ..pool.payoff import seat_row
-from .league_play import default_outcome
+from ...act.numpy_policy import NumpyPolicy
+from ...errors import CheckpointError
+from ...pool.payoff import seat_row
+from .play import default_outcome
 
 #: ``(returns by policy id, learner, opponent) -> +1 / 0 / -1``
 OutcomeFn = Callable[[Dict[str, float], str, str], int]

@@ -18,7 +18,7 @@ import time
 from types import CodeType
 from typing import Any, Callable, Dict, List, Optional
 
-from ..errors import LearnerBusyError
+from ...errors import LearnerBusyError
 from .rllib_types import Algorithm, AlgorithmConfig, Learner, Policy
 
 

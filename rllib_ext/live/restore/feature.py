@@ -15,11 +15,10 @@ from typing import Any, Dict, List, Mapping, Optional
 from ...checkpoint.reader import ids_in, open_checkpoint
 from ...checkpoint.storage import resolve_path
 from ...errors import not_found
-from .. import lightweight as _lw
-from ..carry_filters import ask_source_agents
-from ..ray_internals import config_extra, set_config_extra
-from ..restore import PolicySelection, normalize_selection, restore_policies
-from .base import Feature
+from ..hooks import Feature
+from ..seam.ray_internals import config_extra, set_config_extra
+from .filters import ask_source_agents
+from .policies import PolicySelection, normalize_selection, restore_policies
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +47,7 @@ def restore_policies_on_setup(
     May be called several times (several source checkpoints). Ids are checked against
     the checkpoint right away (Ray-free), so a typo fails here, in the driver, not
     minutes later inside a Tune trial; so is whether the new-stack filter statistics to
-    carry can be told apart (``agents=``, see :func:`rllib_ext.live.carry_filters.ask_source_agents`).
+    carry can be told apart (``agents=``, see :func:`rllib_ext.live.restore.filters.ask_source_agents`).
 
     Args:
         checkpoint: checkpoint directory; relative paths are resolved now.
@@ -58,7 +57,7 @@ def restore_policies_on_setup(
         filters: carry the observation-filter statistics (False: weights alone).
         agents: ``{target agent: source agent}`` for new-stack filter statistics.
         training_state: also carry optimizer state, KL coefficient, alpha (see
-            :mod:`rllib_ext.live.carry_training`).
+            :mod:`rllib_ext.live.seam.carry_training`).
 
     Returns:
         The config, for chaining.
@@ -83,29 +82,16 @@ def restore_policies_on_setup(
     return config
 
 
-def lightweight(config: Any) -> Any:
-    """Zero remote workers, learners and evaluation runners, 0 CPUs for the algorithm.
+class RestoreConfig:
+    """``config.restore_policies(...)``, declared on every ``...Partial`` config."""
 
-    With ``restore_policies(...)`` given first, the algorithm holds only the restored
-    policies and the training env is not built: their spaces come from the checkpoints.
-    Without, the env is kept (nothing else records the spaces). For acting, saving and
-    ``save_policy``, not for training.
-
-    Returns:
-        The config, for chaining.
-    """
-    spaces = {}
-    for spec in specs_of(config):
-        found = _lw.checkpoint_spaces(*open_checkpoint(spec["checkpoint"]), list(spec["policies"]))
-        for src, tgt in spec["policies"].items():
-            spaces[tgt] = found[src]
-    return _lw.make_lightweight(config, spaces) if spaces else _lw.zero_resources(config)
+    restore_policies = restore_policies_on_setup
 
 
 class RestoreFeature(Feature):
     """Runs the config's restore specs in ``setup``; reports every partial restore."""
 
-    config_methods = {"restore_policies": restore_policies_on_setup, "lightweight": lightweight}
+    name = "restore"
     config_keys = (CONFIG_KEY,)
 
     @classmethod

@@ -18,14 +18,14 @@ from typing import Any, Dict, Mapping, Optional, Type
 
 import numpy as np
 
-from ..checkpoint.filters import FilterStats, filters_of
-from ..checkpoint.policy_file import META_FILE, read_policy_dir, write_policy_dir
-from ..checkpoint.reader import open_checkpoint
-from ..checkpoint.spaces import space_from_object
-from ..checkpoint.storage import resolve_path
-from ..checkpoint.upload import is_remote, upload_dir
-from ..checkpoint.views import SpaceView
-from ..errors import (
+from ...checkpoint.filters import FilterStats, filters_of
+from ...checkpoint.policy_file import META_FILE, read_policy_dir, write_policy_dir
+from ...checkpoint.reader import open_checkpoint
+from ...checkpoint.spaces import space_from_object
+from ...checkpoint.storage import resolve_path
+from ...checkpoint.upload import is_remote, upload_dir
+from ...checkpoint.views import SpaceView
+from ...errors import (
     CheckpointError,
     CheckpointFormatError,
     PolicyClassError,
@@ -33,12 +33,12 @@ from ..errors import (
     UnsafePickleError,
     not_found,
 )
-from .backend_base import Backend
-from .backends import backend_for, backend_named
-from .bridge import State, initial_state, to_gym_space
-from .compat import require_supported_ray
-from .restore import PartialRestoreReport, restore_policies
-from .rllib_types import Algorithm, AlgorithmConfig, Model
+from ..seam.backend_base import Backend
+from ..seam.backends import backend_for, backend_named
+from ..seam.bridge import State, initial_state, to_gym_space
+from ..seam.compat import require_supported_ray
+from ..restore.policies import PartialRestoreReport, restore_policies
+from ..seam.rllib_types import Algorithm, AlgorithmConfig, Model
 
 # Classes build_policy may import by the name stored in policy.json without trusted=True.
 _SAFE_CLASS_PREFIX = "ray.rllib."

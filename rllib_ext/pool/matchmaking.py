@@ -12,8 +12,8 @@ from typing import Any, Dict, List, Mapping, Sequence
 
 import numpy as np
 
-from ..pool.rules import expected_score
-from ..pool.solvers import sample_mixture
+from .rules import expected_score
+from .solvers import sample_mixture
 
 SAMPLERS = ("latest", "uniform", "pfsp", "nash")
 
@@ -44,7 +44,7 @@ class Sampler:
         if kind not in SAMPLERS:
             raise ValueError(f"sample={kind!r}: use one of {', '.join(SAMPLERS)}")
         if kind == "nash":  # scipy is what solves it: say so in the driver, before the run
-            from ..pool.solvers import require_scipy
+            from .solvers import require_scipy
 
             require_scipy()
         self.kind = kind

@@ -1,9 +1,9 @@
-"""Bridges between plain data and RLlib objects, below :mod:`rllib_ext.live.backends`.
+"""Bridges between plain data and RLlib objects, below :mod:`rllib_ext.live.seam.backends`.
 
 A gymnasium space from a :class:`~rllib_ext.checkpoint.views.SpaceView`, the effective
 model config of a module, one action from an RLModule or an old-stack Policy, and a
 stored policy built from its class, spaces and weights. Functions that differ per API
-stack come in pairs; :class:`rllib_ext.live.backends.Backend` picks one, so nothing here
+stack come in pairs; :class:`rllib_ext.live.seam.backends.Backend` picks one, so nothing here
 asks which stack an algorithm is on. Ray, RLlib, gymnasium and torch are imported inside
 the functions that need them, so importing this module stays cheap and Ray-free.
 """
@@ -14,9 +14,9 @@ from typing import Any, Callable, Collection, Dict, List, Mapping, Optional, Uni
 
 import numpy as np
 
-from ..checkpoint.tensors import Weights, positional
-from ..checkpoint.views import SpaceView
-from ..errors import CheckpointError, RecurrentStateError
+from ...checkpoint.tensors import Weights, positional
+from ...checkpoint.views import SpaceView
+from ...errors import CheckpointError, RecurrentStateError
 from .ray_internals import config_module_spec
 from .rllib_types import AlgorithmConfig, Model, Policy, RLModule, Space
 
