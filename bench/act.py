@@ -8,7 +8,8 @@ SignGame, 8-unit layers, untrained):
     rllib        old: ``Policy.compute_single_action`` / ``compute_actions``;
                  new: the env runner's module ``forward_inference`` + argmax
                  (from ``Algorithm.from_checkpoint``)
-    LoadedPolicy ``rllib_ext.build_policy(dir).compute_action`` (batch: its model, as rllib)
+    LoadedPolicy ``rllib_ext.build_policy(dir).compute_action`` on the directory
+                 ``rllib_ext.extract_policy`` writes (batch: its model, as rllib)
     NumpyPolicy  ``compute_action`` / ``compute_actions``
     onnxruntime  ``InferenceSession.run(["greedy_action"], ...)``
 * load and act once from a fresh process: whole-process seconds and peak RSS (``wait4``).
@@ -66,8 +67,7 @@ else:
     policy = algo.get_policy(pid)
     rl_one = lambda o: policy.compute_single_action(o[0], explore=False)[0]
     rl_batch = lambda o: policy.compute_actions(o, explore=False)[0]
-from rllib_ext.live.serving.policy_io import save_policy  # extract_policy's class names are not importable paths
-loaded = rllib_ext.build_policy(save_policy(algo, pid, single))
+loaded = rllib_ext.build_policy(rllib_ext.extract_policy(ckpt, pid, single))
 if loaded.meta["stack"] == "new":
     def lp_batch(o):
         with torch.no_grad():
@@ -126,7 +126,7 @@ def prepare(cache: str, stack: str, env: Dict[str, str]) -> Dict[str, str]:
     if not os.path.exists(os.path.join(ckpt, "rllib_checkpoint.json")):
         code = BUILD.format(tests=os.path.join(REPO, "tests"), n=3, stack=stack, path=ckpt)
         subprocess.run([sys.executable, "-c", code], check=True, env=env, cwd=REPO, capture_output=True)
-    single = os.path.join(cache, f"act_{stack}_{POLICY}")  # written by save_policy in the warm run
+    single = os.path.join(cache, f"act_{stack}_{POLICY}")  # written by extract_policy in the warm run
     # In a child (the CLI): importing torch here would inflate every later child's peak RSS,
     # which Linux counts from fork, before exec.
     onnx = os.path.join(cache, f"act_{stack}_{POLICY}.onnx")

@@ -27,6 +27,8 @@ def main() -> None:
     args = parser.parse_args()
     from rllib_ext import PolicyPool
     from rllib_ext.envs import OpenSpielGame, seat_mapping
+    # TODO(public API): playing evaluation matches between two pool entries outside a
+    # running league (what league(evaluation=...) does each iteration) is not public yet.
     from rllib_ext.live.league.evaluation import EvaluationSpec, Matches
 
     pool = PolicyPool(args.pool)

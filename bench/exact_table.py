@@ -26,8 +26,11 @@ def main() -> None:
     import pyspiel
     from open_spiel.python.algorithms import expected_game_score
 
-    from rllib_ext import NumpyPolicy, PolicyPool
-    from rllib_ext.act.openspiel import exploitability, tabular_policy
+    from rllib_ext import NumpyPolicy, PolicyPool, exploitability
+    # TODO(public API): a policy as an OpenSpiel TabularPolicy (the exact pair values below)
+    # and the Nash LP on a given matrix (the exact tables are not a pool's payoff table, so
+    # PolicyPool.meta_strategy / meta_strategy_by_seat cannot solve them) are not public yet.
+    from rllib_ext.act.openspiel import tabular_policy
     from rllib_ext.pool.solvers import nash, zero_sum_nash
 
     pool = PolicyPool(args.pool)

@@ -60,6 +60,8 @@ def main() -> None:
                     algo.train()
                 hold = None
                 if args.hold:
+                    # TODO(public API): holding the learner (the first step of a restore
+                    # into a running APPO/IMPALA) has no public name to time it alone.
                     from rllib_ext.live.seam.backends import backend_for
 
                     t0 = time.perf_counter()

@@ -21,7 +21,7 @@ import pytest
 from builders import ROOT
 
 from rllib_ext.errors import MissingDependencyError, UnsupportedRayError
-from rllib_ext.live import compat
+from rllib_ext.live.seam import compat
 
 FIXTURE = str(Path(ROOT) / "tests" / "fixtures" / "ray-2.45.0-old-torch" / "checkpoint")
 # Ray attributes whose name depends on the release (RunningStat's Welford sum, Ray 2.47):

@@ -13,7 +13,7 @@ import pytest
 from builders import assert_differs, async_config, env_runner_weights, gap, live_weights
 
 from rllib_ext.errors import CheckpointError, LearnerBusyError
-from rllib_ext.live import quiesce
+from rllib_ext.live.seam import quiesce
 
 # ---------------------------------------------------------------- the gate on a stand-in learner (no Ray cluster)
 
