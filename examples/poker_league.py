@@ -1,6 +1,10 @@
 """A league that converges on poker, judged by OpenSpiel: PSRO with an RLlib PPO oracle.
 
-    python examples/poker_league.py [--game kuhn_poker|leduc_poker] [--steps 100000] [--pool DIR]
+    python examples/poker_league.py [--game kuhn_poker|leduc_poker] [--steps 200000] [--pool DIR]
+
+``--steps`` is the **total** budget in env steps: training (every learner's samples) plus
+every evaluation game, which costs an env step per move exactly as training does. The
+league stops once it has spent it, and plain self-play gets the same total.
 
 1. ``main`` (PPO, new API stack) plays OpenSpiel's poker through RLlib's own ``OpenSpielEnv``
    against four frozen slots, two per seat. Each slot is drawn from the **Nash mixture of
@@ -12,14 +16,20 @@
    the table (least-played pairs first, ``--games`` per pair, each snapshot against itself
    too), in the driver, with numpy copies of the snapshots. They are duplicate matches:
    the two games of a pair are dealt the same cards with the seats swapped, so the deal's
-   luck cancels (``bench/notes/kuhn_psro.md``).
+   luck cancels (``bench/notes/kuhn_psro.md``). Every pair gets ``--floor-games``; only
+   the pairs within the Nash support and the newest snapshot go on to ``--games``, and
+   evaluation stops while it has spent more than ``--eval-share`` of all env steps.
 2. The league's answer is its meta-strategy per seat: ``pool.meta_strategy_by_seat(of="main")``,
    a Nash mixture of the snapshots for the first player and one for the second (poker's
    seats differ), one snapshot drawn per episode from the mixture of the seat it sits in.
    OpenSpiel computes its exploitability exactly, that of the one mixture for both seats
    (``pool.meta_strategy``) and that of the final ``main`` alone. Plain self-play (one PPO
    policy in both seats, the same oracle settings) trains beside it on the other core, at
-   the same env-step budget, for comparison.
+   the same total of env steps, for comparison; its snapshots go into a pool of its own,
+   and those snapshots are what is judged.
+
+It prints ``pool: PATH`` (the league's), ``selfplay pool: PATH`` and, at the end,
+``budget: training=N evaluation=M total=T`` (the league's, as its pool records it).
 
 Another recipe, self-play on disk: ``--sample latest --phase 0 --snapshot-every 5000``
 trains ``main`` continuously against its latest snapshot and answers with the Nash
@@ -73,14 +83,20 @@ def report_every(args: argparse.Namespace) -> int:
 
 
 def env_steps(result: Dict[str, Any]) -> int:
+    """Training env steps so far (plain self-play spends nothing else)."""
     return int(result["env_runners"]["num_env_steps_sampled_lifetime"])
+
+
+def total_steps(result: Dict[str, Any]) -> int:
+    """The league's env steps so far: training plus evaluation games."""
+    return int(result["rllib_ext"]["league_budget"]["total_env_steps"])
 
 
 def exploitability_of(game: str, mixture: Dict[str, Any], pool: Any) -> float:
     """OpenSpiel's exact exploitability of ``{snapshot id: probability}`` from ``pool``, or of
     ``{seat: {snapshot id: probability}}`` (seats are the players ``"0"``, ``"1"``)."""
     from rllib_ext import NumpyPolicy
-    from rllib_ext.act.openspiel import exploitability
+    from rllib_ext import exploitability
 
     policies: Dict[str, Any] = {}
 
@@ -120,7 +136,8 @@ def league(args: argparse.Namespace, log: Optional[Any]) -> Dict[str, float]:
         .snapshot_policies(args.pool, ["main"], every=every)
         .league(args.pool, of="main", slots=SLOTS, sample=args.sample, refresh_every=1, seed=args.seed,
                 reset_every=phase, slot_seats=seats,
-                evaluation={"games": args.games, "min_games": args.games, "pairs": 10_000})
+                evaluation={"games": args.chunk, "min_games": args.games, "pairs": 10_000, "focus": "support",
+                            "floor_games": args.floor_games, "max_share": args.eval_share})
     )
     algo = config.build_algo()
     pool = PolicyPool(args.pool)
@@ -129,15 +146,17 @@ def league(args: argparse.Namespace, log: Optional[Any]) -> Dict[str, float]:
     try:
         while steps < args.steps:
             result = algo.train()
-            steps = env_steps(result)
+            steps = total_steps(result)
             if algo.iteration % report == 0 or steps >= args.steps:
                 got = answers(args, pool)
-                row = {"run": "league", "steps": steps, "seconds": round(time.time() - t0, 1),
+                budget = result["rllib_ext"]["league_budget"]
+                row = {"run": "league", "steps": steps, "training": budget["training_env_steps"],
+                       "evaluation": budget["evaluation_env_steps"], "seconds": round(time.time() - t0, 1),
                        "snapshots": got["snapshots"], "meta_strategy": got["meta_strategy"],
                        "one_mixture": got["one_mixture"]}
-                print(f"league  {steps:7d} steps  {row['seconds']:6.0f} s  {row['snapshots']:3d} snapshots; "
-                      f"exploitability of the Nash mixture per seat {row['meta_strategy']:.3f}, "
-                      f"of one for both seats {row['one_mixture']:.3f}", flush=True)
+                print(f"league  {steps:7d} steps ({row['evaluation']:6d} of them evaluation)  {row['seconds']:6.0f} s  "
+                      f"{row['snapshots']:3d} snapshots; exploitability of the Nash mixture per seat "
+                      f"{row['meta_strategy']:.3f}, of one for both seats {row['one_mixture']:.3f}", flush=True)
                 if log:
                     log.write(json.dumps(row) + "\n")
     finally:
@@ -155,36 +174,37 @@ def league(args: argparse.Namespace, log: Optional[Any]) -> Dict[str, float]:
 
 
 def self_play(args: argparse.Namespace) -> Dict[str, Any]:
-    """Plain self-play at the same budget: one PPO policy in both seats. Returns its final
-    exploitability and one row per phase (it runs as a Ray task beside the league, whose
-    prints would not reach the driver)."""
-    from ray.rllib.algorithms.ppo import PPOConfig
+    """Plain self-play at the same total: one PPO policy in both seats, all of the budget
+    spent on training. Each report snapshots ``main`` into the self-play pool and judges that
+    snapshot. Returns its final exploitability and one row per report (it runs as a Ray task
+    beside the league, whose prints would not reach the driver)."""
+    from rllib_ext import PolicyPool, PPOPartialConfig
 
-    from rllib_ext import NumpyPolicy
-    from rllib_ext.act.openspiel import exploitability
-
-    config = oracle(PPOConfig(), args).multi_agent(policies={"main"}, policy_mapping_fn=lambda *a, **k: "main")
+    config = oracle(PPOPartialConfig(), args).multi_agent(policies={"main"}, policy_mapping_fn=lambda *a, **k: "main")
     algo = config.build_algo()
+    pool = PolicyPool(args.selfplay_pool)
     t0, steps, final, rows = time.time(), 0, float("nan"), []
     try:
         while steps < args.steps:
             steps = env_steps(algo.train())
             if algo.iteration % report_every(args) == 0 or steps >= args.steps:
-                with tempfile.TemporaryDirectory() as tmp:
-                    algo.save(tmp)
-                    final = exploitability(args.game, {NumpyPolicy.from_checkpoint(tmp, "main"): 1.0})
+                entry = algo.snapshot_policy("main", pool)
+                final = exploitability_of(args.game, {entry.id: 1.0}, pool)
                 rows.append({"run": "selfplay", "steps": steps, "seconds": round(time.time() - t0, 1),
-                             "final_main": final})
+                             "snapshot": entry.id, "final_main": final})
     finally:
         algo.stop()
-    return {"final_main": final, "rows": rows}
+    return {"final_main": final, "rows": rows, "steps": steps}
 
 
 def main(argv: Optional[list] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--game", default="kuhn_poker", choices=["kuhn_poker", "leduc_poker"])
-    parser.add_argument("--steps", type=int, default=100_000, help="env steps, for the league and for self-play")
-    parser.add_argument("--pool", default=None, help="the pool's directory (default: a new temporary one)")
+    parser.add_argument("--steps", type=int, default=200_000,
+                        help="total env steps (training plus evaluation games), for the league and for self-play")
+    parser.add_argument("--pool", default=None, help="the league pool's directory (default: a new temporary one)")
+    parser.add_argument("--selfplay-pool", default=None,
+                        help="plain self-play's pool (default: 'selfplay' beside the league's)")
     parser.add_argument("--phase", type=int, default=10_000,
                         help="env steps per best-response phase (0: main is never reset)")
     parser.add_argument("--sample", default="nash", help="how the slots are drawn (the league's sample=)")
@@ -192,7 +212,12 @@ def main(argv: Optional[list] = None) -> None:
                         help="env steps between snapshots (default: one per phase, its best response)")
     parser.add_argument("--batch", type=int, default=1_000, help="env steps per training iteration")
     parser.add_argument("--lr", type=float, default=3e-3)
-    parser.add_argument("--games", type=int, default=4_000, help="evaluation games per pair of snapshots")
+    parser.add_argument("--games", type=int, default=2_000,
+                        help="evaluation games per pair within the Nash support (and the newest snapshot)")
+    parser.add_argument("--floor-games", type=int, default=200, help="evaluation games of every other pair")
+    parser.add_argument("--chunk", type=int, default=200, help="evaluation games per pair and round")
+    parser.add_argument("--eval-share", type=float, default=0.3,
+                        help="evaluation stops while it has spent more than this share of all env steps")
     parser.add_argument("--one-mixture", action="store_true",
                         help="draw every slot from one Nash mixture for both seats (default: per seat)")
     parser.add_argument("--no-selfplay", action="store_true", help="skip the plain self-play comparison")
@@ -200,6 +225,7 @@ def main(argv: Optional[list] = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     args.pool = os.path.abspath(args.pool or os.path.join(tempfile.mkdtemp(prefix="poker-league-"), "pool"))
+    args.selfplay_pool = os.path.abspath(args.selfplay_pool or os.path.join(os.path.dirname(args.pool), "selfplay"))
     # One thread per process (set before numpy, torch and Ray start; torch and the Ray task's
     # worker read it too): the league and the self-play baseline each own one core; BLAS
     # threads spinning on both halved the pace.
@@ -212,6 +238,8 @@ def main(argv: Optional[list] = None) -> None:
     log = open(args.log, "a") if args.log else None
     try:
         print(f"pool: {args.pool}", flush=True)
+        if not args.no_selfplay:
+            print(f"selfplay pool: {args.selfplay_pool}", flush=True)
         # Plain self-play trains beside the league, on the other core (a Ray task).
         baseline = None if args.no_selfplay else ray.remote(num_cpus=1)(self_play).remote(args)
         got = league(args, log)
@@ -226,13 +254,17 @@ def main(argv: Optional[list] = None) -> None:
         if log:
             log.close()
         ray.shutdown()
-    print(f"\nexploitability on {args.game} after {args.steps} env steps (OpenSpiel, exact; uniform random "
-          f"{'0.458' if args.game == 'kuhn_poker' else 'see docs'}, Nash 0):")
+    from rllib_ext import PolicyPool
+
+    spent = PolicyPool(args.pool).budget()
+    print(f"\nexploitability on {args.game} after {spent.total_env_steps} env steps in all (OpenSpiel, exact; "
+          f"uniform random {'0.458' if args.game == 'kuhn_poker' else '2.374'}, Nash 0):")
     print(f"  league meta-strategy (Nash mixture per seat)     {got['meta_strategy']:.3f}")
     print(f"  league Nash mixture for both seats               {got['one_mixture']:.3f}")
     print(f"  league final main                                {got['final_main']:.3f}")
     if baseline is not None:
-        print(f"  plain self-play final main                       {baseline['final_main']:.3f}")
+        print(f"  plain self-play final main ({baseline['steps']} env steps)  {baseline['final_main']:.3f}")
+    print(spent.line())
 
 
 if __name__ == "__main__":

@@ -102,7 +102,7 @@ def _run(code: str) -> subprocess.CompletedProcess:
 @pytest.mark.parametrize(
     "use",
     ["rllib_ext.PPOPartial", f"rllib_ext.build_policy({FIXTURE!r})", f"rllib_ext.migrate({FIXTURE!r}, '/nonexistent')",
-     f"__import__('rllib_ext.live.restore.policies').live.restore.restore_policies(None, {FIXTURE!r}, ['policy_0'])"],
+     f"__import__('rllib_ext.live.restore.policies').live.restore.policies.restore_policies(None, {FIXTURE!r}, ['policy_0'])"],
 )
 def test_outside_the_range_a_live_feature_refuses_in_one_line(use):
     """Importing rllib_ext checks nothing; the first use of a live feature (a ...Partial

@@ -196,3 +196,73 @@ def test_slot_seats_need_nash_and_name_slots():
         check_specs(None, LeagueSpec("/p", "main", ids[1:], sample="pfsp", slot_seats={"opponent_0": "0"}), ids)
     with pytest.raises(PolicyNotFoundError, match="opponent_9"):
         check_specs(None, LeagueSpec("/p", "main", ids[1:], sample="nash", slot_seats={"opponent_9": "0"}), ids)
+
+
+# ---------------------------------------------------------------- what evaluation costs
+class Counting(Recording):
+    """Recording that also counts its own ``step()`` calls."""
+
+    def __init__(self, deals: List[str]) -> None:
+        super().__init__(deals)
+        self.steps = 0
+
+    def step(self, action):
+        self.steps += 1
+        return super().step(action)
+
+
+def counted_matches(**spec: Any) -> Matches:
+    m = matches([], **spec)
+    m.algo.env_creator = lambda _: Counting([])
+    return m
+
+
+def test_every_game_and_env_step_is_counted_and_the_table_holds_no_more(tmp_path):
+    m = counted_matches(games=20, min_games=40, pairs=10, batch=20)
+    pool, ids = pool_with(tmp_path, [StandIn(0.5), StandIn(0.2), StandIn(0.8)], m)
+    played = sum(m.play_due(pool, ids) for _ in range(5))
+    assert played == m.games == 3 * 40 + 3 * 40  # three pairs, then each snapshot against itself (seat rows)
+    assert m.env_steps == sum(env.steps for env in m.envs) >= 2 * m.games  # a Kuhn game is 2 or 3 moves
+    table, seats = pool.payoff(ids), pool.payoff([seat_row(i, s) for s in ("0", "1") for i in ids])
+    assert int(np.triu(table.games).sum()) + int(np.trace(seats.games[:3, 3:])) == m.games
+
+
+def test_max_share_stops_evaluation_at_its_share_of_all_env_steps(tmp_path):
+    """Evaluation plays while it has spent at most ``max_share`` of training plus
+    evaluation; without the cap (the negative control) it plays everything due."""
+    for share, capped in ((0.25, True), (None, False)):
+        m = counted_matches(games=20, min_games=400, pairs=100, batch=20, max_share=share)
+        (tmp_path / str(share)).mkdir()
+        pool, ids = pool_with(tmp_path / str(share), [StandIn(0.5), StandIn(0.2), StandIn(0.8)], m)
+        training = 1000
+        while m.play_due(pool, ids, training_env_steps=training):
+            pass
+        spent = m.env_steps / (training + m.env_steps)
+        if capped:
+            assert 0.25 <= spent < 0.25 + 60 / (training + m.env_steps)  # stops within one pair's 20 games
+        else:
+            assert m.games == 6 * 400 and spent > 0.5
+
+
+def test_support_focus_tops_up_only_the_nash_support_and_the_newest(tmp_path):
+    """Kuhn's first player who always bets (p=1) and one who always checks (p=0) are both
+    dominated here by mixed play: with ``focus="support"`` only the pairs within the Nash
+    support and the newest snapshot reach ``min_games``; every other pair stays at
+    ``floor_games``. The negative control, ``focus="all"``, plays every pair to ``min_games``."""
+    players = [StandIn(1.0), StandIn(0.0), StandIn(0.33), StandIn(0.6)]
+    for focus in ("support", "all"):
+        m = counted_matches(games=20, min_games=200, pairs=100, batch=20, focus=focus, floor_games=20)
+        (tmp_path / focus).mkdir()
+        pool, ids = pool_with(tmp_path / focus, players, m)
+        while m.play_due(pool, ids, of=["main"]):
+            pass
+        games = pool.payoff(ids).games
+        if focus == "all":
+            assert all(games[i, j] == 200 for i in range(4) for j in range(4) if i != j)
+            continue
+        support = m.support(pool, ids, ["main"]) | {ids[-1]}
+        assert 1 < len(support) < 4, support
+        for i in range(4):
+            for j in range(i + 1, 4):
+                inside = ids[i] in support and ids[j] in support
+                assert games[i, j] == (200 if inside else 20), (ids[i], ids[j], games[i, j], support)

@@ -24,11 +24,24 @@ SLOTS = ["opponent_0"]
 EXPLOITERS = ["exploiter_0"]
 
 
+class CountedKuhn(OpenSpielGame):
+    """Kuhn poker that counts its own ``step()`` calls: an independent count of what the
+    league's evaluation games cost (the driver's evaluation envs are its own instances)."""
+
+    def __init__(self, env_config=None):
+        super().__init__(env_config)
+        self.steps = 0
+
+    def step(self, action):
+        self.steps += 1
+        return super().step(action)
+
+
 def kuhn_config(stack: str, pool: str, *, reset_every: int = 2, evaluation=None, learner_reset=None):
     mapping = seat_mapping("main", SLOTS, EXPLOITERS, exploiter_share=0.3)
     cfg = (
         PPOPartialConfig()
-        .environment(OpenSpielGame, env_config={"game": "kuhn_poker"})
+        .environment(CountedKuhn, env_config={"game": "kuhn_poker"})
         .framework("torch")
         .env_runners(num_env_runners=0, rollout_fragment_length="auto")
         .training(train_batch_size=200, minibatch_size=100, num_epochs=1, lr=1e-3)
@@ -67,7 +80,24 @@ def test_league_table_matches_exploiters_and_resume(ray_session, tmp_path, stack
         ids = [e.id for e in pool.entries()]
         seats = pool.payoff([seat_row(i, s) for s in ("0", "1") for i in ids]).games
         self_games = int(np.trace(seats[: len(ids), len(ids):]))  # a snapshot against itself: seat rows only
-        assert sum(r["league_evaluation_games"] for r in results) == int(np.triu(pool.payoff().games).sum()) + self_games > 0
+        played = sum(r["league_evaluation_games"] for r in results)
+        assert played == int(np.triu(pool.payoff().games).sum()) + self_games > 0
+        # The budget: every evaluation game and its env steps (counted by the envs themselves),
+        # and every learner's training steps; the pool records the same, and its table holds
+        # no more evaluation games than were paid for.
+        budget = results[-1]["league_budget"]
+        engine = algo.feature("league").engine
+        assert budget["evaluation_games"] == played
+        assert budget["evaluation_env_steps"] == sum(env.steps for env in engine.matches.envs) >= 2 * played
+        if stack == "new":
+            sampled = algo.metrics.peek(("env_runners", "num_env_steps_sampled_lifetime"))
+        else:
+            sampled = algo._counters["num_env_steps_sampled"]
+        assert budget["training_env_steps"] == sampled > 0
+        assert budget["total_env_steps"] == budget["training_env_steps"] + budget["evaluation_env_steps"]
+        spent = pool.budget()
+        assert (spent.training_env_steps, spent.evaluation_env_steps, spent.evaluation_games) == (
+            budget["training_env_steps"], budget["evaluation_env_steps"], budget["evaluation_games"])
         # The exploiter and main (league(reset_every=2)) reset at iteration 2, after main's snapshot.
         assert [r["league_reset"] for r in results] == ["", "exploiter_0,main", ""]
         assert_weights_equal(mains[1], fresh_main, "main right after its reset")
@@ -82,8 +112,10 @@ def test_league_table_matches_exploiters_and_resume(ray_session, tmp_path, stack
         at_save = pool.payoff([pool.live_row("main"), *[e.id for e in pool.entries()]])
         draws = algo.feature("league").engine.sampler.draw_mixture(mix, 8)
         evaluation = algo.feature("league").engine.matches.state()
+        budget_at_save = algo.feature("league").engine.budget()
         algo.train()  # a run that goes on (and is lost): more snapshots and games in the pool
         assert len(pool.entries()) > len(at_save.ids) - 1
+        assert pool.budget().total_env_steps > budget_at_save["total_env_steps"]
     finally:
         algo.stop()
 
@@ -98,6 +130,9 @@ def test_league_table_matches_exploiters_and_resume(ray_session, tmp_path, stack
         # The same next draw, and the same next evaluation matches.
         assert resumed.feature("league").engine.sampler.draw_mixture(pool.meta_strategy(of=["main", "exploiter_0"]), 8) == draws
         assert resumed.feature("league").engine.matches.state() == evaluation
+        # The budget is the checkpoint's, in the algorithm and in the pool: the lost run's steps are gone.
+        assert resumed.feature("league").engine.budget() == budget_at_save
+        assert pool.budget().total_env_steps == budget_at_save["total_env_steps"]
         resumed.train()
     finally:
         resumed.stop()

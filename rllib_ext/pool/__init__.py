@@ -4,7 +4,7 @@ Built on :mod:`rllib_ext.checkpoint` (single-policy files, atomic writes, storag
 never imported by it. Bottom to top: ``store`` (a pool's bytes: local with a lock, or
 object storage with one namespace per writer), ``index`` (``pool.json`` and one index file
 per writer), ``rules`` (retention, outcomes, Elo), ``payoff`` (the games between entries:
-:class:`Payoff`), ``solvers`` (meta-strategies from the table: Nash, replicator dynamics,
+:class:`Payoff`), ``budget`` (the env steps the pool cost: :class:`Budget`), ``solvers`` (meta-strategies from the table: Nash, replicator dynamics,
 uniform), ``policy_pool`` (:class:`PolicyPool`), ``plot`` (the table as a picture; matplotlib).
 """
 
@@ -20,6 +20,7 @@ PUBLIC = {
     "Outcome": "rules",
     "Retention": "rules",
     "Payoff": "payoff",
+    "Budget": "budget",
     "sample_mixture": "solvers",
 }
 

@@ -42,6 +42,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 from ..checkpoint.policy_file import META_FILE, TRAINING_FILE, WEIGHTS_FILE, read_policy_dir
 from ..checkpoint.storage import CheckpointDir
 from ..errors import PoolNamespaceError, not_found
+from .budget import Budget, check_budget, read_budget, write_budget
 from .index import SNAPSHOT_DIR, PoolEntry, Shard, open_pool, read_index, write_index
 from .payoff import (
     Payoff, add_games, build_payoff, check_games, entries_named, live_row, parse_shard, read_shard, read_table, shard_doc,
@@ -260,6 +261,28 @@ class PolicyPool:
         with self._store.lock():
             self._find(read_index(self._store), entries_named((a, b)))
             add_games(self._store, self.writer, [(a, b, games)])
+
+    # ------------------------------------------------------------------ the budget
+    def record_budget(self, *, training_env_steps: int, evaluation_env_steps: int, evaluation_games: int) -> None:
+        """Record what this writer has spent so far (cumulative counts; replaces its previous record).
+
+        A league records its training and evaluation env steps every iteration, so the pool
+        alone tells what its table and snapshots cost (:meth:`budget`).
+
+        Raises:
+            InvalidArgumentError: a count that is not an int >= 0 (nothing is written).
+        """
+        counts = check_budget(training_env_steps, evaluation_env_steps, evaluation_games)
+        with self._store.lock():
+            write_budget(self._store, self.writer, counts)
+
+    def budget(self) -> Budget:
+        """What every writer recorded with :meth:`record_budget`, summed (``.by_writer`` per writer).
+
+        Raises:
+            CheckpointFormatError: a budget file is garbled (the file is named).
+        """
+        return read_budget(self._store)
 
     def live_row(self, policy: str) -> str:
         """The payoff row of ``policy`` while it learns, for this writer (see :func:`.payoff.live_row`)."""

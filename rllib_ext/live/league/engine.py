@@ -173,7 +173,9 @@ class League:
             out["snapshots"] = ",".join(self.snapshot(iteration))
         if self.matches is not None:
             population = [e.id for e in self.pool(self.spec.pool).entries() if e.policy in self.spec.population]
-            out["league_evaluation_games"] = self.matches.play_due(self.pool(self.spec.pool), population)
+            out["league_evaluation_games"] = self.matches.play_due(
+                self.pool(self.spec.pool), population, of=self.spec.population,
+                training_env_steps=backend_for(self.algo).env_steps())
         if self.exploiters is not None and self.exploiters.specs:
             out["league_exploiters"] = {p: {"win_share": w} for p, w in self.exploiters.win_shares().items()}
             out["league_reset"] = ",".join(self.exploiters.reset_due(iteration))
@@ -182,7 +184,26 @@ class League:
                 self.refresh(iteration)
             out["league"] = {slot: _label(self.assignment.get(slot), self.spec.learner) for slot in self.spec.slots}
             out["league_main_rating"] = self.main_rating
+            out["league_budget"] = self.record_budget()
         return out
+
+    def budget(self) -> Dict[str, int]:
+        """Env steps spent so far, cumulative: every learner's training samples (main, its
+        exploiters: they all play in the algorithm's own episodes) and every evaluation game."""
+        training = backend_for(self.algo).env_steps()
+        evaluation = self.matches.env_steps if self.matches is not None else 0
+        return {"training_env_steps": training, "evaluation_env_steps": evaluation,
+                "total_env_steps": training + evaluation,
+                "evaluation_games": self.matches.games if self.matches is not None else 0}
+
+    def record_budget(self) -> Dict[str, int]:
+        """:meth:`budget`, also written to the league's pool (as this writer), so a pool alone
+        tells what its snapshots and table cost."""
+        budget = self.budget()
+        self.pool(self.spec.pool).record_budget(
+            training_env_steps=budget["training_env_steps"], evaluation_env_steps=budget["evaluation_env_steps"],
+            evaluation_games=budget["evaluation_games"])
+        return budget
 
     def collect(self) -> Dict[str, List[float]]:
         """Every env runner's outcome counts since the last call, summed per opponent:
@@ -313,6 +334,7 @@ class League:
                 self.exploiters.set_state(state["exploiters"])
             if state.get("table") is not None:  # games a lost run recorded after the checkpoint leave the table
                 pool.restore_writer_games(state["table"])
+                self.record_budget()  # and the budget it recorded with them
         self.main_rating = float(state["main_rating"])
         self.last_snapshot = int(state["last_snapshot"])
         self.last_refresh = int(state["last_refresh"])

@@ -77,7 +77,11 @@ def league(
         evaluation: evaluation matches between the population's snapshots, for the payoff
             table: ``{"games": 50, "min_games": 200, "pairs": 6, "explore": True}`` (games
             per pair and round, until each pair has ``min_games``; at most ``pairs`` pairs
-            an iteration; sampled actions). See :mod:`rllib_ext.live.league.evaluation`.
+            an iteration; sampled actions); ``"focus": "support"`` with ``"floor_games"``
+            tops up to ``min_games`` only the pairs within the Nash support and the newest
+            snapshot, and ``"max_share": 0.3`` keeps evaluation under that share of all env
+            steps. Every game's env steps are counted in ``result["rllib_ext"]["league_budget"]``
+            and in the pool (``PolicyPool.budget()``). See :mod:`rllib_ext.live.league.evaluation`.
         exploiters: ``{policy: {"against": of, "reset_every": K, "reset_win_rate": r,
             "min_games": n}}``: trained policies that play only ``of`` (route them with
             your ``policy_mapping_fn``), snapshotted with ``of`` so it must answer them,
