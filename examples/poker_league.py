@@ -136,8 +136,9 @@ def league(args: argparse.Namespace, log: Optional[Any]) -> Dict[str, float]:
         .snapshot_policies(args.pool, ["main"], every=every)
         .league(args.pool, of="main", slots=SLOTS, sample=args.sample, refresh_every=1, seed=args.seed,
                 reset_every=phase, slot_seats=seats,
-                evaluation={"games": args.chunk, "min_games": args.games, "pairs": 10_000, "focus": "support",
-                            "floor_games": args.floor_games, "max_share": args.eval_share})
+                evaluation={"games": min(args.chunk, args.games), "min_games": args.games, "pairs": 10_000,
+                            "focus": "support", "floor_games": min(args.floor_games, args.games),
+                            "max_share": args.eval_share})
     )
     algo = config.build_algo()
     pool = PolicyPool(args.pool)

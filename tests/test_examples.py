@@ -112,6 +112,16 @@ def test_poker_league_prints_its_pool_meta_strategy_and_openspiel_figures(tmp_pa
     )
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     assert f"pool: {tmp_path / 'pool'}" in res.stdout
+    assert f"selfplay pool: {tmp_path / 'selfplay'}" in res.stdout
+    # The budget line is the league pool's own record: training plus evaluation, at least --steps.
+    from rllib_ext import PolicyPool
+
+    training, evaluation, total = map(int, re.search(r"^budget: training=(\d+) evaluation=(\d+) total=(\d+)$",
+                                                     res.stdout, re.M).groups())
+    spent = PolicyPool(tmp_path / "pool").budget()
+    assert (training, evaluation, total) == (spent.training_env_steps, spent.evaluation_env_steps, spent.total_env_steps)
+    assert total == training + evaluation >= 3000 and evaluation > 0
+    assert len(PolicyPool(tmp_path / "selfplay").entries()) >= 1
     assert re.search(r"^meta-strategy \(snapshot: probability\):\n  player 0:\n    main-\d{4}@\S+: [\d.]+$",
                      res.stdout, re.M), res.stdout  # one mixture per seat
     figures = dict(re.findall(r"^  (league meta-strategy|league Nash mixture for both seats|league final main|"

@@ -24,24 +24,29 @@ SLOTS = ["opponent_0"]
 EXPLOITERS = ["exploiter_0"]
 
 
-class CountedKuhn(OpenSpielGame):
-    """Kuhn poker that counts its own ``step()`` calls: an independent count of what the
-    league's evaluation games cost (the driver's evaluation envs are its own instances)."""
+def counting(creator):
+    """``creator``'s envs, each counting its own ``step()`` calls: an independent count of
+    what the league's evaluation games cost (the driver makes its evaluation envs with it)."""
 
-    def __init__(self, env_config=None):
-        super().__init__(env_config)
-        self.steps = 0
+    def make(env_config):
+        env = creator(env_config)
+        env.steps, step = 0, env.step
 
-    def step(self, action):
-        self.steps += 1
-        return super().step(action)
+        def counted(action):
+            env.steps += 1
+            return step(action)
+
+        env.step = counted
+        return env
+
+    return make
 
 
 def kuhn_config(stack: str, pool: str, *, reset_every: int = 2, evaluation=None, learner_reset=None):
     mapping = seat_mapping("main", SLOTS, EXPLOITERS, exploiter_share=0.3)
     cfg = (
         PPOPartialConfig()
-        .environment(CountedKuhn, env_config={"game": "kuhn_poker"})
+        .environment(OpenSpielGame, env_config={"game": "kuhn_poker"})
         .framework("torch")
         .env_runners(num_env_runners=0, rollout_fragment_length="auto")
         .training(train_batch_size=200, minibatch_size=100, num_epochs=1, lr=1e-3)
@@ -61,6 +66,7 @@ def kuhn_config(stack: str, pool: str, *, reset_every: int = 2, evaluation=None,
 def test_league_table_matches_exploiters_and_resume(ray_session, tmp_path, stack):
     pool_path = str(tmp_path / "pool")
     algo = kuhn_config(stack, pool_path, learner_reset=2).build()
+    algo.env_creator = counting(algo.env_creator)  # the training envs are built already
     try:
         pool = PolicyPool(pool_path)
         fresh = live_weights(algo, "exploiter_0")
