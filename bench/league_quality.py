@@ -34,9 +34,14 @@ def run_seed(args: argparse.Namespace, seed: int) -> Dict[str, Any]:
     cmd = [sys.executable, os.path.join(HERE, "..", "examples", "poker_league.py"), "--game", args.game,
            "--steps", str(args.steps), "--log", log, "--seed", str(seed), *args.extra]
     print(f"seed {seed}: log {log}", flush=True)
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-    print(out, flush=True)
-    return summarize(log, out)
+    lines = []
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True) as proc:  # progress shows as it runs
+        for line in proc.stdout:
+            print(line, end="", flush=True)
+            lines.append(line)
+    if proc.returncode:
+        raise SystemExit(f"seed {seed}: {' '.join(cmd)} exited {proc.returncode}")
+    return summarize(log, "".join(lines))
 
 
 def summarize(log: str, out: str = "") -> Dict[str, Any]:

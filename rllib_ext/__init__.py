@@ -55,7 +55,7 @@ _HOME: Dict[str, str] = {
     "PartialConfig": "live.partial",
     "rllink_server_class": "live.seam.compat",
     **dict.fromkeys(
-        ("partial", "register_trainables", "PPOPartial", "PPOPartialConfig", "APPOPartial", "APPOPartialConfig",
+        ("register_trainables", "PPOPartial", "PPOPartialConfig", "APPOPartial", "APPOPartialConfig",
          "IMPALAPartial", "IMPALAPartialConfig", "DQNPartial", "DQNPartialConfig", "SACPartial", "SACPartialConfig"),
         "algorithms",
     ),

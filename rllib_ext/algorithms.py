@@ -10,12 +10,18 @@ its features carry (:mod:`rllib_ext.live.features`):
 
 The classes stay at this import path: checkpoints pickle them by reference. Tune knows
 them by name once a ``...Partial`` name is first used (:func:`register_trainables`).
+
+Your own algorithm gets the same two class statements, at module level of your own module
+(Ray pickles the classes by reference), then a Tune name::
+
+    class MyAlgoPartialConfig(PartialConfig, MyAlgoConfig): ...
+    class MyAlgoPartial(PartialAlgorithm, MyAlgo, config=MyAlgoPartialConfig): ...
+    tune.register_trainable("MyAlgoPartial", MyAlgoPartial)
 """
 
 from __future__ import annotations
 
-import inspect
-from typing import Dict, Optional, Type
+from typing import Dict, Type
 
 # First: outside the supported Ray releases, the first use of a ...Partial name refuses in
 # one line (rllib_ext.live.seam.compat) before RLlib's own imports below can fail deep inside.
@@ -79,42 +85,6 @@ class SACPartial(PartialAlgorithm, SAC, config=SACPartialConfig):
 ALGORITHMS: Dict[str, Type[Algorithm]] = {
     cls.__name__: cls for cls in (PPOPartial, APPOPartial, IMPALAPartial, DQNPartial, SACPartial)
 }
-
-
-def partial(
-    algo_cls: Type[Algorithm], config_cls: Optional[type] = None, name: Optional[str] = None,
-    module: Optional[str] = None,
-) -> Type[Algorithm]:
-    """Make the ``<Algo>Partial`` subclass of your own ``algo_cls`` (and its config class).
-
-    The same as the two class statements this module writes for PPO, for an algorithm
-    it does not ship. Assign the result to a module-level name of the same name, so Ray
-    can pickle it by reference: ``MyAlgoPartial = rllib_ext.partial(MyAlgo)``.
-
-    Args:
-        algo_cls: an RLlib Algorithm class.
-        config_cls: its config class; defaults to the type of its default config.
-        name: class name; defaults to ``algo_cls.__name__ + "Partial"``.
-        module: the module the result is assigned in; defaults to the caller's.
-
-    Returns:
-        The new Algorithm class; ``config_class_of(cls)`` is its config class.
-    """
-    name = name or f"{algo_cls.__name__}Partial"
-    caller = inspect.currentframe().f_back  # type: ignore[union-attr]
-    module = module or caller.f_globals.get("__name__", __name__)
-    base_config = config_cls or type(algo_cls.get_default_config())
-    cfg = type(f"{name}Config", (PartialConfig, base_config),
-               {"__module__": module, "__qualname__": f"{name}Config", "__doc__": f"{base_config.__name__} + rllib_ext."})
-    algo = type(name, (PartialAlgorithm, algo_cls),
-                {"__module__": module, "__qualname__": name, "__doc__": f"{algo_cls.__name__} + rllib_ext."},
-                config=cfg)
-    return algo
-
-
-def config_class_of(algo_cls: Type[Algorithm]) -> type:
-    """The config class of a ``...Partial`` algorithm class."""
-    return type(algo_cls.get_default_config())
 
 
 def register_trainables() -> None:

@@ -85,7 +85,7 @@ def test_partial_class_restores_one_policy_from_its_parents_checkpoint(ray_sessi
         saved = live_weights(src, "policy_0")
     finally:
         src.stop()
-    algo = family_config(rllib_ext.algorithms.config_class_of(cls), seed=2, stack=stack).build_algo()
+    algo = family_config(cls.partial_config_class, seed=2, stack=stack).build_algo()
     try:
         fresh0, fresh1 = live_weights(algo, "policy_0"), live_weights(algo, "policy_1")
         assert any(not np.array_equal(fresh0[k], saved[k]) for k in saved), "seeds gave equal weights"

@@ -256,7 +256,7 @@ def _algorithm_info(ckpt: CheckpointDir, layout: fmt.Layout, trusted: bool) -> T
 
 
 RLLIB_ALGORITHMS = "ray.rllib.algorithms."  # where RLlib's own algorithm classes live
-PARTIAL_HOME = "rllib_ext.algorithms"  # PPOPartial etc.: partial(PPO) names them '<base>Partial'
+PARTIAL_HOME = "rllib_ext.algorithms"  # PPOPartial etc.: '<base>Partial' over RLlib's '<base>'
 SKELETON = "_make_skeleton_class"  # cloudpickle's call that rebuilds a class stored by value
 
 
