@@ -30,7 +30,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Set, 
 import numpy as np
 
 from ...act.numpy_policy import NumpyPolicy
-from ...errors import CheckpointError
+from ...errors import CheckpointError, InvalidArgumentError
 from ...pool.payoff import seat_row
 from .play import default_outcome
 
@@ -54,9 +54,9 @@ class EvaluationSpec:
         """Refuse counts that cannot schedule a match."""
         for name in ("games", "min_games", "pairs", "batch"):
             if int(getattr(self, name)) < 1:
-                raise ValueError(f"league(evaluation={{{name!r}: {getattr(self, name)}}}): must be >= 1")
+                raise InvalidArgumentError(f"league(evaluation={{{name!r}: {getattr(self, name)}}}): must be >= 1")
         if self.duplicate and int(self.batch) % 2:
-            raise ValueError(f"league(evaluation={{'batch': {self.batch}}}): must be even with duplicate=True "
+            raise InvalidArgumentError(f"league(evaluation={{'batch': {self.batch}}}): must be even with duplicate=True "
                              "(the two games of a duplicate pair are played in the same batch)")
 
 
