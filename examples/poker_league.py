@@ -110,10 +110,12 @@ def exploitability_of(game: str, mixture: Dict[str, Any], pool: Any) -> float:
 
 def answers(args: argparse.Namespace, pool: Any) -> Dict[str, Any]:
     """The league's answers, solved from its table: one Nash mixture for both seats, and one per seat."""
+    from rllib_ext import MetaStrategyError
+
     one = pool.meta_strategy(of="main", solver="nash")
     try:
         per_seat = pool.meta_strategy_by_seat(of="main")
-    except ValueError:  # no seat games yet (the first snapshots)
+    except MetaStrategyError:  # no seat games yet (the first snapshots)
         per_seat = None
     return {"snapshots": len(one), "mixture": one, "per_seat": per_seat,
             "one_mixture": exploitability_of(args.game, one, pool),

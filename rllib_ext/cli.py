@@ -1,9 +1,11 @@
 """``rllib-ext``: look into, take apart and compare RLlib checkpoints without Ray.
 
 Each subcommand parses its arguments, makes one library call, prints a table (or JSON
-with ``--json``) and returns an exit code (:data:`EXIT_CODES`): 0 ok, 1 a checkpoint problem
-(or a ``migrate --dry-run`` that finds a policy it cannot migrate), 2 a usage error; every
-non-zero exit prints one line on stderr saying why. No logic of its own lives here.
+with ``--json``) and returns an exit code (:data:`EXIT_CODES`): 0 ok, 1 a data problem (a
+checkpoint or pool that is missing, damaged or does not fit; or a ``migrate --dry-run`` that
+finds a policy it cannot migrate), 2 a usage or argument error (argparse's own, or an
+``InvalidArgumentError``); every non-zero exit prints one line on stderr saying why. Any
+other exception is a bug and keeps its traceback. No logic of its own lives here.
 
     rllib-ext --version
     rllib-ext inspect CKPT [--json] [--tensors] [--full]
@@ -30,20 +32,20 @@ from ._version import __version__
 from .checkpoint.diff import diff_checkpoints
 from .checkpoint.export import EXTRACT_FORMATS, extract_policy
 from .checkpoint.inspection import inspect
-from .errors import CheckpointError, MissingDependencyError
+from .errors import CheckpointError, InvalidArgumentError, MissingDependencyError
 from .merge.checkpoints import merge_checkpoints
 from .formatting import format_diff, format_merge, format_migrate, format_pool, format_view
 from .pool.policy_pool import PolicyPool
 
 PROG = "rllib-ext"
 
-# Error class -> exit code, most specific first (the first match decides); others keep their traceback.
+# Error class -> exit code, most specific first (the first match decides); argparse's usage
+# errors exit 2 before any call. Anything else (a bare ValueError too) is a bug: it keeps its traceback.
 EXIT_CODES: Tuple[Tuple[Type[BaseException], int], ...] = (
+    (InvalidArgumentError, 2),  # arguments that parse but do not fit the call (e.g. one id taken twice)
     (MissingDependencyError, 1),  # an optional package (msgpack, torch, onnx; a supported Ray) is missing
-    (CheckpointError, 1),  # the checkpoint (or pool) is missing, damaged, or does not fit
+    (CheckpointError, 1),  # data: the checkpoint (or pool) is missing, damaged, or does not fit
     (OSError, 1),  # the file system: a path that cannot be read or written
-    (ValueError, 2),  # arguments that parse but do not fit together (e.g. one id taken twice)
-    (TypeError, 2),  # an argument of the wrong kind for the call it reaches
 )
 
 

@@ -16,6 +16,8 @@ import gymnasium as gym
 import numpy as np
 from ray.rllib.env.multi_agent_env import MultiAgentEnv
 
+from .errors import InvalidArgumentError
+
 
 class SignGame(MultiAgentEnv):
     """Agents ``agent_<i>``; ``env_config = {"obs_dims": [4, 4, 6], "episode_len": 10}``.
@@ -130,13 +132,14 @@ def seat_mapping(main: str, slots: "list[str]", exploiters: "list[str] | tuple[s
     ``exploiters``, a share ``exploiter_share`` of the episodes puts one of them against
     ``main`` instead of a slot (an exploiter plays only ``main``). With ``slot_seats``
     (``{slot: seat}``, as given to ``league(slot_seats=...)``), the opponent in seat ``s``
-    (the agent id as a string) takes one of the slots of that seat."""
+    (the agent id as a string) takes one of the slots of that seat. Raises InvalidArgumentError
+    for a slot that ``slot_seats`` gives no seat."""
     import zlib
 
     by_seat: Dict[str, List[str]] = {}
     for slot in slots if slot_seats else ():
         if slot not in slot_seats:
-            raise ValueError(f"seat_mapping(slot_seats=...): slot {slot!r} has no seat; give every slot one")
+            raise InvalidArgumentError(f"seat_mapping(slot_seats=...): slot {slot!r} has no seat; give every slot one")
         by_seat.setdefault(str(slot_seats[slot]), []).append(slot)
 
     def mapping(agent_id: Any, episode: Any = None, *args: Any, **kwargs: Any) -> str:

@@ -77,8 +77,16 @@ class InvalidArgumentError(CheckpointError, ValueError, TypeError):
     """An argument does not fit the call (an empty or colliding ``policies``, a string where ids go, ``mapping=`` on one stack)."""
 
 
-class RecurrentStateError(CheckpointError, ValueError):
+class RecurrentStateError(InvalidArgumentError):
     """``state=`` does not fit the policy: given to one without recurrent state, or missing for a recurrent one."""
+
+
+class MetaStrategyError(CheckpointError, ValueError):
+    """A pool's payoff table cannot give the meta-strategy asked for (not zero-sum, seats unplayed, the LP failed)."""
+
+
+class LightweightAlgorithmError(CheckpointError, RuntimeError):
+    """A lightweight algorithm (built to act: no env, no dynamics) was asked to step its env or to train."""
 
 
 class UnsafePickleError(CheckpointError):

@@ -24,7 +24,10 @@ from rllib_ext.checkpoint.storage import CheckpointDir
 from rllib_ext.checkpoint.reader import decode_file
 from rllib_ext.cli import main
 from rllib_ext.formatting import compact_space, format_view
-from rllib_ext.errors import MissingDependencyError, PolicyNotFoundError, ShapeMismatchError
+from rllib_ext import errors
+from rllib_ext.errors import (CheckpointError, CheckpointFormatError, InvalidArgumentError, MetaStrategyError,
+                              MissingDependencyError, NotACheckpointError, PolicyNotFoundError, RecurrentStateError,
+                              ShapeMismatchError)
 
 pytestmark = pytest.mark.ray_free  # never imports Ray: tests/test_ray_free.py checks it
 
@@ -370,11 +373,17 @@ def test_cli_pool_plot_without_matplotlib_is_a_one_line_error(tmp_path, capsys):
         "rllib-ext: error: rllib-ext pool --plot needs matplotlib (pip install 'rllib_ext[plot]')\n")
 
 
+# One case per row of cli.EXIT_CODES (first the row's own class, then subclasses that must follow it).
 @pytest.mark.parametrize(
     "error,code",
-    [(PolicyNotFoundError("policy 'x' not in ckpt"), 1), (MissingDependencyError("needs onnx:\npip install onnx"), 1),
-     (ShapeMismatchError("tensor 'w' is (2,) here"), 1), (PermissionError(13, "Permission denied"), 1),
-     (ValueError("policy 'p' is taken twice"), 2), (TypeError("policies must be a list"), 2)],
+    [(InvalidArgumentError("policy 'p' is taken twice"), 2),
+     (RecurrentStateError("policy 'p' is recurrent: call compute_actions(obs_batch, state)"), 2),
+     (MissingDependencyError("needs onnx:\npip install onnx"), 1),
+     (CheckpointError("ckpt: exists and is not a directory; refusing to overwrite it"), 1),
+     (PolicyNotFoundError("policy 'x' not in ckpt"), 1), (ShapeMismatchError("tensor 'w' is (2,) here"), 1),
+     (CheckpointFormatError("ckpt/policy.json: not valid JSON"), 1), (NotACheckpointError("ckpt: no such file"), 1),
+     (MetaStrategyError("a meta-strategy per seat needs games of the snapshots in exactly two seats"), 1),
+     (PermissionError(13, "Permission denied"), 1)],
     ids=lambda v: type(v).__name__ if isinstance(v, BaseException) else None,
 )
 def test_cli_maps_each_error_class_to_its_exit_code_with_one_line(monkeypatch, capsys, error, code):
@@ -394,6 +403,46 @@ def test_cli_keeps_the_traceback_of_an_error_it_does_not_know(monkeypatch):
     monkeypatch.setattr(cli, "inspect", lambda *a, **k: {}["missing"])
     with pytest.raises(KeyError, match="missing"):
         cli.main(["inspect", "ckpt"])
+
+
+@pytest.mark.parametrize("error", [ValueError("bare"), TypeError("bare"), RuntimeError("bare")],
+                         ids=lambda e: type(e).__name__)
+def test_cli_keeps_the_traceback_of_a_bare_builtin_error(monkeypatch, error):
+    """A bare ValueError/TypeError/RuntimeError is a bug (STYLE.md 16), not an exit code."""
+    import rllib_ext.cli as cli
+
+    def raise_it(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(cli, "inspect", raise_it)
+    with pytest.raises(type(error), match="^bare$"):
+        cli.main(["inspect", "ckpt"])
+
+
+def test_cli_exit_codes_are_one_table_covering_every_error_class():
+    """Every class of rllib_ext.errors has its code from cli.EXIT_CODES: 2 for an argument
+    mistake, 1 for the rest (data); no row is shadowed by one before it."""
+    import rllib_ext.cli as cli
+
+    classes = [c for c in vars(errors).values() if isinstance(c, type) and issubclass(c, CheckpointError)]
+    assert len(classes) >= 20
+    for cls in classes:
+        code = next(code for row, code in cli.EXIT_CODES if issubclass(cls, row))
+        assert code == (2 if issubclass(cls, InvalidArgumentError) else 1), cls.__name__
+    rows = [row for row, _ in cli.EXIT_CODES]
+    for i, row in enumerate(rows):
+        assert not any(issubclass(row, earlier) for earlier in rows[:i]), f"{row.__name__} is shadowed"
+    assert {code for _, code in cli.EXIT_CODES} == {1, 2}
+
+
+def test_cli_argument_error_of_the_library_exits_2_in_process(stored, tmp_path, capsys):
+    path, _ = stored("new")
+    take = f"policy_1={path}"
+    assert main(["merge", "--base", path, "--take", take, "--take", take, "--out", str(tmp_path / "m")]) == 2
+    assert capsys.readouterr().err == "rllib-ext: error: policy 'policy_1' is taken twice\n"
+    assert main(["extract", path, "--policy", "polcy_1", "--out", str(tmp_path / "x")]) == 1
+    assert capsys.readouterr().err.startswith("rllib-ext: error: policy 'polcy_1' not in ")
+    assert not (tmp_path / "m").exists() and not (tmp_path / "x").exists()
 
 
 def test_cli_migrate_dry_run_exits_1_saying_which_policies_cannot_be_migrated(monkeypatch, capsys):

@@ -51,7 +51,7 @@ ALLOWED = {
     "convert": {"convert", "checkpoint", "errors"},
     "act": {"act", "convert", "checkpoint", "errors", "_version"},
     "live": {"live", "pool", "act", "convert", "checkpoint", "errors", "_version"},
-    "envs": set(),
+    "envs": {"errors"},
     "algorithms": {"live"},
     "formatting": {"checkpoint", "merge", "pool", "errors"},
     "cli": {"formatting", "checkpoint", "merge", "pool", "act", "live", "errors", "_version"},

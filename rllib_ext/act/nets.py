@@ -16,6 +16,8 @@ from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
+from ..errors import UnsupportedModelError
+
 # RLlib's activation names (``ray.rllib.models.utils.get_activation_fn``) that have an
 # exact elementwise definition here; "silu" is torch's name for "swish".
 ACTIVATIONS = ("tanh", "relu", "linear", "swish", "silu", "elu")
@@ -38,7 +40,7 @@ def activate(x: np.ndarray, name: str) -> np.ndarray:
         return np.where(x > 0, x, np.expm1(np.minimum(x, np.float32(0))))
     if name == "linear":
         return x
-    raise ValueError(f"activation {name!r} is not one of {', '.join(ACTIVATIONS)}")
+    raise UnsupportedModelError(f"activation {name!r} is not one of {', '.join(ACTIVATIONS)}")
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:

@@ -36,7 +36,8 @@ from ..checkpoint.inspection import read_policy_opened
 from ..checkpoint.reader import decode_file, open_checkpoint
 from ..checkpoint.tensors import is_positional
 from ..checkpoint.views import PolicyView, SpaceView
-from ..errors import CheckpointError, CheckpointFormatError, UnsupportedModelError, not_found
+from ..errors import (CheckpointError, CheckpointFormatError, InvalidArgumentError, RecurrentStateError,
+                      UnsupportedModelError, not_found)
 from .nets import (
     ACTIVATIONS,
     CATEGORICAL,
@@ -160,20 +161,21 @@ class NumpyPolicy:
         """Action-distribution inputs, values and next state for a batch ``[B, obs]`` of raw observations.
 
         A recurrent policy takes one time step per call; ``state`` defaults to
-        :meth:`initial_state`.
+        :meth:`initial_state`. Raises InvalidArgumentError unless ``obs`` is ``[B, obs]``.
         """
-        x = self.filter_observations(obs)
+        x = np.asarray(obs, np.float32)
         if x.ndim != 2 or x.shape[1:] != tuple(self.observation_space.shape):
-            raise ValueError(
-                f"policy {self.policy_id!r}: expected a batch of observations of shape "
+            raise InvalidArgumentError(
+                f"policy {self.policy_id!r}: obs must be a batch of observations of shape "
                 f"[B, {', '.join(map(str, self.observation_space.shape))}], got {list(x.shape)}"
             )
+        x = self.filter_observations(x)
         return PolicyOutput(*self.network.forward(x, state))
 
     def compute_actions(
         self, obs: Any, state: Optional[State] = None, *, explore: bool = False, rng: Optional[np.random.Generator] = None
     ) -> Tuple[np.ndarray, Optional[State]]:
-        """(actions, next state) for a batch; greedy unless ``explore`` (then drawn with ``rng``)."""
+        """(actions, next state) for a batch; greedy unless ``explore`` (then drawn with ``rng``); raises as :meth:`forward`."""
         out = self.forward(obs, state)
         if not explore:
             return greedy_actions(out.action_dist_inputs, self.network.distribution), out.state_out
@@ -181,9 +183,11 @@ class NumpyPolicy:
         return sample_actions(out.action_dist_inputs, self.network.distribution, rng), out.state_out
 
     def compute_action(self, obs: Any, *, explore: bool = False, rng: Optional[np.random.Generator] = None) -> Any:
-        """One action for one observation of a feed-forward policy (recurrent: use compute_actions)."""
+        """One action for one observation of a feed-forward policy (recurrent: use compute_actions).
+
+        Raises RecurrentStateError for a recurrent policy, InvalidArgumentError as :meth:`forward`."""
         if self.recurrent:
-            raise ValueError(f"policy {self.policy_id!r} is recurrent: call compute_actions(obs_batch, state)")
+            raise RecurrentStateError(f"policy {self.policy_id!r} is recurrent: call compute_actions(obs_batch, state)")
         actions, _ = self.compute_actions(np.asarray(obs)[None], explore=explore, rng=rng)
         return actions[0]
 

@@ -14,7 +14,7 @@ from typing import Any, Dict, List, Mapping, Sequence, Tuple
 
 import numpy as np
 
-from ..errors import MissingDependencyError
+from ..errors import InvalidArgumentError, MissingDependencyError
 from .numpy_policy import NumpyPolicy
 
 
@@ -71,20 +71,22 @@ def exploitability(game: "str | Any", mixture: "Mapping[NumpyPolicy, float] | Se
 
     Raises:
         MissingDependencyError: open_spiel is not installed.
-        ValueError: an empty mixture or no positive weight, or not one mixture per player.
+        InvalidArgumentError: an empty mixture or no positive weight, or not one mixture per player.
     """
     pyspiel, _, os_exploitability, aggregator = _openspiel()
     game = pyspiel.load_game(game) if isinstance(game, str) else game
     players = list(range(game.num_players()))
     seats = [mixture] * len(players) if isinstance(mixture, Mapping) else list(mixture)
     if len(seats) != len(players):
-        raise ValueError(f"{len(seats)} mixtures for a game of {len(players)} players: give one per player")
+        raise InvalidArgumentError(f"exploitability(mixture=...): {len(seats)} mixtures for a game of {len(players)} "
+                                   "players: give one per player")
     members: Dict[NumpyPolicy, int] = {}
     weights: List[Dict[int, float]] = []
     for seat in seats:
         kept = {p: float(w) for p, w in seat.items() if w > 0}
         if not kept:
-            raise ValueError("exploitability of an empty mixture: give at least one policy a positive weight")
+            raise InvalidArgumentError("exploitability(mixture=...): an empty mixture (no positive weight): give at "
+                                       "least one policy a positive weight")
         total = sum(kept.values())
         weights.append({members.setdefault(p, len(members)): w / total for p, w in kept.items()})
     tables = [tabular_policy(game, p) for p in members]

@@ -23,6 +23,7 @@ import sys
 from typing import Any, Callable, Optional, Sequence
 
 from ..errors import CheckpointError
+from .storage import fspath
 
 
 def check_out(
@@ -38,9 +39,10 @@ def check_out(
     or that ``replaceable(path)`` accepts (merge: an RLlib checkpoint).
 
     Raises:
+        InvalidArgumentError: ``out`` is not a str or ``os.PathLike``.
         CheckpointError: naming ``out`` and why it may not be written.
     """
-    final = os.path.abspath(os.path.expanduser(os.fspath(out)))
+    final = os.path.abspath(os.path.expanduser(fspath(out, "out")))
     for other in (os.path.abspath(os.path.expanduser(os.fspath(p))) for p in inputs):
         if final == other or final.startswith(other.rstrip(os.sep) + os.sep) or other.startswith(final + os.sep):
             raise CheckpointError(f"{final}: the output must not be (inside) {inputs_name} ({other})")

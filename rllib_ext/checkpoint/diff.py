@@ -96,6 +96,7 @@ def diff_checkpoints(
     extracted policy directory); policies are matched by id.
 
     Raises:
+        InvalidArgumentError: ``a`` or ``b`` is not a str or ``os.PathLike``.
         CheckpointError: either side is not a readable checkpoint.
     """
     ids_a, ids_b = policy_ids(a), policy_ids(b)

@@ -14,12 +14,13 @@ from typing import Any, Mapping, Optional
 
 import numpy as np
 
-from ..errors import MissingDependencyError, did_you_mean
+from ..errors import InvalidArgumentError, MissingDependencyError, did_you_mean
 from .atomic import atomic_file
 from .inspection import read_policy_opened
 from .lazy import LazyArray, materialized
 from .policy_file import write_policy_dir
 from .reader import open_checkpoint
+from .storage import fspath
 
 EXTRACT_FORMATS = ("safetensors", "npz", "torch")
 
@@ -46,11 +47,12 @@ def extract_policy(
         The absolute path written.
 
     Raises:
-        ValueError: unknown ``format``.
+        InvalidArgumentError: unknown ``format``, or ``out`` is not a str or ``os.PathLike``.
         PolicyNotFoundError: ``policy_id`` is not in the checkpoint.
     """
     if format not in EXTRACT_FORMATS:
-        raise ValueError(f"format {format!r} is not one of {', '.join(EXTRACT_FORMATS)}{did_you_mean(format, EXTRACT_FORMATS)}")
+        raise InvalidArgumentError(f"format {format!r} is not one of {', '.join(EXTRACT_FORMATS)}{did_you_mean(format, EXTRACT_FORMATS)}")
+    fspath(out, "out")  # before anything is read
     ckpt, layout = open_checkpoint(checkpoint)
     # Tensors stay in the source file until each is written: the peak is about one tensor.
     view, weights = read_policy_opened(ckpt, layout, policy_id, trusted=trusted, lazy=True)
@@ -83,8 +85,11 @@ def export_npz(weights: Mapping[str, "np.ndarray | LazyArray"], path: "str | os.
 
     Returns:
         The absolute path written (exactly ``path``; numpy would otherwise append '.npz').
+
+    Raises:
+        InvalidArgumentError: ``path`` is not a str or ``os.PathLike``.
     """
-    final = os.path.abspath(os.fspath(path))
+    final = os.path.abspath(fspath(path))
 
     def write(f: Any) -> None:
         with zipfile.ZipFile(f, mode="w", compression=zipfile.ZIP_STORED, allowZip64=True) as z:
@@ -121,6 +126,7 @@ def export_torch_state_dict(weights: Mapping[str, np.ndarray], path: "str | os.P
 
     Raises:
         MissingDependencyError: torch is not installed.
+        InvalidArgumentError: ``path`` is not a str or ``os.PathLike``.
     """
     try:
         import torch
@@ -128,7 +134,7 @@ def export_torch_state_dict(weights: Mapping[str, np.ndarray], path: "str | os.P
         raise MissingDependencyError(
             "exporting a torch state_dict needs torch: pip install torch"
         ) from e
-    final = os.path.abspath(os.fspath(path))
+    final = os.path.abspath(fspath(path))
     state = OrderedDict((str(k), torch.from_numpy(np.array(materialized(v), copy=True))) for k, v in weights.items())
     atomic_file(final, lambda f: torch.save(state, f))
     return final

@@ -35,7 +35,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..errors import ShapeMismatchError, UnsupportedFilterError, malformed
+from ..errors import InvalidArgumentError, ShapeMismatchError, UnsupportedFilterError, malformed
 from . import format as fmt
 from .codecs.safe_pickle import Placeholder
 from .reader import decode_file, open_checkpoint
@@ -80,8 +80,13 @@ class FilterStats:
         return np.sqrt(np.maximum(0, var))
 
     def apply(self, obs: Any) -> np.ndarray:
-        """Filter ``obs`` (one observation or a batch) as RLlib's ``MeanStdFilter(obs, update=False)``."""
+        """Filter ``obs`` (one observation or a batch) as RLlib's ``MeanStdFilter(obs, update=False)``.
+
+        Raises InvalidArgumentError unless ``obs`` ends in the filter's shape."""
         x = np.asarray(obs)
+        if x.shape[max(0, x.ndim - len(self.shape)):] != tuple(self.shape):
+            raise InvalidArgumentError(f"obs of shape {list(x.shape)} does not fit {self.describe()}: "
+                                       f"observations of shape {list(self.shape)}, or a batch of them")
         dtype = x.dtype
         if self.demean:
             x = x - self.mean
@@ -173,6 +178,7 @@ def read_filters(path: "str | os.PathLike[str]") -> ObservationFilters:
     checkpoints without filter state give no entry.
 
     Raises:
+        InvalidArgumentError: ``path`` is not a str or ``os.PathLike``.
         NotACheckpointError, CheckpointFormatError: as the reader does.
         UnsupportedFilterError: a filter keeps nested (Dict/Tuple) statistics.
     """

@@ -45,7 +45,7 @@ def inspect(path: "str | os.PathLike[str]", *, trusted: bool = False) -> Checkpo
         trusted: unpickle with plain pickle (imports whatever the files name).
 
     Raises:
-        NotACheckpointError: ``path`` holds no checkpoint.
+        InvalidArgumentError, NotACheckpointError: ``path`` is not a str or ``os.PathLike``, or holds no checkpoint.
         CheckpointFormatError: a file is missing, truncated or not understood.
         UnsupportedFilterError: an observation filter keeps nested (Dict/Tuple) statistics.
     """
@@ -80,6 +80,7 @@ def read_policy(
     policy from a large checkpoint does not decode the others.
 
     Raises:
+        InvalidArgumentError: ``path`` is not a str or ``os.PathLike``.
         PolicyNotFoundError: ``policy_id`` is not in the checkpoint (lists what is).
         CheckpointFormatError: a file is missing, truncated or not understood.
     """

@@ -36,12 +36,12 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple, TypedDict, Union
 
 import numpy as np
 
-from ..errors import CheckpointError, CheckpointFormatError, NotACheckpointError, did_you_mean, malformed
+from ..errors import CheckpointError, CheckpointFormatError, InvalidArgumentError, NotACheckpointError, did_you_mean, malformed
 from . import format as fmt
 from .atomic import write_dir_atomically, write_synced
 from .codecs.safetensors import decode_safetensors, read_header, tensor_entries, write_safetensors
 from .lazy import LazyArray
-from .storage import CheckpointDir
+from .storage import CheckpointDir, fspath
 from .tensors import Weights
 from .views import CheckpointView, FilterStatsJson, PolicyView, SpaceJson, SpaceView, TensorJson, recurrent_of
 
@@ -147,11 +147,12 @@ def write_policy_dir(
         The absolute path written.
 
     Raises:
-        ValueError: ``meta`` lacks ``stack`` or has keys outside :data:`META_KEYS`.
+        InvalidArgumentError: ``meta`` lacks ``stack`` or has keys outside :data:`META_KEYS`,
+            or ``path`` is not a str or ``os.PathLike``.
         CheckpointError: ``path`` exists and is not an rllib_ext policy directory (it is
             never replaced then), or a tensor cannot be stored.
     """
-    final = os.path.abspath(os.fspath(path))
+    final = os.path.abspath(fspath(path))
     doc = _policy_json(policy_id, weights, meta)
     if training is not None:
         doc["format_version"] = TRAINING_FORMAT_VERSION
@@ -188,6 +189,7 @@ def read_policy_dir(path: "str | os.PathLike[str]") -> Tuple[PolicyJson, Weights
         the parsed policy.json), then the weights in the stored order.
 
     Raises:
+        InvalidArgumentError: ``path`` is not a str or ``os.PathLike``.
         NotACheckpointError: no directory at ``path``, or no policy.json in it.
         CheckpointFormatError: policy.json unsupported, or it disagrees with the
             tensors in weights.safetensors.
@@ -288,12 +290,12 @@ def view_policy_dir(ckpt: CheckpointDir, layout: fmt.Layout) -> CheckpointView:
 def _policy_json(policy_id: str, weights: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> Dict[str, Any]:
     unknown = [k for k in meta if k not in META_KEYS]
     if unknown:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"meta key {unknown[0]!r} is not part of {META_FILE}; allowed: {', '.join(META_KEYS)}"
             f"{did_you_mean(unknown[0], META_KEYS)}"
         )
     if meta.get("stack") not in (fmt.Stack.NEW.value, fmt.Stack.OLD.value):
-        raise ValueError(f"meta['stack'] must be 'new' or 'old', got {meta.get('stack')!r}")
+        raise InvalidArgumentError(f"meta['stack'] must be 'new' or 'old', got {meta.get('stack')!r}")
     doc: Dict[str, Any] = OrderedDict(format_version=FORMAT_VERSION, policy_id=str(policy_id))
     for key in META_KEYS:
         value = meta.get(key)

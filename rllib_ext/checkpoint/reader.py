@@ -31,7 +31,9 @@ def open_checkpoint(path: "str | os.PathLike[str]") -> "tuple[CheckpointDir, fmt
 
 
 def policy_ids(path: "str | os.PathLike[str]") -> List[str]:
-    """The policy (old stack) or module (new stack) ids stored at ``path``, sorted."""
+    """The policy (old stack) or module (new stack) ids stored at ``path``, sorted.
+
+    Raises as :func:`read_weights` (no policy is read)."""
     ckpt, layout = open_checkpoint(path)
     return ids_in(ckpt, layout)
 
@@ -61,6 +63,8 @@ def read_weights(
             inert placeholders).
 
     Raises:
+        InvalidArgumentError: ``path`` is not a str or ``os.PathLike``.
+        NotACheckpointError: ``path`` holds no checkpoint.
         PolicyNotFoundError: ``policy_id`` is not in the checkpoint (lists what is).
         CheckpointFormatError: the weights file is missing, truncated or not understood.
         UnsafePickleError: a tensor is an object safe mode does not build.

@@ -20,7 +20,15 @@ import os
 import stat
 from typing import Any, BinaryIO, List
 
-from ..errors import CheckpointFormatError, NotACheckpointError, malformed, os_problem, unreadable
+from ..errors import CheckpointFormatError, InvalidArgumentError, NotACheckpointError, malformed, os_problem, unreadable
+
+
+def fspath(value: Any, what: str = "path") -> str:
+    """``os.fspath(value)`` of a str or ``os.PathLike[str]``; anything else: InvalidArgumentError naming ``what``."""
+    text = os.fspath(value) if isinstance(value, os.PathLike) else value
+    if not isinstance(text, str):
+        raise InvalidArgumentError(f"{what} {value!r}: expected a str or os.PathLike, got {type(value).__name__}")
+    return text
 
 
 def resolve_path(path: "str | os.PathLike[str]") -> str:
@@ -29,7 +37,7 @@ def resolve_path(path: "str | os.PathLike[str]") -> str:
     Tune trial actors change their working directory to the trial dir, so a relative
     path is also tried against the directory Tune started from (TUNE_ORIG_WORKING_DIR).
     """
-    text = os.fspath(path)
+    text = fspath(path, "checkpoint path")
     if "://" in text:
         return text[len("file://"):] if text.startswith("file://") else text
     text = os.path.expanduser(text)
@@ -45,7 +53,7 @@ class CheckpointDir:
     """Read-only access to the files below one checkpoint root."""
 
     def __new__(cls, root: "str | os.PathLike[str]") -> "CheckpointDir":
-        text = os.fspath(root)
+        text = fspath(root, "checkpoint path")
         if cls is CheckpointDir and "://" in text and not text.startswith("file://"):
             return super().__new__(RemoteCheckpointDir)
         return super().__new__(cls)

@@ -21,6 +21,7 @@ from typing import Any, ClassVar, Dict, List, Mapping, Optional, Type, TypeVar, 
 
 from ..checkpoint.storage import resolve_path
 from ..convert.mapping import NameMapping
+from ..errors import InvalidArgumentError
 from ..pool.index import PoolEntry
 from ..pool.policy_pool import PolicyPool
 from ..pool.rules import DEFAULT_RATING
@@ -206,12 +207,16 @@ class PartialAlgorithm:
 
         Returns:
             A :class:`PartialRestoreReport` for a partial restore, else None.
+
+        Raises:
+            InvalidArgumentError: ``freeze=True`` or ``mapping=`` without ``policies=``; with
+                ``policies=``, as ``restore_policies`` (a string or empty ``policies``, ...).
         """
         if policies is None:
             if freeze:
-                raise ValueError("freeze=True needs policies=[...] (which policies to freeze?)")
+                raise InvalidArgumentError("freeze=True needs policies=[...] (which policies to freeze?)")
             if mapping is not None:
-                raise ValueError("mapping= needs policies=[...] (which policies to convert?)")
+                raise InvalidArgumentError("mapping= needs policies=[...] (which policies to convert?)")
             return super().restore(absolute_checkpoint(checkpoint_path))  # type: ignore[misc]
         report = restore_policies(
             self, local_path(checkpoint_path), policies, freeze=freeze, trusted=trusted, mapping=mapping,
@@ -234,10 +239,13 @@ class PartialAlgorithm:
             policies: with ``lightweight=True``: which policies to hold.
             trusted: with ``lightweight=True``: full unpickling of old-stack policy files.
                 (The checkpoint's config is cloudpickled either way, as upstream does.)
+
+        Raises:
+            InvalidArgumentError: ``policies=`` without ``lightweight=True``.
         """
         if not lightweight:
             if policies is not None:
-                raise ValueError("policies= goes with lightweight=True (RLlib's own: policy_ids=)")
+                raise InvalidArgumentError("policies= goes with lightweight=True (RLlib's own: policy_ids=)")
             return super().from_checkpoint(absolute_checkpoint(path), *args, **kwargs)  # type: ignore[misc]
         return _lw.from_checkpoint(cls, local_path(path), policies, trusted=trusted)
 

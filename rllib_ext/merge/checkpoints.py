@@ -50,10 +50,10 @@ from ..checkpoint.atomic import check_out, write_dir_atomically, write_synced
 from ..checkpoint.filters import ObservationFilters, filters_of
 from ..checkpoint.inspection import read_policy_opened
 from ..checkpoint.reader import decode_file, ids_in, open_checkpoint
-from ..checkpoint.storage import CheckpointDir
+from ..checkpoint.storage import CheckpointDir, fspath
 from ..checkpoint.tensors import check_tensors, policy_label
 from ..checkpoint.views import PolicyView
-from ..errors import CheckpointError, ShapeMismatchError, not_found
+from ..errors import CheckpointError, InvalidArgumentError, ShapeMismatchError, not_found
 from .filters import AgentChoice, check_pair, patch_new_stack_filter, patch_old_stack_filter
 from .report import MergeReport, Take
 from .state_patch import patch_policy_state
@@ -96,6 +96,8 @@ def merge_checkpoints(
         A :class:`MergeReport`.
 
     Raises:
+        InvalidArgumentError: ``takes`` is empty, a take is not a triple, a target is taken twice, or
+            ``out`` or a source is not a path.
         PolicyNotFoundError: a target id not in ``base`` or a source id not in its source.
         ShapeMismatchError: tensor names, shapes, dtypes or spaces differ (nothing written).
         CheckpointError: unsupported layouts, ``out`` not replaceable, mixed API stacks.
@@ -214,15 +216,15 @@ def _check_base_supported(ckpt: CheckpointDir, layout: fmt.Layout) -> None:
 
 def _normalize_takes(takes: Sequence[Take]) -> "OrderedDict[str, Tuple[str, Optional[str]]]":
     if not takes:
-        raise ValueError("takes is empty: name at least one (target id, source checkpoint, source id)")
+        raise InvalidArgumentError("takes is empty: name at least one (target id, source checkpoint, source id)")
     plan: "OrderedDict[str, Tuple[str, Optional[str]]]" = OrderedDict()
     for take in takes:
-        if len(take) != 3:
-            raise ValueError(f"each take is (target id, source checkpoint, source id or None), got {take!r}")
+        if not isinstance(take, (tuple, list)) or len(take) != 3:
+            raise InvalidArgumentError(f"takes: each take is (target id, source checkpoint, source id or None), got {take!r}")
         target, source, source_id = take
         if str(target) in plan:
-            raise ValueError(f"policy {target!r} is taken twice")
-        plan[str(target)] = (os.fspath(source), None if source_id is None else str(source_id))
+            raise InvalidArgumentError(f"policy {target!r} is taken twice")
+        plan[str(target)] = (fspath(source, "source checkpoint"), None if source_id is None else str(source_id))
     return plan
 
 

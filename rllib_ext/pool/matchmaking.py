@@ -12,6 +12,7 @@ from typing import Any, Dict, List, Mapping, Sequence
 
 import numpy as np
 
+from ..errors import InvalidArgumentError
 from .rules import expected_score
 from .solvers import sample_mixture
 
@@ -38,11 +39,15 @@ class Sampler:
     ``(1 - p) ** 2``, where ``p`` is main's expected win rate against it, read from the
     Elo ratings the pool keeps (a new snapshot, rated like main, weighs 0.25). Snapshots
     are drawn without replacement while the pool has enough of them.
+
+    Raises:
+        InvalidArgumentError: ``kind`` is not one of ``SAMPLERS``.
+        MissingDependencyError: ``nash`` without scipy.
     """
 
     def __init__(self, kind: str, seed: int = 0) -> None:
         if kind not in SAMPLERS:
-            raise ValueError(f"sample={kind!r}: use one of {', '.join(SAMPLERS)}")
+            raise InvalidArgumentError(f"sample={kind!r}: use one of {', '.join(SAMPLERS)}")
         if kind == "nash":  # scipy is what solves it: say so in the driver, before the run
             from .solvers import require_scipy
 
@@ -51,9 +56,9 @@ class Sampler:
         self.rng = np.random.Generator(np.random.PCG64(seed))
 
     def draw(self, candidates: Sequence[Candidate], k: int, main_rating: float) -> List[str]:
-        """``k`` snapshot ids, one per slot (slot order). ``candidates`` must not be empty."""
+        """``k`` snapshot ids, one per slot (slot order). ``candidates`` must not be empty (InvalidArgumentError)."""
         if not candidates:
-            raise ValueError("no snapshot to draw from")
+            raise InvalidArgumentError("Sampler.draw(candidates=[]): no snapshot to draw from; give at least one")
         ordered = sorted(candidates, key=lambda c: (c.created, c.id))
         if self.kind == "latest":
             newest = ordered[::-1]

@@ -21,11 +21,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Type
 
 import numpy as np
 
-from ..errors import CheckpointFormatError
+from ..errors import CheckpointFormatError, InvalidArgumentError
 from .index import Store, parse_json
 
 PAYOFF_DIR = "payoff"
@@ -182,23 +182,29 @@ class Payoff:
                 "value": plain(self.value), "score": plain(self.score)}
 
 
-def check_games(a: str, b: str, counts: Mapping[str, Any]) -> Dict[str, Any]:
-    """The counts and return sums of one call, checked; a ValueError names the pair and the field."""
+def check_games(a: str, b: str, counts: Mapping[str, Any],
+                error: Type[Exception] = InvalidArgumentError) -> Dict[str, Any]:
+    """The counts and return sums of one call, checked; the error names the pair, the field and what fits.
+
+    Args:
+        error: what to raise: an argument's mistake by default; a file's reader passes
+            ValueError and reports the file.
+    """
     if a == b:
-        raise ValueError(f"games of {a!r} against itself are not recorded: the table's diagonal stays empty")
+        raise error(f"games of {a!r} against itself are not recorded: the table's diagonal stays empty")
     out: Dict[str, Any] = {}
     for name in COUNTS:
         value = counts[name]
         if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 0:
-            raise ValueError(f"games {a!r} vs {b!r}: {name}={value!r}, expected a non-negative int")
+            raise error(f"games {a!r} vs {b!r}: {name}={value!r}, expected a non-negative int")
         out[name] = int(value)
     for name in SUMS:
         value = counts[name]
         if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not math.isfinite(value):
-            raise ValueError(f"games {a!r} vs {b!r}: {name}={value!r}, expected a finite number (the sum over the games)")
+            raise error(f"games {a!r} vs {b!r}: {name}={value!r}, expected a finite number (the sum over the games)")
         out[name] = float(value)
     if sum(out[n] for n in COUNTS) == 0 and any(out[n] for n in SUMS):
-        raise ValueError(f"games {a!r} vs {b!r}: returns {out['return_a']}, {out['return_b']} but no game")
+        raise error(f"games {a!r} vs {b!r}: returns {out['return_a']}, {out['return_b']} but no game")
     return out
 
 
@@ -293,7 +299,7 @@ def _parse(raw: bytes, where: str, writer: str) -> Dict[Pair, List[float]]:
         out: Dict[Pair, List[float]] = {}
         for p in doc["pairs"]:
             a, b = str(p["a"]), str(p["b"])
-            checked = check_games(a, b, {k: p[k] for k in COUNTS + SUMS})
+            checked = check_games(a, b, {k: p[k] for k in COUNTS + SUMS}, error=ValueError)
             if not a < b or (a, b) in out:
                 raise ValueError(f"pair {a!r}, {b!r} is out of order or twice")
             out[(a, b)] = [checked[k] for k in COUNTS + SUMS]

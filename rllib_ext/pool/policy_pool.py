@@ -41,7 +41,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 
 from ..checkpoint.policy_file import META_FILE, TRAINING_FILE, WEIGHTS_FILE, read_policy_dir
 from ..checkpoint.storage import CheckpointDir
-from ..errors import PoolNamespaceError, not_found
+from ..errors import InvalidArgumentError, PoolNamespaceError, not_found
 from .budget import Budget, check_budget, read_budget, write_budget
 from .index import SNAPSHOT_DIR, PoolEntry, Shard, open_pool, read_index, write_index
 from .payoff import (
@@ -60,7 +60,7 @@ class PolicyPool:
 
     Args:
         path: local directory, ``file://`` path, or ``s3://``/``gs://``... URI (needs pyarrow).
-        writer: this writer's name (letters, digits, ``_.-``); default: host and process id.
+        writer: this writer's name (letters, digits, ``_.-``; else InvalidArgumentError); default: host and process id.
         create: make the pool when ``path`` is missing or an empty directory.
 
     Raises:
@@ -121,9 +121,9 @@ class PolicyPool:
         Args:
             policy_dir: written by ``save_policy`` / ``extract_policy`` / ``write_policy_dir``.
             policy: what it is a snapshot of (default: the id in its policy.json).
-            iteration, env_steps: of the algorithm that wrote it.
+            iteration, env_steps: of the algorithm that wrote it (ints >= 0; else InvalidArgumentError).
             rating: its starting Elo rating (a league: the learner's current rating).
-            meta: plain JSON data to keep with the entry (:attr:`PoolEntry.meta`).
+            meta: plain JSON data to keep with the entry (:attr:`PoolEntry.meta`; else InvalidArgumentError).
 
         Returns:
             The new entry.
@@ -137,7 +137,7 @@ class PolicyPool:
         policy = str(meta.get("policy_id") if policy is None else policy)
         for name, value in (("iteration", iteration), ("env_steps", env_steps)):
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
-                raise ValueError(f"{name} must be a non-negative int or None, got {value!r}")
+                raise InvalidArgumentError(f"{name} must be a non-negative int or None, got {value!r}")
         with self._store.lock():
             shards = read_index(self._store)
             shard = shards.get(self.writer) or Shard(self.writer)
@@ -174,7 +174,7 @@ class PolicyPool:
               protect: Iterable[str] = (), everyone: bool = False) -> List[PoolEntry]:
         """Remove the entries ``keep`` does not keep; also directories no index names.
 
-        The rule applies per writer and policy (see :class:`Retention`). Without
+        The rule applies per writer and policy (see :class:`Retention`; InvalidArgumentError if bad). Without
         ``everyone`` only this writer's entries are candidates; ``protect`` ids (a
         league's current opponents) always stay.
 
@@ -220,7 +220,7 @@ class PolicyPool:
 
         Returns:
             ``(the learner's new rating, {id: updated entry})``. Every id and count is
-            checked before anything is written.
+            checked before anything is written (PolicyNotFoundError, InvalidArgumentError).
         """
         outcomes = list(outcomes)
         for o in outcomes:
@@ -253,7 +253,7 @@ class PolicyPool:
 
         Raises:
             PolicyNotFoundError: ``a`` or ``b`` names no entry and is not a live row (nothing is written).
-            ValueError: ``a == b``, a negative count, a non-finite return.
+            InvalidArgumentError: ``a == b``, a negative count, a non-finite return (a ValueError).
             CheckpointFormatError: this writer's table file is garbled (nothing is written).
         """
         games = check_games(a, b, {"wins": wins, "draws": draws, "losses": losses,
@@ -336,8 +336,8 @@ class PolicyPool:
             solver: one of :data:`.solvers.SOLVERS`.
 
         Raises:
-            ValueError: an unknown solver (the known ones listed), or ``"nash"`` on a table
-                that is not zero-sum.
+            InvalidArgumentError: an unknown solver (the known ones listed).
+            MetaStrategyError: ``"nash"`` on a table that is not zero-sum (a ValueError too).
             PolicyNotFoundError: the pool holds no snapshot of ``of``.
             MissingDependencyError: ``"nash"`` without scipy.
         """
@@ -353,7 +353,7 @@ class PolicyPool:
         episode, the snapshot of the seat you sit in.
 
         Raises:
-            ValueError: the seat rows name no two seats (no evaluation matches yet), or are not zero-sum.
+            MetaStrategyError: the seat rows name no two seats (no evaluation matches yet), or are not zero-sum.
             PolicyNotFoundError: the pool holds no snapshot of ``of``.
             MissingDependencyError: scipy is not installed.
         """
@@ -398,7 +398,7 @@ def _plain(meta: Optional[Mapping[str, Any]]) -> Optional[Dict[str, Any]]:
     try:
         return json.loads(json.dumps(dict(meta), allow_nan=False))
     except (TypeError, ValueError) as e:
-        raise ValueError(f"meta must be plain JSON data (str keys, numbers, strings, lists): {e}") from e
+        raise InvalidArgumentError(f"meta must be plain JSON data (str keys, numbers, strings, lists): {e}") from e
 
 
 def _slug(policy: str) -> str:
@@ -414,7 +414,7 @@ def _seq(entry: PoolEntry) -> int:
 
 def _check_name(name: str, what: str) -> str:
     if not isinstance(name, str) or not _NAME.match(name):
-        raise ValueError(f"{what} {name!r}: use 1-100 letters, digits, '_', '.', '-' (not starting with '.')")
+        raise InvalidArgumentError(f"{what} {name!r}: use 1-100 letters, digits, '_', '.', '-' (not starting with '.')")
     return name
 
 

@@ -29,7 +29,7 @@ from typing import Any, Dict, List, Mapping, Sequence, Tuple
 
 import numpy as np
 
-from ..errors import MissingDependencyError, did_you_mean
+from ..errors import InvalidArgumentError, MetaStrategyError, MissingDependencyError, did_you_mean
 from .payoff import Pair, Payoff, build_payoff, seat_row, seats_of
 
 SOLVERS = {
@@ -51,9 +51,9 @@ def require_scipy() -> Any:
 
 
 def check_solver(solver: str) -> str:
-    """``solver`` if known; else a ValueError listing the known ones (with a near match)."""
+    """``solver`` if known; else an InvalidArgumentError listing the known ones (with a near match)."""
     if solver not in SOLVERS:
-        raise ValueError(f"unknown solver {solver!r}; known: {', '.join(sorted(SOLVERS))}"
+        raise InvalidArgumentError(f"unknown solver {solver!r}; known: {', '.join(sorted(SOLVERS))}"
                          f"{did_you_mean(solver, SOLVERS)}")
     return solver
 
@@ -62,7 +62,8 @@ def mixture(payoff: Payoff, solver: str) -> Dict[str, float]:
     """``{id: probability}`` over ``payoff.ids`` (in that order) by ``solver``; sums to 1.
 
     Raises:
-        ValueError: an unknown solver, or ``"nash"`` on a table that is not zero-sum.
+        InvalidArgumentError: an unknown solver.
+        MetaStrategyError: ``"nash"`` on a table that is not zero-sum, or its LP failed (a ValueError too).
         MissingDependencyError: ``"nash"`` without scipy.
     """
     check_solver(solver)
@@ -93,7 +94,7 @@ def nash(matrix: np.ndarray, ids: List[str]) -> np.ndarray:
     scale = max(1.0, float(np.max(np.abs(matrix)))) if matrix.size else 1.0
     gap, i, j = zero_sum_gap(matrix)
     if gap > ZERO_SUM_TOL * scale:
-        raise ValueError(
+        raise MetaStrategyError(
             f"solver 'nash' solves two-player zero-sum tables, but value[{ids[i]!r}, {ids[j]!r}] + "
             f"value[{ids[j]!r}, {ids[i]!r}] = {matrix[i, j]:.6g} + {matrix[j, i]:.6g} = {matrix[i, j] + matrix[j, i]:.6g}, "
             f"not 0; use solver='replicator' (projected replicator dynamics), which does not assume zero-sum"
@@ -105,7 +106,7 @@ def maximin(game: np.ndarray) -> np.ndarray:
     """The row player's maximin mixture of the zero-sum game ``game`` (n×m, the row's payoffs).
 
     Linear program: maximize ``v`` subject to ``x @ game[:, j] >= v`` for every column
-    ``j``, ``sum(x) == 1``, ``x >= 0``; scipy's HiGHS.
+    ``j``, ``sum(x) == 1``, ``x >= 0``; scipy's HiGHS. A solver failure: MetaStrategyError.
     """
     linprog = require_scipy()
     n, m = game.shape
@@ -116,7 +117,7 @@ def maximin(game: np.ndarray) -> np.ndarray:
     res = linprog(cost, A_ub=a_ub, b_ub=np.zeros(m), A_eq=a_eq, b_eq=[1.0],
                   bounds=[(0, None)] * n + [(None, None)], method="highs")
     if res.status != 0:  # a bounded, feasible LP: only a solver failure gets here
-        raise RuntimeError(f"solver 'nash': linprog failed on a {n}x{m} table: {res.message}")
+        raise MetaStrategyError(f"solver 'nash': linprog failed on a {n}x{m} table: {res.message}")
     x = np.clip(res.x[:n], 0.0, None)
     return x / x.sum()
 
@@ -136,12 +137,12 @@ def seat_mixtures(table: Mapping[Pair, Sequence[float]], ids: List[str]) -> Dict
     rest get 0.
 
     Raises:
-        ValueError: the seat rows do not name exactly two seats, or they are not zero-sum.
+        MetaStrategyError: the seat rows do not name exactly two seats, or they are not zero-sum (a ValueError too).
         MissingDependencyError: scipy is not installed.
     """
     seats = seats_of(table, ids)
     if len(seats) != 2:
-        raise ValueError(f"a meta-strategy per seat needs games of the snapshots in exactly two seats; the payoff "
+        raise MetaStrategyError(f"a meta-strategy per seat needs games of the snapshots in exactly two seats; the payoff "
                          f"table has {len(seats)} ({', '.join(seats) or 'none'}): evaluation matches fill them "
                          "(league(evaluation=...)); use meta_strategy() otherwise")
     payoff = build_payoff(table, [seat_row(i, s) for s in seats for i in ids])
@@ -153,14 +154,14 @@ def seat_mixtures(table: Mapping[Pair, Sequence[float]], ids: List[str]) -> Dict
         missing = [int((games[k, keep] == 0).sum() + (games[keep, k] == 0).sum()) for k in keep]
         keep.pop(missing.index(max(missing)))
     if not np.all(games[np.ix_(keep, keep)] > 0):
-        raise ValueError(f"a meta-strategy per seat: no snapshot has played in seat {seats[0]!r} against one in "
+        raise MetaStrategyError(f"a meta-strategy per seat: no snapshot has played in seat {seats[0]!r} against one in "
                          f"seat {seats[1]!r} yet; evaluation matches play them")
     first, second = payoff.value[:n, n:][np.ix_(keep, keep)], payoff.value[n:, :n].T[np.ix_(keep, keep)]
     gap = np.abs(first + second)
     scale = max(1.0, float(np.max(np.abs(first))))
     if float(gap.max()) > ZERO_SUM_TOL * scale:
         i, j = np.unravel_index(int(np.argmax(gap)), gap.shape)
-        raise ValueError(f"a meta-strategy per seat solves zero-sum games, but {ids[keep[i]]!r} in seat {seats[0]!r} "
+        raise MetaStrategyError(f"a meta-strategy per seat solves zero-sum games, but {ids[keep[i]]!r} in seat {seats[0]!r} "
                          f"and {ids[keep[j]]!r} in seat {seats[1]!r} got {first[i, j]:.6g} and {second[i, j]:.6g}, "
                          "not summing to 0; use meta_strategy(solver='replicator')")
     x, y = zero_sum_nash((first - second) / 2)  # exactly zero-sum: rounding cannot tilt it
@@ -204,13 +205,15 @@ def sample_mixture(mixture: Mapping[str, float], rng: np.random.Generator, size:
     next draw.
 
     Raises:
-        ValueError: an empty mixture, a negative or non-finite probability, or all zero.
+        InvalidArgumentError: an empty mixture, a negative or non-finite probability, or all zero;
+            ``size`` not an int >= 0.
     """
     ids = list(mixture)
     p = np.array([mixture[i] for i in ids], dtype=np.float64)
     if not ids or not np.all(np.isfinite(p)) or np.any(p < 0) or p.sum() <= 0:
-        raise ValueError(f"not a mixture (non-negative probabilities, not all 0): {dict(mixture)!r}")
+        raise InvalidArgumentError(f"sample_mixture(mixture=...): not a mixture (non-negative probabilities, not all 0): "
+                                   f"{dict(mixture)!r}")
     if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-        raise ValueError(f"size={size!r}: a non-negative int")
+        raise InvalidArgumentError(f"sample_mixture(size={size!r}): size must be a non-negative int")
     picks = rng.choice(len(ids), size=size, p=p / p.sum())
     return [ids[k] for k in picks]

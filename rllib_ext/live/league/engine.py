@@ -21,18 +21,18 @@ import tempfile
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
-from ...pool.rules import Outcome
 from ...checkpoint.reader import read_weights
 from ...checkpoint.tensors import check_tensors
-from ...errors import PolicyNotFoundError, not_found
-from ..seam.backends import backend_for
-from .exploiters import ExploiterSpec, Exploiters, check_exploiters
-from .evaluation import EvaluationSpec, Matches
-from .play import take_outcomes
+from ...errors import InvalidArgumentError, MetaStrategyError, PolicyNotFoundError, not_found
 from ...pool.matchmaking import Candidate, Sampler
-from ..serving.policy_io import save_policy
+from ...pool.rules import Outcome
 from ..restore.policies import restore_policies
+from ..seam.backends import backend_for
+from ..serving.policy_io import save_policy
 from ..snapshot import drop_writer_entries_after, pool_for, snapshot_policy
+from .evaluation import EvaluationSpec, Matches
+from .exploiters import ExploiterSpec, Exploiters, check_exploiters
+from .play import take_outcomes
 
 STATE_KEY = "rllib_ext_league"  # where the league's state sits in the algorithm's state
 logger = logging.getLogger(__name__)
@@ -88,24 +88,24 @@ def check_specs(snapshots: Optional[SnapshotSpec], league: Optional[LeagueSpec],
             if pid not in ids:
                 raise not_found("policy", pid, "the algorithm's policies", ids)
     if snapshots is not None and snapshots.every < 1:
-        raise ValueError(f"snapshot_policies(every={snapshots.every}): every must be >= 1")
+        raise InvalidArgumentError(f"snapshot_policies(every={snapshots.every}): every must be >= 1")
     if league is None:
         return
     if league.reset_every is not None and int(league.reset_every) < 1:
-        raise ValueError(f"league(reset_every={league.reset_every}): reset_every must be >= 1")
+        raise InvalidArgumentError(f"league(reset_every={league.reset_every}): reset_every must be >= 1")
     if league.refresh_every < 1:
-        raise ValueError(f"league(refresh_every={league.refresh_every}): refresh_every must be >= 1")
+        raise InvalidArgumentError(f"league(refresh_every={league.refresh_every}): refresh_every must be >= 1")
     if not league.slots:
-        raise ValueError("league(slots=[]): give at least one slot policy")
+        raise InvalidArgumentError("league(slots=[]): give at least one slot policy")
     if league.learner in league.slots:
-        raise ValueError(f"league(of={league.learner!r}) is also a slot: the policy that learns cannot be a frozen opponent")
+        raise InvalidArgumentError(f"league(of={league.learner!r}) is also a slot: the policy that learns cannot be a frozen opponent")
     for slot in league.slots:
         if slot not in ids:
             raise not_found("slot policy", slot, "the algorithm's policies", ids)
     Sampler(league.sample, league.seed)  # the sampler's name is checked here
     if league.slot_seats:
         if league.sample != "nash":
-            raise ValueError(f"league(slot_seats=...) draws each slot from the Nash mixture of its seat: it needs "
+            raise InvalidArgumentError(f"league(slot_seats=...) draws each slot from the Nash mixture of its seat: it needs "
                              f"sample='nash', not {league.sample!r}")
         for slot in league.slot_seats:
             if slot not in league.slots:
@@ -115,7 +115,7 @@ def check_specs(snapshots: Optional[SnapshotSpec], league: Optional[LeagueSpec],
     if evaluation is not None:
         evaluation.check()
     if league.exploiters and snapshots is not None and snapshots.pool != league.pool:
-        raise ValueError("league(exploiters=...): snapshot_policies() must write to the league's pool "
+        raise InvalidArgumentError("league(exploiters=...): snapshot_policies() must write to the league's pool "
                          f"({league.pool}), where the exploiters' snapshots join the population")
 
 
@@ -286,7 +286,7 @@ class League:
             return self.sampler.draw_mixture(one, len(spec.slots))
         try:
             by_seat = pool.meta_strategy_by_seat(of=spec.population)
-        except ValueError:  # no seat games yet
+        except MetaStrategyError:  # no seat games yet
             by_seat = {}
         return [self.sampler.draw_mixture(by_seat.get(spec.slot_seats.get(slot, ""), one), 1)[0] for slot in spec.slots]
 

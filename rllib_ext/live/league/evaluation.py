@@ -36,7 +36,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Set, 
 import numpy as np
 
 from ...act.numpy_policy import NumpyPolicy
-from ...errors import CheckpointError
+from ...errors import CheckpointError, InvalidArgumentError, MetaStrategyError
 from ...pool.payoff import seat_row
 from .play import default_outcome
 
@@ -65,16 +65,16 @@ class EvaluationSpec:
         """Refuse counts that cannot schedule a match."""
         for name in ("games", "min_games", "pairs", "batch"):
             if int(getattr(self, name)) < 1:
-                raise ValueError(f"league(evaluation={{{name!r}: {getattr(self, name)}}}): must be >= 1")
+                raise InvalidArgumentError(f"league(evaluation={{{name!r}: {getattr(self, name)}}}): must be >= 1")
         if self.focus not in FOCUS:
-            raise ValueError(f"league(evaluation={{'focus': {self.focus!r}}}): give one of {', '.join(FOCUS)}")
+            raise InvalidArgumentError(f"league(evaluation={{'focus': {self.focus!r}}}): give one of {', '.join(FOCUS)}")
         if self.floor_games is not None and not 1 <= int(self.floor_games) <= int(self.min_games):
-            raise ValueError(f"league(evaluation={{'floor_games': {self.floor_games}}}): must be >= 1 and at most "
+            raise InvalidArgumentError(f"league(evaluation={{'floor_games': {self.floor_games}}}): must be >= 1 and at most "
                              f"min_games ({self.min_games})")
         if self.max_share is not None and not 0 < float(self.max_share) < 1:
-            raise ValueError(f"league(evaluation={{'max_share': {self.max_share}}}): must be in (0, 1)")
+            raise InvalidArgumentError(f"league(evaluation={{'max_share': {self.max_share}}}): must be in (0, 1)")
         if self.duplicate and int(self.batch) % 2:
-            raise ValueError(f"league(evaluation={{'batch': {self.batch}}}): must be even with duplicate=True "
+            raise InvalidArgumentError(f"league(evaluation={{'batch': {self.batch}}}): must be even with duplicate=True "
                              "(the two games of a duplicate pair are played in the same batch)")
 
 
@@ -158,7 +158,7 @@ class Matches:
             return set(population)
         try:
             mixtures = list(pool.meta_strategy_by_seat(of=list(of)).values()) if len(self.seats) == 2 else []
-        except ValueError:  # the seat rows are not complete yet
+        except MetaStrategyError:  # the seat rows are not complete yet
             mixtures = []
         mixtures = mixtures or [pool.meta_strategy(of=list(of), solver="nash")]
         return {i for mix in mixtures for i, p in mix.items() if p > SUPPORT and i in set(population)}

@@ -45,7 +45,7 @@ def snapshot_policies(
 
     Raises:
         PolicyNotFoundError: a policy is not one of the algorithm's.
-        ValueError: ``every`` < 1.
+        InvalidArgumentError: ``every`` < 1.
     """
     spec = SnapshotSpec(pool_path(pool), list(policies), int(every), dict(keep) if keep else None)
     check_specs(spec, None, list(config.policies or {}) or spec.policies)
@@ -102,7 +102,7 @@ def league(
     Raises:
         PolicyNotFoundError: ``of`` or a slot is not one of the algorithm's policies, or a
             ``slot_seats`` key is not a slot.
-        ValueError: no slots, ``of`` is a slot, an unknown ``sample``, ``refresh_every`` < 1,
+        InvalidArgumentError: no slots, ``of`` is a slot, an unknown ``sample``, ``refresh_every`` < 1,
             an exploiter that is a slot or ``of``, bad evaluation counts, ``slot_seats``
             without ``sample="nash"``.
         MissingDependencyError: ``sample="nash"`` without scipy.

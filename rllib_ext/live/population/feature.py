@@ -28,7 +28,7 @@ import random
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
-from ...errors import not_found
+from ...errors import InvalidArgumentError, not_found
 from ...pool.index import PoolEntry
 from ...pool.policy_pool import PolicyPool
 from ..hooks import Feature
@@ -68,28 +68,28 @@ def check_spec(spec: PopulationSpec, config: Any, policy_ids: Sequence[str]) -> 
     """Refuse what cannot work, naming the policy or the hyperparameter (driver side)."""
     ids = sorted(policy_ids)
     if not spec.policies:
-        raise ValueError("population(policies=[]): name at least one policy")
+        raise InvalidArgumentError("population(policies=[]): name at least one policy")
     to_train = getattr(config, "policies_to_train", None)
     for pid in spec.policies:
         if pid not in ids:
             raise not_found("policy", pid, "the algorithm's policies", ids)
         if isinstance(to_train, (list, tuple, set, frozenset)) and pid not in to_train:
-            raise ValueError(f"population policy {pid!r} is not trained (not in policies_to_train: "
+            raise InvalidArgumentError(f"population policy {pid!r} is not trained (not in policies_to_train: "
                              f"{', '.join(sorted(to_train)) or '-'}): exploiting a frozen policy changes nothing")
     if int(spec.every) < 1:
-        raise ValueError(f"population(every={spec.every}): every must be >= 1")
+        raise InvalidArgumentError(f"population(every={spec.every}): every must be >= 1")
     if not 0 < float(spec.quantile) <= 0.5:
-        raise ValueError(f"population(quantile={spec.quantile}): quantile must be in (0, 0.5]")
+        raise InvalidArgumentError(f"population(quantile={spec.quantile}): quantile must be in (0, 0.5]")
     if not (callable(spec.score) or spec.score in SCORES):
-        raise ValueError(f"population(score={spec.score!r}): give 'return', 'elo' or a callable(result, policy_id)")
+        raise InvalidArgumentError(f"population(score={spec.score!r}): give 'return', 'elo' or a callable(result, policy_id)")
     check_names(config, list(spec.perturb))
     for name, choice in spec.perturb.items():
         values = list(choice) if isinstance(choice, (list, tuple)) else None
         if not values or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
-            raise ValueError(f"population(perturb={{{name!r}: {choice!r}}}): give a tuple of factors or a list "
+            raise InvalidArgumentError(f"population(perturb={{{name!r}: {choice!r}}}): give a tuple of factors or a list "
                              "of values (numbers)")
         if isinstance(choice, tuple) and any(v <= 0 for v in values):
-            raise ValueError(f"population(perturb={{{name!r}: {choice!r}}}): every factor must be > 0")
+            raise InvalidArgumentError(f"population(perturb={{{name!r}: {choice!r}}}): every factor must be > 0")
 
 
 def population(
@@ -118,7 +118,7 @@ def population(
 
     Raises:
         PolicyNotFoundError: a policy is not one of the algorithm's.
-        ValueError: a policy that is not trained, an unknown hyperparameter or one that
+        InvalidArgumentError: a policy that is not trained, an unknown hyperparameter or one that
             cannot be set per module on this stack, ``quantile`` outside (0, 0.5], a
             factor <= 0, ``every`` < 1, an unknown ``score``.
     """
@@ -142,7 +142,7 @@ def check_elo(policies: Sequence[str], learner: Optional[str]) -> None:
     """``score="elo"`` ranks by the league's rating of its learner: only that policy has one."""
     for pid in policies:
         if pid != learner:
-            raise ValueError(f"population(score='elo'): policy {pid!r} is not a league's of ({learner!r}); "
+            raise InvalidArgumentError(f"population(score='elo'): policy {pid!r} is not a league's of ({learner!r}); "
                              "'elo' ranks by the league's rating of its learner")
 
 
@@ -219,7 +219,7 @@ class PopulationFeature(Feature):
         if league is not None:
             for pid in self.spec.policies:
                 if pid in league.slots:
-                    raise ValueError(f"population policy {pid!r} is a league slot (frozen): it cannot be exploited")
+                    raise InvalidArgumentError(f"population policy {pid!r} is a league slot (frozen): it cannot be exploited")
         names = list(self.spec.perturb)
         self.rng = random.Random(f"{self.spec.seed}:{self.pool(algo).writer}")
         self.hyperparams = {pid: config_values(algo.config, pid, names) for pid in self.spec.policies}

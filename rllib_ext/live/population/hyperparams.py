@@ -27,6 +27,7 @@ from __future__ import annotations
 import difflib
 from typing import Any, Dict, Mapping, Sequence
 
+from ...errors import InvalidArgumentError
 from ..seam.backends import backend_class, backend_for
 from ..seam.ray_internals import drop_policy_schedule, set_learner_lr_schedule, set_module_config, torch_optimizers
 
@@ -47,7 +48,7 @@ def check_names(config: Any, names: Sequence[str]) -> None:
     """Refuse a name the config does not have, or one this stack cannot set per module.
 
     Raises:
-        ValueError: naming the hyperparameter, with a near match or what can be set.
+        InvalidArgumentError: naming the hyperparameter, with a near match or what can be set.
     """
     stack = stack_of(config)
     settable = SETTABLE[stack]
@@ -58,8 +59,8 @@ def check_names(config: Any, names: Sequence[str]) -> None:
         if not hasattr(config, name) or name.startswith("_"):
             near = difflib.get_close_matches(name, list(settable) + known, n=1)
             hint = f" (did you mean {near[0]!r}?)" if near else ""
-            raise ValueError(f"unknown hyperparameter {name!r} for {type(config).__name__}{hint}")
-        raise ValueError(
+            raise InvalidArgumentError(f"unknown hyperparameter {name!r} for {type(config).__name__}{hint}")
+        raise InvalidArgumentError(
             f"hyperparameter {name!r} cannot be set per module on the {stack} API stack; "
             f"these can: {', '.join(settable)}"
         )

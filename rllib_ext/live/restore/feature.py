@@ -14,7 +14,7 @@ from typing import Any, Dict, List, Mapping, Optional
 
 from ...checkpoint.reader import ids_in, open_checkpoint
 from ...checkpoint.storage import resolve_path
-from ...errors import not_found
+from ...errors import InvalidArgumentError, not_found
 from ..hooks import Feature
 from ..seam.ray_internals import config_extra, set_config_extra
 from .filters import ask_source_agents
@@ -104,7 +104,8 @@ class RestoreFeature(Feature):
                 agents=spec.pop("agents", None), training_state=spec.pop("training_state", False),
             )
             if spec:
-                raise ValueError(f"unknown key(s) in {CONFIG_KEY!r}: {', '.join(spec)}")
+                raise InvalidArgumentError(f"unknown key(s) in {CONFIG_KEY!r}: {', '.join(spec)}; allowed: checkpoint, "
+                                           "policies, freeze, trusted, filters, agents, training_state")
 
     @classmethod
     def prepare_trial_config(cls, config: Dict[str, Any]) -> None:

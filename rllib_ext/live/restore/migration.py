@@ -29,7 +29,7 @@ from ...checkpoint.storage import resolve_path
 from ...checkpoint.tensors import check_tensors, is_positional
 from ...convert.families import TARGET_CLASS, TARGET_MODULES, source_algorithm, source_model
 from ...convert.mapping import NameMapping, convert_policy
-from ...errors import CheckpointError, MigrationError, not_found
+from ...errors import CheckpointError, InvalidArgumentError, MigrationError, not_found
 from ..seam.bridge import effective_model_config, to_gym_space
 from ..seam.compat import require_supported_ray
 
@@ -141,6 +141,8 @@ def migrate(
         A :class:`MigrateReport`.
 
     Raises:
+        InvalidArgumentError: ``policies`` is a string or empty, an unknown ``target``, or
+            ``out=None`` without ``dry_run``; nothing was written.
         PolicyNotFoundError: a policy id is not in the checkpoint; nothing was written.
         MigrationError: a policy cannot be converted; nothing was written (with
             ``dry_run``, unsupported policies are reported instead).
@@ -149,7 +151,7 @@ def migrate(
     require_supported_ray()
     ckpt, layout, path, ids = _source_policies(checkpoint, policies, target)
     if out is None and not dry_run:
-        raise ValueError("out is None: name the new directory (only dry_run=True takes none)")
+        raise InvalidArgumentError("migrate(out=None): name the new directory (only dry_run=True takes none)")
     final = check_out(out, [path], "the source checkpoint") if out is not None else None
 
     report = MigrateReport(checkpoint=path, out=final, dry_run=dry_run)
@@ -179,9 +181,9 @@ def _source_policies(
 ) -> Tuple[Any, fmt.Layout, str, List[str]]:
     """``(ckpt, layout, path, ids)`` of the old-stack policies to migrate, every argument checked."""
     if target is not None and target not in TARGET_MODULES:
-        raise ValueError(f"target={target!r}; expected one of {', '.join(TARGET_MODULES)}")
+        raise InvalidArgumentError(f"target={target!r}; expected one of {', '.join(TARGET_MODULES)}")
     if isinstance(policies, str):
-        raise TypeError(f"policies must be a list of ids, not the string {policies!r}")
+        raise InvalidArgumentError(f"policies must be a list of ids, not the string {policies!r}")
     path = resolve_path(checkpoint)
     ckpt, layout = open_checkpoint(path)
     if layout.stack is not fmt.Stack.OLD:
@@ -189,7 +191,7 @@ def _source_policies(
     available = ids_in(ckpt, layout)
     ids = list(policies) if policies is not None else list(available)
     if not ids:
-        raise ValueError("policies is empty: name at least one policy to migrate")
+        raise InvalidArgumentError("policies is empty: name at least one policy to migrate")
     for pid in ids:
         if pid not in available:
             raise not_found("policy", pid, path, available)

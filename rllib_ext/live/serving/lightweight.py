@@ -27,7 +27,7 @@ from ...checkpoint.codecs.safe_pickle import loads
 from ...checkpoint.inspection import policy_spaces
 from ...checkpoint.reader import ids_in, open_checkpoint
 from ...checkpoint.storage import CheckpointDir, resolve_path
-from ...errors import CheckpointError, RecurrentStateError
+from ...errors import CheckpointError, LightweightAlgorithmError, RecurrentStateError
 from ..seam.backends import backend_class, backend_for
 from ..seam.bridge import State, to_gym_space
 from ..restore.policies import restore_opened
@@ -35,7 +35,7 @@ from ..seam.rllib_types import Algorithm, AlgorithmConfig, SpacePair
 
 
 class SpacesOnlyEnv(MultiAgentEnv):
-    """Has one agent per policy id, with that policy's spaces; cannot be stepped.
+    """Has one agent per policy id, with that policy's spaces; cannot be stepped (LightweightAlgorithmError).
 
     ``env_config = {"spaces": {policy_id: (observation_space, action_space)}}``.
     """
@@ -48,13 +48,13 @@ class SpacesOnlyEnv(MultiAgentEnv):
         self.action_spaces = {a: s[1] for a, s in spaces.items()}
 
     def reset(self, *, seed: Optional[int] = None, options: Optional[dict] = None):
-        raise RuntimeError(
+        raise LightweightAlgorithmError(
             "this is a lightweight rllib_ext algorithm: it has no environment to step; "
             "use algo.act(obs, policy_id=...) or build a full algorithm to train"
         )
 
     def step(self, action_dict):  # pragma: no cover - reset already refuses
-        raise RuntimeError("a lightweight rllib_ext algorithm has no environment to step")
+        raise LightweightAlgorithmError("a lightweight rllib_ext algorithm has no environment to step")
 
 
 def same_id(agent_id: Any, *args: Any, **kwargs: Any) -> str:
