@@ -78,8 +78,8 @@ def oracle(config: Any, args: argparse.Namespace) -> Any:
 
 
 def report_every(args: argparse.Namespace) -> int:
-    """Iterations between two reports, the same for both runs: a phase (10k env steps without one)."""
-    return max(1, (args.phase or 10_000) // args.batch)
+    """Iterations between two reports, the same for both runs: a phase (20k env steps without one)."""
+    return max(1, (args.phase or 20_000) // args.batch)
 
 
 def env_steps(result: Dict[str, Any]) -> int:
@@ -208,16 +208,16 @@ def main(argv: Optional[list] = None) -> None:
     parser.add_argument("--pool", default=None, help="the league pool's directory (default: a new temporary one)")
     parser.add_argument("--selfplay-pool", default=None,
                         help="plain self-play's pool (default: 'selfplay' beside the league's)")
-    parser.add_argument("--phase", type=int, default=10_000,
+    parser.add_argument("--phase", type=int, default=20_000,
                         help="env steps per best-response phase (0: main is never reset)")
     parser.add_argument("--sample", default="nash", help="how the slots are drawn (the league's sample=)")
-    parser.add_argument("--snapshot-every", type=int, default=10_000,
+    parser.add_argument("--snapshot-every", type=int, default=20_000,
                         help="env steps between snapshots (default: one per phase, its best response)")
     parser.add_argument("--batch", type=int, default=1_000, help="env steps per training iteration")
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--games", type=int, default=2_000,
                         help="evaluation games per pair within the Nash support (and the newest snapshot)")
-    parser.add_argument("--floor-games", type=int, default=200, help="evaluation games of every other pair")
+    parser.add_argument("--floor-games", type=int, default=100, help="evaluation games of every other pair")
     parser.add_argument("--chunk", type=int, default=200, help="evaluation games per pair and round")
     parser.add_argument("--eval-share", type=float, default=0.3,
                         help="evaluation stops while it has spent more than this share of all env steps")
