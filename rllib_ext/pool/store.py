@@ -1,9 +1,10 @@
 """Where a policy pool's bytes live: a local directory (with a lock) or an object store.
 
-:class:`~.pool.PolicyPool` asks this module for five things: read a small file, replace
-one whole (atomically), put a policy directory in place (data first, ``policy.json``
-last), delete a directory, and hold the pool's lock while it reads, changes and writes
-its index. Everything else (what an index holds, who may change what) is the pool's.
+:class:`~.pool.PolicyPool` asks this module for a few things: list a folder's files with
+their sizes, read a small file (whole or from an offset), replace one whole (atomically),
+append to one (local only), put a policy directory in place (data first, ``policy.json``
+last), delete a file or a directory, and hold the pool's lock while it reads, changes and
+writes its index. Everything else (what a journal holds, who may change what) is the pool's.
 
 * **Local paths**: files are replaced with :func:`.atomic.atomic_file` and directories
   with :func:`.atomic.write_dir_atomically` (a reader sees the old or the new one, never a
@@ -21,8 +22,9 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import stat
 import tempfile
-from typing import Dict, Iterator, List, Optional
+from typing import Any, Dict, Iterator, List, NamedTuple, Optional
 
 from ..checkpoint.atomic import atomic_file, clean_debris, debris_target, write_dir_atomically, write_synced
 from ..checkpoint.storage import os_problem, resolve_path
@@ -30,6 +32,20 @@ from ..checkpoint.upload import is_remote, upload_dir
 from ..errors import CheckpointError, MissingDependencyError, NotAPoolError
 
 LOCK_FILE = ".lock"
+
+
+class FileInfo(NamedTuple):
+    """What a listing says of one file: enough to tell, without reading it, whether it changed.
+
+    Attributes:
+        size: bytes.
+        mtime: modification time (ns on local disk; object stores: seconds at best).
+        ident: the inode on local disk (a file replaced by rename gets a new one), else None.
+    """
+
+    size: int
+    mtime: Any
+    ident: Optional[int]
 
 
 class LocalStore:
@@ -61,10 +77,42 @@ class LocalStore:
         except OSError as e:
             raise CheckpointError(f"{self.where(rel)}: cannot list: {os_problem(e)}") from e
 
-    def read(self, rel: str) -> Optional[bytes]:
-        """The file's bytes, or None when it does not exist."""
+    def files(self, rel: str, names: Optional[List[str]] = None) -> Dict[str, FileInfo]:
+        """``{path below rel: FileInfo}`` of the files in ``rel`` and its subfolders, hidden ones left out.
+
+        One ``stat`` per file and nothing read: a journal checks what changed this way.
+        ``names`` limits it to those entries of ``rel`` (a folder among them is listed
+        whole), so one writer's files cost the same however many writers there are.
+        """
+        out: Dict[str, FileInfo] = {}
+        try:
+            todo = list(names) if names is not None else os.listdir(self.where(rel))
+        except FileNotFoundError:
+            return out
+        except OSError as e:
+            raise CheckpointError(f"{self.where(rel)}: cannot list: {os_problem(e)}") from e
+        while todo:
+            sub = todo.pop()
+            if sub.rsplit("/", 1)[-1].startswith("."):
+                continue  # a killed writer's temporary file
+            try:
+                st = os.stat(self.where(f"{rel}/{sub}"))
+                if stat.S_ISDIR(st.st_mode):
+                    todo += [f"{sub}/{n}" for n in os.listdir(self.where(f"{rel}/{sub}"))]
+                    continue
+            except FileNotFoundError:
+                continue  # gone since it was listed
+            except OSError as e:
+                raise CheckpointError(f"{self.where(rel)}/{sub}: cannot stat: {os_problem(e)}") from e
+            out[sub] = FileInfo(st.st_size, st.st_mtime_ns, st.st_ino)
+        return out
+
+    def read(self, rel: str, offset: int = 0) -> Optional[bytes]:
+        """The file's bytes (from ``offset`` on), or None when it does not exist."""
         try:
             with open(self.where(rel), "rb") as f:
+                if offset:
+                    f.seek(offset)
                 return f.read()
         except FileNotFoundError:
             return None
@@ -74,6 +122,51 @@ class LocalStore:
     def write(self, rel: str, data: bytes) -> None:
         """Replace ``rel`` whole: a temporary sibling, fsync, rename."""
         atomic_file(self.where(rel), lambda f: f.write(data))
+
+    can_append = True
+
+    def append(self, rel: str, data: bytes, keep: Optional[int] = None) -> FileInfo:
+        """Add ``data`` at the end of ``rel`` (made if missing) in one ``write``, then fsync.
+
+        Args:
+            keep: cut the file to this many bytes first: a torn line a killed writer
+                left there goes, so the new line starts on a line of its own.
+
+        Returns:
+            The file's info after the write.
+        """
+        path = self.where(rel)
+        try:
+            made = not os.path.exists(path)
+            if made:
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                if keep is not None:
+                    os.ftruncate(fd, keep)
+                os.write(fd, data)
+                os.fsync(fd)
+                st = os.fstat(fd)
+            finally:
+                os.close(fd)
+            if made:  # the new name must survive a crash too
+                dfd = os.open(os.path.dirname(path), os.O_RDONLY)
+                try:
+                    os.fsync(dfd)
+                finally:
+                    os.close(dfd)
+        except OSError as e:
+            raise CheckpointError(f"{path}: cannot append: {os_problem(e)}") from e
+        return FileInfo(st.st_size, st.st_mtime_ns, st.st_ino)
+
+    def delete(self, rel: str) -> None:
+        """Remove one file (gone already is fine)."""
+        try:
+            os.unlink(self.where(rel))
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            raise CheckpointError(f"{self.where(rel)}: cannot delete: {os_problem(e)}") from e
 
     def put_dir(self, rel: str, files: Dict[str, bytes], last: str) -> None:
         """Put a directory of ``files`` at ``rel`` in one step (see :func:`write_dir_atomically`)."""
@@ -164,12 +257,33 @@ class RemoteStore:
         except OSError as e:
             raise CheckpointError(f"{self.where(rel)}: cannot list: {e}") from e
 
-    def read(self, rel: str) -> Optional[bytes]:
+    def files(self, rel: str, names: Optional[List[str]] = None) -> Dict[str, FileInfo]:
+        """``{path below rel: FileInfo}``: one recursive listing (``names``: only those entries of ``rel``)."""
+        base = self._path(rel)
+        selector = self._pafs.FileSelector(base, allow_not_found=True, recursive=True)
+        try:
+            infos = self._fs.get_file_info(selector)
+        except OSError as e:
+            raise CheckpointError(f"{self.where(rel)}: cannot list: {e}") from e
+        out: Dict[str, FileInfo] = {}
+        for i in infos:
+            sub = i.path[len(base) + 1:]
+            if i.type != self._pafs.FileType.File or any(p.startswith(".") for p in sub.split("/")):
+                continue
+            if names is None or sub.split("/")[0] in names:
+                out[sub] = FileInfo(i.size, i.mtime, None)
+        return out
+
+    def read(self, rel: str, offset: int = 0) -> Optional[bytes]:
         if self._info(rel).type == self._pafs.FileType.NotFound:  # type: ignore[attr-defined]
             return None
         try:
-            with self._fs.open_input_stream(self._path(rel)) as f:
+            with self._fs.open_input_file(self._path(rel)) as f:
+                if offset:
+                    f.seek(offset)
                 return f.read()
+        except FileNotFoundError:
+            return None  # deleted since it was listed
         except OSError as e:
             raise CheckpointError(f"{self.where(rel)}: cannot read: {e}") from e
 
@@ -188,6 +302,20 @@ class RemoteStore:
                 with open(os.path.join(tmp, name), "wb") as f:
                     f.write(data)
             upload_dir(tmp, self.where(rel), last=(last,))
+
+    can_append = False  # an object is replaced whole: a journal writes one object per record
+
+    def append(self, rel: str, data: bytes, keep: Optional[int] = None) -> FileInfo:
+        raise CheckpointError(f"{self.where(rel)}: object stores cannot append")
+
+    def delete(self, rel: str) -> None:
+        """Remove one object (gone already is fine)."""
+        try:
+            self._fs.delete_file(self._path(rel))
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            raise CheckpointError(f"{self.where(rel)}: cannot delete: {e}") from e
 
     def delete_dir(self, rel: str) -> None:
         try:
