@@ -6,15 +6,16 @@ append to one (local only), put a policy directory in place (data first, ``polic
 last), delete a file or a directory, and hold the pool's lock while it reads, changes and
 writes its index. Everything else (what a journal holds, who may change what) is the pool's.
 
-* **Local paths**: files are replaced with :func:`.atomic.atomic_file` and directories
-  with :func:`.atomic.write_dir_atomically` (a reader sees the old or the new one, never a
-  half-written one); the lock is ``fcntl.flock`` on ``<pool>/.lock``, so every writer on
-  this machine (or on a file system whose ``flock`` spans machines) takes its turn.
+* **Local paths**: files are replaced with :func:`.atomic.atomic_file`, appended with one
+  ``write`` + ``fsync``, and directories are built in ``<pool>/.tmp/`` and renamed into
+  place (a reader sees the old or the new one, never a half-written one); the lock is
+  ``fcntl.flock`` on ``<pool>/.lock``, so every writer on this machine (or on a file system
+  whose ``flock`` spans machines) takes its turn.
 * **Object stores** (``s3://``, ``gs://``, ... through ``pyarrow.fs``, the ``remote``
   extra): every object is replaced whole (S3 makes an upload visible only once it is
   complete), and a policy's data goes before its ``policy.json`` (:mod:`.upload`). There
   is **no lock**: :meth:`RemoteStore.lock` holds nothing, and the pool keeps writers
-  apart by namespace instead (each writes only its own index file).
+  apart by namespace instead (each writes only its own journals), and nothing appends.
 """
 
 from __future__ import annotations
@@ -26,12 +27,13 @@ import stat
 import tempfile
 from typing import Any, Dict, Iterator, List, NamedTuple, Optional
 
-from ..checkpoint.atomic import atomic_file, clean_debris, debris_target, write_dir_atomically, write_synced
+from ..checkpoint.atomic import atomic_file, clean_debris, debris_target, write_synced
 from ..checkpoint.storage import os_problem, resolve_path
 from ..checkpoint.upload import is_remote, upload_dir
 from ..errors import CheckpointError, MissingDependencyError, NotAPoolError
 
 LOCK_FILE = ".lock"
+STAGING = ".tmp"  # local pools: snapshot directories are built here, then renamed into place
 
 
 class FileInfo(NamedTuple):
@@ -150,11 +152,7 @@ class LocalStore:
             finally:
                 os.close(fd)
             if made:  # the new name must survive a crash too
-                dfd = os.open(os.path.dirname(path), os.O_RDONLY)
-                try:
-                    os.fsync(dfd)
-                finally:
-                    os.close(dfd)
+                _fsync_dir(os.path.dirname(path))
         except OSError as e:
             raise CheckpointError(f"{path}: cannot append: {os_problem(e)}") from e
         return FileInfo(st.st_size, st.st_mtime_ns, st.st_ino)
@@ -169,14 +167,34 @@ class LocalStore:
             raise CheckpointError(f"{self.where(rel)}: cannot delete: {os_problem(e)}") from e
 
     def put_dir(self, rel: str, files: Dict[str, bytes], last: str) -> None:
-        """Put a directory of ``files`` at ``rel`` in one step (see :func:`write_dir_atomically`)."""
+        """Put a directory of ``files`` at ``rel`` in one rename, ``last`` written last.
 
-        def fill(tmp: str) -> None:
+        Built in ``<pool>/.tmp/`` (fsynced) and renamed into place, so a reader sees the
+        whole directory or none. Not :func:`write_dir_atomically`: it looks for a killed
+        writer's leftovers beside ``rel``, a listing of every snapshot on each add; the
+        leftovers here sit in ``.tmp/``, which holds only those. Whatever is at ``rel``
+        already is a killed add's snapshot that no index names (the pool holds the lock):
+        it is replaced.
+        """
+        import secrets  # writers only
+
+        final, staging = self.where(rel), self.where(STAGING)
+        os.makedirs(staging, exist_ok=True)
+        self.sweep(STAGING)
+        tmp = os.path.join(staging, f".{os.path.basename(final)}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
+        try:
             os.mkdir(tmp)
             for name in sorted(files, key=lambda n: (n == last, n)):
                 write_synced(os.path.join(tmp, name), files[name])
-
-        write_dir_atomically(self.where(rel), fill)
+            _fsync_dir(tmp)
+            if os.path.lexists(final):
+                shutil.rmtree(final)
+            os.makedirs(os.path.dirname(final), exist_ok=True)
+            os.rename(tmp, final)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        _fsync_dir(os.path.dirname(final))
 
     def delete_dir(self, rel: str) -> None:
         shutil.rmtree(self.where(rel), ignore_errors=True)
@@ -331,6 +349,20 @@ class RemoteStore:
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
         yield  # object stores have no lock: the pool keeps each writer in its own namespace
+
+
+def _fsync_dir(path: str) -> None:
+    """Make a directory's entries durable (a rename into it survives a crash)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # e.g. Windows cannot open directories; the rename is still atomic
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def open_store(path: "str | os.PathLike[str]") -> "LocalStore | RemoteStore":
