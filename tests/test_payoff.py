@@ -18,7 +18,9 @@ from unittest import mock
 import numpy as np
 import pytest
 
-from builders import assert_imports_no_framework, kill_child_at, pool_files, pool_policy_dir, start_together
+from builders import (
+    JOURNAL_PAUSES, assert_imports_no_framework, kill_child_at, pool_files, pool_policy_dir, start_together,
+)
 
 from rllib_ext import (
     CheckpointFormatError, MissingDependencyError, Payoff, PolicyNotFoundError, PolicyPool, sample_mixture,
@@ -80,7 +82,8 @@ def test_recorded_games_are_what_was_recorded_from_either_side(tmp_path):
     # A subset, in the order asked; one file per writer, merged on read.
     sub = pool.payoff([c, a])
     assert sub.ids == [c, a] and sub.games.tolist() == [[0, 2], [2, 0]] and sub.value[0, 1] == -0.125
-    assert sorted(p.name for p in (tmp_path / "pool" / "payoff").iterdir()) == ["other.json", "w.json"]
+    # One journal per writer: its base (written with its first record) and the records since.
+    assert sorted(p.name for p in (tmp_path / "pool" / "payoff").iterdir()) == ["other.json", "w.json", "w.jsonl"]
     assert t.least_played() == [(b, c, 0), (a, c, 2), (a, b, 11)]
     assert json.loads(json.dumps(t.to_dict()))["value"][1][2] is None
 
@@ -264,10 +267,10 @@ def test_garbled_table_file_is_refused_with_the_file_named_and_the_pool_unchange
         doc["payoff_version"] = 9
         match = f"{target}: payoff_version 9 is not supported (this reader knows 1)"
     elif garble == "field":
-        del doc["pairs"][0]["return_b"]
-        match = f"{target}: not a payoff table (KeyError: 'return_b')"
+        doc["pairs"][0] = doc["pairs"][0][:-1]  # [a, b, wins, draws, losses, return_a] without return_b
+        match = f"{target}: not a payoff table (ValueError: a row is [{a!r}, {b!r}, 2, 0, 0, 2.0]; expected [a, b, wins"
     elif garble == "count":
-        doc["pairs"][0]["wins"] = -2
+        doc["pairs"][0][2] = -2  # wins
         match = f"{target}: not a payoff table (ValueError: games {a!r} vs {b!r}: wins=-2"
     else:
         doc["writer"] = "v"
@@ -291,11 +294,11 @@ KILLS = 10
 SEED = 20261204
 
 # The child (after builders.MARK_PRELUDE): record one game a vs b as writer "w" until killed.
-RECORDER = r"""
+RECORDER = JOURNAL_PAUSES + r"""
 pool_path, a, b = args
 from rllib_ext import PolicyPool
 if pause:
-    pause_before_replace("payoff")  # the new table file is written and fsynced, not yet renamed into place
+    pause_in_journal("payoff", pause)
 pool = PolicyPool(pool_path, writer="w")
 print("ready", flush=True)
 n = 0
@@ -306,12 +309,15 @@ while True:
 """
 
 
-@pytest.mark.parametrize("pause_at", [None, "payoff"])
+@pytest.mark.parametrize("pause_at", [None, "torn", "compact"])
 def test_sigkill_during_a_table_write_leaves_a_readable_table_with_the_old_or_new_games(tmp_path, pause_at):
+    """torn: the record's line is half written (a torn last line); compact: the record is in,
+    a new base holding it is in place, and the log it came from is not deleted yet."""
     pool, (a, b) = pool_of(tmp_path, 2)
     rng = random.Random(SEED)
     have = 0
     finished_total = 0
+    log = tmp_path / "pool" / "payoff" / "w.jsonl"
     for i in range(KILLS):
         stop_at = rng.randint(1, 3)
         finished = kill_child_at(RECORDER, [str(tmp_path / "pool"), a, b], pause_at or "", stop_at,
@@ -319,12 +325,16 @@ def test_sigkill_during_a_table_write_leaves_a_readable_table_with_the_old_or_ne
         t = PolicyPool(tmp_path / "pool").payoff()  # readable, whatever the moment of the kill
         games = int(t.games[0, 1])
         assert games in (have + finished, have + finished + 1), f"kill {i}: {games} games"
-        if pause_at:  # killed before the stop_at-th write was renamed into place: exactly the old games
-            assert games == have + finished
+        if pause_at == "torn":  # the half line is not read: exactly the old games
+            assert games == have + finished and not log.read_bytes().endswith(b"\n")
+        elif pause_at == "compact":  # counted once, though the new base and the old log both hold it
+            assert games == have + finished + 1 and log.exists()
         assert t.wins[0, 1] == games and t.returns[0, 1] == games and t.returns[1, 0] == -games
         pool.record_games(a, b, wins=1, return_a=1.0, return_b=-1.0)  # the next write succeeds, cleans up
         have = games + 1
+        assert int(PolicyPool(tmp_path / "pool").payoff().games[0, 1]) == have
         assert [n for n in (tmp_path / "pool" / "payoff").iterdir() if n.name.startswith(".")] == [], f"kill {i}"
+        assert not log.exists() or log.read_bytes().endswith(b"\n"), f"kill {i}: the torn line is still there"
         finished_total += finished
     assert finished_total > 0
 
@@ -367,8 +377,8 @@ def test_four_writers_record_at_once_and_lose_no_game(tmp_path, writers):
     """own: a Tune sweep (each trial its own file); shared: one writer name, so only the lock keeps them apart."""
     names = ["", "", "", ""] if writers == "own" else ["same"] * 4  # "": the default writer, per process
     assert run_recorders(tmp_path, names) == 200
-    files = sorted(p.name for p in (tmp_path / "pool" / "payoff").iterdir())
-    assert len(files) == (4 if writers == "own" else 1)
+    journals = {p.name.split(".json")[0] for p in (tmp_path / "pool" / "payoff").iterdir()}  # base and log
+    assert len(journals) == (4 if writers == "own" else 1)
 
 
 def test_without_the_lock_one_shared_writer_loses_games(tmp_path):
@@ -379,7 +389,7 @@ def test_without_the_lock_one_shared_writer_loses_games(tmp_path):
 
 
 def test_payoff_table_on_object_storage_keeps_one_file_per_writer(s3_bucket, tmp_path):
-    """No lock on S3: each writer adds to its own table file; a reader sums them."""
+    """No lock on S3: each writer adds to its own journal (a base, then one object per record); a reader sums them."""
     import pyarrow.fs as pafs
 
     uri = f"{s3_bucket}/league"
@@ -390,8 +400,11 @@ def test_payoff_table_on_object_storage_keeps_one_file_per_writer(s3_bucket, tmp
     pool_b.record_games(b, a, wins=1, losses=1, return_a=0.0, return_b=0.0)
     pool_b.record_games(a, b, draws=3, return_a=0.0, return_b=0.0)  # any pair: the file is the writer's own
     fs, root = pafs.FileSystem.from_uri(uri)
-    names = sorted(i.base_name for i in fs.get_file_info(pafs.FileSelector(f"{root}/payoff")))
-    assert names == ["trial_a.json", "trial_b.json"]
+    names = sorted(i.path[len(root) + 1:] for i in fs.get_file_info(pafs.FileSelector(f"{root}/payoff", recursive=True))
+                   if i.type == pafs.FileType.File)
+    # Each writer's first record is also its base; the newest record object stays beside the base.
+    assert names == ["payoff/trial_a.json", "payoff/trial_a/000000000001.jsonl", "payoff/trial_b.json",
+                     "payoff/trial_b/000000000001.jsonl", "payoff/trial_b/000000000002.jsonl"]
     t = PolicyPool(uri).payoff()
     assert t.ids == [a, b] and t.games.tolist() == [[0, 7], [7, 0]]
     assert (t.wins[0, 1], t.draws[0, 1], t.losses[0, 1]) == (3, 3, 1) and t.value[0, 1] == pytest.approx(2 / 7)
