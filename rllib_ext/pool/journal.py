@@ -1,9 +1,9 @@
 """Per-writer journals: how a pool's index and payoff table live on disk, so a change costs the same at any size.
 
 ```
-<pool>/<folder>/<writer>.json           the base: the writer's whole state as of record "seq"
-<pool>/<folder>/<writer>.jsonl          local pools: the records after it, one JSON line each
-<pool>/<folder>/<writer>/<seq>.jsonl    object stores (no append): one object per record
+<pool>/<folder>/<writer>.json              the base: the writer's whole state as of record "seq" (= s)
+<pool>/<folder>/<writer>@<s>.jsonl         local pools: the records after it, one JSON line each
+<pool>/<folder>/<writer>/<seq>.jsonl       object stores (no append): one object per record
 ```
 ``<folder>`` is ``index`` or ``payoff`` (what a record holds is theirs: :mod:`.index`,
 :mod:`.table`). A record is ``{"seq": n, ...}\\n``; ``seq`` counts each writer's records
@@ -24,12 +24,15 @@ What holds:
   counts nothing twice.
 * **Readers take no lock**: they list, read, and check that the records continue the base
   without a gap; a compaction caught halfway shows up as a gap or a vanished file, and
-  the read starts over (:data:`RETRIES` times, then ``CheckpointFormatError``).
+  the read starts over (:data:`RETRIES` times, then ``CheckpointFormatError``). A log is
+  named after the base it follows (``<s>``, 12 digits), so a log left by a killed
+  compaction is never taken for the current one, and a listing never confuses two logs
+  (inodes are reused; mtimes are coarse); a base is told by the ``seq`` on its first line.
 * **Object stores**: compaction keeps the newest record object, so a listing always shows
   a record at or past the base's ``seq``; a cached reader that sees none past its own
   ``seq`` holds everything (a base's listed mtime is too coarse to tell rewrites apart).
 * **Cheap refresh**: a :class:`Journal` keeps each writer's state and re-reads only what
-  a listing (sizes, inodes) says is new: a log's new bytes, new record objects.
+  a listing (sizes, mtimes) says is new: a log's new bytes, new record objects.
 
 ``pool_version`` history, one number for pool.json and every base (index and table):
   1. rllib_ext 0.3.0, 0.4.0 before issue 35: one whole file per writer, replaced on each
@@ -43,7 +46,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import threading
+import time
 from typing import Any, Callable, Dict, List, Mapping, Optional, Protocol, Tuple
 
 from ..errors import CheckpointFormatError, malformed
@@ -53,8 +58,9 @@ POOL_VERSION = 2  # written; bump on an incompatible change (and add a line to t
 READS = (1, 2)  # pool versions this reader understands
 MIN_TAIL = 256 * 1024  # bytes of records a writer keeps beside its base before it compacts
 MAX_OBJECTS = 64  # object stores: records (one object each) kept before a compaction
-RETRIES = 4  # reads that met a compaction halfway, started over
+RETRIES = 8  # reads that met a compaction halfway, started over
 CONTENT_ERRORS = (KeyError, TypeError, ValueError, AttributeError)  # a file's content, not the caller
+_SEQ = re.compile(rb'"seq":(\d+)')
 
 
 class Kind(Protocol):
@@ -87,8 +93,9 @@ class Cursor:
     state: Any
     seq: int = 0  # the last record applied
     base: Optional[FileInfo] = None  # the base as listed when read (None: there was none)
+    base_seq: int = 0  # the record the base holds up to
     base_bytes: int = 0
-    log: Optional[FileInfo] = None  # the log file as last read (local)
+    log: Optional[FileInfo] = None  # the base's log as last read (local)
     offset: int = 0  # the log's bytes up to its last whole line
     torn: int = 0  # bytes after that line: a killed append's, cut off by the next one
     objects: List[int] = dataclasses.field(default_factory=list)  # seqs of record objects (object stores)
@@ -141,7 +148,7 @@ class Journal:
             try:
                 state = self._apply(writer, cur.state, json.loads(line), seq)  # what a reader computes
                 if self.store.can_append:
-                    cur.log = self.store.append(f"{self.kind.folder}/{writer}.jsonl", line,
+                    cur.log = self.store.append(self._log(writer, cur.base_seq), line,
                                                 keep=cur.offset if cur.torn else None)
                     cur.offset, cur.torn = cur.offset + len(line), 0
                 else:
@@ -161,21 +168,30 @@ class Journal:
         self.append(writer, {"reset": body}, compact=True)
 
     # ------------------------------------------------------------------ internals
-    def _files_of(self, writer: str) -> Dict[str, FileInfo]:
-        names = [f"{writer}.json", f"{writer}.jsonl", writer]
-        return _by_writer(self.store.files(self.kind.folder, names)).get(writer, {})
+    def _log(self, writer: str, base_seq: int) -> str:
+        return f"{self.kind.folder}/{writer}@{base_seq:012d}.jsonl"
+
+    def _files_of(self, writer: str, everything: bool = False) -> Dict[str, FileInfo]:
+        """The writer's files; on local disk, unless ``everything``, only its base and the log of
+        the base last read (one stat each, however many writers and files)."""
+        if self.store.can_append and writer in self.cursors and not everything:
+            names = [f"{writer}.json", self._log(writer, self.cursors[writer].base_seq).split("/", 1)[1]]
+            return self.store.files(self.kind.folder, names)
+        return _by_writer(self.store.files(self.kind.folder)).get(writer, {})
 
     def _refresh(self, writer: str, files: Dict[str, FileInfo]) -> Cursor:
         try:
             cur = self.cursors.get(writer)
             if cur is not None and self._catch_up(writer, cur, files):
                 return cur
-            for _ in range(RETRIES):
+            for attempt in range(RETRIES):
+                if cur is not None or attempt:  # list it all: a new base's log, say
+                    time.sleep(0.001 * attempt)  # a compaction ran meanwhile: let it end
+                    files = self._files_of(writer, everything=True)
                 cur = self._load(writer, files)
                 if cur is not None:
                     self.cursors[writer] = cur
                     return cur
-                files = self._files_of(writer)  # a compaction ran meanwhile: list again
         except BaseException:
             self.cursors.pop(writer, None)  # maybe half applied
             raise
@@ -197,27 +213,29 @@ class Journal:
                 if doc["writer"] != writer:
                     raise CheckpointFormatError(
                         f"{where}: holds writer {doc['writer']!r}'s {self.kind.holds}, not {writer!r}'s")
-                cur.seq = int(doc["seq"]) if version > 1 else 0
+                cur.seq = cur.base_seq = int(doc["seq"]) if version > 1 else 0
                 cur.state = self.kind.load(doc, version, writer)
             cur.base_bytes = len(raw)
         return cur if self._catch_up(writer, cur, files) else None
 
     def _catch_up(self, writer: str, cur: Cursor, files: Dict[str, FileInfo]) -> bool:
         """Apply the records past ``cur.seq``; False (and nothing applied) when they cannot follow it."""
-        if files.get(f"{writer}.json") != cur.base:
-            return False  # a new base
+        base = files.get(f"{writer}.json")
+        if base != cur.base or (base is not None and self.store.can_append and self._base_seq(writer) != cur.base_seq):
+            return False  # a new base (a listing alone may miss it: mtimes are coarse, inodes reused)
         found: List[Tuple[Dict[str, Any], int]] = []
-        log, offset, torn = files.get(f"{writer}.jsonl"), cur.offset, cur.torn
+        name = self._log(writer, cur.base_seq)
+        log, offset, torn = files.get(name.split("/", 1)[1]), cur.offset, cur.torn
         if log is not None:
-            if cur.log is not None and (log.ident != cur.log.ident or log.size < cur.offset):
-                return False  # a compaction replaced the log
+            if cur.log is not None and log.size < cur.offset:
+                return False  # shorter than what was read: not the same file
             start = cur.offset if cur.log is not None else 0
             if log != cur.log:  # appended (or a torn tail cut and a shorter line appended: the mtime tells)
-                raw = self.store.read(f"{self.kind.folder}/{writer}.jsonl", start)
+                raw = self.store.read(name, start)
                 if raw is None:
                     return False
                 whole = raw.rfind(b"\n") + 1  # a last line without its newline is a killed append's
-                found += _lines(raw[:whole], self.where(f"{writer}.jsonl"), self.kind.what, start)
+                found += _lines(raw[:whole], self.store.where(name), self.kind.what, start)
                 offset, torn = start + whole, len(raw) - whole
         elif cur.log is not None:
             return False  # compacted away
@@ -238,6 +256,13 @@ class Journal:
         cur.log, cur.offset, cur.torn, cur.objects = log, offset, torn, objects
         return True
 
+    def _base_seq(self, writer: str) -> int:
+        """The ``seq`` on a base's first line (0 for a version-1 file), from its first bytes: the
+        base's identity, which a listing cannot tell for sure."""
+        head = self.store.read(f"{self.kind.folder}/{writer}.json", 0, 512)
+        found = _SEQ.search(head.split(b"\n", 1)[0]) if head else None
+        return int(found.group(1)) if found else (0 if head else -1)
+
     def _apply(self, writer: str, state: Any, record: Mapping[str, Any], seq: int) -> Any:
         with malformed(f"{self.where()} (writer {writer!r}, record {seq})", self.kind.not_a, catch=CONTENT_ERRORS):
             if "reset" in record:
@@ -249,13 +274,11 @@ class Journal:
         data = _encode({"pool_version": POOL_VERSION, "writer": writer, "seq": cur.seq, **self.kind.body(cur.state)})
         self.store.write(f"{self.kind.folder}/{writer}.json", data)
         keep = [] if self.store.can_append else [cur.seq]  # object stores: the newest record stays (module doc)
-        if cur.log is not None:
-            self.store.delete(f"{self.kind.folder}/{writer}.jsonl")
-        for seq in cur.objects:
-            if seq not in keep:
-                self.store.delete(_object(self.kind.folder, writer, seq))
+        for name in _by_writer(self.store.files(self.kind.folder)).get(writer, {}):  # every log and record object
+            if name.endswith(".jsonl") and not ("/" in name and int(name.split("/")[1][:-6]) in keep):
+                self.store.delete(f"{self.kind.folder}/{name}")
         cur.base = self.store.files(self.kind.folder, [f"{writer}.json"]).get(f"{writer}.json")
-        cur.base_bytes, cur.tail_bytes, cur.log, cur.offset, cur.torn, cur.objects = len(data), 0, None, 0, 0, keep
+        cur.base_seq, cur.base_bytes, cur.tail_bytes, cur.log, cur.offset, cur.torn, cur.objects = cur.seq, len(data), 0, None, 0, 0, keep
 
 
 def _object(folder: str, writer: str, seq: int) -> str:
@@ -270,8 +293,8 @@ def _by_writer(files: Mapping[str, FileInfo]) -> Dict[str, Dict[str, FileInfo]]:
             writer, rest = name.split("/", 1)
             if not (rest.endswith(".jsonl") and rest[:-6].isdigit()):
                 continue
-        elif name.endswith(".jsonl"):
-            writer = name[:-6]
+        elif name.endswith(".jsonl") and "@" in name:
+            writer = name.rsplit("@", 1)[0]
         elif name.endswith(".json"):
             writer = name[:-5]
         else:

@@ -109,13 +109,13 @@ class LocalStore:
             out[sub] = FileInfo(st.st_size, st.st_mtime_ns, st.st_ino)
         return out
 
-    def read(self, rel: str, offset: int = 0) -> Optional[bytes]:
-        """The file's bytes (from ``offset`` on), or None when it does not exist."""
+    def read(self, rel: str, offset: int = 0, size: int = -1) -> Optional[bytes]:
+        """The file's bytes (from ``offset`` on, ``size`` of them or all), or None when it does not exist."""
         try:
             with open(self.where(rel), "rb") as f:
                 if offset:
                     f.seek(offset)
-                return f.read()
+                return f.read(size)
         except FileNotFoundError:
             return None
         except OSError as e:
@@ -292,14 +292,14 @@ class RemoteStore:
                 out[sub] = FileInfo(i.size, i.mtime, None)
         return out
 
-    def read(self, rel: str, offset: int = 0) -> Optional[bytes]:
+    def read(self, rel: str, offset: int = 0, size: int = -1) -> Optional[bytes]:
         if self._info(rel).type == self._pafs.FileType.NotFound:  # type: ignore[attr-defined]
             return None
         try:
             with self._fs.open_input_file(self._path(rel)) as f:
                 if offset:
                     f.seek(offset)
-                return f.read()
+                return f.read(size if size >= 0 else None)
         except FileNotFoundError:
             return None  # deleted since it was listed
         except OSError as e:
