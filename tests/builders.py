@@ -695,7 +695,7 @@ def pause_before_replace(folder):
 
 
 # Where a pool's crash-test child stops (after MARK_PRELUDE; ``folder``: "index" or "payoff"):
-# "torn": half of a journal record's line is written to <folder>/<writer>.jsonl (and fsynced),
+# "torn": half of a journal record's line is written to its log <folder>/<writer>@<seq>.jsonl (and fsynced),
 # the rest not (a kill there leaves a torn last line); "compact": every record is followed by a
 # compaction, and the child stops once the new base is renamed into place and the records it
 # holds are not deleted yet (a kill there leaves both).
