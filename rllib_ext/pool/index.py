@@ -122,7 +122,10 @@ class IndexKind:
     def entry(self, d: Mapping[str, Any]) -> PoolEntry:
         """An entry from its record (``path`` is the pool's, ``meta`` optional)."""
         return PoolEntry(path=self.store.where(f"{SNAPSHOT_DIR}/{d['id']}"), meta=d.get("meta"),
-                         **{f.name: d[f.name] for f in dataclasses.fields(PoolEntry) if f.name not in ("path", "meta")})
+                         **{name: d[name] for name in _STORED})
+
+
+_STORED = [f.name for f in dataclasses.fields(PoolEntry) if f.name not in ("path", "meta")]  # always in a record
 
 
 def entry_doc(entry: PoolEntry) -> Dict[str, Any]:

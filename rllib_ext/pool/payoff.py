@@ -207,7 +207,8 @@ def build_payoff(table: Mapping[Pair, Sequence[float]], ids: Sequence[str]) -> P
         a, b = zip(*table)
         i = np.fromiter(map(where.get, a, itertools.repeat(-1)), dtype=np.intp, count=len(a))
         j = np.fromiter(map(where.get, b, itertools.repeat(-1)), dtype=np.intp, count=len(b))
-        values = np.array(list(table.values()), dtype=np.float64).reshape(len(a), 5)
+        values = np.fromiter(itertools.chain.from_iterable(table.values()), dtype=np.float64,
+                             count=5 * len(a)).reshape(len(a), 5)
         keep = (i >= 0) & (j >= 0)
         i, j, values = i[keep], j[keep], values[keep]
         counts = values[:, :3].astype(np.int64)

@@ -81,14 +81,16 @@ def checked_rows(rows: Sequence[Sequence[Any]]) -> List[Tuple[Pair, List[float]]
     column by column (C loops), and only a table that fails that is checked row by row,
     for the message (:func:`.payoff.check_games`'s).
     """
-    if all(type(r) is list and len(r) == 7 for r in rows) and rows:
+    if rows and set(map(type, rows)) == {list} and set(map(len, rows)) == {7}:
         a, b, w, d, l, ra, rb = zip(*rows)
         if (_all_types(a, str) and _all_types(b, str) and all(map(operator.lt, a, b))
                 and _all_types(w + d + l, int) and min(w + d + l) >= 0 and _all_types(ra + rb, (int, float))
                 and all(map(math.isfinite, ra + rb))
                 and all(ra[k] == rb[k] == 0 for k, n in enumerate(map(operator.add, map(operator.add, w, d), l))
                         if not n)):  # returns without a game: the row by row check says which
-            return list(zip(zip(a, b), map(list, zip(w, d, l, map(float, ra), map(float, rb)))))
+            if not _all_types(ra + rb, float):
+                ra, rb = tuple(map(float, ra)), tuple(map(float, rb))
+            return list(zip(zip(a, b), map(list, zip(w, d, l, ra, rb))))
     out = []
     for row in rows:
         if type(row) is not list or len(row) != 7:
