@@ -2,10 +2,12 @@
 
 Built on :mod:`rllib_ext.checkpoint` (single-policy files, atomic writes, storage) and
 never imported by it. Bottom to top: ``store`` (a pool's bytes: local with a lock, or
-object storage with one namespace per writer), ``index`` (``pool.json`` and one index file
-per writer), ``rules`` (retention, outcomes, Elo), ``payoff`` (the games between entries:
-:class:`Payoff`), ``solvers`` (meta-strategies from the table: Nash, replicator dynamics,
-uniform), ``policy_pool`` (:class:`PolicyPool`), ``plot`` (the table as a picture; matplotlib).
+object storage with one namespace per writer), ``journal`` (each writer's state as a base
+file and appended records; the format's version and history), ``payoff`` (the games
+between entries: :class:`Payoff`), ``table`` (the payoff table's journal), ``index``
+(``pool.json`` and the index's journal), ``rules`` (retention, outcomes, Elo), ``solvers``
+(meta-strategies from the table: Nash, replicator dynamics, uniform), ``policy_pool``
+(:class:`PolicyPool`), ``plot`` (the table as a picture; matplotlib).
 """
 
 from __future__ import annotations

@@ -3,8 +3,9 @@
 ```
 <pool>/pool.json                 {"format": "rllib_ext.pool", "pool_version": 2}: marks the pool
 <pool>/index/<writer>.json       the writer's base: {"pool_version", "writer", "seq", "next": {policy: n}, "entries": [...]}
-<pool>/index/<writer>.jsonl      records since (local), one a line: {"seq", "add": entry, "next"}, {"seq", "set": [entries]},
-                                 {"seq", "drop": [ids]}; object stores: index/<writer>/<seq>.jsonl (see .journal)
+<pool>/index/<writer>@<s>.jsonl  records since base s (local), one a line: {"seq", "add": entry, "next"},
+                                 {"seq", "set": [entries]}, {"seq", "drop": [ids]}; object stores:
+                                 index/<writer>/<seq>.jsonl, one record each (see .journal)
 <pool>/snapshots/<id>/           one single-policy directory per entry (see .policy_file)
 ```
 ``pool_version``: see :mod:`.journal` (one number, its history there); a reader refuses

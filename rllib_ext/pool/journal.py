@@ -49,10 +49,13 @@ import json
 import re
 import threading
 import time
-from typing import Any, Callable, Dict, List, Mapping, Optional, Protocol, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Protocol, Set, Tuple, Union
 
 from ..errors import CheckpointFormatError, malformed
 from .store import FileInfo
+
+if TYPE_CHECKING:
+    from .store import LocalStore, RemoteStore
 
 POOL_VERSION = 2  # written; bump on an incompatible change (and add a line to the history above)
 READS = (1, 2)  # pool versions this reader understands
@@ -111,10 +114,10 @@ class Journal:
     namespace (object stores); ``before_write`` runs before anything is written.
     """
 
-    def __init__(self, store: Any, kind: Kind, before_write: Callable[[], None]) -> None:
+    def __init__(self, store: "Union[LocalStore, RemoteStore]", kind: Kind, before_write: Callable[[], None]) -> None:
         self.store, self.kind, self.before_write = store, kind, before_write
         self.cursors: Dict[str, Cursor] = {}
-        self.swept: set = set()  # writers whose killed compactions' temporary files are cleaned up
+        self.swept: Set[str] = set()  # writers whose killed compactions' temporary files are cleaned up
         self.mutex = threading.RLock()  # a process's threads share the cursors
 
     def where(self, name: str = "") -> str:

@@ -1,10 +1,10 @@
 """A pool of policy snapshots on disk: the Ray-free ground a self-play league stands on.
 
 ```
-<pool>/pool.json, index/<writer>.json(l)   the index (see .index)
-<pool>/snapshots/<id>/                     one single-policy directory per entry (see .policy_file)
-<pool>/payoff/<writer>.json(l)             the games between entries each writer recorded (see .table)
-<pool>/.lock                               local pools: the lock every writer takes (see .store)
+<pool>/pool.json, index/<writer>...   the index: a journal per writer (see .index, .journal)
+<pool>/snapshots/<id>/                one single-policy directory per entry (see .policy_file)
+<pool>/payoff/<writer>...             the games between entries each writer recorded (see .table)
+<pool>/.lock, .tmp/                   local pools: the lock every writer takes, snapshots being built (.store)
 ```
 Each writer (a Tune trial, a process) adds entries to its own journal: a base file and
 the records since, one appended line per change (:mod:`.journal`), so a change costs the

@@ -3,8 +3,9 @@
 ```
 <pool>/payoff/<writer>.json    base: {"pool_version": 2, "writer", "seq", "pairs": [[a, b, wins, draws, losses,
                                return_a, return_b], ...]}, one pair a line, a < b, each pair once
-<pool>/payoff/<writer>.jsonl   records since (local), one a line: {"seq", "games": [[a, b, wins, draws, losses,
-                               return_a, return_b], ...]}, added to the base; object stores: payoff/<writer>/<seq>.jsonl
+<pool>/payoff/<writer>@<s>.jsonl  records since base s (local), one a line: {"seq", "games": [[a, b, wins,
+                                  draws, losses, return_a, return_b], ...]}, added to the base; object stores:
+                                  payoff/<writer>/<seq>.jsonl, one record each (see .journal)
 ```
 Version-1 files (``{"payoff_version": 1, "writer", "pairs": [{"a", "b", "wins", "draws",
 "losses", "return_a", "return_b"}, ...]}``, rllib_ext 0.4.0 before issue 35) read as a
