@@ -596,6 +596,31 @@ def test_payoff_table_on_object_storage_keeps_one_file_per_writer(s3_bucket, tmp
     assert PolicyPool(uri).meta_strategy(solver="replicator")[a] > 0.99  # a beats b: a alone
 
 
+def test_object_storage_compactions_keep_a_cached_reader_right(s3_bucket, tmp_path, monkeypatch):
+    """On S3 (no append): a record object per call, a new base every few; a long-lived
+    reader follows, and a compaction leaves the base and the newest record object only."""
+    import pyarrow.fs as pafs
+
+    from rllib_ext.pool import journal
+
+    monkeypatch.setattr(journal, "MIN_TAIL", 0)
+    monkeypatch.setattr(journal, "MAX_OBJECTS", 3)
+    uri = f"{s3_bucket}/league"
+    pool = PolicyPool(uri, writer="trial_a")
+    src = pool_policy_dir(tmp_path)
+    a, b = pool.add(src).id, pool.add(src).id
+    reader = PolicyPool(uri)
+    for n in range(1, 16):
+        pool.record_games(a, b, wins=1, draws=n % 2, return_a=1.0, return_b=-1.0)
+        t = reader.payoff()
+        assert (t.wins[0, 1], t.draws[0, 1]) == (n, (n + 1) // 2), n
+    fs, root = pafs.FileSystem.from_uri(uri)
+    objects = [i.path[len(root) + 1:] for i in fs.get_file_info(pafs.FileSelector(f"{root}/payoff", recursive=True))
+               if i.type == pafs.FileType.File and i.path.endswith(".jsonl")]
+    assert 1 <= len(objects) <= 4 and json.loads(fs.open_input_stream(f"{root}/payoff/trial_a.json").read())["seq"] > 5
+    assert PolicyPool(uri).payoff().wins[0, 1] == 15
+
+
 def test_a_live_row_records_a_learning_policys_games_beside_the_snapshots(tmp_path):
     """A league credits main's training games to main's own row, not to a snapshot: the
     snapshots' table (what meta-strategies are solved from) holds only their own games."""
