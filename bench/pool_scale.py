@@ -1,17 +1,19 @@
 """A long league stays cheap (issue 35 point 7): per-call cost of the pool as it grows.
 
-Builds one pool of ``--sizes`` snapshots (default 30, 120, 600) of a tiny policy, one
-after the other, as a league does: each new snapshot is added, then its games against the
-``--against`` snapshots before it are recorded (default 50). Around each size, the last
-``--window`` snapshots are timed call by call: ``add`` once each, ``record_games`` once
-per pair. The other snapshots' games go in one call per snapshot, untimed
-(``record_games_batch``, or on a version without it the same read-add-write of the
-writer's table file that ``record_games`` does, under the pool's lock), which only makes
-the build quicker.
+One pool per size in ``--sizes`` (default 30, 120, 600) of a tiny policy, built as a league
+builds it: each new snapshot is added, then its games against the ``--against`` snapshots
+before it are recorded (default 50). Each pool is first built untimed to its size less
+``--window`` snapshots, its games recorded in one call per snapshot (``record_games_batch``,
+or on a version without it the same read-add-write of the writer's table file that
+``record_games`` does, under the pool's lock), which only makes the build quicker. Then
+the last ``--window`` snapshots of every pool are added and recorded call by call, timed:
+``add`` once each, ``record_games`` once per pair, the pools taking turns snapshot by
+snapshot, so a change in the disk's speed during the run (fsync times here vary by 5x
+from minute to minute) falls on every size alike.
 
-At each size, ``payoff()`` (every entry, the whole table) is timed twice: *cold* in a
-fresh Python process (the time of the call alone, not the interpreter's start), and
-*warm* as the second call in this process.
+At each full size, ``payoff()`` (every entry, the whole table) is timed: *cold* in a fresh
+Python process (the call alone, not the interpreter's start or imports; the median of 3),
+and *warm* as the second call in this process.
 
 Runs against whichever ``rllib_ext`` is imported (``PYTHONPATH``), so one script gives
 the before and the after figures:
@@ -81,47 +83,58 @@ def run(sizes: Sequence[int], against: int, window: int, root: str) -> List[Dict
 
     weights = {"pi.weight": np.arange(12, dtype=np.float32).reshape(3, 4) / 7, "pi.bias": np.ones(3, np.float32)}
     src = write_policy_dir(os.path.join(root, "src"), "main", weights, {"stack": "new"})
-    path = os.path.join(root, "pool")
-    pool = rllib_ext.PolicyPool(path, writer="bench")
+    pools = {n: rllib_ext.PolicyPool(os.path.join(root, f"pool-{n}"), writer="bench") for n in sizes}
+    ids: Dict[int, List[str]] = {n: [] for n in sizes}
+    adds: Dict[int, List[float]] = {n: [] for n in sizes}
+    records: Dict[int, List[float]] = {n: [] for n in sizes}
     rng = random.Random(35)
-    ids: List[str] = []
-    rows: List[Dict[str, Any]] = []
-    adds: List[float] = []
-    records: List[float] = []
     start = time.perf_counter()
-    for k in range(1, max(sizes) + 1):
-        target = min(s for s in sizes if s >= k)
-        timed = k > target - window
+
+    def grow(n: int, timed: bool) -> None:
+        pool = pools[n]
         t = time.perf_counter()
-        entry = pool.add(src, iteration=k)
+        entry = pool.add(src, iteration=len(ids[n]))
         if timed:
-            adds.append(time.perf_counter() - t)
-        batch = [(entry.id, b, games_of(rng)) for b in ids[-against:]]
+            adds[n].append(time.perf_counter() - t)
+        batch = [(entry.id, b, games_of(rng)) for b in ids[n][-against:]]
         if timed:
             for a, b, g in batch:
                 t = time.perf_counter()
                 pool.record_games(a, b, **g)
-                records.append(time.perf_counter() - t)
+                records[n].append(time.perf_counter() - t)
         elif batch:
             record_untimed(pool, batch)
-        ids.append(entry.id)
-        if k == target:
-            cold, n, played = cold_payoff(path)
-            pool.payoff()
-            t = time.perf_counter()
-            pool.payoff()
-            warm = time.perf_counter() - t
-            row = {"snapshots": n, "games": played, "add_ms": 1e3 * statistics.mean(adds),
-                   "add_max_ms": 1e3 * max(adds), "record_ms": 1e3 * statistics.mean(records),
-                   "record_p50_ms": 1e3 * statistics.median(records), "record_max_ms": 1e3 * max(records),
-                   "timed_adds": len(adds), "timed_records": len(records), "payoff_cold_s": cold,
-                   "payoff_warm_s": warm, "elapsed_s": time.perf_counter() - start}
-            rows.append(row)
-            print(f"{n:5d} snapshots  add {row['add_ms']:7.2f} ms (max {row['add_max_ms']:7.2f})  "
-                  f"record_games {row['record_ms']:7.2f} ms (p50 {row['record_p50_ms']:7.2f}, max "
-                  f"{row['record_max_ms']:7.2f})  payoff() cold {cold:6.3f} s, warm {warm:6.3f} s  "
-                  f"[{row['elapsed_s']:.0f} s so far]", flush=True)
-            adds, records = [], []
+        ids[n].append(entry.id)
+
+    for n in sizes:  # untimed, to the size less the window
+        while len(ids[n]) < n - window:
+            grow(n, timed=False)
+        print(f"pool of {n}: {len(ids[n])} snapshots built untimed [{time.perf_counter() - start:.0f} s]", flush=True)
+    for _ in range(window):  # the timed windows, the pools taking turns
+        for n in sizes:
+            grow(n, timed=True)
+    rows = []
+    for n in sizes:
+        path = os.path.join(root, f"pool-{n}")
+        cold, played = [], 0
+        for _ in range(3):
+            seconds, snapshots, played = cold_payoff(path)
+            cold.append(seconds)
+        assert snapshots == n
+        pools[n].payoff()
+        t = time.perf_counter()
+        pools[n].payoff()
+        warm = time.perf_counter() - t
+        row = {"snapshots": n, "games": played, "add_ms": 1e3 * statistics.mean(adds[n]),
+               "add_p50_ms": 1e3 * statistics.median(adds[n]), "add_max_ms": 1e3 * max(adds[n]),
+               "record_ms": 1e3 * statistics.mean(records[n]), "record_p50_ms": 1e3 * statistics.median(records[n]),
+               "record_max_ms": 1e3 * max(records[n]), "timed_adds": len(adds[n]), "timed_records": len(records[n]),
+               "payoff_cold_s": statistics.median(cold), "payoff_warm_s": warm}
+        rows.append(row)
+        print(f"{n:5d} snapshots  add {row['add_ms']:7.2f} ms (p50 {row['add_p50_ms']:6.2f}, max {row['add_max_ms']:6.2f})"
+              f"  record_games {row['record_ms']:7.2f} ms (p50 {row['record_p50_ms']:6.2f}, max "
+              f"{row['record_max_ms']:6.2f})  payoff() cold {row['payoff_cold_s']:6.3f} s, warm {warm:6.3f} s", flush=True)
+    print(f"[{time.perf_counter() - start:.0f} s in all]")
     return rows
 
 
@@ -138,7 +151,8 @@ def main() -> None:
 
     print(f"rllib_ext {rllib_ext.__version__} from {os.path.dirname(rllib_ext.__file__)}; "
           f"{datetime.date.today()}; {os.cpu_count()} cores; python {platform.python_version()}")
-    print(f"sizes {sizes}, each snapshot against the {args.against} before it, last {args.window} timed per size")
+    print(f"sizes {sizes}, each snapshot against the {args.against} before it, last {args.window} timed per size, "
+          "the pools taking turns")
     root = args.dir or tempfile.mkdtemp(prefix="pool-scale-")
     try:
         rows = run(sizes, args.against, args.window, root)
