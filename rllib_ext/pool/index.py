@@ -217,9 +217,9 @@ def plain_meta(meta: Optional[Mapping[str, Any]]) -> Optional[Dict[str, Any]]:
 class OpenPool:
     """An opened pool: its store, version and two journals, shared by its PolicyPool objects (``with_writer``)."""
 
-    def __init__(self, path: "str | os.PathLike[str]", create: bool) -> None:
+    def __init__(self, path: "str | os.PathLike[str]", create: bool, check: bool = True) -> None:
         self.store: Store = open_store(path)
-        self.version = open_pool(self.store, create)
+        self.version: Optional[int] = open_pool(self.store, create) if check else None
         self.index = Journal(self.store, IndexKind(self.store), self.before_write)
         self.table = Journal(self.store, PayoffKind(), self.before_write)
         self.mutex = threading.Lock()
@@ -227,6 +227,8 @@ class OpenPool:
     def before_write(self) -> None:
         """A version-1 pool becomes 2 before its first record (see .journal's history)."""
         with self.mutex:
+            if self.version is None:
+                self.version = open_pool(self.store, create=False)
             if self.version < POOL_VERSION:
                 upgrade_pool(self.store)
                 self.version = POOL_VERSION

@@ -49,6 +49,7 @@ from .solvers import check_solver, mixture, seat_mixtures
 from .store import STAGING
 from .table import Games, PayoffKind, check_batch, games_doc, merged, parse_games, rows_of
 
+
 class PolicyPool:
     """A directory (or object-store URI) of policy snapshots with ratings; made if missing.
 
@@ -75,7 +76,7 @@ class PolicyPool:
 
     def __setstate__(self, state: Mapping[str, Any]) -> None:
         self.path, self.writer, self.writer_is_default = state["path"], state["writer"], state["writer_is_default"]
-        self._journals = OpenPool(self.path, create=False)
+        self._journals = OpenPool(self.path, create=False, check=False)  # as before: checked on first use
         self._store = self._journals.store
 
     def __repr__(self) -> str:
