@@ -9,6 +9,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Dict, Iterable, Mapping, Sequence, Tuple
 
+from ..errors import InvalidArgumentError
+
 DEFAULT_RATING = 1200.0
 
 
@@ -32,9 +34,9 @@ class Retention:
         for name in ("last", "every"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-                raise ValueError(f"Retention({name}={value!r}): a positive int or None")
+                raise InvalidArgumentError(f"Retention({name}={value!r}): a positive int or None")
         if self.last is None and self.every is None:
-            raise ValueError("Retention() keeps nothing: give last=N and/or every=K (remove() deletes one entry)")
+            raise InvalidArgumentError("Retention() keeps nothing: give last=N and/or every=K (remove() deletes one entry)")
 
     def keeps(self, n: int, group: Sequence[int]) -> bool:
         """Whether snapshot number ``n`` stays, among the numbers ``group`` of its writer and policy."""
@@ -53,9 +55,9 @@ def to_keep(value: "Retention | Mapping[str, int]") -> Retention:
     if isinstance(value, Mapping):
         unknown = sorted(set(value) - {"last", "every"})
         if unknown:
-            raise ValueError(f"keep: unknown key(s) {', '.join(unknown)}; a retention rule takes last= and every=")
+            raise InvalidArgumentError(f"keep: unknown key(s) {', '.join(unknown)}; a retention rule takes last= and every=")
         return Retention(**value)
-    raise TypeError(f"keep must be a Retention or a dict with last=/every=, got {type(value).__name__}")
+    raise InvalidArgumentError(f"keep must be a Retention or a dict with last=/every=, got {type(value).__name__}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,11 +81,11 @@ class Outcome:
         return self.wins + self.draws + self.losses
 
     def check(self) -> None:
-        """Raise ValueError naming the snapshot unless every count is a non-negative int."""
+        """Raise InvalidArgumentError (a ValueError) naming the snapshot unless every count is a non-negative int."""
         for name in ("wins", "draws", "losses"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise ValueError(f"outcome for snapshot {self.id!r}: {name}={value!r}, expected a non-negative int")
+                raise InvalidArgumentError(f"outcome for snapshot {self.id!r}: {name}={value!r}, expected a non-negative int")
 
 
 def expected_score(rating: float, other: float) -> float:

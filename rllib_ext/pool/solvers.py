@@ -29,7 +29,7 @@ from typing import Any, Dict, List, Mapping, Sequence, Tuple
 
 import numpy as np
 
-from ..errors import MissingDependencyError, did_you_mean
+from ..errors import InvalidArgumentError, MissingDependencyError, did_you_mean
 from .payoff import Pair, Payoff, build_payoff, seat_row, seats_of
 
 SOLVERS = {
@@ -51,9 +51,9 @@ def require_scipy() -> Any:
 
 
 def check_solver(solver: str) -> str:
-    """``solver`` if known; else a ValueError listing the known ones (with a near match)."""
+    """``solver`` if known; else an InvalidArgumentError (a ValueError) listing the known ones (with a near match)."""
     if solver not in SOLVERS:
-        raise ValueError(f"unknown solver {solver!r}; known: {', '.join(sorted(SOLVERS))}"
+        raise InvalidArgumentError(f"unknown solver {solver!r}; known: {', '.join(sorted(SOLVERS))}"
                          f"{did_you_mean(solver, SOLVERS)}")
     return solver
 
@@ -204,13 +204,13 @@ def sample_mixture(mixture: Mapping[str, float], rng: np.random.Generator, size:
     next draw.
 
     Raises:
-        ValueError: an empty mixture, a negative or non-finite probability, or all zero.
+        InvalidArgumentError: an empty mixture, a negative or non-finite probability, or all zero (a ValueError).
     """
     ids = list(mixture)
     p = np.array([mixture[i] for i in ids], dtype=np.float64)
     if not ids or not np.all(np.isfinite(p)) or np.any(p < 0) or p.sum() <= 0:
-        raise ValueError(f"not a mixture (non-negative probabilities, not all 0): {dict(mixture)!r}")
+        raise InvalidArgumentError(f"not a mixture (non-negative probabilities, not all 0): {dict(mixture)!r}")
     if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-        raise ValueError(f"size={size!r}: a non-negative int")
+        raise InvalidArgumentError(f"size={size!r}: a non-negative int")
     picks = rng.choice(len(ids), size=size, p=p / p.sum())
     return [ids[k] for k in picks]
