@@ -2,7 +2,8 @@
 
 ```
 <pool>/pool.json                 {"format": "rllib_ext.pool", "pool_version": 2}: marks the pool
-<pool>/index/<writer>.json       the writer's base: {"pool_version", "writer", "seq", "next": {policy: n}, "entries": [...]}
+<pool>/index/<writer>.json       the writer's base: {"pool_version", "writer", "seq", "next": {policy: n},
+                                 "entries": [...]}
 <pool>/index/<writer>@<s>.jsonl  records since base s (local), one a line: {"seq", "add": entry, "next"},
                                  {"seq", "set": [entries]}, {"seq", "drop": [ids]}; object stores:
                                  index/<writer>/<seq>.jsonl, one record each (see .journal)

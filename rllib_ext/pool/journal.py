@@ -281,7 +281,8 @@ class Journal:
             if name.endswith(".jsonl") and not ("/" in name and int(name.split("/")[1][:-6]) in keep):
                 self.store.delete(f"{self.kind.folder}/{name}")
         cur.base = self.store.files(self.kind.folder, [f"{writer}.json"]).get(f"{writer}.json")
-        cur.base_seq, cur.base_bytes, cur.tail_bytes, cur.log, cur.offset, cur.torn, cur.objects = cur.seq, len(data), 0, None, 0, 0, keep
+        cur.base_seq, cur.base_bytes, cur.tail_bytes, cur.objects = cur.seq, len(data), 0, keep
+        cur.log, cur.offset, cur.torn = None, 0, 0  # the next record starts the new base's log
 
 
 def _object(folder: str, writer: str, seq: int) -> str:
@@ -307,7 +308,8 @@ def _by_writer(files: Mapping[str, FileInfo]) -> Dict[str, Dict[str, FileInfo]]:
 
 
 def _lines(raw: bytes, where: str, what: str, start: int) -> List[Tuple[Dict[str, Any], int]]:
-    """Whole lines of records, ``[(record, its bytes)]``, parsed at once; a line that is no record is named by its byte."""
+    """Whole lines of records, ``[(record, its bytes)]``, parsed at once; a line that is no
+    record is named by its byte."""
     lines = raw.split(b"\n")[:-1]
     try:
         records = json.loads(b"[" + b",".join(lines) + b"]")
@@ -322,7 +324,8 @@ def _lines(raw: bytes, where: str, what: str, start: int) -> List[Tuple[Dict[str
             if not (isinstance(record, dict) and type(record.get("seq")) is int and record["seq"] > 0):
                 raise ValueError("no record number")
         except (ValueError, UnicodeDecodeError) as e:
-            raise CheckpointFormatError(f"{where}: the line at byte {at} is not a record ({e}); {what} is garbled") from e
+            raise CheckpointFormatError(
+                f"{where}: the line at byte {at} is not a record ({e}); {what} is garbled") from e
         at += len(line) + 1
     raise CheckpointFormatError(f"{where}: not JSON lines; {what} is garbled")  # not reached
 

@@ -42,7 +42,9 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 from ..checkpoint.policy_file import META_FILE, TRAINING_FILE, WEIGHTS_FILE, read_policy_dir
 from ..checkpoint.storage import CheckpointDir
 from ..errors import InvalidArgumentError, PoolNamespaceError, not_found
-from .index import SNAPSHOT_DIR, OpenPool, PoolEntry, Shard, check_name, default_writer, entry_doc, plain_meta, seq_of, slug
+from .index import (
+    SNAPSHOT_DIR, OpenPool, PoolEntry, Shard, check_name, default_writer, entry_doc, plain_meta, seq_of, slug,
+)
 from .payoff import Payoff, build_payoff, entries_named, live_row
 from .rules import DEFAULT_RATING, Outcome, Retention, elo_update, to_keep
 from .solvers import check_solver, mixture, seat_mixtures
@@ -147,7 +149,8 @@ class PolicyPool:
                 meta=extra,
             )
             self._store.put_dir(f"{SNAPSHOT_DIR}/{entry_id}", files, last=META_FILE)  # data first ...
-            self._journals.index.append(self.writer, {"add": entry_doc(entry), "next": {name: n + 1}})  # ... then the index
+            # ... then the index names it: one appended record
+            self._journals.index.append(self.writer, {"add": entry_doc(entry), "next": {name: n + 1}})
         return entry
 
     def remove(self, entry_id: str) -> PoolEntry:
