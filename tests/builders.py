@@ -694,13 +694,43 @@ def pause_before_replace(folder):
 """
 
 
+# Where a pool's crash-test child stops (after MARK_PRELUDE; ``folder``: "index" or "payoff"):
+# "torn": half of a journal record's line is written to its log <folder>/<writer>@<seq>.jsonl (and fsynced),
+# the rest not (a kill there leaves a torn last line); "compact": every record is followed by a
+# compaction, and the child stops once the new base is renamed into place and the records it
+# holds are not deleted yet (a kill there leaves both).
+JOURNAL_PAUSES = r"""
+def pause_in_journal(folder, kind):
+    from rllib_ext.pool import journal, store
+    if kind == "torn":
+        append = store.LocalStore.append
+        def torn_append(self, rel, data, keep=None):
+            if not rel.startswith(folder + "/"):
+                return append(self, rel, data, keep)
+            append(self, rel, data[: len(data) // 2], keep)
+            mark()
+            return append(self, rel, data[len(data) // 2:])
+        store.LocalStore.append = torn_append
+    elif kind == "compact":
+        journal_append, delete = journal.Journal.append, store.LocalStore.delete
+        journal.Journal.append = lambda self, writer, record, compact=False: journal_append(self, writer, record, True)
+        def paused_delete(self, rel):
+            if rel.startswith(folder + "/") and rel.endswith(".jsonl"):
+                mark()
+            delete(self, rel)
+        store.LocalStore.delete = paused_delete
+"""
+
+
 def pool_add_child(add_kwargs: str = "") -> str:
     """The child of the pool's SIGKILL tests (run by :func:`kill_child_at`; its args: the
     pool's path and a policy directory): add the directory to the pool as writer ``"w"``
     until killed, ``pool.add(src, iteration=n<add_kwargs>)``, one printed line per add. Its
     pause ``"data"`` marks once the snapshot's directory is in place and the index does not
-    name it yet; ``"index"`` once the new index file is written and fsynced, not yet renamed."""
-    return r"""
+    name it yet; ``"index"`` (the new index record is half written: not in place yet, as the
+    whole-file index was once written and not yet renamed) is :data:`JOURNAL_PAUSES`' ``"torn"``
+    in ``index/``; ``"compact"`` is its ``"compact"`` there."""
+    return JOURNAL_PAUSES + r"""
 pool_path, src = args
 from rllib_ext.pool import store as pool_store
 from rllib_ext import PolicyPool
@@ -710,8 +740,8 @@ if pause == "data":
         put(self, *a, **k)
         mark()
     pool_store.LocalStore.put_dir = put_dir
-elif pause == "index":
-    pause_before_replace("index")
+elif pause:
+    pause_in_journal("index", "torn" if pause == "index" else pause)
 pool = PolicyPool(pool_path, writer="w")
 print("ready", flush=True)
 n = 0

@@ -18,7 +18,9 @@ from unittest import mock
 import numpy as np
 import pytest
 
-from builders import assert_imports_no_framework, kill_child_at, pool_files, pool_policy_dir, start_together
+from builders import (
+    JOURNAL_PAUSES, assert_imports_no_framework, kill_child_at, pool_files, pool_policy_dir, start_together,
+)
 
 from rllib_ext import (
     CheckpointFormatError, MissingDependencyError, Payoff, PolicyNotFoundError, PolicyPool, sample_mixture,
@@ -80,7 +82,10 @@ def test_recorded_games_are_what_was_recorded_from_either_side(tmp_path):
     # A subset, in the order asked; one file per writer, merged on read.
     sub = pool.payoff([c, a])
     assert sub.ids == [c, a] and sub.games.tolist() == [[0, 2], [2, 0]] and sub.value[0, 1] == -0.125
-    assert sorted(p.name for p in (tmp_path / "pool" / "payoff").iterdir()) == ["other.json", "w.json"]
+    # One journal per writer: its base (written with its first record), then the records since in a log
+    # named after the base's last record.
+    assert sorted(p.name for p in (tmp_path / "pool" / "payoff").iterdir()) == [
+        "other.json", "w.json", "w@000000000001.jsonl"]
     assert t.least_played() == [(b, c, 0), (a, c, 2), (a, b, 11)]
     assert json.loads(json.dumps(t.to_dict()))["value"][1][2] is None
 
@@ -100,6 +105,148 @@ def test_a_pool_written_before_the_table_reads_as_an_empty_table(tmp_path):
     pool.record_games(ids[0], ids[1], wins=1, return_a=1.0, return_b=-1.0)  # and it takes games from now on
     assert pool.payoff().games.tolist() == [[0, 1], [1, 0]]
     assert len(PolicyPool(tmp_path / "empty").payoff()) == 0
+
+
+POOL_040 = Path(__file__).parent / "fixtures" / "pool-0.4.0"
+
+
+def test_a_0_4_0_pool_reads_the_same_table_and_takes_records_after(tmp_path):
+    """tests/fixtures/pool-0.4.0 (tests/fixtures/make_pool_0_4_0.py, rllib_ext at e859545): whole files
+    per writer, pool_version 1 and payoff_version 1. Read as they are; the first write marks the pool 2."""
+    from rllib_ext.pool.payoff import seat_row
+
+    shutil.copytree(POOL_040, tmp_path / "pool")
+    pool = PolicyPool(tmp_path / "pool", writer="trial_0")
+    ids = ["main-0000@trial_0", "main-0001@trial_0", "main-0000@trial_1"]
+    assert [e.id for e in pool.entries()] == ids
+    assert [(e.rating, e.games) for e in pool.entries()] == [(1168.0, 4), (1200.0, 0), (1200.0, 0)]
+    t = pool.payoff()
+    assert t.games.tolist() == [[0, 8, 5], [8, 0, 0], [5, 0, 0]]  # as 0.4.0 printed it (the script's output)
+    assert (t.wins[0, 1], t.draws[0, 1], t.losses[0, 1]) == (3, 3, 2) and t.returns[0, 1] == 2.0
+    assert (t.wins[0, 2], t.losses[0, 2], t.returns[0, 2], t.returns[2, 0]) == (4, 1, 3.25, -3.25)
+    live = pool.payoff([pool.live_row("main"), ids[1]])
+    assert live.wins[0, 1] == 5 and live.returns[0, 1] == 5.0
+    seats = pool.payoff([seat_row(ids[1], "0"), seat_row(ids[2], "1")])
+    assert (seats.wins[0, 1], seats.losses[0, 1]) == (2, 1)
+    assert json.loads((tmp_path / "pool" / "pool.json").read_text())["pool_version"] == 1  # reading writes nothing
+    # The first write: a record after the old file (which stays the base), and the pool is marked 2.
+    pool.record_games(ids[0], ids[1], wins=1, return_a=1.0, return_b=-1.0)
+    nxt = pool.with_writer("trial_1").add(pool_policy_dir(tmp_path))
+    assert json.loads((tmp_path / "pool" / "pool.json").read_text())["pool_version"] == 2
+    assert json.loads((tmp_path / "pool" / "payoff" / "trial_0.json").read_text())["payoff_version"] == 1
+    again = PolicyPool(tmp_path / "pool")
+    assert again.payoff(ids).games.tolist() == [[0, 9, 5], [9, 0, 0], [5, 0, 0]]
+    assert [e.id for e in again.entries()] == ids + [nxt.id] and nxt.id == "main-0001@trial_1"
+    # A new base (here by a restore of the same games) is written in today's form; the table stays.
+    pool.restore_writer_games(pool.writer_games())
+    assert json.loads((tmp_path / "pool" / "payoff" / "trial_0.json").read_text())["pool_version"] == 2
+    assert PolicyPool(tmp_path / "pool").payoff(ids).games.tolist() == [[0, 9, 5], [9, 0, 0], [5, 0, 0]]
+
+
+def test_record_games_batch_records_a_match_in_one_write(tmp_path):
+    from rllib_ext import InvalidArgumentError
+    from rllib_ext.pool.payoff import seat_row
+
+    pool, (a, b) = pool_of(tmp_path, 2)
+    pool.record_games(a, b, wins=1, return_a=1.0, return_b=-1.0)  # the writer's first record: its base
+    log = tmp_path / "pool" / "payoff" / "w@000000000001.jsonl"
+    pool.record_games_batch([(a, b, {"wins": 2, "losses": 1, "return_a": 1.0, "return_b": -1.0}),
+                             (seat_row(a, "0"), seat_row(b, "1"), {"wins": 2, "return_a": 2.0, "return_b": -2.0}),
+                             (seat_row(b, "0"), seat_row(a, "1"), {"losses": 1, "return_a": -1.0, "return_b": 1.0}),
+                             (b, a, {"draws": 1, "return_a": 0.0, "return_b": 0.0})])  # a pair twice: adds up
+    assert len(log.read_bytes().splitlines()) == 1  # one record, one write
+    t = pool.payoff()
+    assert (t.wins[0, 1], t.draws[0, 1], t.losses[0, 1], t.returns[0, 1]) == (3, 1, 1, 2.0)
+    seats = pool.payoff([seat_row(a, "0"), seat_row(b, "0"), seat_row(a, "1"), seat_row(b, "1")])
+    assert seats.wins[0, 3] == 2 and seats.losses[1, 2] == 1
+    before = pool_files(tmp_path / "pool")
+    cases = [
+        ([(a, b, {"wins": 1, "return_a": 1.0, "return_b": -1.0}), (a, b, {"wins": -1, "return_a": 0, "return_b": 0})],
+         InvalidArgumentError, f"games {a!r} vs {b!r}: wins=-1, expected a non-negative int"),
+        ([(a, b, {"wins": 1, "return_a": 1.0})], InvalidArgumentError,
+         f"games[0] ({a!r} vs {b!r}) has keys ['return_a', 'wins']; expected return_a and return_b"),
+        ([(a, b)], InvalidArgumentError, f"games[0] is ({a!r}, {b!r}); expected (a, b, {{"),
+        ([(a, b, {"wins": 1, "return_a": 1.0, "return_b": -1.0}), (a, "main-0009@w", {"wins": 1, "return_a": 1.0,
+                                                                                    "return_b": -1.0})],
+         PolicyNotFoundError, "snapshot 'main-0009@w' not in the pool"),
+    ]
+    for games, error, message in cases:
+        with pytest.raises(error, match=re.escape(message)):
+            pool.record_games_batch(games)
+    pool.record_games_batch([])  # nothing to record: nothing written
+    assert pool_files(tmp_path / "pool") == before
+
+
+def test_a_torn_last_line_is_ignored_and_the_next_record_cuts_it(tmp_path):
+    """What a writer killed in the middle of its append leaves: part of a line, no newline."""
+    pool, (a, b) = pool_of(tmp_path, 2)
+    for _ in range(2):
+        pool.record_games(a, b, wins=1, return_a=1.0, return_b=-1.0)
+    cached = PolicyPool(tmp_path / "pool")  # a reader that has read the log up to here
+    assert cached.payoff().games[0, 1] == 2
+    log = tmp_path / "pool" / "payoff" / "w@000000000001.jsonl"  # the records after the base (record 1)
+    whole = log.read_bytes()
+    torn = b'{"seq":3,"games":[["' + a.encode() + b'","' + b.encode() + b'",1,0,0,1.0,-1.0],["xxxxxxxxxxxxxxxx'
+    log.write_bytes(whole + torn)  # longer than the next line: the cut and the new line leave the file shorter
+    for reader in (cached, PolicyPool(tmp_path / "pool")):
+        assert reader.payoff().games[0, 1] == 2  # the half record is not read
+    pool.record_games(a, b, losses=1, return_a=-1.0, return_b=1.0)
+    assert log.read_bytes().startswith(whole) and log.read_bytes().endswith(b"\n")
+    assert [json.loads(line)["seq"] for line in log.read_bytes().splitlines()] == [2, 3]
+    for reader in (cached, PolicyPool(tmp_path / "pool")):
+        t = reader.payoff()
+        assert (t.wins[0, 1], t.losses[0, 1], t.returns[0, 1]) == (2, 1, 1.0)
+    # A whole line that is no record is not a kill's: the table is garbled, and the byte is named.
+    log.write_bytes(log.read_bytes() + b"not json\n")
+    at = len(log.read_bytes()) - len(b"not json\n")
+    for reader in (cached, PolicyPool(tmp_path / "pool")):
+        with pytest.raises(CheckpointFormatError, match=re.escape(f"{log}: the line at byte {at} is not a record")):
+            reader.payoff()
+
+
+@pytest.mark.parametrize("store", ["local", "object store"])
+def test_a_reader_that_keeps_what_it_read_follows_compactions(tmp_path, monkeypatch, store):
+    """A long-lived reader (a league's pool object) rereads only what is new; through many
+    compactions it must still equal a fresh reader and the games recorded. "object store"
+    runs the code object stores run, on local disk: one file per record, no append, and
+    listings that tell a base's size, mtime and inode not at all (so only the records'
+    numbers can tell a compaction)."""
+    from rllib_ext.pool import journal, store as pool_store
+
+    monkeypatch.setattr(journal, "MIN_TAIL", 0)  # compact as soon as the records weigh as much as the base
+    monkeypatch.setattr(journal, "MAX_OBJECTS", 3)
+    if store == "object store":
+        files = pool_store.LocalStore.files
+        monkeypatch.setattr(pool_store.LocalStore, "can_append", False)
+        monkeypatch.setattr(pool_store.LocalStore, "files", lambda self, rel, names=None: {
+            k: pool_store.FileInfo(0, 0, None) for k in files(self, rel, names)})
+    pool, ids = pool_of(tmp_path, 4)
+    reader = PolicyPool(tmp_path / "pool")
+    rng = random.Random(35)
+    want = np.zeros((4, 4), dtype=int)
+    bases = set()
+    for step in range(60):
+        i, j = rng.sample(range(4), 2)
+        won = rng.randint(0, 2)
+        if step % 7 == 6:
+            pool.record_games_batch([(ids[i], ids[j], {"wins": won, "losses": 1, "return_a": 0.0, "return_b": 0.0}),
+                                     (ids[j], ids[i], {"wins": 1, "return_a": 0.0, "return_b": 0.0})])
+            want[i, j] += won + 1
+            want[j, i] += won + 1
+            want[j, i] += 1
+            want[i, j] += 1
+        else:
+            pool.record_games(ids[i], ids[j], wins=won, losses=1, return_a=float(won), return_b=-float(won))
+            want[i, j] += won + 1
+            want[j, i] += won + 1
+        if step % 3 == 0:
+            assert reader.payoff().games.tolist() == want.tolist(), f"step {step}"
+        bases.add(json.loads((tmp_path / "pool" / "payoff" / "w.json").read_text())["seq"])
+    assert len(bases) > 5, "the test would not see a compaction"
+    assert reader.payoff().games.tolist() == PolicyPool(tmp_path / "pool").payoff().games.tolist() == want.tolist()
+    names = sorted(p.name for p in (tmp_path / "pool" / "payoff").rglob("*") if p.is_file())
+    if store == "object store":  # the newest record's object stays beside the base; the log is never used
+        assert not any("@" in n for n in names) and 1 <= len([n for n in names if n.endswith(".jsonl")]) <= 4
 
 
 def test_restore_writer_games_rewinds_this_writers_games_only(tmp_path):
@@ -264,10 +411,10 @@ def test_garbled_table_file_is_refused_with_the_file_named_and_the_pool_unchange
         doc["payoff_version"] = 9
         match = f"{target}: payoff_version 9 is not supported (this reader knows 1)"
     elif garble == "field":
-        del doc["pairs"][0]["return_b"]
-        match = f"{target}: not a payoff table (KeyError: 'return_b')"
+        doc["pairs"][0] = doc["pairs"][0][:-1]  # [a, b, wins, draws, losses, return_a] without return_b
+        match = f"{target}: not a payoff table (ValueError: a row is [{a!r}, {b!r}, 2, 0, 0, 2.0]; expected [a, b, wins"
     elif garble == "count":
-        doc["pairs"][0]["wins"] = -2
+        doc["pairs"][0][2] = -2  # wins
         match = f"{target}: not a payoff table (ValueError: games {a!r} vs {b!r}: wins=-2"
     else:
         doc["writer"] = "v"
@@ -291,11 +438,11 @@ KILLS = 10
 SEED = 20261204
 
 # The child (after builders.MARK_PRELUDE): record one game a vs b as writer "w" until killed.
-RECORDER = r"""
+RECORDER = JOURNAL_PAUSES + r"""
 pool_path, a, b = args
 from rllib_ext import PolicyPool
 if pause:
-    pause_before_replace("payoff")  # the new table file is written and fsynced, not yet renamed into place
+    pause_in_journal("payoff", pause)
 pool = PolicyPool(pool_path, writer="w")
 print("ready", flush=True)
 n = 0
@@ -306,12 +453,15 @@ while True:
 """
 
 
-@pytest.mark.parametrize("pause_at", [None, "payoff"])
+@pytest.mark.parametrize("pause_at", [None, "torn", "compact"])
 def test_sigkill_during_a_table_write_leaves_a_readable_table_with_the_old_or_new_games(tmp_path, pause_at):
+    """torn: the record's line is half written (a torn last line); compact: the record is in,
+    a new base holding it is in place, and the log it came from is not deleted yet."""
     pool, (a, b) = pool_of(tmp_path, 2)
     rng = random.Random(SEED)
     have = 0
     finished_total = 0
+    logs = lambda: sorted((tmp_path / "pool" / "payoff").glob("w@*.jsonl"))  # noqa: E731
     for i in range(KILLS):
         stop_at = rng.randint(1, 3)
         finished = kill_child_at(RECORDER, [str(tmp_path / "pool"), a, b], pause_at or "", stop_at,
@@ -319,12 +469,16 @@ def test_sigkill_during_a_table_write_leaves_a_readable_table_with_the_old_or_ne
         t = PolicyPool(tmp_path / "pool").payoff()  # readable, whatever the moment of the kill
         games = int(t.games[0, 1])
         assert games in (have + finished, have + finished + 1), f"kill {i}: {games} games"
-        if pause_at:  # killed before the stop_at-th write was renamed into place: exactly the old games
-            assert games == have + finished
+        if pause_at == "torn":  # the half line is not read: exactly the old games
+            assert games == have + finished and not logs()[-1].read_bytes().endswith(b"\n")
+        elif pause_at == "compact":  # counted once, though the new base and the old log both hold it
+            assert games == have + finished + 1 and logs()
         assert t.wins[0, 1] == games and t.returns[0, 1] == games and t.returns[1, 0] == -games
         pool.record_games(a, b, wins=1, return_a=1.0, return_b=-1.0)  # the next write succeeds, cleans up
         have = games + 1
+        assert int(PolicyPool(tmp_path / "pool").payoff().games[0, 1]) == have
         assert [n for n in (tmp_path / "pool" / "payoff").iterdir() if n.name.startswith(".")] == [], f"kill {i}"
+        assert all(log.read_bytes().endswith(b"\n") for log in logs()), f"kill {i}: the torn line is still there"
         finished_total += finished
     assert finished_total > 0
 
@@ -367,8 +521,8 @@ def test_four_writers_record_at_once_and_lose_no_game(tmp_path, writers):
     """own: a Tune sweep (each trial its own file); shared: one writer name, so only the lock keeps them apart."""
     names = ["", "", "", ""] if writers == "own" else ["same"] * 4  # "": the default writer, per process
     assert run_recorders(tmp_path, names) == 200
-    files = sorted(p.name for p in (tmp_path / "pool" / "payoff").iterdir())
-    assert len(files) == (4 if writers == "own" else 1)
+    journals = {p.name.split(".json")[0].split("@")[0] for p in (tmp_path / "pool" / "payoff").iterdir()}  # base, log
+    assert len(journals) == (4 if writers == "own" else 1)
 
 
 def test_without_the_lock_one_shared_writer_loses_games(tmp_path):
@@ -378,8 +532,49 @@ def test_without_the_lock_one_shared_writer_loses_games(tmp_path):
     assert count < 200, "4 unlocked writers of one file lost nothing: the test would not see a missing lock"
 
 
+RACERS = r"""
+import os, sys, time
+sys.path.insert(0, sys.argv[1])
+go, pool_path, a, b, role, mode = sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6], sys.argv[7]
+from rllib_ext import PolicyPool
+from rllib_ext.pool import journal, store
+journal.MIN_TAIL = 0  # a compaction every few records: readers meet them halfway as often as can be
+journal.MAX_OBJECTS = 3
+if mode == "object store":  # as in test_a_reader_that_keeps_what_it_read_follows_compactions
+    files = store.LocalStore.files
+    store.LocalStore.can_append = False
+    store.LocalStore.files = lambda self, rel, names=None: {k: store.FileInfo(0, 0, None) for k in files(self, rel, names)}
+while not os.path.exists(go):
+    time.sleep(0.001)
+if role.startswith("reader"):
+    kept, last = PolicyPool(pool_path), 0
+    while last < 240:
+        for pool in (kept, PolicyPool(pool_path)):  # one that keeps what it read, one that starts afresh
+            t = pool.payoff()
+            n = int(t.games[0, 1])
+            assert n >= last and t.wins[0, 1] == t.draws[0, 1] == n // 2 and t.returns[0, 1] == n / 4, (n, last)
+            last = n
+else:
+    pool = PolicyPool(pool_path, writer=role)
+    for i in range(60):
+        pool.record_games(a, b, wins=1, draws=1, return_a=0.5, return_b=-0.5)
+"""
+
+
+@pytest.mark.parametrize("mode", ["local", "object store"])
+def test_readers_meet_compactions_of_two_writers_and_see_every_game_once(tmp_path, mode):
+    """Two processes record, compacting every few records; two read all along without the
+    lock: each sees the games only grow, never a record twice or a half one."""
+    pool, (a, b) = pool_of(tmp_path, 2)
+    roles = ["w1", "w2", "reader1", "reader2"]
+    done = start_together(RACERS, [[tmp_path / "pool", a, b, role, mode] for role in roles], tmp_path / "go")
+    for role, (code, err) in zip(roles, done):
+        assert code == 0, f"{role}: {err}"
+    assert PolicyPool(tmp_path / "pool").payoff().games[0, 1] == 240
+
+
 def test_payoff_table_on_object_storage_keeps_one_file_per_writer(s3_bucket, tmp_path):
-    """No lock on S3: each writer adds to its own table file; a reader sums them."""
+    """No lock on S3: each writer adds to its own journal (a base, then one object per record); a reader sums them."""
     import pyarrow.fs as pafs
 
     uri = f"{s3_bucket}/league"
@@ -390,12 +585,40 @@ def test_payoff_table_on_object_storage_keeps_one_file_per_writer(s3_bucket, tmp
     pool_b.record_games(b, a, wins=1, losses=1, return_a=0.0, return_b=0.0)
     pool_b.record_games(a, b, draws=3, return_a=0.0, return_b=0.0)  # any pair: the file is the writer's own
     fs, root = pafs.FileSystem.from_uri(uri)
-    names = sorted(i.base_name for i in fs.get_file_info(pafs.FileSelector(f"{root}/payoff")))
-    assert names == ["trial_a.json", "trial_b.json"]
+    names = sorted(i.path[len(root) + 1:] for i in fs.get_file_info(pafs.FileSelector(f"{root}/payoff", recursive=True))
+                   if i.type == pafs.FileType.File)
+    # Each writer's first record is also its base; the newest record object stays beside the base.
+    assert names == ["payoff/trial_a.json", "payoff/trial_a/000000000001.jsonl", "payoff/trial_b.json",
+                     "payoff/trial_b/000000000001.jsonl", "payoff/trial_b/000000000002.jsonl"]
     t = PolicyPool(uri).payoff()
     assert t.ids == [a, b] and t.games.tolist() == [[0, 7], [7, 0]]
     assert (t.wins[0, 1], t.draws[0, 1], t.losses[0, 1]) == (3, 3, 1) and t.value[0, 1] == pytest.approx(2 / 7)
     assert PolicyPool(uri).meta_strategy(solver="replicator")[a] > 0.99  # a beats b: a alone
+
+
+def test_object_storage_compactions_keep_a_cached_reader_right(s3_bucket, tmp_path, monkeypatch):
+    """On S3 (no append): a record object per call, a new base every few; a long-lived
+    reader follows, and a compaction leaves the base and the newest record object only."""
+    import pyarrow.fs as pafs
+
+    from rllib_ext.pool import journal
+
+    monkeypatch.setattr(journal, "MIN_TAIL", 0)
+    monkeypatch.setattr(journal, "MAX_OBJECTS", 3)
+    uri = f"{s3_bucket}/league"
+    pool = PolicyPool(uri, writer="trial_a")
+    src = pool_policy_dir(tmp_path)
+    a, b = pool.add(src).id, pool.add(src).id
+    reader = PolicyPool(uri)
+    for n in range(1, 16):
+        pool.record_games(a, b, wins=1, draws=n % 2, return_a=1.0, return_b=-1.0)
+        t = reader.payoff()
+        assert (t.wins[0, 1], t.draws[0, 1]) == (n, (n + 1) // 2), n
+    fs, root = pafs.FileSystem.from_uri(uri)
+    objects = [i.path[len(root) + 1:] for i in fs.get_file_info(pafs.FileSelector(f"{root}/payoff", recursive=True))
+               if i.type == pafs.FileType.File and i.path.endswith(".jsonl")]
+    assert 1 <= len(objects) <= 4 and json.loads(fs.open_input_stream(f"{root}/payoff/trial_a.json").read())["seq"] > 5
+    assert PolicyPool(uri).payoff().wins[0, 1] == 15
 
 
 def test_a_live_row_records_a_learning_policys_games_beside_the_snapshots(tmp_path):

@@ -111,8 +111,8 @@ def test_garbled_index_is_refused_with_the_file_named(tmp_path, garble):
         target.write_text(target.read_text()[:-9])  # cut short
         match = f"{target}: not valid JSON"
     elif garble == "version":
-        target.write_text(json.dumps({"format": "rllib_ext.pool", "pool_version": 2}))
-        match = f"{target}: pool_version 2 is not supported (this reader knows 1)"
+        target.write_text(json.dumps({"format": "rllib_ext.pool", "pool_version": 3}))
+        match = f"{target}: pool_version 3 is not supported (this reader knows 1, 2)"
     else:
         doc = json.loads(target.read_text())
         del doc["entries"][0]["rating"]
@@ -208,6 +208,32 @@ def test_record_as_match_moves_a_rating_by_at_most_k(tmp_path):
     assert 0 < learner - 1200.0 < 32  # even a clean sweep moves less than K
 
 
+def test_a_reader_that_keeps_what_it_read_follows_the_index_through_compactions(tmp_path, monkeypatch):
+    """Adds, removes and ratings by two writers, compacting often: a long-lived reader (which
+    rereads only what is new) always lists what a fresh one lists."""
+    from rllib_ext.pool import journal
+
+    monkeypatch.setattr(journal, "MIN_TAIL", 0)  # compact as soon as the records weigh as much as the base
+    pool = PolicyPool(tmp_path / "pool", writer="w")
+    writers = [pool, pool.with_writer("v")]
+    reader = PolicyPool(tmp_path / "pool")
+    src = policy_dir(tmp_path)
+    rng = random.Random(35)
+    bases = set()
+    for step in range(40):
+        entries = reader.entries()
+        op = rng.choice(["add", "add", "remove", "record"]) if entries else "add"
+        if op == "add":
+            rng.choice(writers).add(src, iteration=step)
+        elif op == "remove":
+            pool.remove(rng.choice(entries).id)
+        else:
+            pool.record([Outcome(e.id, wins=1) for e in rng.sample(entries, min(2, len(entries)))])
+        assert reader.entries() == PolicyPool(tmp_path / "pool").entries(), f"step {step}: {op}"
+        bases |= {(f.name, json.loads(f.read_text())["seq"]) for f in (tmp_path / "pool" / "index").glob("*.json")}
+    assert len(bases) > 5, "the test would not see a compaction"
+
+
 # ---------------------------------------------------------------- the CLI
 def test_cli_pool_lists_snapshots_as_a_table_and_json(tmp_path, capsys):
     pool = PolicyPool(tmp_path / "pool", writer="w")
@@ -241,8 +267,11 @@ SEED = 20260523
 CHILD = pool_add_child()  # adds the source as writer "w" until killed
 
 
-@pytest.mark.parametrize("pause_at", [None, "data", "index"])
+@pytest.mark.parametrize("pause_at", [None, "data", "index", "compact"])
 def test_sigkill_during_add_leaves_a_readable_pool_with_the_old_or_new_entry(tmp_path, pause_at):
+    """data: the snapshot is in place, the index does not name it; index: its record is half
+    written (a torn last line); compact: the record is in, a new base holding it is in
+    place, and the log it came from is not deleted yet (so both hold it)."""
     src = policy_dir(tmp_path)
     path = tmp_path / "pool"
     pool = PolicyPool(path, writer="w")
@@ -254,8 +283,10 @@ def test_sigkill_during_add_leaves_a_readable_pool_with_the_old_or_new_entry(tmp
         finished = kill_child_at(CHILD, [str(path), src], pause_at or "", stop_at, rng.uniform(0.0, 0.3))
         entries = PolicyPool(path, writer="w").entries()  # a readable pool, whatever the moment of the kill
         assert len(entries) in (have + finished, have + finished + 1), f"kill {i}: {len(entries)} entries"
-        if pause_at:  # killed before the index named the stop_at-th add: exactly the old entries
+        if pause_at in ("data", "index"):  # killed before the index named the stop_at-th add: the old entries
             assert len(entries) == have + finished
+        elif pause_at == "compact":  # named once, though both the new base and the old log hold it
+            assert len(entries) == have + finished + 1 and len({e.id for e in entries}) == len(entries)
         for e in entries:
             assert_weights_equal(read_weights(e.path), WEIGHTS, f"kill {i}: {e.id}")
         unnamed = set(os.listdir(path / "snapshots")) - {e.id for e in entries}
@@ -268,9 +299,12 @@ def test_sigkill_during_add_leaves_a_readable_pool_with_the_old_or_new_entry(tmp
         assert pool.get(nxt.id) == nxt and len(pool) == have
         assert [n for n in os.listdir(path / "index") if n.startswith(".")] == [], f"kill {i}: index debris"
         assert sorted(os.listdir(path / "snapshots")) == sorted(e.id for e in pool.entries()), f"kill {i}"
+        assert os.listdir(path / ".tmp") == [], f"kill {i}: a killed add's half directory is left"
+        for log in (path / "index").glob("w@*.jsonl"):
+            assert log.read_bytes().endswith(b"\n"), f"kill {i}: a torn line left behind in {log.name}"
     print(f"\nadd killed ({pause_at or 'at random'}): {stats}")
     assert stats["adds finished by children"] > 0
-    if pause_at:
+    if pause_at in ("data", "index"):
         assert stats["kills that left an unnamed snapshot"] == KILLS
 
 
@@ -278,10 +312,8 @@ def test_prune_removes_what_a_killed_remove_left(tmp_path):
     pool = PolicyPool(tmp_path / "pool", writer="w")
     a = pool.add(policy_dir(tmp_path))
     b = pool.add(policy_dir(tmp_path))
-    # As if killed between taking b out of the index and deleting its directory:
-    doc = json.loads((tmp_path / "pool" / "index" / "w.json").read_text())
-    doc["entries"] = [d for d in doc["entries"] if d["id"] != b.id]
-    (tmp_path / "pool" / "index" / "w.json").write_text(json.dumps(doc))
+    # As if killed between taking b out of the index (remove's drop record) and deleting its directory:
+    pool._journals.index.append("w", {"drop": [b.id]})
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     debris = tmp_path / "pool" / "snapshots" / f".main-0009@w.tmp-{int(dead.stdout)}-0123abcd"
     debris.mkdir()

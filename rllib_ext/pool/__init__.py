@@ -2,10 +2,21 @@
 
 Built on :mod:`rllib_ext.checkpoint` (single-policy files, atomic writes, storage) and
 never imported by it. Bottom to top: ``store`` (a pool's bytes: local with a lock, or
-object storage with one namespace per writer), ``index`` (``pool.json`` and one index file
-per writer), ``rules`` (retention, outcomes, Elo), ``payoff`` (the games between entries:
-:class:`Payoff`), ``budget`` (the env steps the pool cost: :class:`Budget`), ``solvers`` (meta-strategies from the table: Nash, replicator dynamics,
-uniform), ``policy_pool`` (:class:`PolicyPool`), ``plot`` (the table as a picture; matplotlib).
+object storage with one namespace per writer), ``journal`` (each writer's state as a base
+file and appended records; the format's version and history), ``payoff`` (the games
+between entries: :class:`Payoff`), ``table`` (the payoff table's journal), ``index``
+(``pool.json`` and the index's journal), ``budget`` (the env steps the pool cost:
+:class:`Budget`), ``rules`` (retention, outcomes, Elo), ``solvers``
+(meta-strategies from the table: Nash, replicator dynamics, uniform), ``policy_pool``
+(:class:`PolicyPool`), ``plot`` (the table as a picture; matplotlib).
+
+```
+<pool>/pool.json, index/<writer>...   the index: a journal per writer (see .index, .journal)
+<pool>/snapshots/<id>/                one single-policy directory per entry (see .policy_file)
+<pool>/payoff/<writer>...             the games between entries each writer recorded (see .table)
+<pool>/budget/<writer>.json           the env steps each writer spent (see .budget)
+<pool>/.lock, .tmp/                   local pools: the lock every writer takes, snapshots being built (.store)
+```
 """
 
 from __future__ import annotations

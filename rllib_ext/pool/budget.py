@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from typing import Any, Dict
 
 from ..errors import CheckpointFormatError, InvalidArgumentError
-from .index import Store, parse_json
+from .index import Store
+from .journal import parse_json
 
 BUDGET_DIR = "budget"
 BUDGET_VERSION = 1

@@ -1,35 +1,24 @@
-"""The payoff table of a policy pool: games between snapshots, kept beside the index. Numpy only.
-
-```
-<pool>/payoff/<writer>.json   {"payoff_version": 1, "writer", "pairs": [{"a", "b", "wins", "draws",
-                               "losses", "return_a", "return_b"}, ...]}: the games this writer recorded
-```
-``payoff_version`` history: 1 (rllib_ext 0.3.0) the first. A pool written before the table
-existed has no ``payoff/`` directory and reads as an empty table.
+"""The payoff table of a policy pool: games between rows, as arrays (:class:`Payoff`). Numpy only.
 
 Each record is one unordered pair of rows, stored with ``a < b``. A row is a pool entry, a
 learning policy's games (:func:`live_row`) or an entry in one seat (:func:`seat_row`).
 Per record: ``wins`` are the games ``a`` won against ``b``, ``return_a``/``return_b`` the
-*sums* of each side's returns over those games. Sums, not means, so a writer adds a batch by addition and a reader merges
-the writers' files by addition too: a writer rewrites only its own file (read, add, write:
-under the pool's lock on a local path; on object storage each writer owns its file, as it
-owns its index file), every file is replaced whole, and a reader sums them all.
+*sums* of each side's returns over those games. Sums, not means, so a writer adds a batch
+by addition and a reader merges the writers' games by addition too. How the records live
+on disk (one journal per writer) is :mod:`.table`'s.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
+import itertools
 import math
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Type
 
 import numpy as np
 
-from ..errors import CheckpointFormatError, InvalidArgumentError
-from .index import Store, parse_json
+from ..errors import InvalidArgumentError
 
-PAYOFF_DIR = "payoff"
-PAYOFF_VERSION = 1  # of the payoff files; bump on an incompatible change
 COUNTS = ("wins", "draws", "losses")
 SUMS = ("return_a", "return_b")
 Pair = Tuple[str, str]
@@ -208,106 +197,24 @@ def check_games(a: str, b: str, counts: Mapping[str, Any],
     return out
 
 
-def canonical(a: str, b: str, games: Mapping[str, Any]) -> Tuple[Pair, List[float]]:
-    """``((a, b) with a < b, [wins, draws, losses, return_a, return_b] from that a's side)``."""
-    row = [games["wins"], games["draws"], games["losses"], games["return_a"], games["return_b"]]
-    if a < b:
-        return (a, b), row
-    return (b, a), [row[2], row[1], row[0], row[4], row[3]]
-
-
-def read_shard(store: Store, writer: str) -> Dict[Pair, List[float]]:
-    """One writer's records (empty when it has none yet)."""
-    name = f"{PAYOFF_DIR}/{writer}.json"
-    raw = store.read(name)
-    return {} if raw is None else _parse(raw, store.where(name), writer)
-
-
-def read_table(store: Store) -> Dict[Pair, List[float]]:
-    """Every writer's records, summed per pair. Files are read whole, each checked."""
-    total: Dict[Pair, List[float]] = {}
-    for name in store.listdir(PAYOFF_DIR):
-        if name.startswith(".") or not name.endswith(".json"):
-            continue  # a killed writer's temporary file
-        raw = store.read(f"{PAYOFF_DIR}/{name}")
-        if raw is None:
-            continue
-        for pair, row in _parse(raw, store.where(f"{PAYOFF_DIR}/{name}"), name[:-len(".json")]).items():
-            acc = total.setdefault(pair, [0, 0, 0, 0.0, 0.0])
-            for k in range(5):
-                acc[k] += row[k]
-    return total
-
-
-def add_games(store: Store, writer: str, batches: Iterable[Tuple[str, str, Mapping[str, Any]]]) -> None:
-    """Add checked batches to ``writer``'s file: read, add, replace whole (the caller holds the lock)."""
-    mine = read_shard(store, writer)  # a garbled file raises here, before anything is written
-    batches = [(a, b, games) for a, b, games in batches if any(games[k] for k in COUNTS)]
-    if not batches:
-        return  # no game: nothing to write
-    for a, b, games in batches:
-        pair, row = canonical(a, b, games)
-        acc = mine.setdefault(pair, [0, 0, 0, 0.0, 0.0])
-        for k in range(5):
-            acc[k] += row[k]
-    write_shard(store, writer, mine)
-
-
-def shard_doc(writer: str, records: Mapping[Pair, Sequence[float]]) -> Dict[str, Any]:
-    """A writer's file as plain data (what :func:`read_shard` reads back)."""
-    pairs = [{"a": a, "b": b, **dict(zip(COUNTS + SUMS, row))} for (a, b), row in sorted(records.items())]
-    return {"payoff_version": PAYOFF_VERSION, "writer": writer, "pairs": pairs}
-
-
-def write_shard(store: Store, writer: str, records: Mapping[Pair, Sequence[float]]) -> None:
-    """Replace ``writer``'s file whole."""
-    doc = shard_doc(writer, records)
-    store.write(f"{PAYOFF_DIR}/{writer}.json", (json.dumps(doc, indent=1) + "\n").encode())
-
-
-def parse_shard(doc: Any, where: str, writer: str) -> Dict[Pair, List[float]]:
-    """A writer's records from plain data (e.g. a checkpoint's copy), checked like its file."""
-    try:
-        raw = json.dumps(doc).encode()
-    except (TypeError, ValueError) as e:
-        raise CheckpointFormatError(f"{where}: not a payoff table ({type(e).__name__}: {e})") from e
-    return _parse(raw, where, writer)
-
-
 def build_payoff(table: Mapping[Pair, Sequence[float]], ids: Sequence[str]) -> Payoff:
     """The n×n arrays over ``ids`` from merged records (pairs naming other ids are left out)."""
     n = len(ids)
     where = {i: k for k, i in enumerate(ids)}
     wins, draws, losses = (np.zeros((n, n), dtype=np.int64) for _ in range(3))
     returns = np.zeros((n, n), dtype=np.float64)
-    for (a, b), (w, d, l, ra, rb) in table.items():
-        if a in where and b in where:
-            i, j = where[a], where[b]
-            wins[i, j], draws[i, j], losses[i, j], returns[i, j] = w, d, l, ra
-            wins[j, i], draws[j, i], losses[j, i], returns[j, i] = l, d, w, rb
+    if table:  # column by column (C loops, one fancy assignment per array): many thousand pairs stay quick
+        a, b = zip(*table)
+        i = np.fromiter(map(where.get, a, itertools.repeat(-1)), dtype=np.intp, count=len(a))
+        j = np.fromiter(map(where.get, b, itertools.repeat(-1)), dtype=np.intp, count=len(b))
+        values = np.fromiter(itertools.chain.from_iterable(table.values()), dtype=np.float64,
+                             count=5 * len(a)).reshape(len(a), 5)
+        keep = (i >= 0) & (j >= 0)
+        i, j, values = i[keep], j[keep], values[keep]
+        counts = values[:, :3].astype(np.int64)
+        wins[i, j], draws[i, j], losses[i, j], returns[i, j] = counts[:, 0], counts[:, 1], counts[:, 2], values[:, 3]
+        wins[j, i], draws[j, i], losses[j, i], returns[j, i] = counts[:, 2], counts[:, 1], counts[:, 0], values[:, 4]
     return Payoff(list(ids), wins, draws, losses, returns)
-
-
-def _parse(raw: bytes, where: str, writer: str) -> Dict[Pair, List[float]]:
-    doc = parse_json(raw, where, "the pool's payoff table")
-    try:
-        if doc["payoff_version"] != PAYOFF_VERSION:
-            raise CheckpointFormatError(
-                f"{where}: payoff_version {doc['payoff_version']!r} is not supported (this reader knows {PAYOFF_VERSION})")
-        if doc["writer"] != writer:
-            raise CheckpointFormatError(f"{where}: holds writer {doc['writer']!r}'s games, not {writer!r}'s")
-        out: Dict[Pair, List[float]] = {}
-        for p in doc["pairs"]:
-            a, b = str(p["a"]), str(p["b"])
-            checked = check_games(a, b, {k: p[k] for k in COUNTS + SUMS}, error=ValueError)
-            if not a < b or (a, b) in out:
-                raise ValueError(f"pair {a!r}, {b!r} is out of order or twice")
-            out[(a, b)] = [checked[k] for k in COUNTS + SUMS]
-        return out
-    except CheckpointFormatError:
-        raise
-    except (KeyError, TypeError, ValueError, AttributeError) as e:
-        raise CheckpointFormatError(f"{where}: not a payoff table ({type(e).__name__}: {e})") from e
 
 
 def _table(headers: List[str], rows: List[List[str]]) -> List[str]:

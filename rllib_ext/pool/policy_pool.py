@@ -1,58 +1,50 @@
 """A pool of policy snapshots on disk: the Ray-free ground a self-play league stands on.
 
-```
-<pool>/pool.json, index/<writer>.json   the index (see .index)
-<pool>/snapshots/<id>/                  one single-policy directory per entry (see .policy_file)
-<pool>/payoff/<writer>.json             the games between entries each writer recorded (see .payoff)
-<pool>/.lock                            local pools: the lock every writer takes (see .store)
-```
-Each writer (a Tune trial, a process) adds entries to its own index file. Ids are
-``<policy>-<n>@<writer>`` with ``n`` counted per writer and policy and never reused, so
-ids are unique across writers without any coordination.
+Its files are listed in :mod:`rllib_ext.pool`. Each writer (a Tune trial, a process) adds entries to its own journal: a base file and
+the records since, one appended line per change (:mod:`.journal`), so a change costs the
+same in a pool of 30 snapshots as in one of thousands. Ids are ``<policy>-<n>@<writer>``
+with ``n`` counted per writer and policy and never reused, so ids are unique across
+writers without any coordination.
 
 What holds, and why:
-* **A reader always sees whole files.** Index files are replaced atomically; a
-  snapshot's directory is complete before the index names it, and an entry leaves the
-  index before its directory is deleted. A writer killed at any point leaves the pool
-  readable, holding the old or the new entry; at worst an unnamed directory, which the
-  writer's next add reuses and :meth:`PolicyPool.prune` removes.
+* **A reader never sees a half change.** A record is one appended line (a torn last line
+  is ignored) and a base is replaced atomically; a snapshot's directory is complete
+  before the index names it, and an entry leaves the index before its directory is
+  deleted. A writer killed at any point leaves the pool readable, holding the old or the
+  new entry; at worst an unnamed directory, which the writer's next add reuses and
+  :meth:`PolicyPool.prune` removes.
 * **Several writers on a local pool** take turns under ``fcntl.flock``: each change reads
-  the index, changes it and writes it with the lock held, so no entry is lost, and any
-  writer may rate or remove any entry.
+  what is new in the journals, then appends, with the lock held, so no entry is lost, and
+  any writer may rate or remove any entry.
 * **On object storage there is no lock.** Each writer changes only its own namespace
   (entries whose id ends in ``@<writer>``); touching another's is refused. Two processes
   with the *same* writer name on one remote pool can lose each other's entries (the last
-  index upload wins): the default writer name is per process, and a Tune trial uses its
+  upload wins): the default writer name is per process, and a Tune trial uses its
   trial id.
-* **The payoff table** follows the same rules: each writer adds games to its own file
-  (read, add, replace whole; under the lock on a local pool), a reader sums every
-  writer's file, and a pool written before the table existed reads as one with no game.
+* **The payoff table** follows the same rules: each writer appends games to its own
+  journal (under the lock on a local pool), a reader sums every writer's, and a pool
+  written before the table existed reads as one with no game.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
-import re
-import socket
 import time
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from ..checkpoint.policy_file import META_FILE, TRAINING_FILE, WEIGHTS_FILE, read_policy_dir
 from ..checkpoint.storage import CheckpointDir
 from ..errors import InvalidArgumentError, PoolNamespaceError, not_found
 from .budget import Budget, check_budget, read_budget, write_budget
-from .index import SNAPSHOT_DIR, PoolEntry, Shard, open_pool, read_index, write_index
-from .payoff import (
-    Payoff, add_games, build_payoff, check_games, entries_named, live_row, parse_shard, read_shard, read_table, shard_doc,
-    write_shard,
+from .index import (
+    SNAPSHOT_DIR, OpenPool, PoolEntry, Shard, check_name, default_writer, entry_doc, plain_meta, seq_of, slug,
 )
+from .payoff import Payoff, build_payoff, entries_named, live_row
 from .rules import DEFAULT_RATING, Outcome, Retention, elo_update, to_keep
 from .solvers import check_solver, mixture, seat_mixtures
-from .store import open_store
-
-_NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,99}$")
+from .store import STAGING
+from .table import Games, PayoffKind, check_batch, games_doc, merged, parse_games, rows_of
 
 
 class PolicyPool:
@@ -68,31 +60,33 @@ class PolicyPool:
         CheckpointFormatError: pool.json or an index file is garbled or of a newer version.
     """
 
-    def __init__(self, path: "str | os.PathLike[str]", *, writer: Optional[str] = None, create: bool = True) -> None:
+    def __init__(self, path: "str | os.PathLike[str]", *, writer: Optional[str] = None, create: bool = True,
+                 _journals: Optional[OpenPool] = None) -> None:
         self.writer_is_default = writer is None
-        self.writer = _default_writer() if writer is None else _check_name(writer, "writer")
-        self._store = open_store(path)
+        self.writer = default_writer() if writer is None else check_name(writer, "writer")
+        self._journals = _journals or OpenPool(path, create)
+        self._store = self._journals.store
         self.path = self._store.where()
-        open_pool(self._store, create)
 
     def __getstate__(self) -> Dict[str, Any]:  # a pool travels to Tune trials as its path
         return {"path": self.path, "writer": self.writer, "writer_is_default": self.writer_is_default}
 
     def __setstate__(self, state: Mapping[str, Any]) -> None:
         self.path, self.writer, self.writer_is_default = state["path"], state["writer"], state["writer_is_default"]
-        self._store = open_store(self.path)
+        self._journals = OpenPool(self.path, create=False, check=False)  # as before: checked on first use
+        self._store = self._journals.store
 
     def __repr__(self) -> str:
         return f"PolicyPool({self.path!r}, writer={self.writer!r})"
 
     def with_writer(self, writer: str) -> "PolicyPool":
-        """The same pool, written to as ``writer`` (a Tune trial: its trial id)."""
-        return PolicyPool(self.path, writer=writer, create=False)
+        """The same pool, written to as ``writer`` (a Tune trial: its trial id); what it has read is shared."""
+        return PolicyPool(self.path, writer=writer, create=False, _journals=self._journals)
 
     # ------------------------------------------------------------------ reading
     def entries(self, policy: Optional[str] = None, writer: Optional[str] = None) -> List[PoolEntry]:
         """Every entry (oldest first), or those of one ``policy`` and/or ``writer``."""
-        found = [e for shard in read_index(self._store).values() for e in shard.entries]
+        found = [e for shard in self._shards().values() for e in shard.entries.values()]
         return sorted(
             (e for e in found if (policy is None or e.policy == policy) and (writer is None or e.writer == writer)),
             key=lambda e: (e.created, e.id),
@@ -129,7 +123,7 @@ class PolicyPool:
             The new entry.
         """
         src = CheckpointDir(policy_dir)
-        extra = _plain(meta)
+        extra = plain_meta(meta)
         meta, _ = read_policy_dir(policy_dir)  # refuses what is not a whole, valid policy
         files = {META_FILE: src.read_bytes(META_FILE), WEIGHTS_FILE: src.read_bytes(WEIGHTS_FILE)}
         if meta.get("training_state") is not None:  # format 1.2: the optimizer state goes with it
@@ -139,11 +133,10 @@ class PolicyPool:
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
                 raise InvalidArgumentError(f"{name} must be a non-negative int or None, got {value!r}")
         with self._store.lock():
-            shards = read_index(self._store)
-            shard = shards.get(self.writer) or Shard(self.writer)
-            slug = _slug(policy)
-            n = shard.next.get(slug, 0)
-            entry_id = f"{slug}-{n:04d}@{self.writer}"
+            shard = self._journals.index.state(self.writer)  # this writer's alone: the cost stays flat
+            name = slug(policy)
+            n = shard.next.get(name, 0)
+            entry_id = f"{name}-{n:04d}@{self.writer}"
             entry = PoolEntry(
                 id=entry_id, policy=policy, iteration=iteration, env_steps=env_steps, created=time.time(),
                 rating=float(rating), games=0, path=self._store.where(f"{SNAPSHOT_DIR}/{entry_id}"),
@@ -151,8 +144,8 @@ class PolicyPool:
                 meta=extra,
             )
             self._store.put_dir(f"{SNAPSHOT_DIR}/{entry_id}", files, last=META_FILE)  # data first ...
-            shard = Shard(self.writer, {**shard.next, slug: n + 1}, [*shard.entries, entry])
-            write_index(self._store, shard)  # ... then the index names it
+            # ... then the index names it: one appended record
+            self._journals.index.append(self.writer, {"add": entry_doc(entry), "next": {name: n + 1}})
         return entry
 
     def remove(self, entry_id: str) -> PoolEntry:
@@ -162,11 +155,10 @@ class PolicyPool:
             The removed entry.
         """
         with self._store.lock():
-            shards = read_index(self._store)
-            entry = self._find(shards, [entry_id])[0]
+            entry = self._find(self._shards(), [entry_id])[0]
             if self._store.remote and entry.writer != self.writer:
                 raise self._foreign(entry.writer)
-            self._write_changed(shards, drop={entry.id})
+            self._write_changed([entry], drop=True)
             self._store.delete_dir(f"{SNAPSHOT_DIR}/{entry.id}")
         return entry
 
@@ -184,7 +176,7 @@ class PolicyPool:
         rule = to_keep(keep)
         protect = set(protect)
         with self._store.lock():
-            shards = read_index(self._store)
+            shards = self._shards()
             self._find(shards, protect)  # a protected id that is not there is a caller's mistake
             mine = [w for w in shards if everyone or w == self.writer]
             if self._store.remote and any(w != self.writer for w in mine):
@@ -192,20 +184,22 @@ class PolicyPool:
             doomed: List[PoolEntry] = []
             for w in mine:
                 groups: Dict[str, List[PoolEntry]] = {}
-                for e in shards[w].entries:
+                for e in shards[w].entries.values():
                     if policy is None or e.policy == policy:
-                        groups.setdefault(_slug(e.policy), []).append(e)
+                        groups.setdefault(slug(e.policy), []).append(e)
                 for group in groups.values():
-                    doomed += [e for e in group if e.id not in protect and not rule.keeps(_seq(e), [_seq(g) for g in group])]
+                    doomed += [e for e in group
+                               if e.id not in protect and not rule.keeps(seq_of(e), [seq_of(g) for g in group])]
+            named = {e.id for s in shards.values() for e in s.entries.values()} - {e.id for e in doomed}
             if doomed:
-                self._write_changed(shards, drop={e.id for e in doomed})
-            named = {e.id for s in shards.values() for e in s.entries}
+                self._write_changed(doomed, drop=True)
             for e in doomed:
                 self._store.delete_dir(f"{SNAPSHOT_DIR}/{e.id}")
             for name in self._store.listdir(SNAPSHOT_DIR):  # killed adds and removes
                 if not name.startswith(".") and name not in named and (not self._store.remote or name.endswith(f"@{self.writer}")):
                     self._store.delete_dir(f"{SNAPSHOT_DIR}/{name}")
             self._store.sweep(SNAPSHOT_DIR)
+            self._store.sweep(STAGING)
         return sorted(doomed, key=lambda e: (e.created, e.id))
 
     def record(self, outcomes: Iterable[Outcome], rating: float = DEFAULT_RATING, *, k: float = 32.0,
@@ -226,8 +220,7 @@ class PolicyPool:
         for o in outcomes:
             o.check()
         with self._store.lock():
-            shards = read_index(self._store)
-            found = {e.id: e for e in self._find(shards, [o.id for o in outcomes])}
+            found = {e.id: e for e in self._find(self._shards(), [o.id for o in outcomes])}
             if self._store.remote:
                 foreign = [e.writer for e in found.values() if e.writer != self.writer]
                 if foreign:
@@ -237,7 +230,7 @@ class PolicyPool:
             for o in outcomes:
                 games[o.id] = games.get(o.id, 0) + o.games
             updated = {i: dataclasses.replace(e, rating=ratings[i], games=e.games + games[i]) for i, e in found.items()}
-            self._write_changed(shards, replace=updated)
+            self._write_changed(list(updated.values()))
         return learner, updated
 
     # ------------------------------------------------------------------ the payoff table
@@ -248,40 +241,40 @@ class PolicyPool:
         Counts are from ``a``'s side; ``return_a``/``return_b`` are the *sums* of each
         side's returns over these games. Rows are entries, a learning policy's own row
         (:meth:`live_row`: a league credits ``of``'s training games there), or an entry in
-        one seat (:func:`.payoff.seat_row`: evaluation matches credit those). Each writer adds
-        to its own table file; this does not touch Elo ratings (that is :meth:`record`).
+        one seat (:func:`.payoff.seat_row`: evaluation matches credit those). Each writer
+        appends to its own journal (one line), so the cost does not grow with the table;
+        this does not touch Elo ratings (that is :meth:`record`).
 
         Raises:
             PolicyNotFoundError: ``a`` or ``b`` names no entry and is not a live row (nothing is written).
             InvalidArgumentError: ``a == b``, a negative count, a non-finite return (a ValueError).
-            CheckpointFormatError: this writer's table file is garbled (nothing is written).
+            CheckpointFormatError: this writer's journal is garbled (nothing is written).
         """
-        games = check_games(a, b, {"wins": wins, "draws": draws, "losses": losses,
-                                   "return_a": return_a, "return_b": return_b})
+        self.record_games_batch([(a, b, {"wins": wins, "draws": draws, "losses": losses,
+                                         "return_a": return_a, "return_b": return_b})])
+
+    def record_games_batch(self, games: Iterable[Games]) -> None:
+        """:meth:`record_games` for one match's rows in one write: ``(a, b, counts)`` items, ``counts``
+        with its keyword names (``return_a``/``return_b`` required; a pair twice adds up). Every item
+        is checked first: one bad item and none is recorded. Raises as :meth:`record_games`."""
+        checked = check_batch(games)
+        rows = rows_of(checked)
         with self._store.lock():
-            self._find(read_index(self._store), entries_named((a, b)))
-            add_games(self._store, self.writer, [(a, b, games)])
+            self._find(self._shards(), entries_named([r for a, b, _ in checked for r in (a, b)]))
+            self._journals.table.state(self.writer)  # a garbled journal raises here, before anything is written
+            if rows:
+                self._journals.table.append(self.writer, {"games": rows})
 
     # ------------------------------------------------------------------ the budget
     def record_budget(self, *, training_env_steps: int, evaluation_env_steps: int, evaluation_games: int) -> None:
-        """Record what this writer has spent so far (cumulative counts; replaces its previous record).
-
-        A league records its training and evaluation env steps every iteration, so the pool
-        alone tells what its table and snapshots cost (:meth:`budget`).
-
-        Raises:
-            InvalidArgumentError: a count that is not an int >= 0 (nothing is written).
-        """
+        """Replace this writer's record of what it spent so far (cumulative env steps; a league
+        writes it every iteration). Raises InvalidArgumentError on a count that is not an int >= 0."""
         counts = check_budget(training_env_steps, evaluation_env_steps, evaluation_games)
         with self._store.lock():
             write_budget(self._store, self.writer, counts)
 
     def budget(self) -> Budget:
-        """What every writer recorded with :meth:`record_budget`, summed (``.by_writer`` per writer).
-
-        Raises:
-            CheckpointFormatError: a budget file is garbled (the file is named).
-        """
+        """Every writer's :meth:`record_budget`, summed (CheckpointFormatError on a garbled file)."""
         return read_budget(self._store)
 
     def live_row(self, policy: str) -> str:
@@ -301,17 +294,17 @@ class PolicyPool:
             ids = [e.id for e in self.entries()]
         else:
             ids = list(dict.fromkeys(ids))
-            self._find(read_index(self._store), entries_named(ids))
-        return build_payoff(read_table(self._store), ids)
+            self._find(self._shards(), entries_named(ids))
+        return build_payoff(self._table(), ids)
 
     def writer_games(self) -> Dict[str, Any]:
-        """The games this writer recorded, as plain JSON-able data (its table file's content).
+        """The games this writer recorded, as plain JSON-able data (version-1 form, see .table).
 
         A league keeps it in its checkpoint and gives it to :meth:`restore_writer_games` on
         resume, so games a lost run recorded after the checkpoint leave the table.
         """
         with self._store.lock():
-            return shard_doc(self.writer, read_shard(self._store, self.writer))
+            return games_doc(self.writer, self._journals.table.state(self.writer))
 
     def restore_writer_games(self, state: Mapping[str, Any]) -> None:
         """Replace this writer's games by ``state`` (from :meth:`writer_games`); other writers' stay.
@@ -319,9 +312,9 @@ class PolicyPool:
         Raises:
             CheckpointFormatError: ``state`` is not a writer's games, or another writer's.
         """
-        records = parse_shard(state, f"the games of writer {self.writer!r} to restore", self.writer)
+        records = parse_games(state, f"the games of writer {self.writer!r} to restore", self.writer)
         with self._store.lock():
-            write_shard(self._store, self.writer, records)
+            self._journals.table.reset(self.writer, PayoffKind().body(records))
 
     def meta_strategy(self, of: "str | Iterable[str]" = "main", solver: str = "nash") -> Dict[str, float]:
         """``{snapshot id: probability}`` over the snapshots of policy ``of`` (oldest first).
@@ -342,7 +335,7 @@ class PolicyPool:
             MissingDependencyError: ``"nash"`` without scipy.
         """
         check_solver(solver)
-        return mixture(build_payoff(read_table(self._store), self._ids_of(of)), solver)
+        return mixture(build_payoff(self._table(), self._ids_of(of)), solver)
 
     def meta_strategy_by_seat(self, of: "str | Iterable[str]" = "main") -> Dict[str, Dict[str, float]]:
         """``{seat: {snapshot id: probability}}``: a Nash mixture for each seat of a two-seat game.
@@ -357,7 +350,7 @@ class PolicyPool:
             PolicyNotFoundError: the pool holds no snapshot of ``of``.
             MissingDependencyError: scipy is not installed.
         """
-        return seat_mixtures(read_table(self._store), self._ids_of(of))
+        return seat_mixtures(self._table(), self._ids_of(of))
 
     # ------------------------------------------------------------------ internals
     def _ids_of(self, of: "str | Iterable[str]") -> List[str]:
@@ -368,56 +361,39 @@ class PolicyPool:
         raise not_found("policy", policies[0] if policies else "", f"the snapshots of the pool {self.path}",
                         {e.policy for e in entries})
 
-    def _write_changed(self, shards: Dict[str, Shard], drop: Iterable[str] = (),
-                       replace: Optional[Mapping[str, PoolEntry]] = None) -> None:
-        """Rewrite the index files of the writers whose entries change."""
-        drop, replace = set(drop), dict(replace or {})
-        for shard in shards.values():
-            if any(e.id in drop or e.id in replace for e in shard.entries):
-                shard.entries = [replace.get(e.id, e) for e in shard.entries if e.id not in drop]
-                write_index(self._store, shard)
+    def _shards(self) -> Dict[str, Shard]:
+        """Every writer's index, fresh: only what changed since the last read is read."""
+        return self._journals.index.states()
+
+    def _table(self) -> Mapping[Any, Sequence[float]]:
+        """Every writer's games, summed per pair."""
+        return merged(self._journals.table.states())
+
+    def _write_changed(self, entries: List[PoolEntry], drop: bool = False) -> None:
+        """One record per writer whose entries change: ``entries`` replaced (or dropped)."""
+        by_writer: Dict[str, List[PoolEntry]] = {}
+        for e in entries:
+            by_writer.setdefault(e.writer, []).append(e)
+        for writer, changed in by_writer.items():
+            record = {"drop": [e.id for e in changed]} if drop else {"set": [entry_doc(e) for e in changed]}
+            self._journals.index.append(writer, record)
 
     def _find(self, shards: Mapping[str, Shard], ids: Iterable[str]) -> List[PoolEntry]:
-        everything = {e.id: e for s in shards.values() for e in s.entries}
-        for i in ids:
-            if i not in everything:
+        """The entries ``ids``, looked up writer by writer (no pool-wide map: this runs on every record)."""
+        found = []
+        for i in dict.fromkeys(ids):
+            shard = shards.get(i.rsplit("@", 1)[-1])
+            entry = shard.entries.get(i) if shard is not None else None
+            if entry is None:
+                entry = next((s.entries[i] for s in shards.values() if i in s.entries), None)
+            if entry is None:
+                everything = {e for s in shards.values() for e in s.entries}
                 raise not_found("snapshot", i, f"the pool {self.path}", everything)
-        return [everything[i] for i in dict.fromkeys(ids)]
+            found.append(entry)
+        return found
 
     def _foreign(self, writer: str) -> PoolNamespaceError:
         return PoolNamespaceError(
             f"{self.path}: entries of writer {writer!r} belong to its namespace; on object storage there is "
             f"no lock, so writer {self.writer!r} changes only its own entries"
         )
-
-
-def _plain(meta: Optional[Mapping[str, Any]]) -> Optional[Dict[str, Any]]:
-    """``meta`` as JSON data (checked now, so a bad value fails before the pool changes)."""
-    if meta is None:
-        return None
-    try:
-        return json.loads(json.dumps(dict(meta), allow_nan=False))
-    except (TypeError, ValueError) as e:
-        raise InvalidArgumentError(f"meta must be plain JSON data (str keys, numbers, strings, lists): {e}") from e
-
-
-def _slug(policy: str) -> str:
-    """The policy id as it appears in entry ids and directory names."""
-    slug = re.sub(r"[^A-Za-z0-9_.-]", "_", str(policy))[:60] or "policy"
-    return "_" + slug[1:] if slug.startswith(".") else slug
-
-
-def _seq(entry: PoolEntry) -> int:
-    """``n`` of ``<policy>-<n>@<writer>``: this writer's n-th snapshot of this policy."""
-    return int(entry.id.rsplit("@", 1)[0].rsplit("-", 1)[1])
-
-
-def _check_name(name: str, what: str) -> str:
-    if not isinstance(name, str) or not _NAME.match(name):
-        raise InvalidArgumentError(f"{what} {name!r}: use 1-100 letters, digits, '_', '.', '-' (not starting with '.')")
-    return name
-
-
-def _default_writer() -> str:
-    host = re.sub(r"[^A-Za-z0-9_.-]", "_", socket.gethostname())[:60].lstrip(".") or "host"
-    return f"{host}-{os.getpid()}"

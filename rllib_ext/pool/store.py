@@ -1,19 +1,21 @@
 """Where a policy pool's bytes live: a local directory (with a lock) or an object store.
 
-:class:`~.pool.PolicyPool` asks this module for five things: read a small file, replace
-one whole (atomically), put a policy directory in place (data first, ``policy.json``
-last), delete a directory, and hold the pool's lock while it reads, changes and writes
-its index. Everything else (what an index holds, who may change what) is the pool's.
+:class:`~.pool.PolicyPool` asks this module for a few things: list a folder's files with
+their sizes, read a small file (whole or from an offset), replace one whole (atomically),
+append to one (local only), put a policy directory in place (data first, ``policy.json``
+last), delete a file or a directory, and hold the pool's lock while it reads, changes and
+writes its index. Everything else (what a journal holds, who may change what) is the pool's.
 
-* **Local paths**: files are replaced with :func:`.atomic.atomic_file` and directories
-  with :func:`.atomic.write_dir_atomically` (a reader sees the old or the new one, never a
-  half-written one); the lock is ``fcntl.flock`` on ``<pool>/.lock``, so every writer on
-  this machine (or on a file system whose ``flock`` spans machines) takes its turn.
+* **Local paths**: files are replaced with :func:`.atomic.atomic_file`, appended with one
+  ``write`` + ``fsync``, and directories are built in ``<pool>/.tmp/`` and renamed into
+  place (a reader sees the old or the new one, never a half-written one); the lock is
+  ``fcntl.flock`` on ``<pool>/.lock``, so every writer on this machine (or on a file system
+  whose ``flock`` spans machines) takes its turn.
 * **Object stores** (``s3://``, ``gs://``, ... through ``pyarrow.fs``, the ``remote``
   extra): every object is replaced whole (S3 makes an upload visible only once it is
   complete), and a policy's data goes before its ``policy.json`` (:mod:`.upload`). There
   is **no lock**: :meth:`RemoteStore.lock` holds nothing, and the pool keeps writers
-  apart by namespace instead (each writes only its own index file).
+  apart by namespace instead (each writes only its own journals), and nothing appends.
 """
 
 from __future__ import annotations
@@ -21,15 +23,31 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import stat
 import tempfile
-from typing import Dict, Iterator, List, Optional
+from typing import Any, Dict, Iterator, List, NamedTuple, Optional
 
-from ..checkpoint.atomic import atomic_file, clean_debris, debris_target, write_dir_atomically, write_synced
+from ..checkpoint.atomic import atomic_file, clean_debris, debris_target, write_synced
 from ..checkpoint.storage import os_problem, resolve_path
 from ..checkpoint.upload import is_remote, upload_dir
 from ..errors import CheckpointError, MissingDependencyError, NotAPoolError
 
 LOCK_FILE = ".lock"
+STAGING = ".tmp"  # local pools: snapshot directories are built here, then renamed into place
+
+
+class FileInfo(NamedTuple):
+    """What a listing says of one file: enough to tell, without reading it, whether it changed.
+
+    Attributes:
+        size: bytes.
+        mtime: modification time (ns on local disk; object stores: seconds at best).
+        ident: the inode on local disk (a file replaced by rename gets a new one), else None.
+    """
+
+    size: int
+    mtime: Any
+    ident: Optional[int]
 
 
 class LocalStore:
@@ -61,11 +79,43 @@ class LocalStore:
         except OSError as e:
             raise CheckpointError(f"{self.where(rel)}: cannot list: {os_problem(e)}") from e
 
-    def read(self, rel: str) -> Optional[bytes]:
-        """The file's bytes, or None when it does not exist."""
+    def files(self, rel: str, names: Optional[List[str]] = None) -> Dict[str, FileInfo]:
+        """``{path below rel: FileInfo}`` of the files in ``rel`` and its subfolders, hidden ones left out.
+
+        One ``stat`` per file and nothing read: a journal checks what changed this way.
+        ``names`` limits it to those entries of ``rel`` (a folder among them is listed
+        whole), so one writer's files cost the same however many writers there are.
+        """
+        out: Dict[str, FileInfo] = {}
+        try:
+            todo = list(names) if names is not None else os.listdir(self.where(rel))
+        except FileNotFoundError:
+            return out
+        except OSError as e:
+            raise CheckpointError(f"{self.where(rel)}: cannot list: {os_problem(e)}") from e
+        while todo:
+            sub = todo.pop()
+            if sub.rsplit("/", 1)[-1].startswith("."):
+                continue  # a killed writer's temporary file
+            try:
+                st = os.stat(self.where(f"{rel}/{sub}"))
+                if stat.S_ISDIR(st.st_mode):
+                    todo += [f"{sub}/{n}" for n in os.listdir(self.where(f"{rel}/{sub}"))]
+                    continue
+            except FileNotFoundError:
+                continue  # gone since it was listed
+            except OSError as e:
+                raise CheckpointError(f"{self.where(rel)}/{sub}: cannot stat: {os_problem(e)}") from e
+            out[sub] = FileInfo(st.st_size, st.st_mtime_ns, st.st_ino)
+        return out
+
+    def read(self, rel: str, offset: int = 0, size: int = -1) -> Optional[bytes]:
+        """The file's bytes (from ``offset`` on, ``size`` of them or all), or None when it does not exist."""
         try:
             with open(self.where(rel), "rb") as f:
-                return f.read()
+                if offset:
+                    f.seek(offset)
+                return f.read(size)
         except FileNotFoundError:
             return None
         except OSError as e:
@@ -75,15 +125,76 @@ class LocalStore:
         """Replace ``rel`` whole: a temporary sibling, fsync, rename."""
         atomic_file(self.where(rel), lambda f: f.write(data))
 
-    def put_dir(self, rel: str, files: Dict[str, bytes], last: str) -> None:
-        """Put a directory of ``files`` at ``rel`` in one step (see :func:`write_dir_atomically`)."""
+    can_append = True
 
-        def fill(tmp: str) -> None:
+    def append(self, rel: str, data: bytes, keep: Optional[int] = None) -> FileInfo:
+        """Add ``data`` at the end of ``rel`` (made if missing) in one ``write``, then fsync.
+
+        Args:
+            keep: cut the file to this many bytes first: a torn line a killed writer
+                left there goes, so the new line starts on a line of its own.
+
+        Returns:
+            The file's info after the write.
+        """
+        path = self.where(rel)
+        try:
+            made = not os.path.exists(path)
+            if made:
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                if keep is not None:
+                    os.ftruncate(fd, keep)
+                os.write(fd, data)
+                os.fsync(fd)
+                st = os.fstat(fd)
+            finally:
+                os.close(fd)
+            if made:  # the new name must survive a crash too
+                _fsync_dir(os.path.dirname(path))
+        except OSError as e:
+            raise CheckpointError(f"{path}: cannot append: {os_problem(e)}") from e
+        return FileInfo(st.st_size, st.st_mtime_ns, st.st_ino)
+
+    def delete(self, rel: str) -> None:
+        """Remove one file (gone already is fine)."""
+        try:
+            os.unlink(self.where(rel))
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            raise CheckpointError(f"{self.where(rel)}: cannot delete: {os_problem(e)}") from e
+
+    def put_dir(self, rel: str, files: Dict[str, bytes], last: str) -> None:
+        """Put a directory of ``files`` at ``rel`` in one rename, ``last`` written last.
+
+        Built in ``<pool>/.tmp/`` (fsynced) and renamed into place, so a reader sees the
+        whole directory or none. Not :func:`write_dir_atomically`: it looks for a killed
+        writer's leftovers beside ``rel``, a listing of every snapshot on each add; the
+        leftovers here sit in ``.tmp/``, which holds only those. Whatever is at ``rel``
+        already is a killed add's snapshot that no index names (the pool holds the lock):
+        it is replaced.
+        """
+        import secrets  # writers only
+
+        final, staging = self.where(rel), self.where(STAGING)
+        os.makedirs(staging, exist_ok=True)
+        self.sweep(STAGING)
+        tmp = os.path.join(staging, f".{os.path.basename(final)}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
+        try:
             os.mkdir(tmp)
             for name in sorted(files, key=lambda n: (n == last, n)):
                 write_synced(os.path.join(tmp, name), files[name])
-
-        write_dir_atomically(self.where(rel), fill)
+            _fsync_dir(tmp)
+            if os.path.lexists(final):
+                shutil.rmtree(final)
+            os.makedirs(os.path.dirname(final), exist_ok=True)
+            os.rename(tmp, final)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        _fsync_dir(os.path.dirname(final))
 
     def delete_dir(self, rel: str) -> None:
         shutil.rmtree(self.where(rel), ignore_errors=True)
@@ -164,12 +275,33 @@ class RemoteStore:
         except OSError as e:
             raise CheckpointError(f"{self.where(rel)}: cannot list: {e}") from e
 
-    def read(self, rel: str) -> Optional[bytes]:
+    def files(self, rel: str, names: Optional[List[str]] = None) -> Dict[str, FileInfo]:
+        """``{path below rel: FileInfo}``: one recursive listing (``names``: only those entries of ``rel``)."""
+        base = self._path(rel)
+        selector = self._pafs.FileSelector(base, allow_not_found=True, recursive=True)
+        try:
+            infos = self._fs.get_file_info(selector)
+        except OSError as e:
+            raise CheckpointError(f"{self.where(rel)}: cannot list: {e}") from e
+        out: Dict[str, FileInfo] = {}
+        for i in infos:
+            sub = i.path[len(base) + 1:]
+            if i.type != self._pafs.FileType.File or any(p.startswith(".") for p in sub.split("/")):
+                continue
+            if names is None or sub.split("/")[0] in names:
+                out[sub] = FileInfo(i.size, i.mtime, None)
+        return out
+
+    def read(self, rel: str, offset: int = 0, size: int = -1) -> Optional[bytes]:
         if self._info(rel).type == self._pafs.FileType.NotFound:  # type: ignore[attr-defined]
             return None
         try:
-            with self._fs.open_input_stream(self._path(rel)) as f:
-                return f.read()
+            with self._fs.open_input_file(self._path(rel)) as f:
+                if offset:
+                    f.seek(offset)
+                return f.read(size if size >= 0 else None)
+        except FileNotFoundError:
+            return None  # deleted since it was listed
         except OSError as e:
             raise CheckpointError(f"{self.where(rel)}: cannot read: {e}") from e
 
@@ -189,6 +321,20 @@ class RemoteStore:
                     f.write(data)
             upload_dir(tmp, self.where(rel), last=(last,))
 
+    can_append = False  # an object is replaced whole: a journal writes one object per record
+
+    def append(self, rel: str, data: bytes, keep: Optional[int] = None) -> FileInfo:
+        raise CheckpointError(f"{self.where(rel)}: object stores cannot append")
+
+    def delete(self, rel: str) -> None:
+        """Remove one object (gone already is fine)."""
+        try:
+            self._fs.delete_file(self._path(rel))
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            raise CheckpointError(f"{self.where(rel)}: cannot delete: {e}") from e
+
     def delete_dir(self, rel: str) -> None:
         try:
             self._fs.delete_dir(self._path(rel))
@@ -203,6 +349,20 @@ class RemoteStore:
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
         yield  # object stores have no lock: the pool keeps each writer in its own namespace
+
+
+def _fsync_dir(path: str) -> None:
+    """Make a directory's entries durable (a rename into it survives a crash)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # e.g. Windows cannot open directories; the rename is still atomic
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def open_store(path: "str | os.PathLike[str]") -> "LocalStore | RemoteStore":

@@ -229,9 +229,10 @@ class League:
                         for slot, r in played.items()]
             self.main_rating, _ = pool.record(outcomes, self.main_rating, k=self.spec.elo_k, match=True)
             live = pool.live_row(self.spec.learner)
-            for slot, r in played.items():
-                pool.record_games(live, self.assignment[slot], wins=int(r[0]), draws=int(r[1]), losses=int(r[2]),
-                                  return_a=float(r[3]), return_b=float(r[4]))
+            pool.record_games_batch([
+                (live, self.assignment[slot], {"wins": int(r[0]), "draws": int(r[1]), "losses": int(r[2]),
+                                               "return_a": float(r[3]), "return_b": float(r[4])})
+                for slot, r in played.items()])
         if self.exploiters is not None:
             self.exploiters.count(totals)
         return rows

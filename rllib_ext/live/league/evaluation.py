@@ -120,8 +120,9 @@ class Matches:
         for a, b in self.due(pool, population, of):
             if not self.affordable(training_env_steps):
                 break
-            for (row_a, row_b), (wins, draws, losses, ret_a, ret_b) in self.match(pool, a, b, int(self.spec.games)).items():
-                pool.record_games(row_a, row_b, wins=wins, draws=draws, losses=losses, return_a=ret_a, return_b=ret_b)
+            pool.record_games_batch([  # one write per match: the pair's row and its seat rows
+                (row_a, row_b, {"wins": wins, "draws": draws, "losses": losses, "return_a": ret_a, "return_b": ret_b})
+                for (row_a, row_b), (wins, draws, losses, ret_a, ret_b) in self.match(pool, a, b, int(self.spec.games)).items()])
             played += int(self.spec.games)
         self.policies = {k: v for k, v in self.policies.items() if k in set(population)}
         return played
