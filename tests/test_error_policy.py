@@ -53,6 +53,12 @@ INTERNAL: Dict[Tuple[str, str], str] = {
         "lazy tensors exist only under the reader's malformed(): a CheckpointFormatError naming the file",
     ("checkpoint/optimizer_data.py", "plain_value"):
         "training_state catches it: a MissingTrainingStateError naming the file",
+    ("pool/table.py", "PayoffKind.load"):
+        "a journal's base or record being read, inside the journal's malformed(): a CheckpointFormatError naming the file",
+    ("pool/table.py", "checked_rows"):
+        "stored rows being read, inside the journal's (or parse_games') malformed(): a CheckpointFormatError naming the file",
+    ("pool/table.py", "parse_games"):
+        "inside its own malformed(): a CheckpointFormatError naming what was being restored",
 }
 
 
