@@ -61,11 +61,11 @@ def summarize(log: str, out: str = "") -> Dict[str, Any]:
     }
 
 
-def mean_se(values: List[float]) -> str:
+def mean_se(values: List[float], digits: int = 3) -> str:
     """``mean ± standard error`` (the standard error of the mean over runs)."""
     a = np.asarray(values, float)
     se = a.std(ddof=1) / np.sqrt(len(a)) if len(a) > 1 else float("nan")
-    return f"{a.mean():.3f} ± {se:.3f}"
+    return f"{a.mean():.{digits}f} ± {se:.{digits}f}"
 
 
 def main() -> None:
@@ -94,7 +94,7 @@ def main() -> None:
     if len(runs) > 1:
         print(f"{'mean':>5}  {'':>9}  {'':>10}  {mean_se([r['answer'] for r in runs]):>13}  {'':>11}  "
               f"{mean_se([r['selfplay_final'] for r in runs]):>9}  "
-              f"{mean_se([r['league_rate'] for r in runs]):>14}  {mean_se([r['selfplay_rate'] for r in runs]):>17}")
+              f"{mean_se([r['league_rate'] for r in runs], 0):>14}  {mean_se([r['selfplay_rate'] for r in runs], 0):>17}")
         print("(mean ± standard error over the seeds; rates: env steps per second, the league's counting "
               "its evaluation games)")
     plot(args, runs[0])

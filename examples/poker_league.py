@@ -33,8 +33,9 @@ It prints ``pool: PATH`` (the league's), ``selfplay pool: PATH`` and, at the end
 
 Another recipe, self-play on disk: ``--sample latest --phase 0 --snapshot-every 5000``
 trains ``main`` continuously against its latest snapshot and answers with the Nash
-mixtures of its own snapshots. It depends much more on the seed (Kuhn, 100k steps: from
-0.055 to 0.125 on three runs), so it is not the default.
+mixtures of its own snapshots. It depends much more on the seed (Kuhn, 100k training
+steps and ~5000 evaluation games per pair, which were not counted then: from 0.055 to
+0.125 on three runs), so it is not the default.
 
 Uniform random play is 0.458 exploitable on Kuhn; the Nash equilibrium 0. Figures with
 date and command: docs (benchmarks page), from ``python bench/league_quality.py``.
