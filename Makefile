@@ -2,13 +2,14 @@
 #   make demo   restore one policy of three into a new Tune run, print the table
 #   make test   the whole matrix (tox: torch-new, torch-old, tf2-old, torch-ray245, docs)
 #   make docs   the documentation site, strict (any warning fails), into docs/_build/html
+#   make typecheck  mypy with mypy.ini (also run by `make test`, in the torch-new cell)
 PYTHON ?= python3
 VENV   := .venv
 TOOLS  := .venv-tools
 DOCS   := .venv-docs
 CELLS  ?= torch-new,torch-old,tf2-old,torch-ray245,docs
 
-.PHONY: demo test test-quick bench docs clean
+.PHONY: demo test test-quick typecheck bench docs clean
 
 demo: $(VENV)/.installed
 	$(VENV)/bin/python examples/restore_one_of_n.py $(ARGS)
@@ -20,6 +21,10 @@ test: $(TOOLS)/.installed
 # One venv, both stacks, torch only, no slow end-to-end tests: the inner loop.
 test-quick: $(VENV)/.installed
 	$(VENV)/bin/python -m pytest -n 2 -m "not slow" $(ARGS)
+
+# mypy.ini says what is checked and how strictly; mypy is pinned in the `test` extra.
+typecheck: $(VENV)/.installed
+	$(VENV)/bin/python -m mypy --config-file mypy.ini
 
 bench: $(VENV)/.installed
 	$(VENV)/bin/python bench/read_one_policy.py

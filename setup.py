@@ -65,7 +65,7 @@ setup(
         # the Ray-free ones, tests/test_packaging.py).
         "test": ["pytest", "pytest-xdist>=3.2", "pytest-timeout", "hypothesis", "safetensors", "msgpack", "msgpack-numpy",
                  "moto[server]>=5,<6", "boto3", "onnx==1.23.2", "onnxscript==0.7.2", "onnxruntime==1.32.0", "scipy",
-                 "matplotlib", "open_spiel==2.0.2", "pytest-markdown-docs==0.9.2"],
+                 "matplotlib", "open_spiel==2.0.2", "pytest-markdown-docs==0.9.2", "mypy==2.4.1"],
     },
     entry_points={"console_scripts": ["rllib-ext=rllib_ext.cli:main"]},
 )

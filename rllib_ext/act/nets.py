@@ -16,7 +16,7 @@ from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
-from ..errors import UnsupportedModelError
+from ..errors import InvalidArgumentError, UnsupportedModelError
 
 # RLlib's activation names (``ray.rllib.models.utils.get_activation_fn``) that have an
 # exact elementwise definition here; "silu" is torch's name for "swish".
@@ -29,23 +29,27 @@ State = Dict[str, Any]  # {"h": [B, H], "c": [B, H]} or {"actor": {...}, "critic
 
 def activate(x: np.ndarray, name: str) -> np.ndarray:
     """``name`` applied elementwise, as torch's ``nn.Tanh/ReLU/SiLU/ELU`` compute it."""
+    out: np.ndarray
     if name == "tanh":
-        return np.tanh(x)
-    if name == "relu":
-        return np.maximum(x, np.float32(0))
-    if name in ("swish", "silu"):
+        out = np.tanh(x)
+    elif name == "relu":
+        out = np.maximum(x, np.float32(0))
+    elif name in ("swish", "silu"):
         with np.errstate(over="ignore"):  # exp(-x) -> inf for very negative x: the result is -0, as in torch
-            return x / (np.float32(1) + np.exp(-x))
-    if name == "elu":
-        return np.where(x > 0, x, np.expm1(np.minimum(x, np.float32(0))))
-    if name == "linear":
-        return x
-    raise UnsupportedModelError(f"activation {name!r} is not one of {', '.join(ACTIVATIONS)}")
+            out = x / (np.float32(1) + np.exp(-x))
+    elif name == "elu":
+        out = np.where(x > 0, x, np.expm1(np.minimum(x, np.float32(0))))
+    elif name == "linear":
+        out = x
+    else:
+        raise UnsupportedModelError(f"activation {name!r} is not one of {', '.join(ACTIVATIONS)}")
+    return out
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
     with np.errstate(over="ignore"):  # exp(-x) -> inf gives 0, the right limit
-        return np.float32(1) / (np.float32(1) + np.exp(-x))
+        out: np.ndarray = np.float32(1) / (np.float32(1) + np.exp(-x))
+        return out
 
 
 @dataclass(frozen=True)
@@ -92,6 +96,8 @@ class Tower:
             x = layer(x)
         if self.lstm is None:
             return x, None
+        if state is None:
+            raise InvalidArgumentError("a recurrent network needs a state (see initial_state)")
         h, c = self.lstm(x, np.asarray(state["h"], np.float32), np.asarray(state["c"], np.float32))
         return h, {"h": h, "c": c}
 
@@ -149,8 +155,8 @@ class ActorCritic:
             features, state_out = self.actor(x, state)
             critic_features = features
         else:
-            features, actor_state = self.actor(x, state["actor"] if self.recurrent else None)
-            critic_features, critic_state = self.critic(x, state["critic"] if self.recurrent else None)
+            features, actor_state = self.actor(x, state["actor"] if self.recurrent and state is not None else None)
+            critic_features, critic_state = self.critic(x, state["critic"] if self.recurrent and state is not None else None)
             state_out = {"actor": actor_state, "critic": critic_state} if self.recurrent else None
         dist_inputs = mlp(features, self.pi)
         if self.distribution == DIAG_GAUSSIAN and self.log_std_clip is not None:
@@ -163,9 +169,9 @@ class ActorCritic:
 
 def greedy_actions(dist_inputs: np.ndarray, distribution: str) -> np.ndarray:
     """The distribution's mode: argmax of the logits, or the Gaussian's mean."""
-    if distribution == CATEGORICAL:
-        return np.argmax(dist_inputs, axis=-1)
-    return np.split(dist_inputs, 2, axis=-1)[0]
+    mode: np.ndarray = (np.argmax(dist_inputs, axis=-1) if distribution == CATEGORICAL
+                        else np.split(dist_inputs, 2, axis=-1)[0])
+    return mode
 
 
 def sample_actions(dist_inputs: np.ndarray, distribution: str, rng: np.random.Generator) -> np.ndarray:
@@ -175,6 +181,8 @@ def sample_actions(dist_inputs: np.ndarray, distribution: str, rng: np.random.Ge
         probs = np.exp(logits - logits.max(axis=-1, keepdims=True))
         cdf = np.cumsum(probs / probs.sum(axis=-1, keepdims=True), axis=-1)
         u = rng.random((cdf.shape[0], 1))
-        return np.minimum((cdf < u).sum(axis=-1), cdf.shape[-1] - 1)
+        picked: np.ndarray = np.minimum((cdf < u).sum(axis=-1), cdf.shape[-1] - 1)
+        return picked
     mean, log_std = np.split(np.asarray(dist_inputs, np.float32), 2, axis=-1)
-    return (mean + np.exp(log_std) * rng.standard_normal(mean.shape)).astype(np.float32)
+    drawn: np.ndarray = (mean + np.exp(log_std) * rng.standard_normal(mean.shape)).astype(np.float32)
+    return drawn

@@ -25,7 +25,7 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import dataclass
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Set, Tuple
 
 import numpy as np
 
@@ -38,18 +38,8 @@ from ..checkpoint.tensors import is_positional
 from ..checkpoint.views import PolicyView, SpaceView
 from ..errors import (CheckpointError, CheckpointFormatError, InvalidArgumentError, RecurrentStateError,
                       UnsupportedModelError, not_found)
-from .nets import (
-    ACTIVATIONS,
-    CATEGORICAL,
-    DIAG_GAUSSIAN,
-    ActorCritic,
-    Dense,
-    LSTMCell,
-    State,
-    Tower,
-    greedy_actions,
-    sample_actions,
-)
+from .nets import (ACTIVATIONS, CATEGORICAL, DIAG_GAUSSIAN, ActorCritic, Dense, LSTMCell, State, Tower, greedy_actions,
+                   sample_actions)
 
 NEW_STACK_CLASSES = ("DefaultPPOTorchRLModule", "DefaultAPPOTorchRLModule")
 # RLlib 2.60's DefaultModelConfig / MODEL_DEFAULTS for the keys read here (a checkpoint
@@ -130,6 +120,8 @@ class NumpyPolicy:
         ((pid, pview),) = view.policies.items()
         label = f"policy {pid!r} of {ckpt.uri}"
         network = build_network(label, view.stack, pview, weights)
+        obs_space, act_space = pview.observation_space, pview.action_space
+        assert obs_space is not None and act_space is not None  # build_network refuses a policy without them
         obs_filter, whose = None, ""
         if filters:
             found = filters_of(ckpt, layout)
@@ -138,11 +130,10 @@ class NumpyPolicy:
                 obs_filter, whose = found.stats[key], f", filter of agent {key!r}"
             elif pid in found.stats:
                 obs_filter, whose = found.stats[pid], ", filter of the policy"
-        if obs_filter is not None and tuple(obs_filter.shape) != tuple(pview.observation_space.shape):
-            raise CheckpointFormatError(
-                f"{label}: the observation filter is of shape {obs_filter.shape} but the observations of {pview.observation_space.shape}"
-            )
-        return cls(pid, network, pview.observation_space, pview.action_space, obs_filter, f"{ckpt.uri}{whose}")
+        if obs_filter is not None and tuple(obs_filter.shape) != obs_space.shape:
+            raise CheckpointFormatError(f"{label}: the observation filter is of shape {obs_filter.shape} "
+                                        f"but the observations of {obs_space.shape}")
+        return cls(pid, network, obs_space, act_space, obs_filter, f"{ckpt.uri}{whose}")
 
     @property
     def recurrent(self) -> bool:
@@ -164,10 +155,11 @@ class NumpyPolicy:
         :meth:`initial_state`. Raises InvalidArgumentError unless ``obs`` is ``[B, obs]``.
         """
         x = np.asarray(obs, np.float32)
-        if x.ndim != 2 or x.shape[1:] != tuple(self.observation_space.shape):
+        shape = self.observation_space.shape or ()  # a 1-D Box: build_network checked
+        if x.ndim != 2 or x.shape[1:] != shape:
             raise InvalidArgumentError(
                 f"policy {self.policy_id!r}: obs must be a batch of observations of shape "
-                f"[B, {', '.join(map(str, self.observation_space.shape))}], got {list(x.shape)}"
+                f"[B, {', '.join(map(str, shape))}], got {list(x.shape)}"
             )
         x = self.filter_observations(x)
         return PolicyOutput(*self.network.forward(x, state))
@@ -242,7 +234,7 @@ def _activation(value: Any) -> str:
     return "linear" if value in (None, "", "linear") else str(value).lower()
 
 
-def _linear_layers(weights: Mapping[str, np.ndarray], prefix: str, used: set) -> List[Tuple[np.ndarray, np.ndarray]]:
+def _linear_layers(weights: Mapping[str, np.ndarray], prefix: str, used: Set[str]) -> List[Tuple[np.ndarray, np.ndarray]]:
     """``prefix.{k}.weight/bias`` pairs of a torch Sequential, in index order."""
     idx = sorted(
         int(n[len(prefix) + 1: -len(".weight")]) for n in weights
@@ -265,7 +257,7 @@ def _new_stack(label: str, policy_class: Optional[str], mc: Mapping[str, Any], w
     mc = dict(NEW_DEFAULTS, **mc)
     _checked(label, mc, NEW_REFUSED, "new API stack")
     act, head_act = _activation(mc["fcnet_activation"]), _activation(mc["head_fcnet_activation"])
-    used: set = set()
+    used: Set[str] = set()
 
     def tower(prefix: str) -> Tower:
         lstm = None
@@ -328,7 +320,7 @@ def _old_stack(label: str, mc: Mapping[str, Any], weights: Mapping[str, np.ndarr
         if not share:
             names.update({("critic", i): f"_value_branch_separate.{i}._model.0" for i in range(len(hiddens))})
         names.update({("pi", 0): "_logits._model.0", ("vf", 0): "_value_branch._model.0"})
-        used: set = set()
+        used: Set[str] = set()
         for slot, prefix in names.items():
             w, b = f"{prefix}.weight", f"{prefix}.bias"
             if w not in weights or b not in weights:
@@ -345,7 +337,7 @@ def _old_stack(label: str, mc: Mapping[str, Any], weights: Mapping[str, np.ndarr
     return ActorCritic(actor, critic, dense("pi", 1, "linear"), dense("vf", 1, "linear"), distribution, None)
 
 
-def _no_leftovers(label: str, weights: Mapping[str, np.ndarray], used: set) -> None:
+def _no_leftovers(label: str, weights: Mapping[str, np.ndarray], used: Set[str]) -> None:
     left = [n for n in weights if n not in used]
     if left:
         raise UnsupportedModelError(

@@ -110,7 +110,8 @@ def export_onnx(
     net = policy.network
     names = ["_".join(p) for p in state_names(net)]
     batch = 2  # an example batch above 1, so the exporter does not specialise the axis
-    args = [torch.zeros(batch, policy.observation_space.shape[0])]
+    obs_shape = policy.observation_space.shape or ()  # a 1-D Box (NumpyPolicy checked)
+    args = [torch.zeros(batch, obs_shape[0])]
     init = policy.initial_state(batch)
     args += [torch.as_tensor(v) for v in flatten_state(net, init).values()] if init is not None else []
     dim = torch.export.Dim("batch", min=1)
@@ -171,7 +172,7 @@ def _graph_module(torch: Any, policy: NumpyPolicy) -> Any:
     def dense_list(layers: Any) -> List[Tuple[Any, Any, Any]]:
         return [(*tensors([d.weight, d.bias]), acts[d.activation]) for d in layers]
 
-    class Graph(nn.Module):
+    class Graph(nn.Module):  # type: ignore[misc, name-defined]  # nn: torch.nn, imported at call time (Any)
         def __init__(self) -> None:
             super().__init__()
             self.towers = [(dense_list(t.layers), tensors([t.lstm.w_ih, t.lstm.w_hh, t.lstm.b_ih, t.lstm.b_hh]) if t.lstm else None)

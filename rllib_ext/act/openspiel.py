@@ -33,7 +33,7 @@ def action_probabilities(policy: NumpyPolicy, observation: Sequence[float], lega
     probability goes to the legal ones uniformly (RLlib's ``OpenSpielEnv`` replaces it by a
     random legal action)."""
     logits = np.asarray(policy.forward(np.asarray(observation, np.float32)[None]).action_dist_inputs[0], np.float64)
-    p = np.exp(logits - logits.max())
+    p: np.ndarray = np.exp(logits - logits.max())
     p /= p.sum()
     out = np.zeros_like(p)
     out[list(legal)] = p[list(legal)]

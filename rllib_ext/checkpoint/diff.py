@@ -130,7 +130,8 @@ def diff_weights(pid: str, wa: Dict[str, np.ndarray], wb: Dict[str, np.ndarray])
         tensors.append(TensorDiff(name, "equal" if equal else "changed", delta, tuple(x.shape), tuple(y.shape)))
     deltas = [t.max_abs_delta for t in tensors]
     status = "equal" if all(t.status == "equal" for t in tensors) else "changed"
-    overall = None if any(d is None for d in deltas) else max(deltas, default=0.0)
+    known = [d for d in deltas if d is not None]
+    overall = None if len(known) < len(deltas) else max(known, default=0.0)
     return PolicyDiff(pid, status, overall, tuple(tensors))
 
 

@@ -18,7 +18,7 @@ from ..errors import InvalidArgumentError, MissingDependencyError, did_you_mean
 from .atomic import atomic_file
 from .inspection import read_policy_opened
 from .lazy import LazyArray, materialized
-from .policy_file import write_policy_dir
+from .policy_file import PolicyMeta, write_policy_dir
 from .reader import open_checkpoint
 from .storage import fspath
 
@@ -61,7 +61,7 @@ def extract_policy(
     if format == "torch":
         return export_torch_state_dict(weights, out)
     (pv,) = view.policies.values()
-    meta = {
+    meta: PolicyMeta = {
         "stack": view.stack,
         "framework": view.framework,
         "observation_space": pv.observation_space,
@@ -113,12 +113,12 @@ def _write_npy(f: Any, arr: np.ndarray) -> None:
         np.lib.format.write_array_header_2_0(f, header)
     data = arr.T if header["fortran_order"] else arr
     try:
-        f.write(memoryview(data.reshape(-1)).cast("B") if data.size else b"")
+        f.write(data.reshape(-1).data.cast("B") if data.size else b"")
     except (TypeError, ValueError, NotImplementedError):  # dtypes memoryview cannot describe
         f.write(data.tobytes())
 
 
-def export_torch_state_dict(weights: Mapping[str, np.ndarray], path: "str | os.PathLike[str]") -> str:
+def export_torch_state_dict(weights: Mapping[str, "np.ndarray | LazyArray"], path: "str | os.PathLike[str]") -> str:
     """Write ``weights`` as a torch ``state_dict`` (an OrderedDict of tensors), atomically.
 
     The file loads with ``torch.load(path, weights_only=True)`` and feeds

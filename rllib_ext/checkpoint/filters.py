@@ -133,7 +133,7 @@ class FilterStats:
             sum_sq_diff=np.asarray(d["sum_sq_diff"], dtype=np.float64).reshape(shape),
             demean=bool(d["demean"]),
             destd=bool(d["destd"]),
-            clip=None if d.get("clip") is None else float(d["clip"]),
+            clip=None if (clip := d.get("clip")) is None else float(clip),
         )
 
     @classmethod

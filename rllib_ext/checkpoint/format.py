@@ -24,7 +24,7 @@ rllib_ext's own single-policy directory (``policy.json`` + ``weights.safetensors
 from __future__ import annotations
 
 import enum
-from typing import NamedTuple, Optional, Tuple
+from typing import Any, Dict, NamedTuple, Optional, Tuple
 
 from ..errors import CheckpointFormatError, NotACheckpointError
 from .storage import CheckpointDir
@@ -68,7 +68,7 @@ class Layout(NamedTuple):  # a NamedTuple, not a dataclass: reading one policy i
     # Directory (relative to the root) whose subdirectories are the policies/modules;
     # "" for a checkpoint that *is* one policy/module.
     policies_dir: str
-    metadata: dict
+    metadata: Dict[str, Any]
 
 
 def parse_version(text: object, where: str) -> Tuple[int, int]:

@@ -15,7 +15,7 @@ import contextlib
 import os
 from collections import OrderedDict
 from dataclasses import dataclass, replace
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Literal, Optional, Sequence, Tuple, overload
 
 import numpy as np
 
@@ -24,7 +24,7 @@ from . import format as fmt
 from .codecs.safe_pickle import Placeholder
 from .filters import ObservationFilters, filters_of
 from .policy_file import read_checked, view_policy_dir
-from .reader import decode_file, extract_weights, ids_in, resolve_policy, open_checkpoint
+from .reader import LazyWeights, decode_file, extract_weights, ids_in, resolve_policy, open_checkpoint
 from .spaces import space_from_object, space_from_rllib_dict
 from .storage import CheckpointDir
 from .tensors import Weights
@@ -71,9 +71,8 @@ def _with_filters(view: CheckpointView, found: ObservationFilters) -> Checkpoint
     return replace(view, policies=policies, filters=described, filters_keyed_by=found.keyed_by)
 
 
-def read_policy(
-    path: "str | os.PathLike[str]", policy_id: Optional[str] = None, *, trusted: bool = False
-) -> Tuple[CheckpointView, Weights]:
+def read_policy(path: "str | os.PathLike[str]", policy_id: Optional[str] = None, *,
+                trusted: bool = False) -> Tuple[CheckpointView, Weights]:
     """One policy's weights plus a view of the checkpoint that describes only that policy.
 
     Reads only that policy's files (and the algorithm-level state), so extracting one
@@ -88,14 +87,17 @@ def read_policy(
     return read_policy_opened(ckpt, layout, policy_id, trusted=trusted)
 
 
-def read_policy_opened(
-    ckpt: CheckpointDir, layout: fmt.Layout, policy_id: Optional[str] = None, *, trusted: bool = False, lazy: bool = False
-) -> Tuple[CheckpointView, Weights]:
-    """:func:`read_policy` on a checkpoint already opened (no second metadata read).
-
-    ``lazy=True``: large tensors may come back as :class:`~.lazy.LazyArray` (read one
-    with ``materialize()``), so a writer can stream them one at a time.
-    """
+@overload
+def read_policy_opened(ckpt: CheckpointDir, layout: fmt.Layout, policy_id: Optional[str] = None, *,
+                       trusted: bool = False, lazy: Literal[False] = ...) -> Tuple[CheckpointView, Weights]: ...
+@overload
+def read_policy_opened(ckpt: CheckpointDir, layout: fmt.Layout, policy_id: Optional[str] = None, *,
+                       trusted: bool = False, lazy: bool) -> Tuple[CheckpointView, LazyWeights]: ...
+def read_policy_opened(ckpt: CheckpointDir, layout: fmt.Layout, policy_id: Optional[str] = None, *,
+                       trusted: bool = False, lazy: bool = False) -> Tuple[CheckpointView, "Weights | LazyWeights"]:
+    """:func:`read_policy` on a checkpoint already opened (no second metadata read). ``lazy=True``:
+    large tensors may come back as :class:`~.lazy.LazyArray` (read one with ``materialize()``),
+    so a writer can stream them one at a time."""
     if layout.kind is fmt.Kind.SINGLE_POLICY:
         return view_policy_dir(ckpt, layout), read_checked(ckpt, layout)
     pid, _ = resolve_policy(ckpt, layout, policy_id)
@@ -128,12 +130,11 @@ def policy_spaces(
     return out
 
 
-def _view(
-    ckpt: CheckpointDir, layout: fmt.Layout, ids: List[str], trusted: bool, materialize: bool = True
-) -> Tuple[CheckpointView, Dict[str, Weights]]:
+def _view(ckpt: CheckpointDir, layout: fmt.Layout, ids: List[str], trusted: bool,
+          materialize: bool = True) -> Tuple[CheckpointView, Dict[str, LazyWeights]]:
     (algorithm_class, algorithm_base), framework = _algorithm_info(ckpt, layout, trusted)
     policies: Dict[str, PolicyView] = OrderedDict()
-    weights: Dict[str, Weights] = {}
+    weights: Dict[str, LazyWeights] = {}
     frameworks = []
     for pid in ids:
         resolved, rel = resolve_policy(ckpt, layout, pid)
@@ -170,9 +171,8 @@ class _About:
     framework: Optional[str] = None
 
 
-def _describe_policy(
-    ckpt: CheckpointDir, layout: fmt.Layout, resolved: Optional[str], rel: str, payload: Any, trusted: bool
-) -> _About:
+def _describe_policy(ckpt: CheckpointDir, layout: fmt.Layout, resolved: Optional[str], rel: str, payload: Any,
+                     trusted: bool) -> _About:
     """Spaces, class, model config and framework of one policy.
 
     ``payload`` is the decoded weights file; only the old stack needs it (its spaces
@@ -314,7 +314,7 @@ def _find_keys(doc: Any, keys: Tuple[str, ...], depth: int = 0) -> Dict[str, Any
     if isinstance(doc, dict):
         if all(k in doc for k in keys):
             return doc
-        children = doc.values()
+        children: List[Any] = list(doc.values())
     elif isinstance(doc, list):
         children = doc
     else:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import codecs
 import math
-from typing import Tuple
+from typing import Literal, Tuple
 
 import numpy as np
 
@@ -100,7 +100,7 @@ class LazyArray:
         data: LazyBytes,
         dtype: np.dtype,
         shape: Tuple[int, ...],
-        order: str = "C",
+        order: Literal["C", "F"] = "C",
         axis_order: "Tuple[int, ...] | None" = None,
         native: bool = False,
     ) -> None:

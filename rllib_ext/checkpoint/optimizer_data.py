@@ -47,7 +47,7 @@ def infer_kind(buffers: Mapping[int, Mapping[str, Any]], hyper: Mapping[str, Any
 def hyperparameters(group: Mapping[str, Any]) -> Dict[str, Any]:
     """A torch param group's settings as plain data (``params`` and non-data values dropped)."""
     ok = (bool, int, float, str, type(None), tuple, list, np.generic)
-    return plain_value({k: v for k, v in group.items() if k != "params" and isinstance(v, ok)})
+    return {k: plain_value(v) for k, v in group.items() if k != "params" and isinstance(v, ok)}
 
 
 def tf_variable_value(obj: Any) -> Any:

@@ -201,7 +201,7 @@ def read_policy_dir(path: "str | os.PathLike[str]") -> Tuple[PolicyJson, Weights
             f"found: {', '.join(ckpt.listdir()[:10]) or '(empty directory)'}"
         )
     layout = fmt.detect(ckpt)
-    meta: PolicyJson = dict(layout.metadata)  # type: ignore[assignment] -- checked by fmt.detect
+    meta: PolicyJson = dict(layout.metadata)  # type: ignore[assignment]  # checked by fmt.detect
     return meta, read_checked(ckpt, layout)
 
 
@@ -287,7 +287,7 @@ def view_policy_dir(ckpt: CheckpointDir, layout: fmt.Layout) -> CheckpointView:
     )
 
 
-def _policy_json(policy_id: str, weights: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> Dict[str, Any]:
+def _policy_json(policy_id: str, weights: Mapping[str, "np.ndarray | LazyArray"], meta: Mapping[str, Any]) -> Dict[str, Any]:
     unknown = [k for k in meta if k not in META_KEYS]
     if unknown:
         raise InvalidArgumentError(

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict
-from typing import Any, List, Optional, Tuple
+from typing import Any, Dict, List, Literal, Optional, Tuple, Union, overload
 
 import numpy as np
 
@@ -159,7 +159,17 @@ def _unpickle(source: Source, where: str, trusted: bool, lazy: bool) -> Any:
             return safe_pickle.load_stream(f, source, trusted=trusted, lazy=lazy)
 
 
-def extract_weights(payload: Any, layout: fmt.Layout, where: str, *, materialize: bool = True) -> Weights:
+# Weights as extract_weights(materialize=False) returns them: tensors may stay in the file.
+LazyWeights = Dict[str, Union[np.ndarray, LazyArray]]
+
+
+@overload
+def extract_weights(payload: Any, layout: fmt.Layout, where: str, *, materialize: Literal[True] = ...) -> Weights: ...
+@overload
+def extract_weights(payload: Any, layout: fmt.Layout, where: str, *, materialize: bool) -> LazyWeights: ...
+def extract_weights(
+    payload: Any, layout: fmt.Layout, where: str, *, materialize: bool = True
+) -> "Weights | LazyWeights":
     """The ``{name: array}`` weights inside a decoded state file, each checked to be an array.
 
     Tensors :func:`decode_file` left in the file are read here, one at a time
@@ -182,7 +192,7 @@ def extract_weights(payload: Any, layout: fmt.Layout, where: str, *, materialize
         raise CheckpointFormatError(
             f"{where}: expected a mapping of tensor names to arrays, got {type(raw).__name__}"
         )
-    out: Weights = OrderedDict()
+    out: LazyWeights = OrderedDict()
     for name, value in raw.items():
         if isinstance(value, safe_pickle.Placeholder):
             kind = type(value)

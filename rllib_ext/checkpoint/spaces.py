@@ -13,7 +13,7 @@ import base64
 import io
 import zlib
 from collections import OrderedDict
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 
@@ -46,7 +46,7 @@ def space_from_object(space: Any, where: str) -> Optional[SpaceView]:
     else:
         type_name = type(space).__name__
         state = dict(getattr(space, "__dict__", {}))
-    get = state.get
+    get: Callable[..., Any] = state.get  # the pickled attributes: any object
     dtype = get("dtype")
     dtype_s = np.dtype(dtype).name if isinstance(dtype, (np.dtype, str)) else None
     shape = get("_shape", get("shape"))
@@ -67,7 +67,7 @@ def space_from_object(space: Any, where: str) -> Optional[SpaceView]:
     if type_name in ("Tuple", "Dict"):
         subs = get("spaces")
         items = subs.items() if isinstance(subs, dict) else enumerate(subs or ())
-        return SpaceView(type_name, spaces=OrderedDict((str(k), space_from_object(s, where)) for k, s in items))
+        return SpaceView(type_name, spaces=OrderedDict((str(k), _sub(space_from_object(s, where), where)) for k, s in items))
     return SpaceView(type_name, shape_t, dtype_s)
 
 
@@ -80,7 +80,7 @@ def space_from_rllib_dict(d: Any, where: str) -> Optional[SpaceView]:
     if isinstance(d, Placeholder) or not isinstance(d, dict):  # a pickled space object
         return space_from_object(d, where)
     kind = d.get("space")
-    type_name = _OLD_SPACE_NAMES.get(kind, str(kind))
+    type_name = _OLD_SPACE_NAMES.get(str(kind), str(kind))
     dtype = d.get("dtype")
     dtype_s = np.dtype(dtype).name if dtype is not None else None
     shape = d.get("shape")
@@ -100,15 +100,22 @@ def space_from_rllib_dict(d: Any, where: str) -> Optional[SpaceView]:
     if kind in ("tuple", "dict"):
         subs = d.get("spaces")
         items = subs.items() if isinstance(subs, dict) else enumerate(subs or ())
-        return SpaceView(type_name, spaces=OrderedDict((str(k), space_from_rllib_dict(s, where)) for k, s in items))
+        return SpaceView(type_name, spaces=OrderedDict((str(k), _sub(space_from_rllib_dict(s, where), where)) for k, s in items))
     return SpaceView(type_name, shape_t, dtype_s)
+
+
+def _sub(view: Optional[SpaceView], where: str) -> SpaceView:
+    if view is None:
+        raise CheckpointFormatError(f"{where}: a Tuple or Dict space holds no space (None)")
+    return view
 
 
 def decode_rllib_ndarray(text: Any, where: str) -> np.ndarray:
     """RLlib's ``_serialize_ndarray``: base64(zlib(np.save bytes)); no pickles allowed."""
     with malformed(where, "cannot decode a serialised space array"):
         raw = zlib.decompress(base64.b64decode(text))
-        return np.load(io.BytesIO(raw), allow_pickle=False)
+        arr: np.ndarray = np.load(io.BytesIO(raw), allow_pickle=False)
+        return arr
 
 
 def _bound(arr: np.ndarray) -> Bound:

@@ -167,13 +167,13 @@ class RemoteCheckpointDir(CheckpointDir):
             raise CheckpointFormatError(f"{self.child(rel)}: cannot stat: {e}") from e
 
     def exists(self, rel: str) -> bool:
-        return self._info(rel).type != self._pafs.FileType.NotFound
+        return bool(self._info(rel).type != self._pafs.FileType.NotFound)
 
     def lexists(self, rel: str) -> bool:
         return self.exists(rel)
 
     def is_dir(self, rel: str) -> bool:
-        return self._info(rel).type == self._pafs.FileType.Directory
+        return bool(self._info(rel).type == self._pafs.FileType.Directory)
 
     def listdir(self, rel: str = "") -> List[str]:
         try:
@@ -187,7 +187,8 @@ class RemoteCheckpointDir(CheckpointDir):
             raise CheckpointFormatError(f"{self.child(rel)}: file missing from the checkpoint")
         try:
             with self._fs.open_input_stream(self._path(rel)) as f:
-                return f.read()
+                data: bytes = f.read()
+                return data
         except OSError as e:
             raise CheckpointFormatError(f"{self.child(rel)}: cannot read: {e}") from e
 
@@ -214,7 +215,7 @@ class Source:
     where: str
     size: int
 
-    def stream(self) -> BinaryIO:
+    def stream(self) -> io.BufferedIOBase:
         """A binary file object positioned at offset 0 (the caller closes it)."""
         raise NotImplementedError
 
@@ -233,7 +234,7 @@ class FileSource(Source):
     def __init__(self, path: str, size: int) -> None:
         self.where, self.size = path, size
 
-    def stream(self) -> BinaryIO:
+    def stream(self) -> io.BufferedIOBase:
         with unreadable(self.where, missing=None):
             return open(self.where, "rb")
 
@@ -262,7 +263,7 @@ class MemorySource(Source):
     def __init__(self, data: bytes, where: str) -> None:
         self.data, self.where, self.size = data, where, len(data)
 
-    def stream(self) -> BinaryIO:
+    def stream(self) -> io.BufferedIOBase:
         return io.BytesIO(self.data)
 
     def readinto_at(self, offset: int, buf: "bytearray | memoryview") -> None:
@@ -281,7 +282,7 @@ class WindowSource(Source):
     def __init__(self, outer: Source, start: int, size: int, where: str) -> None:
         self.outer, self.start, self.size, self.where = outer, start, size, where
 
-    def stream(self) -> BinaryIO:
+    def stream(self) -> io.BufferedIOBase:
         return io.BufferedReader(_Window(self.outer.stream(), self.start, self.size))
 
     def readinto_at(self, offset: int, buf: "bytearray | memoryview") -> None:
@@ -293,7 +294,7 @@ class WindowSource(Source):
 class _Window(io.RawIOBase):
     """``[start, start + size)`` of a seekable binary file, as a file of its own."""
 
-    def __init__(self, f: BinaryIO, start: int, size: int) -> None:
+    def __init__(self, f: io.BufferedIOBase, start: int, size: int) -> None:
         super().__init__()
         self._f, self._start, self._size, self._pos = f, start, size, 0
 

@@ -36,7 +36,7 @@ from . import format as fmt
 from .codecs.safe_pickle import Placeholder
 from .lazy import LazyArray
 from .optimizer_data import hyperparameters, infer_kind, plain_value, tf_variable_value
-from .policy_file import TrainingStateJson, read_training_tensors
+from .policy_file import OptimizerJson, TrainingStateJson, read_training_tensors
 from .reader import decode_file, ids_in
 from .storage import CheckpointDir
 
@@ -112,14 +112,14 @@ class TrainingState:
     def to_json(self) -> Tuple[TrainingStateJson, "OrderedDict[str, np.ndarray]"]:
         """``(policy.json's training_state entry, tensors for training_state.safetensors)``."""
         tensors: "OrderedDict[str, np.ndarray]" = OrderedDict()
-        optims = OrderedDict()
+        optims: Dict[str, OptimizerJson] = OrderedDict()
         for name, o in self.optimizers.items():
             for idx, bufs in o.buffers.items():
                 for key, arr in bufs.items():
                     tensors[f"optimizer/{name}/{idx}/{key}"] = np.asarray(arr)
             optims[name] = {"kind": o.kind, "param_shapes": [list(s) for s in o.param_shapes],
                             "hyperparameters": plain_value(o.hyperparameters)}
-        doc = {"stack": self.stack, "optimizers": optims, "kl_coeff": self.kl_coeff, "log_alpha": self.log_alpha,
+        doc: TrainingStateJson = {"stack": self.stack, "optimizers": optims, "kl_coeff": self.kl_coeff, "log_alpha": self.log_alpha,
                "counters": dict(self.counters), "exploration": plain_value(self.exploration)}
         return doc, tensors
 

@@ -14,6 +14,8 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple, TypedDict, Union
 
 import numpy as np
 
+from .lazy import LazyArray
+
 Bound = Union[float, Tuple[float, ...]]
 TensorIndex = Dict[str, Tuple[Tuple[int, ...], str]]
 JsonBound = Union[float, str, List[Union[float, str]]]  # non-finite bounds as 'inf', '-inf', 'nan'
@@ -149,10 +151,10 @@ class SpaceView:
             out[key] = value
         if self.spaces is not None:
             out["spaces"] = {k: s.to_dict() for k, s in self.spaces.items()}
-        return out  # type: ignore[return-value] -- built key by key
+        return out  # type: ignore[return-value]  # built key by key
 
     @classmethod
-    def from_dict(cls, d: SpaceJson) -> "SpaceView":
+    def from_dict(cls, d: "SpaceJson | Mapping[str, Any]") -> "SpaceView":
         """Inverse of :meth:`to_dict`."""
 
         def bound(v: Any) -> Optional[Bound]:
@@ -276,14 +278,14 @@ class CheckpointView:
         }
 
 
-def tensor_index(weights: Mapping[str, np.ndarray]) -> TensorIndex:
+def tensor_index(weights: Mapping[str, "np.ndarray | LazyArray"]) -> TensorIndex:
     """``{name: (shape, dtype name)}`` of a weights dict."""
     return OrderedDict((k, (tuple(int(d) for d in v.shape), v.dtype.name)) for k, v in weights.items())
 
 
 def make_policy_view(
     pid: str,
-    weights: Mapping[str, np.ndarray],
+    weights: Mapping[str, "np.ndarray | LazyArray"],
     observation_space: Optional[SpaceView] = None,
     action_space: Optional[SpaceView] = None,
     policy_class: Optional[str] = None,

@@ -120,15 +120,15 @@ def patch_policy_state(
                 f"{where}: tensor {name!r} is not pickled as a raw numpy buffer; this file cannot be patched in place"
             )
         nbytes = int(np.prod(at.shape, dtype=np.int64)) * at.dtype.itemsize
-        if at.buf.length != nbytes or at.buf.index in used or at.buf.index >= len(offsets):
+        if at.buf.length != nbytes or at.buf.nth in used or at.buf.nth >= len(offsets):
             raise CheckpointFormatError(f"{where}: tensor {name!r}: its raw bytes are shared or do not match its shape")
-        used.add(at.buf.index)
+        used.add(at.buf.nth)
         slots[str(name)] = at
     base_like = OrderedDict((n, np.empty(at.shape, at.dtype)) for n, at in slots.items())
     ready = check_tensors(label, source, base_like, target_name="base")
     edits = []
     for name, at in slots.items():
-        start = offsets[at.buf.index]
+        start = offsets[at.buf.nth]
         chunk = ready[name].tobytes(order="F" if at.order == "F" else "C")
         edits.append((start, start + len(chunk), chunk))
     if filter_stats is not None:

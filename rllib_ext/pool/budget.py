@@ -81,9 +81,9 @@ def read_budget(store: Store) -> Budget:
             raise CheckpointFormatError(f"{where}: budget_version {version!r} is not supported (this reader knows "
                                         f"{BUDGET_VERSION})")
         try:
-            counts = {k: int(doc[k]) for k in FIELDS}
+            training, evaluation, games = (int(doc[k]) for k in FIELDS)
         except (KeyError, TypeError, ValueError) as e:
             raise CheckpointFormatError(f"{where}: a budget needs {', '.join(FIELDS)} as integers ({e})") from e
-        writers[name[: -len(".json")]] = Budget(**counts, recorded=True)
+        writers[name[: -len(".json")]] = Budget(training, evaluation, games, recorded=True)
     sums = {k: sum(getattr(b, k) for b in writers.values()) for k in FIELDS}
     return Budget(**sums, recorded=bool(writers), by_writer=writers)

@@ -210,7 +210,8 @@ def plain_meta(meta: Optional[Mapping[str, Any]]) -> Optional[Dict[str, Any]]:
     if meta is None:
         return None
     try:
-        return json.loads(json.dumps(dict(meta), allow_nan=False))
+        plain: Dict[str, Any] = json.loads(json.dumps(dict(meta), allow_nan=False))
+        return plain
     except (TypeError, ValueError) as e:
         raise InvalidArgumentError(f"meta must be plain JSON data (str keys, numbers, strings, lists): {e}") from e
 

@@ -332,7 +332,9 @@ def _lines(raw: bytes, where: str, what: str, start: int) -> List[Tuple[Dict[str
 
 def _encode(doc: Mapping[str, Any]) -> bytes:
     """A base: its header on the first line, then one line per item of each list (readable, cheap to write)."""
-    dump = lambda v: json.dumps(v, separators=(",", ":"), allow_nan=False)  # noqa: E731
+    def dump(v: Any) -> str:
+        return json.dumps(v, separators=(",", ":"), allow_nan=False)
+
     text = dump({k: v for k, v in doc.items() if not isinstance(v, list)})[:-1]
     for key, items in ((k, v) for k, v in doc.items() if isinstance(v, list)):
         text += f",\n{json.dumps(key)}:[\n" + ",\n".join(dump(i) for i in items) + "]"

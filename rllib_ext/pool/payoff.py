@@ -96,7 +96,8 @@ class Payoff:
     @property
     def games(self) -> np.ndarray:
         """``games[i, j]``: games played between ``ids[i]`` and ``ids[j]`` (symmetric)."""
-        return self.wins + self.draws + self.losses
+        games: np.ndarray = self.wins + self.draws + self.losses
+        return games
 
     @property
     def value(self) -> np.ndarray:
@@ -165,7 +166,9 @@ class Payoff:
 
     def to_dict(self) -> Dict[str, Any]:
         """Plain JSON-able lists (NaN as None)."""
-        plain = lambda m: [[None if isinstance(x, float) and math.isnan(x) else x for x in row] for row in m.tolist()]  # noqa: E731
+        def plain(m: np.ndarray) -> List[List[Optional[float]]]:
+            return [[None if isinstance(x, float) and math.isnan(x) else x for x in row] for row in m.tolist()]
+
         return {"ids": list(self.ids), "games": self.games.tolist(), "wins": self.wins.tolist(),
                 "draws": self.draws.tolist(), "losses": self.losses.tolist(),
                 "value": plain(self.value), "score": plain(self.score)}
@@ -219,5 +222,7 @@ def build_payoff(table: Mapping[Pair, Sequence[float]], ids: Sequence[str]) -> P
 
 def _table(headers: List[str], rows: List[List[str]]) -> List[str]:
     widths = [max(len(c) for c in col) for col in zip(headers, *rows)]
-    line = lambda r: "  " + "  ".join(c.rjust(w) if k else c.ljust(w) for k, (c, w) in enumerate(zip(r, widths)))  # noqa: E731
+    def line(r: List[str]) -> str:
+        return "  " + "  ".join(c.rjust(w) if k else c.ljust(w) for k, (c, w) in enumerate(zip(r, widths)))
+
     return [line(headers).rstrip(), line(["-" * w for w in widths]).rstrip()] + [line(r).rstrip() for r in rows]

@@ -93,7 +93,7 @@ class Outcome:
 
 def expected_score(rating: float, other: float) -> float:
     """Elo's expected score of a player rated ``rating`` against one rated ``other``."""
-    return 1.0 / (1.0 + 10.0 ** ((other - rating) / 400.0))
+    return 1.0 / (1.0 + float(10.0 ** ((other - rating) / 400.0)))
 
 
 def elo_update(

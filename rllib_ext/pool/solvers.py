@@ -119,7 +119,8 @@ def maximin(game: np.ndarray) -> np.ndarray:
     if res.status != 0:  # a bounded, feasible LP: only a solver failure gets here
         raise MetaStrategyError(f"solver 'nash': linprog failed on a {n}x{m} table: {res.message}")
     x = np.clip(res.x[:n], 0.0, None)
-    return x / x.sum()
+    out: np.ndarray = x / x.sum()
+    return out
 
 
 def zero_sum_nash(matrix: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
@@ -194,7 +195,8 @@ def replicator(matrix: np.ndarray, iterations: int = PRD_ITERATIONS, dt: float =
         x /= x.sum()
         if step >= iterations - tail:
             total += x
-    return total / total.sum()
+    out: np.ndarray = total / total.sum()
+    return out
 
 
 def sample_mixture(mixture: Mapping[str, float], rng: np.random.Generator, size: int = 1) -> List[str]:

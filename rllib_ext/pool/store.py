@@ -28,9 +28,9 @@ import tempfile
 from typing import Any, Dict, Iterator, List, NamedTuple, Optional
 
 from ..checkpoint.atomic import atomic_file, clean_debris, debris_target, write_synced
-from ..checkpoint.storage import os_problem, resolve_path
+from ..checkpoint.storage import resolve_path
 from ..checkpoint.upload import is_remote, upload_dir
-from ..errors import CheckpointError, MissingDependencyError, NotAPoolError
+from ..errors import CheckpointError, MissingDependencyError, NotAPoolError, os_problem
 
 LOCK_FILE = ".lock"
 STAGING = ".tmp"  # local pools: snapshot directories are built here, then renamed into place
@@ -253,14 +253,14 @@ class RemoteStore:
     def _path(self, rel: str) -> str:
         return f"{self._base}/{rel}" if rel else self._base
 
-    def _info(self, rel: str) -> object:
+    def _info(self, rel: str) -> Any:  # a pyarrow.fs.FileInfo (pyarrow has no type information)
         try:
             return self._fs.get_file_info(self._path(rel))
         except OSError as e:
             raise CheckpointError(f"{self.where(rel)}: cannot stat: {e}") from e
 
     def exists(self) -> bool:
-        return self._info("").type == self._pafs.FileType.Directory  # type: ignore[attr-defined]
+        return bool(self._info("").type == self._pafs.FileType.Directory)
 
     def make(self) -> None:
         try:
@@ -293,13 +293,14 @@ class RemoteStore:
         return out
 
     def read(self, rel: str, offset: int = 0, size: int = -1) -> Optional[bytes]:
-        if self._info(rel).type == self._pafs.FileType.NotFound:  # type: ignore[attr-defined]
+        if self._info(rel).type == self._pafs.FileType.NotFound:
             return None
         try:
             with self._fs.open_input_file(self._path(rel)) as f:
                 if offset:
                     f.seek(offset)
-                return f.read(size if size >= 0 else None)
+                data: bytes = f.read(size if size >= 0 else None)
+                return data
         except FileNotFoundError:
             return None  # deleted since it was listed
         except OSError as e:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import operator
-from typing import Any, Dict, Iterable, List, Mapping, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, Sequence, Set, Tuple
 
 from ..errors import CheckpointFormatError, InvalidArgumentError, malformed
 from .journal import CONTENT_ERRORS, POOL_VERSION
@@ -56,7 +56,7 @@ class PayoffKind:
         rows = doc["pairs"] if version > 1 else [[p["a"], p["b"], *(p[k] for k in COUNTS + SUMS)] for p in doc["pairs"]]
         out = dict(checked_rows(rows))
         if len(out) != len(rows):
-            seen: set = set()
+            seen: Set[Pair] = set()
             twice = next(pair for pair, _ in checked_rows(rows) if pair in seen or seen.add(pair))  # type: ignore[func-returns-value]
             raise ValueError(f"pair {twice[0]!r}, {twice[1]!r} is there twice")
         return out
@@ -112,7 +112,7 @@ def _all_types(values: Sequence[Any], types: Any) -> bool:
 def check_batch(games: Iterable[Games]) -> List[Games]:
     """``games`` (:meth:`.PolicyPool.record_games_batch`'s argument) with every count checked;
     a missing count is 0. InvalidArgumentError names the item, what it holds and what fits."""
-    checked = []
+    checked: List[Tuple[str, str, Mapping[str, Any]]] = []
     for k, item in enumerate(games):
         if not (isinstance(item, (tuple, list)) and len(item) == 3 and isinstance(item[2], Mapping)):
             raise InvalidArgumentError(

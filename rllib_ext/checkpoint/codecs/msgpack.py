@@ -43,7 +43,7 @@ class _MsgpackWalker:
         self.unpacker = self.cls(self.f, raw=False, strict_map_key=False, read_size=64 * 1024, max_buffer_size=2**31 - 1)
 
     def pos(self) -> int:
-        return self.base + self.unpacker.tell()
+        return self.base + int(self.unpacker.tell())
 
     def document(self) -> Any:
         value = self.value()

@@ -32,11 +32,11 @@ class RawBytes(bytes):
     states, ``bytearray``) work as in a normal safe load.
     """
 
-    index: int
+    nth: int  # not `index`: that would shadow bytes.index/str.index
 
     def __new__(cls, raw: Any, index: int) -> "RawBytes":
         obj = super().__new__(cls, raw)
-        obj.index = index
+        obj.nth = index
         return obj
 
     @property
@@ -47,11 +47,11 @@ class RawBytes(bytes):
 class _Tagged:
     """A value from the pickle, tagged with the index of its opcode among the atom opcodes."""
 
-    index: int
+    nth: int  # not `index`: that would shadow bytes.index/str.index
 
     def __new__(cls, value: Any, index: int) -> Any:
-        obj = super().__new__(cls, value)  # type: ignore[call-arg]  (int's or str's)
-        obj.index = index
+        obj = super().__new__(cls, value)  # type: ignore[call-arg]  # int's or str's
+        obj.nth = index
         return obj
 
 
@@ -140,7 +140,10 @@ class SpanMap:
         self.offsets: List[int] = []  # data offset of each raw-bytes opcode, in stream order
         self.atoms: List[Tuple[int, int]] = []  # (start, end) of each atom opcode
         self.frames: List[Tuple[int, int]] = []  # (FRAME opcode position, end of its frame)
-        ops = list(pickletools.genops(data))
+        ops: List[Tuple[pickletools.OpcodeInfo, Any, int]] = []
+        for op, arg, pos in pickletools.genops(data):
+            assert pos is not None  # genops on bytes reports every opcode's position
+            ops.append((op, arg, pos))
         for k, (op, arg, pos) in enumerate(ops):
             code = op.code.encode("latin1")[0]
             end = ops[k + 1][2] if k + 1 < len(ops) else len(data)
@@ -194,7 +197,7 @@ def apply_edits(data: bytes, spans: SpanMap, edits: List[Tuple[int, int, bytes]]
 def array_edit(spans: SpanMap, at: Any, value: np.ndarray, what: str, where: str) -> Tuple[int, int, bytes]:
     if not isinstance(at, ArrayAt) or not isinstance(at.buf, RawBytes) or at.shape != value.shape:
         raise CheckpointFormatError(f"{where}: {what} is not a raw numpy buffer of shape {value.shape}; cannot patch it")
-    start = spans.offsets[at.buf.index]
+    start = spans.offsets[at.buf.nth]
     chunk = np.ascontiguousarray(value, dtype=at.dtype).tobytes()
     return start, start + len(chunk), chunk
 
@@ -202,7 +205,7 @@ def array_edit(spans: SpanMap, at: Any, value: np.ndarray, what: str, where: str
 def atom_edit(spans: SpanMap, at: Any, value: Any, what: str, where: str) -> Tuple[int, int, bytes]:
     if not isinstance(at, (_Int, _Str)):
         raise CheckpointFormatError(f"{where}: {what} is not a plain pickled int or string; cannot patch it")
-    start, end = spans.atoms[at.index]
+    start, end = spans.atoms[at.nth]
     return start, end, _encode_atom(value)
 
 

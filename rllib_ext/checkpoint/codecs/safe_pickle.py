@@ -29,7 +29,7 @@ import io
 import math
 import pickle
 import struct
-from typing import Any, BinaryIO, Dict, List, Tuple, Type
+from typing import Any, BinaryIO, Callable, ClassVar, Dict, List, Tuple, Type
 
 import numpy as np
 
@@ -38,7 +38,7 @@ from ..storage import MemorySource, Source
 
 # Globals that only build data. numpy 1.x pickles name numpy.core.*, numpy 2.x
 # numpy._core.*: both spellings resolve to the installed numpy.
-_NUMPY_CORE = np._core if hasattr(np, "_core") else np.core  # type: ignore[attr-defined]
+_NUMPY_CORE = np._core if hasattr(np, "_core") else np.core
 ALLOWED: Dict[Tuple[str, str], Any] = {
     ("collections", "OrderedDict"): collections.OrderedDict,
     ("collections", "defaultdict"): collections.defaultdict,
@@ -93,6 +93,13 @@ class Placeholder:
 
     module: str = ""
     name: str = ""
+    # Set per instance in __new__ (object.__setattr__: no foreign __setattr__ runs).
+    args: Tuple[Any, ...]
+    kwargs: Dict[str, Any]
+    state: Any
+    items: Dict[Any, Any]
+    listitems: List[Any]
+    called: "Placeholder"
 
     def __new__(cls, *args: Any, **kwargs: Any) -> "Placeholder":
         obj = object.__new__(cls)
@@ -143,7 +150,7 @@ class _Bounded:
     """A binary file whose reads stop at ``size``: a length read from a damaged pickle
     then yields a short read ("truncated"), never an allocation of that length."""
 
-    def __init__(self, f: BinaryIO, size: int) -> None:
+    def __init__(self, f: io.BufferedIOBase, size: int) -> None:
         self.f, self.size = f, size
 
     def left(self) -> int:
@@ -193,7 +200,7 @@ _LAZY_AWARE = {
 }
 
 
-class _Memo(dict):
+class _Memo(Dict[Any, Any]):
     """The memo, remembering where fresh ``_reconstruct`` arrays were stored, so that a
     lazy array built on one by its state replaces it there too."""
 
@@ -207,6 +214,9 @@ class _Memo(dict):
         super().__setitem__(key, value)
 
 
+_STOCK_BUILD: Callable[[Any], None] = pickle._Unpickler.dispatch[pickle.BUILD[0]]
+
+
 class SafeUnpickler(pickle._Unpickler):
     """The pure-Python unpickler (memo in a dict), building only allow-listed globals.
 
@@ -217,9 +227,16 @@ class SafeUnpickler(pickle._Unpickler):
             :class:`LazyBytes` of ``source`` (``file`` must then be ``source.stream()``).
     """
 
-    dispatch = dict(pickle._Unpickler.dispatch)
+    # typeshed types this undocumented table with the C Unpickler; its loaders take the
+    # pure-Python one, whose internals below are set by load() and absent from typeshed.
+    dispatch: ClassVar[Dict[int, Callable[[Any], None]]] = dict(pickle._Unpickler.dispatch)
+    stack: List[Any]
+    _unframer: Any
+    read: Callable[[int], bytes]
+    readinto: Callable[["bytearray | memoryview"], int]
+    append: Callable[[Any], None]
 
-    def __init__(self, file: "BinaryIO | bytes", size: "int | None" = None, source: "Source | None" = None) -> None:
+    def __init__(self, file: "io.BufferedIOBase | bytes", size: "int | None" = None, source: "Source | None" = None) -> None:
         if isinstance(file, (bytes, bytearray, memoryview)):
             size, file = len(file), io.BytesIO(file)
         self._bounded = _Bounded(file, size if size is not None else 1 << 62)
@@ -316,7 +333,7 @@ class SafeUnpickler(pickle._Unpickler):
                         dict.__setitem__(self.memo, key, lazy)
                 return
             stack[-1] = state[:-1] + (data.read(),)
-        pickle._Unpickler.load_build(self)
+        _STOCK_BUILD(self)
 
     dispatch[pickle.BINBYTES[0]] = _load_binbytes
     dispatch[pickle.BINBYTES8[0]] = _load_binbytes8
@@ -348,7 +365,7 @@ def is_allowed(module: str, name: str) -> bool:
     return (module, name) in ALLOWED
 
 
-def loads(data: bytes, *, trusted: bool = False) -> Any:
+def loads(data: "bytes | bytearray", *, trusted: bool = False) -> Any:
     """Unpickle ``data``; in safe mode (default) no foreign code is imported or run.
 
     ``trusted=True`` uses plain pickle (which also reads cloudpickle output): it imports
@@ -371,7 +388,7 @@ def load_source(source: Source, *, trusted: bool = False, lazy: bool = False) ->
         return load_stream(f, source, trusted=trusted, lazy=lazy)
 
 
-def load_stream(f: BinaryIO, source: Source, *, trusted: bool = False, lazy: bool = False) -> Any:
+def load_stream(f: io.BufferedIOBase, source: Source, *, trusted: bool = False, lazy: bool = False) -> Any:
     """:func:`load_source` on ``source.stream()`` already opened (so opening errors stay apart)."""
     if trusted:
         return _TrustedUnpickler(f).load()

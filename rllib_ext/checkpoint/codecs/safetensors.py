@@ -70,7 +70,7 @@ def write_safetensors(f: BinaryIO, weights: Mapping[str, Any], metadata: Optiona
     for value in weights.values():
         arr = value.materialize() if isinstance(value, LazyArray) else np.asarray(value)
         arr = np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("<"))
-        data = memoryview(arr.reshape(-1)).cast("B") if arr.size else b""
+        data = arr.reshape(-1).data.cast("B") if arr.size else b""
         digest.update(data)
         f.write(data)
         del arr, data
@@ -84,7 +84,7 @@ def _shape_dtype(value: Any) -> Tuple[Tuple[int, ...], np.dtype]:
     return arr.shape, arr.dtype
 
 
-def parse_header(data: bytes, where: str) -> Tuple[Dict[str, Any], int]:
+def parse_header(data: "bytes | bytearray", where: str) -> Tuple[Dict[str, Any], int]:
     if not data:
         raise CheckpointFormatError(f"{where}: file is empty")
     if len(data) < 8:
