@@ -40,7 +40,7 @@ class Budget:
 
     @property
     def total_env_steps(self) -> int:
-        """Training plus evaluation: what the pool cost."""
+        """What the pool cost, training plus evaluation."""
         return self.training_env_steps + self.evaluation_env_steps
 
     def line(self) -> str:
