@@ -28,6 +28,7 @@ NOT_MARKED = {
     "test_packaging.py": "builds and installs into fresh venvs (slow); it checks its own imports there",
     "test_ray_free.py": "the guard itself: it runs the marked modules",
     "test_docs.py": "builds the docs site, whose API pages import the ...Partial classes (Ray), in a subprocess",
+    "test_typecheck.py": "runs mypy over the package in a subprocess (slow; it imports nothing of ours)",
 }
 
 
