@@ -74,12 +74,12 @@ def write_dir_atomically(final: str, fill: Callable[[str], None]) -> str:
     try:
         fill(tmp)
         for dirpath, _, _ in os.walk(tmp):
-            _fsync_dir(dirpath)
+            fsync_dir(dirpath)
         _swap_into_place(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    _fsync_dir(parent)
+    fsync_dir(parent)
     return final
 
 
@@ -207,7 +207,8 @@ def write_synced(file_path: str, data: bytes) -> None:
         os.fsync(f.fileno())
 
 
-def _fsync_dir(path: str) -> None:
+def fsync_dir(path: str) -> None:
+    """Make a directory's entries durable (a rename into it survives a crash)."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:  # e.g. Windows cannot open directories; the rename is still atomic
@@ -236,4 +237,4 @@ def atomic_file(final: str, write: Callable[[Any], None]) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
-    _fsync_dir(parent)
+    fsync_dir(parent)

@@ -27,7 +27,7 @@ import stat
 import tempfile
 from typing import Any, Dict, Iterator, List, NamedTuple, Optional
 
-from ..checkpoint.atomic import atomic_file, clean_debris, debris_target, write_synced
+from ..checkpoint.atomic import atomic_file, clean_debris, debris_target, fsync_dir, write_synced
 from ..checkpoint.storage import resolve_path
 from ..checkpoint.upload import is_remote, upload_dir
 from ..errors import CheckpointError, MissingDependencyError, NotAPoolError, os_problem
@@ -152,7 +152,7 @@ class LocalStore:
             finally:
                 os.close(fd)
             if made:  # the new name must survive a crash too
-                _fsync_dir(os.path.dirname(path))
+                fsync_dir(os.path.dirname(path))
         except OSError as e:
             raise CheckpointError(f"{path}: cannot append: {os_problem(e)}") from e
         return FileInfo(st.st_size, st.st_mtime_ns, st.st_ino)
@@ -186,7 +186,7 @@ class LocalStore:
             os.mkdir(tmp)
             for name in sorted(files, key=lambda n: (n == last, n)):
                 write_synced(os.path.join(tmp, name), files[name])
-            _fsync_dir(tmp)
+            fsync_dir(tmp)
             if os.path.lexists(final):
                 shutil.rmtree(final)
             os.makedirs(os.path.dirname(final), exist_ok=True)
@@ -194,7 +194,7 @@ class LocalStore:
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        _fsync_dir(os.path.dirname(final))
+        fsync_dir(os.path.dirname(final))
 
     def delete_dir(self, rel: str) -> None:
         shutil.rmtree(self.where(rel), ignore_errors=True)
@@ -352,18 +352,6 @@ class RemoteStore:
         yield  # object stores have no lock: the pool keeps each writer in its own namespace
 
 
-def _fsync_dir(path: str) -> None:
-    """Make a directory's entries durable (a rename into it survives a crash)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # e.g. Windows cannot open directories; the rename is still atomic
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def open_store(path: "str | os.PathLike[str]") -> "LocalStore | RemoteStore":
