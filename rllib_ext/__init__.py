@@ -91,8 +91,8 @@ def _register_if_tune_is_loaded() -> None:
         return
     from .errors import UnsupportedRayError
 
-    try:
-        __getattr__("register_trainables")()
+    try:  # importing the module checks the Ray release; register_trainables() is the one registration
+        importlib.import_module(f"{__name__}.algorithms").register_trainables()
     except UnsupportedRayError as e:
         warnings.warn(f"rllib_ext: the ...Partial trainables are not registered with Tune: {e}", stacklevel=3)
 

@@ -144,13 +144,13 @@ class Matches:
         within the support of the Nash answer and the newest snapshot go on to ``min_games``.
         """
         spec = self.spec
+        played = self._played(pool, population)  # the table is read once per call
         if spec.focus == "all":
-            return self._short(pool, population, int(spec.min_games), set(population))[: spec.pairs]
-        floor = int(spec.floor_games or spec.games)
-        due = self._short(pool, population, floor, set(population))
+            return _short(played, int(spec.min_games), set(population))[: spec.pairs]
+        due = _short(played, int(spec.floor_games or spec.games), set(population))
         if not due:
             keep = self.support(pool, population, of) | {population[-1]}
-            due = self._short(pool, population, int(spec.min_games), keep)
+            due = _short(played, int(spec.min_games), keep)
         return due[: spec.pairs]
 
     def support(self, pool: Any, population: Sequence[str], of: Sequence[str]) -> Set[str]:
@@ -164,15 +164,16 @@ class Matches:
         mixtures = mixtures or [pool.meta_strategy(of=list(of), solver="nash")]
         return {i for mix in mixtures for i, p in mix.items() if p > SUPPORT and i in set(population)}
 
-    def _short(self, pool: Any, population: Sequence[str], games: int, among: Set[str]) -> List[Tuple[str, str]]:
-        """Pairs within ``among`` (and self-pairs, for the seat rows) with fewer than ``games`` games."""
-        table = pool.payoff(list(population))
-        due = [(a, b) for a, b, n in table.least_played() if n < games and a in among and b in among]
+    def _played(self, pool: Any, population: Sequence[str]) -> "Played":
+        """Each pair's games, least-played first, and (once two seats were seen) each
+        snapshot's games against itself, which only the seat rows record."""
+        pairs = pool.payoff(list(population)).least_played()
+        selves: List[Tuple[str, int]] = []
         if len(self.seats) == 2:
             n = len(population)
             seats = pool.payoff([seat_row(a, seat) for seat in sorted(self.seats) for a in population])
-            due += [(a, a) for k, a in enumerate(population) if seats.games[k, n + k] < games and a in among]
-        return due
+            selves = [(a, int(seats.games[k, n + k])) for k, a in enumerate(population)]
+        return pairs, selves
 
     def match(self, pool: Any, a: str, b: str, games: int) -> Dict[Tuple[str, str], List[Any]]:
         """``games`` games of ``a`` against ``b``, as ``{(row a, row b): [wins, draws, losses
@@ -271,6 +272,17 @@ class Matches:
         while len(self.envs) < n:
             self.envs.append(self.algo.env_creator(self.algo.config.env_config))
         return self.envs[:n]
+
+
+#: ``([(a, b, games)], [(snapshot, games against itself)])``, as :meth:`Matches._played` reads them.
+Played = Tuple[List[Tuple[str, str, int]], List[Tuple[str, int]]]
+
+
+def _short(played: Played, games: int, among: Set[str]) -> List[Tuple[str, str]]:
+    """Pairs within ``among`` (and self-pairs, for the seat rows) with fewer than ``games`` games."""
+    pairs, selves = played
+    return ([(a, b) for a, b, n in pairs if n < games and a in among and b in among]
+            + [(a, a) for a, n in selves if n < games and a in among])
 
 
 def _seat(sides: Mapping[Any, bool], a: bool) -> str:
