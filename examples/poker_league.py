@@ -58,15 +58,21 @@ SLOT_SEATS = {"opponent_0": "0", "opponent_1": "1", "opponent_2": "0", "opponent
 
 def oracle(config: Any, args: argparse.Namespace) -> Any:
     """The PPO settings both runs share: many small updates, lr 3e-3, no discount (poker's
-    only reward is at the end), separate value network."""
+    only reward is at the end), separate value network; the legal actions masked in the
+    policy (``--no-mask``: RLlib's substitution of a random legal action instead)."""
     from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
+    from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
     from rllib_ext.envs import OpenSpielGame
+    from rllib_ext.masking import MaskedPPOTorchRLModule
 
+    if args.mask:  # the observation carries the legal actions; the module masks the rest
+        config = config.rl_module(rl_module_spec=RLModuleSpec(module_class=MaskedPPOTorchRLModule))
     return (
         # No -0.1 for an illegal action (Leduc's extra raise): the payoffs stay zero-sum, as
-        # the Nash meta-solver needs; the env still substitutes a random legal action.
-        config.environment(OpenSpielGame, env_config={"game": args.game, "illegal_penalty": False})
+        # the Nash meta-solver needs; unmasked, the env still substitutes a random legal action.
+        config.environment(OpenSpielGame, env_config={"game": args.game, "illegal_penalty": False,
+                                                      "action_mask": args.mask})
         # episodes_to_numpy=False: RLlib 2.60 numpy-izes finished episodes quadratically
         # (patches/0005); poker episodes are 2-5 steps, thousands per sample() call.
         .env_runners(num_env_runners=0, episodes_to_numpy=False)
@@ -222,6 +228,9 @@ def main(argv: Optional[list] = None) -> None:
     parser.add_argument("--chunk", type=int, default=200, help="evaluation games per pair and round")
     parser.add_argument("--eval-share", type=float, default=0.3,
                         help="evaluation stops while it has spent more than this share of all env steps")
+    parser.add_argument("--no-mask", dest="mask", action="store_false",
+                        help="unmasked policies: an illegal action is replaced by a random legal one (RLlib's "
+                             "OpenSpielEnv); by default the policies mask the illegal actions themselves")
     parser.add_argument("--one-mixture", action="store_true",
                         help="draw every slot from one Nash mixture for both seats (default: per seat)")
     parser.add_argument("--no-selfplay", action="store_true", help="skip the plain self-play comparison")

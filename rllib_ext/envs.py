@@ -172,6 +172,15 @@ class OpenSpielGame(MultiAgentEnv):
     ``reset(seed=...)`` decides the chance outcomes (the deal): ``OpenSpielEnv`` draws them
     from numpy's global generator and ignores the seed, so two games could not be dealt the
     same cards, which duplicate evaluation matches need (``league_eval``).
+
+    ``"action_mask": True`` publishes the legal actions: each observation becomes
+    ``{"observations": observation_tensor, "action_mask": 1.0 per legal action}`` (RLlib's
+    action-masking layout), for a policy that masks them itself
+    (:class:`rllib_ext.masking.MaskedPPOTorchRLModule`), so that what plays, what is
+    snapshotted and what OpenSpiel judges is one policy over the legal actions only.
+
+    Every step's info tells, for the player who acted, whether its action was illegal
+    (``{"illegal_action": True}``), so a run can count the substitutions.
     """
 
     def __new__(cls, config: Optional[Dict[str, Any]] = None) -> Any:
@@ -180,26 +189,49 @@ class OpenSpielGame(MultiAgentEnv):
 
         config = dict(config or {})
         game = pyspiel.load_game(config.get("game", "kuhn_poker"))
-        return _seeded_env(OpenSpielEnv, bool(config.get("illegal_penalty", True)))(game)
+        return _seeded_env(OpenSpielEnv, bool(config.get("illegal_penalty", True)),
+                           bool(config.get("action_mask", False)))(game)
 
 
 @functools.lru_cache(maxsize=None)
-def _seeded_env(base: type, penalty: bool) -> type:
-    """``base`` (RLlib's ``OpenSpielEnv``) with seeded chance and, without ``penalty``, the
-    game's returns as rewards (one class per kind, made on first use: pyspiel and the
-    wrapper load only when a game is made)."""
+def _seeded_env(base: type, penalty: bool, mask: bool = False) -> type:
+    """``base`` (RLlib's ``OpenSpielEnv``) with seeded chance, without ``penalty`` the game's
+    returns as rewards, and with ``mask`` the legal actions in the observation (one class
+    per kind, made on first use: pyspiel and the wrapper load only when a game is made)."""
 
     class OpenSpielEnvSeeded(base):  # type: ignore[misc, valid-type]
+        def __init__(self, game: Any) -> None:
+            super().__init__(game)
+            if mask:
+                n = self.env.num_distinct_actions()
+                self.observation_space = gym.spaces.Dict({
+                    aid: gym.spaces.Dict({"observations": space,
+                                          "action_mask": gym.spaces.Box(0.0, 1.0, (n,), np.float32)})
+                    for aid, space in self.observation_space.spaces.items()
+                })
+
         def reset(self, *, seed: Optional[int] = None, options: Optional[dict] = None) -> Any:
             if seed is not None or "_chance" not in self.__dict__:
                 self._chance = random.Random(seed)  # made per game in evaluation: cheaper than numpy's
             return super().reset(seed=seed, options=options)
 
         def step(self, action: Dict[Any, Any]) -> Any:
+            player = self.state.current_player()
+            illegal = player in action and int(action[player]) not in self.state.legal_actions()
             obs, rewards, terminateds, truncateds, infos = super().step(action)
             if not penalty:
                 rewards = dict(enumerate(self.state.returns()))
+            if player in action:
+                infos = {**infos, player: {"illegal_action": illegal}}
             return obs, rewards, terminateds, truncateds, infos
+
+        def _get_obs(self) -> Dict[Any, Any]:
+            obs = super()._get_obs()
+            if not mask:
+                return obs
+            return {aid: {"observations": o,
+                          "action_mask": np.asarray(self.state.legal_actions_mask(aid), np.float32)}
+                    for aid, o in obs.items()}
 
         def _solve_chance_nodes(self) -> None:
             while self.state.is_chance_node():

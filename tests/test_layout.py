@@ -10,8 +10,8 @@ The rules are stated once, here, per package, and checked by an AST walk over
   ``checkpoint/codecs`` import only the three modules below them (:data:`CODECS_MAY_IMPORT`);
 * inside a package, the import graph has no cycle (found by a walk over the graph; no
   hand-kept order of modules);
-* ray, gymnasium, torch and tensorflow appear only under ``live/``, in ``algorithms``
-  and ``envs``, and torch/onnx in the two writers of torch and ONNX files;
+* ray, gymnasium, torch and tensorflow appear only under ``live/``, in ``algorithms``,
+  ``envs`` and ``masking``, and torch/onnx in the two writers of torch and ONNX files;
 * only ``live/seam/backends.py`` tells the API stacks apart: the config flags that name the
   stack (:data:`STACK_FLAGS`) appear nowhere else, read or set.
 
@@ -52,6 +52,7 @@ ALLOWED = {
     "act": {"act", "convert", "checkpoint", "errors", "_version"},
     "live": {"live", "pool", "act", "convert", "checkpoint", "errors", "_version"},
     "envs": {"errors"},
+    "masking": {"errors"},
     "algorithms": {"live"},
     "formatting": {"checkpoint", "merge", "pool", "errors"},
     "cli": {"formatting", "checkpoint", "merge", "pool", "act", "live", "errors", "_version"},
@@ -59,7 +60,7 @@ ALLOWED = {
 }
 CODECS_MAY_IMPORT = {"checkpoint.storage", "checkpoint.lazy", "checkpoint.tensors", "errors"}
 # Where a framework may be imported.
-FRAMEWORK_HOMES = {"live", "algorithms", "envs"}
+FRAMEWORK_HOMES = {"live", "algorithms", "envs", "masking"}
 # The two writers of torch/ONNX files import them inside the function that writes.
 FRAMEWORK_EXCEPTIONS = {"act.onnx_export": {"torch", "onnx", "onnxscript"}, "checkpoint.export": {"torch"}}
 

@@ -21,7 +21,7 @@ from builders import RAY_FREE, ROOT, NoRay
 
 TESTS = os.path.join(ROOT, "tests")
 RAY_FIXTURES = {"ray_session", "ckpts", "acting_source", "live_algo", "s3_server", "s3_bucket"}
-RAY_PACKAGES = ("ray", "rllib_ext.live", "rllib_ext.algorithms", "rllib_ext.envs", "rllib_ext.act.onnx_export")
+RAY_PACKAGES = ("ray", "rllib_ext.live", "rllib_ext.algorithms", "rllib_ext.envs", "rllib_ext.masking", "rllib_ext.act.onnx_export")
 # Modules whose source imports no Ray, and why they are not run with Ray refused all the same.
 NOT_MARKED = {
     "test_examples.py": "runs the examples, which start Ray, in subprocesses",

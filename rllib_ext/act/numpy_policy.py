@@ -13,6 +13,10 @@ Supported (anything else is refused with an error naming the option or tensor):
 * old stack: the default ``FullyConnectedNetwork``, torch (state_dict names) and tf2
   (positional weights in Keras order, kernels ``[in, out]``), ``vf_share_layers`` either way;
 * a 1-D Box observation; a Discrete (Categorical) or 1-D Box (DiagGaussian) action;
+* an action-masking module (``rllib_ext.masking.MaskedPPOTorchRLModule``, or RLlib's
+  example ``ActionMaskingTorchRLModule``): the observation is ``{"observations": x,
+  "action_mask": m}``, the network acts on ``x`` and ``max(log m, FLOAT_MIN)`` is added to
+  its logits, as the module does, so an illegal action has probability 0;
 * the ``MeanStdFilter`` the policy acted through (old stack: the policy's; new stack: the
   agent's, see :meth:`NumpyPolicy.from_checkpoint`), applied as RLlib applies it.
 
@@ -25,7 +29,7 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import dataclass
-from typing import Any, Dict, List, Mapping, Optional, Set, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
 import numpy as np
 
@@ -42,6 +46,10 @@ from .nets import (ACTIVATIONS, CATEGORICAL, DIAG_GAUSSIAN, ActorCritic, Dense, 
                    sample_actions)
 
 NEW_STACK_CLASSES = ("DefaultPPOTorchRLModule", "DefaultAPPOTorchRLModule")
+# Default PPO networks on obs["observations"], logits masked by obs["action_mask"].
+MASKED_CLASSES = ("MaskedPPOTorchRLModule", "ActionMaskingTorchRLModule")
+OBSERVATIONS, ACTION_MASK = "observations", "action_mask"  # the masked observation's keys
+FLOAT_MIN = -3.4e38  # RLlib's torch_utils.FLOAT_MIN: log(0) is clamped to it
 # RLlib 2.60's DefaultModelConfig / MODEL_DEFAULTS for the keys read here (a checkpoint
 # stores only what the user set).
 NEW_DEFAULTS: Dict[str, Any] = {
@@ -77,6 +85,8 @@ class NumpyPolicy:
         policy_id: the policy / module id.
         network: the :class:`~rllib_ext.act.nets.ActorCritic` built from the weights.
         observation_space, action_space: as the checkpoint records them.
+        masked: an action-masking policy: it acts on ``{"observations": [B, n],
+            "action_mask": [B, actions]}`` and never picks an action whose mask is 0.
         obs_filter: the ``MeanStdFilter`` statistics applied to raw observations, or None.
         source: where it was read from (checkpoint path and, for a filter, whose).
     """
@@ -85,6 +95,7 @@ class NumpyPolicy:
                  action_space: SpaceView, obs_filter: Optional[FilterStats] = None, source: str = "") -> None:
         self.policy_id, self.network, self.obs_filter, self.source = policy_id, network, obs_filter, source
         self.observation_space, self.action_space = observation_space, action_space
+        self.masked = observation_space.type == "Dict"  # build_network accepts a Dict only for a masking module
 
     @classmethod
     def from_checkpoint(
@@ -130,9 +141,9 @@ class NumpyPolicy:
                 obs_filter, whose = found.stats[key], f", filter of agent {key!r}"
             elif pid in found.stats:
                 obs_filter, whose = found.stats[pid], ", filter of the policy"
-        if obs_filter is not None and tuple(obs_filter.shape) != obs_space.shape:
+        if obs_filter is not None and tuple(obs_filter.shape) != input_space(obs_space).shape:
             raise CheckpointFormatError(f"{label}: the observation filter is of shape {obs_filter.shape} "
-                                        f"but the observations of {obs_space.shape}")
+                                        f"but the observations of {input_space(obs_space).shape}")
         return cls(pid, network, obs_space, act_space, obs_filter, f"{ckpt.uri}{whose}")
 
     @property
@@ -151,18 +162,40 @@ class NumpyPolicy:
     def forward(self, obs: Any, state: Optional[State] = None) -> PolicyOutput:
         """Action-distribution inputs, values and next state for a batch ``[B, obs]`` of raw observations.
 
-        A recurrent policy takes one time step per call; ``state`` defaults to
-        :meth:`initial_state`. Raises InvalidArgumentError unless ``obs`` is ``[B, obs]``.
+        A masked policy takes ``{"observations": [B, obs], "action_mask": [B, actions]}`` and
+        gives an illegal action the logit ``FLOAT_MIN``. A recurrent policy takes one time
+        step per call; ``state`` defaults to :meth:`initial_state`. Raises
+        InvalidArgumentError unless ``obs`` is of those shapes.
         """
-        x = np.asarray(obs, np.float32)
-        shape = self.observation_space.shape or ()  # a 1-D Box: build_network checked
+        mask = None
+        if self.masked:
+            if not isinstance(obs, Mapping) or set(obs) != {OBSERVATIONS, ACTION_MASK}:
+                got = sorted(obs) if isinstance(obs, Mapping) else type(obs).__name__
+                raise InvalidArgumentError(
+                    f"policy {self.policy_id!r} masks its actions: obs must be a dict with {OBSERVATIONS!r} and "
+                    f"{ACTION_MASK!r} (batches), got {got}")
+            mask = self._batch(ACTION_MASK, obs[ACTION_MASK], (int(self.action_space.n or 0),))
+            obs = obs[OBSERVATIONS]
+        x = self._batch(OBSERVATIONS if self.masked else "obs", obs, input_space(self.observation_space).shape or ())
+        x = self.filter_observations(x)
+        out = PolicyOutput(*self.network.forward(x, state))
+        if mask is None:
+            return out
+        if mask.shape[0] != x.shape[0]:
+            raise InvalidArgumentError(f"policy {self.policy_id!r}: {ACTION_MASK} has {mask.shape[0]} rows but "
+                                       f"{OBSERVATIONS} {x.shape[0]}")
+        with np.errstate(divide="ignore"):
+            penalty = np.maximum(np.log(mask), np.float32(FLOAT_MIN))
+        return PolicyOutput((out.action_dist_inputs + penalty).astype(np.float32), out.values, out.state_out)
+
+    def _batch(self, name: str, value: Any, shape: Tuple[int, ...]) -> np.ndarray:
+        x = np.asarray(value, np.float32)
         if x.ndim != 2 or x.shape[1:] != shape:
             raise InvalidArgumentError(
-                f"policy {self.policy_id!r}: obs must be a batch of observations of shape "
+                f"policy {self.policy_id!r}: {name} must be a batch of shape "
                 f"[B, {', '.join(map(str, shape))}], got {list(x.shape)}"
             )
-        x = self.filter_observations(x)
-        return PolicyOutput(*self.network.forward(x, state))
+        return x
 
     def compute_actions(
         self, obs: Any, state: Optional[State] = None, *, explore: bool = False, rng: Optional[np.random.Generator] = None
@@ -180,13 +213,26 @@ class NumpyPolicy:
         Raises RecurrentStateError for a recurrent policy, InvalidArgumentError as :meth:`forward`."""
         if self.recurrent:
             raise RecurrentStateError(f"policy {self.policy_id!r} is recurrent: call compute_actions(obs_batch, state)")
-        actions, _ = self.compute_actions(np.asarray(obs)[None], explore=explore, rng=rng)
+        actions, _ = self.compute_actions(stack_observations([obs]), explore=explore, rng=rng)
         return actions[0]
 
     def __repr__(self) -> str:
         kind = "LSTM" if self.recurrent else "MLP"
         flt = self.obs_filter.describe() if self.obs_filter else "no filter"
         return f"NumpyPolicy({self.policy_id!r}, {kind}, {self.network.distribution}, {flt})"
+
+
+def stack_observations(observations: Sequence[Any]) -> Any:
+    """A batch of raw observations: an array ``[B, ...]``, or for masked observations
+    (dicts) a dict of such arrays, key by key."""
+    if observations and isinstance(observations[0], Mapping):
+        return {k: np.stack([np.asarray(o[k], np.float32) for o in observations]) for k in observations[0]}
+    return np.stack([np.asarray(o, np.float32) for o in observations])
+
+
+def input_space(space: SpaceView) -> SpaceView:
+    """What the network reads: the space itself, or a masked observation's ``observations``."""
+    return (space.spaces or {}).get(OBSERVATIONS, space) if space.type == "Dict" else space
 
 
 # ---------------------------------------------------------------- building the network
@@ -197,6 +243,16 @@ def build_network(label: str, stack: str, view: PolicyView, weights: Mapping[str
     obs, act = view.observation_space, view.action_space
     if obs is None or act is None:
         raise UnsupportedModelError(f"{label}: the checkpoint records no observation/action space")
+    masking = str(view.policy_class).rsplit(".", 1)[-1] in MASKED_CLASSES
+    if masking:
+        keys = set(obs.spaces or {}) if obs.type == "Dict" else set()
+        mask = (obs.spaces or {}).get(ACTION_MASK)
+        if keys != {OBSERVATIONS, ACTION_MASK} or act.type != "Discrete" or mask is None or mask.shape != (act.n,):
+            raise UnsupportedModelError(
+                f"{label}: an action-masking module needs observation space Dict({{{OBSERVATIONS!r}: Box, "
+                f"{ACTION_MASK!r}: Box(0, 1, (n,))}}) and action space Discrete(n); got {obs.describe()} and "
+                f"{act.describe()}")
+        obs = input_space(obs)
     if obs.type != "Box" or not obs.shape or len(obs.shape) != 1:
         raise UnsupportedModelError(f"{label}: observation space {obs.describe()}: only 1-D Box observations are supported")
     if act.type == "Discrete":
@@ -250,9 +306,10 @@ def _linear_layers(weights: Mapping[str, np.ndarray], prefix: str, used: Set[str
 
 def _new_stack(label: str, policy_class: Optional[str], mc: Mapping[str, Any], weights: Mapping[str, np.ndarray],
                distribution: str) -> ActorCritic:
-    if str(policy_class).rsplit(".", 1)[-1] not in NEW_STACK_CLASSES:  # single-policy files: dotted
+    if str(policy_class).rsplit(".", 1)[-1] not in NEW_STACK_CLASSES + MASKED_CLASSES:  # single-policy files: dotted
         raise UnsupportedModelError(
-            f"{label}: module class {policy_class!r} is not one of RLlib's default models ({', '.join(NEW_STACK_CLASSES)})"
+            f"{label}: module class {policy_class!r} is not one of RLlib's default models "
+            f"({', '.join(NEW_STACK_CLASSES + MASKED_CLASSES)})"
         )
     mc = dict(NEW_DEFAULTS, **mc)
     _checked(label, mc, NEW_REFUSED, "new API stack")

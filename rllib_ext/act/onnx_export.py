@@ -4,7 +4,9 @@ The graph is :class:`~rllib_ext.act.numpy_policy.NumpyPolicy`'s forward pass op 
 ``MeanStdFilter`` as constants (computed in float64 as RLlib's filter does, then cast to
 float32), the encoder(s), an LSTM step for recurrent models, the heads, the log-std clip.
 
-Inputs: ``obs`` ``[batch, obs_dim]`` raw float32 observations, and for recurrent models
+Inputs: ``obs`` ``[batch, obs_dim]`` raw float32 observations; for a masked policy
+(:attr:`NumpyPolicy.masked`) ``action_mask`` ``[batch, actions]`` (1.0 per legal action:
+an illegal one's logit becomes ``FLOAT_MIN``, as in the module); and for recurrent models
 one ``state_in_*`` ``[batch, cell]`` per state tensor (see :func:`state_names`).
 Outputs: ``action_dist_inputs``, ``greedy_action`` (int64 argmax or the Gaussian mean),
 ``value``, and ``state_out_*`` for recurrent models. The batch axis is dynamic. The model's
@@ -32,7 +34,7 @@ from ..checkpoint.atomic import atomic_file
 from ..checkpoint.filters import SMALL_NUMBER
 from ..errors import MissingDependencyError
 from .nets import CATEGORICAL, ActorCritic, State
-from .numpy_policy import NumpyPolicy
+from .numpy_policy import FLOAT_MIN, NumpyPolicy, input_space
 
 INSTALL_HINT = 'pip install "rllib_ext[onnx]" (torch, onnx, onnxscript, onnxruntime)'
 
@@ -110,8 +112,10 @@ def export_onnx(
     net = policy.network
     names = ["_".join(p) for p in state_names(net)]
     batch = 2  # an example batch above 1, so the exporter does not specialise the axis
-    obs_shape = policy.observation_space.shape or ()  # a 1-D Box (NumpyPolicy checked)
+    obs_shape = input_space(policy.observation_space).shape or ()  # a 1-D Box (NumpyPolicy checked)
     args = [torch.zeros(batch, obs_shape[0])]
+    masks = ["action_mask"] if policy.masked else []
+    args += [torch.ones(batch, int(policy.action_space.n or 0))] if policy.masked else []
     init = policy.initial_state(batch)
     args += [torch.as_tensor(v) for v in flatten_state(net, init).values()] if init is not None else []
     dim = torch.export.Dim("batch", min=1)
@@ -120,9 +124,9 @@ def export_onnx(
         raw = os.path.join(tmp, "raw.onnx")
         torch.onnx.export(
             graph, tuple(args), raw,
-            input_names=["obs"] + [f"state_in_{n}" for n in names],
+            input_names=["obs"] + masks + [f"state_in_{n}" for n in names],
             output_names=["action_dist_inputs", "greedy_action", "value"] + [f"state_out_{n}" for n in names],
-            dynamic_shapes=({0: dim}, tuple({0: dim} for _ in args[1:])) if net.recurrent else ({0: dim},),
+            dynamic_shapes=({0: dim}, tuple({0: dim} for _ in args[1:])) if len(args) > 1 else ({0: dim},),
             opset_version=opset, dynamo=True, external_data=False, verbose=False,
         )
         model = onnx.load(raw)
@@ -194,7 +198,8 @@ def _graph_module(torch: Any, policy: NumpyPolicy) -> Any:
             h = torch.sigmoid(o) * torch.tanh(c)
             return h, h, c
 
-        def forward(self, obs: Any, *state: Any) -> Tuple[Any, ...]:
+        def forward(self, obs: Any, *rest: Any) -> Tuple[Any, ...]:
+            mask, state = (rest[0], rest[1:]) if policy.masked else (None, rest)
             x = obs
             if flt is not None:
                 x = x.double()
@@ -214,6 +219,8 @@ def _graph_module(torch: Any, policy: NumpyPolicy) -> Any:
             for w, b, act in self.pi:
                 features = act(F.linear(features, w, b))
             dist = features
+            if mask is not None:
+                dist = dist + torch.clamp(torch.log(mask), min=FLOAT_MIN)
             if net.distribution != CATEGORICAL:
                 mean, log_std = torch.chunk(dist, 2, dim=-1)
                 if net.log_std_clip is not None:

@@ -3,9 +3,9 @@
 A league's progress is judged by something no one here wrote: OpenSpiel computes the
 exploitability of a policy (how much a best response gains against it; 0 at a Nash
 equilibrium) exactly, on small games such as Kuhn and Leduc poker. The policies here
-act on what RLlib's ``OpenSpielEnv`` gives them (the state's ``observation_tensor()``);
-an action the game forbids is replaced, as that env does, by a uniformly random legal
-one. ``open_spiel`` is imported inside the functions (``pip install open_spiel``).
+act on what RLlib's ``OpenSpielEnv`` gives them (the state's ``observation_tensor()``,
+and for a masking policy the legal actions' mask); an unmasked policy's action the game
+forbids is replaced, as that env does, by a uniformly random legal one. ``open_spiel`` is imported inside the functions (``pip install open_spiel``).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any, Dict, List, Mapping, Sequence, Tuple
 import numpy as np
 
 from ..errors import InvalidArgumentError, MissingDependencyError
-from .numpy_policy import NumpyPolicy
+from .numpy_policy import ACTION_MASK, OBSERVATIONS, NumpyPolicy
 
 
 def _openspiel() -> Tuple[Any, Any, Any, Any]:
@@ -29,10 +29,18 @@ def _openspiel() -> Tuple[Any, Any, Any, Any]:
 
 
 def action_probabilities(policy: NumpyPolicy, observation: Sequence[float], legal: Sequence[int]) -> np.ndarray:
-    """The policy's probability of each action as the env plays it: a forbidden action's
-    probability goes to the legal ones uniformly (RLlib's ``OpenSpielEnv`` replaces it by a
-    random legal action)."""
-    logits = np.asarray(policy.forward(np.asarray(observation, np.float32)[None]).action_dist_inputs[0], np.float64)
+    """The policy's probability of each action as the env plays it.
+
+    A masking policy (:attr:`NumpyPolicy.masked`) is given the legal actions' mask, as
+    ``OpenSpielGame(action_mask=True)`` gives it, and puts no probability on the others.
+    An unmasked policy's probability of a forbidden action goes to the legal ones
+    uniformly (RLlib's ``OpenSpielEnv`` replaces it by a random legal action)."""
+    obs: Any = np.asarray(observation, np.float32)[None]
+    if policy.masked:
+        mask = np.zeros((1, int(policy.action_space.n or 0)), np.float32)
+        mask[0, list(legal)] = 1.0
+        obs = {OBSERVATIONS: obs, ACTION_MASK: mask}
+    logits = np.asarray(policy.forward(obs).action_dist_inputs[0], np.float64)
     p: np.ndarray = np.exp(logits - logits.max())
     p /= p.sum()
     out = np.zeros_like(p)

@@ -35,7 +35,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Set, 
 
 import numpy as np
 
-from ...act.numpy_policy import NumpyPolicy
+from ...act.numpy_policy import NumpyPolicy, stack_observations
 from ...errors import CheckpointError, InvalidArgumentError, MetaStrategyError
 from ...pool.payoff import seat_row
 from .play import default_outcome
@@ -249,7 +249,7 @@ class Matches:
             for policy, mine in ((pa, True), (pb, False)):
                 todo = [(g, agent) for g in active for agent in obs[g] if plays_a(g, agent) == mine]
                 if todo:
-                    batch = np.stack([np.asarray(obs[g][agent], np.float32) for g, agent in todo])
+                    batch = stack_observations([obs[g][agent] for g, agent in todo])
                     acts, _ = policy.compute_actions(batch, explore=self.spec.explore, rng=self.rng)
                     for (g, agent), act in zip(todo, acts):
                         actions[g][agent] = act
