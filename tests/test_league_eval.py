@@ -121,6 +121,8 @@ def test_exploitability_of_one_mixture_per_seat_is_openspiels_of_that_joint_poli
     from rllib_ext.act.openspiel import exploitability, tabular_policy
 
     class Logits:
+        masked = False  # unmasked: Kuhn has no illegal action anyway
+
         def __init__(self, bet: float) -> None:
             self.bet = bet
 

@@ -27,21 +27,18 @@ env runners do that after the policy). Imports numpy and ``rllib_ext.checkpoint`
 from __future__ import annotations
 
 import os
-import sys
 from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
 import numpy as np
 
-from ..checkpoint import format as fmt
-from ..checkpoint.codecs.safe_pickle import Placeholder
 from ..checkpoint.filters import FilterStats, filters_of
 from ..checkpoint.inspection import read_policy_opened
-from ..checkpoint.reader import decode_file, open_checkpoint
+from ..checkpoint.reader import open_checkpoint
 from ..checkpoint.tensors import is_positional
 from ..checkpoint.views import PolicyView, SpaceView
-from ..errors import (CheckpointError, CheckpointFormatError, InvalidArgumentError, RecurrentStateError,
-                      UnsupportedModelError, not_found)
+from ..errors import CheckpointFormatError, InvalidArgumentError, RecurrentStateError, UnsupportedModelError
+from .filter_owner import agent_of
 from .nets import (ACTIVATIONS, CATEGORICAL, DIAG_GAUSSIAN, ActorCritic, Dense, LSTMCell, State, Tower, greedy_actions,
                    sample_actions)
 
@@ -137,7 +134,7 @@ class NumpyPolicy:
         if filters:
             found = filters_of(ckpt, layout)
             if found.keyed_by == "agent" and found.stats:
-                key = _agent_of(label, ckpt, pid, sorted(found.stats), agent_id, trusted)
+                key = agent_of(label, ckpt, pid, sorted(found.stats), agent_id, trusted)
                 obs_filter, whose = found.stats[key], f", filter of agent {key!r}"
             elif pid in found.stats:
                 obs_filter, whose = found.stats[pid], ", filter of the policy"
@@ -192,7 +189,8 @@ class NumpyPolicy:
         x = np.asarray(value, np.float32)
         if x.ndim != 2 or x.shape[1:] != shape:
             raise InvalidArgumentError(
-                f"policy {self.policy_id!r}: {name} must be a batch of shape "
+                f"policy {self.policy_id!r}: {name} must be a batch of "
+                f"{'masks' if name == ACTION_MASK else 'observations'} of shape "
                 f"[B, {', '.join(map(str, shape))}], got {list(x.shape)}"
             )
         return x
@@ -400,50 +398,3 @@ def _no_leftovers(label: str, weights: Mapping[str, np.ndarray], used: Set[str])
         raise UnsupportedModelError(
             f"{label}: tensor(s) {', '.join(left)} belong to layers NumpyPolicy does not compute"
         )
-
-
-# ---------------------------------------------------------------- whose filter (new stack)
-
-
-def _agent_of(label: str, ckpt: Any, module_id: str, agents: List[str], agent_id: Optional[str], trusted: bool) -> str:
-    """The agent whose filter statistics the module's observations go through."""
-    if agent_id is not None:
-        if agent_id not in agents:
-            raise not_found("agent", agent_id, f"the observation filters of {ckpt.uri}", agents)
-        return agent_id
-    fn = _mapping_fn(ckpt, trusted)
-    if fn is not None:
-        mine = [a for a in agents if str(fn(a, None)) == module_id]
-        if len(mine) == 1:
-            return mine[0]
-        if not mine:
-            raise CheckpointError(
-                f"{label}: no agent with an observation filter ({', '.join(agents)}) is mapped to it by "
-                "the checkpoint's policy_mapping_fn; pass agent_id= or filters=False"
-            )
-        agents = mine
-    elif len(agents) == 1:
-        return agents[0]
-    raise CheckpointError(
-        f"{label}: agents {', '.join(agents)} each have their own observation filter and "
-        f"{'several play this module' if fn is not None else 'the policy_mapping_fn cannot be called safely'}; "
-        "pass agent_id= to say whose observations these are"
-    )
-
-
-def _mapping_fn(ckpt: Any, trusted: bool) -> Any:
-    """The source config's ``policy_mapping_fn`` if callable without importing or running new code."""
-    if not ckpt.exists(fmt.CTOR_ARGS_FILE):
-        return None
-    try:
-        cfg = decode_file(ckpt, fmt.CTOR_ARGS_FILE, trusted=trusted)["ctor_args_and_kwargs"][0][0]
-        state = cfg.state if isinstance(cfg, Placeholder) else (cfg if isinstance(cfg, dict) else vars(cfg))
-        fn = state["policy_mapping_fn"]
-    except (KeyError, IndexError, TypeError, CheckpointError):
-        return None
-    if isinstance(fn, type) and issubclass(fn, Placeholder):
-        found = sys.modules.get(fn.module)
-        for part in fn.name.split("."):
-            found = getattr(found, part, None)
-        return found if callable(found) else None
-    return fn if callable(fn) and not isinstance(fn, Placeholder) else None
