@@ -30,6 +30,7 @@ from . import snapshot
 from . import tune
 from .features import FEATURES, FeatureConfig
 from .hooks import Feature
+from .seam.backends import backend_class
 from .seam.ray_internals import set_trial_info, trial_info
 from .restore.options import RestoreOptions
 from .restore.policies import PartialRestoreReport, PolicySelection, restore_policies
@@ -66,6 +67,14 @@ class PartialConfig(FeatureConfig):
         for feature, key, value in taken:
             feature.configure(self, key, value)
         return self
+
+    def validate(self) -> None:
+        """RLlib's checks, after the features' entries in RLlib's callbacks list are made what
+        this stack instantiates (the old stack: one class composing them)."""
+        composed = backend_class(self).callbacks_class(self.callbacks_class)  # type: ignore[attr-defined]
+        if composed is not self.callbacks_class:  # type: ignore[attr-defined]
+            self.callbacks_class = composed
+        super().validate()  # type: ignore[misc]
 
 
 class PartialAlgorithm:
