@@ -27,24 +27,24 @@ class RestoreOptions:
     """
 
     freeze: bool = False
-    """Take the restored ids out of ``policies_to_train``: an opponent or a pretrained part stays as loaded."""
+    """Take the restored ids out of ``policies_to_train``, so an opponent or a pretrained part stays as loaded."""
 
     trusted: bool = False
     """Fully unpickle old-stack policy files; the default safe mode runs no code from the checkpoint."""
 
     mapping: Optional[NameMapping] = None
-    """Old-stack into new-stack only: ``{old tensor name: new name or None}`` or ``old weights -> new weights``,
-    for models the built-in conversion table does not cover (custom models)."""
+    """For old-stack checkpoints into new-stack algorithms only, ``{old tensor name: new name or None}`` or a
+    callable ``old weights -> new weights``, for models the built-in conversion table does not cover."""
 
     filters: bool = True
-    """Carry the observation-filter statistics with the weights: a policy acts on what it was trained on."""
+    """Carry the observation-filter statistics with the weights, so a policy acts on what it was trained on."""
 
     agents: Optional[Mapping[Any, Any]] = None
-    """New-stack checkpoints: ``{target agent: source agent}`` whose filter statistics to carry, where the
+    """For new-stack checkpoints, ``{target agent: source agent}`` whose filter statistics to carry, where the
     source's policy mapping function cannot be read (a lambda pickled by value)."""
 
     training_state: bool = False
-    """Also carry optimizer state, KL coefficient, SAC's alpha: training goes on where it stopped, not cold."""
+    """Also carry optimizer state, KL coefficient and SAC's alpha, so training goes on where it stopped."""
 
     def __post_init__(self) -> None:
         for name in ("freeze", "trusted", "filters", "training_state"):
