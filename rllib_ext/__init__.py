@@ -53,6 +53,7 @@ _HOME: Dict[str, str] = {
     "build_policy": "live.serving.policy_io",
     "LoadedPolicy": "live.serving.policy_io",
     "PartialRestoreReport": "live.restore.policies",
+    "RestoreOptions": "live.restore.options",
     "PartialAlgorithm": "live.partial",
     "PartialConfig": "live.partial",
     "rllink_server_class": "live.seam.compat",

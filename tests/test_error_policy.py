@@ -10,7 +10,8 @@ Two proofs, both Ray-free:
   rule is run on planted violations too);
 * by calling the Ray-free public surface with bad arguments (:data:`BAD_CALLS`): each call
   raises its class with the exact message, which names the argument, what was given and
-  what fits. (The Ray side: ``tests/test_restore.py`` and ``tests/test_migration.py``.)
+  what fits. (The Ray side: ``tests/test_restore.py``, ``tests/test_migration.py`` and, for the
+  config methods and their plain-dict keys, ``tests/test_restore_options.py``.)
 """
 
 from __future__ import annotations
@@ -241,6 +242,8 @@ BAD_CALLS: List[Tuple[str, Callable[[Ctx], Any], type, str]] = [
     ("NumpyPolicy.compute_action-recurrent", lambda c: _recurrent(c).compute_action(np.zeros(4)), RecurrentStateError,
      "policy 'lstm' is recurrent: call compute_actions(obs_batch, state)"),
     # the pool
+    ("PolicyPool-path", lambda c: rllib_ext.PolicyPool(path=123), InvalidArgumentError,
+     "pool path 123: expected a str or os.PathLike, got int"),
     ("PolicyPool-writer", lambda c: rllib_ext.PolicyPool(c.pool.path, writer="a/b"), InvalidArgumentError,
      "writer 'a/b': use 1-100 letters, digits, '_', '.', '-' (not starting with '.')"),
     ("PolicyPool.add-iteration", lambda c: c.pool.add(c.src, iteration=-1), InvalidArgumentError,
@@ -277,6 +280,14 @@ BAD_CALLS: List[Tuple[str, Callable[[Ctx], Any], type, str]] = [
     ("PolicyPool.meta_strategy_by_seat-no-seats", lambda c: c.pool.meta_strategy_by_seat(), MetaStrategyError,
      "a meta-strategy per seat needs games of the snapshots in exactly two seats; the payoff table has 0 (none): "
      "evaluation matches fill them (league(evaluation=...)); use meta_strategy() otherwise"),
+    # the restore options (every entry point that restores builds one; tests/test_restore_options.py)
+    ("RestoreOptions-freeze", lambda c: rllib_ext.RestoreOptions(freeze="yes"), InvalidArgumentError,
+     "restore option freeze='yes': expected True or False"),
+    ("RestoreOptions-agents", lambda c: rllib_ext.RestoreOptions(agents="agent_0"), InvalidArgumentError,
+     "restore option agents='agent_0': expected None or a dict {target agent: source agent}"),
+    ("RestoreOptions.from_keywords-unknown", lambda c: rllib_ext.RestoreOptions.from_keywords({"trusts": True}),
+     InvalidArgumentError, "unknown restore option 'trusts'; allowed: freeze, trusted, mapping, filters, agents, "
+     "training_state (did you mean 'trusted'?)"),
     ("sample_mixture-empty", lambda c: rllib_ext.sample_mixture({}, c.rng), InvalidArgumentError,
      "sample_mixture(mixture=...): not a mixture (non-negative probabilities, not all 0): {}"),
     ("sample_mixture-negative", lambda c: rllib_ext.sample_mixture({"a": -1.0}, c.rng), InvalidArgumentError,
@@ -309,7 +320,7 @@ def test_the_table_covers_the_ray_free_public_calls_that_take_arguments():
     called = {c[0].split("-")[0].split(".")[0] for c in BAD_CALLS}
     expected = {"inspect", "read_weights", "policy_ids", "read_filters", "read_policy", "read_policy_dir",
                 "extract_policy", "export_npz", "write_policy_dir", "FilterStats", "merge_checkpoints",
-                "diff_checkpoints", "NumpyPolicy", "PolicyPool", "Retention", "sample_mixture"}
+                "diff_checkpoints", "NumpyPolicy", "PolicyPool", "Retention", "sample_mixture", "RestoreOptions"}
     assert expected <= called, sorted(expected - called)
     assert expected <= set(rllib_ext.__all__) | {"diff_checkpoints"}
 

@@ -222,3 +222,28 @@ def _widened(src: str, dst: str) -> str:
             w = np.concatenate([w, w, w], axis=-1)
         out[name] = w
     return write_policy_dir(dst, meta["policy_id"], out, {k: v for k, v in meta.items() if k in META_KEYS})
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_league_callbacks_are_one_entry_of_rllibs_callbacks_list(tmp_path, stack):
+    """No class is built for the league: its callbacks are a declared class in RLlib's list, beside
+    the user's; league() again replaces that entry; the old stack, which instantiates one class,
+    gets RLlib's own composite of the list when the config is validated."""
+    from ray.rllib.algorithms.callbacks import make_multi_callbacks
+
+    from rllib_ext.live.league.play import LeagueCallbacks
+    from tune_callbacks import CrashLeagueOnceAndRecord as Mine
+
+    pool = str(tmp_path / "pool")
+    cfg = league_config(stack, pool).callbacks(Mine).league(pool, of="main", slots=SLOTS)
+    cfg = cfg.league(pool, of="main", slots=SLOTS[:1])
+    mine, ours = cfg.callbacks_class
+    assert mine is Mine and ours.func is LeagueCallbacks and ours.keywords["slots"] == (SLOTS[0],)
+
+    cfg.validate()
+    if stack == "new":
+        assert cfg.callbacks_class == [mine, ours]  # RLlib's env runners instantiate the list
+    else:
+        composite = cfg.callbacks_class()
+        assert type(composite).__qualname__ == make_multi_callbacks([]).__qualname__
+        assert [type(c) for c in composite._callback_list] == [Mine, LeagueCallbacks]

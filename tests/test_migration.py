@@ -219,6 +219,31 @@ def test_restore_custom_model_with_user_mapping_into_new_stack_algorithm(old_run
 
 
 @pytest.mark.stack("old")
+@pytest.mark.parametrize("form", ["method", "plain-dict"])
+def test_config_restore_policies_takes_mapping_and_restores_under_the_mapped_id(old_run, ray_session, form):
+    """``mapping=`` on the config method (and its plain-dict key), as ``algo.restore`` takes it:
+    the custom old-stack model becomes the new-stack module ``hero`` when the algorithm is set up."""
+    path, obs, want = old_run(False, fcnet_hiddens=[8], post_fcnet_hiddens=[8])
+    config = ppo_config("new", obs_dims=(4, 4), policies={"hero", "policy_1"}, config_cls=PPOPartialConfig)
+    config = config.rl_module(model_config={"fcnet_hiddens": list(HIDDENS), "vf_share_layers": False})
+    if form == "method":
+        with pytest.raises(MigrationError, match=r"^policy 'policy_0' -> 'hero': cannot map"):  # the negative control
+            config.copy().restore_policies(path, {"policy_0": "hero"}).build_algo()
+        config = config.restore_policies(path, {"policy_0": "hero"}, mapping=post_fcnet_mapping())
+    else:
+        config = config.update_from_dict({"restore_policies": {
+            "checkpoint": path, "policies": {"policy_0": "hero"}, "mapping": post_fcnet_mapping()}})
+    algo = config.build_algo()
+    try:
+        (report,) = algo.partial_restore_reports
+        assert report.restored == {"policy_0": "hero"} and report.converted_from.startswith("old-API-stack")
+        module = algo.learner_group._learner.module["hero"]
+        assert max(max_diffs(want["policy_0"], new_outputs(module, obs))) < tolerance()
+    finally:
+        algo.stop()
+
+
+@pytest.mark.stack("old")
 def test_restore_new_stack_checkpoint_into_old_stack_algorithm_is_refused(old_run, ray_session, tmp_path):
     from rllib_ext.errors import CheckpointError
     from rllib_ext.live.restore.policies import restore_policies

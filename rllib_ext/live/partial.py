@@ -20,7 +20,6 @@ import os
 from typing import Any, ClassVar, Dict, List, Mapping, Optional, Type, TypeVar, Union, overload
 
 from ..checkpoint.storage import resolve_path
-from ..convert.mapping import NameMapping
 from ..errors import InvalidArgumentError
 from ..pool.index import PoolEntry
 from ..pool.policy_pool import PolicyPool
@@ -31,7 +30,9 @@ from . import snapshot
 from . import tune
 from .features import FEATURES, FeatureConfig
 from .hooks import Feature
+from .seam.backends import backend_class
 from .seam.ray_internals import set_trial_info, trial_info
+from .restore.options import RestoreOptions
 from .restore.policies import PartialRestoreReport, PolicySelection, restore_policies
 
 logger = logging.getLogger(__name__)
@@ -66,6 +67,14 @@ class PartialConfig(FeatureConfig):
         for feature, key, value in taken:
             feature.configure(self, key, value)
         return self
+
+    def validate(self) -> None:
+        """RLlib's checks, after the features' entries in RLlib's callbacks list are made what
+        this stack instantiates (the old stack: one class composing them)."""
+        composed = backend_class(self).callbacks_class(self.callbacks_class)  # type: ignore[attr-defined]
+        if composed is not self.callbacks_class:  # type: ignore[attr-defined]
+            self.callbacks_class = composed
+        super().validate()  # type: ignore[misc]
 
 
 class PartialAlgorithm:
@@ -175,16 +184,7 @@ class PartialAlgorithm:
         return super().default_resource_request(config)  # type: ignore[misc]
 
     def restore(
-        self,
-        checkpoint_path: Any,
-        policies: Optional[PolicySelection] = None,
-        *,
-        freeze: bool = False,
-        trusted: bool = False,
-        mapping: Optional[NameMapping] = None,
-        filters: bool = True,
-        agents: Optional[Mapping[str, str]] = None,
-        training_state: bool = False,
+        self, checkpoint_path: Any, policies: Optional[PolicySelection] = None, **options: Any
     ) -> Optional[PartialRestoreReport]:
         """RLlib's restore, or, with ``policies=``, a partial restore synced everywhere.
 
@@ -192,36 +192,26 @@ class PartialAlgorithm:
             checkpoint_path: directory, ``ray.tune.Checkpoint`` or Tune training result.
             policies: ids to take, or ``{checkpoint id: algorithm id}``; None restores
                 everything exactly as RLlib does.
-            freeze: with ``policies=``, stop training the restored ids.
-            trusted: with ``policies=``, fully unpickle old-stack policy files.
-            mapping: with ``policies=``, an old-stack checkpoint into this new-stack
-                algorithm: ``{old tensor name: new name or None}`` or a callable
-                ``old weights -> new weights`` for models the built-in table does not
-                cover (see :mod:`rllib_ext.convert`).
-            filters: with ``policies=``, carry the observation-filter statistics with
-                the weights (see :mod:`rllib_ext.live.restore.filters`); False: weights alone.
-            agents: with ``policies=``, new-stack checkpoints: ``{target agent: source
-                agent}`` whose filter statistics to carry.
-            training_state: with ``policies=``, also carry optimizer state, KL
-                coefficient and alpha (RLlib's full restore keeps them here anyway).
+            options: with ``policies=``, the :class:`~rllib_ext.RestoreOptions` keywords
+                (``freeze``, ``trusted``, ``mapping``, ``filters``, ``agents``,
+                ``training_state``); RLlib's full restore keeps the training state anyway.
 
         Returns:
             A :class:`PartialRestoreReport` for a partial restore, else None.
 
         Raises:
-            InvalidArgumentError: ``freeze=True`` or ``mapping=`` without ``policies=``; with
-                ``policies=``, as ``restore_policies`` (a string or empty ``policies``, ...).
+            InvalidArgumentError: an unknown option or a value that does not fit it;
+                ``freeze=True`` or ``mapping=`` without ``policies=``; with ``policies=``, as
+                ``restore_policies`` (a string or empty ``policies``, ...).
         """
+        chosen = RestoreOptions.from_keywords(options)
         if policies is None:
-            if freeze:
+            if chosen.freeze:
                 raise InvalidArgumentError("freeze=True needs policies=[...] (which policies to freeze?)")
-            if mapping is not None:
+            if chosen.mapping is not None:
                 raise InvalidArgumentError("mapping= needs policies=[...] (which policies to convert?)")
             return super().restore(absolute_checkpoint(checkpoint_path))  # type: ignore[misc]
-        report = restore_policies(
-            self, local_path(checkpoint_path), policies, freeze=freeze, trusted=trusted, mapping=mapping,
-            filters=filters, agents=agents, training_state=training_state,
-        )
+        report = restore_policies(self, local_path(checkpoint_path), policies, **chosen.keywords())
         self.partial_restore_reports.append(report)
         return report
 
@@ -269,14 +259,13 @@ class PartialAlgorithm:
         return policy_io.save_policy(self, policy_id, path, agent_id=agent_id, training_state=training_state)
 
     def load_policy(
-        self, path: "str | os.PathLike[str]", policy_id: Optional[str] = None, *, trusted: bool = False,
-        filters: bool = True, training_state: bool = False,
+        self, path: "str | os.PathLike[str]", policy_id: Optional[str] = None, **options: Any
     ) -> PartialRestoreReport:
         """Add (or replace) a policy from a single-policy directory, with its observation
-        filter (``filters=False``: weights alone; ``training_state=True``: its training
-        state too), synced to all workers."""
-        report = policy_io.add_or_replace(self, path, policy_id, trusted=trusted, filters=filters,
-                                          training_state=training_state)
+        filter, synced to all workers; ``options``: the :class:`~rllib_ext.RestoreOptions`
+        keywords (``filters=False``: weights alone; ``training_state=True``: its training
+        state too; ``freeze=True``: kept out of training, e.g. an opponent)."""
+        report = policy_io.add_or_replace(self, path, policy_id, **options)
         self.partial_restore_reports.append(report)
         return report
 

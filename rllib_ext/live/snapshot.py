@@ -12,7 +12,7 @@ import os
 import tempfile
 from typing import Any, List, Mapping
 
-from ..checkpoint.storage import resolve_path
+from ..checkpoint.storage import fspath, resolve_path
 from ..pool.index import PoolEntry
 from ..pool.policy_pool import PolicyPool
 from ..pool.rules import DEFAULT_RATING
@@ -22,7 +22,7 @@ from .serving.policy_io import save_policy
 
 def pool_path(pool: Any) -> str:
     """A pool object or a path/URI -> the path (plain data travels to Tune trials)."""
-    path = os.fspath(getattr(pool, "path", pool))
+    path = fspath(getattr(pool, "path", pool), "pool")
     return path if "://" in path else resolve_path(path)
 
 

@@ -28,7 +28,7 @@ import tempfile
 from typing import Any, Dict, Iterator, List, NamedTuple, Optional
 
 from ..checkpoint.atomic import atomic_file, clean_debris, debris_target, fsync_dir, write_synced
-from ..checkpoint.storage import resolve_path
+from ..checkpoint.storage import fspath, resolve_path
 from ..checkpoint.upload import is_remote, upload_dir
 from ..errors import CheckpointError, MissingDependencyError, NotAPoolError, os_problem
 
@@ -356,5 +356,5 @@ class RemoteStore:
 
 def open_store(path: "str | os.PathLike[str]") -> "LocalStore | RemoteStore":
     """The store for a local path (``file://`` included) or an object-store URI."""
-    text = os.fspath(path)
+    text = fspath(path, "pool path")
     return RemoteStore(text) if is_remote(text) else LocalStore(text)

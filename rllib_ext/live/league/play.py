@@ -1,6 +1,6 @@
 """On the env runners: each finished episode's outcome, counted per league opponent.
 
-A callback class (composed in front of the user's own, so theirs still runs) compares
+A callback in RLlib's callbacks list (beside the user's own, so theirs still runs) compares
 ``of``'s total return in the episode with each opponent's (a slot, or an exploiter) and
 counts a win, draw or loss for that opponent, with both sides' returns. Counts stay on the env runner until the driver takes them once per iteration
 (:func:`take_outcomes`, through the env runners' ``foreach_env_runner``), and the driver
@@ -10,7 +10,11 @@ do not change, so on synchronous algorithms the credit is exact.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, Dict, List, Optional, Sequence
+
+from ray.rllib.callbacks.callbacks import RLlibCallback
+from ray.rllib.utils import force_list
 
 # id(env runner) -> {opponent: [wins, draws, losses, of's returns, the opponent's returns]}
 # (from of's side): one entry per env runner in this process
@@ -62,7 +66,10 @@ def take_outcomes(runner: Any) -> Dict[str, List[float]]:
 
 
 class LeagueCallbackMixin:
-    """Counts outcomes in ``on_episode_end``, then calls the next callback class's own."""
+    """Counts outcomes in ``on_episode_end``, then calls the next callback class's own.
+
+    Kept under this name: configs that rllib_ext 0.4.0 checkpointed hold a class built on it.
+    """
 
     league_of: str = ""
     league_slots: Sequence[str] = ()
@@ -75,14 +82,31 @@ class LeagueCallbackMixin:
         super().on_episode_end(**kwargs)  # type: ignore[misc]
 
 
-def league_callbacks(existing: Any, of: str, slots: Sequence[str], outcome: Optional[Outcome]) -> Any:
-    """``existing`` callbacks (a class, or a list of classes on the new stack) with ours in front."""
-    from ray.rllib.callbacks.callbacks import RLlibCallback
+class LeagueCallbacks(LeagueCallbackMixin, RLlibCallback):
+    """The league's entry in RLlib's callbacks list: one per env runner, told what to count."""
 
-    attrs = {"league_of": of, "league_slots": tuple(slots), "league_outcome": staticmethod(outcome) if outcome else None}
-    if isinstance(existing, (list, tuple)):
-        return [*existing, type("LeagueCallbacks", (LeagueCallbackMixin, RLlibCallback), attrs)]
-    base = existing or RLlibCallback
-    if isinstance(base, type) and issubclass(base, LeagueCallbackMixin):  # league() called again: replace ours
-        base = base.__mro__[2]
-    return type(f"League{getattr(base, '__name__', 'Callbacks')}", (LeagueCallbackMixin, base), attrs)
+    def __init__(self, of: str = "", slots: Sequence[str] = (), outcome: Optional[Outcome] = None) -> None:
+        super().__init__()
+        self.league_of, self.league_slots, self.league_outcome = of, tuple(slots), outcome
+
+
+def league_callbacks(existing: Any, of: str, slots: Sequence[str], outcome: Optional[Outcome]) -> List[Any]:
+    """RLlib's callbacks list: ``existing`` (a class or a list), then ours, built with its settings.
+
+    ``league()`` called again replaces ours. The old stack instantiates one class: the
+    config composes the list into one when it is validated (``Backend.callbacks_class``).
+    """
+    ours = functools.partial(LeagueCallbacks, of=of, slots=tuple(slots), outcome=outcome)
+    theirs = [_user_part(c) for c in force_list(existing) if not _is_ours(c)]
+    return [*(c for c in theirs if c is not RLlibCallback), ours]
+
+
+def _is_ours(callbacks: Any) -> bool:
+    return isinstance(callbacks, functools.partial) and callbacks.func is LeagueCallbacks
+
+
+def _user_part(callbacks: Any) -> Any:
+    """A league class as rllib_ext 0.4.0 built it (our mixin in front of the user's): the user's."""
+    if isinstance(callbacks, type) and issubclass(callbacks, LeagueCallbackMixin) and callbacks is not LeagueCallbacks:
+        return callbacks.__mro__[2]
+    return callbacks

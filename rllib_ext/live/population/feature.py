@@ -125,11 +125,20 @@ def population(
     writer = None if isinstance(pool, (str, os.PathLike)) or getattr(pool, "writer_is_default", True) else pool.writer
     perturb = {str(k): (tuple(v) if isinstance(v, tuple) else list(v) if isinstance(v, list) else v)
                for k, v in (perturb or {}).items()}
-    spec = PopulationSpec(pool_path(pool), [str(p) for p in policies], int(every), float(quantile), score,
-                          perturb, int(seed), writer)
+    spec = PopulationSpec(pool_path(pool), [str(p) for p in policies], _number("every", every, int),
+                          _number("quantile", quantile, float), score, perturb, _number("seed", seed, int), writer)
     check_spec(spec, config, list(config.policies or {}) or spec.policies)
     set_config_extra(config, SPEC_ATTR, asdict(spec))
     return config
+
+
+def _number(name: str, value: Any, kind: type) -> Any:
+    """``kind(value)``, or an InvalidArgumentError naming the argument (``int("x")`` is a bare ValueError)."""
+    try:
+        return kind(value)
+    except (TypeError, ValueError):
+        raise InvalidArgumentError(f"population({name}={value!r}): {name} must be "
+                                   f"{'an int' if kind is int else 'a number'}") from None
 
 
 class PopulationConfig:

@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, List, Mapping
 
 from ...checkpoint.reader import ids_in, open_checkpoint
 from ...checkpoint.storage import resolve_path
-from ...errors import InvalidArgumentError, not_found
+from ...errors import InvalidArgumentError, did_you_mean, not_found
 from ..hooks import Feature
 from ..seam.ray_internals import config_extra, set_config_extra
 from .filters import ask_source_agents
+from .options import RestoreOptions
 from .policies import PolicySelection, normalize_selection, restore_policies
 
 logger = logging.getLogger(__name__)
@@ -35,12 +36,7 @@ def restore_policies_on_setup(
     config: Any,
     checkpoint: "str | os.PathLike[str]",
     policies: PolicySelection,
-    *,
-    freeze: bool = False,
-    trusted: bool = False,
-    filters: bool = True,
-    agents: Optional[Mapping[str, str]] = None,
-    training_state: bool = False,
+    **options: Any,
 ) -> Any:
     """Restore ``policies`` from ``checkpoint`` when the algorithm is set up.
 
@@ -52,32 +48,29 @@ def restore_policies_on_setup(
     Args:
         checkpoint: checkpoint directory; relative paths are resolved now.
         policies: ids, or ``{checkpoint id: algorithm id}``.
-        freeze: keep the restored policies out of ``policies_to_train``.
-        trusted: fully unpickle old-stack policy files (default: safe mode).
-        filters: carry the observation-filter statistics (False: weights alone).
-        agents: ``{target agent: source agent}`` for new-stack filter statistics.
-        training_state: also carry optimizer state, KL coefficient, alpha (see
-            :mod:`rllib_ext.live.seam.carry_training`).
+        options: the :class:`~rllib_ext.RestoreOptions` keywords, as ``algo.restore`` takes
+            them (``freeze``, ``trusted``, ``mapping``, ``filters``, ``agents``, ``training_state``).
 
     Returns:
         The config, for chaining.
 
     Raises:
+        InvalidArgumentError: ``policies`` does not fit; an unknown option or a value that does not fit it.
         PolicyNotFoundError: a policy id is not in the checkpoint.
         CheckpointError: the checkpoint cannot be read, or its filters cannot be told apart.
     """
+    chosen = RestoreOptions.from_keywords(options)
     path = resolve_path(checkpoint)
-    mapping = normalize_selection(policies)
+    selection = normalize_selection(policies)
     if "://" not in path:
         ckpt, layout = open_checkpoint(path)
         available = ids_in(ckpt, layout)
-        for src in mapping:
+        for src in selection:
             if src not in available:
                 raise not_found("policy", src, path, available)
-        ask_source_agents(ckpt, layout, mapping, trusted=trusted, filters=filters, agents=agents)
-    spec = {"checkpoint": path, "policies": mapping, "freeze": bool(freeze), "trusted": bool(trusted),
-            "filters": bool(filters), "agents": dict(agents) if agents is not None else None,
-            "training_state": bool(training_state)}
+        ask_source_agents(ckpt, layout, selection, trusted=chosen.trusted, filters=chosen.filters,
+                          agents=chosen.agents)
+    spec = {"checkpoint": path, "policies": selection, **chosen.keywords()}
     set_config_extra(config, SPECS_ATTR, specs_of(config) + [spec])
     return config
 
@@ -96,16 +89,21 @@ class RestoreFeature(Feature):
 
     @classmethod
     def configure(cls, config: Any, key: str, value: Any) -> None:
-        for spec in [value] if isinstance(value, Mapping) else list(value):
+        allowed = ("checkpoint", "policies", *RestoreOptions.names())
+        for spec in value if isinstance(value, (list, tuple)) else [value]:
+            if not isinstance(spec, Mapping):
+                raise InvalidArgumentError(f"{CONFIG_KEY!r}: a restore is a dict with the keys {', '.join(allowed)} "
+                                           f"(or a list of such dicts), got {spec!r}")
             spec = dict(spec)
-            restore_policies_on_setup(
-                config, spec.pop("checkpoint"), spec.pop("policies"), freeze=spec.pop("freeze", False),
-                trusted=spec.pop("trusted", False), filters=spec.pop("filters", True),
-                agents=spec.pop("agents", None), training_state=spec.pop("training_state", False),
-            )
-            if spec:
-                raise InvalidArgumentError(f"unknown key(s) in {CONFIG_KEY!r}: {', '.join(spec)}; allowed: checkpoint, "
-                                           "policies, freeze, trusted, filters, agents, training_state")
+            missing = [k for k in ("checkpoint", "policies") if k not in spec]
+            if missing:
+                raise InvalidArgumentError(f"{CONFIG_KEY!r}: a restore needs {' and '.join(missing)}; given: "
+                                           f"{', '.join(spec) or 'no key'}; allowed: {', '.join(allowed)}")
+            unknown = [k for k in spec if k not in allowed]
+            if unknown:
+                raise InvalidArgumentError(f"unknown key(s) in {CONFIG_KEY!r}: {', '.join(unknown)}; allowed: "
+                                           f"{', '.join(allowed)}{did_you_mean(unknown[0], allowed)}")
+            restore_policies_on_setup(config, spec.pop("checkpoint"), spec.pop("policies"), **spec)
 
     @classmethod
     def prepare_trial_config(cls, config: Dict[str, Any]) -> None:
@@ -122,11 +120,9 @@ class RestoreFeature(Feature):
 
     def setup(self, algo: Any) -> None:
         for spec in specs_of(algo.config):
-            report = restore_policies(
-                algo, spec["checkpoint"], spec["policies"], freeze=spec["freeze"], trusted=spec["trusted"],
-                filters=spec.get("filters", True), agents=spec.get("agents"),
-                training_state=spec.get("training_state", False),
-            )
+            # Specs written before an option existed (0.3 checkpoints) lack it: its default.
+            options = {k: v for k, v in spec.items() if k in RestoreOptions.names()}
+            report = restore_policies(algo, spec["checkpoint"], spec["policies"], **options)
             logger.info("rllib_ext: %s", report)
             algo.partial_restore_reports.append(report)
 

@@ -29,7 +29,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -45,6 +45,7 @@ from ..seam.backends import Backend, backend_for
 from ..seam.compat import require_supported_ray
 from ..seam.rllib_types import Algorithm
 from .filters import plan_filters
+from .options import RestoreOptions
 from ..seam.carry_training import plan_training
 
 PolicySelection = Union[Sequence[str], Mapping[str, str]]
@@ -233,13 +234,7 @@ def restore_policies(
     algo: Algorithm,
     checkpoint: "str | os.PathLike[str]",
     policies: PolicySelection,
-    *,
-    freeze: bool = False,
-    trusted: bool = False,
-    mapping: Optional[NameMapping] = None,
-    filters: bool = True,
-    agents: Optional[Mapping[str, str]] = None,
-    training_state: bool = False,
+    **options: Any,
 ) -> PartialRestoreReport:
     """Restore ``policies`` of ``checkpoint`` into the live ``algo`` and sync everywhere.
 
@@ -250,22 +245,13 @@ def restore_policies(
         algo: a built RLlib Algorithm (either API stack).
         checkpoint: checkpoint directory (relative paths are fine) or URI.
         policies: ids to take, or ``{checkpoint id: algorithm id}`` to rename.
-        freeze: stop training the restored ids (removed from ``policies_to_train``).
-        trusted: full unpickling of old-stack policy files (default: safe mode).
-        mapping: old-stack into new-stack only: ``{old tensor name: new name or None}``
-            or a callable ``old weights -> new weights``, for models the built-in
-            table does not cover (custom models).
-        filters: carry the observation-filter statistics with the weights (see
-            :mod:`rllib_ext.live.restore.filters`); False restores the weights alone.
-        agents: new-stack checkpoints: ``{target agent: source agent}`` whose filter
-            statistics to carry, where the source's mapping function cannot be read.
-        training_state: also carry what the learner built up for each policy (optimizer
-            state, KL coefficient, SAC's alpha; old stack: counters, exploration state),
-            see :mod:`rllib_ext.live.seam.carry_training`. Default: weights and filters only.
+        options: the :class:`~rllib_ext.RestoreOptions` keywords (``freeze``, ``trusted``,
+            ``mapping``, ``filters``, ``agents``, ``training_state``); training state: see
+            :mod:`rllib_ext.live.seam.carry_training`, filters: :mod:`rllib_ext.live.restore.filters`.
 
     Raises:
         InvalidArgumentError: ``policies`` is a string, empty, or maps two ids onto one
-            (also a ``ValueError``/``TypeError``).
+            (also a ``ValueError``/``TypeError``); an unknown option or a value that does not fit it.
         PolicyNotFoundError: an id is not in the checkpoint, or a target not in ``algo``.
         ShapeMismatchError: tensors do not fit (``MigrationError``: no conversion fits).
         UnsupportedFilterError: filter statistics of a kind not carried (nested spaces).
@@ -279,13 +265,11 @@ def restore_policies(
         Nothing in ``algo`` has changed when one is raised. An error of RLlib itself while
         setting the weights is raised as it is, after every target was put back.
     """
+    chosen = RestoreOptions.from_keywords(options)  # checked before anything is opened
     require_supported_ray()
     t0 = time.perf_counter()
     ckpt, layout = open_checkpoint(resolve_path(checkpoint))
-    report = restore_opened(
-        algo, ckpt, layout, policies, freeze=freeze, trusted=trusted, mapping=mapping, filters=filters, agents=agents,
-        training_state=training_state,
-    )
+    report = restore_opened(algo, ckpt, layout, policies, **chosen.keywords())
     report.seconds = time.perf_counter() - t0
     return report
 
@@ -295,26 +279,23 @@ def restore_opened(
     ckpt: CheckpointDir,
     layout: fmt.Layout,
     policies: PolicySelection,
-    *,
-    freeze: bool = False,
-    trusted: bool = False,
-    mapping: Optional[NameMapping] = None,
-    filters: bool = True,
-    agents: Optional[Mapping[str, str]] = None,
-    training_state: bool = False,
+    **options: Any,
 ) -> PartialRestoreReport:
     """:func:`restore_policies` on a checkpoint the caller has already opened."""
     t0 = time.perf_counter()
+    opts = RestoreOptions.from_keywords(options)
+    freeze, trusted = opts.freeze, opts.trusted
     selection = normalize_selection(policies)
     backend = backend_for(algo)
     algo_ids = backend.ids()
     # Training holds still (APPO/IMPALA: the learner thread) from the snapshot to the freeze.
     with backend.quiesced(list(selection.values())):
         ready, previous, report = plan(
-            algo, backend, ckpt, layout, selection, algo_ids, trusted=trusted, mapping=mapping
+            algo, backend, ckpt, layout, selection, algo_ids, trusted=trusted, mapping=opts.mapping
         )
-        carry = plan_filters(backend, ckpt, layout, selection, trusted=trusted, agents=agents) if filters else None
-        train = plan_training(backend, ckpt, layout, selection, trusted=trusted) if training_state else None
+        carry = (plan_filters(backend, ckpt, layout, selection, trusted=trusted, agents=opts.agents)
+                 if opts.filters else None)
+        train = plan_training(backend, ckpt, layout, selection, trusted=trusted) if opts.training_state else None
         trainable = backend.trainable() if freeze else None
         try:  # all or nothing: weights, training state, filters and the freeze
             backend.set_and_sync(ready, training=train.ready if train else None)

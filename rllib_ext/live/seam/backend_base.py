@@ -149,6 +149,11 @@ class Backend:
         raise NotImplementedError
 
     @staticmethod
+    def callbacks_class(callbacks: Any) -> Any:
+        """``config.callbacks_class`` as this stack instantiates it (the new stack: a list as it is)."""
+        return callbacks
+
+    @staticmethod
     def policy_base() -> type:
         """The class every policy class of this stack derives from (RLModule / Policy)."""
         raise NotImplementedError

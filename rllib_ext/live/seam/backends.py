@@ -44,6 +44,7 @@ from .bridge import (
     initial_state,
     keep_module_specs,
     module_action,
+    one_callbacks_class,
     policy_action,
 )
 from .compat import single_action_obs
@@ -248,6 +249,7 @@ class OldStackBackend(Backend):
     """Policies live on every rollout worker; the local worker is the source of truth."""
 
     stack = "old"
+    callbacks_class = staticmethod(one_callbacks_class)
 
     @staticmethod
     def _as_dict(w: Any) -> Weights:
@@ -372,7 +374,6 @@ class OldStackBackend(Backend):
     @staticmethod
     def model_action(model: Model, obs: Any, explore: bool, state: Optional[State]) -> Any:
         return policy_action(model.compute_single_action, initial_state(model) is not None, obs, explore, state)
-
 
 
 def _old_stack(config: Any) -> Any:

@@ -1,8 +1,8 @@
 """Bridges between plain data and RLlib objects, below :mod:`rllib_ext.live.seam.backends`.
 
 A gymnasium space from a :class:`~rllib_ext.checkpoint.views.SpaceView`, the effective
-model config of a module, one action from an RLModule or an old-stack Policy, and a
-stored policy built from its class, spaces and weights. Functions that differ per API
+model config of a module, one action from an RLModule or an old-stack Policy, a
+stored policy built from its class, spaces and weights, and one callbacks class from a list. Functions that differ per API
 stack come in pairs; :class:`rllib_ext.live.seam.backends.Backend` picks one, so nothing here
 asks which stack an algorithm is on. Ray, RLlib, gymnasium and torch are imported inside
 the functions that need them, so importing this module stays cheap and Ray-free.
@@ -158,3 +158,11 @@ def keep_module_specs(config: AlgorithmConfig, ids: Collection[str]) -> None:
     if spec is not None and hasattr(spec, "rl_module_specs") and isinstance(spec.rl_module_specs, dict):
         spec.rl_module_specs = {k: v for k, v in spec.rl_module_specs.items() if k in ids}
 
+
+
+def one_callbacks_class(callbacks: Any) -> Any:
+    """A callbacks list as one class (RLlib's ``make_multi_callbacks``), for a stack that
+    instantiates ``config.callbacks_class`` itself (the old stack's RolloutWorker)."""
+    from ray.rllib.algorithms.callbacks import make_multi_callbacks
+
+    return make_multi_callbacks(list(callbacks)) if isinstance(callbacks, (list, tuple)) else callbacks

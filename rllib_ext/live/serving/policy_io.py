@@ -37,6 +37,7 @@ from ..seam.backend_base import Backend
 from ..seam.backends import backend_for, backend_named
 from ..seam.bridge import State, initial_state, to_gym_space
 from ..seam.compat import require_supported_ray
+from ..restore.options import RestoreOptions
 from ..restore.policies import PartialRestoreReport, restore_policies
 from ..seam.rllib_types import Algorithm, AlgorithmConfig, Model
 
@@ -285,17 +286,16 @@ def add_or_replace(
     algo: Algorithm,
     path: "str | os.PathLike[str]",
     policy_id: Optional[str] = None,
-    *,
-    trusted: bool = False,
-    filters: bool = True,
-    training_state: bool = False,
+    **options: Any,
 ) -> PartialRestoreReport:
     """Put the stored policy into the live ``algo`` as ``policy_id``, synced everywhere.
 
     An existing id is replaced through the partial-restore path (validated first, nothing
     changes on error). A new id is added first (RLlib's ``add_module``/``add_policy``,
-    built from the stored spaces), then its weights are restored the same way.
+    built from the stored spaces), then its weights are restored the same way, with
+    ``options`` (the :class:`~rllib_ext.RestoreOptions` keywords).
     """
+    chosen = RestoreOptions.from_keywords(options)  # checked before a policy is added
     path = resolve_path(path)
     meta, _ = read_policy_dir(path)
     stored_id = _stored_id(meta, path)
@@ -305,12 +305,11 @@ def add_or_replace(
     if target not in backend.ids():
         obs = _stored_space(meta, "observation_space", path)
         act = _stored_space(meta, "action_space", path)
-        cls = _import_class(meta.get("policy_class"), trusted, meta, type(backend))
+        cls = _import_class(meta.get("policy_class"), chosen.trusted, meta, type(backend))
         backend.add(target, cls, obs, act, meta.get("model_config") or {})
         added = True
     try:
-        return restore_policies(algo, path, {stored_id: target}, trusted=trusted, filters=filters,
-                                training_state=training_state)
+        return restore_policies(algo, path, {stored_id: target}, **chosen.keywords())
     except BaseException:
         if added:  # nothing half-done: the policy added for these weights goes again
             backend.remove(target)
