@@ -21,7 +21,7 @@ from rllib_ext.checkpoint.diff import diff_checkpoints
 from rllib_ext.checkpoint.spaces import space_from_rllib_dict
 from rllib_ext.checkpoint.views import make_policy_view
 from rllib_ext.checkpoint.storage import CheckpointDir
-from rllib_ext.checkpoint.reader import decode_file
+from rllib_ext.checkpoint.decode import decode_file
 from rllib_ext.cli import main
 from rllib_ext.formatting import compact_space, format_view
 from rllib_ext import errors

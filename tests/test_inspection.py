@@ -130,7 +130,7 @@ TUNE = [("tune-new", "PPO", "PPO"), ("tune-old", "PPO", "PPO"),
 def test_inspect_tune_trial_names_the_real_algorithm_and_its_base(name, cls, base, capsys):
     from rllib_ext.checkpoint import format as fmt
     from rllib_ext.checkpoint.codecs.safe_pickle import Placeholder
-    from rllib_ext.checkpoint.reader import decode_file
+    from rllib_ext.checkpoint.decode import decode_file
     from rllib_ext.checkpoint.storage import CheckpointDir
     from rllib_ext.cli import main
 

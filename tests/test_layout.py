@@ -12,6 +12,8 @@ The rules are stated once, here, per package, and checked by an AST walk over
   hand-kept order of modules);
 * ray, gymnasium, torch and tensorflow appear only under ``live/``, in ``algorithms``,
   ``envs`` and ``masking``, and torch/onnx in the two writers of torch and ONNX files;
+* a read is one pass, open -> layout -> locate -> decode, a module per step
+  (:data:`READ_PASS`); no step reaches, through any chain of imports, a step after it;
 * only ``live/seam/backends.py`` tells the API stacks apart: the config flags that name the
   stack (:data:`STACK_FLAGS`) appear nowhere else, read or set.
 
@@ -232,6 +234,25 @@ def cycle_violations(modules: Dict[str, str]) -> List[str]:
     return [" -> ".join(c) for c in find_cycles(import_graph(modules))]
 
 
+# One read of a policy's weights, in the order reader.read_weights calls the steps.
+READ_PASS = ["checkpoint.storage", "checkpoint.format", "checkpoint.locate", "checkpoint.decode", "checkpoint.reader"]
+
+
+def read_pass_violations(modules: Dict[str, str]) -> List[str]:
+    """A step of the read that imports (directly or through other modules) a later step: a call back up."""
+    graph = import_graph(modules)
+    bad = []
+    for i, step in enumerate(READ_PASS):
+        seen, todo = set(), [step]
+        while todo:
+            for nxt in graph.get(todo.pop(), ()):
+                if nxt not in seen:
+                    seen.add(nxt)
+                    todo.append(nxt)
+        bad += [f"{step} reaches {later}" for later in READ_PASS[i + 1:] if later in seen]
+    return bad
+
+
 def stack_test_violations(modules: Dict[str, str]) -> List[str]:
     """A stack flag read, set or passed outside live/seam/backends.py (attribute, keyword or name)."""
     bad = []
@@ -298,7 +319,7 @@ def test_every_module_says_what_it_is_for():
 
 
 @pytest.mark.parametrize("rule", [package_violations, framework_violations, cycle_violations, private_name_violations,
-                                  live_room_violations, stack_test_violations], ids=lambda r: r.__name__)
+                                  live_room_violations, stack_test_violations, read_pass_violations], ids=lambda r: r.__name__)
 def test_the_package_keeps_the_rule(rule):
     assert not rule(MODULES)
 
@@ -323,6 +344,9 @@ PLANTED = {
                        ("checkpoint.storage", "from .reader import read_weights\n"),
                        ("merge.state_patch", "def f():\n    from .checkpoints import merge_checkpoints\n")],
     private_name_violations: [("live.restore.policies", "from ..seam.backends import _secret\n")],
+    read_pass_violations: [("checkpoint.locate", "from .decode import decode_file\n"),
+                           ("checkpoint.format", "def f():\n    from .locate import ids_in\n"),
+                           ("checkpoint.lazy", "from .reader import read_weights\n")],
     live_room_violations: [
         ("live.population.feature", "from ..league.engine import League\n"),
         ("live.league.feature", "def f():\n    from ..population import feature\n"),

@@ -6,7 +6,9 @@ getters returned when they were made; tests that need RLlib itself are in test_r
 
 from __future__ import annotations
 
+import os
 import sys
+from typing import List
 
 import numpy as np
 import pytest
@@ -71,6 +73,55 @@ def test_reading_one_policy_imports_only_what_reading_needs(stored, stack):
     path, _ = stored(stack)
     assert_imports_no_framework(f"import rllib_ext\nassert rllib_ext.read_weights({path!r}, 'policy_1')\n",
                                 extra=NOT_ON_THE_READ_PATH)
+
+
+# The read is one pass (open -> layout -> locate -> decode), each step a module of its own.
+READ_PASS = ("storage", "format", "locate", "decode")  # as tests/test_layout.py's READ_PASS, without the reader
+
+
+def _steps_of_a_read(path: str, policy_id: str) -> List[str]:
+    """Run read_weights under a profiler: the steps the reader calls, in order, and every
+    call into a step made while a later step runs (a call back up) as an error."""
+    import rllib_ext.checkpoint.reader as reader
+
+    home = os.path.dirname(reader.__file__)
+    index = {os.path.join(home, f"{m}.py"): i for i, m in enumerate(READ_PASS)}
+    called: List[str] = []
+    back_up: List[str] = []
+    entered = []
+
+    def profile(frame, event, arg):
+        if event != "call":
+            return
+        here = frame.f_code.co_filename
+        if here == reader.__file__:
+            entered.append(frame.f_code.co_name)
+        if here not in index:
+            return
+        caller = frame.f_back
+        if caller is not None and caller.f_code.co_filename == reader.__file__:
+            called.append(READ_PASS[index[here]])
+        running = caller
+        while running is not None and running.f_code.co_filename != reader.__file__:
+            if index.get(running.f_code.co_filename, len(READ_PASS)) < index[here]:
+                back_up.append(f"{frame.f_code.co_name} ({READ_PASS[index[here]]}) called from "
+                               f"{running.f_code.co_name} ({READ_PASS[index[running.f_code.co_filename]]})")
+            running = running.f_back
+
+    sys.setprofile(profile)
+    try:
+        reader.read_weights(path, policy_id)
+    finally:
+        sys.setprofile(None)
+    assert not back_up, back_up
+    assert entered == ["read_weights"], entered  # the reader is entered once, at the top
+    return [s for i, s in enumerate(called) if i == 0 or called[i - 1] != s]
+
+
+@pytest.mark.parametrize("stack", ["new", "old"])
+def test_reading_one_policy_is_one_pass_in_order(stored, stack):
+    path, _ = stored(stack)
+    assert _steps_of_a_read(path, "policy_1") == list(READ_PASS)
 
 
 # --- msgpack and torch-zip state files -------------------------------------------------

@@ -190,7 +190,8 @@ def test_lazy_threshold_is_pickle_frame_size():
 def test_msgpack_walk_matches_msgpack_on_nested_data(tmp_path):
     import msgpack
 
-    from rllib_ext.checkpoint.reader import decode_file, open_checkpoint
+    from rllib_ext.checkpoint.decode import decode_file
+    from rllib_ext.checkpoint.reader import open_checkpoint
 
     doc = {"a": [1, 2.5, None, True, {"b": b"x" * (LAZY_MIN + 3), 7: [[], {}]}], "s": "t" * 70000, "n": -(2**40)}
     d = module_dir(tmp_path)

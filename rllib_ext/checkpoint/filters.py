@@ -38,7 +38,8 @@ import numpy as np
 from ..errors import InvalidArgumentError, ShapeMismatchError, UnsupportedFilterError, malformed
 from . import format as fmt
 from .codecs.safe_pickle import Placeholder
-from .reader import decode_file, open_checkpoint
+from .decode import decode_file
+from .reader import open_checkpoint
 from .spaces import decode_rllib_ndarray
 from .storage import CheckpointDir
 from .views import FilterStatsJson

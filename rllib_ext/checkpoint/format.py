@@ -1,4 +1,6 @@
-"""The on-disk layouts RLlib writes, and how to tell them apart.
+"""The on-disk layouts RLlib writes, and how to tell them apart (step 2 of a read, after open).
+
+Where one policy's file is in a layout is the next step's job (:mod:`.locate`).
 
 Version history (``checkpoint_version`` in ``rllib_checkpoint.json`` / ``metadata.json``):
   0.1  Ray < 2.0: a single ``checkpoint-<n>`` file. Not supported (no per-policy data).
@@ -24,7 +26,7 @@ rllib_ext's own single-policy directory (``policy.json`` + ``weights.safetensors
 from __future__ import annotations
 
 import enum
-from typing import Any, Dict, NamedTuple, Optional, Tuple
+from typing import Any, Dict, NamedTuple, Tuple
 
 from ..errors import CheckpointFormatError, NotACheckpointError
 from .storage import CheckpointDir
@@ -154,30 +156,3 @@ def _detect_single_policy(ckpt: CheckpointDir) -> Layout:
 
 def _is_module_dir(ckpt: CheckpointDir, rel: str) -> bool:
     return ckpt.is_dir(rel) and any(ckpt.exists(f"{rel}/{f}") for f in MODULE_STATE_STEMS)
-
-
-def policy_dir(layout: Layout, policy_id: Optional[str]) -> str:
-    """Relative directory of ``policy_id`` ("" when the checkpoint is that one policy)."""
-    if layout.kind is Kind.MULTI_MODULE and policy_id:
-        return policy_id
-    if layout.policies_dir and policy_id:
-        return f"{layout.policies_dir}/{policy_id}"
-    return ""
-
-
-def weights_file(ckpt: CheckpointDir, layout: Layout, policy_id: Optional[str]) -> str:
-    """Relative path of the file holding ``policy_id``'s weights in ``layout``."""
-    base = policy_dir(layout, policy_id)
-    if layout.kind is Kind.SINGLE_POLICY:
-        return SINGLE_POLICY_WEIGHTS
-    if layout.stack is Stack.NEW and layout.version == "1.2":
-        return f"{base}/{LEGACY_MODULE_STATE}" if base else LEGACY_MODULE_STATE
-    candidates = MODULE_STATE_STEMS if layout.stack is Stack.NEW else POLICY_STATE_FILES
-    for name in candidates:
-        rel = f"{base}/{name}" if base else name
-        if ckpt.lexists(rel):  # a looping/broken link too: reading it says what is wrong
-            return rel
-    raise CheckpointFormatError(
-        f"{ckpt.child(base)}: no weights file ({' or '.join(candidates)}) for "
-        f"{'policy ' + repr(policy_id) if policy_id else 'this checkpoint'}"
-    )

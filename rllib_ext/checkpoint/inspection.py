@@ -24,7 +24,9 @@ from . import format as fmt
 from .codecs.safe_pickle import Placeholder
 from .filters import ObservationFilters, filters_of
 from .policy_file import read_checked, view_policy_dir
-from .reader import LazyWeights, decode_file, extract_weights, ids_in, resolve_policy, open_checkpoint
+from .decode import LazyWeights, decode_file, extract_weights
+from .locate import ids_in, policy_dir, resolve_policy
+from .reader import open_checkpoint
 from .spaces import space_from_object, space_from_rllib_dict
 from .storage import CheckpointDir
 from .tensors import Weights
@@ -177,7 +179,7 @@ def _describe_policy(ckpt: CheckpointDir, layout: fmt.Layout, resolved: Optional
 
     ``payload`` is the decoded weights file; only the old stack needs it (its spaces
     live in the same pickle as the weights). ``rel`` is that file, ``resolved`` the id
-    as :func:`~.reader.resolve_policy` resolved it (None for a one-policy checkpoint).
+    as :func:`~.locate.resolve_policy` resolved it (None for a one-policy checkpoint).
     """
     if layout.stack is fmt.Stack.OLD:
         spec = payload.get("policy_spec") if isinstance(payload, dict) else None
@@ -198,7 +200,7 @@ def _describe_policy(ckpt: CheckpointDir, layout: fmt.Layout, resolved: Optional
                 framework,
             )
     if layout.version == "1.2":
-        meta_rel = f"{fmt.policy_dir(layout, resolved)}/{fmt.LEGACY_MODULE_METADATA}"
+        meta_rel = f"{policy_dir(layout, resolved)}/{fmt.LEGACY_MODULE_METADATA}"
         if not ckpt.exists(meta_rel):
             return _About()
         doc = ckpt.read_json(meta_rel)
@@ -212,7 +214,7 @@ def _describe_policy(ckpt: CheckpointDir, layout: fmt.Layout, resolved: Optional
                 plain(spec.get("model_config_dict", spec.get("model_config"))),
                 "torch" if rel.endswith(".pt") else None,
             )
-    base = fmt.policy_dir(layout, resolved)
+    base = policy_dir(layout, resolved)
     ctor_rel = f"{base}/{fmt.CTOR_ARGS_FILE}" if base else fmt.CTOR_ARGS_FILE
     if not ckpt.exists(ctor_rel):
         return _About()
@@ -328,9 +330,7 @@ def _find_keys(doc: Any, keys: Tuple[str, ...], depth: int = 0) -> Dict[str, Any
 
 
 def _ctor_kwargs(ctor: Any) -> Dict[str, Any]:
-    if not isinstance(ctor, dict):
-        return {}
-    args_kwargs = ctor.get("ctor_args_and_kwargs")
+    args_kwargs = ctor.get("ctor_args_and_kwargs") if isinstance(ctor, dict) else None
     if isinstance(args_kwargs, (tuple, list)) and len(args_kwargs) == 2 and isinstance(args_kwargs[1], dict):
         return args_kwargs[1]
     return {}

@@ -1,4 +1,4 @@
-"""Where checkpoint bytes come from: a local directory or a pyarrow URI.
+"""Where checkpoint bytes come from: a local directory or a pyarrow URI (step 1 of a read: open).
 
 ``file://`` URIs are read as local paths; any other scheme (``s3://``, ``gs://``,
 ``hdfs://``, ...) goes through ``pyarrow.fs`` (imported only then, with an install hint).
@@ -18,7 +18,7 @@ import io
 import json
 import os
 import stat
-from typing import Any, BinaryIO, List
+from typing import Any, List
 
 from ..errors import CheckpointFormatError, InvalidArgumentError, NotACheckpointError, malformed, os_problem, unreadable
 

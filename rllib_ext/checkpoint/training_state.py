@@ -37,7 +37,8 @@ from .codecs.safe_pickle import Placeholder
 from .lazy import LazyArray
 from .optimizer_data import hyperparameters, infer_kind, plain_value, tf_variable_value
 from .policy_file import OptimizerJson, TrainingStateJson, read_training_tensors
-from .reader import decode_file, ids_in
+from .decode import decode_file
+from .locate import ids_in, weights_file
 from .storage import CheckpointDir
 
 SCALARS_KEY = "rllib_ext_learner_scalars"  # in a ...Partial run's algorithm_state: {module: {kl_coeff, log_alpha}}
@@ -273,7 +274,7 @@ def _partial_scalars(ckpt: CheckpointDir, trusted: bool) -> Dict[str, Dict[str, 
 
 
 def _old_stack(ckpt: CheckpointDir, layout: fmt.Layout, policy_id: Optional[str], where: str, trusted: bool) -> TrainingState:
-    rel = fmt.weights_file(ckpt, layout, policy_id if layout.kind is fmt.Kind.ALGORITHM else None)
+    rel = weights_file(ckpt, layout, policy_id if layout.kind is fmt.Kind.ALGORITHM else None)
     state = decode_file(ckpt, rel, trusted=trusted, lazy=True)
     if not isinstance(state, Mapping):
         raise CheckpointFormatError(f"{ckpt.child(rel)}: policy state is not a mapping")

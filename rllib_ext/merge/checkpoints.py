@@ -49,7 +49,9 @@ from ..checkpoint import format as fmt
 from ..checkpoint.atomic import check_out, write_dir_atomically, write_synced
 from ..checkpoint.filters import ObservationFilters, filters_of
 from ..checkpoint.inspection import read_policy_opened
-from ..checkpoint.reader import decode_file, ids_in, open_checkpoint
+from ..checkpoint.decode import decode_file
+from ..checkpoint.locate import ids_in, weights_file
+from ..checkpoint.reader import open_checkpoint
 from ..checkpoint.storage import CheckpointDir, fspath
 from ..checkpoint.tensors import check_tensors, policy_label
 from ..checkpoint.views import PolicyView
@@ -171,7 +173,7 @@ def _take(merging: _Merging, report: MergeReport, target: str, source: str, sour
     (resolved_id,) = sview.policies
     label = policy_label(resolved_id, target)
     _check_policy(label, bview.policies[target], sview.policies[resolved_id])
-    base_rel = fmt.weights_file(base, layout, target)
+    base_rel = weights_file(base, layout, target)
     src_filters = filters_of(src_ckpt, src_layout) if merging.base_filters is not None else None
     if layout.stack is fmt.Stack.NEW:
         ready = check_tensors(label, src_weights, base_weights, target_name="base")
@@ -206,7 +208,7 @@ def _check_base_supported(ckpt: CheckpointDir, layout: fmt.Layout) -> None:
         raise CheckpointError(f"{ckpt.uri}: merging into the Ray ~2.30 layout (version 1.2) is not supported")
     suffix = ".pkl"
     for pid in ids_in(ckpt, layout):
-        rel = fmt.weights_file(ckpt, layout, pid)
+        rel = weights_file(ckpt, layout, pid)
         if not rel.endswith(suffix):
             raise CheckpointError(
                 f"{ckpt.child(rel)}: merging into msgpack checkpoints is not supported "

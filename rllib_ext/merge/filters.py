@@ -24,7 +24,7 @@ import numpy as np
 
 from ..checkpoint.codecs.pickle_patch import rllib_ndarray_text
 from ..checkpoint.filters import NEW_STACK_FILTER_STATE, FilterStats, ObservationFilters, sum_sq_key
-from ..checkpoint.reader import decode_file
+from ..checkpoint.decode import decode_file
 from ..checkpoint.storage import CheckpointDir
 from ..errors import CheckpointError, ShapeMismatchError
 from .state_patch import patch_worker_filter

@@ -29,7 +29,7 @@ from ..checkpoint.codecs.pickle_patch import (
     rllib_ndarray_text,
 )
 from ..checkpoint.filters import FilterStats, connector_stats, stats_from_filter, sum_sq_key
-from ..checkpoint.reader import extract_weights
+from ..checkpoint.decode import extract_weights
 from ..checkpoint.storage import CheckpointDir
 from ..checkpoint.tensors import Weights, by_position, check_tensors
 from ..errors import CheckpointFormatError

@@ -17,7 +17,7 @@ from typing import Any, Dict, Mapping, MutableMapping, Tuple
 import numpy as np
 
 from ..checkpoint import format as fmt
-from ..checkpoint.reader import decode_file
+from ..checkpoint.decode import decode_file
 from ..checkpoint.storage import CheckpointDir
 from ..checkpoint.training_state import ALGORITHM_STATE_FILES, LEARNER_STATE_FILES, SCALARS_KEY, check_training_state, read_training_state
 from ..errors import CheckpointError

@@ -25,7 +25,8 @@ from ray.rllib.env.multi_agent_env import MultiAgentEnv
 from ...checkpoint import format as fmt
 from ...checkpoint.codecs.safe_pickle import loads
 from ...checkpoint.inspection import policy_spaces
-from ...checkpoint.reader import ids_in, open_checkpoint
+from ...checkpoint.locate import ids_in
+from ...checkpoint.reader import open_checkpoint
 from ...checkpoint.storage import CheckpointDir, resolve_path
 from ...errors import CheckpointError, LightweightAlgorithmError, RecurrentStateError
 from ..seam.backends import backend_class, backend_for
