@@ -182,12 +182,12 @@ def run(args: argparse.Namespace) -> int:
     elif args.command == "migrate":
         from .live.restore.migration import migrate
 
-        report = migrate(args.checkpoint, args.out, args.policies, target=args.target, dry_run=args.dry_run,
-                         trusted=args.trusted)
-        print(json.dumps(report.to_dict(), indent=2) if args.json else format_migrate(report))
-        refused = {pid: p.reason for pid, p in report.policies.items() if not p.supported}
+        migrated = migrate(args.checkpoint, args.out, args.policies, target=args.target, dry_run=args.dry_run,
+                           trusted=args.trusted)
+        print(json.dumps(migrated.to_dict(), indent=2) if args.json else format_migrate(migrated))
+        refused = {pid: p.reason for pid, p in migrated.policies.items() if not p.supported}
         if args.dry_run and refused:
-            return fail(f"dry run: {len(refused)} of {len(report.policies)} policies cannot be migrated: "
+            return fail(f"dry run: {len(refused)} of {len(migrated.policies)} policies cannot be migrated: "
                         + "; ".join(why or f"policy {pid!r}" for pid, why in refused.items()), 1)
     elif args.command == "export":
         from .act.onnx_export import export_onnx

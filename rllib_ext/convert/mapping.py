@@ -45,7 +45,7 @@ the old tensors with no mapped target and the new tensors left unset.
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Set, Tuple, Union
 
 import numpy as np
 
@@ -74,17 +74,18 @@ def _source_slots(names: Sequence[str], net: FCNet) -> Tuple[Dict[Slot, Tuple[st
             if not net.vf_share_layers:
                 order.append((("critic", i), f"fc_value_{i + 1}"))
         order += [(("pi", 0), "fc_out"), (("vf", 0), "value_out")]
-        slots, shown = {}, {}
+        slots: Dict[Slot, Tuple[str, str]] = {}
+        shown: Dict[str, str] = {}
         for k, (slot, layer) in enumerate(order):
             slots[slot] = (str(2 * k), str(2 * k + 1))
             shown[str(2 * k)], shown[str(2 * k + 1)] = f"{layer}/kernel", f"{layer}/bias"
         return slots, True, shown
-    slots = {("actor", i): f"_hidden_layers.{i}._model.0" for i in range(n)}
+    prefixes: Dict[Slot, str] = {("actor", i): f"_hidden_layers.{i}._model.0" for i in range(n)}
     if not net.vf_share_layers:
-        slots.update({("critic", i): f"_value_branch_separate.{i}._model.0" for i in range(n)})
-    slots[("pi", 0)] = "_logits._model.0"
-    slots[("vf", 0)] = "_value_branch._model.0"
-    return {s: (f"{p}.weight", f"{p}.bias") for s, p in slots.items()}, False, {}
+        prefixes.update({("critic", i): f"_value_branch_separate.{i}._model.0" for i in range(n)})
+    prefixes[("pi", 0)] = "_logits._model.0"
+    prefixes[("vf", 0)] = "_value_branch._model.0"
+    return {s: (f"{p}.weight", f"{p}.bias") for s, p in prefixes.items()}, False, {}
 
 
 def _target_slots(names: Sequence[str], vf_share_layers: bool) -> Dict[Slot, Tuple[str, str]]:
@@ -139,6 +140,8 @@ def convert_policy(
         MigrationError: the models do not agree, or tensors stay unmapped (both listed).
     """
     source = {str(k): np.asarray(v) for k, v in source.items()}
+    unmapped: List[str]
+    shown: Dict[str, str]
     if mapping is not None:
         produced, unmapped, shown, why = _user_mapping(label, source, target, mapping), [], {}, "the given mapping"
         if isinstance(mapping, Mapping):
@@ -238,7 +241,7 @@ def _map_fcnet(
     src_slots, is_tf, shown = _source_slots(list(source), old)
     tgt_slots = _target_slots(list(target), vf_share_layers)
     produced: Weights = {}
-    used = set()
+    used: Set[str] = set()
     for slot, (tw, tb) in tgt_slots.items():
         if slot not in src_slots:
             continue

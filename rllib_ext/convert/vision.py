@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
 import numpy as np
 
@@ -116,7 +116,7 @@ def map_vision(source: Mapping[str, np.ndarray], target: Sequence[str], net: Vis
         if m:
             new[m.group(1)].append(name)
     produced: Dict[str, np.ndarray] = {}
-    used = set()
+    used: Set[str] = set()
 
     def take(src: str, tgt: str, flatten: bool = False) -> None:
         b_src, b_tgt = src[: -len("weight")] + "bias", tgt[: -len("weight")] + "bias"

@@ -39,6 +39,7 @@ def check_pair(label: str, base: Optional[FilterStats], source: Optional[FilterS
     if base is None or source is None:
         has, lacks = ("the source", "the base") if base is None else ("the base", "the source")
         stats = source if base is None else base
+        assert stats is not None  # one of them is not None (the first check)
         raise ShapeMismatchError(
             f"{label}: {has} filters observations ({stats.describe()}) but {lacks} has no filter state "
             f"({where}); pass filters=False to keep the base's statistics"

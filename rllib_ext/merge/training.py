@@ -83,6 +83,8 @@ def merge_training_state(
                 "rewritten faithfully; merge with training_state=False, or restore into a live algorithm with "
                 "restore(..., training_state=True)"
             )
+    # Checked just above; said again for the type checker.
+    assert learner_rel is not None and algo_rel is not None and isinstance(learner, dict) and isinstance(algo_state, dict)
     taken, scalars = {}, dict(algo_state.get(SCALARS_KEY) or {})
     for target, (src_ckpt, src_layout, src_id) in sources.items():
         label = f"policy {target!r}" if src_id == target else f"policy {src_id!r} -> {target!r}"

@@ -43,7 +43,7 @@ def donor_for(mine: str, entries: Sequence[PoolEntry], quantile: float, rng: ran
     Ranks the newest scored snapshot of each writer (ties by writer name); with ``n``
     writers the bottom and top are ``ceil(n * quantile)`` each. A donor must score higher.
     """
-    ranked = sorted(latest_by_writer(entries), key=lambda e: (float(e.meta["score"]), e.writer))
+    ranked = sorted(latest_by_writer(entries), key=lambda e: (_score(e), e.writer))
     if len(ranked) < 2 or mine not in {e.writer for e in ranked}:
         return None
     k = max(1, math.ceil(len(ranked) * quantile))
@@ -51,5 +51,10 @@ def donor_for(mine: str, entries: Sequence[PoolEntry], quantile: float, rng: ran
     me = next(e for e in ranked if e.writer == mine)
     if me not in bottom or me in top:
         return None
-    donors = [e for e in top if float(e.meta["score"]) > float(me.meta["score"])]
+    donors = [e for e in top if _score(e) > _score(me)]
     return rng.choice(donors) if donors else None
+
+
+def _score(entry: PoolEntry) -> float:
+    """A scored entry's score (:func:`latest_by_writer` keeps only scored ones)."""
+    return float((entry.meta or {})["score"])

@@ -8,7 +8,7 @@ and never tests the stack itself. Importing this module imports no framework.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Type
 
 from ...checkpoint.filters import FilterStats, ObservationFilters
 from ...checkpoint.format import Stack
@@ -115,7 +115,9 @@ class Backend:
         raise NotImplementedError
 
     def initial_state(self, policy_id: str) -> Optional[State]:
-        return initial_state(self.policy(policy_id))
+        model = self.policy(policy_id)
+        assert model is not None, policy_id  # asked only for a policy the algorithm holds
+        return initial_state(model)
 
     def live_filters(self) -> ObservationFilters:
         """The current filter statistics: per policy (old stack) or per agent (new stack)."""
@@ -159,7 +161,7 @@ class Backend:
         raise NotImplementedError
 
     @staticmethod
-    def default_class(algo_cls: type, framework: str) -> Optional[type]:
+    def default_class(algo_cls: Type[Algorithm], framework: str) -> Optional[type]:
         """``algo_cls``'s default policy class on this stack."""
         raise NotImplementedError
 
@@ -177,14 +179,14 @@ class Backend:
 
 def frozen_fn(current: PoliciesToTrain, frozen: Sequence[str], all_ids: Sequence[str]) -> PoliciesToTrain:
     """``policies_to_train`` with ``frozen`` removed, in the same form as ``current``."""
-    frozen = set(frozen)
+    frozen_set = set(frozen)
     if current is None:
-        return [p for p in all_ids if p not in frozen]
+        return [p for p in all_ids if p not in frozen_set]
     if callable(current):
         orig = current
 
         def should_train(pid: str, batch: Any = None) -> bool:
-            return pid not in frozen and bool(orig(pid, batch))
+            return pid not in frozen_set and bool(orig(pid, batch))
 
         return should_train
-    return [p for p in current if p not in frozen]
+    return [p for p in current if p not in frozen_set]

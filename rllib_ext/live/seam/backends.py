@@ -26,6 +26,7 @@ from typing import (
     Optional,
     Sequence,
     Type,
+    cast,
 )
 
 from ...checkpoint.filters import FilterStats, ObservationFilters
@@ -49,7 +50,10 @@ from .bridge import (
 )
 from .compat import single_action_obs
 from .ray_internals import is_multi_module, old_stack_counters, raise_weights_seq_no
-from .rllib_types import Algorithm, AlgorithmConfig, Model, PoliciesToTrain, Space, SpacePair
+from .rllib_types import (
+    Algorithm, AlgorithmConfig, LearnerGroup, MetricsLogger, Model, PoliciesToTrain, Policy, RLModule, RLModuleSpec, Space,
+    SpacePair,
+)
 from .filter_state import (
     agent_filter_of,
     agents_of,
@@ -66,15 +70,19 @@ class NewStackBackend(Backend):
     stack = "new"
     _version: Optional[int] = None  # inside quiesced(): the weights version the restore makes
 
+    @property
+    def _learners(self) -> LearnerGroup:
+        return cast(LearnerGroup, self.algo.learner_group)  # built by setup() on the new stack
+
     def _learner_results(self, fn: Callable) -> List[Any]:
-        results = self.algo.learner_group.foreach_learner(fn)
+        results = self._learners.foreach_learner(fn)
         return [r.get() for r in results]
 
     def ids(self) -> List[str]:
         return sorted(self._learner_results(lambda l: list(l.module.keys()))[0])
 
     def get_weights(self, ids: Sequence[str]) -> Dict[str, Weights]:
-        state = self.algo.learner_group.get_weights(module_ids=list(ids))
+        state = self._learners.get_weights(module_ids=list(ids))
         return {mid: dict(state[mid]) for mid in ids}
 
     def training_states(self, ids: Sequence[str]) -> Dict[str, TrainingState]:
@@ -84,7 +92,7 @@ class NewStackBackend(Backend):
         import ray
         from ray.rllib.core import DEFAULT_MODULE_ID
 
-        lg = self.algo.learner_group
+        lg = self._learners
         lg.set_weights(weights)  # local learner, or every remote learner
         if training:
             self._learner_results(lambda l, _t=training: ts.set_learner_training_state(l, _t))
@@ -118,7 +126,8 @@ class NewStackBackend(Backend):
             NUM_ENV_STEPS_SAMPLED_LIFETIME,
         )
 
-        return int(self.algo.metrics.peek((ENV_RUNNER_RESULTS, NUM_ENV_STEPS_SAMPLED_LIFETIME), default=0))
+        metrics = cast(MetricsLogger, self.algo.metrics)  # built by setup() on the new stack
+        return int(metrics.peek((ENV_RUNNER_RESULTS, NUM_ENV_STEPS_SAMPLED_LIFETIME), default=0))
 
     @contextmanager
     def quiesced(self, ids: Sequence[str]) -> Iterator[None]:
@@ -165,7 +174,8 @@ class NewStackBackend(Backend):
             out = {}
             for mid in _ids:
                 mc = learner.module[mid].model_config
-                out[mid] = dataclasses.asdict(mc) if dataclasses.is_dataclass(mc) else dict(mc or {})
+                is_instance = dataclasses.is_dataclass(mc) and not isinstance(mc, type)
+                out[mid] = dataclasses.asdict(mc) if is_instance else dict(mc or {})
             return out
 
         return {mid: effective_model_config(mc) for mid, mc in self._learner_results(_get)[0].items()}
@@ -182,11 +192,13 @@ class NewStackBackend(Backend):
     def converts_from(self, checkpoint_stack: Stack, path: str) -> bool:
         return checkpoint_stack is Stack.OLD
 
-    def policy(self, policy_id: str) -> Optional[Model]:
+    def policy(self, policy_id: str) -> Optional[RLModule]:
         return self.algo.get_module(policy_id)
 
     def model_config(self, policy_id: str) -> Any:
-        return self.policy(policy_id).model_config
+        module = self.policy(policy_id)
+        assert module is not None, policy_id  # asked only for a module the algorithm holds
+        return module.model_config
 
     def add(self, policy_id: str, cls: type, obs_space: Space, act_space: Space, model_config: Any) -> None:
         from ray.rllib.core.rl_module.rl_module import RLModuleSpec
@@ -234,15 +246,18 @@ class NewStackBackend(Backend):
         return RLModule
 
     @staticmethod
-    def default_class(algo_cls: type, framework: str) -> Optional[type]:
-        return algo_cls.get_default_config().framework(framework).get_default_rl_module_spec().module_class
+    def default_class(algo_cls: Type[Algorithm], framework: str) -> Optional[type]:
+        spec = algo_cls.get_default_config().framework(framework).get_default_rl_module_spec()
+        return cast(RLModuleSpec, spec).module_class  # a single-agent spec for the default module
 
     @staticmethod
     def build(cls: type, obs_space: Space, act_space: Space, meta: Mapping[str, Any], weights: Weights,
               defaults: Callable[[], AlgorithmConfig]) -> Model:
         return build_module(cls, obs_space, act_space, meta.get("model_config") or {}, weights)
 
-    model_action = staticmethod(module_action)
+    @staticmethod
+    def model_action(model: Model, obs: Any, explore: bool, state: Optional[State]) -> Any:
+        return module_action(cast(RLModule, model), obs, explore, state)  # this stack builds RLModules
 
 
 class OldStackBackend(Backend):
@@ -312,11 +327,13 @@ class OldStackBackend(Backend):
             )
         return False
 
-    def policy(self, policy_id: str) -> Optional[Model]:
+    def policy(self, policy_id: str) -> Optional[Policy]:
         return self.algo.get_policy(policy_id)
 
     def model_config(self, policy_id: str) -> Any:
-        return self.policy(policy_id).config.get("model", {})
+        policy = self.policy(policy_id)
+        assert policy is not None, policy_id  # asked only for a policy the algorithm holds
+        return policy.config.get("model", {})
 
     def add(self, policy_id: str, cls: type, obs_space: Space, act_space: Space, model_config: Any) -> None:
         self.algo.add_policy(policy_id, cls, observation_space=obs_space, action_space=act_space)
@@ -357,7 +374,7 @@ class OldStackBackend(Backend):
         return Policy
 
     @staticmethod
-    def default_class(algo_cls: type, framework: str) -> Optional[type]:
+    def default_class(algo_cls: Type[Algorithm], framework: str) -> Optional[type]:
         return algo_cls.get_default_policy_class(_old_stack(algo_cls.get_default_config()).framework(framework))
 
     @staticmethod
@@ -373,7 +390,8 @@ class OldStackBackend(Backend):
 
     @staticmethod
     def model_action(model: Model, obs: Any, explore: bool, state: Optional[State]) -> Any:
-        return policy_action(model.compute_single_action, initial_state(model) is not None, obs, explore, state)
+        policy = cast(Policy, model)  # this stack builds Policies
+        return policy_action(policy.compute_single_action, initial_state(policy) is not None, obs, explore, state)
 
 
 def _old_stack(config: Any) -> Any:
@@ -392,5 +410,5 @@ def backend_named(stack: str) -> Type[Backend]:
 
 def backend_for(algo: Algorithm) -> Backend:
     """The backend for ``algo``'s API stack."""
-    return backend_class(algo.config)(algo)
+    return backend_class(cast(AlgorithmConfig, algo.config))(algo)  # set by Algorithm.__init__
 

@@ -10,7 +10,7 @@ the functions that need them, so importing this module stays cheap and Ray-free.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Collection, Dict, List, Mapping, Optional, Union
+from typing import Any, Callable, Collection, Dict, List, Mapping, Optional, Union, cast
 
 import numpy as np
 
@@ -46,13 +46,13 @@ def to_gym_space(view: SpaceView) -> Space:
         return np.asarray(b, dtype=view.dtype or np.float32).reshape(view.shape) if isinstance(b, tuple) else b
 
     if view.type == "Box":
-        return gym.spaces.Box(bound(view.low), bound(view.high), view.shape, np.dtype(view.dtype or "float32"))
-    if view.type == "Discrete":
+        return gym.spaces.Box(bound(view.low), bound(view.high), view.shape, np.dtype(view.dtype or "float32").type)
+    if view.type == "Discrete" and view.n is not None:  # without n: the CheckpointError below
         return gym.spaces.Discrete(int(view.n), start=int(view.start or 0))
     if view.type == "MultiDiscrete":
         return gym.spaces.MultiDiscrete(np.asarray(view.nvec).reshape(view.shape or (-1,)))
-    if view.type == "MultiBinary":
-        return gym.spaces.MultiBinary(view.shape or int(view.n))
+    if view.type == "MultiBinary" and (view.shape or view.n is not None):
+        return gym.spaces.MultiBinary(view.shape or int(view.n or 0))
     if view.type == "Tuple":
         return gym.spaces.Tuple([to_gym_space(s) for s in (view.spaces or {}).values()])
     if view.type == "Dict":
@@ -86,7 +86,7 @@ def module_action(module: RLModule, obs: Any, explore: bool = False, state: Opti
     dist = module.get_inference_action_dist_cls().from_logits(logits)
     if not explore:
         dist = dist.to_deterministic()
-    action = dist.sample()[0].numpy()
+    action = cast("torch.Tensor", dist.sample())[0].numpy()
     if not stateful:
         return action
     return action, tree.map_structure(lambda v: np.array(v[0].numpy(), copy=True), out["state_out"])
@@ -146,9 +146,8 @@ def build_module(cls: type, obs_space: Space, act_space: Space, model_config: Ma
 def build_policy_object(cls: type, obs_space: Space, act_space: Space, config: Dict[str, Any], weights: Weights) -> Policy:
     """Old stack: a Policy of ``cls`` with the policy ``config``, set to ``weights``."""
     model = cls(obs_space, act_space, config)
-    if isinstance(model.get_weights(), (list, tuple)):  # tf2: a list in variable order
-        weights = positional(weights, len(weights))
-    model.set_weights(weights)
+    tf2 = isinstance(model.get_weights(), (list, tuple))  # tf2: a list in variable order
+    model.set_weights(positional(weights, len(weights)) if tf2 else weights)
     return model
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, Dict, Mapping, Protocol, Sequence
+from typing import Any, Dict, Mapping, Optional, Protocol, Sequence
 
 import numpy as np
 
@@ -46,7 +46,8 @@ def _numpy(value: Any) -> np.ndarray:
 
 def _torch_optimizer(opt: Any) -> OptimizerState:
     sd = opt.state_dict()
-    buffers = OrderedDict((int(i), OrderedDict((str(k), _numpy(v)) for k, v in b.items())) for i, b in sd["state"].items())
+    buffers: Dict[int, Dict[str, np.ndarray]] = OrderedDict(
+        (int(i), OrderedDict((str(k), _numpy(v)) for k, v in b.items())) for i, b in sd["state"].items())
     shapes = [tuple(int(d) for d in p.shape) for g in opt.param_groups for p in g["params"]]
     return OptimizerState(type(opt).__name__, buffers, shapes, hyperparameters(sd["param_groups"][0]))
 
@@ -103,7 +104,7 @@ def learner_scalars(learner: Learner, module_ids: Sequence[str] = ()) -> Dict[st
     return out
 
 
-def set_learner_scalars(learner: Learner, scalars: Mapping[str, Mapping[str, float]]) -> None:
+def set_learner_scalars(learner: Learner, scalars: Mapping[str, Mapping[str, Optional[float]]]) -> None:
     """Write KL coefficients and log alphas in place (modules this learner lacks are skipped)."""
     import torch
 
@@ -112,10 +113,10 @@ def set_learner_scalars(learner: Learner, scalars: Mapping[str, Mapping[str, flo
         if mid not in present:
             continue
         for key, attr in (("kl_coeff", "curr_kl_coeffs_per_module"), ("log_alpha", "curr_log_alpha")):
-            table = getattr(learner, attr, None)
-            if table is not None and entry.get(key) is not None:
+            table, value = getattr(learner, attr, None), entry.get(key)
+            if table is not None and value is not None:
                 with torch.no_grad():
-                    table[mid].fill_(float(entry[key]))
+                    table[mid].fill_(float(value))
 
 
 # ---------------------------------------------------------------- old stack: on a Policy
@@ -146,7 +147,8 @@ def _build_keras_optimizer(policy: Policy) -> None:
     opt = keras_optimizer(policy)
     if opt is None or keras_optimizer_built(opt) or not hasattr(opt, "build"):
         return
-    variables = policy.model.trainable_variables  # RLlib's order (_compute_gradients_helper)
+    model = getattr(policy, "model")  # EagerTFPolicyV2's; Policy does not declare it
+    variables = model.trainable_variables  # RLlib's order (_compute_gradients_helper)
     opt.build(list(variables() if callable(variables) else variables))
 
 
@@ -165,7 +167,7 @@ def set_policy_training_state(policy: Policy, ts: TrainingState) -> None:
             var.assign(value)
     if ts.kl_coeff is not None and hasattr(policy, "kl_coeff"):
         if hasattr(policy.kl_coeff, "assign"):  # tf2: a variable plus its Python mirror
-            policy.kl_coeff_val = ts.kl_coeff
+            setattr(policy, "kl_coeff_val", ts.kl_coeff)  # the tf2 KL mixin's; Policy does not declare it
             policy.kl_coeff.assign(ts.kl_coeff)
         else:
             policy.kl_coeff = ts.kl_coeff
@@ -176,8 +178,10 @@ def set_policy_training_state(policy: Policy, ts: TrainingState) -> None:
             policy.global_timestep = ts.counters["global_timestep"]
     if "num_grad_updates" in ts.counters:
         policy.num_grad_updates = ts.counters["num_grad_updates"]
-    if ts.exploration is not None and getattr(policy, "exploration", None) is not None:
-        policy.exploration.set_state(dict(ts.exploration))
+    if ts.exploration is not None:
+        exploration = getattr(policy, "exploration", None)  # Policy does not declare it
+        if exploration is not None:
+            exploration.set_state(dict(ts.exploration))
 
 
 # ---------------------------------------------------------------- planning a restore

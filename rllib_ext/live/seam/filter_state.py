@@ -11,7 +11,7 @@ statistics with a policy. Ray is imported inside the functions that ship data to
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, List, Mapping, Optional
+from typing import Any, Callable, Dict, List, Mapping, Optional, cast
 
 import numpy as np
 
@@ -24,7 +24,7 @@ from ...checkpoint.filters import (
 from ...errors import CheckpointError
 from .compat import running_stat
 from .ray_internals import env_to_module_pipeline
-from .rllib_types import Algorithm
+from .rllib_types import Algorithm, AlgorithmConfig, EnvRunnerGroup
 
 CONNECTOR_CLASS = "MeanStdFilter"
 
@@ -90,7 +90,7 @@ def set_connector_filters(algo: Algorithm, updates: Mapping[str, FilterStats]) -
 
 def target_mapping(algo: Algorithm) -> Callable[..., Any]:
     """The live algorithm's ``policy_mapping_fn`` (everything to 'default_policy' without one)."""
-    fn = algo.config.policy_mapping_fn
+    fn = cast(AlgorithmConfig, algo.config).policy_mapping_fn  # config: set by Algorithm.__init__
     return fn if callable(fn) else (lambda agent, *a, **k: "default_policy")
 
 
@@ -145,9 +145,13 @@ def _on_every_runner(algo: Algorithm, updates: Mapping[str, FilterStats], fn: Ca
     import ray
 
     ref = ray.put({k: s.to_dict() for k, s in updates.items()})
+
+    def on_runner(er: Any) -> None:
+        fn(er, ref)
+
     for group in (algo.env_runner_group, getattr(algo, "eval_env_runner_group", None)):
         if group is not None:
-            group.foreach_env_runner(lambda er, _ref=ref: fn(er, _ref), local_env_runner=True)
+            group.foreach_env_runner(on_runner, local_env_runner=True)
 
 
 def _connector(er: Any) -> Any:
@@ -161,7 +165,7 @@ def _connector(er: Any) -> Any:
 
 def _first(algo: Algorithm, fn: Callable[[Any], Any]) -> Any:
     """``fn`` on the local env runner if there is one, else on the first remote one."""
-    group = algo.env_runner_group
+    group = cast(EnvRunnerGroup, algo.env_runner_group)  # built by setup()
     local = getattr(group, "local_env_runner", None)
     if local is not None:
         return fn(local)

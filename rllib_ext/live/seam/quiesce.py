@@ -118,9 +118,9 @@ def _gate(learner: Learner) -> Optional[Gate]:
     thread = learner_thread(learner)
     if thread is None or not thread.is_alive():
         return None  # a synchronous learner (PPO, ...), or a thread that already died
-    gate = getattr(learner, _ATTR, None)
-    if gate is not None and thread_update(thread) is gate:
-        return gate
+    found: Optional[Gate] = getattr(learner, _ATTR, None)
+    if found is not None and thread_update(thread) is found:
+        return found
     original = thread_update(thread)
     gate = Gate(original)
     set_thread_update(thread, gate)  # read on every step: the next update goes through the gate

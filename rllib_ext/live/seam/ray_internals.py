@@ -160,7 +160,7 @@ def drop_cached_learner_state(learner: Learner) -> None:
     if lock is None or queue is None:
         return
     with lock:
-        learner._learner_state = None
+        setattr(learner, "_learner_state", None)  # IMPALALearner's, not Learner's: unknown to the type checker
         while not queue.empty():
             queue.get_nowait()
 

@@ -15,14 +15,17 @@ if TYPE_CHECKING:
     from ray.rllib.algorithms.algorithm import Algorithm
     from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
     from ray.rllib.core.learner.learner import Learner
-    from ray.rllib.core.rl_module.rl_module import RLModule
+    from ray.rllib.core.learner.learner_group import LearnerGroup
+    from ray.rllib.core.rl_module.rl_module import RLModule, RLModuleSpec
     from ray.rllib.env.env_runner_group import EnvRunnerGroup
     from ray.rllib.policy.policy import Policy
     from ray.rllib.policy.sample_batch import MultiAgentBatch
+    from ray.rllib.utils.metrics.metrics_logger import MetricsLogger
 
     Space = gym.Space
 else:  # at run time only the names exist (no Ray, no gymnasium imported here)
-    Algorithm = AlgorithmConfig = EnvRunnerGroup = Learner = MultiAgentBatch = RLModule = Policy = Space = Any
+    Algorithm = AlgorithmConfig = EnvRunnerGroup = Learner = LearnerGroup = MetricsLogger = MultiAgentBatch = Any
+    RLModule = RLModuleSpec = Policy = Space = Any
 
 # (observation space, action space) of one policy.
 SpacePair = Tuple["Space", "Space"]
@@ -34,6 +37,7 @@ PoliciesToTrain = Union[None, Sequence[str], Callable[..., bool]]
 Model = Union["RLModule", "Policy"]
 
 __all__ = [
-    "Algorithm", "AlgorithmConfig", "EnvRunnerGroup", "Learner", "MultiAgentBatch", "RLModule", "Policy", "Space",
+    "Algorithm", "AlgorithmConfig", "EnvRunnerGroup", "Learner", "LearnerGroup", "MetricsLogger", "MultiAgentBatch",
+    "RLModule", "RLModuleSpec", "Policy", "Space",
     "SpacePair", "PoliciesToTrain", "Model",
 ]

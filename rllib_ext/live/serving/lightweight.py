@@ -18,7 +18,7 @@ The result can act (``algo.act(obs, policy_id=...)``), be saved, or be the sourc
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Type
 
 from ray.rllib.env.multi_agent_env import MultiAgentEnv
 
@@ -100,7 +100,7 @@ def make_lightweight(config: AlgorithmConfig, spaces: Dict[str, SpacePair]) -> A
     return config
 
 
-def config_from_checkpoint(algo_cls: type, ckpt: CheckpointDir, layout: fmt.Layout) -> AlgorithmConfig:
+def config_from_checkpoint(algo_cls: Type[Algorithm], ckpt: CheckpointDir, layout: fmt.Layout) -> AlgorithmConfig:
     """The config the checkpoint was written with, as ``algo_cls``'s config class.
 
     Like RLlib's own ``from_checkpoint`` this unpickles the checkpoint's config with

@@ -14,12 +14,12 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-from typing import Any, Dict, Mapping, Optional, Type
+from typing import Any, Dict, Mapping, Optional, Type, cast
 
 import numpy as np
 
 from ...checkpoint.filters import FilterStats, filters_of
-from ...checkpoint.policy_file import META_FILE, read_policy_dir, write_policy_dir
+from ...checkpoint.policy_file import META_FILE, PolicyJson, PolicyMeta, read_policy_dir, write_policy_dir
 from ...checkpoint.reader import open_checkpoint
 from ...checkpoint.spaces import space_from_object
 from ...checkpoint.storage import resolve_path
@@ -104,12 +104,13 @@ def save_policy(
         raise not_found("policy", policy_id, f"the algorithm ({type(algo).__name__})", ids)
     weights = {n: np.array(v, copy=True) for n, v in backend.get_weights([policy_id])[policy_id].items()}
     policy = backend.policy(policy_id)  # the RLModule or the Policy
+    assert policy is not None  # policy_id is one of the backend's ids (checked above)
     stats = backend.observation_filter(policy_id, agent_id)
     import ray
 
-    meta = {
+    meta: PolicyMeta = {
         "stack": backend.stack,
-        "framework": algo.config.framework_str,
+        "framework": cast(AlgorithmConfig, algo.config).framework_str,  # config: set by Algorithm.__init__
         "observation_space": space_from_object(policy.observation_space, policy_id),
         "action_space": space_from_object(policy.action_space, policy_id),
         "model_config": _jsonable(backend.model_config(policy_id)),
@@ -184,7 +185,7 @@ def _default_class(name: str, meta: Mapping[str, Any]) -> type:
     if algo_name not in ALGORITHMS:
         raise CheckpointFormatError(f"policy.json: policy_class {name!r} is a bare name and algorithm {algo_name!r} is unknown")
     algo_cls, _ = ALGORITHMS[algo_name]()
-    cls = backend_named(meta.get("stack")).default_class(algo_cls, meta.get("framework") or "torch")
+    cls = backend_named(str(meta.get("stack"))).default_class(algo_cls, meta.get("framework") or "torch")
     if cls is None or cls.__name__.split("_")[0] != name.split("_")[0]:
         raise CheckpointFormatError(
             f"policy.json: policy_class {name!r} is a bare name, and {algo_name}'s default is "
@@ -206,7 +207,7 @@ class LoadedPolicy:
     def __init__(
         self,
         policy_id: str,
-        meta: Dict[str, Any],
+        meta: PolicyJson,
         weights: Dict[str, np.ndarray],
         model: Model,
         observation_filter: Optional[FilterStats] = None,
