@@ -197,7 +197,7 @@ def _status(status: str) -> str:
     return _STATUS.get(status, status)
 
 
-def _delta(value: Any) -> str:
+def _delta(value: object) -> str:
     return "-" if value is None else f"{value:.6g}"
 
 

@@ -80,7 +80,7 @@ class FilterStats:
             var = (self.sum_sq_diff / (float(self.count) - 1)).astype(np.float32)
         return np.sqrt(np.maximum(0, var))
 
-    def apply(self, obs: Any) -> np.ndarray:
+    def apply(self, obs: object) -> np.ndarray:
         """Filter ``obs`` (one observation or a batch) as RLlib's ``MeanStdFilter(obs, update=False)``.
 
         Raises InvalidArgumentError unless ``obs`` ends in the filter's shape."""
@@ -232,7 +232,7 @@ def _parsed(build: Any, where: str) -> Any:
         return build()
 
 
-def _worker_filters(state: Any, where: str) -> Dict[str, FilterStats]:
+def _worker_filters(state: object, where: str) -> Dict[str, FilterStats]:
     """Old stack: ``state['worker']['filters']`` -> ``{policy id: FilterStats}``."""
     worker = state.get("worker") if isinstance(state, dict) else None
     filters = worker.get("filters") if isinstance(worker, dict) else None
@@ -244,7 +244,7 @@ def _worker_filters(state: Any, where: str) -> Dict[str, FilterStats]:
     return out
 
 
-def stats_from_filter(flt: Any, policy_id: Any = None, where: str = "") -> Optional[FilterStats]:
+def stats_from_filter(flt: object, policy_id: object = None, where: str = "") -> Optional[FilterStats]:
     """An old-stack filter object (RLlib's, or its safe-mode Placeholder) as statistics.
 
     Returns None for ``NoFilter``. ``where`` (the file, or the live algorithm) starts messages.
@@ -291,7 +291,7 @@ def connector_stats(state: Any, where: str) -> Dict[str, FilterStats]:
     return out
 
 
-def nested_filter_error(where: str, whose: str, stats: Any) -> UnsupportedFilterError:
+def nested_filter_error(where: str, whose: str, stats: object) -> UnsupportedFilterError:
     """The one message for nested statistics, wherever they are found (checkpoint or live algorithm)."""
     count = len(stats) if isinstance(stats, (dict, list, tuple)) else "several"
     return UnsupportedFilterError(
@@ -302,12 +302,12 @@ def nested_filter_error(where: str, whose: str, stats: Any) -> UnsupportedFilter
     )
 
 
-def sum_sq_key(running_stat: Mapping[str, Any]) -> str:
+def sum_sq_key(running_stat: Mapping[str, object]) -> str:
     """The key of the Welford sum of squared differences: Ray <= 2.46 called it ``std_array``."""
     return "std_array" if "sum_sq_diff_array" not in running_stat and "std_array" in running_stat else "sum_sq_diff_array"
 
 
-def _attrs(obj: Any) -> Dict[str, Any]:
+def _attrs(obj: object) -> Dict[str, Any]:
     """The attributes a pickled object would have had (safe mode: a Placeholder's state)."""
     if isinstance(obj, Placeholder):
         return obj.state if isinstance(obj.state, dict) else {}

@@ -173,7 +173,7 @@ class _About:
     framework: Optional[str] = None
 
 
-def _describe_policy(ckpt: CheckpointDir, layout: fmt.Layout, resolved: Optional[str], rel: str, payload: Any,
+def _describe_policy(ckpt: CheckpointDir, layout: fmt.Layout, resolved: Optional[str], rel: str, payload: object,
                      trusted: bool) -> _About:
     """Spaces, class, model config and framework of one policy.
 
@@ -263,7 +263,7 @@ PARTIAL_HOME = "rllib_ext.algorithms"  # PPOPartial etc.: '<base>Partial' over R
 SKELETON = "_make_skeleton_class"  # cloudpickle's call that rebuilds a class stored by value
 
 
-def algorithm_names(cls: Any, depth: int = 0) -> Names:
+def algorithm_names(cls: object, depth: int = 0) -> Names:
     """``(class name, RLlib algorithm)`` of a pickled algorithm class, without running anything.
 
     By reference the pickle names the class (module and name). By value (a class that
@@ -307,7 +307,7 @@ def _describing(where: str) -> Iterator[None]:
         yield
 
 
-def _find_keys(doc: Any, keys: Tuple[str, ...], depth: int = 0) -> Dict[str, Any]:
+def _find_keys(doc: object, keys: Tuple[str, ...], depth: int = 0) -> Dict[str, Any]:
     """The first JSON object (depth-first) holding all ``keys``, else ``{}``.
 
     Layout 1.2 nests the module spec inside ``rl_module_metadata.json``; the depth of
@@ -329,14 +329,14 @@ def _find_keys(doc: Any, keys: Tuple[str, ...], depth: int = 0) -> Dict[str, Any
     return {}
 
 
-def _ctor_kwargs(ctor: Any) -> Dict[str, Any]:
+def _ctor_kwargs(ctor: object) -> Dict[str, Any]:
     args_kwargs = ctor.get("ctor_args_and_kwargs") if isinstance(ctor, dict) else None
     if isinstance(args_kwargs, (tuple, list)) and len(args_kwargs) == 2 and isinstance(args_kwargs[1], dict):
         return args_kwargs[1]
     return {}
 
 
-def _class_name(obj: Any) -> Optional[str]:
+def _class_name(obj: object) -> Optional[str]:
     """'PPO' from a Placeholder class, a real class, or a dotted string."""
     if obj is None:
         return None
@@ -347,7 +347,7 @@ def _class_name(obj: Any) -> Optional[str]:
     return getattr(obj, "__name__", None) or type(obj).__name__
 
 
-def _framework_of_class(obj: Any) -> Optional[str]:
+def _framework_of_class(obj: object) -> Optional[str]:
     module = getattr(obj, "module", None) if isinstance(obj, type) and issubclass(obj, Placeholder) else getattr(obj, "__module__", None)
     parts = str(module or "").split(".")
     if "torch" in parts:
@@ -357,7 +357,7 @@ def _framework_of_class(obj: Any) -> Optional[str]:
     return None
 
 
-def _framework_of_config(config: Any) -> Optional[str]:
+def _framework_of_config(config: object) -> Optional[str]:
     for key in ("framework_str", "framework"):
         value = _lookup(config, key)
         if isinstance(value, str):
@@ -365,7 +365,7 @@ def _framework_of_config(config: Any) -> Optional[str]:
     return None
 
 
-def _lookup(obj: Any, key: str) -> Any:
+def _lookup(obj: object, key: str) -> Any:
     if isinstance(obj, dict):
         return obj.get(key)
     if isinstance(obj, Placeholder):
@@ -373,7 +373,7 @@ def _lookup(obj: Any, key: str) -> Any:
     return getattr(obj, key, None)
 
 
-def plain(obj: Any, depth: int = 0) -> Any:
+def plain(obj: object, depth: int = 0) -> Any:
     """Make ``obj`` JSON-able: Placeholders become 'module.name' strings, arrays lists."""
     if depth > 20:
         return repr(obj)

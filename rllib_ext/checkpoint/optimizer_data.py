@@ -15,7 +15,7 @@ from .codecs.safe_pickle import Placeholder
 from .lazy import LazyArray
 
 
-def plain_value(obj: Any) -> Any:
+def plain_value(obj: object) -> Any:
     """JSON-able copy: tuples become lists, numpy scalars and 0-d arrays numbers."""
     if isinstance(obj, Mapping):
         return {str(k): plain_value(v) for k, v in obj.items()}
@@ -32,7 +32,7 @@ def plain_value(obj: Any) -> Any:
     raise TypeError(f"not plain data: {type(obj).__name__}")
 
 
-def infer_kind(buffers: Mapping[int, Mapping[str, Any]], hyper: Mapping[str, Any]) -> str:
+def infer_kind(buffers: Mapping[int, Mapping[str, Any]], hyper: Mapping[str, object]) -> str:
     """The optimizer class a torch ``state_dict`` came from, by its buffers and settings."""
     keys = set(hyper) | {k for b in buffers.values() for k in b}
     if "betas" in keys or "exp_avg" in keys:
@@ -44,13 +44,13 @@ def infer_kind(buffers: Mapping[int, Mapping[str, Any]], hyper: Mapping[str, Any
     return "+".join(sorted(keys)) or "unknown"
 
 
-def hyperparameters(group: Mapping[str, Any]) -> Dict[str, Any]:
+def hyperparameters(group: Mapping[str, object]) -> Dict[str, Any]:
     """A torch param group's settings as plain data (``params`` and non-data values dropped)."""
     ok = (bool, int, float, str, type(None), tuple, list, np.generic)
     return {k: plain_value(v) for k, v in group.items() if k != "params" and isinstance(v, ok)}
 
 
-def tf_variable_value(obj: Any) -> Any:
+def tf_variable_value(obj: object) -> Any:
     """A pickled tf variable's value, without TensorFlow: ``ResourceVariable.__reduce__`` is
     ``functools.partial(ResourceVariable, initial_value=<array>, ...)()``, which safe mode
     keeps as a placeholder of the call whose ``called`` partial has the state

@@ -287,7 +287,7 @@ def view_policy_dir(ckpt: CheckpointDir, layout: fmt.Layout) -> CheckpointView:
     )
 
 
-def _policy_json(policy_id: str, weights: Mapping[str, "np.ndarray | LazyArray"], meta: Mapping[str, Any]) -> Dict[str, Any]:
+def _policy_json(policy_id: str, weights: Mapping[str, "np.ndarray | LazyArray"], meta: Mapping[str, object]) -> Dict[str, Any]:
     unknown = [k for k in meta if k not in META_KEYS]
     if unknown:
         raise InvalidArgumentError(
@@ -309,7 +309,7 @@ def _policy_json(policy_id: str, weights: Mapping[str, "np.ndarray | LazyArray"]
     return doc
 
 
-def _space(d: Any, ckpt: CheckpointDir) -> Optional[SpaceView]:
+def _space(d: object, ckpt: CheckpointDir) -> Optional[SpaceView]:
     if not isinstance(d, dict):
         return None
     with malformed(ckpt.child(META_FILE), "a space is malformed", "; rewrite the policy with save_policy/extract_policy",
@@ -317,7 +317,7 @@ def _space(d: Any, ckpt: CheckpointDir) -> Optional[SpaceView]:
         return SpaceView.from_dict(d)
 
 
-def _check_index(index: Any, found: Mapping[str, Tuple[Tuple[int, ...], str]], ckpt: CheckpointDir) -> None:
+def _check_index(index: object, found: Mapping[str, Tuple[Tuple[int, ...], str]], ckpt: CheckpointDir) -> None:
     """policy.json's tensor index must describe exactly the tensors in the weights file."""
     where = ckpt.child(META_FILE)
     if not isinstance(index, dict):

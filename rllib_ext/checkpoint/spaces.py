@@ -36,7 +36,7 @@ _OLD_SPACE_NAMES = {
 }
 
 
-def space_from_object(space: Any, where: str) -> Optional[SpaceView]:
+def space_from_object(space: object, where: str) -> Optional[SpaceView]:
     """A gymnasium space (real, or a Placeholder from safe mode) as a :class:`SpaceView`."""
     if space is None:
         return None
@@ -71,7 +71,7 @@ def space_from_object(space: Any, where: str) -> Optional[SpaceView]:
     return SpaceView(type_name, shape_t, dtype_s)
 
 
-def space_from_rllib_dict(d: Any, where: str) -> Optional[SpaceView]:
+def space_from_rllib_dict(d: object, where: str) -> Optional[SpaceView]:
     """A space serialised by RLlib's ``space_to_dict`` as a :class:`SpaceView`."""
     if d is None:
         return None

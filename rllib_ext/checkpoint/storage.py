@@ -23,7 +23,7 @@ from typing import Any, List
 from ..errors import CheckpointFormatError, InvalidArgumentError, NotACheckpointError, malformed, os_problem, unreadable
 
 
-def fspath(value: Any, what: str = "path") -> str:
+def fspath(value: object, what: str = "path") -> str:
     """``os.fspath(value)`` of a str or ``os.PathLike[str]``; anything else: InvalidArgumentError naming ``what``."""
     text = os.fspath(value) if isinstance(value, os.PathLike) else value
     if not isinstance(text, str):

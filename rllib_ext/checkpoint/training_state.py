@@ -154,7 +154,7 @@ def _float(v: Any) -> Optional[float]:
     return None if v is None else float(v)
 
 
-def optimizer_from_state_dict(sd: Any, where: str) -> OptimizerState:
+def optimizer_from_state_dict(sd: object, where: str) -> OptimizerState:
     """An :class:`OptimizerState` from a torch optimizer ``state_dict`` of numpy arrays.
 
     Raises:

@@ -104,12 +104,12 @@ class SourceModel:
         return cfg
 
 
-def _activation(value: Any) -> str:
+def _activation(value: object) -> str:
     return "linear" if value in (None, "", "linear") else str(value).lower()
 
 
 def source_model(
-    model_config: Optional[Mapping[str, Any]], observation_space: Any = None, framework: str = "torch"
+    model_config: Optional[Mapping[str, Any]], observation_space: object = None, framework: str = "torch"
 ) -> SourceModel:
     """The old model config (and observation space) as a :class:`SourceModel`."""
     mc = dict(OLD_DEFAULTS, **dict(model_config or {}))
@@ -153,7 +153,7 @@ def source_model(
     return SourceModel(fc, lstm, int(mc.get("max_seq_len") or 20), tuple(reasons))
 
 
-def _obs_kind(observation_space: Any) -> Optional[str]:
+def _obs_kind(observation_space: object) -> Optional[str]:
     """None for a 1-D Box (or unknown), 'image' for a 3-D Box, else the space described."""
     if observation_space is None:
         return None

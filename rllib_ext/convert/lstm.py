@@ -70,7 +70,7 @@ def linear_layers(names: Sequence[str], prefix: str) -> List[Tuple[str, str]]:
     return [(f"{prefix}.{k}.weight", f"{prefix}.{k}.bias") for k in idx]
 
 
-def lstm_reasons(mc: Mapping[str, Any]) -> List[str]:
+def lstm_reasons(mc: Mapping[str, object]) -> List[str]:
     """Why an old ``use_lstm`` config is not the built-in wrapper (empty: it is)."""
     reasons = []
     for key in ("lstm_use_prev_action", "lstm_use_prev_reward"):
@@ -102,7 +102,7 @@ def target_lstm_reasons(mc: Mapping[str, Any], want: LSTMNet) -> List[str]:
     return reasons
 
 
-def _act(value: Any) -> str:
+def _act(value: object) -> str:
     return "linear" if value in (None, "", "linear") else str(value).lower()
 
 

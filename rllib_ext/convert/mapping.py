@@ -113,7 +113,7 @@ def convert_policy(
     source_model_config: Optional[Mapping[str, Any]],
     target_model_config: Optional[Mapping[str, Any]],
     *,
-    observation_space: Any = None,
+    observation_space: object = None,
     mapping: Optional[NameMapping] = None,
     target_name: str = "the target module",
 ) -> Weights:
@@ -160,7 +160,7 @@ def convert_policy(
     return OrderedDict((n, np.asarray(produced[n] if n in produced else t)) for n, t in target.items())
 
 
-def with_target_networks(produced: Mapping[str, np.ndarray], target: Mapping[str, Any]) -> Weights:
+def with_target_networks(produced: Mapping[str, np.ndarray], target: Mapping[str, object]) -> Weights:
     """``produced`` plus the target's target networks (APPO's ``_old_encoder`` / ``_old_pi``),
     copied from the networks they follow, as the old stack syncs its target model when
     weights are set. Names the target lacks, or already produced, are left alone."""
@@ -186,7 +186,7 @@ def _default_mapping(
     target: Mapping[str, np.ndarray],
     source_model_config: Optional[Mapping[str, Any]],
     target_model_config: Optional[Mapping[str, Any]],
-    observation_space: Any,
+    observation_space: object,
     target_name: str,
 ) -> Tuple[Weights, List[str], Dict[str, str], str]:
     """The built-in tables: (produced, unmapped source names, display names, what was mapped)."""

@@ -32,7 +32,7 @@ class Feature:
     state_key: ClassVar[Optional[str]] = None
 
     @classmethod
-    def configure(cls, config: Any, key: str, value: Any) -> None:
+    def configure(cls, config: object, key: str, value: object) -> None:
         """Apply the plain-dict spelling ``{key: value}`` through the config methods."""
         raise NotImplementedError(f"{cls.__name__} takes no plain-dict key {key!r}")
 
@@ -42,20 +42,20 @@ class Feature:
         directory differs): make what the feature reads there independent of the driver."""
 
     @classmethod
-    def build(cls, algo: Any) -> Optional["Feature"]:
+    def build(cls, algo: object) -> Optional["Feature"]:
         """This feature for ``algo`` (after RLlib's setup), or None when not asked for."""
         return cls()
 
-    def setup(self, algo: Any) -> None:
+    def setup(self, algo: object) -> None:
         """Once, after RLlib's own setup and the features before this one."""
 
     def after_step(self, algo: Any, result: Dict[str, Any]) -> Mapping[str, Any]:
         """After every ``step()``; what to add under ``result["rllib_ext"]``."""
         return {}
 
-    def state(self, algo: Any) -> Optional[Dict[str, Any]]:
+    def state(self, algo: object) -> Optional[Dict[str, Any]]:
         """Plain data for the algorithm's checkpoint (None: nothing to keep)."""
         return None
 
-    def set_state(self, algo: Any, state: Mapping[str, Any]) -> None:
+    def set_state(self, algo: object, state: Mapping[str, object]) -> None:
         """Continue from :meth:`state` (called after RLlib restored its own state)."""

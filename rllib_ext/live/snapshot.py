@@ -26,7 +26,7 @@ def pool_path(pool: Any) -> str:
     return path if "://" in path else resolve_path(path)
 
 
-def pool_for(algo: Any, pool: "PolicyPool | str | os.PathLike[str]") -> PolicyPool:
+def pool_for(algo: object, pool: "PolicyPool | str | os.PathLike[str]") -> PolicyPool:
     """``pool`` as a PolicyPool written to as this algorithm's Tune trial, when it runs in one.
 
     A pool made without ``writer=`` (say in the driver, then shipped to the trials) would

@@ -297,11 +297,11 @@ def _merge_optimizer_state(
     return pickle.dumps(state, protocol=5), took
 
 
-def _module_of(entry: Any) -> Any:
+def _module_of(entry: object) -> Any:
     return entry.get("module_id") if isinstance(entry, dict) else None
 
 
-def _check_buffers(label: str, source: Any, base: Any) -> None:
+def _check_buffers(label: str, source: object, base: object) -> None:
     if not isinstance(source, dict) or not isinstance(base, dict) or set(source) != set(base):
         raise ShapeMismatchError(f"{label}: per-parameter state differs in its parameters between checkpoint and base")
     for idx, b in base.items():

@@ -97,7 +97,7 @@ def patch_new_stack_filter(
     return ", ".join(f"{a} <- {k}" for a, k in choice.items())
 
 
-def _connector_entry(stats: FilterStats, base_entry: Any = None) -> Dict[str, Any]:
+def _connector_entry(stats: FilterStats, base_entry: object = None) -> Dict[str, Any]:
     """One agent's state as RLlib's MeanStdFilter connector writes it (deltas flushed),
     in the base's release's format (Ray <= 2.46: ``std_array``, no deltas; see checkpoint.filters)."""
     zeros = rllib_ndarray_text(np.zeros(stats.shape))

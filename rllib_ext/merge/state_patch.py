@@ -12,7 +12,7 @@ it is returned.
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any, List, Optional, Tuple
+from typing import List, Optional, Tuple
 
 import numpy as np
 
@@ -58,7 +58,7 @@ def patch_worker_filter(data: bytes, where: str, label: str, policy_id: str, sta
     return patched
 
 
-def _connector_filter_edits(payload: Any, spans: SpanMap, stats: FilterStats, where: str) -> List[Tuple[int, int, bytes]]:
+def _connector_filter_edits(payload: object, spans: SpanMap, stats: FilterStats, where: str) -> List[Tuple[int, int, bytes]]:
     """Edits that put ``stats`` into a policy state's MeanStdObservationFilterAgentConnector."""
     pipeline = (payload.get("connector_configs") or {}).get("agent") if isinstance(payload, dict) else None
     found = [
@@ -75,7 +75,7 @@ def _connector_filter_edits(payload: Any, spans: SpanMap, stats: FilterStats, wh
     ]
 
 
-def connector_filter_of(payload: Any, where: str) -> Optional[FilterStats]:
+def connector_filter_of(payload: object, where: str) -> Optional[FilterStats]:
     """The statistics of a decoded old-stack policy state's filter connector, if it has one."""
     pipeline = (payload.get("connector_configs") or {}).get("agent") if isinstance(payload, dict) else None
     for name, state in (pipeline[1] if isinstance(pipeline, (list, tuple)) and len(pipeline) == 2 else []):

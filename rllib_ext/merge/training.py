@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import collections
 import pickle
-from typing import Any, Dict, Mapping, MutableMapping, Tuple
+from typing import Dict, Mapping, MutableMapping, Tuple
 
 import numpy as np
 
@@ -26,12 +26,12 @@ Source = Tuple[CheckpointDir, fmt.Layout, str]
 _ATOMS = (str, bytes, int, float, bool, type(None), np.ndarray, np.generic, np.dtype)
 
 
-def plain_data(obj: Any) -> bool:
+def plain_data(obj: object) -> bool:
     """True when ``obj`` is containers, numbers, strings and numpy arrays only (safe to re-pickle)."""
     return not first_foreign(obj)
 
 
-def first_foreign(obj: Any, path: str = "", depth: int = 0) -> str:
+def first_foreign(obj: object, path: str = "", depth: int = 0) -> str:
     """Where the first object :func:`plain_data` rejects sits, and what it is ('' if none)."""
     if depth > 50:
         return f"{path or 'the state'} (nested over 50 levels)"

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any, Dict
+from typing import Dict
 
 from ..errors import CheckpointFormatError, InvalidArgumentError
 from .index import Store
@@ -49,7 +49,7 @@ class Budget:
                 f"total={self.total_env_steps}")
 
 
-def check_budget(training_env_steps: Any, evaluation_env_steps: Any, evaluation_games: Any) -> Dict[str, int]:
+def check_budget(training_env_steps: object, evaluation_env_steps: object, evaluation_games: object) -> Dict[str, int]:
     """The three counts as ints >= 0, or an InvalidArgumentError naming the bad one."""
     out = {}
     for name, value in zip(FIELDS, (training_env_steps, evaluation_env_steps, evaluation_games)):

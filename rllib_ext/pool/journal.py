@@ -138,7 +138,7 @@ class Journal:
             return self._refresh(writer, self._files_of(writer)).state
 
     # ------------------------------------------------------------------ writing
-    def append(self, writer: str, record: Dict[str, Any], compact: bool = False) -> Any:
+    def append(self, writer: str, record: Mapping[str, object], compact: bool = False) -> Any:
         """Add one record to ``writer``'s journal (one line or object); compact when due. Returns the state."""
         with self.mutex:
             cur = self._refresh(writer, self._files_of(writer))
@@ -166,7 +166,7 @@ class Journal:
                 raise
             return cur.state
 
-    def reset(self, writer: str, body: Dict[str, Any]) -> None:
+    def reset(self, writer: str, body: Mapping[str, object]) -> None:
         """Replace ``writer``'s whole state by a base's fields: one record, then a new base at once."""
         self.append(writer, {"reset": body}, compact=True)
 
@@ -330,9 +330,9 @@ def _lines(raw: bytes, where: str, what: str, start: int) -> List[Tuple[Dict[str
     raise CheckpointFormatError(f"{where}: not JSON lines; {what} is garbled")  # not reached
 
 
-def _encode(doc: Mapping[str, Any]) -> bytes:
+def _encode(doc: Mapping[str, object]) -> bytes:
     """A base: its header on the first line, then one line per item of each list (readable, cheap to write)."""
-    def dump(v: Any) -> str:
+    def dump(v: object) -> str:
         return json.dumps(v, separators=(",", ":"), allow_nan=False)
 
     text = dump({k: v for k, v in doc.items() if not isinstance(v, list)})[:-1]

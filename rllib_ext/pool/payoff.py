@@ -174,7 +174,7 @@ class Payoff:
                 "value": plain(self.value), "score": plain(self.score)}
 
 
-def check_games(a: str, b: str, counts: Mapping[str, Any],
+def check_games(a: str, b: str, counts: Mapping[str, object],
                 error: Type[Exception] = InvalidArgumentError) -> Dict[str, Any]:
     """The counts and return sums of one call, checked; the error names the pair, the field and what fits.
 

@@ -306,7 +306,7 @@ class PolicyPool:
         with self._store.lock():
             return games_doc(self.writer, self._journals.table.state(self.writer))
 
-    def restore_writer_games(self, state: Mapping[str, Any]) -> None:
+    def restore_writer_games(self, state: Mapping[str, object]) -> None:
         """Replace this writer's games by ``state`` (from :meth:`writer_games`); other writers' stay.
 
         Raises:

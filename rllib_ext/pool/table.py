@@ -41,7 +41,7 @@ class PayoffKind:
     def empty(self, writer: str) -> Dict[Pair, List[float]]:
         return {}
 
-    def check_header(self, doc: Mapping[str, Any], where: str) -> int:
+    def check_header(self, doc: Mapping[str, object], where: str) -> int:
         if "payoff_version" in doc:
             if doc["payoff_version"] != PAYOFF_VERSION:
                 raise CheckpointFormatError(f"{where}: payoff_version {doc['payoff_version']!r} is not supported "
@@ -104,7 +104,7 @@ def checked_rows(rows: Sequence[Sequence[Any]]) -> List[Tuple[Pair, List[float]]
     return out
 
 
-def _all_types(values: Sequence[Any], types: Any) -> bool:
+def _all_types(values: Sequence[object], types: object) -> bool:
     kinds = set(map(type, values))
     return kinds <= (set(types) if isinstance(types, tuple) else {types})
 
@@ -157,7 +157,7 @@ def games_doc(writer: str, state: Mapping[Pair, Sequence[float]]) -> Dict[str, A
     return {"payoff_version": PAYOFF_VERSION, "writer": writer, "pairs": pairs}
 
 
-def parse_games(doc: Any, where: str, writer: str) -> Dict[Pair, List[float]]:
+def parse_games(doc: object, where: str, writer: str) -> Dict[Pair, List[float]]:
     """A writer's games from :func:`games_doc`'s form, checked like a table file."""
     kind = PayoffKind()
     with malformed(where, kind.not_a, catch=CONTENT_ERRORS):

@@ -49,7 +49,7 @@ class _Tagged:
 
     nth: int  # not `index`: that would shadow bytes.index/str.index
 
-    def __new__(cls, value: Any, index: int) -> Any:
+    def __new__(cls, value: object, index: int) -> Any:
         obj = super().__new__(cls, value)  # type: ignore[call-arg]  # int's or str's
         obj.nth = index
         return obj
@@ -202,7 +202,7 @@ def array_edit(spans: SpanMap, at: Any, value: np.ndarray, what: str, where: str
     return start, start + len(chunk), chunk
 
 
-def atom_edit(spans: SpanMap, at: Any, value: Any, what: str, where: str) -> Tuple[int, int, bytes]:
+def atom_edit(spans: SpanMap, at: object, value: object, what: str, where: str) -> Tuple[int, int, bytes]:
     if not isinstance(at, (_Int, _Str)):
         raise CheckpointFormatError(f"{where}: {what} is not a plain pickled int or string; cannot patch it")
     start, end = spans.atoms[at.nth]

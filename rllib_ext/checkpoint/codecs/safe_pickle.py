@@ -65,7 +65,7 @@ def _latin1_encode(text: str, encoding: str = "latin1") -> bytes:
     return text.encode("latin1")
 
 
-def _bytearray(*args: Any) -> bytearray:
+def _bytearray(*args: object) -> bytearray:
     """``bytearray`` as pickles use it (from bytes or a latin-1 string), never ``bytearray(n)``.
 
     Real pickles never ask for an n-byte buffer; a corrupted length would allocate it.
@@ -101,7 +101,7 @@ class Placeholder:
     listitems: List[Any]
     called: "Placeholder"
 
-    def __new__(cls, *args: Any, **kwargs: Any) -> "Placeholder":
+    def __new__(cls, *args: object, **kwargs: object) -> "Placeholder":
         obj = object.__new__(cls)
         object.__setattr__(obj, "args", args)
         object.__setattr__(obj, "kwargs", kwargs)
@@ -113,20 +113,20 @@ class Placeholder:
     def __init__(self, *args: Any, **kwargs: Any) -> None:  # never runs foreign code
         pass
 
-    def __call__(self, *args: Any, **kwargs: Any) -> "Placeholder":
+    def __call__(self, *args: object, **kwargs: object) -> "Placeholder":
         # cloudpickle may call what a reduce returned (e.g. a rebuilt class); `called`
         # keeps what was called (a tf variable is `functools.partial(...)()`).
         out = _placeholder_class(self.module, f"{self.name}()")(*args, **kwargs)
         object.__setattr__(out, "called", self)
         return out
 
-    def __setstate__(self, state: Any) -> None:
+    def __setstate__(self, state: object) -> None:
         object.__setattr__(self, "state", state)
 
-    def __setitem__(self, key: Any, value: Any) -> None:
+    def __setitem__(self, key: object, value: object) -> None:
         self.items[key] = value
 
-    def append(self, value: Any) -> None:
+    def append(self, value: object) -> None:
         self.listitems.append(value)
 
     def extend(self, values: Any) -> None:
@@ -186,11 +186,11 @@ def _lazy_latin1_encode(text: Any, encoding: str = "latin1") -> Any:
     return _latin1_encode(text, encoding)
 
 
-def _ints(values: Any) -> bool:
+def _ints(values: object) -> bool:
     return isinstance(values, tuple) and all(type(d) is int and d >= 0 for d in values)
 
 
-def _plain_array_args(dtype: Any, shape: Any) -> bool:
+def _plain_array_args(dtype: object, shape: object) -> bool:
     return isinstance(dtype, np.dtype) and not dtype.hasobject and dtype.itemsize > 0 and _ints(shape)
 
 
@@ -208,7 +208,7 @@ class _Memo(Dict[Any, Any]):
         super().__init__()
         self.empty_arrays: Dict[int, List[Any]] = {}
 
-    def __setitem__(self, key: Any, value: Any) -> None:
+    def __setitem__(self, key: object, value: object) -> None:
         if type(value) is np.ndarray and value.size == 0:
             self.empty_arrays.setdefault(id(value), []).append(key)
         super().__setitem__(key, value)
@@ -348,7 +348,7 @@ class SafeUnpickler(pickle._Unpickler):
             return _LAZY_AWARE.get(found, found) if self._source is not None else found
         return _placeholder_class(module, name)
 
-    def persistent_load(self, pid: Any) -> Any:
+    def persistent_load(self, pid: object) -> Any:
         # torch.save refers to tensor storages by persistent id; keep them inert.
         return _placeholder_class("persistent_id", str(pid)[:60])()
 
@@ -356,7 +356,7 @@ class SafeUnpickler(pickle._Unpickler):
 class _TrustedUnpickler(pickle.Unpickler):
     """Plain pickle (it reads cloudpickle output too), tolerating torch persistent ids."""
 
-    def persistent_load(self, pid: Any) -> Any:
+    def persistent_load(self, pid: object) -> Any:
         return _placeholder_class("persistent_id", str(pid)[:60])()
 
 

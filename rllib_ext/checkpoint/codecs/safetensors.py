@@ -32,7 +32,7 @@ _CODES = {np.dtype(v): k for k, v in _DTYPES.items()}
 MAX_HEADER = 100 * 1024 * 1024  # the safetensors reference limit
 
 
-def write_safetensors(f: BinaryIO, weights: Mapping[str, Any], metadata: Optional[Mapping[str, str]] = None) -> str:
+def write_safetensors(f: BinaryIO, weights: Mapping[str, object], metadata: Optional[Mapping[str, str]] = None) -> str:
     """Stream ``weights`` to ``f`` in the safetensors layout, one tensor at a time.
 
     Values may be :class:`~.lazy.LazyArray`: each is read just before it is written and
@@ -77,7 +77,7 @@ def write_safetensors(f: BinaryIO, weights: Mapping[str, Any], metadata: Optiona
     return digest.hexdigest()
 
 
-def _shape_dtype(value: Any) -> Tuple[Tuple[int, ...], np.dtype]:
+def _shape_dtype(value: object) -> Tuple[Tuple[int, ...], np.dtype]:
     if isinstance(value, (np.ndarray, LazyArray)):
         return tuple(int(d) for d in value.shape), value.dtype
     arr = np.asarray(value)
@@ -99,7 +99,7 @@ def parse_header(data: "bytes | bytearray", where: str) -> Tuple[Dict[str, Any],
     return header, 8 + n
 
 
-def tensor_entries(header: Mapping[str, Any], body: int, where: str) -> List[Tuple[int, str, np.dtype, Tuple[int, ...], int]]:
+def tensor_entries(header: Mapping[str, object], body: int, where: str) -> List[Tuple[int, str, np.dtype, Tuple[int, ...], int]]:
     """Check every header entry against a ``body``-byte data section; ``(begin, name, dtype, shape, end)``.
 
     Sizes are computed with Python integers, so a header cannot overflow them.

@@ -64,7 +64,7 @@ class PopulationSpec:
     writer: Optional[str] = None  # an explicit pool writer (outside Tune; a trial uses its id)
 
 
-def check_spec(spec: PopulationSpec, config: Any, policy_ids: Sequence[str]) -> None:
+def check_spec(spec: PopulationSpec, config: object, policy_ids: Sequence[str]) -> None:
     """Refuse what cannot work, naming the policy or the hyperparameter (driver side)."""
     ids = sorted(policy_ids)
     if not spec.policies:
@@ -210,7 +210,7 @@ class PopulationFeature(Feature):
         spec = config_extra(algo.config, SPEC_ATTR)
         return cls(PopulationSpec(**spec)) if spec else None
 
-    def pool(self, algo: Any) -> PolicyPool:
+    def pool(self, algo: object) -> PolicyPool:
         """The shared pool, written to as this Tune trial (or the spec's writer outside Tune)."""
         if self._pool is None:
             trial = getattr(algo, "trial_id", "default")
@@ -250,7 +250,7 @@ class PopulationFeature(Feature):
         return {CONFIG_KEY: {pid: {"exploited_from": taken[pid], "hyperparams": dict(self.hyperparams[pid]),
                                    "score": scores[pid]} for pid in self.spec.policies}}
 
-    def round(self, algo: Any, iteration: int, scores: Mapping[str, float]) -> Dict[str, Optional[str]]:
+    def round(self, algo: object, iteration: int, scores: Mapping[str, float]) -> Dict[str, Optional[str]]:
         """Snapshot every population policy, then let each weak one exploit and explore."""
         pool = self.pool(algo)
         for pid in self.spec.policies:

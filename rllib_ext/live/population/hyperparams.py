@@ -44,7 +44,7 @@ def stack_of(config: Any) -> str:
     return backend_class(config).stack
 
 
-def check_names(config: Any, names: Sequence[str]) -> None:
+def check_names(config: object, names: Sequence[str]) -> None:
     """Refuse a name the config does not have, or one this stack cannot set per module.
 
     Raises:

@@ -98,14 +98,14 @@ class Backend:
         """The model config ``policy_id`` was built with, as the user and algorithm set it."""
         raise NotImplementedError
 
-    def add(self, policy_id: str, cls: type, obs_space: Space, act_space: Space, model_config: Any) -> None:
+    def add(self, policy_id: str, cls: type, obs_space: Space, act_space: Space, model_config: object) -> None:
         """Add a policy of class ``cls`` (RLlib's ``add_module`` / ``add_policy``)."""
         raise NotImplementedError
 
     def remove(self, policy_id: str) -> None:
         raise NotImplementedError
 
-    def act(self, policy_id: str, obs: Any, explore: bool, state: Optional[State], agent_id: Optional[str]) -> Any:
+    def act(self, policy_id: str, obs: object, explore: bool, state: Optional[State], agent_id: Optional[str]) -> Any:
         """One action for one raw observation, through the policy's observation filter.
 
         Raises:
@@ -146,7 +146,7 @@ class Backend:
         raise NotImplementedError
 
     @staticmethod
-    def only_policies(config: AlgorithmConfig, spaces: Mapping[str, SpacePair], mapping_fn: Callable[..., Any]) -> None:
+    def only_policies(config: AlgorithmConfig, spaces: Mapping[str, SpacePair], mapping_fn: Callable[..., object]) -> None:
         """Make ``config`` hold exactly the policies in ``spaces`` (none trained)."""
         raise NotImplementedError
 
@@ -166,13 +166,13 @@ class Backend:
         raise NotImplementedError
 
     @staticmethod
-    def build(cls: type, obs_space: Space, act_space: Space, meta: Mapping[str, Any], weights: Weights,
+    def build(cls: type, obs_space: Space, act_space: Space, meta: Mapping[str, object], weights: Weights,
               defaults: Callable[[], AlgorithmConfig]) -> Model:
         """A stored policy, built and set to ``weights`` (``defaults()``: the algorithm's config)."""
         raise NotImplementedError
 
     @staticmethod
-    def model_action(model: Model, obs: Any, explore: bool, state: Optional[State]) -> Any:
+    def model_action(model: Model, obs: object, explore: bool, state: Optional[State]) -> Any:
         """One action from a built stored policy for one (already filtered) observation."""
         raise NotImplementedError
 
@@ -185,7 +185,7 @@ def frozen_fn(current: PoliciesToTrain, frozen: Sequence[str], all_ids: Sequence
     if callable(current):
         orig = current
 
-        def should_train(pid: str, batch: Any = None) -> bool:
+        def should_train(pid: str, batch: object = None) -> bool:
             return pid not in frozen_set and bool(orig(pid, batch))
 
         return should_train

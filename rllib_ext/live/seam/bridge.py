@@ -42,7 +42,7 @@ def to_gym_space(view: SpaceView) -> Space:
     """A gymnasium space from its plain description."""
     import gymnasium as gym
 
-    def bound(b: Any) -> Any:
+    def bound(b: object) -> Any:
         return np.asarray(b, dtype=view.dtype or np.float32).reshape(view.shape) if isinstance(b, tuple) else b
 
     if view.type == "Box":
@@ -60,7 +60,7 @@ def to_gym_space(view: SpaceView) -> Space:
     raise CheckpointError(f"cannot rebuild a {view.type} space from policy.json")
 
 
-def module_action(module: RLModule, obs: Any, explore: bool = False, state: Optional[State] = None) -> Any:
+def module_action(module: RLModule, obs: object, explore: bool = False, state: Optional[State] = None) -> Any:
     """One action from a torch RLModule for one (already filtered) observation.
 
     No connector pipeline. Deterministic (the distribution's mode) unless ``explore``.
@@ -135,7 +135,7 @@ def initial_state(module_or_policy: Model) -> Optional[State]:
     return [np.array(s, copy=True) for s in state] if state else None
 
 
-def build_module(cls: type, obs_space: Space, act_space: Space, model_config: Mapping[str, Any], weights: Weights) -> RLModule:
+def build_module(cls: type, obs_space: Space, act_space: Space, model_config: Mapping[str, object], weights: Weights) -> RLModule:
     """New stack: an RLModule of ``cls`` set to ``weights``, in eval mode."""
     model = cls(observation_space=obs_space, action_space=act_space, inference_only=False, model_config=model_config)
     model.set_state(weights)
@@ -143,7 +143,7 @@ def build_module(cls: type, obs_space: Space, act_space: Space, model_config: Ma
     return model
 
 
-def build_policy_object(cls: type, obs_space: Space, act_space: Space, config: Dict[str, Any], weights: Weights) -> Policy:
+def build_policy_object(cls: type, obs_space: Space, act_space: Space, config: Mapping[str, object], weights: Weights) -> Policy:
     """Old stack: a Policy of ``cls`` with the policy ``config``, set to ``weights``."""
     model = cls(obs_space, act_space, config)
     tf2 = isinstance(model.get_weights(), (list, tuple))  # tf2: a list in variable order

@@ -38,7 +38,7 @@ from .ray_internals import keras_optimizer, keras_optimizer_built, torch_optimiz
 from .rllib_types import Algorithm, Learner, Policy
 
 
-def _numpy(value: Any) -> np.ndarray:
+def _numpy(value: object) -> np.ndarray:
     if hasattr(value, "detach"):
         value = value.detach().cpu().numpy()
     return np.array(value, copy=True)

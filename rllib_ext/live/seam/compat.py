@@ -161,7 +161,7 @@ def _installed_at_least(release: Tuple[int, int]) -> bool:
     return version_tuple(installed_ray() or "0")[:2] >= release
 
 
-def single_action_obs(algo: Algorithm, policy_id: str, obs: Any) -> Any:
+def single_action_obs(algo: Algorithm, policy_id: str, obs: object) -> Any:
     """What to hand the old stack's ``Algorithm.compute_single_action`` for raw ``obs``.
 
     From Ray 2.57 (ray#64088) it applies the policy's observation filter itself: ``obs``

@@ -50,7 +50,7 @@ def connector_filters(algo: Algorithm) -> ObservationFilters:
     into), else the first remote one; no connector gives no entries.
     """
 
-    def _get(er: Any) -> Any:
+    def _get(er: object) -> Any:
         conn = _connector(er)
         return None if conn is None else conn.get_state()
 
@@ -94,7 +94,7 @@ def target_mapping(algo: Algorithm) -> Callable[..., Any]:
     return fn if callable(fn) else (lambda agent, *a, **k: "default_policy")
 
 
-def maps(fn: Callable[..., Any], agent: str) -> str:
+def maps(fn: Callable[..., object], agent: str) -> str:
     """The policy id ``fn`` maps ``agent`` to (called as RLlib's helpers do: no episode)."""
     return str(fn(agent, None))
 
@@ -146,7 +146,7 @@ def _on_every_runner(algo: Algorithm, updates: Mapping[str, FilterStats], fn: Ca
 
     ref = ray.put({k: s.to_dict() for k, s in updates.items()})
 
-    def on_runner(er: Any) -> None:
+    def on_runner(er: object) -> None:
         fn(er, ref)
 
     for group in (algo.env_runner_group, getattr(algo, "eval_env_runner_group", None)):
@@ -154,7 +154,7 @@ def _on_every_runner(algo: Algorithm, updates: Mapping[str, FilterStats], fn: Ca
             group.foreach_env_runner(on_runner, local_env_runner=True)
 
 
-def _connector(er: Any) -> Any:
+def _connector(er: object) -> Any:
     """The MeanStdFilter connector of an env runner's env-to-module pipeline, if any."""
     pipeline = env_to_module_pipeline(er)
     for conn in getattr(pipeline, "connectors", None) or []:
@@ -180,11 +180,11 @@ def _rllib_filter(stats: FilterStats, filter_cls: Any, running_stat_cls: Any) ->
     return f
 
 
-def _running_stat(stats: FilterStats, running_stat_cls: Any) -> Any:
+def _running_stat(stats: FilterStats, running_stat_cls: object) -> Any:
     return running_stat(running_stat_cls, stats.shape, stats.count, stats.mean, stats.sum_sq_diff)
 
 
-def _connector_state(stats: FilterStats, running_stat_cls: Any) -> Dict[str, Any]:
+def _connector_state(stats: FilterStats, running_stat_cls: object) -> Dict[str, Any]:
     """The MeanStdFilter connector's per-agent state format (``set_state`` takes it)."""
     return {
         "shape": np.array(stats.shape),

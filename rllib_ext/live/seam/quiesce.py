@@ -130,7 +130,7 @@ def _gate(learner: Learner) -> Optional[Gate]:
     return gate
 
 
-def _wait_for_ungated_update(thread: threading.Thread, original: Callable[..., Any], learner: str) -> None:
+def _wait_for_ungated_update(thread: threading.Thread, original: Callable[..., object], learner: str) -> None:
     """Return once ``thread`` is not inside an update it began before the gate was put in.
 
     Unpatched Ray only (no update lock): a poll of the thread's stack, in the seam.
@@ -142,7 +142,7 @@ def _wait_for_ungated_update(thread: threading.Thread, original: Callable[..., A
     wait_until_out_of(thread, code, Gate.__call__.__code__, SETTLE_TIMEOUT_S, learner)
 
 
-def _name(learner: Any) -> str:
+def _name(learner: object) -> str:
     return f"learner {type(learner).__name__}"
 
 

@@ -25,7 +25,7 @@ from .rllib_types import Algorithm, AlgorithmConfig, Learner, Policy
 # ------------------------------------------------------------ env runners, modules, configs
 
 
-def is_multi_module(module: Any) -> bool:
+def is_multi_module(module: object) -> bool:
     """Whether an env runner's module is a ``MultiRLModule`` (``_rl_modules``: 2.45, 2.60).
 
     Asked of the attribute, not the class: a custom multi-module needs no common base.
@@ -69,7 +69,7 @@ def config_module_spec(config: AlgorithmConfig) -> Any:
     return config._rl_module_spec
 
 
-def env_to_module_pipeline(env_runner: Any) -> Any:
+def env_to_module_pipeline(env_runner: object) -> Any:
     """A new-stack env runner's env-to-module connector pipeline, ``_env_to_module``
     (2.45, 2.60; None when absent)."""
     return getattr(env_runner, "_env_to_module", None)
@@ -85,7 +85,7 @@ def config_extra(config: AlgorithmConfig, name: str) -> Any:
     return getattr(config, name, None)
 
 
-def set_config_extra(config: AlgorithmConfig, name: str, value: Any) -> None:
+def set_config_extra(config: AlgorithmConfig, name: str, value: object) -> None:
     """Set one of those attributes (see :func:`config_extra`)."""
     setattr(config, name, value)
 
@@ -93,7 +93,7 @@ def set_config_extra(config: AlgorithmConfig, name: str, value: Any) -> None:
 # ------------------------------------------------------------------------------- Tune
 
 
-def trial_info(trainable: Any) -> Any:
+def trial_info(trainable: object) -> Any:
     """``Trainable._trial_info`` (Tune, 2.45, 2.60; None if unset): what ``trial_id`` reads."""
     return getattr(trainable, "_trial_info", None)
 
@@ -116,7 +116,7 @@ def keras_optimizer(policy: Policy) -> Any:
     return getattr(policy, "_optimizer", None)
 
 
-def keras_optimizer_built(optimizer: Any) -> bool:
+def keras_optimizer_built(optimizer: object) -> bool:
     """Whether a tf-keras optimizer has built its slots (tf-keras 2.x ``_built``)."""
     return bool(getattr(optimizer, "_built", False))
 
@@ -134,7 +134,7 @@ def thread_update(thread: threading.Thread) -> Callable[..., Any]:
     return thread._update_method  # type: ignore[attr-defined]
 
 
-def set_thread_update(thread: threading.Thread, update: Callable[..., Any]) -> None:
+def set_thread_update(thread: threading.Thread, update: Callable[..., object]) -> None:
     """Put ``update`` in place of the thread's ``_update_method``: its next update calls it."""
     thread._update_method = update  # type: ignore[attr-defined]
 

@@ -58,7 +58,7 @@ class SpacesOnlyEnv(MultiAgentEnv):
         raise LightweightAlgorithmError("a lightweight rllib_ext algorithm has no environment to step")
 
 
-def same_id(agent_id: Any, *args: Any, **kwargs: Any) -> str:
+def same_id(agent_id: object, *args: object, **kwargs: object) -> str:
     """Policy mapping of :class:`SpacesOnlyEnv`: agent id == policy id."""
     return str(agent_id)
 
@@ -145,7 +145,7 @@ def from_checkpoint(
 
 def act(
     algo: Algorithm,
-    obs: Any,
+    obs: object,
     policy_id: str,
     explore: bool = False,
     agent_id: Optional[str] = None,

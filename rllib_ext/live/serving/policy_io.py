@@ -45,7 +45,7 @@ from ..seam.rllib_types import Algorithm, AlgorithmConfig, Model
 _SAFE_CLASS_PREFIX = "ray.rllib."
 
 
-def _qualname(obj: Any) -> str:
+def _qualname(obj: object) -> str:
     """Import path of ``obj``'s class, or of its nearest base that can be imported by name.
 
     RLlib makes some policy classes on the fly (tf2: ``PPOTF2Policy_traced``); their
@@ -59,7 +59,7 @@ def _qualname(obj: Any) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
-def _rllib_algorithm_name(algo: Any) -> str:
+def _rllib_algorithm_name(algo: object) -> str:
     """The RLlib algorithm a (possibly ...Partial) class derives from, e.g. 'PPO'."""
     for cls in type(algo).__mro__:
         if cls.__module__.startswith(_SAFE_CLASS_PREFIX):
@@ -67,7 +67,7 @@ def _rllib_algorithm_name(algo: Any) -> str:
     return type(algo).__name__
 
 
-def _jsonable(value: Any) -> Any:
+def _jsonable(value: object) -> Any:
     """Model configs hold tuples, numpy scalars, occasionally classes: keep plain data."""
     if isinstance(value, Mapping):
         return {str(k): _jsonable(v) for k, v in value.items()}
@@ -143,12 +143,12 @@ def _stored_space(meta: Mapping[str, Any], key: str, path: str) -> Any:
         ) from e
 
 
-def _stored_id(meta: Mapping[str, Any], path: str) -> str:
+def _stored_id(meta: Mapping[str, object], path: str) -> str:
     """policy.json's id, else the directory name (as the reader's ``policy_ids`` does)."""
     return str(meta.get("policy_id") or os.path.basename(os.fspath(path).rstrip("/")))
 
 
-def _import_class(qualname: Any, trusted: bool, meta: Mapping[str, Any], stack: Type[Backend]) -> type:
+def _import_class(qualname: object, trusted: bool, meta: Mapping[str, object], stack: Type[Backend]) -> type:
     """The class policy.json names, checked to be a policy class of ``stack`` before anything
     calls it: the name comes from a file, and ``ray.rllib.*`` holds other callables too."""
     if isinstance(qualname, str) and qualname and "." not in qualname:
@@ -218,7 +218,7 @@ class LoadedPolicy:
         self.observation_space = model.observation_space
         self.action_space = model.action_space
 
-    def compute_action(self, obs: Any, explore: bool = False, state: Optional[State] = None) -> Any:
+    def compute_action(self, obs: object, explore: bool = False, state: Optional[State] = None) -> Any:
         """One action for one raw observation (filtered first; deterministic unless ``explore``).
 
         A recurrent policy takes ``state`` (start from :meth:`initial_state`) and returns
@@ -269,7 +269,7 @@ def build_policy(path: "str | os.PathLike[str]", *, trusted: bool = False) -> Lo
     return LoadedPolicy(_stored_id(meta, path), meta, weights, model, next(iter(found.values()), None))
 
 
-def _algorithm_defaults(meta: Mapping[str, Any]) -> AlgorithmConfig:
+def _algorithm_defaults(meta: Mapping[str, object]) -> AlgorithmConfig:
     """The stored algorithm's default config (an old-stack Policy is built from it)."""
     from ray.rllib.algorithms.registry import ALGORITHMS
 
