@@ -86,7 +86,7 @@ def decode_file(ckpt: CheckpointDir, rel: str, *, trusted: bool = False, lazy: b
     raise CheckpointFormatError(f"{where}: this reader cannot decode {ext!r} files")
 
 
-def _unpickle(source: Source, where: str, trusted: bool, lazy: bool) -> Any:
+def _unpickle(source: Source, where: str, trusted: bool, lazy: bool) -> object:
     with source.stream() as f:  # an unreadable file is said so, not called corrupt
         with malformed(where, "truncated or corrupt pickle"):  # any unpickling failure: a damaged file
             return safe_pickle.load_stream(f, source, trusted=trusted, lazy=lazy)

@@ -365,7 +365,7 @@ def _framework_of_config(config: object) -> Optional[str]:
     return None
 
 
-def _lookup(obj: object, key: str) -> Any:
+def _lookup(obj: object, key: str) -> object:
     if isinstance(obj, dict):
         return obj.get(key)
     if isinstance(obj, Placeholder):

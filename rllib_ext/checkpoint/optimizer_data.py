@@ -50,7 +50,7 @@ def hyperparameters(group: Mapping[str, object]) -> Dict[str, Any]:
     return {k: plain_value(v) for k, v in group.items() if k != "params" and isinstance(v, ok)}
 
 
-def tf_variable_value(obj: object) -> Any:
+def tf_variable_value(obj: object) -> object:
     """A pickled tf variable's value, without TensorFlow: ``ResourceVariable.__reduce__`` is
     ``functools.partial(ResourceVariable, initial_value=<array>, ...)()``, which safe mode
     keeps as a placeholder of the call whose ``called`` partial has the state

@@ -62,7 +62,7 @@ class VisionNet:
                 "vf_share_layers": self.vf_share_layers, "head_fcnet_hiddens": []}
 
 
-def _plain(value: Any) -> Any:
+def _plain(value: Any) -> object:
     return [int(v) for v in value] if isinstance(value, (list, tuple)) else int(value)
 
 

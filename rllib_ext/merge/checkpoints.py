@@ -41,7 +41,7 @@ import shutil
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -297,7 +297,7 @@ def _merge_optimizer_state(
     return pickle.dumps(state, protocol=5), took
 
 
-def _module_of(entry: object) -> Any:
+def _module_of(entry: object) -> object:
     return entry.get("module_id") if isinstance(entry, dict) else None
 
 

@@ -74,12 +74,12 @@ class Kind(Protocol):
     not_a: str  # for messages: "not a pool index"
     holds: str  # for messages: "entries"
 
-    def empty(self, writer: str) -> Any: ...
+    def empty(self, writer: str) -> object: ...
 
-    def load(self, doc: Mapping[str, Any], version: int, writer: str) -> Any:
+    def load(self, doc: Mapping[str, Any], version: int, writer: str) -> object:
         """The state in a base's fields (``version`` 1 or 2); raises one of :data:`CONTENT_ERRORS`."""
 
-    def apply(self, state: Any, record: Mapping[str, Any]) -> Any:
+    def apply(self, state: Any, record: Mapping[str, Any]) -> object:
         """The state after ``record`` (may change ``state`` in place); raises one of :data:`CONTENT_ERRORS`."""
 
     def body(self, state: Any) -> Dict[str, Any]:
@@ -138,7 +138,7 @@ class Journal:
             return self._refresh(writer, self._files_of(writer)).state
 
     # ------------------------------------------------------------------ writing
-    def append(self, writer: str, record: Mapping[str, object], compact: bool = False) -> Any:
+    def append(self, writer: str, record: Mapping[str, object], compact: bool = False) -> object:
         """Add one record to ``writer``'s journal (one line or object); compact when due. Returns the state."""
         with self.mutex:
             cur = self._refresh(writer, self._files_of(writer))
@@ -266,7 +266,7 @@ class Journal:
         found = _SEQ.search(head.split(b"\n", 1)[0]) if head else None
         return int(found.group(1)) if found else (0 if head else -1)
 
-    def _apply(self, writer: str, state: Any, record: Mapping[str, Any], seq: int) -> Any:
+    def _apply(self, writer: str, state: Any, record: Mapping[str, Any], seq: int) -> object:
         with malformed(f"{self.where()} (writer {writer!r}, record {seq})", self.kind.not_a, catch=CONTENT_ERRORS):
             if "reset" in record:
                 return self.kind.load(record["reset"], POOL_VERSION, writer)

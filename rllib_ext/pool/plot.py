@@ -63,7 +63,7 @@ def plot_pool(pool: Any, out: "str | os.PathLike[str]") -> str:
     return path
 
 
-def _cmap() -> Any:
+def _cmap() -> object:
     from matplotlib import colormaps
 
     cmap = colormaps["RdBu"].copy()

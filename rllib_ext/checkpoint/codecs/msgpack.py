@@ -12,7 +12,7 @@ from ..storage import Source
 from . import safe_pickle
 
 
-def unpack_msgpack(source: Source, where: str, trusted: bool, lazy: bool) -> Any:
+def unpack_msgpack(source: Source, where: str, trusted: bool, lazy: bool) -> object:
     """msgpack with msgpack-numpy array maps decoded by numpy alone.
 
     We decode the array maps ourselves rather than through ``msgpack_numpy``: it would
@@ -23,7 +23,7 @@ def unpack_msgpack(source: Source, where: str, trusted: bool, lazy: bool) -> Any
     """
     unpacker_cls = _plain_msgpack_unpacker(where)
 
-    def hook(obj: Dict[Any, Any]) -> Any:
+    def hook(obj: Dict[Any, Any]) -> object:
         return _decode_msgpack_numpy(obj, trusted, lazy)
 
     with source.stream() as f, source.stream() as peek, malformed(where, "truncated or corrupt msgpack"):
@@ -45,13 +45,13 @@ class _MsgpackWalker:
     def pos(self) -> int:
         return self.base + int(self.unpacker.tell())
 
-    def document(self) -> Any:
+    def document(self) -> object:
         value = self.value()
         if self.pos() != self.source.size:
             raise ValueError(f"extra data after the msgpack object (at byte {self.pos()} of {self.source.size})")
         return value
 
-    def value(self) -> Any:
+    def value(self) -> object:
         pos = self.pos()
         self.peek.seek(pos)
         head = self.peek.read(5)
@@ -82,7 +82,7 @@ class _MsgpackWalker:
         return n
 
 
-def _plain_msgpack_unpacker(where: str) -> Any:
+def _plain_msgpack_unpacker(where: str) -> object:
     """msgpack's own ``Unpacker``, even after ``msgpack_numpy.patch()``.
 
     RLlib patches the ``msgpack`` module globally (``try_import_msgpack``); the patched
@@ -103,7 +103,7 @@ def _plain_msgpack_unpacker(where: str) -> Any:
     return Unpacker
 
 
-def _decode_msgpack_numpy(obj: Dict[Any, Any], trusted: bool, lazy: bool = False) -> Any:
+def _decode_msgpack_numpy(obj: Dict[Any, Any], trusted: bool, lazy: bool = False) -> object:
     """One msgpack-numpy map -> numpy array (or LazyArray) / scalar / complex; other maps unchanged."""
     if b"nd" in obj and b"data" in obj and b"type" in obj:
         kind = obj.get(b"kind", b"")

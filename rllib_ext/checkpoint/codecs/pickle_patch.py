@@ -120,7 +120,7 @@ class _Locator(safe_pickle.SafeUnpickler):  # the pure-Python unpickler: its opc
             self.stack[-1] = _Str(value, self._atoms)
         self._atoms += 1
 
-    def find_class(self, module: str, name: str) -> Any:
+    def find_class(self, module: str, name: str) -> object:
         if name == "_frombuffer" and module in ("numpy.core.numeric", "numpy._core.numeric"):
             return ArrayAt
         return super().find_class(module, name)

@@ -168,7 +168,7 @@ class _Bounded:
         return self.f.readinto(view[: self.left()]) or 0
 
 
-def _lazy_frombuffer(buf: Any, dtype: Any, shape: Any, order: Any, axis_order: Any = None) -> Any:
+def _lazy_frombuffer(buf: Any, dtype: Any, shape: Any, order: Any, axis_order: Any = None) -> object:
     """numpy's ``_frombuffer``, with a :class:`LazyArray` for data left in the file."""
     if isinstance(buf, LazyBytes):
         if _plain_array_args(dtype, shape):
@@ -180,7 +180,7 @@ def _lazy_frombuffer(buf: Any, dtype: Any, shape: Any, order: Any, axis_order: A
     return _NUMPY_CORE.numeric._frombuffer(buf, dtype, shape, order, *(() if axis_order is None else (axis_order,)))
 
 
-def _lazy_latin1_encode(text: Any, encoding: str = "latin1") -> Any:
+def _lazy_latin1_encode(text: Any, encoding: str = "latin1") -> object:
     if isinstance(text, LazyBytes) and encoding.replace("-", "").lower() == "latin1":
         return text.as_latin1()
     return _latin1_encode(text, encoding)
@@ -259,7 +259,7 @@ class SafeUnpickler(pickle._Unpickler):
         """Whether ``n`` payload bytes come next straight from the file (not a frame)."""
         return n >= LAZY_MIN and not self._in_frame()
 
-    def _lazy_or_read(self, n: int) -> Any:
+    def _lazy_or_read(self, n: int) -> object:
         """A LazyBytes for ``n`` payload bytes at the current offset, or None to read them.
 
         Large strings are left lazy too: protocol-2 pickles (``torch.save``) store tensor
@@ -342,13 +342,13 @@ class SafeUnpickler(pickle._Unpickler):
     dispatch[pickle.BYTEARRAY8[0]] = _load_bytearray8
     dispatch[pickle.BUILD[0]] = _load_build
 
-    def find_class(self, module: str, name: str) -> Any:
+    def find_class(self, module: str, name: str) -> object:
         if (module, name) in ALLOWED:
             found = ALLOWED[(module, name)]
             return _LAZY_AWARE.get(found, found) if self._source is not None else found
         return _placeholder_class(module, name)
 
-    def persistent_load(self, pid: object) -> Any:
+    def persistent_load(self, pid: object) -> object:
         # torch.save refers to tensor storages by persistent id; keep them inert.
         return _placeholder_class("persistent_id", str(pid)[:60])()
 
@@ -356,7 +356,7 @@ class SafeUnpickler(pickle._Unpickler):
 class _TrustedUnpickler(pickle.Unpickler):
     """Plain pickle (it reads cloudpickle output too), tolerating torch persistent ids."""
 
-    def persistent_load(self, pid: object) -> Any:
+    def persistent_load(self, pid: object) -> object:
         return _placeholder_class("persistent_id", str(pid)[:60])()
 
 
@@ -378,7 +378,7 @@ def loads(data: "bytes | bytearray", *, trusted: bool = False) -> Any:
     return load_source(MemorySource(bytes(data), "<bytes>"), trusted=trusted)
 
 
-def load_source(source: Source, *, trusted: bool = False, lazy: bool = False) -> Any:
+def load_source(source: Source, *, trusted: bool = False, lazy: bool = False) -> object:
     """Unpickle the file ``source``, reading it as it goes (no copy of the whole file).
 
     ``lazy=True`` (safe mode only) leaves large tensors in the file as
@@ -388,13 +388,13 @@ def load_source(source: Source, *, trusted: bool = False, lazy: bool = False) ->
         return load_stream(f, source, trusted=trusted, lazy=lazy)
 
 
-def load_stream(f: io.BufferedIOBase, source: Source, *, trusted: bool = False, lazy: bool = False) -> Any:
+def load_stream(f: io.BufferedIOBase, source: Source, *, trusted: bool = False, lazy: bool = False) -> object:
     """:func:`load_source` on ``source.stream()`` already opened (so opening errors stay apart)."""
     if trusted:
         return _TrustedUnpickler(f).load()
     return SafeUnpickler(f, source.size, source if lazy else None).load()
 
 
-def load(fileobj: BinaryIO, *, trusted: bool = False) -> Any:
+def load(fileobj: BinaryIO, *, trusted: bool = False) -> object:
     """Like :func:`loads`, from an open binary file."""
     return loads(fileobj.read(), trusted=trusted)

@@ -58,8 +58,8 @@ class PopulationSpec:
     policies: List[str]
     every: int = 10
     quantile: float = 0.25
-    score: Any = "return"
-    perturb: Dict[str, Any] = field(default_factory=dict)
+    score: "str | ScoreFn" = "return"
+    perturb: Dict[str, Sequence[float]] = field(default_factory=dict)  # a Perturb
     seed: int = 0
     writer: Optional[str] = None  # an explicit pool writer (outside Tune; a trial uses its id)
 

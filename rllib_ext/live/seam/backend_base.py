@@ -94,7 +94,7 @@ class Backend:
         """The RLModule (new stack) or Policy (old stack) of ``policy_id`` (None if absent)."""
         raise NotImplementedError
 
-    def model_config(self, policy_id: str) -> Any:
+    def model_config(self, policy_id: str) -> object:
         """The model config ``policy_id`` was built with, as the user and algorithm set it."""
         raise NotImplementedError
 
@@ -105,7 +105,7 @@ class Backend:
     def remove(self, policy_id: str) -> None:
         raise NotImplementedError
 
-    def act(self, policy_id: str, obs: object, explore: bool, state: Optional[State], agent_id: Optional[str]) -> Any:
+    def act(self, policy_id: str, obs: object, explore: bool, state: Optional[State], agent_id: Optional[str]) -> object:
         """One action for one raw observation, through the policy's observation filter.
 
         Raises:
@@ -172,7 +172,7 @@ class Backend:
         raise NotImplementedError
 
     @staticmethod
-    def model_action(model: Model, obs: object, explore: bool, state: Optional[State]) -> Any:
+    def model_action(model: Model, obs: object, explore: bool, state: Optional[State]) -> object:
         """One action from a built stored policy for one (already filtered) observation."""
         raise NotImplementedError
 

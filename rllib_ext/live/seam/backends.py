@@ -195,7 +195,7 @@ class NewStackBackend(Backend):
     def policy(self, policy_id: str) -> Optional[RLModule]:
         return self.algo.get_module(policy_id)
 
-    def model_config(self, policy_id: str) -> Any:
+    def model_config(self, policy_id: str) -> object:
         module = self.policy(policy_id)
         assert module is not None, policy_id  # asked only for a module the algorithm holds
         return module.model_config
@@ -210,7 +210,7 @@ class NewStackBackend(Backend):
     def remove(self, policy_id: str) -> None:
         self.algo.remove_module(policy_id)
 
-    def act(self, policy_id: str, obs: object, explore: bool, state: Optional[State], agent_id: Optional[str]) -> Any:
+    def act(self, policy_id: str, obs: object, explore: bool, state: Optional[State], agent_id: Optional[str]) -> object:
         module = self.policy(policy_id)
         if module is None:
             raise not_found("policy", policy_id, f"the algorithm ({type(self.algo).__name__})", self.ids())
@@ -256,7 +256,7 @@ class NewStackBackend(Backend):
         return build_module(cls, obs_space, act_space, meta.get("model_config") or {}, weights)
 
     @staticmethod
-    def model_action(model: Model, obs: object, explore: bool, state: Optional[State]) -> Any:
+    def model_action(model: Model, obs: object, explore: bool, state: Optional[State]) -> object:
         return module_action(cast(RLModule, model), obs, explore, state)  # this stack builds RLModules
 
 
@@ -330,7 +330,7 @@ class OldStackBackend(Backend):
     def policy(self, policy_id: str) -> Optional[Policy]:
         return self.algo.get_policy(policy_id)
 
-    def model_config(self, policy_id: str) -> Any:
+    def model_config(self, policy_id: str) -> object:
         policy = self.policy(policy_id)
         assert policy is not None, policy_id  # asked only for a policy the algorithm holds
         return policy.config.get("model", {})
@@ -341,7 +341,7 @@ class OldStackBackend(Backend):
     def remove(self, policy_id: str) -> None:
         self.algo.remove_policy(policy_id)
 
-    def act(self, policy_id: str, obs: object, explore: bool, state: Optional[State], agent_id: Optional[str]) -> Any:
+    def act(self, policy_id: str, obs: object, explore: bool, state: Optional[State], agent_id: Optional[str]) -> object:
         # Algorithm.compute_single_action applies the worker's preprocessor and filter.
         compute = functools.partial(self.algo.compute_single_action, policy_id=policy_id, full_fetch=True)
         obs = single_action_obs(self.algo, policy_id, obs)  # Ray < 2.57 does not filter there: compat does
@@ -389,7 +389,7 @@ class OldStackBackend(Backend):
         return build_policy_object(cls, obs_space, act_space, config.to_dict(), weights)
 
     @staticmethod
-    def model_action(model: Model, obs: object, explore: bool, state: Optional[State]) -> Any:
+    def model_action(model: Model, obs: object, explore: bool, state: Optional[State]) -> object:
         policy = cast(Policy, model)  # this stack builds Policies
         return policy_action(policy.compute_single_action, initial_state(policy) is not None, obs, explore, state)
 

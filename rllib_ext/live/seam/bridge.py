@@ -60,7 +60,7 @@ def to_gym_space(view: SpaceView) -> Space:
     raise CheckpointError(f"cannot rebuild a {view.type} space from policy.json")
 
 
-def module_action(module: RLModule, obs: object, explore: bool = False, state: Optional[State] = None) -> Any:
+def module_action(module: RLModule, obs: object, explore: bool = False, state: Optional[State] = None) -> object:
     """One action from a torch RLModule for one (already filtered) observation.
 
     No connector pipeline. Deterministic (the distribution's mode) unless ``explore``.
@@ -93,7 +93,7 @@ def module_action(module: RLModule, obs: object, explore: bool = False, state: O
 
 
 def policy_action(compute: Callable[..., Any], recurrent: bool, obs: Any, explore: bool,
-                  state: Optional[State]) -> Any:
+                  state: Optional[State]) -> object:
     """One action from an old-stack ``compute_single_action`` (a Policy's, or the Algorithm's
     with ``full_fetch=True``: both return ``(action, state_out, info)``).
 

@@ -126,7 +126,7 @@ def require_release(feature: str, release: str, available: bool) -> None:
 
 
 def running_stat(running_stat_cls: Any, shape: Tuple[int, ...], count: int, mean: np.ndarray,
-                 sum_sq_diff: np.ndarray) -> Any:
+                 sum_sq_diff: np.ndarray) -> object:
     """A release's ``RunningStat`` holding these statistics (no pending deltas).
 
     Ray 2.47 (ray#53484) renamed the Welford sum ``std_array`` -> ``sum_sq_diff_array``
@@ -161,7 +161,7 @@ def _installed_at_least(release: Tuple[int, int]) -> bool:
     return version_tuple(installed_ray() or "0")[:2] >= release
 
 
-def single_action_obs(algo: Algorithm, policy_id: str, obs: object) -> Any:
+def single_action_obs(algo: Algorithm, policy_id: str, obs: object) -> object:
     """What to hand the old stack's ``Algorithm.compute_single_action`` for raw ``obs``.
 
     From Ray 2.57 (ray#64088) it applies the policy's observation filter itself: ``obs``

@@ -50,7 +50,7 @@ def connector_filters(algo: Algorithm) -> ObservationFilters:
     into), else the first remote one; no connector gives no entries.
     """
 
-    def _get(er: object) -> Any:
+    def _get(er: object) -> object:
         conn = _connector(er)
         return None if conn is None else conn.get_state()
 
@@ -163,7 +163,7 @@ def _connector(er: object) -> Any:
     return None
 
 
-def _first(algo: Algorithm, fn: Callable[[Any], Any]) -> Any:
+def _first(algo: Algorithm, fn: Callable[[Any], Any]) -> object:
     """``fn`` on the local env runner if there is one, else on the first remote one."""
     group = cast(EnvRunnerGroup, algo.env_runner_group)  # built by setup()
     local = getattr(group, "local_env_runner", None)
@@ -173,7 +173,7 @@ def _first(algo: Algorithm, fn: Callable[[Any], Any]) -> Any:
     return results[0] if results else None
 
 
-def _rllib_filter(stats: FilterStats, filter_cls: Any, running_stat_cls: Any) -> Any:
+def _rllib_filter(stats: FilterStats, filter_cls: Any, running_stat_cls: Any) -> object:
     """A real RLlib ``MeanStdFilter`` holding ``stats`` (empty buffer)."""
     f = filter_cls(stats.shape, demean=stats.demean, destd=stats.destd, clip=stats.clip)
     f.running_stats = _running_stat(stats, running_stat_cls)

@@ -66,7 +66,7 @@ class Gate:
         self.marks: Dict[str, int] = {}  # module id -> the weights version its restore made
         self.held: Optional[Any] = None  # the learner's update lock (patch 0004), taken by hold()
 
-    def __call__(self, /, **kwargs: Any) -> Any:  # RLlib passes the learner as self=
+    def __call__(self, /, **kwargs: Any) -> object:  # RLlib passes the learner as self=
         with self.cond:
             self.cond.wait_for(lambda: self.limit is None or self.started < self.limit)
             self.started += 1

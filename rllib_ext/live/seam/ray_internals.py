@@ -60,7 +60,7 @@ def old_stack_counters(algo: Algorithm) -> Dict[str, Any]:
     return algo._counters
 
 
-def config_module_spec(config: AlgorithmConfig) -> Any:
+def config_module_spec(config: AlgorithmConfig) -> object:
     """``AlgorithmConfig._rl_module_spec`` (2.45, 2.60): the spec given to ``.rl_module()``.
 
     Its public ``get_multi_rl_module_spec()`` would build a spec from the spaces; the one
@@ -69,7 +69,7 @@ def config_module_spec(config: AlgorithmConfig) -> Any:
     return config._rl_module_spec
 
 
-def env_to_module_pipeline(env_runner: object) -> Any:
+def env_to_module_pipeline(env_runner: object) -> object:
     """A new-stack env runner's env-to-module connector pipeline, ``_env_to_module``
     (2.45, 2.60; None when absent)."""
     return getattr(env_runner, "_env_to_module", None)
@@ -93,7 +93,7 @@ def set_config_extra(config: AlgorithmConfig, name: str, value: object) -> None:
 # ------------------------------------------------------------------------------- Tune
 
 
-def trial_info(trainable: object) -> Any:
+def trial_info(trainable: object) -> object:
     """``Trainable._trial_info`` (Tune, 2.45, 2.60; None if unset): what ``trial_id`` reads."""
     return getattr(trainable, "_trial_info", None)
 

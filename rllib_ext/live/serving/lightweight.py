@@ -150,7 +150,7 @@ def act(
     explore: bool = False,
     agent_id: Optional[str] = None,
     state: Optional[State] = None,
-) -> Any:
+) -> Any:  # the action as the policy gives it (or (action, next state))
     """One action for one raw observation from ``policy_id``, on either API stack.
 
     The observation goes through the algorithm's observation filter first, as in its
