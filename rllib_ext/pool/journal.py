@@ -49,7 +49,7 @@ import json
 import re
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Protocol, Set, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Generic, Dict, List, Mapping, Optional, Protocol, Set, Tuple, TypeVar, Union
 
 from ..errors import CheckpointFormatError, malformed
 from .store import FileInfo
@@ -66,7 +66,10 @@ CONTENT_ERRORS = (KeyError, TypeError, ValueError, AttributeError)  # a file's c
 _SEQ = re.compile(rb'"seq":(\d+)')
 
 
-class Kind(Protocol):
+State = TypeVar("State")  # what one journal's records build: the index's shard, the payoff table's pairs
+
+
+class Kind(Protocol[State]):
     """What one journal holds (the index, the payoff table): how to read, change and write its state."""
 
     folder: str  # "index", "payoff"
@@ -74,15 +77,15 @@ class Kind(Protocol):
     not_a: str  # for messages: "not a pool index"
     holds: str  # for messages: "entries"
 
-    def empty(self, writer: str) -> object: ...
+    def empty(self, writer: str) -> State: ...
 
-    def load(self, doc: Mapping[str, Any], version: int, writer: str) -> object:
+    def load(self, doc: Mapping[str, Any], version: int, writer: str) -> State:
         """The state in a base's fields (``version`` 1 or 2); raises one of :data:`CONTENT_ERRORS`."""
 
-    def apply(self, state: Any, record: Mapping[str, Any]) -> object:
+    def apply(self, state: State, record: Mapping[str, Any]) -> State:
         """The state after ``record`` (may change ``state`` in place); raises one of :data:`CONTENT_ERRORS`."""
 
-    def body(self, state: Any) -> Dict[str, Any]:
+    def body(self, state: State) -> Dict[str, Any]:
         """The base's fields beside the header (what ``load(..., 2)`` reads back)."""
 
     def check_header(self, doc: Mapping[str, Any], where: str) -> int:
@@ -90,10 +93,10 @@ class Kind(Protocol):
 
 
 @dataclasses.dataclass
-class Cursor:
+class Cursor(Generic[State]):
     """One writer's journal as this process last read it."""
 
-    state: Any
+    state: State
     seq: int = 0  # the last record applied
     base: Optional[FileInfo] = None  # the base as listed when read (None: there was none)
     base_seq: int = 0  # the record the base holds up to
@@ -105,7 +108,7 @@ class Cursor:
     tail_bytes: int = 0  # records read since the base
 
 
-class Journal:
+class Journal(Generic[State]):
     """The journals of one kind (``index/`` or ``payoff/``) of one pool: read incrementally, appended to.
 
     Shared by the :class:`~.policy_pool.PolicyPool` objects of one pool in one process
@@ -114,9 +117,9 @@ class Journal:
     namespace (object stores); ``before_write`` runs before anything is written.
     """
 
-    def __init__(self, store: "Union[LocalStore, RemoteStore]", kind: Kind, before_write: Callable[[], None]) -> None:
+    def __init__(self, store: "Union[LocalStore, RemoteStore]", kind: Kind[State], before_write: Callable[[], None]) -> None:
         self.store, self.kind, self.before_write = store, kind, before_write
-        self.cursors: Dict[str, Cursor] = {}
+        self.cursors: Dict[str, Cursor[State]] = {}
         self.swept: Set[str] = set()  # writers whose killed compactions' temporary files are cleaned up
         self.mutex = threading.RLock()  # a process's threads share the cursors
 
@@ -124,7 +127,7 @@ class Journal:
         return self.store.where(f"{self.kind.folder}/{name}" if name else self.kind.folder)
 
     # ------------------------------------------------------------------ reading
-    def states(self) -> Dict[str, Any]:
+    def states(self) -> Dict[str, State]:
         """``{writer: state}`` of every writer, fresh (the caller must not change them)."""
         with self.mutex:
             groups = _by_writer(self.store.files(self.kind.folder))
@@ -132,13 +135,13 @@ class Journal:
                 del self.cursors[writer]  # its files are gone
             return {w: self._refresh(w, files).state for w, files in sorted(groups.items())}
 
-    def state(self, writer: str) -> Any:
+    def state(self, writer: str) -> State:
         """One writer's state, fresh: costs what changed since the last call, not the pool's size."""
         with self.mutex:
             return self._refresh(writer, self._files_of(writer)).state
 
     # ------------------------------------------------------------------ writing
-    def append(self, writer: str, record: Mapping[str, object], compact: bool = False) -> object:
+    def append(self, writer: str, record: Mapping[str, object], compact: bool = False) -> State:
         """Add one record to ``writer``'s journal (one line or object); compact when due. Returns the state."""
         with self.mutex:
             cur = self._refresh(writer, self._files_of(writer))
@@ -182,7 +185,7 @@ class Journal:
             return self.store.files(self.kind.folder, names)
         return _by_writer(self.store.files(self.kind.folder)).get(writer, {})
 
-    def _refresh(self, writer: str, files: Dict[str, FileInfo]) -> Cursor:
+    def _refresh(self, writer: str, files: Dict[str, FileInfo]) -> Cursor[State]:
         try:
             cur = self.cursors.get(writer)
             if cur is not None and self._catch_up(writer, cur, files):
@@ -201,7 +204,7 @@ class Journal:
         raise CheckpointFormatError(f"{self.where()}: writer {writer!r}'s records do not follow its base "
                                     f"({RETRIES} reads); {self.kind.what} is garbled")
 
-    def _load(self, writer: str, files: Dict[str, FileInfo]) -> Optional[Cursor]:
+    def _load(self, writer: str, files: Dict[str, FileInfo]) -> Optional[Cursor[State]]:
         """Read one writer's journal from its base; None when a compaction ran meanwhile."""
         base = files.get(f"{writer}.json")
         cur = Cursor(self.kind.empty(writer), base=base)
@@ -221,7 +224,7 @@ class Journal:
             cur.base_bytes = len(raw)
         return cur if self._catch_up(writer, cur, files) else None
 
-    def _catch_up(self, writer: str, cur: Cursor, files: Dict[str, FileInfo]) -> bool:
+    def _catch_up(self, writer: str, cur: Cursor[State], files: Dict[str, FileInfo]) -> bool:
         """Apply the records past ``cur.seq``; False (and nothing applied) when they cannot follow it."""
         base = files.get(f"{writer}.json")
         if base != cur.base or (base is not None and self.store.can_append and self._base_seq(writer) != cur.base_seq):
@@ -266,13 +269,13 @@ class Journal:
         found = _SEQ.search(head.split(b"\n", 1)[0]) if head else None
         return int(found.group(1)) if found else (0 if head else -1)
 
-    def _apply(self, writer: str, state: Any, record: Mapping[str, Any], seq: int) -> object:
+    def _apply(self, writer: str, state: State, record: Mapping[str, Any], seq: int) -> State:
         with malformed(f"{self.where()} (writer {writer!r}, record {seq})", self.kind.not_a, catch=CONTENT_ERRORS):
             if "reset" in record:
                 return self.kind.load(record["reset"], POOL_VERSION, writer)
             return self.kind.apply(state, record)
 
-    def _compact(self, writer: str, cur: Cursor) -> None:
+    def _compact(self, writer: str, cur: Cursor[State]) -> None:
         """A new base holding every record so far; then the records it holds are deleted."""
         data = _encode({"pool_version": POOL_VERSION, "writer": writer, "seq": cur.seq, **self.kind.body(cur.state)})
         self.store.write(f"{self.kind.folder}/{writer}.json", data)

@@ -30,6 +30,7 @@ from typing import Any, Dict, Mapping, Sequence
 from ...errors import InvalidArgumentError
 from ..seam.backends import backend_class, backend_for
 from ..seam.ray_internals import drop_policy_schedule, set_learner_lr_schedule, set_module_config, torch_optimizers
+from ..seam.rllib_types import AlgorithmConfig, Learner
 
 #: What a module's loss reads and can be set per module, by stack. ``lr`` and
 #: ``entropy_coeff`` are scheduled; the rest are read from the (per-module) config.
@@ -66,7 +67,7 @@ def check_names(config: object, names: Sequence[str]) -> None:
         )
 
 
-def config_values(config: Any, policy_id: str, names: Sequence[str]) -> Dict[str, float]:
+def config_values(config: AlgorithmConfig, policy_id: str, names: Sequence[str]) -> Dict[str, float]:
     """The configured values of ``names`` for ``policy_id`` (its per-module overrides applied)."""
     if stack_of(config) == "new":
         overrides = dict(getattr(config, "algorithm_config_overrides_per_module", None) or {}).get(policy_id, {})
@@ -79,7 +80,7 @@ def config_values(config: Any, policy_id: str, names: Sequence[str]) -> Dict[str
 # ---------------------------------------------------------------- new stack: on a Learner
 
 
-def learner_set(learner: Any, module_id: str, values: Mapping[str, float]) -> None:
+def learner_set(learner: Learner, module_id: str, values: Mapping[str, float]) -> None:
     """Set ``values`` for ``module_id`` on one new-stack learner, for every update from now on."""
     from ray.rllib.utils.schedules.scheduler import Scheduler
 

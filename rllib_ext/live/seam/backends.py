@@ -16,18 +16,7 @@ from __future__ import annotations
 
 import functools
 from contextlib import contextmanager
-from typing import (
-    Any,
-    Callable,
-    Dict,
-    Iterator,
-    List,
-    Mapping,
-    Optional,
-    Sequence,
-    Type,
-    cast,
-)
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Type, cast
 
 from ...checkpoint.filters import FilterStats, ObservationFilters
 from ...checkpoint.format import Stack
@@ -50,10 +39,8 @@ from .bridge import (
 )
 from .compat import single_action_obs
 from .ray_internals import is_multi_module, old_stack_counters, raise_weights_seq_no
-from .rllib_types import (
-    Algorithm, AlgorithmConfig, LearnerGroup, MetricsLogger, Model, PoliciesToTrain, Policy, RLModule, RLModuleSpec, Space,
-    SpacePair,
-)
+from .rllib_types import (Algorithm, AlgorithmConfig, LearnerGroup, MetricsLogger, Model, PoliciesToTrain, Policy,
+                          RLModule, RLModuleSpec, Space, SpacePair)
 from .filter_state import (
     agent_filter_of,
     agents_of,
