@@ -19,7 +19,7 @@ from typing import Any, Dict, Mapping, Optional, Type, cast
 import numpy as np
 
 from ...checkpoint.filters import FilterStats, filters_of
-from ...checkpoint.policy_file import META_FILE, PolicyJson, PolicyMeta, read_policy_dir, write_policy_dir
+from ...checkpoint.policy_file import META_FILE, PolicyMeta, read_policy_dir, write_policy_dir
 from ...checkpoint.reader import open_checkpoint
 from ...checkpoint.spaces import space_from_object
 from ...checkpoint.storage import resolve_path
@@ -207,7 +207,7 @@ class LoadedPolicy:
     def __init__(
         self,
         policy_id: str,
-        meta: PolicyJson,
+        meta: Mapping[str, Any],
         weights: Dict[str, np.ndarray],
         model: Model,
         observation_filter: Optional[FilterStats] = None,
