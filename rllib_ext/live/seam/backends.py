@@ -161,8 +161,7 @@ class NewStackBackend(Backend):
             out = {}
             for mid in _ids:
                 mc = learner.module[mid].model_config
-                is_instance = dataclasses.is_dataclass(mc) and not isinstance(mc, type)
-                out[mid] = dataclasses.asdict(mc) if is_instance else dict(mc or {})
+                out[mid] = dataclasses.asdict(mc) if dataclasses.is_dataclass(mc) and not isinstance(mc, type) else dict(mc or {})
             return out
 
         return {mid: effective_model_config(mc) for mid, mc in self._learner_results(_get)[0].items()}
