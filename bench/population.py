@@ -1,32 +1,43 @@
-"""Per-policy PBT (``config.population(...)``) against Tune's ``PopulationBasedTraining``.
+"""Per-policy PBT (``config.population(...)``) against Tune's ``PopulationBasedTraining`` and no PBT.
 
-The task has two policies whose best learning rates differ: ``ScaledSignGame`` is
-rllib_ext's ``SignGame`` (match the sign of the first observation entry; 10 steps, at
-most 10 per episode) with each agent's observation multiplied by its own scale:
-``agent_0`` (``policy_0``) sees it x100, so a large lr blows its first layer up and a
-small one is best; ``agent_1`` (``policy_1``) sees it x0.1, so only a large lr learns
-within the budget. Whole-trial PBT moves both policies together, so it cannot take
-policy_0 from one trial and policy_1 from another; per-policy PBT can.
+Two tasks (``--task``), each with two PPO policies (``policy_0`` for ``agent_0``,
+``policy_1`` for ``agent_1``):
 
-Both methods run ``--trials`` PPO trials at once (4: one per lr of the grid, the same lr
-for both policies at the start, the same seed), ``--iters`` iterations each, a round
-every ``--every`` iterations, quantile 0.25, lr perturbed by x0.8 or x1.25 (Tune:
-``resample_probability=0``; its metric is the sum of both policies' returns, ours ranks
-each policy by its own return). fcnet [16, 16], 200-step batches, no remote env runners,
-0.5 CPU per trial, ``ray.init(num_cpus=2)``.
+* ``chain`` (``ChainGame``): each agent walks its own chain of ``CHAIN_LENGTH`` cells.
+  Stopping at the first cell pays 1 at once; stopping anywhere else pays 0; walking off
+  the far end pays 10. A policy that has not yet reached the end learns to stop (the
+  trap), so whether it finds the 10 is luck of its exploration, and each policy's luck is
+  its own: the outcome of ``policy_0`` does not predict that of ``policy_1``. Trials
+  differ by their seed (the same initial lr and entropy coefficient). Whole-trial PBT can
+  only copy a trial, so a trial that found ``policy_0``'s 10 and another that found
+  ``policy_1``'s stay apart; per-policy PBT takes each policy from where it is best.
+  Returns are out of 10 per policy, 20 for the sum.
+* ``scaled`` (``ScaledSignGame``, the default, as before): rllib_ext's ``SignGame`` with
+  ``agent_0``'s observation x100 and ``agent_1``'s x0.1, so their best learning rates
+  differ. Trials differ by their initial lr (1e-4 / 1e-3 / 1e-2 / 1e-1, the same for both
+  policies), the same seed. Returns are out of 10.
 
-Measured per exploit:
-  * ours: the bytes of the one-policy snapshot (weights + training state) it loads from
-    the pool, and the seconds of the exploit (partial restore + setting the lr);
-  * Tune: the bytes of the whole-trial checkpoint it restores, the seconds of its save
-    and of its restore, and the seconds of rebuilding the trial (Tune starts a new actor:
-    ``Algorithm`` has no ``reset_config``). Tune's exploits are the lines of its
-    ``pbt_global.txt``; it also restores (and rebuilds) a trial it paused and resumed.
-Final per-policy scores: each policy's mean episode return in the last result, best
-trial and mean over trials.
+Methods (``--method``), at the same number of trials and the same env steps per trial:
+``ours`` (``PPOPartial`` with ``config.population(...)``: each policy ranked by its own
+return, exploited and perturbed on its own), ``tune`` (plain ``PPO`` under Tune's
+``PopulationBasedTraining``, metric the sum of both returns, ``resample_probability=0``),
+``none`` (the same trials, no PBT). Both PBTs: a round every ``--every`` iterations,
+quantile 0.25, the task's hyperparameters multiplied by 0.8 or 1.25 (``chain``: lr and
+entropy_coeff; ``scaled``: lr). fcnet [16, 16], 200-step batches, no remote env runners,
+0.5 CPU per trial, ``ray.init(num_cpus=2)``: the trials run at the same time.
 
-Run: python bench/population.py [--quick] [--trials 4] [--iters 60] [--every 6] [--seed S --json RUNS.jsonl]
-     python bench/population.py --summarize RUNS.jsonl   (mean and standard error over the runs)
+Measured per exploit: ours, the bytes of the one-policy snapshot it loads (the pool
+entry's size; the result names the entry); Tune, the bytes of the whole-trial checkpoint
+it restores, the seconds of its save and restore and of rebuilding the trial (a new actor:
+``Algorithm`` has no ``reset_config``); its exploits are the lines of ``pbt_global.txt``.
+
+The envs live in this file. Run as a script it is ``__main__``, which cloudpickle ships to
+the trials by value; imported (``import population``), ``main`` registers the module to be
+pickled by value too, so Tune's trial actors never need to import it.
+
+Run: python bench/population.py [--task scaled|chain] [--method ours|tune|none|all] [--seed S]
+                                [--trials 4] [--iters N] [--every K] [--json RUNS.jsonl] [--plot FILE.png]
+     python bench/population.py --summarize RUNS.jsonl [--plot FILE.png [--seed S]]
 """
 
 from __future__ import annotations
@@ -34,23 +45,29 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import math
 import os
 import random
 import statistics
 import sys
 import tempfile
 import time
-from typing import Any, Dict, List
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import gymnasium as gym
 import numpy as np
+from ray.rllib.env.multi_agent_env import MultiAgentEnv
 
 from rllib_ext.envs import SignGame, agent_to_policy
 
 POLICIES = ["policy_0", "policy_1"]
+METHODS = ("ours", "tune", "none")
+LABELS = {"ours": "rllib_ext (per policy)", "tune": "Tune PBT (whole trial)", "none": "no PBT"}
 SCALES = [100.0, 0.1]
 FLIPS = [0, 0]
 LR_GRID = [1e-4, 1e-3, 1e-2, 1e-1]
+CHAIN_LENGTH = 6
 FACTORS = (0.8, 1.25)
 QUANTILE = 0.25
 BENCH_KEY = "bench_population"  # the timings a trial adds to its result
@@ -85,65 +102,127 @@ class ScaledSignGame(SignGame):
         return out
 
 
+class ChainGame(MultiAgentEnv):
+    """Two agents, each on its own chain of ``env_config["length"]`` cells (one-hot observed).
+
+    Action 0 stops: ``small`` (1) at the first cell, 0 elsewhere; action 1 steps right, and
+    off the last cell pays ``big`` (10). Either ends that agent's episode; the episode ends
+    when both have. Stopping at once is the greedy answer; walking the whole chain pays ten
+    times more, and only a policy that happened to get there learns it.
+    """
+
+    def __init__(self, config: Optional[Dict[str, Any]] = None) -> None:
+        super().__init__()
+        config = dict(config or {})
+        self.length = int(config.get("length", CHAIN_LENGTH))
+        self.small, self.big = float(config.get("small", 1.0)), float(config.get("big", 10.0))
+        self.agents = self.possible_agents = ["agent_0", "agent_1"]
+        self.observation_spaces = {a: gym.spaces.Box(0.0, 1.0, (self.length,), np.float32) for a in self.agents}
+        self.action_spaces = {a: gym.spaces.Discrete(2) for a in self.agents}
+        self.pos: Dict[str, int] = {}
+
+    def _observe(self, agent: str) -> np.ndarray:
+        obs = np.zeros(self.length, np.float32)
+        obs[self.pos[agent]] = 1.0
+        return obs
+
+    def reset(self, *, seed: Optional[int] = None, options: Optional[dict] = None) -> Any:
+        self.pos = {a: 0 for a in self.agents}
+        return {a: self._observe(a) for a in self.agents}, {}
+
+    def step(self, action_dict: Dict[str, Any]) -> Any:
+        obs, rewards, terminateds = {}, {}, {}
+        for agent, act in action_dict.items():
+            if int(act) == 0:
+                rewards[agent], done = (self.small if self.pos[agent] == 0 else 0.0), True
+            else:
+                self.pos[agent] += 1
+                done = self.pos[agent] >= self.length
+                rewards[agent] = self.big if done else 0.0
+            terminateds[agent] = done
+            if done:
+                self.pos[agent] = -1
+            else:
+                obs[agent] = self._observe(agent)
+        terminateds["__all__"] = all(p < 0 for p in self.pos.values())
+        return obs, rewards, terminateds, {"__all__": False}, {}
+
+
+@dataclass
+class Task:
+    """What differs between the tasks: the env, how the trials differ, what PBT perturbs."""
+
+    env: type
+    env_config: Dict[str, Any]
+    perturbed: Dict[str, float]  # hyperparameter -> initial value (lr may be a grid instead)
+    lr_grid: bool  # trials differ by lr (scaled) or by seed (chain)
+    iters: int
+    every: int
+    best: float  # the best return per policy
+    note: str = ""
+    mutations: Dict[str, Tuple[float, float]] = field(default_factory=dict)  # Tune's bounds (never resampled)
+
+
+TASKS = {
+    "scaled": Task(ScaledSignGame, {"obs_dims": [4, 4], "episode_len": 10}, {"lr": 0.0}, True, 60, 6, 10.0,
+                   f"ScaledSignGame, policy_0 obs x{SCALES[0]:g} (small lr best), policy_1 obs x{SCALES[1]:g} "
+                   "(large lr best)", {"lr": (1e-6, 1.0)}),
+    "chain": Task(ChainGame, {"length": CHAIN_LENGTH}, {"lr": 1e-3, "entropy_coeff": 0.01}, False, 30, 5, 10.0,
+                  f"ChainGame, length {CHAIN_LENGTH}: stop at once pays 1, the far end 10, per agent",
+                  {"lr": (1e-6, 1.0), "entropy_coeff": (1e-6, 1.0)}),
+}
+
+
 def dir_size(path: str) -> int:
     return sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(path) for f in files)
 
 
-def base_config(config_cls: type, lr: Any, seed: int = 0) -> Any:
+def base_config(config_cls: type, task: Task, trials: int, seed: int) -> Any:
+    """The trials' config: a grid over the initial lr (scaled) or over the seed (chain)."""
+    from ray import tune
+
+    if task.lr_grid:
+        training, seed_value = {"lr": tune.grid_search(LR_GRID[:trials])}, seed
+    else:
+        training, seed_value = dict(task.perturbed), tune.grid_search([seed * 100 + i for i in range(trials)])
     return (
         config_cls()
-        .environment(ScaledSignGame, env_config={"obs_dims": [4, 4], "episode_len": 10})
+        .environment(task.env, env_config=dict(task.env_config))
         .env_runners(num_env_runners=0)
-        .training(train_batch_size=200, minibatch_size=50, num_epochs=1, lr=lr)
+        .training(train_batch_size=200, minibatch_size=50, num_epochs=1, **training)
         .rl_module(model_config={"fcnet_hiddens": [16, 16]})
         .multi_agent(policies=set(POLICIES), policy_mapping_fn=agent_to_policy)
         .resources(num_cpus_for_main_process=0.5)
         .learners(num_cpus_per_learner=0.5)  # the local learner's CPU is the main process's: 4 trials at once
-        .debugging(seed=seed)
+        .debugging(seed=seed_value)
     )
 
 
-def timed_classes():
-    """The two trainables, each adding its timings to its results under ``BENCH_KEY``."""
+def timed_classes() -> Tuple[type, type]:
+    """The trainables (ours, plain PPO), each adding its timings to its results under ``BENCH_KEY``."""
     from ray.rllib.algorithms.ppo import PPO
 
     from rllib_ext import PPOPartial
-    # TODO(public API): the seconds of one exploit are not reported (the result gives only
-    # the donor, result["rllib_ext"]["population"][pid]["exploited_from"]), so the bench
-    # wraps the population feature's exploit to time it.
-    from rllib_ext.live.population.feature import PopulationFeature
 
     class Timed:
         def setup(self, config: Any) -> None:
             self._events: List[Dict[str, Any]] = []
             t0 = time.perf_counter()
-            super().setup(config)
+            super().setup(config)  # type: ignore[misc]
             self._events.append({"kind": "setup", "seconds": time.perf_counter() - t0})
 
         def load_checkpoint(self, checkpoint: Any) -> None:  # a restore right after setup: a rebuilt trial
             if self._events and self._events[-1]["kind"] == "setup":
                 self._events[-1]["kind"] = "rebuild"
-            super().load_checkpoint(checkpoint)
+            super().load_checkpoint(checkpoint)  # type: ignore[misc]
 
         def step(self) -> Dict[str, Any]:
-            result = super().step()
+            result = super().step()  # type: ignore[misc]
             result[BENCH_KEY], self._events = json.dumps(self._events), []  # a string: Tune's loggers take it
             return result
 
     class TimedPPOPartial(Timed, PPOPartial):
-        def setup(self, config: Any) -> None:
-            super().setup(config)
-            feature = next(f for f in self.features if isinstance(f, PopulationFeature))
-            exploit = feature.exploit
-
-            def timed_exploit(algo: Any, policy_id: str, donor: Any) -> str:
-                t0 = time.perf_counter()
-                out = exploit(algo, policy_id, donor)
-                self._events.append({"kind": "exploit", "seconds": time.perf_counter() - t0,
-                                     "bytes": dir_size(donor.path), "policy": policy_id})
-                return out
-
-            feature.exploit = timed_exploit
+        pass
 
     class TimedPPO(Timed, PPO):
         def save_checkpoint(self, checkpoint_dir: str) -> Any:
@@ -162,50 +241,80 @@ def timed_classes():
     return TimedPPOPartial, TimedPPO
 
 
-def run(method: str, args: argparse.Namespace, base: str) -> Dict[str, Any]:
-    """One sweep; returns the per-trial final returns, the timing events and the wall time."""
+def trial_index(trial: Any) -> int:
+    """The trial's place in the grid: Tune's tags start with it (``"2_seed=2"``, also after a perturbation)."""
+    return int(str(trial.experiment_tag).split("_", 1)[0])
+
+
+def tag_index(tag: str) -> int:
+    return int(str(tag).split("_", 1)[0])
+
+
+def run(method: str, task_name: str, args: argparse.Namespace, base: str) -> Dict[str, Any]:
+    """One sweep of ``args.trials`` trials; returns per trial its final returns and its curve,
+    the exploits (iteration, trial, policy or None for the whole trial, donor) and the timings."""
     from ray import tune
+    from ray.rllib.algorithms.ppo import PPOConfig
     from ray.tune.schedulers import PopulationBasedTraining
 
-    from rllib_ext import PPOPartialConfig
-    from ray.rllib.algorithms.ppo import PPOConfig
+    from rllib_ext import PolicyPool, PPOPartialConfig
 
+    task = TASKS[task_name]
     ours_cls, tune_cls = timed_classes()
     events: List[Dict[str, Any]] = []
+    curves: Dict[int, List[List[float]]] = {}
+    taken: List[Tuple[int, int, str, str]] = []  # (iteration, trial, policy, snapshot id): ours
 
     class Collect(tune.Callback):
         def on_trial_result(self, iteration: int, trials: Any, trial: Any, result: Dict[str, Any], **info: Any) -> None:
             events.extend(json.loads(result.get(BENCH_KEY) or "[]"))
+            i, it = trial_index(trial), int(result["training_iteration"])
+            returns = (result.get("env_runners") or {}).get("module_episode_returns_mean") or {}
+            curves.setdefault(i, []).append([it] + [float(returns.get(pid, float("nan"))) for pid in POLICIES])
+            for pid, rec in ((result.get("rllib_ext") or {}).get("population") or {}).items():
+                if rec.get("exploited_from"):
+                    taken.append((it, i, pid, rec["exploited_from"]))
 
-    grid = tune.grid_search(LR_GRID[: args.trials])
     kwargs: Dict[str, Any] = {}
+    pool_dir = os.path.join(base, f"pool_{method}")
     if method == "ours":
         trainable = ours_cls
-        config = base_config(PPOPartialConfig, grid, args.seed).population(
-            os.path.join(base, "pool"), policies=POLICIES, every=args.every, quantile=QUANTILE,
-            score="return", perturb={"lr": FACTORS}, seed=args.seed)
+        config = base_config(PPOPartialConfig, task, args.trials, args.seed).population(
+            pool_dir, policies=POLICIES, every=args.every, quantile=QUANTILE, score="return",
+            perturb={name: FACTORS for name in task.perturbed}, seed=args.seed)
     else:
         trainable = tune_cls
-        config = base_config(PPOConfig, grid, args.seed)
-        kwargs["scheduler"] = PopulationBasedTraining(
-            time_attr="training_iteration", metric="env_runners/episode_return_mean", mode="max",
-            perturbation_interval=args.every, quantile_fraction=QUANTILE, resample_probability=0.0,
-            perturbation_factors=tuple(sorted(FACTORS, reverse=True)),
-            hyperparam_mutations={"lr": tune.loguniform(1e-6, 1.0)})
+        config = base_config(PPOConfig, task, args.trials, args.seed)
+        if method == "tune":
+            kwargs["scheduler"] = PopulationBasedTraining(
+                time_attr="training_iteration", metric="env_runners/episode_return_mean", mode="max",
+                perturbation_interval=args.every, quantile_fraction=QUANTILE, resample_probability=0.0,
+                perturbation_factors=tuple(sorted(FACTORS, reverse=True)),
+                hyperparam_mutations={name: tune.loguniform(*task.mutations[name]) for name in task.perturbed})
     random.seed(args.seed)  # Tune's PBT draws its donors and factors from `random`
     t0 = time.perf_counter()
     analysis = tune.run(trainable, config=config.to_dict(), stop={"training_iteration": args.iters},
                         storage_path=os.path.join(base, f"tune_{method}"), name=method, verbose=0,
                         callbacks=[Collect()], **kwargs)
     wall = time.perf_counter() - t0
+    trials = sorted(analysis.trials, key=trial_index)
     finals = [{pid: float(t.last_result["env_runners"]["module_episode_returns_mean"][pid]) for pid in POLICIES}
-              for t in analysis.trials]
-    out: Dict[str, Any] = {"finals": finals, "events": events, "wall": wall}
-    if method == "ours":
-        out["pool_bytes"] = dir_size(os.path.join(base, "pool"))
-    else:  # one line per exploit; Tune also restores a trial it paused and resumed
-        with open(os.path.join(base, f"tune_{method}", method, "pbt_global.txt")) as f:
-            out["exploits"] = sum(1 for line in f if line.strip())
+              for t in trials]
+    index = {t.trial_id: trial_index(t) for t in trials}
+    out: Dict[str, Any] = {"finals": finals, "events": events, "wall": wall,
+                           "curves": [curves.get(i, []) for i in range(len(trials))]}
+    if method == "ours":  # the donor's trial and bytes, from the pool entry the result names
+        pool = PolicyPool(pool_dir)
+        out["exploits"] = [{"iteration": it, "trial": i, "policy": pid, "donor": index.get(pool.get(sid).writer),
+                            "bytes": pool.get(sid).size} for it, i, pid, sid in taken]
+        out["pool_bytes"] = dir_size(pool_dir)
+    elif method == "tune":  # [target tag, clone tag, target iteration, clone iteration, old config, new config]
+        path = os.path.join(base, f"tune_{method}", method, "pbt_global.txt")
+        lines = [json.loads(line) for line in open(path)] if os.path.exists(path) else []
+        out["exploits"] = [{"iteration": int(line[3]), "trial": tag_index(line[0]), "policy": None,
+                            "donor": tag_index(line[1])} for line in lines]
+    else:
+        out["exploits"] = []
     return out
 
 
@@ -214,96 +323,235 @@ def med(events: List[Dict[str, Any]], kind: str, key: str) -> float:
     return statistics.median(values) if values else float("nan")
 
 
-def report(results: Dict[str, Dict[str, Any]], args: argparse.Namespace, started: Any, command: str) -> None:
-    ours, theirs = results["ours"], results["tune"]
-    n_ours = sum(e["kind"] == "exploit" for e in ours["events"])
-    n_tune = theirs["exploits"]
-    n_restores = sum(e["kind"] == "restore" for e in theirs["events"])
-    rebuilds = [e["seconds"] for e in theirs["events"] if e["kind"] == "rebuild"]
-    print(f"\nper-policy PBT (rllib_ext population) vs Tune PopulationBasedTraining; {args.trials} trials x "
-          f"{args.iters} iterations, a round every {args.every}, quantile {QUANTILE}, lr x{FACTORS[0]}/x{FACTORS[1]}, "
-          f"initial lr {LR_GRID[: args.trials]}")
-    print(f"{started:%Y-%m-%d %H:%M %Z}, nproc {os.cpu_count()}; command: {command}")
-    print(f"task: ScaledSignGame, policy_0 obs x{SCALES[0]:g} (small lr best), policy_1 obs x{SCALES[1]:g} "
-          "(large lr best); returns are out of 10\n")
-    w = 30
-    print(f"{'':<{w}}{'rllib_ext (per policy)':>24}{'Tune PBT (whole trial)':>24}")
-    print(f"{'exploits':<{w}}{n_ours:>24}{n_tune:>24}")
-    print(f"{'whole-trial restores':<{w}}{0:>24}{f'{n_restores} (incl. resumes)':>24}")
-    print(f"{'bytes per exploit (median)':<{w}}{med(ours['events'], 'exploit', 'bytes') / 1024:>21.1f} KB"
-          f"{med(theirs['events'], 'restore', 'bytes') / 1024:>21.1f} KB")
-    print(f"{'  what moves':<{w}}{'one policy + opt. state':>24}{'whole trial checkpoint':>24}")
-    print(f"{'save s per exploit (median)':<{w}}{'- (pool snapshot)':>24}{med(theirs['events'], 'save', 'seconds'):>22.3f} s")
-    print(f"{'restore s per exploit (median)':<{w}}{med(ours['events'], 'exploit', 'seconds'):>22.3f} s"
-          f"{med(theirs['events'], 'restore', 'seconds'):>22.3f} s")
-    rebuild = statistics.median(rebuilds) if rebuilds else float("nan")
-    print(f"{'trial rebuilt per restore':<{w}}{'no':>24}{f'yes, {rebuild:.2f} s (median)':>24}")
+def figures(finals: Sequence[Dict[str, float]]) -> Dict[str, float]:
+    """One run's scores: per policy the best trial and the mean over trials; the sum of a trial's
+    two returns, for its best trial (the one you would keep) and averaged over trials."""
+    out: Dict[str, float] = {}
     for pid in POLICIES:
-        for label, fn in (("best trial", max), ("mean over trials", statistics.mean)):
-            a = fn(f[pid] for f in ours["finals"])
-            b = fn(f[pid] for f in theirs["finals"])
-            print(f"{f'{pid} return, {label}':<{w}}{a:>24.2f}{b:>24.2f}")
-    a, b = (max(sum(f.values()) for f in r["finals"]) for r in (ours, theirs))
-    print(f"{'sum of both, best trial':<{w}}{a:>24.2f}{b:>24.2f}")
-    print(f"{'wall time of the sweep':<{w}}{ours['wall']:>22.0f} s{theirs['wall']:>22.0f} s")
-    rounds = max(1, args.iters // args.every)
-    print(f"(ours also writes every policy of every trial to the pool each round: "
-          f"{ours['pool_bytes'] / rounds / 1024:.0f} KB per round, all trials)")
+        out[f"{pid} best"] = max(f[pid] for f in finals)
+        out[f"{pid} mean"] = statistics.mean(f[pid] for f in finals)
+    sums = [sum(f[pid] for pid in POLICIES) for f in finals]
+    out["sum best trial"], out["sum mean"] = max(sums), statistics.mean(sums)
+    return out
+
+
+FIGURE_LABELS = {"policy_0 best": "policy_0 return, best trial", "policy_0 mean": "policy_0 return, mean over trials",
+                 "policy_1 best": "policy_1 return, best trial", "policy_1 mean": "policy_1 return, mean over trials",
+                 "sum best trial": "sum of both, best trial", "sum mean": "sum of both, mean over trials"}
+
+
+def report(results: Dict[str, Dict[str, Any]], task_name: str, args: argparse.Namespace, started: Any,
+           command: str) -> None:
+    task = TASKS[task_name]
+    methods = list(results)
+    w, c = 32, 24
+    hyper = ", ".join(task.perturbed)
+    start = f"initial lr {LR_GRID[: args.trials]}" if task.lr_grid else (
+        "initial " + ", ".join(f"{k} {v:g}" for k, v in task.perturbed.items()) + f", trial seeds {args.seed * 100}+i")
+    print(f"\n{', '.join(LABELS[m] for m in methods)}; {args.trials} trials x {args.iters} iterations "
+          f"(200 env steps each), a round every {args.every}, quantile {QUANTILE}, {hyper} x{FACTORS[0]}/x{FACTORS[1]}, "
+          f"{start}")
+    print(f"{started:%Y-%m-%d %H:%M %Z}, nproc {os.cpu_count()}; command: {command}")
+    print(f"task: {task.note}; returns are out of {task.best:g} per policy\n")
+    print(f"{'':<{w}}" + "".join(f"{LABELS[m]:>{c}}" for m in methods))
+
+    def row(label: str, cells: Sequence[str]) -> None:
+        print(f"{label:<{w}}" + "".join(f"{x:>{c}}" for x in cells))
+
+    cells = {"ours": {}, "tune": {}, "none": {}}  # type: Dict[str, Dict[str, str]]
+    if "ours" in results:
+        r = results["ours"]
+        cells["ours"] = {
+            "exploits": f"{len(r['exploits'])} (one policy each)",
+            "restores": "0",
+            "bytes": f"{statistics.median(e['bytes'] for e in r['exploits']) / 1024:.1f} KB" if r["exploits"] else "-",
+            "save": "- (pool snapshot)", "restore": "not public", "rebuild": "no"}
+    if "tune" in results:
+        ev = results["tune"]["events"]
+        rebuilds = [e["seconds"] for e in ev if e["kind"] == "rebuild"]
+        cells["tune"] = {
+            "exploits": f"{len(results['tune']['exploits'])} (whole trial)",
+            "restores": f"{sum(e['kind'] == 'restore' for e in ev)} (incl. resumes)",
+            "bytes": f"{med(ev, 'restore', 'bytes') / 1024:.1f} KB",
+            "save": f"{med(ev, 'save', 'seconds'):.3f} s", "restore": f"{med(ev, 'restore', 'seconds'):.3f} s",
+            "rebuild": f"yes, {statistics.median(rebuilds):.2f} s" if rebuilds else "-"}
+    for key, label in (("exploits", "exploits"), ("restores", "whole-trial restores"),
+                       ("bytes", "bytes per exploit (median)"), ("save", "save s per exploit (median)"),
+                       ("restore", "restore s per exploit (median)"), ("rebuild", "trial rebuilt per restore")):
+        if any(cells[m] for m in methods if m != "none"):
+            row(label, [cells[m].get(key, "-") for m in methods])
+    figs = {m: figures(results[m]["finals"]) for m in methods}
+    for key, label in FIGURE_LABELS.items():
+        row(label, [f"{figs[m][key]:.2f}" for m in methods])
+    row("wall time of the sweep", [f"{results[m]['wall']:.0f} s" for m in methods])
+    if "ours" in results:
+        rounds = max(1, args.iters // args.every)
+        print(f"(ours also writes every policy of every trial to the pool each round: "
+              f"{results['ours']['pool_bytes'] / rounds / 1024:.0f} KB per round, all trials; the seconds of one "
+              "exploit are not in the public results)")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--task", choices=sorted(TASKS), default="scaled",
+                        help="scaled (the default, as before issue 37) or chain")
+    parser.add_argument("--method", choices=[*METHODS, "all"], default=None,
+                        help="one method, or all (default: ours and tune for scaled, as before; all for chain)")
     parser.add_argument("--quick", action="store_true", help="a smoke run: 16 iterations, a round every 4")
     parser.add_argument("--trials", type=int, default=4)
-    parser.add_argument("--iters", type=int, default=60)
-    parser.add_argument("--every", type=int, default=6)
-    parser.add_argument("--seed", type=int, default=0, help="the trials' seed, and both PBTs' draws")
-    parser.add_argument("--json", default=None, help="append the run's figures here as one JSON line")
+    parser.add_argument("--iters", type=int, default=None, help="default: 60 (scaled), 30 (chain)")
+    parser.add_argument("--every", type=int, default=None, help="default: 6 (scaled), 5 (chain)")
+    parser.add_argument("--seed", type=int, default=0, help="the trials' seed(s), and both PBTs' draws")
+    parser.add_argument("--json", default=None, help="append one JSON line per method run here")
     parser.add_argument("--dir", default=None, help="where the pools and Tune's results go (default: a temp dir)")
+    parser.add_argument("--plot", metavar="PNG", default=None,
+                        help="draw per-policy return over iterations for each trial, exploits marked (with "
+                             "--summarize: from the logged run of --seed, or the first logged seed)")
     parser.add_argument("--summarize", metavar="JSONL", default=None,
                         help="print the figures of the runs --json appended there, instead of running")
     args = parser.parse_args()
     if args.summarize:
-        summarize(args.summarize)
+        runs = load_runs(args.summarize)
+        summarize(runs, args.summarize)
+        if args.plot:
+            seed = args.seed if any(r["seed"] == args.seed for r in runs) else min(r["seed"] for r in runs)
+            task = next(r["task"] for r in runs if r["seed"] == seed)
+            plot([r for r in runs if r["seed"] == seed and r["task"] == task and r.get("curves")], args.plot)
         return
+    task = TASKS[args.task]
+    args.iters = args.iters or task.iters
+    args.every = args.every or task.every
     if args.quick:
         args.iters, args.every = 16, 4
+    methods = list(METHODS) if args.method == "all" else [args.method] if args.method else (
+        ["ours", "tune"] if args.task == "scaled" else list(METHODS))
     command = "python " + " ".join(sys.argv)
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    import cloudpickle
     import ray
 
+    if __name__ != "__main__":  # imported: ship the envs by value, the trials need not import this module
+        cloudpickle.register_pickle_by_value(sys.modules[__name__])
     started = datetime.datetime.now().astimezone()
     base = os.path.abspath(args.dir or tempfile.mkdtemp(prefix="bench-population-"))
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     results = {}
-    for method in ("ours", "tune"):
-        results[method] = run(method, args, base)
+    for method in methods:
+        results[method] = run(method, args.task, args, base)
         print(f"{method}: {results[method]['wall']:.0f} s", flush=True)
     ray.shutdown()
-    report(results, args, started, command)
+    records = [{"task": args.task, "method": m, "seed": args.seed, "iters": args.iters, "every": args.every,
+                "trials": args.trials, "started": f"{started:%Y-%m-%d %H:%M %Z}", "command": command,
+                "finals": r["finals"], "wall": r["wall"], "curves": r["curves"],
+                "exploits": [{k: e[k] for k in ("iteration", "trial", "policy", "donor")} for e in r["exploits"]]}
+               for m, r in results.items()]
     if args.json:
         with open(args.json, "a") as f:
-            f.write(json.dumps({"seed": args.seed, "iters": args.iters, "every": args.every, "trials": args.trials,
-                                "started": f"{started:%Y-%m-%d %H:%M %Z}", "command": command,
-                                **{m: {"finals": r["finals"], "wall": r["wall"]} for m, r in results.items()}}) + "\n")
+            for record in records:
+                f.write(json.dumps(record) + "\n")
+    if args.plot:
+        plot(records, args.plot)
+    report(results, args.task, args, started, command)
 
 
-def summarize(path: str) -> None:
-    """Per policy, over the runs in ``path``: the mean (and its standard error) of each
-    run's best trial and of each run's mean over trials, for both methods."""
-    runs = [json.loads(line) for line in open(path) if line.strip()]
-    print(f"{len(runs)} runs from {path} (seeds {sorted(r['seed'] for r in runs)}); "
-          "mean +- standard error over runs")
-    w = 30
-    print(f"{'':<{w}}{'rllib_ext (per policy)':>24}{'Tune PBT (whole trial)':>24}")
-    for pid in POLICIES:
-        for label, fn in (("best trial", max), ("mean over trials", statistics.mean)):
-            cells = []
-            for method in ("ours", "tune"):
-                xs = [fn(f[pid] for f in r[method]["finals"]) for r in runs]
-                se = statistics.stdev(xs) / len(xs) ** 0.5 if len(xs) > 1 else float("nan")
-                cells.append(f"{statistics.mean(xs):.2f} +- {se:.2f}")
-            print(f"{f'{pid} return, {label}':<{w}}{cells[0]:>24}{cells[1]:>24}")
+def load_runs(path: str) -> List[Dict[str, Any]]:
+    """One record per (task, method, seed). Lines from before issue 37 (both methods in one
+    line, the scaled task) are split into two."""
+    runs: List[Dict[str, Any]] = []
+    for line in open(path):
+        if not line.strip():
+            continue
+        record = json.loads(line)
+        if "method" in record:
+            runs.append(record)
+            continue
+        for method in ("ours", "tune"):
+            runs.append({**{k: v for k, v in record.items() if k not in METHODS}, "task": "scaled",
+                         "method": method, **record[method]})
+    return runs
+
+
+def mean_se(xs: Sequence[float]) -> Tuple[float, float]:
+    return statistics.mean(xs), (statistics.stdev(xs) / len(xs) ** 0.5 if len(xs) > 1 else float("nan"))
+
+
+def summarize(runs: List[Dict[str, Any]], path: str) -> None:
+    """Per task: each figure's mean and standard error over the runs (seeds), per method; and
+    ours minus each other method, paired by seed (mean over the seeds both ran +- its
+    standard error, and that difference in standard errors)."""
+    for task in sorted({r["task"] for r in runs}):
+        mine = [r for r in runs if r["task"] == task]
+        methods = [m for m in METHODS if any(r["method"] == m for r in mine)]
+        by = {m: {r["seed"]: figures(r["finals"]) for r in mine if r["method"] == m} for m in methods}
+        budget = sorted({(r["trials"], r["iters"], r["every"]) for r in mine})
+        print(f"\ntask {task}: {len(mine)} runs from {path}; (trials, iterations, every) {budget}; "
+              "mean +- standard error over seeds")
+        w, c = 32, 26
+        print(f"{'':<{w}}" + "".join(f"{LABELS[m]:>{c}}" for m in methods))
+        print(f"{'seeds':<{w}}" + "".join(f"{','.join(map(str, sorted(by[m]))):>{c}}" for m in methods))
+        for key, label in FIGURE_LABELS.items():
+            cells = ["{:.2f} +- {:.2f}".format(*mean_se([f[key] for f in by[m].values()])) for m in methods]
+            print(f"{label:<{w}}" + "".join(f"{x:>{c}}" for x in cells))
+        for other in (m for m in methods if m != "ours" and "ours" in methods):
+            seeds = sorted(set(by["ours"]) & set(by[other]))
+            if len(seeds) < 2:
+                continue
+            print(f"ours minus {other}, paired over seeds {seeds}:")
+            for key in ("sum best trial", "sum mean"):
+                d, se = mean_se([by["ours"][s][key] - by[other][s][key] for s in seeds])
+                ahead = sum(by["ours"][s][key] >= by[other][s][key] for s in seeds)
+                print(f"  {FIGURE_LABELS[key]:<{w - 2}}{d:+.2f} +- {se:.2f} ({d / se if se else math.inf:+.1f} SE; "
+                      f"ours >= {other} in {ahead} of {len(seeds)})")
+
+
+def plot(records: List[Dict[str, Any]], path: str) -> None:
+    """Rows: the methods; columns: the policies. Each trial's return over iterations (a line,
+    broken where Tune restored it to an earlier iteration); an exploit is a triangle on the
+    trial that took it, in the donor trial's colour (Tune's whole-trial exploits in both
+    panels of the row)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    records = [r for m in METHODS for r in records if r["method"] == m]
+    if not records:
+        raise SystemExit("--plot: no run with curves to draw (runs logged before issue 37 have none)")
+    colours = plt.get_cmap("tab10").colors
+    fig, axes = plt.subplots(len(records), len(POLICIES), figsize=(9, 2.4 * len(records) + 0.6), dpi=100,
+                             sharex=True, sharey=True, squeeze=False)
+    for row, record in enumerate(records):
+        for col, pid in enumerate(POLICIES):
+            ax = axes[row][col]
+            for i, curve in enumerate(record["curves"]):
+                segments: List[List[List[float]]] = [[]]
+                for point in curve:
+                    if segments[-1] and point[0] <= segments[-1][-1][0]:
+                        segments.append([])
+                    segments[-1].append(point)
+                for n, seg in enumerate(segments):
+                    if seg:
+                        ax.plot([p[0] for p in seg], [p[1 + col] for p in seg], color=colours[i % 10], lw=1.3,
+                                label=f"trial {i}" if n == 0 else None)
+                at = {int(p[0]): p[1 + col] for p in curve}
+                for e in record["exploits"]:
+                    if e["trial"] == i and e["policy"] in (None, pid) and e["iteration"] in at:
+                        donor = e["donor"] if e["donor"] is not None else i
+                        ax.plot(e["iteration"], at[e["iteration"]], marker="v", ms=8, color=colours[donor % 10],
+                                markeredgecolor="black", lw=0)
+            ax.set_title(f"{LABELS[record['method']]}: {pid}", fontsize=9)
+            ax.grid(alpha=0.3)
+            if col == 0:
+                ax.set_ylabel("mean episode return")
+            if row == len(records) - 1:
+                ax.set_xlabel("training iteration")
+    axes[0][0].legend(fontsize=7, loc="upper left", ncol=2)
+    first = records[0]
+    fig.suptitle(f"bench/population.py --task {first['task']}, seed {first['seed']}, {first['started'][:10]}: "
+                 "return per trial; \u25bc an exploit, in the donor trial's colour", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path)
+    print(path)
 
 
 if __name__ == "__main__":
