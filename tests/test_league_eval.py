@@ -426,3 +426,9 @@ def test_max_share_counts_the_games_in_flight():
     assert m.affordable(1000)
     m.pending[("a", "b")] = Pending(ref=None, games=100)
     assert not m.affordable(1000)
+
+
+def test_remote_needs_a_cpu_count_of_zero_or_more():
+    with pytest.raises(ValueError, match=r"'num_cpus': -1.*must be >= 0"):
+        EvaluationSpec(remote=True, num_cpus=-1).check()
+    EvaluationSpec(remote=True, num_cpus=0.5).check()

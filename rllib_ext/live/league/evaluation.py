@@ -1,4 +1,4 @@
-"""Evaluation matches: pool snapshots played against each other, in the driver, for the payoff table.
+"""Evaluation matches: pool snapshots played against each other, in the driver or as Ray tasks, for the payoff table.
 
 A meta-strategy is solved from the table, so the table must hold games the snapshots
 really played, many per pair. After each iteration the league plays the least-played
