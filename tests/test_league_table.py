@@ -182,7 +182,7 @@ def test_evaluation_value_agrees_with_openspiel_exactly(ray_session, tmp_path):
         check = algo.snapshot_policy("exploiter_0", pool).id
         matches = Matches(algo, EvaluationSpec(), "main", None, seed=0)
         games = 4000
-        played = {pair: matches.match(pool, *pair, games)[pair] for pair in ((mains[-1], mains[0]), (bet, check))}
+        played = {pair: matches.match(pool, *pair, games).tallies[pair] for pair in ((mains[-1], mains[0]), (bet, check))}
     finally:
         algo.stop()
     game = pyspiel.load_game("kuhn_poker")
