@@ -51,7 +51,7 @@ def main() -> None:
             matches = Matches(Algo(), EvaluationSpec(duplicate=duplicate), "main", None, seed=0)
             t0, values = time.time(), []
             for _ in range(args.repeats):
-                _, _, _, ret_a, _ = matches.match(pool, ids[i], ids[j], args.games)[(ids[i], ids[j])]
+                _, _, _, ret_a, _ = matches.match(pool, ids[i], ids[j], args.games).tallies[(ids[i], ids[j])]
                 values.append(ret_a / args.games)
             rate = args.repeats * args.games / (time.time() - t0)
             sds[duplicate] = float(np.std(values, ddof=1))

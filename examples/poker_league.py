@@ -19,6 +19,9 @@ league stops once it has spent it, and plain self-play gets the same total.
    luck cancels (``bench/notes/kuhn_psro.md``). Every pair gets ``--floor-games``; only
    the pairs within the Nash support and the newest snapshot go on to ``--games``, and
    evaluation stops while it has spent more than ``--eval-share`` of all env steps.
+   ``--remote-eval`` plays the matches as Ray tasks instead, overlapping training; on a
+   2-core machine they then compete for the second core with plain self-play, so the
+   comparison's timings mean little unless ``--no-selfplay`` is given.
 2. The league's answer is its meta-strategy per seat: ``pool.meta_strategy_by_seat(of="main")``,
    a Nash mixture of the snapshots for the first player and one for the second (poker's
    seats differ), one snapshot drawn per episode from the mixture of the seat it sits in.
@@ -147,7 +150,7 @@ def league(args: argparse.Namespace, log: Optional[Any]) -> Dict[str, float]:
                 reset_every=phase, slot_seats=seats,
                 evaluation={"games": min(args.chunk, args.games), "min_games": args.games, "pairs": 10_000,
                             "focus": "support", "floor_games": min(args.floor_games, args.games),
-                            "max_share": args.eval_share})
+                            "max_share": args.eval_share, "remote": args.remote_eval, "num_cpus": args.eval_cpus})
     )
     algo = config.build_algo()
     pool = PolicyPool(args.pool)
@@ -228,6 +231,11 @@ def main(argv: Optional[list] = None) -> None:
     parser.add_argument("--chunk", type=int, default=200, help="evaluation games per pair and round")
     parser.add_argument("--eval-share", type=float, default=0.3,
                         help="evaluation stops while it has spent more than this share of all env steps")
+    parser.add_argument("--remote-eval", action="store_true",
+                        help="play the evaluation matches as Ray tasks, overlapping training (default: in the "
+                             "driver, between iterations); on 2 cores they compete with plain self-play, which "
+                             "holds the other one (--no-selfplay frees it)")
+    parser.add_argument("--eval-cpus", type=float, default=1.0, help="CPUs per remote evaluation match")
     parser.add_argument("--no-mask", dest="mask", action="store_false",
                         help="unmasked policies: an illegal action is replaced by a random legal one (RLlib's "
                              "OpenSpielEnv); by default the policies mask the illegal actions themselves")

@@ -7,7 +7,8 @@ league tests in ``test_league_table`` play real snapshots in a real algorithm).
 
 from __future__ import annotations
 
-from typing import Any, List
+import time
+from typing import Any, Dict, List
 
 import numpy as np
 import pytest
@@ -48,7 +49,7 @@ class StandIn:
         return (rng.random(len(batch)) < self.p).astype(np.int64), {}
 
 
-def matches(deals: List[str], **spec: Any) -> Matches:
+def matches(deals: List[str], kind: type = Matches, **spec: Any) -> Matches:
     class Config:
         policy_mapping_fn = staticmethod(seat_mapping("main", ["opponent_0"]))
         env_config: dict = {}
@@ -60,7 +61,7 @@ def matches(deals: List[str], **spec: Any) -> Matches:
         def env_creator(_):
             return Recording(deals)
 
-    return Matches(Algo(), EvaluationSpec(**spec), "main", None, seed=0)
+    return kind(Algo(), EvaluationSpec(**spec), "main", None, seed=0)
 
 
 def pool_with(tmp_path, players: List[StandIn], m: Matches):
@@ -268,3 +269,166 @@ def test_support_focus_tops_up_only_the_nash_support_and_the_newest(tmp_path):
             for j in range(i + 1, 4):
                 inside = ids[i] in support and ids[j] in support
                 assert games[i, j] == (200 if inside else 20), (ids[i], ids[j], games[i, j], support)
+
+
+# ---------------------------------------------------------------- remote matches (Ray tasks)
+class StepLog:
+    """Makes Kuhn poker envs that append one byte to ``log`` per ``step()``, in whichever
+    process plays them, and (with ``gate``) wait until that file exists before playing."""
+
+    def __init__(self, log: str, gate: str = "") -> None:
+        self.log, self.gate = log, gate
+
+    def __call__(self, _config: Any) -> Any:
+        import os
+        import time
+
+        while self.gate and not os.path.exists(self.gate):
+            time.sleep(0.02)
+        log = self.log
+
+        class Logged(Recording):
+            def step(self, action):
+                with open(log, "ab") as f:
+                    f.write(b".")
+                return super().step(action)
+
+        return Logged([])
+
+
+class StandIns:
+    """A picklable policy loader: each snapshot id acts as a :class:`StandIn` of its own ``p``."""
+
+    def __init__(self, bets: Dict[str, float]) -> None:
+        self.bets = bets
+
+    def __call__(self, entry_id: str, path: str) -> StandIn:
+        return StandIn(self.bets[entry_id])
+
+
+class SkipsRecording(Matches):
+    """The negative control: counts every finished match but never writes it into the pool."""
+
+    def record(self, pool, a, b, result):
+        self.games += result.games
+        self.env_steps += result.env_steps
+        self.seats |= result.seats
+        return result.games
+
+
+def remote_matches(tmp_path, name: str, kind: type = Matches, gate: str = "", **spec: Any):
+    """A pool of three stand-ins and remote Matches over it, logging env steps to ``name.log``."""
+    pool = PolicyPool(tmp_path / name)
+    ids = [pool.add(pool_policy_dir(tmp_path, f"{name}-src")).id for _ in range(3)]
+    m = matches([], kind, remote=True, **spec)
+    m.algo.env_creator = StepLog(str(tmp_path / f"{name}.log"), gate)
+    m.load = StandIns(dict(zip(ids, (0.5, 0.2, 0.8))))
+    return m, pool, ids
+
+
+def play_out(m: Matches, pool, ids, training: int = 0) -> int:
+    """Call play_due (as after each iteration) until nothing is due or in flight; the games recorded."""
+    played = 0
+    for _ in range(2000):
+        played += m.play_due(pool, ids, training_env_steps=training)
+        if not m.pending and not m.due(pool, ids):
+            return played
+        time.sleep(0.02)
+    raise AssertionError("remote matches did not finish")
+
+
+def table_games(pool, ids) -> int:
+    """The games the table holds: every pair once, plus each snapshot against itself (seat rows)."""
+    table, seats = pool.payoff(ids), pool.payoff([seat_row(i, s) for s in ("0", "1") for i in ids])
+    return int(np.triu(table.games).sum()) + int(np.trace(seats.games[:3, 3:]))
+
+
+@pytest.mark.parametrize("kind", [Matches, SkipsRecording])
+def test_remote_matches_record_every_game_they_count(ray_session, tmp_path, kind):
+    """Played as Ray tasks, the table holds exactly the games counted and the env steps
+    counted are the ones the envs took; the negative control, which counts without
+    recording, leaves the table short."""
+    m, pool, ids = remote_matches(tmp_path, "pool", kind, games=20, min_games=40, pairs=4, batch=20)
+    played = 0
+    for _ in range(5):  # as after five iterations, each waiting for its matches to finish
+        played += m.play_due(pool, ids) + m.collect(pool, wait=True)
+    assert not m.due(pool, ids) or kind is SkipsRecording
+    assert played == m.games > 0 and m.env_steps == (tmp_path / "pool.log").stat().st_size
+    if kind is SkipsRecording:
+        assert table_games(pool, ids) < m.games
+    else:
+        assert table_games(pool, ids) == m.games == 6 * 40  # three pairs, then each against itself
+
+
+def test_a_pair_in_flight_is_not_submitted_again(ray_session, tmp_path):
+    """While the tasks wait behind a closed gate, more calls submit nothing new (``due``
+    without ``skip``, the negative control, still lists those pairs); each pair ends at
+    exactly ``min_games``, not twice that."""
+    gate = tmp_path / "gate"
+    m, pool, ids = remote_matches(tmp_path, "pool", gate=str(gate), games=20, min_games=20, pairs=10, batch=20)
+    m.play_due(pool, ids)
+    flight = {pair: p.ref for pair, p in m.pending.items()}
+    assert len(flight) == 3 and set(m.due(pool, ids)) == set(flight)
+    for _ in range(3):
+        assert m.play_due(pool, ids) == 0 and {pair: p.ref for pair, p in m.pending.items()} == flight
+    gate.touch()
+    play_out(m, pool, ids)
+    games = pool.payoff(ids).games
+    assert all(games[i, j] == 20 for i in range(3) for j in range(3) if i != j)
+    assert table_games(pool, ids) == m.games == 6 * 20
+
+
+def test_a_resume_keeps_the_budget_exact_with_matches_in_flight(ray_session, tmp_path):
+    """A checkpoint taken while matches are in flight holds only the recorded ones; the run
+    that is lost records more after it. The resume rewinds the table to the checkpoint's
+    and ends with a table that holds exactly the games it counts, each pair at min_games."""
+    m, pool, ids = remote_matches(tmp_path, "pool", games=10, min_games=20, pairs=3, batch=10)
+    m.play_due(pool, ids)
+    m.collect(pool, wait=True)
+    m.play_due(pool, ids)  # the second round, in flight
+    assert m.pending and table_games(pool, ids) == m.games == 30
+    state, table = m.state(), pool.writer_games()
+    m.collect(pool, wait=True)  # the lost run records them after its checkpoint
+    assert table_games(pool, ids) == 60 != state["games"]  # without the rewind the table would hold more
+
+    resumed = matches([], remote=True, games=10, min_games=20, pairs=3, batch=10)
+    resumed.algo.env_creator = StepLog(str(tmp_path / "resumed.log"))
+    resumed.load = m.load
+    pool.restore_writer_games(table)
+    resumed.set_state(state)
+    assert table_games(pool, ids) == resumed.games == 30
+    play_out(resumed, pool, ids)
+    assert table_games(pool, ids) == resumed.games == 6 * 20
+    assert resumed.env_steps == state["env_steps"] + (tmp_path / "resumed.log").stat().st_size
+    assert all(pool.payoff(ids).games[i, j] == 20 for i in range(3) for j in range(3) if i != j)
+
+
+def test_stop_cancels_the_matches_in_flight(ray_session, tmp_path):
+    import ray
+
+    m, pool, ids = remote_matches(tmp_path, "pool", gate=str(tmp_path / "never"), games=20, min_games=20, batch=20)
+    m.play_due(pool, ids)
+    refs = [p.ref for p in m.pending.values()]
+    m.stop()
+    assert not m.pending and m.games == 0
+    with pytest.raises((ray.exceptions.TaskCancelledError, ray.exceptions.WorkerCrashedError)):
+        ray.get(refs, timeout=30)
+
+
+def test_max_share_counts_the_games_in_flight():
+    """Pending games count as spent, at the measured env steps per game: 100 games of 2.5
+    steps against 1000 training steps is 20%, over a 10% share though nothing is recorded
+    beyond the first 10 games; without them (the negative control) there is room."""
+    from rllib_ext.live.league.evaluation import Pending
+
+    m = matches([], remote=True, max_share=0.1)
+    m.games, m.env_steps = 10, 25
+    assert m.affordable(1000)
+    m.pending[("a", "b")] = Pending(ref=None, games=100)
+    assert not m.affordable(1000)
+
+
+def test_remote_needs_a_cpu_count_of_zero_or_more():
+    with pytest.raises(ValueError, match=r"'num_cpus': -1.*must be >= 0"):
+        EvaluationSpec(remote=True, num_cpus=-1).check()
+    EvaluationSpec(remote=True, num_cpus=0.5).check()

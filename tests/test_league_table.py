@@ -182,7 +182,7 @@ def test_evaluation_value_agrees_with_openspiel_exactly(ray_session, tmp_path):
         check = algo.snapshot_policy("exploiter_0", pool).id
         matches = Matches(algo, EvaluationSpec(), "main", None, seed=0)
         games = 4000
-        played = {pair: matches.match(pool, *pair, games)[pair] for pair in ((mains[-1], mains[0]), (bet, check))}
+        played = {pair: matches.match(pool, *pair, games).tallies[pair] for pair in ((mains[-1], mains[0]), (bet, check))}
     finally:
         algo.stop()
     game = pyspiel.load_game("kuhn_poker")
@@ -196,3 +196,38 @@ def test_evaluation_value_agrees_with_openspiel_exactly(ray_session, tmp_path):
         assert abs(ret_a / games - exact) < bound, (a, b, ret_a / games, exact)
     assert abs(exact - 1.0) < 1e-6 and wins == games  # always bet against always pass
     assert abs(ret_a / games - (-exact)) > bound  # negative control: the sides crossed
+
+
+@pytest.mark.stack("new")
+def test_remote_evaluation_in_a_live_league_counts_what_it_records_and_stops(ray_session, tmp_path):
+    """``evaluation={"remote": True}`` in a training league: what the result and the pool
+    report as evaluation games is what the table holds, iteration by iteration, with
+    matches in flight; ``algo.stop()`` leaves none running."""
+    pool_path = str(tmp_path / "pool")
+    algo = kuhn_config("new", pool_path, evaluation={"games": 20, "min_games": 40, "pairs": 3, "remote": True}).build()
+    pool = PolicyPool(pool_path)
+
+    def table_games() -> int:
+        ids = [e.id for e in pool.entries()]
+        seats = pool.payoff([seat_row(i, s) for s in ("0", "1") for i in ids]).games
+        return int(np.triu(pool.payoff(ids).games).sum()) + int(np.trace(seats[: len(ids), len(ids):]))
+
+    try:
+        engine = algo.feature("league").engine
+        for _ in range(4):
+            result = algo.train()["rllib_ext"]
+            assert result["league_budget"]["evaluation_games"] == table_games() == pool.budget().evaluation_games
+            assert result["league_evaluation_pending"] == len(engine.matches.pending)
+        engine.matches.collect(pool, wait=True)
+        assert engine.budget()["evaluation_games"] == table_games() > 0
+        assert engine.budget()["evaluation_env_steps"] >= 2 * table_games()
+        engine.matches.play_due(pool, [e.id for e in pool.entries()], of=["main", "exploiter_0"])
+        refs = [p.ref for p in engine.matches.pending.values()]
+        assert refs
+    finally:
+        algo.stop()
+    import ray
+
+    assert not engine.matches.pending
+    done, running = ray.wait(refs, num_returns=len(refs), timeout=60)  # cancelled (or just finished)
+    assert not running

@@ -21,7 +21,7 @@ class Feature:
     :mod:`rllib_ext.live.features`; ``config_keys`` are the plain-dict spellings
     (``tune.run(config={"league": {...}})``), handed to :meth:`configure`.
     Algorithm side: :meth:`build` makes the instance (None: the config does not ask for
-    it), then :meth:`setup`, :meth:`after_step` and :meth:`state`/:meth:`set_state`.
+    it), then :meth:`setup`, :meth:`after_step`, :meth:`state`/:meth:`set_state` and :meth:`stop`.
     """
 
     #: What other features ask the algorithm for: ``algo.feature(name)``.
@@ -59,3 +59,6 @@ class Feature:
 
     def set_state(self, algo: object, state: Mapping[str, object]) -> None:
         """Continue from :meth:`state` (called after RLlib restored its own state)."""
+
+    def stop(self, algo: Any) -> None:
+        """When the algorithm stops (``algo.stop()``), before RLlib's cleanup: end what the feature started."""

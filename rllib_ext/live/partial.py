@@ -126,6 +126,12 @@ class PartialAlgorithm:
                 result.setdefault("rllib_ext", {}).update(extra)
         return result
 
+    def cleanup(self) -> None:
+        """Each feature's :meth:`~rllib_ext.live.hooks.Feature.stop`, then RLlib's cleanup."""
+        for feature in self.features:
+            feature.stop(self)
+        super().cleanup()  # type: ignore[misc]
+
     @overload
     def feature(self, kind: str) -> Optional[Any]: ...
 

@@ -176,6 +176,8 @@ class League:
             out["league_evaluation_games"] = self.matches.play_due(
                 self.pool(self.spec.pool), population, of=self.spec.population,
                 training_env_steps=backend_for(self.algo).env_steps())
+            if self.matches.spec.remote:
+                out["league_evaluation_pending"] = len(self.matches.pending)
         if self.exploiters is not None and self.exploiters.specs:
             out["league_exploiters"] = {p: {"win_share": w} for p, w in self.exploiters.win_shares().items()}
             out["league_reset"] = ",".join(self.exploiters.reset_due(iteration))
@@ -297,6 +299,11 @@ class League:
             for slot in self.spec.slots:
                 restore_policies(self.algo, path, {self.spec.learner: slot})
         self.assignment = {slot: None for slot in self.spec.slots}
+
+    def stop(self) -> None:
+        """Cancel the remote evaluation matches in flight: none outlives the algorithm."""
+        if self.matches is not None:
+            self.matches.stop()
 
     # --- checkpoint ----------------------------------------------------------------------
     def state(self) -> Dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Evaluation matches: pool snapshots played against each other, in the driver, for the payoff table.
+"""Evaluation matches: pool snapshots played against each other, in the driver or as Ray tasks, for the payoff table.
 
 A meta-strategy is solved from the table, so the table must hold games the snapshots
 really played, many per pair. After each iteration the league plays the least-played
@@ -24,25 +24,33 @@ and seat the learner's side alike, with the snapshots swapped. The luck of the d
 cancels in the pair's sum: on Kuhn poker a pair's value needs 2.5-16 times fewer games
 for the same error (``bench/duplicate_matches.py``). An env that ignores
 ``reset(seed=...)`` just plays independent games, as without it.
+
+Remote matches (``remote=True``): each due match is one Ray task (``num_cpus`` each) on
+the cluster's spare CPUs, so evaluation overlaps training instead of pausing it. The task
+gets only picklable data (the snapshots' paths, an :class:`~.arena.Arena`, a seed) and plays
+the match with the same :func:`~.arena.play_match` as the driver. After each iteration the driver
+records the finished matches without waiting for the others and only then counts their
+games and env steps, so the pool's table never holds a game the budget has not counted;
+``max_share`` counts the pending matches' games as spent, and a pair in flight is not
+submitted again. At most ``pairs`` matches are in flight.
 """
 
 from __future__ import annotations
 
 import inspect
-import uuid
+import logging
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Set, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
 import numpy as np
 
-from ...act.numpy_policy import NumpyPolicy, stack_observations
-from ...errors import CheckpointError, InvalidArgumentError, MetaStrategyError
+from ...errors import InvalidArgumentError, MetaStrategyError
 from ...pool.payoff import seat_row
+from .arena import Arena, MatchResult, OutcomeFn, PolicyLoader, load_snapshot, play_games, play_match, remote_match
 from .play import default_outcome
 
-#: ``(returns by policy id, learner, opponent) -> +1 / 0 / -1``
-OutcomeFn = Callable[[Dict[str, float], str, str], int]
-MAX_STEPS = 100_000  # per game: an env that never ends is refused, not waited for
+logger = logging.getLogger(__name__)
+
 FOCUS = ("all", "support")
 SUPPORT = 1e-6  # a probability above this puts a snapshot in the support
 
@@ -60,9 +68,13 @@ class EvaluationSpec:
     focus: str = "all"  # "support": min_games only within the Nash support and the newest, floor_games elsewhere
     floor_games: Optional[int] = None  # with focus="support": every pair's games first (default: games)
     max_share: Optional[float] = None  # no match while evaluation has spent more than this share of all env steps
+    remote: bool = False  # each match a Ray task on spare CPUs, overlapping training (see the module)
+    num_cpus: float = 1.0  # per remote match
 
     def check(self) -> None:
         """Refuse counts that cannot schedule a match."""
+        if self.remote and not float(self.num_cpus) >= 0:
+            raise InvalidArgumentError(f"league(evaluation={{'num_cpus': {self.num_cpus}}}): must be >= 0")
         for name in ("games", "min_games", "pairs", "batch"):
             if int(getattr(self, name)) < 1:
                 raise InvalidArgumentError(f"league(evaluation={{{name!r}: {getattr(self, name)}}}): must be >= 1")
@@ -78,35 +90,49 @@ class EvaluationSpec:
                              "(the two games of a duplicate pair are played in the same batch)")
 
 
-class _Episode:
-    """What a ``policy_mapping_fn`` may read of an episode, for the driver's games."""
+@dataclass
+class Pending:
+    """A match in flight as a Ray task."""
 
-    def __init__(self, episode_id: str) -> None:
-        self.id_ = self.episode_id = episode_id
+    ref: Any  # ray.ObjectRef of a MatchResult
+    games: int
 
 
 class Matches:
     """Plays evaluation matches for one league; its RNG state goes into the league's."""
 
-    def __init__(self, algo: Any, spec: EvaluationSpec, learner: str, outcome: Optional[OutcomeFn], seed: int) -> None:
-        self.algo, self.spec, self.learner = algo, spec, learner
+    def __init__(self, algo: Any, spec: EvaluationSpec, learner: str, outcome: Optional[OutcomeFn], seed: int,
+                 load: PolicyLoader = load_snapshot) -> None:
+        self.algo, self.spec, self.learner, self.load = algo, spec, learner, load
         self.outcome = outcome or default_outcome
         self.rng = np.random.Generator(np.random.PCG64(seed))
         self.envs: List[Any] = []
-        self.policies: Dict[str, NumpyPolicy] = {}
+        self.policies: Dict[str, Any] = {}
         self.seats: Set[str] = set()  # the seats seen in the games (agent ids, see _seat)
-        # Every game and env step played so far (cumulative, checkpointed): they cost as
+        # Every game and env step recorded so far (cumulative, checkpointed): they cost as
         # much as training's, and the league's budget counts them (League.budget).
         self.games = 0
         self.env_steps = 0
+        self.pending: Dict[Tuple[str, str], Pending] = {}  # remote matches in flight, by pair
+        self._task: Any = None  # remote_match as a Ray remote function, made on first use
         mapping = algo.config.policy_mapping_fn
         # The old stack's mapping functions also take the worker (None here: no worker plays).
         needs_worker = len([p for p in inspect.signature(mapping).parameters.values()
                             if p.kind == p.POSITIONAL_OR_KEYWORD and p.default is p.empty]) >= 3
         self.mapping = (lambda agent, episode: mapping(agent, episode, None)) if needs_worker else mapping
 
+    def arena(self) -> Arena:
+        """This league's :class:`Arena` (read from the algorithm each time: nothing stale is shipped)."""
+        spec = self.spec
+        return Arena(self.algo.env_creator, self.algo.config.env_config, self.mapping, self.learner, self.outcome,
+                     int(spec.batch), bool(spec.duplicate), bool(spec.explore))
+
     def play_due(self, pool: Any, population: Sequence[str], of: Sequence[str] = (), training_env_steps: int = 0) -> int:
-        """Play what ``population`` lacks (:meth:`due`), within ``max_share``; return the games played.
+        """Play what ``population`` lacks (:meth:`due`), within ``max_share``; return the games recorded.
+
+        With ``remote=True`` the finished remote matches are recorded first, then the due
+        pairs not in flight are submitted (up to ``pairs`` in flight); their games count
+        when a later call records them.
 
         Args:
             pool: the league's pool.
@@ -114,28 +140,45 @@ class Matches:
             of: their policies (the learner, its exploiters): whose Nash support ``focus="support"`` reads.
             training_env_steps: every learner's env steps so far (``max_share`` is of all env steps).
         """
+        played = self.collect(pool)
         if len(population) < 2:
-            return 0
-        played = 0
-        for a, b in self.due(pool, population, of):
+            return played
+        for a, b in self.due(pool, population, of, skip=set(self.pending)):
             if not self.affordable(training_env_steps):
                 break
-            pool.record_games_batch([  # one write per match: the pair's row and its seat rows
-                (row_a, row_b, {"wins": wins, "draws": draws, "losses": losses, "return_a": ret_a, "return_b": ret_b})
-                for (row_a, row_b), (wins, draws, losses, ret_a, ret_b) in self.match(pool, a, b, int(self.spec.games)).items()])
-            played += int(self.spec.games)
+            if not self.spec.remote:
+                played += self.record(pool, a, b, self.match(pool, a, b, int(self.spec.games)))
+            elif len(self.pending) < int(self.spec.pairs):
+                self.submit(pool, a, b, int(self.spec.games))
         self.policies = {k: v for k, v in self.policies.items() if k in set(population)}
         return played
 
+    def record(self, pool: Any, a: str, b: str, result: MatchResult) -> int:
+        """Write one match into the pool (one write: the pair's row and its seat rows), then
+        count its games and env steps: recorded first, so the table never holds an uncounted game."""
+        pool.record_games_batch([
+            (row_a, row_b, {"wins": wins, "draws": draws, "losses": losses, "return_a": ret_a, "return_b": ret_b})
+            for (row_a, row_b), (wins, draws, losses, ret_a, ret_b) in result.tallies.items()])
+        self.games += result.games
+        self.env_steps += result.env_steps
+        self.seats |= result.seats
+        return result.games
+
     def affordable(self, training_env_steps: int) -> bool:
-        """Whether evaluation is still under ``max_share`` of all env steps (always, without one)."""
+        """Whether evaluation is still under ``max_share`` of all env steps (always, without one).
+
+        Pending remote matches count as spent, at the env steps per game measured so far;
+        before any is measured, one match at a time."""
         if self.spec.max_share is None:
             return True
-        share = float(self.spec.max_share)
-        return self.env_steps < share * (training_env_steps + self.env_steps) or not self.env_steps
+        if not self.env_steps:
+            return not self.pending
+        committed = self.env_steps + sum(p.games for p in self.pending.values()) * self.env_steps / max(self.games, 1)
+        return committed < float(self.spec.max_share) * (training_env_steps + committed)
 
-    def due(self, pool: Any, population: Sequence[str], of: Sequence[str] = ()) -> List[Tuple[str, str]]:
-        """The pairs to play next, least-played first, at most ``pairs``.
+    def due(self, pool: Any, population: Sequence[str], of: Sequence[str] = (),
+            skip: Optional[Set[Tuple[str, str]]] = None) -> List[Tuple[str, str]]:
+        """The pairs to play next, least-played first, at most ``pairs``; none of ``skip`` (those in flight).
 
         Pairs of two snapshots come first; then each snapshot against itself, which only
         the seat rows record (a snapshot's value in one seat against itself in the other,
@@ -146,12 +189,13 @@ class Matches:
         spec = self.spec
         played = self._played(pool, population)  # the table is read once per call
         if spec.focus == "all":
-            return _short(played, int(spec.min_games), set(population))[: spec.pairs]
-        due = _short(played, int(spec.floor_games or spec.games), set(population))
-        if not due:
-            keep = self.support(pool, population, of) | {population[-1]}
-            due = _short(played, int(spec.min_games), keep)
-        return due[: spec.pairs]
+            due = _short(played, int(spec.min_games), set(population))
+        else:
+            due = _short(played, int(spec.floor_games or spec.games), set(population))
+            if not due:
+                keep = self.support(pool, population, of) | {population[-1]}
+                due = _short(played, int(spec.min_games), keep)
+        return [pair for pair in due if pair not in (skip or ())][: spec.pairs]
 
     def support(self, pool: Any, population: Sequence[str], of: Sequence[str]) -> Set[str]:
         """The snapshots the Nash answer plays: per seat once the table has seat games, else the one mixture."""
@@ -175,103 +219,85 @@ class Matches:
             selves = [(a, int(seats.games[k, n + k])) for k, a in enumerate(population)]
         return pairs, selves
 
-    def match(self, pool: Any, a: str, b: str, games: int) -> Dict[Tuple[str, str], List[Any]]:
-        """``games`` games of ``a`` against ``b``, as ``{(row a, row b): [wins, draws, losses
-        from a's side, a's return sum, b's return sum]}``: the pair's own rows (unless ``a ==
-        b``) and the :func:`~rllib_ext.pool.payoff.seat_row` rows of the seats they played.
+    def match(self, pool: Any, a: str, b: str, games: int) -> MatchResult:
+        """``games`` games of ``a`` against ``b`` in the driver (:func:`~.arena.play_match`); not yet recorded."""
+        return play_match(self.arena(), self.envs, self._policy(pool, a), self._policy(pool, b), a, b, games, self.rng)
 
-        Games run in lockstep, ``batch`` at a time, so each policy computes one batch of
-        actions per step for all the games it plays in.
-        """
-        pa, pb = self._policy(pool, a), self._policy(pool, b)
-        out: Dict[Tuple[str, str], List[Any]] = {}
-        for start in range(0, games, self.spec.batch):
-            for ret_a, ret_b, seat_a, seat_b, steps in self._games(pa, pb, min(self.spec.batch, games - start), start):
-                self.games += 1
-                self.env_steps += steps
-                result = int(self.outcome({"a": ret_a, "b": ret_b}, "a", "b"))
-                self.seats.update((seat_a, seat_b))
-                rows = [(a, b)] if a != b else []
-                if seat_a != seat_b:
-                    rows.append((seat_row(a, seat_a), seat_row(b, seat_b)))
-                for key in rows:
-                    tally = out.setdefault(key, [0, 0, 0, 0.0, 0.0])
-                    tally[0 if result > 0 else 2 if result < 0 else 1] += 1
-                    tally[3] += ret_a
-                    tally[4] += ret_b
-        return out
+    # ------------------------------------------------------------------ remote matches
+    def submit(self, pool: Any, a: str, b: str, games: int) -> None:
+        """Start the match ``a`` against ``b`` as a Ray task; :meth:`collect` records it."""
+        import ray
 
+        if self._task is None:
+            self._task = ray.remote(num_cpus=float(self.spec.num_cpus), max_retries=0)(remote_match)
+        seed = int(self.rng.integers(0, 2**63))
+        paths = (pool.get(a).path, pool.get(b).path)
+        ref = self._task.remote(self.arena(), self.load, a, b, paths, games, seed, 0)
+        self.pending[(a, b)] = Pending(ref, games)
+
+    def collect(self, pool: Any, wait: bool = False) -> int:
+        """Record the remote matches that have finished (all of them with ``wait``); return their games.
+
+        A match whose snapshot left the pool while it ran (pruned) is dropped, uncounted."""
+        if not self.pending:
+            return 0
+        import ray
+
+        pairs = {p.ref: pair for pair, p in self.pending.items()}
+        ready, _ = ray.wait(list(pairs), num_returns=len(pairs), timeout=None if wait else 0)
+        played = 0
+        for ref in ready:
+            a, b = pairs[ref]
+            del self.pending[(a, b)]
+            try:
+                result = ray.get(ref)
+            except Exception:
+                known = {e.id for e in pool.entries()}
+                if a in known and b in known:
+                    raise
+                logger.warning("league evaluation: dropped the match %s vs %s, whose snapshot left the pool", a, b)
+                continue
+            played += self.record(pool, a, b, result)
+        return played
+
+    def stop(self) -> None:
+        """Cancel the matches in flight, uncounted (the algorithm stops or rewinds)."""
+        if not self.pending:
+            return
+        import ray
+
+        for p in self.pending.values():
+            ray.cancel(p.ref, force=True)
+        self.pending.clear()
+
+    # ------------------------------------------------------------------ checkpoint
     def state(self) -> Dict[str, Any]:
+        """The counters and RNG; remote matches still in flight are left out, uncounted.
+
+        Not waiting for them keeps a checkpoint from stalling training for the slowest
+        match. The checkpoint stays exact: its table (``League.state``'s ``table``) and these
+        counters hold the same recorded games, as both move together in :meth:`record`. A
+        resume rewinds the table to it and plays those pairs again; the live run goes on
+        and records them as they finish."""
         return {"rng": self.rng.bit_generator.state, "seats": sorted(self.seats), "games": self.games,
                 "env_steps": self.env_steps}
 
     def set_state(self, state: Mapping[str, Any]) -> None:
+        self.stop()  # matches of the timeline being left behind: their table is rewound
         self.rng.bit_generator.state = dict(state["rng"])
         self.seats = set(state.get("seats", ()))  # a checkpoint older than the seat rows has none
         self.games = int(state.get("games", 0))  # nor one older than the budget: counted from here
         self.env_steps = int(state.get("env_steps", 0))
 
     # ------------------------------------------------------------------ one game
-    def _policy(self, pool: Any, entry_id: str) -> NumpyPolicy:
+    def _policy(self, pool: Any, entry_id: str) -> Any:
         if entry_id not in self.policies:
-            policy = NumpyPolicy.from_checkpoint(pool.get(entry_id).path)
-            if policy.recurrent:
-                raise CheckpointError(f"league evaluation: snapshot {entry_id!r} is recurrent; evaluation matches "
-                                      "play feed-forward policies only (leave evaluation= out)")
-            self.policies[entry_id] = policy
+            self.policies[entry_id] = self.load(entry_id, pool.get(entry_id).path)
         return self.policies[entry_id]
 
-    def _games(self, pa: NumpyPolicy, pb: NumpyPolicy, n: int, first: int) -> List[Tuple[float, float, str, str, int]]:
-        """``n`` episodes at once; game ``first + g`` puts ``pa`` on the learner's side when even.
-        Returns each game's total reward of ``pa``'s side and of ``pb``'s, the seat each
-        side played (its agent ids, sorted and joined by commas: ``"0"`` for player 0) and
-        its env steps (``env.step`` calls, as RLlib counts a training episode's)."""
-        envs = self._envs(n)
-        a_learns = [(first + g) % 2 == 0 for g in range(n)]
-        deal = (lambda g: g // 2) if self.spec.duplicate else (lambda g: g)  # first and batch are even
-        deals = deal(n - 1) + 1
-        ids = [uuid.UUID(int=int(self.rng.integers(0, 2**63))).hex for _ in range(deals)]
-        seeds = [int(self.rng.integers(0, 2**31)) for _ in range(deals)]
-        episodes = [_Episode(ids[deal(g)]) for g in range(n)]
-        obs = [env.reset(seed=seeds[deal(g)])[0] for g, env in enumerate(envs)]
-        sides: List[Dict[Any, bool]] = [{} for _ in range(n)]  # agent -> plays pa
+    def _games(self, pa: Any, pb: Any, n: int, first: int) -> List[Tuple[float, float, str, str, int]]:
+        return play_games(self.arena(), self.envs, pa, pb, n, first, self.rng)
 
-        def plays_a(g: int, agent: Any) -> bool:
-            if agent not in sides[g]:
-                sides[g][agent] = (self.mapping(agent, episodes[g]) == self.learner) == a_learns[g]
-            return sides[g][agent]
-
-        totals = np.zeros((n, 2))
-        steps = [0] * n
-        active = list(range(n))
-        for _ in range(MAX_STEPS):
-            actions: List[Dict[Any, Any]] = [{} for _ in range(n)]
-            for policy, mine in ((pa, True), (pb, False)):
-                todo = [(g, agent) for g in active for agent in obs[g] if plays_a(g, agent) == mine]
-                if todo:
-                    batch = stack_observations([obs[g][agent] for g, agent in todo])
-                    acts, _ = policy.compute_actions(batch, explore=self.spec.explore, rng=self.rng)
-                    for (g, agent), act in zip(todo, acts):
-                        actions[g][agent] = act
-            still = []
-            for g in active:
-                obs[g], rewards, terminated, truncated, _ = envs[g].step(actions[g])
-                steps[g] += 1
-                for agent, r in rewards.items():
-                    totals[g, 0 if plays_a(g, agent) else 1] += float(r)
-                if not (terminated.get("__all__") or truncated.get("__all__")):
-                    still.append(g)
-            active = still
-            if not active:
-                return [(float(x), float(y), _seat(sides[g], True), _seat(sides[g], False), steps[g])
-                        for g, (x, y) in enumerate(totals)]
-        raise CheckpointError(f"league evaluation: an episode did not end within {MAX_STEPS} steps")
-
-    def _envs(self, n: int) -> List[Any]:
-        """``n`` copies of the training env (made once, then reused)."""
-        while len(self.envs) < n:
-            self.envs.append(self.algo.env_creator(self.algo.config.env_config))
-        return self.envs[:n]
 
 
 #: ``([(a, b, games)], [(snapshot, games against itself)])``, as :meth:`Matches._played` reads them.
@@ -283,8 +309,3 @@ def _short(played: Played, games: int, among: Set[str]) -> List[Tuple[str, str]]
     pairs, selves = played
     return ([(a, b) for a, b, n in pairs if n < games and a in among and b in among]
             + [(a, a) for a, n in selves if n < games and a in among])
-
-
-def _seat(sides: Mapping[Any, bool], a: bool) -> str:
-    """The seat one side played in a game: its agent ids, sorted and joined by commas."""
-    return ",".join(sorted(str(agent) for agent, plays_a in sides.items() if plays_a == a))

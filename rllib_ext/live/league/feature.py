@@ -80,7 +80,8 @@ def league(
             an iteration; sampled actions); ``"focus": "support"`` with ``"floor_games"``
             tops up to ``min_games`` only the pairs within the Nash support and the newest
             snapshot, and ``"max_share": 0.3`` keeps evaluation under that share of all env
-            steps. Every game's env steps are counted in ``result["rllib_ext"]["league_budget"]``
+            steps; ``"remote": True`` plays each match as a Ray task (``"num_cpus"`` each,
+            default 1) on spare CPUs, overlapping training. Every game's env steps are counted in ``result["rllib_ext"]["league_budget"]``
             and in the pool (``PolicyPool.budget()``). See :mod:`rllib_ext.live.league.evaluation`.
         exploiters: ``{policy: {"against": of, "reset_every": K, "reset_win_rate": r,
             "min_games": n}}``: trained policies that play only ``of`` (route them with
@@ -184,6 +185,9 @@ class LeagueFeature(Feature):
 
     def state(self, algo: Any) -> Optional[Dict[str, Any]]:
         return self.engine.state()
+
+    def stop(self, algo: Any) -> None:
+        self.engine.stop()
 
     def set_state(self, algo: Any, state: Mapping[str, Any]) -> None:
         self.engine.set_state(state)
