@@ -179,8 +179,10 @@ class OpenSpielGame(MultiAgentEnv):
     (:class:`rllib_ext.masking.MaskedPPOTorchRLModule`), so that what plays, what is
     snapshotted and what OpenSpiel judges is one policy over the legal actions only.
 
-    Every step's info tells, for the player who acted, whether its action was illegal
-    (``{"illegal_action": True}``), so a run can count the substitutions.
+    With ``"action_mask": True`` or ``"report_illegal": True``, every step's info tells, for
+    the player who acted, whether its action was illegal (``{"illegal_action": True}``), so
+    a run can count the substitutions. New API stack only: the old stack refuses infos for
+    an agent without an observation, which the player who just acted usually is.
     """
 
     def __new__(cls, config: Optional[Dict[str, Any]] = None) -> Any:
@@ -189,15 +191,17 @@ class OpenSpielGame(MultiAgentEnv):
 
         config = dict(config or {})
         game = pyspiel.load_game(config.get("game", "kuhn_poker"))
-        return _seeded_env(OpenSpielEnv, bool(config.get("illegal_penalty", True)),
-                           bool(config.get("action_mask", False)))(game)
+        mask = bool(config.get("action_mask", False))
+        return _seeded_env(OpenSpielEnv, bool(config.get("illegal_penalty", True)), mask,
+                           mask or bool(config.get("report_illegal", False)))(game)
 
 
 @functools.lru_cache(maxsize=None)
-def _seeded_env(base: type, penalty: bool, mask: bool = False) -> type:
+def _seeded_env(base: type, penalty: bool, mask: bool = False, report: bool = False) -> type:
     """``base`` (RLlib's ``OpenSpielEnv``) with seeded chance, without ``penalty`` the game's
-    returns as rewards, and with ``mask`` the legal actions in the observation (one class
-    per kind, made on first use: pyspiel and the wrapper load only when a game is made)."""
+    returns as rewards, with ``mask`` the legal actions in the observation and with
+    ``report`` illegal moves in the infos (one class per kind, made on first use: pyspiel
+    and the wrapper load only when a game is made)."""
 
     class OpenSpielEnvSeeded(base):  # type: ignore[misc, valid-type]
         def __init__(self, game: Any) -> None:
@@ -221,7 +225,7 @@ def _seeded_env(base: type, penalty: bool, mask: bool = False) -> type:
             obs, rewards, terminateds, truncateds, infos = super().step(action)
             if not penalty:
                 rewards = dict(enumerate(self.state.returns()))
-            if player in action:
+            if report and player in action:
                 infos = {**infos, player: {"illegal_action": illegal}}
             return obs, rewards, terminateds, truncateds, infos
 

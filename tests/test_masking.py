@@ -47,7 +47,8 @@ def _algo(mask: bool) -> Any:
     config = PPOPartialConfig()
     if mask:
         config = config.rl_module(rl_module_spec=RLModuleSpec(module_class=MaskedPPOTorchRLModule))
-    return (config.environment(OpenSpielGame, env_config={"game": GAME, "illegal_penalty": False, "action_mask": mask})
+    env_config = {"game": GAME, "illegal_penalty": False, "action_mask": mask, "report_illegal": True}
+    return (config.environment(OpenSpielGame, env_config=env_config)
             .env_runners(num_env_runners=0, episodes_to_numpy=False)
             .learners(num_learners=0)
             .training(train_batch_size_per_learner=1000, minibatch_size=250, num_epochs=1)
