@@ -217,7 +217,8 @@ def _seeded_env(base: type, penalty: bool, mask: bool = False, report: bool = Fa
         def reset(self, *, seed: Optional[int] = None, options: Optional[dict] = None) -> Any:
             if seed is not None or "_chance" not in self.__dict__:
                 self._chance = random.Random(seed)  # made per game in evaluation: cheaper than numpy's
-            return super().reset(seed=seed, options=options)
+            obs, infos = super().reset(seed=seed, options=options)
+            return self.with_mask(obs), infos
 
         def step(self, action: Dict[Any, Any]) -> Any:
             player = self.state.current_player()
@@ -227,10 +228,10 @@ def _seeded_env(base: type, penalty: bool, mask: bool = False, report: bool = Fa
                 rewards = dict(enumerate(self.state.returns()))
             if report and player in action:
                 infos = {**infos, player: {"illegal_action": illegal}}
-            return obs, rewards, terminateds, truncateds, infos
+            return self.with_mask(obs), rewards, terminateds, truncateds, infos
 
-        def _get_obs(self) -> Dict[Any, Any]:
-            obs = super()._get_obs()
+        def with_mask(self, obs: Dict[Any, Any]) -> Dict[Any, Any]:
+            """The observations, each with its player's legal actions when the env masks."""
             if not mask:
                 return obs
             return {aid: {"observations": o,

@@ -172,6 +172,9 @@ SEAM = os.path.join("live", "seam", "ray_internals.py")
 NOT_RAY = {
     (os.path.join("checkpoint", "codecs", "safe_pickle.py"), name) for name in ("_Unpickler", "_core", "_reconstruct", "_frombuffer")
 } | {(os.path.join("checkpoint", "codecs", "pickle_patch.py"), "_stack_global")}
+# RLlib's documented override points of an RLModule (its docs: "override _forward_inference,
+# _forward_exploration and _forward_train"): a subclass calls its base's through super().
+NOT_RAY |= {("masking.py", name) for name in ("_forward_inference", "_forward_exploration", "_forward_train")}
 
 
 def _private(name: object) -> bool:

