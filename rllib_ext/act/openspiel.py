@@ -5,7 +5,8 @@ exploitability of a policy (how much a best response gains against it; 0 at a Na
 equilibrium) exactly, on small games such as Kuhn and Leduc poker. The policies here
 act on what RLlib's ``OpenSpielEnv`` gives them (the state's ``observation_tensor()``,
 and for a masking policy the legal actions' mask); an unmasked policy's action the game
-forbids is replaced, as that env does, by a uniformly random legal one. ``open_spiel`` is imported inside the functions (``pip install open_spiel``).
+forbids is replaced, as that env does, by a uniformly random legal one. ``open_spiel`` is
+imported inside the functions (``pip install open_spiel``).
 """
 
 from __future__ import annotations

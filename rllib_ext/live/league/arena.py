@@ -21,7 +21,7 @@ from ...act.numpy_policy import NumpyPolicy, stack_observations
 from ...errors import CheckpointError
 from ...pool.payoff import seat_row
 
-#: ``(returns by policy id, learner, opponent) -> +1 / 0 / -1``
+#: ``(returns by policy id, learner, opponent) -> +1 / 0 / -1`` (the learner wins, draws, loses).
 OutcomeFn = Callable[[Dict[str, float], str, str], int]
 MAX_STEPS = 100_000  # per game: an env that never ends is refused, not waited for
 
@@ -69,7 +69,6 @@ class MatchResult:
     games: int = 0
     env_steps: int = 0
     seats: Set[str] = field(default_factory=set)
-
 
 
 def remote_match(arena: Arena, load: PolicyLoader, a: str, b: str, paths: Tuple[str, str], games: int, seed: int,

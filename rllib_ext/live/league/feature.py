@@ -12,20 +12,18 @@ its slots protect their snapshots from pruning.
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Any, Callable, Dict, Mapping, Optional, Sequence
+from typing import Any, Dict, Mapping, Optional, Sequence
 
 from ..hooks import Feature
 from ..seam.ray_internals import config_extra, set_config_extra
 from ..snapshot import pool_path
+from .arena import OutcomeFn
 from .engine import STATE_KEY, League, LeagueSpec, SnapshotSpec, check_specs
 from .play import league_callbacks
 
 SNAPSHOT_KEY, LEAGUE_KEY = "snapshot_policies", "league"
 # On the config (names that rllib_ext 0.3 checkpoints carry).
 SNAPSHOT_ATTR, LEAGUE_ATTR = "_rllib_ext_snapshots", "_rllib_ext_league"
-
-#: ``(returns by policy id, learner, slot) -> +1 / 0 / -1`` (the learner wins, draws, loses).
-OutcomeFn = Callable[[Dict[str, float], str, str], int]
 
 
 def snapshot_policies(
