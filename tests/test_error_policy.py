@@ -50,6 +50,9 @@ INTERNAL: Dict[Tuple[str, str], str] = {
         "inside decode_msgpack's malformed(): a CheckpointFormatError naming the file",
     ("checkpoint/codecs/msgpack.py", "_MsgpackWalker.count"):
         "inside decode_msgpack's malformed(): a CheckpointFormatError naming the file",
+    **{("checkpoint/codecs/msgpack.py", fn): "an array map being decoded, by the walker's hook inside unpack_msgpack's "
+       "malformed(): a CheckpointFormatError naming the file"
+       for fn in ("_decode_msgpack_numpy", "_raw", "_shape", "_msgpack_dtype")},
     ("checkpoint/codecs/safe_pickle.py", "SafeUnpickler._load_build"):
         "lazy tensors exist only under the reader's malformed(): a CheckpointFormatError naming the file",
     ("checkpoint/optimizer_data.py", "plain_value"):

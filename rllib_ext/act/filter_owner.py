@@ -49,6 +49,8 @@ def mapping_fn(ckpt: Any, trusted: bool) -> Any:
     try:
         cfg = decode_file(ckpt, fmt.CTOR_ARGS_FILE, trusted=trusted)["ctor_args_and_kwargs"][0][0]
         state = cfg.state if isinstance(cfg, Placeholder) else (cfg if isinstance(cfg, dict) else vars(cfg))
+        if not isinstance(state, dict):  # what a pickled config's state is; anything else has no mapping fn
+            return None
         fn = state["policy_mapping_fn"]
     except (KeyError, IndexError, TypeError, CheckpointError):
         return None

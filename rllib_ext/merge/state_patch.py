@@ -12,7 +12,7 @@ it is returned.
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -114,6 +114,7 @@ def patch_policy_state(
         raise CheckpointFormatError(f"{where}: policy state has no 'weights' mapping")
     slots: "OrderedDict[str, ArrayAt]" = OrderedDict()
     used = set()
+    nths: Dict[str, int] = {}  # each slot's raw-bytes opcode
     for name, at in raw.items():
         if not isinstance(at, ArrayAt) or not isinstance(at.buf, RawBytes) or not isinstance(at.dtype, np.dtype):
             raise CheckpointFormatError(
@@ -124,11 +125,12 @@ def patch_policy_state(
             raise CheckpointFormatError(f"{where}: tensor {name!r}: its raw bytes are shared or do not match its shape")
         used.add(at.buf.nth)
         slots[str(name)] = at
+        nths[str(name)] = at.buf.nth
     base_like = OrderedDict((n, np.empty(at.shape, at.dtype)) for n, at in slots.items())
     ready = check_tensors(label, source, base_like, target_name="base")
     edits = []
     for name, at in slots.items():
-        start = offsets[at.buf.nth]
+        start = offsets[nths[name]]
         chunk = ready[name].tobytes(order="F" if at.order == "F" else "C")
         edits.append((start, start + len(chunk), chunk))
     if filter_stats is not None:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict
+import io
+from typing import Callable, Dict, Protocol, Tuple
 
 import numpy as np
 
@@ -23,17 +24,30 @@ def unpack_msgpack(source: Source, where: str, trusted: bool, lazy: bool) -> obj
     """
     unpacker_cls = _plain_msgpack_unpacker(where)
 
-    def hook(obj: Dict[Any, Any]) -> object:
+    def hook(obj: Dict[object, object]) -> object:
         return _decode_msgpack_numpy(obj, trusted, lazy)
 
     with source.stream() as f, source.stream() as peek, malformed(where, "truncated or corrupt msgpack"):
         return _MsgpackWalker(source, f, peek, unpacker_cls, hook, lazy).document()
 
 
+class _Unpacker(Protocol):
+    """What we use of ``msgpack.Unpacker`` (msgpack has no type information)."""
+
+    def tell(self) -> int: ...
+    def read_map_header(self) -> int: ...
+    def read_array_header(self) -> int: ...
+    def unpack(self) -> object: ...
+
+
+_UnpackerClass = Callable[..., _Unpacker]
+
+
 class _MsgpackWalker:
     """Maps and arrays by their headers, big ``bin`` values as LazyBytes, the rest by msgpack."""
 
-    def __init__(self, source: Source, f: Any, peek: Any, unpacker_cls: Any, hook: Callable[[Dict[Any, Any]], Any], lazy: bool) -> None:
+    def __init__(self, source: Source, f: io.BufferedIOBase, peek: io.BufferedIOBase, unpacker_cls: _UnpackerClass,
+                 hook: Callable[[Dict[object, object]], object], lazy: bool) -> None:
         self.source, self.f, self.peek, self.cls, self.hook, self.lazy = source, f, peek, unpacker_cls, hook, lazy
         self.restart(0)
 
@@ -60,7 +74,7 @@ class _MsgpackWalker:
         t = head[0]
         if 0x80 <= t <= 0x8F or t in (0xDE, 0xDF):
             n = self.count(self.unpacker.read_map_header())
-            out: Dict[Any, Any] = {}
+            out: Dict[object, object] = {}
             for _ in range(n):
                 key = self.value()
                 out[key] = self.value()
@@ -82,7 +96,7 @@ class _MsgpackWalker:
         return n
 
 
-def _plain_msgpack_unpacker(where: str) -> object:
+def _plain_msgpack_unpacker(where: str) -> _UnpackerClass:
     """msgpack's own ``Unpacker``, even after ``msgpack_numpy.patch()``.
 
     RLlib patches the ``msgpack`` module globally (``try_import_msgpack``); the patched
@@ -100,34 +114,52 @@ def _plain_msgpack_unpacker(where: str) -> object:
         raise MissingDependencyError(
             f"{where}: reading msgpack checkpoints needs the msgpack package: pip install msgpack"
         ) from e
-    return Unpacker
+    found: _UnpackerClass = Unpacker
+    return found
 
 
-def _decode_msgpack_numpy(obj: Dict[Any, Any], trusted: bool, lazy: bool = False) -> object:
+def _decode_msgpack_numpy(obj: Dict[object, object], trusted: bool, lazy: bool = False) -> object:
     """One msgpack-numpy map -> numpy array (or LazyArray) / scalar / complex; other maps unchanged."""
     if b"nd" in obj and b"data" in obj and b"type" in obj:
         kind = obj.get(b"kind", b"")
         data = obj[b"data"]
         if obj[b"nd"] is True:
             if kind == b"O":  # object arrays are stored as a pickle
-                return safe_pickle.loads(data.read() if isinstance(data, LazyBytes) else data, trusted=trusted)
+                return safe_pickle.loads(_raw(data), trusted=trusted)
             dtype = _msgpack_dtype(obj[b"type"])
-            shape = tuple(obj[b"shape"])
+            shape = _shape(obj[b"shape"])
             if isinstance(data, LazyBytes):
-                if not dtype.hasobject and dtype.itemsize and all(type(d) is int and d >= 0 for d in shape):
+                if not dtype.hasobject and dtype.itemsize and all(d >= 0 for d in shape):
                     return LazyArray(data, dtype, shape)
-                data = bytes(data.read())
-            return np.frombuffer(data, dtype=dtype).reshape(shape).copy()
-        if isinstance(data, LazyBytes):
-            data = bytes(data.read())
-        return np.frombuffer(data, dtype=_msgpack_dtype(obj[b"type"]))[0]
+            return np.frombuffer(_raw(data), dtype=dtype).reshape(shape).copy()
+        return np.frombuffer(_raw(data), dtype=_msgpack_dtype(obj[b"type"]))[0]
     if obj.get(b"complex") is True and b"data" in obj:
         text = obj[b"data"]
-        return complex(text.decode() if isinstance(text, bytes) else text)
+        if isinstance(text, bytes):
+            text = text.decode()
+        if not isinstance(text, (str, int, float, complex)):
+            raise TypeError(f"complex value {text!r} is not a number or its text")
+        return complex(text)
     return obj
 
 
-def _msgpack_dtype(descr: Any) -> np.dtype:
+def _raw(data: object) -> "bytes | bytearray":
+    """An array map's ``data``: bytes (read now if it was left in the file)."""
+    if isinstance(data, LazyBytes):
+        return bytes(data.read())
+    if not isinstance(data, (bytes, bytearray)):
+        raise TypeError(f"array data is a {type(data).__name__}, not bytes")
+    return data
+
+
+def _shape(shape: object) -> Tuple[int, ...]:
+    """An array map's ``shape``: a list of ints."""
+    if not isinstance(shape, (list, tuple)) or not all(type(d) is int for d in shape):
+        raise TypeError(f"array shape {shape!r} is not a list of ints")
+    return tuple(shape)
+
+
+def _msgpack_dtype(descr: object) -> "np.dtype[np.generic]":
     """Rebuild a dtype from ``dtype.str`` or a structured ``dtype.descr`` list."""
     if isinstance(descr, (list, tuple)):
         fields = []
@@ -136,4 +168,8 @@ def _msgpack_dtype(descr: Any) -> np.dtype:
             name = name.decode() if isinstance(name, bytes) else name
             fields.append((name, _msgpack_dtype(sub), *shape))
         return np.dtype(fields)
-    return np.dtype(descr.decode() if isinstance(descr, bytes) else descr)
+    if isinstance(descr, bytes):
+        descr = descr.decode()
+    if not isinstance(descr, str):
+        raise TypeError(f"array type {descr!r} is not a dtype string or field list")
+    return np.dtype(descr)

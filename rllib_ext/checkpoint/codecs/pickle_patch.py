@@ -17,7 +17,7 @@ import pickle
 import pickletools
 import struct
 import zlib
-from typing import Any, Dict, List, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Self, Tuple
 
 import numpy as np
 
@@ -34,7 +34,7 @@ class RawBytes(bytes):
 
     nth: int  # not `index`: that would shadow bytes.index/str.index
 
-    def __new__(cls, raw: Any, index: int) -> "RawBytes":
+    def __new__(cls, raw: "bytes | bytearray", index: int) -> "RawBytes":
         obj = super().__new__(cls, raw)
         obj.nth = index
         return obj
@@ -49,7 +49,7 @@ class _Tagged:
 
     nth: int  # not `index`: that would shadow bytes.index/str.index
 
-    def __new__(cls, value: object, index: int) -> Any:
+    def __new__(cls, value: object, index: int) -> Self:
         obj = super().__new__(cls, value)  # type: ignore[call-arg]  # int's or str's
         obj.nth = index
         return obj
@@ -66,7 +66,7 @@ class _Str(_Tagged, str):
 class ArrayAt:
     """What ``_frombuffer(buf, dtype, shape, order)`` would have built, and where its bytes are."""
 
-    def __init__(self, buf: Any, dtype: Any, shape: Any, order: Any = "C") -> None:
+    def __init__(self, buf: object, dtype: object, shape: Iterable[int], order: object = "C") -> None:
         self.buf, self.dtype, self.shape, self.order = buf, dtype, tuple(shape), order
 
 
@@ -99,9 +99,10 @@ class _Locator(safe_pickle.SafeUnpickler):  # the pure-Python unpickler: its opc
         self._count = 0
         self._atoms = 0
 
-    def _bytes_op(self, load: Any) -> None:
+    def _bytes_op(self, load: Callable[["_Locator"], None]) -> None:
         load(self)
         raw = self.stack[-1]
+        assert isinstance(raw, (bytes, bytearray))  # what every opcode in _BYTES_OPS pushes (no source: never lazy)
         self.stack[-1] = RawBytes(raw, self._count)
         self._count += 1
 
@@ -111,7 +112,7 @@ class _Locator(safe_pickle.SafeUnpickler):  # the pure-Python unpickler: its opc
         self.stack += [str(module) if isinstance(module, str) else module, str(name) if isinstance(name, str) else name]
         safe_pickle.SafeUnpickler.dispatch[pickle.STACK_GLOBAL[0]](self)
 
-    def _atom_op(self, load: Any) -> None:
+    def _atom_op(self, load: Callable[["_Locator"], None]) -> None:
         load(self)
         value = self.stack[-1]
         if type(value) is int:
@@ -140,7 +141,7 @@ class SpanMap:
         self.offsets: List[int] = []  # data offset of each raw-bytes opcode, in stream order
         self.atoms: List[Tuple[int, int]] = []  # (start, end) of each atom opcode
         self.frames: List[Tuple[int, int]] = []  # (FRAME opcode position, end of its frame)
-        ops: List[Tuple[pickletools.OpcodeInfo, Any, int]] = []
+        ops: List[Tuple[pickletools.OpcodeInfo, object, int]] = []
         for op, arg, pos in pickletools.genops(data):
             assert pos is not None  # genops on bytes reports every opcode's position
             ops.append((op, arg, pos))
@@ -151,16 +152,17 @@ class SpanMap:
                 self.offsets.append(pos + 1 + _BYTES_OPS[code])
             elif code in _ATOM_OPS:
                 self.atoms.append((pos, end))
-            elif code == pickle.FRAME[0]:
-                self.frames.append((pos, pos + 9 + int(arg)))
+            elif code == pickle.FRAME[0] and isinstance(arg, int):  # a FRAME's argument is its length
+                self.frames.append((pos, pos + 9 + arg))
 
 
+# Any: the caller indexes the decoded pickle, catching what a wrong shape raises.
 def decode_with_spans(data: bytes, where: str) -> Tuple[Any, SpanMap]:
     with malformed(where, "truncated or corrupt pickle"):
         return _Locator(data).load(), SpanMap(data)
 
 
-def _encode_atom(value: Any) -> bytes:
+def _encode_atom(value: "int | str") -> bytes:
     """One pickle opcode that pushes ``value`` (an int or a str)."""
     if isinstance(value, str):
         raw = value.encode("utf-8")
@@ -194,15 +196,16 @@ def apply_edits(data: bytes, spans: SpanMap, edits: List[Tuple[int, int, bytes]]
     return bytes(out)
 
 
-def array_edit(spans: SpanMap, at: Any, value: np.ndarray, what: str, where: str) -> Tuple[int, int, bytes]:
-    if not isinstance(at, ArrayAt) or not isinstance(at.buf, RawBytes) or at.shape != value.shape:
+def array_edit(spans: SpanMap, at: object, value: np.ndarray, what: str, where: str) -> Tuple[int, int, bytes]:
+    if (not isinstance(at, ArrayAt) or not isinstance(at.buf, RawBytes) or not isinstance(at.dtype, np.dtype)
+            or at.shape != value.shape):
         raise CheckpointFormatError(f"{where}: {what} is not a raw numpy buffer of shape {value.shape}; cannot patch it")
     start = spans.offsets[at.buf.nth]
     chunk = np.ascontiguousarray(value, dtype=at.dtype).tobytes()
     return start, start + len(chunk), chunk
 
 
-def atom_edit(spans: SpanMap, at: object, value: object, what: str, where: str) -> Tuple[int, int, bytes]:
+def atom_edit(spans: SpanMap, at: object, value: "int | str", what: str, where: str) -> Tuple[int, int, bytes]:
     if not isinstance(at, (_Int, _Str)):
         raise CheckpointFormatError(f"{where}: {what} is not a plain pickled int or string; cannot patch it")
     start, end = spans.atoms[at.nth]

@@ -29,7 +29,7 @@ import io
 import math
 import pickle
 import struct
-from typing import Any, BinaryIO, Callable, ClassVar, Dict, List, Tuple, Type
+from typing import Any, BinaryIO, Callable, ClassVar, Dict, Iterable, List, Optional, Protocol, Tuple, Type, TypeGuard, cast
 
 import numpy as np
 
@@ -39,7 +39,7 @@ from ..storage import MemorySource, Source
 # Globals that only build data. numpy 1.x pickles name numpy.core.*, numpy 2.x
 # numpy._core.*: both spellings resolve to the installed numpy.
 _NUMPY_CORE = np._core if hasattr(np, "_core") else np.core
-ALLOWED: Dict[Tuple[str, str], Any] = {
+ALLOWED: Dict[Tuple[str, str], Callable[..., object]] = {
     ("collections", "OrderedDict"): collections.OrderedDict,
     ("collections", "defaultdict"): collections.defaultdict,
     ("collections", "deque"): collections.deque,
@@ -54,7 +54,7 @@ ALLOWED: Dict[Tuple[str, str], Any] = {
 }
 
 
-def _latin1_encode(text: str, encoding: str = "latin1") -> bytes:
+def _latin1_encode(text: object, encoding: str = "latin1") -> bytes:
     """``_codecs.encode`` as protocol-2 pickles use it for bytes (torch.save does).
 
     Only latin-1 is accepted: other codec names would make Python import an
@@ -94,11 +94,11 @@ class Placeholder:
     module: str = ""
     name: str = ""
     # Set per instance in __new__ (object.__setattr__: no foreign __setattr__ runs).
-    args: Tuple[Any, ...]
-    kwargs: Dict[str, Any]
-    state: Any
-    items: Dict[Any, Any]
-    listitems: List[Any]
+    args: Tuple[object, ...]
+    kwargs: Dict[str, object]
+    state: object
+    items: Dict[object, object]
+    listitems: List[object]
     called: "Placeholder"
 
     def __new__(cls, *args: object, **kwargs: object) -> "Placeholder":
@@ -110,7 +110,7 @@ class Placeholder:
         object.__setattr__(obj, "listitems", [])
         return obj
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:  # never runs foreign code
+    def __init__(self, *args: object, **kwargs: object) -> None:  # never runs foreign code
         pass
 
     def __call__(self, *args: object, **kwargs: object) -> "Placeholder":
@@ -129,7 +129,7 @@ class Placeholder:
     def append(self, value: object) -> None:
         self.listitems.append(value)
 
-    def extend(self, values: Any) -> None:
+    def extend(self, values: Iterable[object]) -> None:
         self.listitems.extend(values)
 
     def __repr__(self) -> str:
@@ -163,15 +163,15 @@ class _Bounded:
     def readline(self) -> bytes:
         return self.f.readline(self.left())
 
-    def readinto(self, buf: Any) -> int:
+    def readinto(self, buf: "bytearray | memoryview") -> int:
         view = memoryview(buf).cast("B")
         return self.f.readinto(view[: self.left()]) or 0
 
 
-def _lazy_frombuffer(buf: Any, dtype: Any, shape: Any, order: Any, axis_order: Any = None) -> object:
+def _lazy_frombuffer(buf: object, dtype: object, shape: object, order: object, axis_order: object = None) -> object:
     """numpy's ``_frombuffer``, with a :class:`LazyArray` for data left in the file."""
     if isinstance(buf, LazyBytes):
-        if _plain_array_args(dtype, shape):
+        if isinstance(dtype, np.dtype) and _ints(shape) and _plain_dtype(dtype):
             if order in ("C", "F") and axis_order is None:
                 return LazyArray(buf, dtype, tuple(shape), order)
             if order == "K" and _ints(axis_order) and sorted(axis_order) == list(range(len(shape))):
@@ -180,18 +180,18 @@ def _lazy_frombuffer(buf: Any, dtype: Any, shape: Any, order: Any, axis_order: A
     return _NUMPY_CORE.numeric._frombuffer(buf, dtype, shape, order, *(() if axis_order is None else (axis_order,)))
 
 
-def _lazy_latin1_encode(text: Any, encoding: str = "latin1") -> object:
+def _lazy_latin1_encode(text: object, encoding: str = "latin1") -> object:
     if isinstance(text, LazyBytes) and encoding.replace("-", "").lower() == "latin1":
         return text.as_latin1()
     return _latin1_encode(text, encoding)
 
 
-def _ints(values: object) -> bool:
+def _ints(values: object) -> TypeGuard[Tuple[int, ...]]:
     return isinstance(values, tuple) and all(type(d) is int and d >= 0 for d in values)
 
 
-def _plain_array_args(dtype: object, shape: object) -> bool:
-    return isinstance(dtype, np.dtype) and not dtype.hasobject and dtype.itemsize > 0 and _ints(shape)
+def _plain_dtype(dtype: "np.dtype[np.generic]") -> bool:
+    return not dtype.hasobject and dtype.itemsize > 0
 
 
 _LAZY_AWARE = {
@@ -200,21 +200,29 @@ _LAZY_AWARE = {
 }
 
 
-class _Memo(Dict[Any, Any]):
+class _Memo(Dict[int, object]):
     """The memo, remembering where fresh ``_reconstruct`` arrays were stored, so that a
     lazy array built on one by its state replaces it there too."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.empty_arrays: Dict[int, List[Any]] = {}
+        self.empty_arrays: Dict[int, List[int]] = {}
 
-    def __setitem__(self, key: object, value: object) -> None:
+    def __setitem__(self, key: int, value: object) -> None:
         if type(value) is np.ndarray and value.size == 0:
             self.empty_arrays.setdefault(id(value), []).append(key)
         super().__setitem__(key, value)
 
 
-_STOCK_BUILD: Callable[[Any], None] = pickle._Unpickler.dispatch[pickle.BUILD[0]]
+class _Frames(Protocol):
+    """pickle's private ``_Unframer``: the frame being read, if any (absent from typeshed)."""
+
+    current_frame: Optional[io.BytesIO]
+
+
+# typeshed types pickle's undocumented dispatch table with the C Unpickler; its loaders
+# take the pure-Python one (SafeUnpickler below), hence the cast.
+_STOCK_BUILD = cast(Callable[["SafeUnpickler"], None], pickle._Unpickler.dispatch[pickle.BUILD[0]])
 
 
 class SafeUnpickler(pickle._Unpickler):
@@ -229,12 +237,13 @@ class SafeUnpickler(pickle._Unpickler):
 
     # typeshed types this undocumented table with the C Unpickler; its loaders take the
     # pure-Python one, whose internals below are set by load() and absent from typeshed.
+    # Each subclass's loaders take that subclass (pickle_patch adds its own): Any.
     dispatch: ClassVar[Dict[int, Callable[[Any], None]]] = dict(pickle._Unpickler.dispatch)
-    stack: List[Any]
-    _unframer: Any
+    stack: List[object]
+    _unframer: _Frames
     read: Callable[[int], bytes]
     readinto: Callable[["bytearray | memoryview"], int]
-    append: Callable[[Any], None]
+    append: Callable[[object], None]
 
     def __init__(self, file: "io.BufferedIOBase | bytes", size: "int | None" = None, source: "Source | None" = None) -> None:
         if isinstance(file, (bytes, bytearray, memoryview)):
@@ -322,7 +331,8 @@ class SafeUnpickler(pickle._Unpickler):
         state, inst = stack[-1], stack[-2]
         if type(inst) is np.ndarray and isinstance(state, tuple) and state and isinstance(state[-1], LazyBytes):
             shape, dtype, fortran, data = state[-4:]
-            if _plain_array_args(dtype, shape) and isinstance(fortran, bool) and (dtype.isnative or dtype.fields is None):
+            plain = isinstance(dtype, np.dtype) and _ints(shape) and _plain_dtype(dtype)
+            if plain and isinstance(fortran, bool) and (dtype.isnative or dtype.fields is None):
                 if data.latin1_text and len(data) < math.prod(shape) * dtype.itemsize:
                     raise ValueError(f"{len(data)} bytes of text cannot hold a {tuple(shape)} {dtype} array")
                 lazy = LazyArray(data, dtype, tuple(shape), "F" if fortran else "C", native=True)
@@ -365,7 +375,7 @@ def is_allowed(module: str, name: str) -> bool:
     return (module, name) in ALLOWED
 
 
-def loads(data: "bytes | bytearray", *, trusted: bool = False) -> Any:
+def loads(data: "bytes | bytearray", *, trusted: bool = False) -> Any:  # callers index what they expect
     """Unpickle ``data``; in safe mode (default) no foreign code is imported or run.
 
     ``trusted=True`` uses plain pickle (which also reads cloudpickle output): it imports
