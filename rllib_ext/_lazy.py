@@ -10,7 +10,7 @@ import importlib
 from typing import Any, Callable, Dict, List, Mapping, Tuple
 
 
-def lazy_names(package: str, public: Mapping[str, str], namespace: Dict[str, Any]
+def lazy_names(package: str, public: Mapping[str, str], namespace: Dict[str, object]
                ) -> Tuple[Callable[[str], Any], Callable[[], List[str]]]:
     """The ``__getattr__`` and ``__dir__`` of ``package``, serving ``{name: module}`` from ``public``.
 

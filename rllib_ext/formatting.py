@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any, List, Optional, Tuple
+from typing import Callable, List, Mapping, Optional, Protocol, Sequence, Tuple
 
 import numpy as np
 
 from .checkpoint.diff import CheckpointDiff
-from .checkpoint.views import CheckpointView, SpaceView
+from .checkpoint.views import Bound, CheckpointView, SpaceView
 from .merge.report import MergeReport
 from .pool.index import PoolEntry
 
@@ -90,7 +90,7 @@ def compact_space(view: SpaceView) -> str:
     return f"{view.type}{_shape(view.shape)} {view.dtype}" if view.dtype else f"{view.type}{_shape(view.shape)}"
 
 
-def _envelope(bound: Any, pick: Any) -> Optional[float]:
+def _envelope(bound: Optional[Bound], pick: Callable[[Tuple[float, ...]], float]) -> Optional[float]:
     """One bound for all dimensions: the value itself, or ``pick`` (min/max) over them."""
     if bound is None:
         return None
@@ -152,7 +152,43 @@ def format_merge(report: MergeReport) -> str:
     return "\n".join(lines)
 
 
-def format_migrate(report: Any) -> str:
+class _PolicyMigration(Protocol):
+    """What :func:`format_migrate` reads of one policy of a migration (live.restore's PolicyMigration)."""
+
+    @property
+    def supported(self) -> bool: ...
+    @property
+    def source(self) -> str: ...
+    @property
+    def module_class(self) -> str: ...
+    @property
+    def model_config(self) -> Mapping[str, object]: ...
+    @property
+    def observation_filter(self) -> Optional[str]: ...
+    @property
+    def not_carried(self) -> Sequence[str]: ...
+    @property
+    def reason(self) -> Optional[str]: ...
+
+
+class _Migration(Protocol):
+    """What :func:`format_migrate` reads of a migration (live.restore's MigrateReport; live sits above us)."""
+
+    @property
+    def dry_run(self) -> bool: ...
+    @property
+    def out(self) -> Optional[str]: ...
+    @property
+    def module_class(self) -> str: ...
+    @property
+    def checkpoint(self) -> str: ...
+    @property
+    def converted(self) -> Mapping[str, str]: ...
+    @property
+    def policies(self) -> Mapping[str, _PolicyMigration]: ...
+
+
+def format_migrate(report: _Migration) -> str:
     """Where the new checkpoint is and what each policy was converted from; with
     ``--dry-run``, per policy: supported or not, into what, and what is not carried."""
     if not report.dry_run:

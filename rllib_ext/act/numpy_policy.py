@@ -28,9 +28,10 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Set, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Set, Tuple, Union, cast
 
 import numpy as np
+import numpy.typing as npt
 
 from ..checkpoint.filters import FilterStats, filters_of
 from ..checkpoint.inspection import read_policy_opened
@@ -58,6 +59,8 @@ OLD_DEFAULTS: Dict[str, Any] = {"fcnet_hiddens": [256, 256], "fcnet_activation":
 NEW_REFUSED = ("use_attention", "free_log_std", "fcnet_use_layernorm", "head_fcnet_use_layernorm",
                "lstm_use_prev_action", "lstm_use_prev_reward")
 OLD_REFUSED = ("custom_model", "use_lstm", "use_attention", "free_log_std", "no_final_linear", "post_fcnet_hiddens")
+# A batch of raw observations: an array [B, obs], or a masked policy's {"observations", "action_mask"}.
+Observations = Union[npt.ArrayLike, Mapping[str, npt.ArrayLike]]
 
 
 @dataclass(frozen=True)
@@ -151,12 +154,12 @@ class NumpyPolicy:
         """The recurrent state to start a batch of episodes from (zeros), or None."""
         return self.network.initial_state(batch_size)
 
-    def filter_observations(self, obs: Any) -> np.ndarray:
+    def filter_observations(self, obs: npt.ArrayLike) -> np.ndarray:
         """Raw observations (float32) through the policy's ``MeanStdFilter``, as RLlib does."""
         x = np.asarray(obs, np.float32)
         return x if self.obs_filter is None else self.obs_filter.apply(x).astype(np.float32)
 
-    def forward(self, obs: Any, state: Optional[State] = None) -> PolicyOutput:
+    def forward(self, obs: Observations, state: Optional[State] = None) -> PolicyOutput:
         """Action-distribution inputs, values and next state for a batch ``[B, obs]`` of raw observations.
 
         A masked policy takes ``{"observations": [B, obs], "action_mask": [B, actions]}`` and
@@ -185,7 +188,7 @@ class NumpyPolicy:
             penalty = np.maximum(np.log(mask), np.float32(FLOAT_MIN))
         return PolicyOutput((out.action_dist_inputs + penalty).astype(np.float32), out.values, out.state_out)
 
-    def _batch(self, name: str, value: Any, shape: Tuple[int, ...]) -> np.ndarray:
+    def _batch(self, name: str, value: object, shape: Tuple[int, ...]) -> np.ndarray:
         x = np.asarray(value, np.float32)
         if x.ndim != 2 or x.shape[1:] != shape:
             raise InvalidArgumentError(
@@ -196,7 +199,7 @@ class NumpyPolicy:
         return x
 
     def compute_actions(
-        self, obs: Any, state: Optional[State] = None, *, explore: bool = False, rng: Optional[np.random.Generator] = None
+        self, obs: Observations, state: Optional[State] = None, *, explore: bool = False, rng: Optional[np.random.Generator] = None
     ) -> Tuple[np.ndarray, Optional[State]]:
         """(actions, next state) for a batch; greedy unless ``explore`` (then drawn with ``rng``); raises as :meth:`forward`."""
         out = self.forward(obs, state)
@@ -205,7 +208,8 @@ class NumpyPolicy:
         rng = rng if rng is not None else np.random.default_rng()
         return sample_actions(out.action_dist_inputs, self.network.distribution, rng), out.state_out
 
-    def compute_action(self, obs: Any, *, explore: bool = False, rng: Optional[np.random.Generator] = None) -> Any:
+    def compute_action(self, obs: Observations, *, explore: bool = False,
+                       rng: Optional[np.random.Generator] = None) -> Any:  # a numpy scalar (Discrete) or array (Box)
         """One action for one observation of a feed-forward policy (recurrent: use compute_actions).
 
         Raises RecurrentStateError for a recurrent policy, InvalidArgumentError as :meth:`forward`."""
@@ -220,11 +224,13 @@ class NumpyPolicy:
         return f"NumpyPolicy({self.policy_id!r}, {kind}, {self.network.distribution}, {flt})"
 
 
-def stack_observations(observations: Sequence[Any]) -> Any:
+def stack_observations(observations: Sequence[Observations]) -> "np.ndarray | Dict[str, np.ndarray]":
     """A batch of raw observations: an array ``[B, ...]``, or for masked observations
     (dicts) a dict of such arrays, key by key."""
     if observations and isinstance(observations[0], Mapping):
-        return {k: np.stack([np.asarray(o[k], np.float32) for o in observations]) for k in observations[0]}
+        # Dicts like the first (another kind fails to index here, as RLlib's own batching would).
+        dicts = cast(Sequence[Mapping[str, npt.ArrayLike]], observations)
+        return {k: np.stack([np.asarray(o[k], np.float32) for o in dicts]) for k in dicts[0]}
     return np.stack([np.asarray(o, np.float32) for o in observations])
 
 
@@ -284,7 +290,7 @@ def _checked(label: str, mc: Mapping[str, Any], refused: Tuple[str, ...], where:
             )
 
 
-def _activation(value: Any) -> str:
+def _activation(value: object) -> str:
     return "linear" if value in (None, "", "linear") else str(value).lower()
 
 
