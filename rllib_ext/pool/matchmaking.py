@@ -8,7 +8,7 @@ checkpoint (see :mod:`.league`). Ratings are the pool's (:mod:`rllib_ext.pool.ru
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Dict, List, Mapping, Sequence
+from typing import List, Mapping, Sequence, TypedDict
 
 import numpy as np
 
@@ -17,6 +17,13 @@ from .rules import expected_score
 from .solvers import sample_mixture
 
 SAMPLERS = ("latest", "uniform", "pfsp", "nash")
+
+
+class SamplerState(TypedDict):
+    """:meth:`Sampler.state`: what a league's checkpoint keeps of its sampler."""
+
+    kind: str
+    rng: Mapping[str, object]  # numpy's bit_generator.state: {"bit_generator": "PCG64", "state": {...}, ...}
 
 
 @dataclass(frozen=True)
@@ -76,12 +83,15 @@ class Sampler:
         """``k`` snapshot ids drawn (with replacement) from ``{id: probability}``."""
         return sample_mixture(mixture, self.rng, k)
 
-    def state(self) -> Dict[str, Any]:
+    def state(self) -> SamplerState:
         """JSON-able: the kind and the bit generator's state (its ints are exact in JSON)."""
         return {"kind": self.kind, "rng": self.rng.bit_generator.state}
 
     @classmethod
-    def from_state(cls, state: Mapping[str, Any]) -> "Sampler":
-        sampler = cls(state["kind"])
-        sampler.rng.bit_generator.state = dict(state["rng"])
+    def from_state(cls, state: Mapping[str, object]) -> "Sampler":
+        kind, rng = state["kind"], state["rng"]
+        if not isinstance(kind, str) or not isinstance(rng, Mapping):
+            raise InvalidArgumentError(f"sampler state {dict(state)!r}: expected Sampler.state()'s {{'kind': str, 'rng': dict}}")
+        sampler = cls(kind)
+        sampler.rng.bit_generator.state = dict(rng)
         return sampler

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Type
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Type, TypedDict
 
 import numpy as np
 
@@ -164,7 +164,7 @@ class Payoff:
             lines += ["", title] + _table(["#"] + [str(j) for j in range(n)], rows)
         return "\n".join(lines)
 
-    def to_dict(self) -> Dict[str, Any]:
+    def to_dict(self) -> "PayoffDict":
         """Plain JSON-able lists (NaN as None)."""
         def plain(m: np.ndarray) -> List[List[Optional[float]]]:
             return [[None if isinstance(x, float) and math.isnan(x) else x for x in row] for row in m.tolist()]
@@ -174,8 +174,20 @@ class Payoff:
                 "value": plain(self.value), "score": plain(self.score)}
 
 
+class PayoffDict(TypedDict):
+    """:meth:`Payoff.to_dict`: n×n lists over ``ids`` (``rllib-ext pool --payoff --json``)."""
+
+    ids: List[str]
+    games: List[List[int]]
+    wins: List[List[int]]
+    draws: List[List[int]]
+    losses: List[List[int]]
+    value: List[List[Optional[float]]]  # NaN (never played) as None
+    score: List[List[Optional[float]]]
+
+
 def check_games(a: str, b: str, counts: Mapping[str, object],
-                error: Type[Exception] = InvalidArgumentError) -> Dict[str, Any]:
+                error: Type[Exception] = InvalidArgumentError) -> Dict[str, float]:
     """The counts and return sums of one call, checked; the error names the pair, the field and what fits.
 
     Args:
@@ -184,7 +196,7 @@ def check_games(a: str, b: str, counts: Mapping[str, object],
     """
     if a == b:
         raise error(f"games of {a!r} against itself are not recorded: the table's diagonal stays empty")
-    out: Dict[str, Any] = {}
+    out: Dict[str, float] = {}  # the counts are ints
     for name in COUNTS:
         value = counts[name]
         if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 0:

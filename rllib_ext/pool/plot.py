@@ -7,16 +7,25 @@ global figure state, no display needed).
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, List, Tuple
+from typing import Dict, List, Protocol, Tuple
 
 import numpy as np
 
 from ..errors import MissingDependencyError
+from .index import PoolEntry
+from .payoff import Payoff
 
 MAX_LABELLED = 16  # cells get their value written in when the table is at most this wide
 
 
-def plot_pool(pool: Any, out: "str | os.PathLike[str]") -> str:
+class _Pool(Protocol):
+    """What a plot reads of a :class:`~.policy_pool.PolicyPool`."""
+
+    def payoff(self) -> Payoff: ...
+    def entries(self) -> List[PoolEntry]: ...
+
+
+def plot_pool(pool: _Pool, out: "str | os.PathLike[str]") -> str:
     """Write a PNG (or any format matplotlib infers from ``out``) of ``pool``; returns its path.
 
     Left: ``value`` (the row's mean return per game against the column), unplayed pairs
@@ -71,7 +80,7 @@ def _cmap() -> object:
     return cmap
 
 
-def _ratings(entries: List[Any]) -> Dict[str, Tuple[List[float], List[float]]]:
+def _ratings(entries: List[PoolEntry]) -> Dict[str, Tuple[List[float], List[float]]]:
     """Per policy: (iteration or order, rating) of each snapshot, by iteration."""
     out: Dict[str, Tuple[List[float], List[float]]] = {}
     for k, e in enumerate(entries):

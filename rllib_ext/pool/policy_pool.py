@@ -31,7 +31,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, TypedDict
 
 from ..checkpoint.policy_file import META_FILE, TRAINING_FILE, WEIGHTS_FILE, read_policy_dir
 from ..checkpoint.storage import CheckpointDir
@@ -40,11 +40,19 @@ from .budget import Budget, check_budget, read_budget, write_budget
 from .index import (
     SNAPSHOT_DIR, OpenPool, PoolEntry, Shard, check_name, default_writer, entry_doc, plain_meta, seq_of, slug,
 )
-from .payoff import Payoff, build_payoff, entries_named, live_row
+from .payoff import Pair, Payoff, build_payoff, entries_named, live_row
 from .rules import DEFAULT_RATING, Outcome, Retention, elo_update, to_keep
 from .solvers import check_solver, mixture, seat_mixtures
 from .store import STAGING
-from .table import Games, PayoffKind, check_batch, games_doc, merged, parse_games, rows_of
+from .table import Games, GamesDoc, PayoffKind, check_batch, games_doc, merged, parse_games, rows_of
+
+
+class _PickledPool(TypedDict):
+    """What a pickled :class:`PolicyPool` holds: where the pool is and who writes."""
+
+    path: str
+    writer: str
+    writer_is_default: bool
 
 
 class PolicyPool:
@@ -68,10 +76,10 @@ class PolicyPool:
         self._store = self._journals.store
         self.path = self._store.where()
 
-    def __getstate__(self) -> Dict[str, Any]:  # a pool travels to Tune trials as its path
+    def __getstate__(self) -> "_PickledPool":  # a pool travels to Tune trials as its path
         return {"path": self.path, "writer": self.writer, "writer_is_default": self.writer_is_default}
 
-    def __setstate__(self, state: Mapping[str, Any]) -> None:
+    def __setstate__(self, state: "_PickledPool") -> None:
         self.path, self.writer, self.writer_is_default = state["path"], state["writer"], state["writer_is_default"]
         self._journals = OpenPool(self.path, create=False, check=False)  # as before: checked on first use
         self._store = self._journals.store
@@ -105,7 +113,7 @@ class PolicyPool:
     # ------------------------------------------------------------------ writing
     def add(self, policy_dir: "str | os.PathLike[str]", *, policy: Optional[str] = None,
             iteration: Optional[int] = None, env_steps: Optional[int] = None,
-            rating: float = DEFAULT_RATING, meta: Optional[Mapping[str, Any]] = None) -> PoolEntry:
+            rating: float = DEFAULT_RATING, meta: Optional[Mapping[str, object]] = None) -> PoolEntry:
         """Copy a single-policy directory into the pool as a new entry.
 
         The directory is read and checked first (policy.json, every tensor, the weights'
@@ -297,7 +305,7 @@ class PolicyPool:
             self._find(self._shards(), entries_named(ids))
         return build_payoff(self._table(), ids)
 
-    def writer_games(self) -> Dict[str, Any]:
+    def writer_games(self) -> GamesDoc:
         """The games this writer recorded, as plain JSON-able data (version-1 form, see .table).
 
         A league keeps it in its checkpoint and gives it to :meth:`restore_writer_games` on
@@ -365,7 +373,7 @@ class PolicyPool:
         """Every writer's index, fresh: only what changed since the last read is read."""
         return self._journals.index.states()
 
-    def _table(self) -> Mapping[Any, Sequence[float]]:
+    def _table(self) -> Mapping[Pair, Sequence[float]]:
         """Every writer's games, summed per pair."""
         return merged(self._journals.table.states())
 

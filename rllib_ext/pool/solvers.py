@@ -25,7 +25,7 @@ in a symmetric zero-sum game.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Mapping, Sequence, Tuple
+from typing import Callable, Dict, List, Mapping, Protocol, Sequence, Tuple
 
 import numpy as np
 
@@ -41,13 +41,22 @@ ZERO_SUM_TOL = 1e-6  # relative to the table's largest |value|
 PRD_ITERATIONS, PRD_DT, PRD_GAMMA = 20_000, 5e-2, 1e-6  # OpenSpiel's prd: 1e5 steps of 1e-3, gamma 1e-6
 
 
-def require_scipy() -> Any:
+class _LinprogResult(Protocol):
+    """What :func:`maximin` reads of scipy's ``OptimizeResult``."""
+
+    status: int
+    message: str
+    x: np.ndarray
+
+
+def require_scipy() -> Callable[..., _LinprogResult]:
     """scipy's ``linprog``, which the ``"nash"`` solver needs, or a one-line install hint."""
     try:
         from scipy.optimize import linprog
     except ImportError as e:
         raise MissingDependencyError("solver 'nash' needs scipy (pip install 'rllib_ext[league]')") from e
-    return linprog
+    found: Callable[..., _LinprogResult] = linprog
+    return found
 
 
 def check_solver(solver: str) -> str:

@@ -25,7 +25,7 @@ import os
 import shutil
 import stat
 import tempfile
-from typing import Any, Dict, Iterator, List, NamedTuple, Optional
+from typing import Dict, Iterator, List, NamedTuple, Optional, Protocol
 
 from ..checkpoint.atomic import atomic_file, clean_debris, debris_target, fsync_dir, write_synced
 from ..checkpoint.storage import fspath, resolve_path
@@ -46,8 +46,15 @@ class FileInfo(NamedTuple):
     """
 
     size: int
-    mtime: Any
+    mtime: object  # only compared: an int (ns) locally, pyarrow's datetime remotely
     ident: Optional[int]
+
+
+class _ArrowInfo(Protocol):
+    """What we read of a ``pyarrow.fs.FileInfo`` (pyarrow has no type information)."""
+
+    @property
+    def type(self) -> object: ...  # a pyarrow.fs.FileType
 
 
 class LocalStore:
@@ -253,9 +260,10 @@ class RemoteStore:
     def _path(self, rel: str) -> str:
         return f"{self._base}/{rel}" if rel else self._base
 
-    def _info(self, rel: str) -> Any:  # a pyarrow.fs.FileInfo (pyarrow has no type information)
+    def _info(self, rel: str) -> _ArrowInfo:
         try:
-            return self._fs.get_file_info(self._path(rel))
+            info: _ArrowInfo = self._fs.get_file_info(self._path(rel))
+            return info
         except OSError as e:
             raise CheckpointError(f"{self.where(rel)}: cannot stat: {e}") from e
 

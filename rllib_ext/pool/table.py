@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import operator
-from typing import Any, Dict, Iterable, List, Mapping, Sequence, Set, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, Sequence, Set, Tuple, TypedDict
 
 from ..errors import CheckpointFormatError, InvalidArgumentError, malformed
 from .journal import CONTENT_ERRORS, POOL_VERSION
@@ -151,9 +151,30 @@ def merged(states: Mapping[str, Mapping[Pair, Sequence[float]]]) -> Mapping[Pair
     return total
 
 
-def games_doc(writer: str, state: Mapping[Pair, Sequence[float]]) -> Dict[str, Any]:
+class GamesPair(TypedDict):
+    """One pair in a :class:`GamesDoc` (counts from ``a``'s side, returns summed)."""
+
+    a: str
+    b: str
+    wins: float  # the counts are ints (typed float as the table's rows are)
+    draws: float
+    losses: float
+    return_a: float
+    return_b: float
+
+
+class GamesDoc(TypedDict):
+    """A writer's games in the version-1 form (:func:`games_doc`, :meth:`.PolicyPool.writer_games`)."""
+
+    payoff_version: int
+    writer: str
+    pairs: List[GamesPair]
+
+
+def games_doc(writer: str, state: Mapping[Pair, Sequence[float]]) -> GamesDoc:
     """A writer's games as plain data, in the version-1 form a league's checkpoint keeps."""
-    pairs = [{"a": a, "b": b, **dict(zip(COUNTS + SUMS, values))} for (a, b), values in sorted(state.items())]
+    pairs = [GamesPair(a=a, b=b, wins=w, draws=d, losses=l, return_a=ra, return_b=rb)
+             for (a, b), (w, d, l, ra, rb) in sorted(state.items())]
     return {"payoff_version": PAYOFF_VERSION, "writer": writer, "pairs": pairs}
 
 
