@@ -57,6 +57,9 @@ INTERNAL: Dict[Tuple[str, str], str] = {
         "lazy tensors exist only under the reader's malformed(): a CheckpointFormatError naming the file",
     ("checkpoint/optimizer_data.py", "plain_value"):
         "training_state catches it: a MissingTrainingStateError naming the file",
+    **{("pool/journal.py", fn): "a JSON value of a journal's base or record being read, inside the journal's "
+       "malformed(): a CheckpointFormatError naming the file"
+       for fn in ("json_object", "json_list", "json_int", "json_number", "json_str")},
     ("pool/table.py", "PayoffKind.load"):
         "a journal's base or record being read, inside the journal's malformed(): a CheckpointFormatError naming the file",
     ("pool/table.py", "checked_rows"):

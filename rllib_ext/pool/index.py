@@ -17,16 +17,17 @@ object storage too) and still be read.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import os
 import re
 import socket
 import threading
-from typing import Any, Dict, Mapping, Optional, Union
+from typing import Any, Dict, List, Mapping, NotRequired, Optional, TypedDict, Union
 
 from ..errors import CheckpointFormatError, InvalidArgumentError, NotAPoolError
-from .journal import POOL_VERSION, READS, Journal, parse_json
+from .journal import POOL_VERSION, READS, Journal, json_int, json_list, json_number, json_object, json_str, parse_json
 from .store import LOCK_FILE, LocalStore, RemoteStore, open_store
 from .table import PayoffKind
 
@@ -68,10 +69,50 @@ class PoolEntry:
     path: str
     writer: str
     size: int
-    meta: Optional[Dict[str, Any]] = None
+    meta: Optional[Dict[str, Any]] = None  # Any: the writer's own JSON, which its readers index as they wrote it
 
-    def to_dict(self) -> Dict[str, Any]:
-        return dataclasses.asdict(self)
+    def to_dict(self) -> "PoolEntryDict":
+        return {"id": self.id, "policy": self.policy, "iteration": self.iteration, "env_steps": self.env_steps,
+                "created": self.created, "rating": self.rating, "games": self.games, "path": self.path,
+                "writer": self.writer, "size": self.size, "meta": copy.deepcopy(self.meta)}
+
+
+class PoolEntryDict(TypedDict):
+    """:meth:`PoolEntry.to_dict`: its fields as plain data (``rllib-ext pool --json``)."""
+
+    id: str
+    policy: str
+    iteration: Optional[int]
+    env_steps: Optional[int]
+    created: float
+    rating: float
+    games: int
+    path: str
+    writer: str
+    size: int
+    meta: Optional[Dict[str, object]]
+
+
+class EntryDoc(TypedDict):
+    """An entry as an index record holds it (:func:`entry_doc`): no ``path``; ``meta`` only if set."""
+
+    id: str
+    policy: str
+    iteration: Optional[int]
+    env_steps: Optional[int]
+    created: float
+    rating: float
+    games: int
+    writer: str
+    size: int
+    meta: NotRequired[Dict[str, object]]
+
+
+class IndexBody(TypedDict):
+    """A writer's index base beside its header (:meth:`IndexKind.body`)."""
+
+    next: Dict[str, int]
+    entries: List[EntryDoc]
 
 
 @dataclasses.dataclass
@@ -94,45 +135,63 @@ class IndexKind:
     def empty(self, writer: str) -> Shard:
         return Shard(writer)
 
-    def check_header(self, doc: Mapping[str, Any], where: str) -> int:
-        if doc.get("pool_version") not in READS:
-            raise CheckpointFormatError(f"{where}: pool_version {doc.get('pool_version')!r} is not supported "
+    def check_header(self, doc: Mapping[str, object], where: str) -> int:
+        version = doc.get("pool_version")
+        if not isinstance(version, int) or version not in READS:
+            raise CheckpointFormatError(f"{where}: pool_version {version!r} is not supported "
                                         f"(this reader knows {', '.join(map(str, READS))})")
-        return int(doc["pool_version"])
+        return int(version)
 
-    def load(self, doc: Mapping[str, Any], version: int, writer: str) -> Shard:
-        entries = (self.entry(d) for d in doc["entries"])
-        return Shard(writer, {str(k): int(v) for k, v in doc["next"].items()}, {e.id: e for e in entries})
+    def load(self, doc: Mapping[str, object], version: int, writer: str) -> Shard:
+        entries = (self.entry(d) for d in json_list(doc["entries"], "entries"))
+        return Shard(writer, _next(doc["next"]), {e.id: e for e in entries})
 
-    def apply(self, shard: Shard, record: Mapping[str, Any]) -> Shard:
+    def apply(self, shard: Shard, record: Mapping[str, object]) -> Shard:
         if "add" in record:
             entry = self.entry(record["add"])
             shard.entries[entry.id] = entry
-            shard.next.update({str(k): int(v) for k, v in record["next"].items()})
-        for d in record.get("set", ()):
+            shard.next.update(_next(record["next"]))
+        for d in json_list(record.get("set", []), "set"):
             entry = self.entry(d)
             if entry.id not in shard.entries:
                 raise KeyError(f"sets {entry.id!r}, which is not there")
             shard.entries[entry.id] = entry
-        for entry_id in record.get("drop", ()):
-            del shard.entries[entry_id]
+        for entry_id in json_list(record.get("drop", []), "drop"):
+            del shard.entries[json_str(entry_id, "a dropped id")]
         return shard
 
-    def body(self, shard: Shard) -> Dict[str, Any]:
+    def body(self, shard: Shard) -> IndexBody:
         return {"next": dict(shard.next), "entries": [entry_doc(e) for e in shard.entries.values()]}
 
-    def entry(self, d: Mapping[str, Any]) -> PoolEntry:
+    def entry(self, record: object) -> PoolEntry:
         """An entry from its record (``path`` is the pool's, ``meta`` optional)."""
-        return PoolEntry(path=self.store.where(f"{SNAPSHOT_DIR}/{d['id']}"), meta=d.get("meta"),
-                         **{name: d[name] for name in _STORED})
+        d = json_object(record, "an entry")
+        entry_id, meta = json_str(d["id"], "id"), d.get("meta")
+        return PoolEntry(
+            id=entry_id, policy=json_str(d["policy"], "policy"), iteration=_optional_int(d["iteration"], "iteration"),
+            env_steps=_optional_int(d["env_steps"], "env_steps"), created=json_number(d["created"], "created"),
+            rating=json_number(d["rating"], "rating"), games=json_int(d["games"], "games"),
+            path=self.store.where(f"{SNAPSHOT_DIR}/{entry_id}"), writer=json_str(d["writer"], "writer"),
+            size=json_int(d["size"], "size"), meta=None if meta is None else json_object(meta, "meta"),
+        )
 
 
-_STORED = [f.name for f in dataclasses.fields(PoolEntry) if f.name not in ("path", "meta")]  # always in a record
+def _next(value: object) -> Dict[str, int]:
+    return {str(k): json_int(v, f"next[{k!r}]") for k, v in json_object(value, "next").items()}
 
 
-def entry_doc(entry: PoolEntry) -> Dict[str, Any]:
+def _optional_int(value: object, what: str) -> Optional[int]:
+    return None if value is None else json_int(value, what)
+
+
+def entry_doc(entry: PoolEntry) -> EntryDoc:
     """An entry as its record holds it: no ``path``, no ``meta`` when it has none."""
-    return {k: v for k, v in entry.to_dict().items() if k != "path" and not (k == "meta" and v is None)}
+    doc: EntryDoc = {"id": entry.id, "policy": entry.policy, "iteration": entry.iteration, "env_steps": entry.env_steps,
+                     "created": entry.created, "rating": entry.rating, "games": entry.games, "writer": entry.writer,
+                     "size": entry.size}
+    if entry.meta is not None:
+        doc["meta"] = copy.deepcopy(entry.meta)
+    return doc
 
 
 def open_pool(store: Store, create: bool) -> int:
@@ -205,12 +264,12 @@ def seq_of(entry: PoolEntry) -> int:
     return int(entry.id.rsplit("@", 1)[0].rsplit("-", 1)[1])
 
 
-def plain_meta(meta: Optional[Mapping[str, Any]]) -> Optional[Dict[str, Any]]:
+def plain_meta(meta: Optional[Mapping[str, object]]) -> Optional[Dict[str, object]]:
     """``meta`` as JSON data (checked now, so a bad value fails before the pool changes)."""
     if meta is None:
         return None
     try:
-        plain: Dict[str, Any] = json.loads(json.dumps(dict(meta), allow_nan=False))
+        plain: Dict[str, object] = json.loads(json.dumps(dict(meta), allow_nan=False))
         return plain
     except (TypeError, ValueError) as e:
         raise InvalidArgumentError(f"meta must be plain JSON data (str keys, numbers, strings, lists): {e}") from e

@@ -49,7 +49,7 @@ import json
 import re
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Callable, Generic, Dict, List, Mapping, Optional, Protocol, Set, Tuple, TypeVar, Union
+from typing import TYPE_CHECKING, Callable, Generic, Dict, List, Mapping, Optional, Protocol, Set, Tuple, TypeVar, Union
 
 from ..errors import CheckpointFormatError, malformed
 from .store import FileInfo
@@ -79,16 +79,16 @@ class Kind(Protocol[State]):
 
     def empty(self, writer: str) -> State: ...
 
-    def load(self, doc: Mapping[str, Any], version: int, writer: str) -> State:
+    def load(self, doc: Mapping[str, object], version: int, writer: str) -> State:
         """The state in a base's fields (``version`` 1 or 2); raises one of :data:`CONTENT_ERRORS`."""
 
-    def apply(self, state: State, record: Mapping[str, Any]) -> State:
+    def apply(self, state: State, record: Mapping[str, object]) -> State:
         """The state after ``record`` (may change ``state`` in place); raises one of :data:`CONTENT_ERRORS`."""
 
-    def body(self, state: State) -> Dict[str, Any]:
+    def body(self, state: State) -> Mapping[str, object]:
         """The base's fields beside the header (what ``load(..., 2)`` reads back)."""
 
-    def check_header(self, doc: Mapping[str, Any], where: str) -> int:
+    def check_header(self, doc: Mapping[str, object], where: str) -> int:
         """The base's version (1 or 2), or CheckpointFormatError naming what this reader knows."""
 
 
@@ -152,7 +152,8 @@ class Journal(Generic[State]):
             seq = cur.seq + 1
             line = (json.dumps({"seq": seq, **record}, separators=(",", ":"), allow_nan=False) + "\n").encode()
             try:
-                state = self._apply(writer, cur.state, json.loads(line), seq)  # what a reader computes
+                record = json_object(json.loads(line), "a record")
+                state = self._apply(writer, cur.state, record, seq)  # what a reader computes
                 if self.store.can_append:
                     cur.log = self.store.append(self._log(writer, cur.base_seq), line,
                                                 keep=cur.offset if cur.torn else None)
@@ -213,13 +214,14 @@ class Journal(Generic[State]):
             raw = self.store.read(f"{self.kind.folder}/{writer}.json")
             if raw is None:
                 return None
-            doc = parse_json(raw, where, self.kind.what)
+            parsed = parse_json(raw, where, self.kind.what)
             with malformed(where, self.kind.not_a, catch=CONTENT_ERRORS):
+                doc = json_object(parsed, "the file")
                 version = self.kind.check_header(doc, where)
                 if doc["writer"] != writer:
                     raise CheckpointFormatError(
                         f"{where}: holds writer {doc['writer']!r}'s {self.kind.holds}, not {writer!r}'s")
-                cur.seq = cur.base_seq = int(doc["seq"]) if version > 1 else 0
+                cur.seq = cur.base_seq = json_int(doc["seq"], "seq") if version > 1 else 0
                 cur.state = self.kind.load(doc, version, writer)
             cur.base_bytes = len(raw)
         return cur if self._catch_up(writer, cur, files) else None
@@ -229,7 +231,7 @@ class Journal(Generic[State]):
         base = files.get(f"{writer}.json")
         if base != cur.base or (base is not None and self.store.can_append and self._base_seq(writer) != cur.base_seq):
             return False  # a new base (a listing alone may miss it: mtimes are coarse, inodes reused)
-        found: List[Tuple[Dict[str, Any], int]] = []
+        found: List[Tuple[int, Dict[str, object], int]] = []  # (seq, record, its bytes)
         name = self._log(writer, cur.base_seq)
         log, offset, torn = files.get(name.split("/", 1)[1]), cur.offset, cur.torn
         if log is not None:
@@ -251,12 +253,12 @@ class Journal(Generic[State]):
             if raw is None:
                 return False
             found += _lines(raw, self.store.where(_object(self.kind.folder, writer, seq)), self.kind.what, 0)
-        found = sorted((f for f in found if f[0]["seq"] > cur.seq), key=lambda f: f[0]["seq"])
-        if [f[0]["seq"] for f in found] != list(range(cur.seq + 1, cur.seq + 1 + len(found))):
+        found = sorted((f for f in found if f[0] > cur.seq), key=lambda f: f[0])
+        if [f[0] for f in found] != list(range(cur.seq + 1, cur.seq + 1 + len(found))):
             return False  # a gap: records were compacted away since the listing
         state = cur.state
-        for record, size in found:
-            state = self._apply(writer, state, record, record["seq"])
+        for seq, record, size in found:
+            state = self._apply(writer, state, record, seq)
             cur.tail_bytes += size
         cur.state, cur.seq = state, cur.seq + len(found)
         cur.log, cur.offset, cur.torn, cur.objects = log, offset, torn, objects
@@ -269,10 +271,10 @@ class Journal(Generic[State]):
         found = _SEQ.search(head.split(b"\n", 1)[0]) if head else None
         return int(found.group(1)) if found else (0 if head else -1)
 
-    def _apply(self, writer: str, state: State, record: Mapping[str, Any], seq: int) -> State:
+    def _apply(self, writer: str, state: State, record: Mapping[str, object], seq: int) -> State:
         with malformed(f"{self.where()} (writer {writer!r}, record {seq})", self.kind.not_a, catch=CONTENT_ERRORS):
             if "reset" in record:
-                return self.kind.load(record["reset"], POOL_VERSION, writer)
+                return self.kind.load(json_object(record["reset"], "reset"), POOL_VERSION, writer)
             return self.kind.apply(state, record)
 
     def _compact(self, writer: str, cur: Cursor[State]) -> None:
@@ -310,14 +312,14 @@ def _by_writer(files: Mapping[str, FileInfo]) -> Dict[str, Dict[str, FileInfo]]:
     return groups
 
 
-def _lines(raw: bytes, where: str, what: str, start: int) -> List[Tuple[Dict[str, Any], int]]:
-    """Whole lines of records, ``[(record, its bytes)]``, parsed at once; a line that is no
+def _lines(raw: bytes, where: str, what: str, start: int) -> List[Tuple[int, Dict[str, object], int]]:
+    """Whole lines of records, ``[(seq, record, its bytes)]``, parsed at once; a line that is no
     record is named by its byte."""
     lines = raw.split(b"\n")[:-1]
     try:
         records = json.loads(b"[" + b",".join(lines) + b"]")
         if all(isinstance(r, dict) and type(r.get("seq")) is int and r["seq"] > 0 for r in records):
-            return [(r, len(line) + 1) for r, line in zip(records, lines)]
+            return [(r["seq"], r, len(line) + 1) for r, line in zip(records, lines)]
     except (ValueError, UnicodeDecodeError):
         pass
     at = start
@@ -344,9 +346,46 @@ def _encode(doc: Mapping[str, object]) -> bytes:
     return (text + "}\n").encode()
 
 
-def parse_json(raw: bytes, where: str, what: str = "the pool index") -> Any:
+def parse_json(raw: bytes, where: str, what: str = "the pool index") -> object:
     """JSON, or a CheckpointFormatError naming the file (and ``what`` it belongs to)."""
     try:
         return json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise CheckpointFormatError(f"{where}: not valid JSON ({e}); {what} is garbled") from e
+
+
+# What a JSON value read from a pool file must be where it is used; else a TypeError, one
+# of CONTENT_ERRORS, which the reader's malformed() reports as the file's fault.
+def json_object(value: object, what: str) -> Dict[str, object]:
+    if not isinstance(value, dict):
+        raise TypeError(f"{what} is {_shown(value)}, not a JSON object")
+    return value
+
+
+def json_list(value: object, what: str) -> List[object]:
+    if not isinstance(value, list):
+        raise TypeError(f"{what} is {_shown(value)}, not a JSON list")
+    return value
+
+
+def json_int(value: object, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{what} is {_shown(value)}, not an integer")
+    return value
+
+
+def json_number(value: object, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{what} is {_shown(value)}, not a number")
+    return value
+
+
+def json_str(value: object, what: str) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{what} is {_shown(value)}, not a string")
+    return value
+
+
+def _shown(value: object) -> str:
+    return f"{type(value).__name__} {str(value)[:60]}"
+

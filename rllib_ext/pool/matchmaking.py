@@ -91,7 +91,8 @@ class Sampler:
     def from_state(cls, state: Mapping[str, object]) -> "Sampler":
         kind, rng = state["kind"], state["rng"]
         if not isinstance(kind, str) or not isinstance(rng, Mapping):
-            raise InvalidArgumentError(f"sampler state {dict(state)!r}: expected Sampler.state()'s {{'kind': str, 'rng': dict}}")
+            raise InvalidArgumentError(
+                f"sampler state {dict(state)!r}: expected Sampler.state()'s {{'kind': str, 'rng': dict}}")
         sampler = cls(kind)
         sampler.rng.bit_generator.state = dict(rng)
         return sampler

@@ -24,13 +24,20 @@ import operator
 from typing import Any, Dict, Iterable, List, Mapping, Sequence, Set, Tuple, TypedDict
 
 from ..errors import CheckpointFormatError, InvalidArgumentError, malformed
-from .journal import CONTENT_ERRORS, POOL_VERSION
+from .journal import CONTENT_ERRORS, POOL_VERSION, json_list, json_object
 from .payoff import COUNTS, SUMS, Pair, check_games
 
 PAYOFF_DIR = "payoff"
 PAYOFF_VERSION = 1  # of the games document (writer_games) and of version-1 table files
-Row = List[Any]  # [a, b, wins, draws, losses, return_a, return_b], a < b
-Games = Tuple[str, str, Mapping[str, Any]]  # (a, b, {"wins", "draws", "losses", "return_a", "return_b"})
+Row = List["str | float"]  # [a, b, wins, draws, losses, return_a, return_b], a < b
+Games = Tuple[str, str, Mapping[str, object]]  # (a, b, {"wins", "draws", "losses", "return_a", "return_b"})
+CheckedGames = Tuple[str, str, Dict[str, float]]  # Games, every count there and checked (check_batch)
+
+
+class PayoffBody(TypedDict):
+    """A writer's payoff base beside its header (:meth:`PayoffKind.body`)."""
+
+    pairs: List[Row]
 
 
 class PayoffKind:
@@ -52,8 +59,10 @@ class PayoffKind:
                                         f"(this reader knows {POOL_VERSION})")
         return POOL_VERSION
 
-    def load(self, doc: Mapping[str, Any], version: int, writer: str) -> Dict[Pair, List[float]]:
-        rows = doc["pairs"] if version > 1 else [[p["a"], p["b"], *(p[k] for k in COUNTS + SUMS)] for p in doc["pairs"]]
+    def load(self, doc: Mapping[str, object], version: int, writer: str) -> Dict[Pair, List[float]]:
+        pairs = json_list(doc["pairs"], "pairs")
+        rows = pairs if version > 1 else [
+            [p["a"], p["b"], *(p[k] for k in COUNTS + SUMS)] for p in (json_object(d, "a pair") for d in pairs)]
         out = dict(checked_rows(rows))
         if len(out) != len(rows):
             seen: Set[Pair] = set()
@@ -61,8 +70,8 @@ class PayoffKind:
             raise ValueError(f"pair {twice[0]!r}, {twice[1]!r} is there twice")
         return out
 
-    def apply(self, state: Dict[Pair, List[float]], record: Mapping[str, Any]) -> Dict[Pair, List[float]]:
-        for pair, values in checked_rows(record["games"]):
+    def apply(self, state: Dict[Pair, List[float]], record: Mapping[str, object]) -> Dict[Pair, List[float]]:
+        for pair, values in checked_rows(json_list(record["games"], "games")):
             acc = state.get(pair)
             if acc is None:
                 state[pair] = values
@@ -71,11 +80,11 @@ class PayoffKind:
                     acc[k] += values[k]
         return state
 
-    def body(self, state: Mapping[Pair, Sequence[float]]) -> Dict[str, Any]:
+    def body(self, state: Mapping[Pair, Sequence[float]]) -> PayoffBody:
         return {"pairs": [[a, b, *values] for (a, b), values in sorted(state.items())]}
 
 
-def checked_rows(rows: Sequence[Sequence[Any]]) -> List[Tuple[Pair, List[float]]]:
+def checked_rows(rows: Sequence[Any]) -> List[Tuple[Pair, List[float]]]:  # Any: JSON rows, checked here
     """``[((a, b), [wins, draws, losses, return_a, return_b])]`` of stored rows; a ValueError says what is wrong.
 
     A base holds one row per pair, tens of thousands in a long league: they are checked
@@ -109,10 +118,10 @@ def _all_types(values: Sequence[object], types: object) -> bool:
     return kinds <= (set(types) if isinstance(types, tuple) else {types})
 
 
-def check_batch(games: Iterable[Games]) -> List[Games]:
+def check_batch(games: Iterable[Games]) -> List[CheckedGames]:
     """``games`` (:meth:`.PolicyPool.record_games_batch`'s argument) with every count checked;
     a missing count is 0. InvalidArgumentError names the item, what it holds and what fits."""
-    checked: List[Tuple[str, str, Mapping[str, Any]]] = []
+    checked: List[CheckedGames] = []
     for k, item in enumerate(games):
         if not (isinstance(item, (tuple, list)) and len(item) == 3 and isinstance(item[2], Mapping)):
             raise InvalidArgumentError(
@@ -125,7 +134,7 @@ def check_batch(games: Iterable[Games]) -> List[Games]:
     return checked
 
 
-def rows_of(batches: Iterable[Games]) -> List[Row]:
+def rows_of(batches: Iterable[CheckedGames]) -> List[Row]:
     """Checked games as stored rows (``a < b``, counts flipped to the new ``a``'s side); no-game batches left out."""
     out: List[Row] = []
     for a, b, games in batches:
