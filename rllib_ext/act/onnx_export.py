@@ -25,16 +25,19 @@ import logging
 import os
 import tempfile
 import warnings
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from .._version import __version__
 from ..checkpoint.atomic import atomic_file
 from ..checkpoint.filters import SMALL_NUMBER
-from ..errors import MissingDependencyError
-from .nets import CATEGORICAL, ActorCritic, State
+from ..errors import InvalidArgumentError, MissingDependencyError
+from .nets import CATEGORICAL, ActorCritic, Dense, State
 from .numpy_policy import FLOAT_MIN, NumpyPolicy, input_space
+
+if TYPE_CHECKING:  # imported inside export_onnx at run time (the onnx extra)
+    import torch
 
 INSTALL_HINT = 'pip install "rllib_ext[onnx]" (torch, onnx, onnxscript, onnxruntime)'
 
@@ -52,8 +55,12 @@ def flatten_state(network: ActorCritic, state: State) -> Dict[str, np.ndarray]:
     """``{"state_in_<path>": array}`` from NumpyPolicy's nested state (onnxruntime feeds)."""
     out = {}
     for path in state_names(network):
-        value: Any = state
+        value: object = state
         for key in path:
+            if not isinstance(value, Mapping) or key not in value:
+                paths = ", ".join(map("/".join, state_names(network)))
+                raise InvalidArgumentError(f"state {state!r}: no {'/'.join(path)!r}; expected the nested state of "
+                                           f"NumpyPolicy.initial_state(), with {paths}")
             value = value[key]
         out["state_in_" + "_".join(path)] = np.asarray(value, np.float32)
     return out
@@ -64,13 +71,14 @@ def unflatten_state(network: ActorCritic, arrays: List[np.ndarray]) -> Optional[
     paths = state_names(network)
     if not paths:
         return None
-    state: Dict[str, Any] = {}
+    cell: Dict[str, np.ndarray] = {}  # one encoder's {"h", "c"}
+    towers: Dict[str, Dict[str, np.ndarray]] = {}  # or {"actor": {...}, "critic": {...}}
     for path, value in zip(paths, arrays):
-        node = state
-        for key in path[:-1]:
-            node = node.setdefault(key, {})
-        node[path[-1]] = value
-    return state
+        if len(path) == 1:
+            cell[path[0]] = value
+        else:
+            towers.setdefault(path[0], {})[path[1]] = value
+    return cell if cell else dict(towers)
 
 
 def export_onnx(
@@ -108,7 +116,7 @@ def export_onnx(
         import torch
     except ImportError as e:
         raise MissingDependencyError(f"exporting to ONNX needs {e.name}: {INSTALL_HINT}") from e
-    graph = _graph_module(torch, policy)
+    graph = _graph_module(policy)
     net = policy.network
     names = ["_".join(p) for p in state_names(net)]
     batch = 2  # an example batch above 1, so the exporter does not specialise the axis
@@ -138,7 +146,7 @@ def export_onnx(
 
 
 @contextlib.contextmanager
-def _quiet() -> Any:
+def _quiet() -> Iterator[None]:
     """torch's exporter warns about optional packages (torchvision) and its own deprecations."""
     logger = logging.getLogger("torch.onnx")
     level = logger.level
@@ -164,19 +172,27 @@ def _metadata(policy: NumpyPolicy, names: List[str]) -> Dict[str, str]:
     }
 
 
-def _graph_module(torch: Any, policy: NumpyPolicy) -> Any:
-    """A torch module computing NumpyPolicy's forward pass, weights and filter as buffers."""
-    nn, F = torch.nn, torch.nn.functional
-    net, flt = policy.network, policy.obs_filter
-    acts = {"tanh": torch.tanh, "relu": torch.relu, "swish": F.silu, "silu": F.silu, "elu": F.elu, "linear": lambda x: x}
+Activation = Callable[["torch.Tensor"], "torch.Tensor"]
 
-    def tensors(arrays: List[np.ndarray]) -> List[Any]:
+
+def _graph_module(policy: NumpyPolicy) -> "torch.nn.Module":
+    """A torch module computing NumpyPolicy's forward pass, weights and filter as buffers."""
+    import torch  # export_onnx imported it already (with the install hint if missing)
+    import torch.nn.functional as F
+    from torch import nn
+
+    net, flt = policy.network, policy.obs_filter
+    acts: Dict[str, Activation] = {"tanh": torch.tanh, "relu": torch.relu, "swish": F.silu, "silu": F.silu,
+                                   "elu": F.elu, "linear": lambda x: x}
+
+    def tensors(arrays: List[np.ndarray]) -> List[torch.Tensor]:
         return [torch.as_tensor(np.ascontiguousarray(a)) for a in arrays]
 
-    def dense_list(layers: Any) -> List[Tuple[Any, Any, Any]]:
-        return [(*tensors([d.weight, d.bias]), acts[d.activation]) for d in layers]
+    def dense_list(layers: Sequence[Dense]) -> List[Tuple[torch.Tensor, torch.Tensor, Activation]]:
+        return [(torch.as_tensor(np.ascontiguousarray(d.weight)), torch.as_tensor(np.ascontiguousarray(d.bias)),
+                 acts[d.activation]) for d in layers]
 
-    class Graph(nn.Module):  # type: ignore[misc, name-defined]  # nn: torch.nn, imported at call time (Any)
+    class Graph(nn.Module):
         def __init__(self) -> None:
             super().__init__()
             self.towers = [(dense_list(t.layers), tensors([t.lstm.w_ih, t.lstm.w_hh, t.lstm.b_ih, t.lstm.b_hh]) if t.lstm else None)
@@ -186,19 +202,22 @@ def _graph_module(torch: Any, policy: NumpyPolicy) -> Any:
                 self.mean = torch.as_tensor(np.asarray(flt.mean, np.float64))
                 self.denom = torch.as_tensor((flt.std() + SMALL_NUMBER).astype(np.float64))
 
-        def tower(self, k: int, x: Any, h: Any = None, c: Any = None) -> Tuple[Any, Any, Any]:
+        def tower(self, k: int, x: torch.Tensor, state: Sequence[torch.Tensor]
+                  ) -> Tuple[torch.Tensor, List[torch.Tensor]]:
+            """(features, state out: [h, c], or [] without an LSTM) of encoder ``k`` on ``x``."""
             layers, lstm = self.towers[k]
             for w, b, act in layers:
                 x = act(F.linear(x, w, b))
             if lstm is None:
-                return x, None, None
+                return x, []
+            h, c = state
             gates = F.linear(x, lstm[0], lstm[2]) + F.linear(h, lstm[1], lstm[3])
             i, f, g, o = torch.chunk(gates, 4, dim=-1)
             c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
             h = torch.sigmoid(o) * torch.tanh(c)
-            return h, h, c
+            return h, [h, c]
 
-        def forward(self, obs: Any, *rest: Any) -> Tuple[Any, ...]:
+        def forward(self, obs: torch.Tensor, *rest: torch.Tensor) -> Tuple[torch.Tensor, ...]:
             mask, state = (rest[0], rest[1:]) if policy.masked else (None, rest)
             x = obs
             if flt is not None:
@@ -210,12 +229,11 @@ def _graph_module(torch: Any, policy: NumpyPolicy) -> Any:
                 if flt.clip:
                     x = torch.clamp(x, -flt.clip, flt.clip)
                 x = x.float()
-            features, *s_actor = self.tower(0, x, *state[:2])
-            states = s_actor if net.recurrent else []
+            features, states = self.tower(0, x, state[:2])
             critic = features
             if net.critic is not None:
-                critic, *s_critic = self.tower(1, x, *state[2:4])
-                states += s_critic if net.recurrent else []
+                critic, s_critic = self.tower(1, x, state[2:4])
+                states += s_critic
             for w, b, act in self.pi:
                 features = act(F.linear(features, w, b))
             dist = features
