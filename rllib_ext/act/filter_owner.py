@@ -8,15 +8,16 @@ Why its own module: on the new stack filters are kept per agent, not per module,
 from __future__ import annotations
 
 import sys
-from typing import Any, List, Optional
+from typing import Callable, List, Optional
 
 from ..checkpoint import format as fmt
 from ..checkpoint.codecs.safe_pickle import Placeholder
 from ..checkpoint.reader import decode_file
+from ..checkpoint.storage import CheckpointDir
 from ..errors import CheckpointError, not_found
 
 
-def agent_of(label: str, ckpt: Any, module_id: str, agents: List[str], agent_id: Optional[str], trusted: bool) -> str:
+def agent_of(label: str, ckpt: CheckpointDir, module_id: str, agents: List[str], agent_id: Optional[str], trusted: bool) -> str:
     """The agent whose filter statistics the module's observations go through."""
     if agent_id is not None:
         if agent_id not in agents:
@@ -42,7 +43,7 @@ def agent_of(label: str, ckpt: Any, module_id: str, agents: List[str], agent_id:
     )
 
 
-def mapping_fn(ckpt: Any, trusted: bool) -> Any:
+def mapping_fn(ckpt: CheckpointDir, trusted: bool) -> Optional[Callable[..., object]]:
     """The source config's ``policy_mapping_fn`` if callable without importing or running new code."""
     if not ckpt.exists(fmt.CTOR_ARGS_FILE):
         return None

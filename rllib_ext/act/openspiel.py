@@ -11,15 +11,38 @@ imported inside the functions (``pip install open_spiel``).
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Mapping, Sequence, Tuple
+from types import ModuleType
+from typing import Dict, List, Mapping, Protocol, Sequence, Tuple
 
 import numpy as np
 
 from ..errors import InvalidArgumentError, MissingDependencyError
-from .numpy_policy import ACTION_MASK, OBSERVATIONS, NumpyPolicy
+from .numpy_policy import ACTION_MASK, OBSERVATIONS, NumpyPolicy, Observations
+
+# What we use of OpenSpiel's objects (open_spiel has no type information).
 
 
-def _openspiel() -> Tuple[Any, Any, Any, Any]:
+class Game(Protocol):
+    """A ``pyspiel.Game``."""
+
+    def num_players(self) -> int: ...
+
+
+class GameState(Protocol):
+    """A ``pyspiel.State``: what a policy acts on."""
+
+    def observation_tensor(self) -> List[float]: ...
+    def legal_actions(self) -> List[int]: ...
+
+
+class TabularPolicy(Protocol):
+    """OpenSpiel's ``policy.TabularPolicy``: one row of action probabilities per state."""
+
+    states: List[GameState]
+    action_probability_array: np.ndarray
+
+
+def _openspiel() -> Tuple[ModuleType, ModuleType, ModuleType, ModuleType]:
     try:
         import pyspiel
         from open_spiel.python import policy
@@ -36,11 +59,12 @@ def action_probabilities(policy: NumpyPolicy, observation: Sequence[float], lega
     ``OpenSpielGame(action_mask=True)`` gives it, and puts no probability on the others.
     An unmasked policy's probability of a forbidden action goes to the legal ones
     uniformly (RLlib's ``OpenSpielEnv`` replaces it by a random legal action)."""
-    obs: Any = np.asarray(observation, np.float32)[None]
+    x = np.asarray(observation, np.float32)[None]
+    obs: Observations = x
     if policy.masked:
         mask = np.zeros((1, int(policy.action_space.n or 0)), np.float32)
         mask[0, list(legal)] = 1.0
-        obs = {OBSERVATIONS: obs, ACTION_MASK: mask}
+        obs = {OBSERVATIONS: x, ACTION_MASK: mask}
     logits = np.asarray(policy.forward(obs).action_dist_inputs[0], np.float64)
     p: np.ndarray = np.exp(logits - logits.max())
     p /= p.sum()
@@ -50,17 +74,17 @@ def action_probabilities(policy: NumpyPolicy, observation: Sequence[float], lega
     return out
 
 
-def tabular_policy(game: Any, policy: NumpyPolicy) -> Any:
+def tabular_policy(game: Game, policy: NumpyPolicy) -> TabularPolicy:
     """An OpenSpiel ``TabularPolicy`` of ``game`` that plays as ``policy`` does in every seat."""
     _, os_policy, _, _ = _openspiel()
-    table = os_policy.TabularPolicy(game)
+    table: TabularPolicy = os_policy.TabularPolicy(game)
     for i, state in enumerate(table.states):
         table.action_probability_array[i] = action_probabilities(policy, state.observation_tensor(),
                                                                  state.legal_actions())
     return table
 
 
-def exploitability(game: "str | Any", mixture: "Mapping[NumpyPolicy, float] | Sequence[Mapping[NumpyPolicy, float]]") -> float:
+def exploitability(game: "str | Game", mixture: "Mapping[NumpyPolicy, float] | Sequence[Mapping[NumpyPolicy, float]]") -> float:
     """OpenSpiel's exact exploitability of a mixture of policies, each playing every seat,
     or of one mixture per seat.
 
