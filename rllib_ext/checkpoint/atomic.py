@@ -20,7 +20,7 @@ import os
 import re
 import shutil
 import sys
-from typing import Any, Callable, Optional, Sequence
+from typing import IO, Callable, Literal, Optional, Sequence, Union
 
 from ..errors import CheckpointError
 from .storage import fspath
@@ -153,7 +153,7 @@ def clean_debris(final: str) -> "list[str]":
 
 _RENAME_EXCHANGE = 2
 _AT_FDCWD = -100
-_renameat2: Any = None
+_renameat2: Union[None, Literal[False], Callable[..., int]] = None  # None: not looked up yet; False: absent
 
 
 def _exchange(a: str, b: str) -> bool:
@@ -221,8 +221,8 @@ def fsync_dir(path: str) -> None:
         os.close(fd)
 
 
-def atomic_file(final: str, write: Callable[[Any], None]) -> None:
-    """Write one file through ``write(fileobj)`` into a temporary sibling, fsync, rename."""
+def atomic_file(final: str, write: Callable[[IO[bytes]], object]) -> None:
+    """Write one file through ``write(fileobj)`` (its result ignored) into a temporary sibling, fsync, rename."""
     parent, name = os.path.split(final)
     os.makedirs(parent, exist_ok=True)
     clean_debris(final)

@@ -9,13 +9,39 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any, Dict, Optional, Tuple
+from typing import Dict, List, Optional, Tuple, TypedDict
 
 import numpy as np
 
 from .reader import policy_ids, read_weights
 
 Shape = Tuple[int, ...]
+
+
+class TensorDiffDict(TypedDict):
+    """One tensor in :meth:`CheckpointDiff.to_dict`."""
+
+    status: str
+    max_abs_delta: Optional[float]
+    shape_a: Optional[List[int]]
+    shape_b: Optional[List[int]]
+
+
+class PolicyDiffDict(TypedDict):
+    """One policy in :meth:`CheckpointDiff.to_dict`."""
+
+    status: str
+    max_abs_delta: Optional[float]
+    tensors: Dict[str, TensorDiffDict]
+
+
+class CheckpointDiffDict(TypedDict):
+    """:meth:`CheckpointDiff.to_dict`: what ``rllib-ext diff --json`` prints."""
+
+    a: str
+    b: str
+    differing: List[str]
+    policies: Dict[str, PolicyDiffDict]
 
 
 @dataclass(frozen=True)
@@ -63,7 +89,7 @@ class CheckpointDiff:
         """Ids of the policies that are not equal (changed, or only on one side)."""
         return tuple(p.id for p in self.policies if p.status != "equal")
 
-    def to_dict(self) -> Dict[str, Any]:
+    def to_dict(self) -> CheckpointDiffDict:
         return {
             "a": self.a,
             "b": self.b,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import zipfile
 from collections import OrderedDict
-from typing import Any, Mapping, Optional
+from typing import IO, Mapping, Optional
 
 import numpy as np
 
@@ -91,7 +91,7 @@ def export_npz(weights: Mapping[str, "np.ndarray | LazyArray"], path: "str | os.
     """
     final = os.path.abspath(fspath(path))
 
-    def write(f: Any) -> None:
+    def write(f: IO[bytes]) -> None:
         with zipfile.ZipFile(f, mode="w", compression=zipfile.ZIP_STORED, allowZip64=True) as z:
             for name, value in weights.items():
                 with z.open(f"{name}.npy", mode="w", force_zip64=True) as member:
@@ -101,7 +101,7 @@ def export_npz(weights: Mapping[str, "np.ndarray | LazyArray"], path: "str | os.
     return final
 
 
-def _write_npy(f: Any, arr: np.ndarray) -> None:
+def _write_npy(f: IO[bytes], arr: np.ndarray) -> None:
     """One ``.npy`` as ``np.save`` writes it, the data written from the array's own buffer."""
     if arr.dtype.hasobject or not (arr.flags.c_contiguous or arr.flags.f_contiguous):
         np.lib.format.write_array(f, np.ascontiguousarray(arr), allow_pickle=False)

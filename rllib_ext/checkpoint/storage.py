@@ -18,7 +18,10 @@ import io
 import json
 import os
 import stat
-from typing import Any, List
+from typing import TYPE_CHECKING, Any, List, Protocol
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
 
 from ..errors import CheckpointFormatError, InvalidArgumentError, NotACheckpointError, malformed, os_problem, unreadable
 
@@ -131,6 +134,13 @@ class CheckpointDir:
         return self._abs(rel)
 
 
+class _ArrowInfo(Protocol):
+    """What we read of a ``pyarrow.fs.FileInfo`` (pyarrow has no type information)."""
+
+    @property
+    def type(self) -> object: ...  # a pyarrow.fs.FileType
+
+
 class RemoteCheckpointDir(CheckpointDir):
     """The same interface over ``pyarrow.fs`` (s3://, gs://, ...)."""
 
@@ -160,9 +170,10 @@ class RemoteCheckpointDir(CheckpointDir):
     def _path(self, rel: str) -> str:
         return f"{self._root}/{rel}" if rel else self._root
 
-    def _info(self, rel: str) -> Any:
+    def _info(self, rel: str) -> "_ArrowInfo":
         try:
-            return self._fs.get_file_info(self._path(rel))
+            info: _ArrowInfo = self._fs.get_file_info(self._path(rel))
+            return info
         except OSError as e:
             raise CheckpointFormatError(f"{self.child(rel)}: cannot stat: {e}") from e
 
@@ -312,7 +323,7 @@ class _Window(io.RawIOBase):
         self._pos = max(0, base + pos)
         return self._pos
 
-    def readinto(self, b: Any) -> int:
+    def readinto(self, b: "WriteableBuffer") -> int:
         view = memoryview(b).cast("B")
         n = max(0, min(len(view), self._size - self._pos))
         if n == 0:
