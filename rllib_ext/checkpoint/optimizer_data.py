@@ -32,7 +32,7 @@ def plain_value(obj: object) -> Any:
     raise TypeError(f"not plain data: {type(obj).__name__}")
 
 
-def infer_kind(buffers: Mapping[int, Mapping[str, Any]], hyper: Mapping[str, object]) -> str:
+def infer_kind(buffers: Mapping[int, Mapping[str, object]], hyper: Mapping[str, object]) -> str:
     """The optimizer class a torch ``state_dict`` came from, by its buffers and settings."""
     keys = set(hyper) | {k for b in buffers.values() for k in b}
     if "betas" in keys or "exp_avg" in keys:

@@ -110,7 +110,7 @@ def _sub(view: Optional[SpaceView], where: str) -> SpaceView:
     return view
 
 
-def decode_rllib_ndarray(text: Any, where: str) -> np.ndarray:
+def decode_rllib_ndarray(text: "str | bytes", where: str) -> np.ndarray:
     """RLlib's ``_serialize_ndarray``: base64(zlib(np.save bytes)); no pickles allowed."""
     with malformed(where, "cannot decode a serialised space array"):
         raw = zlib.decompress(base64.b64decode(text))
