@@ -59,8 +59,7 @@ OLD_DEFAULTS: Dict[str, Any] = {"fcnet_hiddens": [256, 256], "fcnet_activation":
 NEW_REFUSED = ("use_attention", "free_log_std", "fcnet_use_layernorm", "head_fcnet_use_layernorm",
                "lstm_use_prev_action", "lstm_use_prev_reward")
 OLD_REFUSED = ("custom_model", "use_lstm", "use_attention", "free_log_std", "no_final_linear", "post_fcnet_hiddens")
-# A batch of raw observations: an array [B, obs], or a masked policy's {"observations", "action_mask"}.
-Observations = Union[npt.ArrayLike, Mapping[str, npt.ArrayLike]]
+Observations = Union[npt.ArrayLike, Mapping[str, npt.ArrayLike]]  # raw: an array, or a masked policy's dict of them
 
 
 @dataclass(frozen=True)
@@ -98,15 +97,8 @@ class NumpyPolicy:
         self.masked = observation_space.type == "Dict"  # build_network accepts a Dict only for a masking module
 
     @classmethod
-    def from_checkpoint(
-        cls,
-        path: "str | os.PathLike[str]",
-        policy_id: Optional[str] = None,
-        *,
-        agent_id: Optional[str] = None,
-        filters: bool = True,
-        trusted: bool = False,
-    ) -> "NumpyPolicy":
+    def from_checkpoint(cls, path: "str | os.PathLike[str]", policy_id: Optional[str] = None, *,
+                        agent_id: Optional[str] = None, filters: bool = True, trusted: bool = False) -> "NumpyPolicy":
         """Read one policy (any checkpoint the reader accepts, or a single-policy directory).
 
         Args:
@@ -208,8 +200,7 @@ class NumpyPolicy:
         rng = rng if rng is not None else np.random.default_rng()
         return sample_actions(out.action_dist_inputs, self.network.distribution, rng), out.state_out
 
-    def compute_action(self, obs: Observations, *, explore: bool = False,
-                       rng: Optional[np.random.Generator] = None) -> Any:  # a numpy scalar (Discrete) or array (Box)
+    def compute_action(self, obs: Observations, *, explore: bool = False, rng: Optional[np.random.Generator] = None) -> Any:
         """One action for one observation of a feed-forward policy (recurrent: use compute_actions).
 
         Raises RecurrentStateError for a recurrent policy, InvalidArgumentError as :meth:`forward`."""
@@ -228,8 +219,7 @@ def stack_observations(observations: Sequence[Observations]) -> "np.ndarray | Di
     """A batch of raw observations: an array ``[B, ...]``, or for masked observations
     (dicts) a dict of such arrays, key by key."""
     if observations and isinstance(observations[0], Mapping):
-        # Dicts like the first (another kind fails to index here, as RLlib's own batching would).
-        dicts = cast(Sequence[Mapping[str, npt.ArrayLike]], observations)
+        dicts = cast(Sequence[Mapping[str, npt.ArrayLike]], observations)  # like the first (else o[k] fails)
         return {k: np.stack([np.asarray(o[k], np.float32) for o in dicts]) for k in dicts[0]}
     return np.stack([np.asarray(o, np.float32) for o in observations])
 

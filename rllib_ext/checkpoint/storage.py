@@ -302,6 +302,28 @@ class WindowSource(Source):
         self.outer.readinto_at(self.start + offset, buf)
 
 
+class BoundedReader:
+    """A binary file whose reads stop at ``size``: a length read from a damaged pickle
+    then yields a short read ("truncated"), never an allocation of that length."""
+
+    def __init__(self, f: io.BufferedIOBase, size: int) -> None:
+        self.f, self.size = f, size
+
+    def left(self) -> int:
+        return max(0, self.size - self.f.tell())
+
+    def read(self, n: int = -1) -> bytes:
+        left = self.left()
+        return self.f.read(left if n is None or n < 0 or n > left else n)
+
+    def readline(self) -> bytes:
+        return self.f.readline(self.left())
+
+    def readinto(self, buf: "bytearray | memoryview") -> int:
+        view = memoryview(buf).cast("B")
+        return self.f.readinto(view[: self.left()]) or 0
+
+
 class _Window(io.RawIOBase):
     """``[start, start + size)`` of a seekable binary file, as a file of its own."""
 

@@ -46,13 +46,7 @@ from .solvers import check_solver, mixture, seat_mixtures
 from .store import STAGING
 from .table import Games, GamesDoc, PayoffKind, check_batch, games_doc, merged, parse_games, rows_of
 
-
-class _PickledPool(TypedDict):
-    """What a pickled :class:`PolicyPool` holds: where the pool is and who writes."""
-
-    path: str
-    writer: str
-    writer_is_default: bool
+_PickledPool = TypedDict("_PickledPool", {"path": str, "writer": str, "writer_is_default": bool})  # where, who writes
 
 
 class PolicyPool:
@@ -148,8 +142,7 @@ class PolicyPool:
             entry = PoolEntry(
                 id=entry_id, policy=policy, iteration=iteration, env_steps=env_steps, created=time.time(),
                 rating=float(rating), games=0, path=self._store.where(f"{SNAPSHOT_DIR}/{entry_id}"),
-                writer=self.writer, size=sum(len(b) for b in files.values()),
-                meta=extra,
+                writer=self.writer, size=sum(len(b) for b in files.values()), meta=extra,
             )
             self._store.put_dir(f"{SNAPSHOT_DIR}/{entry_id}", files, last=META_FILE)  # data first ...
             # ... then the index names it: one appended record

@@ -34,7 +34,7 @@ from typing import Any, BinaryIO, Callable, ClassVar, Dict, Iterable, List, Opti
 import numpy as np
 
 from ..lazy import LAZY_MIN, LazyArray, LazyBytes
-from ..storage import MemorySource, Source
+from ..storage import BoundedReader, MemorySource, Source
 
 # Globals that only build data. numpy 1.x pickles name numpy.core.*, numpy 2.x
 # numpy._core.*: both spellings resolve to the installed numpy.
@@ -146,28 +146,6 @@ def _placeholder_class(module: str, name: str) -> Type[Placeholder]:
     return _CLASSES[key]
 
 
-class _Bounded:
-    """A binary file whose reads stop at ``size``: a length read from a damaged pickle
-    then yields a short read ("truncated"), never an allocation of that length."""
-
-    def __init__(self, f: io.BufferedIOBase, size: int) -> None:
-        self.f, self.size = f, size
-
-    def left(self) -> int:
-        return max(0, self.size - self.f.tell())
-
-    def read(self, n: int = -1) -> bytes:
-        left = self.left()
-        return self.f.read(left if n is None or n < 0 or n > left else n)
-
-    def readline(self) -> bytes:
-        return self.f.readline(self.left())
-
-    def readinto(self, buf: "bytearray | memoryview") -> int:
-        view = memoryview(buf).cast("B")
-        return self.f.readinto(view[: self.left()]) or 0
-
-
 def _lazy_frombuffer(buf: object, dtype: object, shape: object, order: object, axis_order: object = None) -> object:
     """numpy's ``_frombuffer``, with a :class:`LazyArray` for data left in the file."""
     if isinstance(buf, LazyBytes):
@@ -248,7 +226,7 @@ class SafeUnpickler(pickle._Unpickler):
     def __init__(self, file: "io.BufferedIOBase | bytes", size: "int | None" = None, source: "Source | None" = None) -> None:
         if isinstance(file, (bytes, bytearray, memoryview)):
             size, file = len(file), io.BytesIO(file)
-        self._bounded = _Bounded(file, size if size is not None else 1 << 62)
+        self._bounded = BoundedReader(file, size if size is not None else 1 << 62)
         super().__init__(self._bounded)
         self.memo = _Memo()
         self._size = self._bounded.size
