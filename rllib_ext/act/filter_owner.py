@@ -8,7 +8,7 @@ Why its own module: on the new stack filters are kept per agent, not per module,
 from __future__ import annotations
 
 import sys
-from typing import Callable, List, Optional
+from typing import Callable, List, Mapping, Optional
 
 from ..checkpoint import format as fmt
 from ..checkpoint.codecs.safe_pickle import Placeholder
@@ -50,7 +50,7 @@ def mapping_fn(ckpt: CheckpointDir, trusted: bool) -> Optional[Callable[..., obj
     try:
         cfg = decode_file(ckpt, fmt.CTOR_ARGS_FILE, trusted=trusted)["ctor_args_and_kwargs"][0][0]
         state = cfg.state if isinstance(cfg, Placeholder) else (cfg if isinstance(cfg, dict) else vars(cfg))
-        if not isinstance(state, dict):  # what a pickled config's state is; anything else has no mapping fn
+        if not isinstance(state, Mapping):  # a pickled config's state; anything else has no mapping fn
             return None
         fn = state["policy_mapping_fn"]
     except (KeyError, IndexError, TypeError, CheckpointError):
