@@ -60,8 +60,8 @@ SLOT_SEATS = {"opponent_0": "0", "opponent_1": "1", "opponent_2": "0", "opponent
 
 
 def oracle(config: Any, args: argparse.Namespace) -> Any:
-    """The PPO settings both runs share: many small updates, lr 3e-3, no discount (poker's
-    only reward is at the end), separate value network; the legal actions masked in the
+    """The PPO settings both runs share: many small updates (``--lr``, ``--epochs``,
+    ``--entropy``), no discount (poker's only reward is at the end), separate value network; the legal actions masked in the
     policy (``--no-mask``: RLlib's substitution of a random legal action instead)."""
     from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
     from ray.rllib.core.rl_module.rl_module import RLModuleSpec
@@ -80,8 +80,8 @@ def oracle(config: Any, args: argparse.Namespace) -> Any:
         # (patches/0005); poker episodes are 2-5 steps, thousands per sample() call.
         .env_runners(num_env_runners=0, episodes_to_numpy=False)
         .learners(num_learners=0)
-        .training(lr=args.lr, train_batch_size_per_learner=args.batch, minibatch_size=128, num_epochs=10,
-                  gamma=1.0, entropy_coeff=0.0)
+        .training(lr=args.lr, train_batch_size_per_learner=args.batch, minibatch_size=128, num_epochs=args.epochs,
+                  gamma=1.0, entropy_coeff=args.entropy)
         .rl_module(model_config=DefaultModelConfig(fcnet_hiddens=[64, 64], vf_share_layers=False))
         .debugging(seed=args.seed)
     )
@@ -225,6 +225,8 @@ def main(argv: Optional[list] = None) -> None:
                         help="env steps between snapshots (default: one per phase, its best response)")
     parser.add_argument("--batch", type=int, default=1_000, help="env steps per training iteration")
     parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--entropy", type=float, default=0.0, help="PPO's entropy_coeff (both runs)")
+    parser.add_argument("--epochs", type=int, default=10, help="PPO's num_epochs per iteration (both runs)")
     parser.add_argument("--games", type=int, default=2_000,
                         help="evaluation games per pair within the Nash support (and the newest snapshot)")
     parser.add_argument("--floor-games", type=int, default=100, help="evaluation games of every other pair")
