@@ -144,7 +144,7 @@ def league(args: argparse.Namespace, log: Optional[Any]) -> Dict[str, float]:
     config = (
         oracle(PPOPartialConfig(), args)
         .multi_agent(policies={"main", *SLOTS}, policies_to_train=["main"],
-                     policy_mapping_fn=seat_mapping("main", SLOTS, slot_seats=seats))
+                     policy_mapping_fn=seat_mapping("main", SLOTS, slot_seats=seats, self_share=args.self_share))
         .snapshot_policies(args.pool, ["main"], every=every)
         .league(args.pool, of="main", slots=SLOTS, sample=args.sample, refresh_every=1, seed=args.seed,
                 reset_every=phase, slot_seats=seats,
@@ -220,6 +220,8 @@ def main(argv: Optional[list] = None) -> None:
                         help="plain self-play's pool (default: 'selfplay' beside the league's)")
     parser.add_argument("--phase", type=int, default=20_000,
                         help="env steps per best-response phase (0: main is never reset)")
+    parser.add_argument("--self-share", type=float, default=0.0,
+                        help="share of main's training episodes against itself (the rest against the slots)")
     parser.add_argument("--sample", default="nash", help="how the slots are drawn (the league's sample=)")
     parser.add_argument("--snapshot-every", type=int, default=20_000,
                         help="env steps between snapshots (default: one per phase, its best response)")

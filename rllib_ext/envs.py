@@ -126,16 +126,23 @@ class HighCard(MultiAgentEnv):
 
 
 def seat_mapping(main: str, slots: "list[str]", exploiters: "list[str] | tuple[str, ...]" = (),
-                 exploiter_share: float = 0.0, slot_seats: "Optional[Dict[str, str]]" = None) -> Any:
+                 exploiter_share: float = 0.0, slot_seats: "Optional[Dict[str, str]]" = None,
+                 self_share: float = 0.0) -> Any:
     """A policy mapping function for two-seat self-play: per episode, ``main`` takes one
     seat at random and one of ``slots`` the other (works on both API stacks). With
     ``exploiters``, a share ``exploiter_share`` of the episodes puts one of them against
     ``main`` instead of a slot (an exploiter plays only ``main``). With ``slot_seats``
     (``{slot: seat}``, as given to ``league(slot_seats=...)``), the opponent in seat ``s``
-    (the agent id as a string) takes one of the slots of that seat. Raises InvalidArgumentError
-    for a slot that ``slot_seats`` gives no seat."""
+    (the agent id as a string) takes one of the slots of that seat. A share ``self_share`` of
+    the episodes puts ``main`` in both seats: plain self-play, which learns faster than play
+    against frozen snapshots, while the slots keep it from forgetting what beat its past
+    selves (AlphaStar's main agents mix both). Raises InvalidArgumentError for a slot that
+    ``slot_seats`` gives no seat, or a share outside [0, 1]."""
     import zlib
 
+    for name, share in (("exploiter_share", exploiter_share), ("self_share", self_share)):
+        if not 0.0 <= share <= 1.0:
+            raise InvalidArgumentError(f"seat_mapping({name}={share!r}): a share of the episodes, in [0, 1]")
     by_seat: Dict[str, List[str]] = {}
     for slot in slots if slot_seats else ():
         if slot not in slot_seats:
@@ -146,7 +153,7 @@ def seat_mapping(main: str, slots: "list[str]", exploiters: "list[str] | tuple[s
         key = getattr(episode, "id_", None) or getattr(episode, "episode_id", None) or 0
         h = zlib.crc32(str(key).encode())
         main_seat = h % 2
-        if str(agent_id).endswith(str(main_seat)):
+        if str(agent_id).endswith(str(main_seat)) or zlib.crc32(f"self {key}".encode()) % 1000 < self_share * 1000:
             return main
         if exploiters and (h >> 8) % 1000 < exploiter_share * 1000:
             return exploiters[(h >> 20) % len(exploiters)]
