@@ -75,7 +75,8 @@ def oracle(config: Any, args: argparse.Namespace) -> Any:
         # No -0.1 for an illegal action (Leduc's extra raise): the payoffs stay zero-sum, as
         # the Nash meta-solver needs; unmasked, the env still substitutes a random legal action.
         config.environment(OpenSpielGame, env_config={"game": args.game, "illegal_penalty": False,
-                                                      "action_mask": args.mask})
+                                                      "action_mask": args.mask,
+                                                      "information_state": args.information_state})
         # episodes_to_numpy=False: RLlib 2.60 numpy-izes finished episodes quadratically
         # (patches/0005); poker episodes are 2-5 steps, thousands per sample() call.
         .env_runners(num_env_runners=0, episodes_to_numpy=False)
@@ -243,6 +244,9 @@ def main(argv: Optional[list] = None) -> None:
     parser.add_argument("--no-mask", dest="mask", action="store_false",
                         help="unmasked policies: an illegal action is replaced by a random legal one (RLlib's "
                              "OpenSpielEnv); by default the policies mask the illegal actions themselves")
+    parser.add_argument("--information-state", action="store_true",
+                        help="observe the information-state tensor (the player's whole history) instead of the "
+                             "observation tensor, which on Leduc folds 936 information states into 516 observations")
     parser.add_argument("--one-mixture", action="store_true",
                         help="draw every slot from one Nash mixture for both seats (default: per seat)")
     parser.add_argument("--no-selfplay", action="store_true", help="skip the plain self-play comparison")

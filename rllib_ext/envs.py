@@ -186,6 +186,11 @@ class OpenSpielGame(MultiAgentEnv):
     (:class:`rllib_ext.masking.MaskedPPOTorchRLModule`), so that what plays, what is
     snapshotted and what OpenSpiel judges is one policy over the legal actions only.
 
+    ``"information_state": True`` observes the state's ``information_state_tensor()`` instead:
+    the player's whole history (perfect recall). Leduc's ``observation_tensor()`` keeps only
+    the chips in the pot, so its 936 information states look like 516 observations, and a
+    policy cannot tell e.g. a raise in the first round from one in the second.
+
     With ``"action_mask": True`` or ``"report_illegal": True``, every step's info tells, for
     the player who acted, whether its action was illegal (``{"illegal_action": True}``), so
     a run can count the substitutions. New API stack only: the old stack refuses infos for
@@ -200,19 +205,27 @@ class OpenSpielGame(MultiAgentEnv):
         game = pyspiel.load_game(config.get("game", "kuhn_poker"))
         mask = bool(config.get("action_mask", False))
         return _seeded_env(OpenSpielEnv, bool(config.get("illegal_penalty", True)), mask,
-                           mask or bool(config.get("report_illegal", False)))(game)
+                           mask or bool(config.get("report_illegal", False)),
+                           bool(config.get("information_state", False)))(game)
 
 
 @functools.lru_cache(maxsize=None)
-def _seeded_env(base: type, penalty: bool, mask: bool = False, report: bool = False) -> type:
+def _seeded_env(base: type, penalty: bool, mask: bool = False, report: bool = False,
+                information_state: bool = False) -> type:
     """``base`` (RLlib's ``OpenSpielEnv``) with seeded chance, without ``penalty`` the game's
-    returns as rewards, with ``mask`` the legal actions in the observation and with
-    ``report`` illegal moves in the infos (one class per kind, made on first use: pyspiel
-    and the wrapper load only when a game is made)."""
+    returns as rewards, with ``mask`` the legal actions in the observation, with ``report``
+    illegal moves in the infos and with ``information_state`` the information-state tensor
+    as the observation (one class per kind, made on first use: pyspiel and the wrapper load
+    only when a game is made)."""
 
     class OpenSpielEnvSeeded(base):  # type: ignore[misc, valid-type]
         def __init__(self, game: Any) -> None:
             super().__init__(game)
+            if information_state:
+                size = (self.env.information_state_tensor_size(),)
+                self.observation_space = gym.spaces.Dict({
+                    aid: gym.spaces.Box(float("-inf"), float("inf"), size, np.float32)
+                    for aid in self.observation_space.spaces})
             if mask:
                 n = self.env.num_distinct_actions()
                 self.observation_space = gym.spaces.Dict({
@@ -225,7 +238,7 @@ def _seeded_env(base: type, penalty: bool, mask: bool = False, report: bool = Fa
             if seed is not None or "_chance" not in self.__dict__:
                 self._chance = random.Random(seed)  # made per game in evaluation: cheaper than numpy's
             obs, infos = super().reset(seed=seed, options=options)
-            return self.with_mask(obs), infos
+            return self.observe(obs), infos
 
         def step(self, action: Dict[Any, Any]) -> Any:
             player = self.state.current_player()
@@ -235,10 +248,13 @@ def _seeded_env(base: type, penalty: bool, mask: bool = False, report: bool = Fa
                 rewards = dict(enumerate(self.state.returns()))
             if report and player in action:
                 infos = {**infos, player: {"illegal_action": illegal}}
-            return self.with_mask(obs), rewards, terminateds, truncateds, infos
+            return self.observe(obs), rewards, terminateds, truncateds, infos
 
-        def with_mask(self, obs: Dict[Any, Any]) -> Dict[Any, Any]:
-            """The observations, each with its player's legal actions when the env masks."""
+        def observe(self, obs: Dict[Any, Any]) -> Dict[Any, Any]:
+            """The observations: with ``information_state`` each player's information-state
+            tensor, and with ``mask`` each with its player's legal actions."""
+            if information_state:
+                obs = {aid: np.asarray(self.state.information_state_tensor(aid), np.float32) for aid in obs}
             if not mask:
                 return obs
             return {aid: {"observations": o,
