@@ -53,6 +53,7 @@ import tempfile
 import time
 from typing import Any, Dict, Optional
 
+ANSWERS = {"nash": "Nash mixture per seat", "uniform": "snapshots all alike"}
 SLOTS = ["opponent_0", "opponent_1", "opponent_2", "opponent_3"]
 # The seat each slot's opponent plays: slots are drawn from the Nash mixture of their seat
 # (league(slot_seats=...)), so main trains as a best response to the per-seat answer.
@@ -128,9 +129,11 @@ def answers(args: argparse.Namespace, pool: Any) -> Dict[str, Any]:
         per_seat = pool.meta_strategy_by_seat(of="main")
     except MetaStrategyError:  # no seat games yet (the first snapshots)
         per_seat = None
+    nash = exploitability_of(args.game, per_seat or one, pool)
+    uniform = exploitability_of(args.game, pool.meta_strategy(of="main", solver="uniform"), pool)
     return {"snapshots": len(one), "mixture": one, "per_seat": per_seat,
-            "one_mixture": exploitability_of(args.game, one, pool),
-            "meta_strategy": exploitability_of(args.game, per_seat or one, pool)}
+            "one_mixture": exploitability_of(args.game, one, pool), "nash": nash, "uniform": uniform,
+            "meta_strategy": uniform if args.answer == "uniform" else nash}
 
 
 def league(args: argparse.Namespace, log: Optional[Any]) -> Dict[str, float]:
@@ -167,10 +170,11 @@ def league(args: argparse.Namespace, log: Optional[Any]) -> Dict[str, float]:
                 row = {"run": "league", "steps": steps, "training": budget["training_env_steps"],
                        "evaluation": budget["evaluation_env_steps"], "seconds": round(time.time() - t0, 1),
                        "snapshots": got["snapshots"], "meta_strategy": got["meta_strategy"],
-                       "one_mixture": got["one_mixture"]}
+                       "one_mixture": got["one_mixture"], "nash": got["nash"], "uniform": got["uniform"]}
                 print(f"league  {steps:7d} steps ({row['evaluation']:6d} of them evaluation)  {row['seconds']:6.0f} s  "
                       f"{row['snapshots']:3d} snapshots; exploitability of the Nash mixture per seat "
-                      f"{row['meta_strategy']:.3f}, of one for both seats {row['one_mixture']:.3f}", flush=True)
+                      f"{row['nash']:.3f}, of one for both seats {row['one_mixture']:.3f}, of all alike "
+                      f"{row['uniform']:.3f}", flush=True)
                 if log:
                     log.write(json.dumps(row) + "\n")
     finally:
@@ -183,7 +187,8 @@ def league(args: argparse.Namespace, log: Optional[Any]) -> Dict[str, float]:
         for entry_id, p in mix.items():
             if p > 1e-3:
                 print(f"    {entry_id}: {p:.3f}")
-    return {"meta_strategy": got["meta_strategy"], "one_mixture": got["one_mixture"],
+    return {"meta_strategy": got["meta_strategy"], "one_mixture": got["one_mixture"], "nash": got["nash"],
+            "uniform": got["uniform"],
             "final_main": exploitability_of(args.game, {latest.id: 1.0}, pool)}
 
 
@@ -247,6 +252,8 @@ def main(argv: Optional[list] = None) -> None:
     parser.add_argument("--information-state", action="store_true",
                         help="observe the information-state tensor (the player's whole history) instead of the "
                              "observation tensor, which on Leduc folds 936 information states into 516 observations")
+    parser.add_argument("--answer", choices=sorted(ANSWERS), default="nash",
+                        help="the league's answer: the Nash mixture of its snapshots per seat, or all of them alike")
     parser.add_argument("--one-mixture", action="store_true",
                         help="draw every slot from one Nash mixture for both seats (default: per seat)")
     parser.add_argument("--no-selfplay", action="store_true", help="skip the plain self-play comparison")
@@ -288,8 +295,10 @@ def main(argv: Optional[list] = None) -> None:
     spent = PolicyPool(args.pool).budget()
     print(f"\nexploitability on {args.game} after {spent.total_env_steps} env steps in all (OpenSpiel, exact; "
           f"uniform random {'0.458' if args.game == 'kuhn_poker' else '2.374'}, Nash 0):")
-    print(f"  league meta-strategy (Nash mixture per seat)     {got['meta_strategy']:.3f}")
+    print(f"  league meta-strategy ({ANSWERS[args.answer]:<33}) {got['meta_strategy']:.3f}")
+    print(f"  league Nash mixture per seat                     {got['nash']:.3f}")
     print(f"  league Nash mixture for both seats               {got['one_mixture']:.3f}")
+    print(f"  league snapshots all alike                       {got['uniform']:.3f}")
     print(f"  league final main                                {got['final_main']:.3f}")
     if baseline is not None:
         print(f"  plain self-play final main ({baseline['steps']} env steps)  {baseline['final_main']:.3f}")
