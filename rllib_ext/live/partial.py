@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any, ClassVar, Dict, List, Mapping, Optional, Type, TypeVar, Union, overload
+from typing import TYPE_CHECKING, Any, ClassVar, Dict, List, Mapping, Optional, Type, TypeVar, Union, overload
 
 from ..checkpoint.storage import resolve_path
 from ..errors import InvalidArgumentError
@@ -35,6 +35,16 @@ from .seam.ray_internals import set_trial_info, trial_info
 from .restore.options import RestoreOptions
 from .restore.policies import PartialRestoreReport, PolicySelection, restore_policies
 
+if TYPE_CHECKING:  # for the checker, each base is what it stands in front of: an RLlib config / algorithm
+    from .seam.rllib_types import Algorithm, AlgorithmConfig
+
+    class _ConfigBase(FeatureConfig, AlgorithmConfig): ...
+
+    _AlgorithmBase = Algorithm
+else:  # at run time the RLlib class comes after it in the subclass's bases
+    _ConfigBase = FeatureConfig
+    _AlgorithmBase = object
+
 logger = logging.getLogger(__name__)
 
 TRIAL_INFO_KEY = "__trial_info__"  # ray.tune.result.TRIAL_INFO: how Tune passes a trial's identity
@@ -48,7 +58,7 @@ ALGO_OF_CONFIG: Dict[type, type] = {}
 F = TypeVar("F", bound=Feature)
 
 
-class PartialConfig(FeatureConfig):
+class PartialConfig(_ConfigBase):
     """In front of an RLlib ``AlgorithmConfig``: the features' config methods
     (``restore_policies()``, ``lightweight()``, ``snapshot_policies()``, ``league()``,
     ``population()``) and their plain-dict keys."""
@@ -57,13 +67,13 @@ class PartialConfig(FeatureConfig):
         algo_class = algo_class or ALGO_OF_CONFIG.get(type(self))
         if algo_class is not None:  # a config in use: tune.run("XPartial") must know the name
             tune.register({algo_class.__name__: algo_class})
-        super().__init__(algo_class=algo_class)  # type: ignore[call-arg]
+        super().__init__(algo_class=algo_class)
 
     def update_from_dict(self, config_dict: Mapping[str, Any]) -> Any:
         """Also accept each feature's plain-dict key, e.g. ``{"restore_policies": {...}}``."""
         rest = dict(config_dict)
         taken = [(f, key, rest.pop(key)) for f in FEATURES for key in f.config_keys if rest.get(key)]
-        super().update_from_dict(rest)  # type: ignore[misc]
+        super().update_from_dict(rest)
         for feature, key, value in taken:
             feature.configure(self, key, value)
         return self
@@ -71,13 +81,13 @@ class PartialConfig(FeatureConfig):
     def validate(self) -> None:
         """RLlib's checks, after the features' entries in RLlib's callbacks list are made what
         this stack instantiates (the old stack: one class composing them)."""
-        composed = backend_class(self).callbacks_class(self.callbacks_class)  # type: ignore[attr-defined]
-        if composed is not self.callbacks_class:  # type: ignore[attr-defined]
+        composed = backend_class(self).callbacks_class(self.callbacks_class)
+        if composed is not self.callbacks_class:
             self.callbacks_class = composed
-        super().validate()  # type: ignore[misc]
+        super().validate()
 
 
-class PartialAlgorithm:
+class PartialAlgorithm(_AlgorithmBase):
     """In front of an RLlib ``Algorithm``: policy-granular restore and the features' hooks.
 
     ``class XPartial(PartialAlgorithm, X, config=XPartialConfig)`` makes ``XPartialConfig``
@@ -97,7 +107,7 @@ class PartialAlgorithm:
     @classmethod
     def get_default_config(cls) -> Any:
         if cls.partial_config_class is None:
-            return super().get_default_config()  # type: ignore[misc]
+            return super().get_default_config()
         return cls.partial_config_class()
 
     def __init__(self, config: Any = None, *args: Any, **kwargs: Any) -> None:
@@ -106,12 +116,12 @@ class PartialAlgorithm:
         # read "default" in every trial. Kept here, put back first thing in setup().
         self._tune_trial_info = config.get(TRIAL_INFO_KEY) if isinstance(config, Mapping) else None
         self.features = []
-        super().__init__(config, *args, **kwargs)  # type: ignore[call-arg]
+        super().__init__(config, *args, **kwargs)
 
     def setup(self, config: Any) -> None:
         if self._tune_trial_info is not None and trial_info(self) is None:
             set_trial_info(self, self._tune_trial_info)  # Trainable.trial_id / trial_name read it
-        super().setup(config)  # type: ignore[misc]
+        super().setup(config)
         self.partial_restore_reports = []
         self.features = [f for f in (cls.build(self) for cls in FEATURES) if f is not None]
         for feature in self.features:
@@ -119,7 +129,7 @@ class PartialAlgorithm:
 
     def step(self) -> Dict[str, Any]:
         """RLlib's step, plus what each feature reports under ``result["rllib_ext"]``."""
-        result = super().step()  # type: ignore[misc]
+        result = super().step()
         for feature in self.features:
             extra = feature.after_step(self, result)
             if extra:
@@ -130,7 +140,7 @@ class PartialAlgorithm:
         """Each feature's :meth:`~rllib_ext.live.hooks.Feature.stop`, then RLlib's cleanup."""
         for feature in self.features:
             feature.stop(self)
-        super().cleanup()  # type: ignore[misc]
+        super().cleanup()
 
     @overload
     def feature(self, kind: str) -> Optional[Any]: ...
@@ -151,33 +161,35 @@ class PartialAlgorithm:
     def get_state(self, components: Any = None, *, not_components: Any = None, **kwargs: Any) -> Dict[str, Any]:
         """RLlib's state, plus each feature's (e.g. every module's KL coefficient / log
         alpha, which RLlib 2.60 saves nowhere, and the league)."""
-        state = super().get_state(components, not_components=not_components, **kwargs)  # type: ignore[misc]
+        state = super().get_state(components, not_components=not_components, **kwargs)
         return self._with_features(state) if components is None else state
 
     def set_state(self, state: Dict[str, Any]) -> None:
         rest, taken = _split_features(state)
-        super().set_state(rest)  # type: ignore[misc]
+        super().set_state(rest)
         self._continue_features(taken)
 
     def __getstate__(self) -> Dict[str, Any]:
-        return self._with_features(super().__getstate__())  # type: ignore[misc]
+        return self._with_features(super().__getstate__())
 
     def __setstate__(self, state: Dict[str, Any]) -> None:
         rest, taken = _split_features(state)
-        super().__setstate__(rest)  # type: ignore[misc]
+        super().__setstate__(rest)
         self._continue_features(taken)
 
     def _with_features(self, state: Dict[str, Any]) -> Dict[str, Any]:
         for feature in self.features:
-            data = feature.state(self) if feature.state_key else None
-            if data is not None:
-                state[feature.state_key] = data
+            key = feature.state_key
+            data = feature.state(self) if key else None
+            if key and data is not None:
+                state[key] = data
         return state
 
     def _continue_features(self, taken: Mapping[str, Any]) -> None:
         for feature in self.features:
-            if feature.state_key in taken:
-                feature.set_state(self, taken[feature.state_key])
+            key = feature.state_key
+            if key is not None and key in taken:
+                feature.set_state(self, taken[key])
 
     @classmethod
     def default_resource_request(cls, config: Any) -> Any:
@@ -187,7 +199,7 @@ class PartialAlgorithm:
         if isinstance(config, dict):
             for feature in FEATURES:
                 feature.prepare_trial_config(config)
-        return super().default_resource_request(config)  # type: ignore[misc]
+        return super().default_resource_request(config)
 
     def restore(
         self, checkpoint_path: Any, policies: Optional[PolicySelection] = None, **options: Any
@@ -216,7 +228,7 @@ class PartialAlgorithm:
                 raise InvalidArgumentError("freeze=True needs policies=[...] (which policies to freeze?)")
             if chosen.mapping is not None:
                 raise InvalidArgumentError("mapping= needs policies=[...] (which policies to convert?)")
-            return super().restore(absolute_checkpoint(checkpoint_path))  # type: ignore[misc]
+            return super().restore(absolute_checkpoint(checkpoint_path))
         report = restore_policies(self, local_path(checkpoint_path), policies, **chosen.keywords())
         self.partial_restore_reports.append(report)
         return report
@@ -242,7 +254,7 @@ class PartialAlgorithm:
         if not lightweight:
             if policies is not None:
                 raise InvalidArgumentError("policies= goes with lightweight=True (RLlib's own: policy_ids=)")
-            return super().from_checkpoint(absolute_checkpoint(path), *args, **kwargs)  # type: ignore[misc]
+            return super().from_checkpoint(absolute_checkpoint(path), *args, **kwargs)
         return _lw.from_checkpoint(cls, local_path(path), policies, trusted=trusted)
 
     def act(
@@ -282,9 +294,15 @@ class PartialAlgorithm:
         algorithm's iteration and env steps; in a Tune trial, written as that trial."""
         return snapshot.snapshot_policy(self, policy_id, pool, rating=rating)
 
-    def load_checkpoint(self, checkpoint_dir: str) -> None:
-        # Tune hands us the trial's own checkpoint (resume, or tune.run(restore=...)).
-        super().load_checkpoint(resolve_path(checkpoint_dir))  # type: ignore[misc]
+    def load_checkpoint(self, checkpoint_dir: "str | Dict[str, object] | None") -> None:
+        """Tune hands us the trial's own checkpoint directory (resume, or ``tune.run(restore=...)``).
+
+        Trainable's signature also allows a dict (or None): what ``save_checkpoint`` returned
+        when it wrote no directory, which ``Algorithm.save_checkpoint`` never does."""
+        if not isinstance(checkpoint_dir, str):
+            raise InvalidArgumentError(f"load_checkpoint(checkpoint_dir={type(checkpoint_dir).__name__}): an "
+                                       "algorithm's checkpoint is a directory (a str)")
+        super().load_checkpoint(resolve_path(checkpoint_dir))
 
 
 def local_path(checkpoint: Any) -> "str | os.PathLike[str]":
