@@ -40,7 +40,7 @@ from .bridge import (
 from .compat import single_action_obs
 from .ray_internals import is_multi_module, old_stack_counters, raise_weights_seq_no
 from .rllib_types import (Algorithm, AlgorithmConfig, LearnerGroup, MetricsLogger, Model, PoliciesToTrain, Policy,
-                          RLModule, RLModuleSpec, Space, SpacePair)
+                          RLModule, RLModuleSpec, Space, SpacePair, config_of)
 from .filter_state import (
     agent_filter_of,
     agents_of,
@@ -396,5 +396,5 @@ def backend_named(stack: str) -> Type[Backend]:
 
 def backend_for(algo: Algorithm) -> Backend:
     """The backend for ``algo``'s API stack."""
-    return backend_class(cast(AlgorithmConfig, algo.config))(algo)  # set by Algorithm.__init__
+    return backend_class(config_of(algo))(algo)
 
