@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import TYPE_CHECKING, Any, ClassVar, Dict, List, Mapping, Optional, Type, TypeVar, Union, overload
+from typing import (TYPE_CHECKING, Any, ClassVar, Collection, Dict, List, Mapping, Optional, Self, Type, TypeVar, Union,
+                    overload)
 
 from ..checkpoint.storage import resolve_path
 from ..errors import InvalidArgumentError
@@ -31,6 +32,7 @@ from . import tune
 from .features import FEATURES, FeatureConfig
 from .hooks import Feature
 from .seam.backends import backend_class
+from .seam.bridge import State
 from .seam.ray_internals import set_trial_info, trial_info
 from .restore.options import RestoreOptions
 from .restore.policies import PartialRestoreReport, PolicySelection, restore_policies
@@ -69,7 +71,7 @@ class PartialConfig(_ConfigBase):
             tune.register({algo_class.__name__: algo_class})
         super().__init__(algo_class=algo_class)
 
-    def update_from_dict(self, config_dict: Mapping[str, Any]) -> Any:
+    def update_from_dict(self, config_dict: Mapping[str, Any]) -> Self:
         """Also accept each feature's plain-dict key, e.g. ``{"restore_policies": {...}}``."""
         rest = dict(config_dict)
         taken = [(f, key, rest.pop(key)) for f in FEATURES for key in f.config_keys if rest.get(key)]
@@ -98,14 +100,14 @@ class PartialAlgorithm(_AlgorithmBase):
     partial_restore_reports: List[PartialRestoreReport]
     features: List[Feature]
 
-    def __init_subclass__(cls, config: Optional[type] = None, **kwargs: Any) -> None:
+    def __init_subclass__(cls, config: Optional[type] = None, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
         if config is not None:
             cls.partial_config_class = config
             ALGO_OF_CONFIG[config] = cls
 
     @classmethod
-    def get_default_config(cls) -> Any:
+    def get_default_config(cls) -> Any:  # each RLlib algorithm returns its own config class
         if cls.partial_config_class is None:
             return super().get_default_config()
         return cls.partial_config_class()
@@ -118,7 +120,7 @@ class PartialAlgorithm(_AlgorithmBase):
         self.features = []
         super().__init__(config, *args, **kwargs)
 
-    def setup(self, config: Any) -> None:
+    def setup(self, config: Any) -> None:  # Trainable: a dict; Algorithm: an AlgorithmConfig
         if self._tune_trial_info is not None and trial_info(self) is None:
             set_trial_info(self, self._tune_trial_info)  # Trainable.trial_id / trial_name read it
         super().setup(config)
@@ -143,12 +145,12 @@ class PartialAlgorithm(_AlgorithmBase):
         super().cleanup()
 
     @overload
-    def feature(self, kind: str) -> Optional[Any]: ...
+    def feature(self, kind: str) -> Optional[Feature]: ...
 
     @overload
     def feature(self, kind: Type[F]) -> Optional[F]: ...
 
-    def feature(self, kind: Union[str, Type[Feature]]) -> Optional[Any]:
+    def feature(self, kind: Union[str, Type[Feature]]) -> Optional[Feature]:
         """The feature this algorithm carries, by name (``"league"``) or class; None if the
         config did not ask for it. How features reach each other without importing each other."""
         for f in self.features:
@@ -158,7 +160,8 @@ class PartialAlgorithm(_AlgorithmBase):
 
     # The features' state rides in the algorithm's state: new stack get_state/set_state,
     # old stack __getstate__/__setstate__ (what RLlib's own checkpoints call).
-    def get_state(self, components: Any = None, *, not_components: Any = None, **kwargs: Any) -> Dict[str, Any]:
+    def get_state(self, components: "str | Collection[str] | None" = None, *,
+                  not_components: "str | Collection[str] | None" = None, **kwargs: object) -> Dict[str, Any]:
         """RLlib's state, plus each feature's (e.g. every module's KL coefficient / log
         alpha, which RLlib 2.60 saves nowhere, and the league)."""
         state = super().get_state(components, not_components=not_components, **kwargs)
@@ -185,7 +188,7 @@ class PartialAlgorithm(_AlgorithmBase):
                 state[key] = data
         return state
 
-    def _continue_features(self, taken: Mapping[str, Any]) -> None:
+    def _continue_features(self, taken: Mapping[str, Mapping[str, object]]) -> None:
         for feature in self.features:
             key = feature.state_key
             if key is not None and key in taken:
@@ -202,7 +205,7 @@ class PartialAlgorithm(_AlgorithmBase):
         return super().default_resource_request(config)
 
     def restore(
-        self, checkpoint_path: Any, policies: Optional[PolicySelection] = None, **options: Any
+        self, checkpoint_path: object, policies: Optional[PolicySelection] = None, **options: object
     ) -> Optional[PartialRestoreReport]:
         """RLlib's restore, or, with ``policies=``, a partial restore synced everywhere.
 
@@ -235,7 +238,7 @@ class PartialAlgorithm(_AlgorithmBase):
 
     @classmethod
     def from_checkpoint(
-        cls, path: Any, *args: Any, lightweight: bool = False, policies: Optional[List[str]] = None,
+        cls, path: object, *args: Any, lightweight: bool = False, policies: Optional[List[str]] = None,
         trusted: bool = False, **kwargs: Any,
     ) -> Any:
         """RLlib's ``from_checkpoint``; with ``lightweight=True`` a zero-resource build.
@@ -258,13 +261,14 @@ class PartialAlgorithm(_AlgorithmBase):
         return _lw.from_checkpoint(cls, local_path(path), policies, trusted=trusted)
 
     def act(
-        self, obs: Any, policy_id: str, explore: bool = False, agent_id: Optional[str] = None, state: Any = None
+        self, obs: object, policy_id: str, explore: bool = False, agent_id: Optional[str] = None,
+        state: Optional[State] = None,
     ) -> Any:
         """One action for one raw observation, filter included, on either API stack; a
         recurrent policy takes ``state=`` and returns ``(action, next_state)`` (see lightweight.act)."""
         return _lw.act(self, obs, policy_id, explore, agent_id, state)
 
-    def initial_state(self, policy_id: str) -> Any:
+    def initial_state(self, policy_id: str) -> Optional[State]:
         """A recurrent policy's initial state for :meth:`act` (None without state)."""
         return _lw.initial_state(self, policy_id)
 
@@ -277,7 +281,7 @@ class PartialAlgorithm(_AlgorithmBase):
         return policy_io.save_policy(self, policy_id, path, agent_id=agent_id, training_state=training_state)
 
     def load_policy(
-        self, path: "str | os.PathLike[str]", policy_id: Optional[str] = None, **options: Any
+        self, path: "str | os.PathLike[str]", policy_id: Optional[str] = None, **options: object
     ) -> PartialRestoreReport:
         """Add (or replace) a policy from a single-policy directory, with its observation
         filter, synced to all workers; ``options``: the :class:`~rllib_ext.RestoreOptions`
@@ -339,7 +343,7 @@ def absolute_checkpoint(checkpoint: Any) -> Any:
     return checkpoint
 
 
-def _split_features(state: Mapping[str, Any]) -> "tuple[Dict[str, Any], Dict[str, Any]]":
+def _split_features(state: Mapping[str, Any]) -> "tuple[Dict[str, Any], Dict[str, Mapping[str, object]]]":
     """RLlib's part of a state, and the features' parts by state key."""
     rest = dict(state)
     keys = {f.state_key for f in FEATURES if f.state_key}
