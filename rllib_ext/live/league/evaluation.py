@@ -40,7 +40,7 @@ from __future__ import annotations
 import inspect
 import logging
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Set, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Sequence, Set, Tuple, cast
 
 import numpy as np
 
@@ -48,8 +48,12 @@ from ...errors import InvalidArgumentError, MetaStrategyError
 from ...pool.payoff import seat_row
 from ...pool.policy_pool import PolicyPool
 from ..seam.rllib_types import Algorithm, config_of
-from .arena import Arena, MatchResult, OutcomeFn, PolicyLoader, load_snapshot, play_games, play_match, remote_match
+from .arena import Arena, MatchResult, OutcomeFn, Player, PolicyLoader, load_snapshot, play_games, play_match, remote_match
 from .play import default_outcome
+
+if TYPE_CHECKING:
+    from ray import ObjectRef
+    from ray.rllib.env.multi_agent_env import MultiAgentEnv
 
 logger = logging.getLogger(__name__)
 
@@ -96,7 +100,7 @@ class EvaluationSpec:
 class Pending:
     """A match in flight as a Ray task."""
 
-    ref: Any  # ray.ObjectRef of a MatchResult
+    ref: "ObjectRef[MatchResult]"
     games: int
 
 
@@ -108,8 +112,8 @@ class Matches:
         self.algo, self.spec, self.learner, self.load = algo, spec, learner, load
         self.outcome = outcome or default_outcome
         self.rng = np.random.Generator(np.random.PCG64(seed))
-        self.envs: List[Any] = []
-        self.policies: Dict[str, Any] = {}
+        self.envs: List[MultiAgentEnv] = []
+        self.policies: Dict[str, Player] = {}
         self.seats: Set[str] = set()  # the seats seen in the games (agent ids, see _seat)
         # Every game and env step recorded so far (cumulative, checkpointed): they cost as
         # much as training's, and the league's budget counts them (League.budget).
@@ -126,7 +130,10 @@ class Matches:
     def arena(self) -> Arena:
         """This league's :class:`Arena` (read from the algorithm each time: nothing stale is shipped)."""
         spec = self.spec
-        return Arena(self.algo.env_creator, config_of(self.algo).env_config, self.mapping, self.learner, self.outcome,
+        # RLlib declares its creator for an EnvContext and any env; a league's env is a
+        # MultiAgentEnv, made (as RLlib's own env runners do) from the config's env_config dict.
+        creator = cast(Callable[[Dict[str, object]], "MultiAgentEnv"], self.algo.env_creator)
+        return Arena(creator, config_of(self.algo).env_config, self.mapping, self.learner, self.outcome,
                      int(spec.batch), bool(spec.duplicate), bool(spec.explore))
 
     def play_due(self, pool: PolicyPool, population: Sequence[str], of: Sequence[str] = (), training_env_steps: int = 0) -> int:
@@ -292,12 +299,12 @@ class Matches:
         self.env_steps = int(state.get("env_steps", 0))
 
     # ------------------------------------------------------------------ one game
-    def _policy(self, pool: PolicyPool, entry_id: str) -> Any:
+    def _policy(self, pool: PolicyPool, entry_id: str) -> Player:
         if entry_id not in self.policies:
             self.policies[entry_id] = self.load(entry_id, pool.get(entry_id).path)
         return self.policies[entry_id]
 
-    def _games(self, pa: Any, pb: Any, n: int, first: int) -> List[Tuple[float, float, str, str, int]]:
+    def _games(self, pa: Player, pb: Player, n: int, first: int) -> List[Tuple[float, float, str, str, int]]:
         return play_games(self.arena(), self.envs, pa, pb, n, first, self.rng)
 
 
