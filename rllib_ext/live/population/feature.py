@@ -35,7 +35,7 @@ from ..hooks import Feature
 from ..restore.policies import restore_policies
 from ..seam.backends import backend_for
 from ..seam.ray_internals import config_extra, set_config_extra
-from ..seam.rllib_types import Algorithm, ConfigT, config_of
+from ..seam.rllib_types import Algorithm, AlgorithmConfig, ConfigT, config_of
 from ..snapshot import drop_writer_entries_after, pool_for, pool_path, snapshot_policy
 from .engine import META_TAG, Perturb, donor_for, perturbed
 from .hyperparams import check_names, config_values, set_hyperparams
@@ -65,7 +65,7 @@ class PopulationSpec:
     writer: Optional[str] = None  # an explicit pool writer (outside Tune; a trial uses its id)
 
 
-def check_spec(spec: PopulationSpec, config: object, policy_ids: Sequence[str]) -> None:
+def check_spec(spec: PopulationSpec, config: AlgorithmConfig, policy_ids: Sequence[str]) -> None:
     """Refuse what cannot work, naming the policy or the hyperparameter (driver side)."""
     ids = sorted(policy_ids)
     if not spec.policies:

@@ -234,7 +234,7 @@ def restore_policies(
     algo: Algorithm,
     checkpoint: "str | os.PathLike[str]",
     policies: PolicySelection,
-    **options: Any,
+    **options: object,
 ) -> PartialRestoreReport:
     """Restore ``policies`` of ``checkpoint`` into the live ``algo`` and sync everywhere.
 
@@ -279,7 +279,7 @@ def restore_opened(
     ckpt: CheckpointDir,
     layout: fmt.Layout,
     policies: PolicySelection,
-    **options: Any,
+    **options: object,
 ) -> PartialRestoreReport:
     """:func:`restore_policies` on a checkpoint the caller has already opened."""
     t0 = time.perf_counter()

@@ -145,7 +145,7 @@ def set_thread_update(thread: threading.Thread, update: Callable[..., object]) -
     thread._update_method = update  # type: ignore[attr-defined]
 
 
-def update_lock(learner: Learner) -> Optional[Any]:
+def update_lock(learner: Learner) -> Optional[threading.RLock]:
     """``IMPALALearner._update_lock``, the RLock its thread holds per update (None unpatched).
 
     Added by ``patches/0004-appo-learner-restore-waits-for-update.patch`` (against 2.60;
