@@ -48,7 +48,8 @@ from ...errors import InvalidArgumentError, MetaStrategyError
 from ...pool.payoff import seat_row
 from ...pool.policy_pool import PolicyPool
 from ..seam.rllib_types import Algorithm, config_of
-from .arena import Arena, MatchResult, OutcomeFn, Player, PolicyLoader, load_snapshot, play_games, play_match, remote_match
+from .arena import (Arena, MatchResult, OutcomeFn, Player, PolicyLoader, load_snapshot, play_games, play_match,
+                    remote_match)
 from .play import default_outcome
 
 if TYPE_CHECKING:
@@ -136,7 +137,8 @@ class Matches:
         return Arena(creator, config_of(self.algo).env_config, self.mapping, self.learner, self.outcome,
                      int(spec.batch), bool(spec.duplicate), bool(spec.explore))
 
-    def play_due(self, pool: PolicyPool, population: Sequence[str], of: Sequence[str] = (), training_env_steps: int = 0) -> int:
+    def play_due(self, pool: PolicyPool, population: Sequence[str], of: Sequence[str] = (),
+                 training_env_steps: int = 0) -> int:
         """Play what ``population`` lacks (:meth:`due`), within ``max_share``; return the games recorded.
 
         With ``remote=True`` the finished remote matches are recorded first, then the due

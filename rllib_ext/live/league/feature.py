@@ -56,8 +56,8 @@ def snapshot_policies(
 
 
 def league(
-    config: ConfigT, pool: "PolicyPool | str | os.PathLike[str]", *, of: str, slots: Sequence[str], sample: str = "pfsp", refresh_every: int = 1,
-    seed: int = 0, outcome_fn: Optional[OutcomeFn] = None, elo_k: float = 32.0,
+    config: ConfigT, pool: "PolicyPool | str | os.PathLike[str]", *, of: str, slots: Sequence[str], sample: str = "pfsp",
+    refresh_every: int = 1, seed: int = 0, outcome_fn: Optional[OutcomeFn] = None, elo_k: float = 32.0,
     evaluation: Optional[Mapping[str, Any]] = None, exploiters: Optional[Mapping[str, Mapping[str, Any]]] = None,
     reset_every: Optional[int] = None, slot_seats: Optional[Mapping[str, str]] = None,
 ) -> ConfigT:

@@ -39,8 +39,8 @@ from .bridge import (
 )
 from .compat import single_action_obs
 from .ray_internals import is_multi_module, old_stack_counters, raise_weights_seq_no
-from .rllib_types import (Algorithm, AlgorithmConfig, ConfigT, Learner, LearnerGroup, MetricsLogger, Model, PoliciesToTrain,
-                          Policy, RLModule, RLModuleSpec, Space, SpacePair, config_of)
+from .rllib_types import (Algorithm, AlgorithmConfig, ConfigT, Learner, LearnerGroup, MetricsLogger, Model,
+                          PoliciesToTrain, Policy, RLModule, RLModuleSpec, Space, SpacePair, config_of)
 from .filter_state import (
     agent_filter_of,
     agents_of,

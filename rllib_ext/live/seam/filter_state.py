@@ -184,7 +184,8 @@ def _first(algo: Algorithm, fn: Callable[[object], object]) -> object:
     return results[0] if results else None
 
 
-def _rllib_filter(stats: FilterStats, filter_cls: Type[MeanStdFilter], running_stat_cls: Type[RunningStat]) -> MeanStdFilter:
+def _rllib_filter(stats: FilterStats, filter_cls: Type[MeanStdFilter],
+                  running_stat_cls: Type[RunningStat]) -> MeanStdFilter:
     """A real RLlib ``MeanStdFilter`` holding ``stats`` (empty buffer)."""
     f = filter_cls(stats.shape, demean=stats.demean, destd=stats.destd, clip=stats.clip)
     f.running_stats = _running_stat(stats, running_stat_cls)

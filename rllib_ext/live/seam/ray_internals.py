@@ -137,12 +137,12 @@ def learner_thread(learner: Learner) -> Optional[threading.Thread]:
 
 def thread_update(thread: threading.Thread) -> Callable[..., object]:
     """``_LearnerThread._update_method`` (2.45, 2.60): read before every update."""
-    return thread._update_method  # type: ignore[attr-defined]
+    return thread._update_method  # type: ignore[attr-defined]  # _LearnerThread's, typed as a Thread here
 
 
 def set_thread_update(thread: threading.Thread, update: Callable[..., object]) -> None:
     """Put ``update`` in place of the thread's ``_update_method``: its next update calls it."""
-    thread._update_method = update  # type: ignore[attr-defined]
+    thread._update_method = update  # type: ignore[attr-defined]  # as in thread_update
 
 
 def update_lock(learner: Learner) -> Optional[threading.RLock]:
@@ -183,7 +183,7 @@ def wait_until_out_of(thread: threading.Thread, code: CodeType, counted: CodeTyp
     """
     deadline = time.monotonic() + timeout
     while True:
-        frame = sys._current_frames().get(thread.ident)  # type: ignore[arg-type]
+        frame = sys._current_frames().get(thread.ident)  # type: ignore[arg-type]  # ident None (not started): no frame
         busy = False
         while frame is not None:
             if frame.f_code is counted:
