@@ -53,6 +53,7 @@ import tempfile
 import time
 from typing import Any, Dict, Optional
 
+ANSWERS = {"nash": "Nash mixture per seat", "uniform": "snapshots all alike"}
 SLOTS = ["opponent_0", "opponent_1", "opponent_2", "opponent_3"]
 # The seat each slot's opponent plays: slots are drawn from the Nash mixture of their seat
 # (league(slot_seats=...)), so main trains as a best response to the per-seat answer.
@@ -60,8 +61,8 @@ SLOT_SEATS = {"opponent_0": "0", "opponent_1": "1", "opponent_2": "0", "opponent
 
 
 def oracle(config: Any, args: argparse.Namespace) -> Any:
-    """The PPO settings both runs share: many small updates, lr 3e-3, no discount (poker's
-    only reward is at the end), separate value network; the legal actions masked in the
+    """The PPO settings both runs share: many small updates (``--lr``, ``--epochs``,
+    ``--entropy``), no discount (poker's only reward is at the end), separate value network; the legal actions masked in the
     policy (``--no-mask``: RLlib's substitution of a random legal action instead)."""
     from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
     from ray.rllib.core.rl_module.rl_module import RLModuleSpec
@@ -75,13 +76,14 @@ def oracle(config: Any, args: argparse.Namespace) -> Any:
         # No -0.1 for an illegal action (Leduc's extra raise): the payoffs stay zero-sum, as
         # the Nash meta-solver needs; unmasked, the env still substitutes a random legal action.
         config.environment(OpenSpielGame, env_config={"game": args.game, "illegal_penalty": False,
-                                                      "action_mask": args.mask})
+                                                      "action_mask": args.mask,
+                                                      "information_state": args.information_state})
         # episodes_to_numpy=False: RLlib 2.60 numpy-izes finished episodes quadratically
         # (patches/0005); poker episodes are 2-5 steps, thousands per sample() call.
         .env_runners(num_env_runners=0, episodes_to_numpy=False)
         .learners(num_learners=0)
-        .training(lr=args.lr, train_batch_size_per_learner=args.batch, minibatch_size=128, num_epochs=10,
-                  gamma=1.0, entropy_coeff=0.0)
+        .training(lr=args.lr, train_batch_size_per_learner=args.batch, minibatch_size=128, num_epochs=args.epochs,
+                  gamma=1.0, entropy_coeff=args.entropy)
         .rl_module(model_config=DefaultModelConfig(fcnet_hiddens=[64, 64], vf_share_layers=False))
         .debugging(seed=args.seed)
     )
@@ -127,9 +129,11 @@ def answers(args: argparse.Namespace, pool: Any) -> Dict[str, Any]:
         per_seat = pool.meta_strategy_by_seat(of="main")
     except MetaStrategyError:  # no seat games yet (the first snapshots)
         per_seat = None
+    nash = exploitability_of(args.game, per_seat or one, pool)
+    uniform = exploitability_of(args.game, pool.meta_strategy(of="main", solver="uniform"), pool)
     return {"snapshots": len(one), "mixture": one, "per_seat": per_seat,
-            "one_mixture": exploitability_of(args.game, one, pool),
-            "meta_strategy": exploitability_of(args.game, per_seat or one, pool)}
+            "one_mixture": exploitability_of(args.game, one, pool), "nash": nash, "uniform": uniform,
+            "meta_strategy": uniform if args.answer == "uniform" else nash}
 
 
 def league(args: argparse.Namespace, log: Optional[Any]) -> Dict[str, float]:
@@ -144,7 +148,7 @@ def league(args: argparse.Namespace, log: Optional[Any]) -> Dict[str, float]:
     config = (
         oracle(PPOPartialConfig(), args)
         .multi_agent(policies={"main", *SLOTS}, policies_to_train=["main"],
-                     policy_mapping_fn=seat_mapping("main", SLOTS, slot_seats=seats))
+                     policy_mapping_fn=seat_mapping("main", SLOTS, slot_seats=seats, self_share=args.self_share))
         .snapshot_policies(args.pool, ["main"], every=every)
         .league(args.pool, of="main", slots=SLOTS, sample=args.sample, refresh_every=1, seed=args.seed,
                 reset_every=phase, slot_seats=seats,
@@ -166,10 +170,11 @@ def league(args: argparse.Namespace, log: Optional[Any]) -> Dict[str, float]:
                 row = {"run": "league", "steps": steps, "training": budget["training_env_steps"],
                        "evaluation": budget["evaluation_env_steps"], "seconds": round(time.time() - t0, 1),
                        "snapshots": got["snapshots"], "meta_strategy": got["meta_strategy"],
-                       "one_mixture": got["one_mixture"]}
+                       "one_mixture": got["one_mixture"], "nash": got["nash"], "uniform": got["uniform"]}
                 print(f"league  {steps:7d} steps ({row['evaluation']:6d} of them evaluation)  {row['seconds']:6.0f} s  "
                       f"{row['snapshots']:3d} snapshots; exploitability of the Nash mixture per seat "
-                      f"{row['meta_strategy']:.3f}, of one for both seats {row['one_mixture']:.3f}", flush=True)
+                      f"{row['nash']:.3f}, of one for both seats {row['one_mixture']:.3f}, of all alike "
+                      f"{row['uniform']:.3f}", flush=True)
                 if log:
                     log.write(json.dumps(row) + "\n")
     finally:
@@ -182,7 +187,8 @@ def league(args: argparse.Namespace, log: Optional[Any]) -> Dict[str, float]:
         for entry_id, p in mix.items():
             if p > 1e-3:
                 print(f"    {entry_id}: {p:.3f}")
-    return {"meta_strategy": got["meta_strategy"], "one_mixture": got["one_mixture"],
+    return {"meta_strategy": got["meta_strategy"], "one_mixture": got["one_mixture"], "nash": got["nash"],
+            "uniform": got["uniform"],
             "final_main": exploitability_of(args.game, {latest.id: 1.0}, pool)}
 
 
@@ -220,11 +226,15 @@ def main(argv: Optional[list] = None) -> None:
                         help="plain self-play's pool (default: 'selfplay' beside the league's)")
     parser.add_argument("--phase", type=int, default=20_000,
                         help="env steps per best-response phase (0: main is never reset)")
+    parser.add_argument("--self-share", type=float, default=0.0,
+                        help="share of main's training episodes against itself (the rest against the slots)")
     parser.add_argument("--sample", default="nash", help="how the slots are drawn (the league's sample=)")
     parser.add_argument("--snapshot-every", type=int, default=20_000,
                         help="env steps between snapshots (default: one per phase, its best response)")
     parser.add_argument("--batch", type=int, default=1_000, help="env steps per training iteration")
     parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--entropy", type=float, default=0.0, help="PPO's entropy_coeff (both runs)")
+    parser.add_argument("--epochs", type=int, default=10, help="PPO's num_epochs per iteration (both runs)")
     parser.add_argument("--games", type=int, default=2_000,
                         help="evaluation games per pair within the Nash support (and the newest snapshot)")
     parser.add_argument("--floor-games", type=int, default=100, help="evaluation games of every other pair")
@@ -239,6 +249,11 @@ def main(argv: Optional[list] = None) -> None:
     parser.add_argument("--no-mask", dest="mask", action="store_false",
                         help="unmasked policies: an illegal action is replaced by a random legal one (RLlib's "
                              "OpenSpielEnv); by default the policies mask the illegal actions themselves")
+    parser.add_argument("--information-state", action="store_true",
+                        help="observe the information-state tensor (the player's whole history) instead of the "
+                             "observation tensor, which on Leduc folds 936 information states into 516 observations")
+    parser.add_argument("--answer", choices=sorted(ANSWERS), default="nash",
+                        help="the league's answer: the Nash mixture of its snapshots per seat, or all of them alike")
     parser.add_argument("--one-mixture", action="store_true",
                         help="draw every slot from one Nash mixture for both seats (default: per seat)")
     parser.add_argument("--no-selfplay", action="store_true", help="skip the plain self-play comparison")
@@ -280,8 +295,10 @@ def main(argv: Optional[list] = None) -> None:
     spent = PolicyPool(args.pool).budget()
     print(f"\nexploitability on {args.game} after {spent.total_env_steps} env steps in all (OpenSpiel, exact; "
           f"uniform random {'0.458' if args.game == 'kuhn_poker' else '2.374'}, Nash 0):")
-    print(f"  league meta-strategy (Nash mixture per seat)     {got['meta_strategy']:.3f}")
+    print(f"  league meta-strategy ({ANSWERS[args.answer]:<33}) {got['meta_strategy']:.3f}")
+    print(f"  league Nash mixture per seat                     {got['nash']:.3f}")
     print(f"  league Nash mixture for both seats               {got['one_mixture']:.3f}")
+    print(f"  league snapshots all alike                       {got['uniform']:.3f}")
     print(f"  league final main                                {got['final_main']:.3f}")
     if baseline is not None:
         print(f"  plain self-play final main ({baseline['steps']} env steps)  {baseline['final_main']:.3f}")

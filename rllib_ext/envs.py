@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import random
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 import gymnasium as gym
 import numpy as np
@@ -34,13 +34,16 @@ class SignGame(MultiAgentEnv):
         dims = list(config.get("obs_dims", [4, 4, 4]))
         self.episode_len = int(config.get("episode_len", 10))
         self.offset = float(config.get("obs_offset", 0.0))
-        self.agents = self.possible_agents = [f"agent_{i}" for i in range(len(dims))]
+        agents = [f"agent_{i}" for i in range(len(dims))]
+        self.agents = self.possible_agents = list(agents)
         image = tuple(int(d) for d in config.get("image_obs") or ())
+        self._obs_shapes = {a: image or (int(d),) for a, d in zip(agents, dims)}
         self.observation_spaces = {
-            a: gym.spaces.Box(self.offset - 1.0, self.offset + 1.0, image or (d,), np.float32)
-            for a, d in zip(self.agents, dims)
+            a: gym.spaces.Box(self.offset - 1.0, self.offset + 1.0, shape, np.float32)
+            for a, shape in self._obs_shapes.items()
         }
         box = int(config.get("box_actions") or 0)
+        self._box_actions = box > 0
         self.action_spaces = {
             a: gym.spaces.Box(-1.0, 1.0, (box,), np.float32) if box else gym.spaces.Discrete(2) for a in self.agents
         }
@@ -50,8 +53,7 @@ class SignGame(MultiAgentEnv):
 
     def _observe(self) -> Dict[str, np.ndarray]:
         self._obs = {
-            a: self._rng.uniform(-1, 1, self.observation_spaces[a].shape).astype(np.float32)
-            for a in self.agents
+            a: self._rng.uniform(-1, 1, shape).astype(np.float32) for a, shape in self._obs_shapes.items()
         }
         return {a: (o + np.float32(self.offset)).astype(np.float32) for a, o in self._obs.items()}
 
@@ -61,9 +63,9 @@ class SignGame(MultiAgentEnv):
         self._t = 0
         return self._observe(), {}
 
-    def _reward(self, agent: str, act: Any) -> float:
+    def _reward(self, agent: str, act: "int | np.ndarray") -> float:
         sign = np.ravel(self._obs[agent])[0] > 0
-        if isinstance(self.action_spaces[agent], gym.spaces.Box):
+        if self._box_actions:  # every agent's action space is the Box
             return -abs(float(np.ravel(act)[0]) - (1.0 if sign else -1.0))
         return float(int(act) == int(sign))
 
@@ -79,9 +81,12 @@ class SignGame(MultiAgentEnv):
         return obs, rewards, terminateds, truncateds, {}
 
 
-def agent_to_policy(agent_id: str, *args: Any, **kwargs: Any) -> str:
+def agent_to_policy(agent_id: str, *args: object, **kwargs: object) -> str:
     """Map ``agent_<i>`` to ``policy_<i>`` (works for both API stacks' signatures)."""
     return "policy_" + str(agent_id).split("_", 1)[1]
+
+
+PLAYERS = ("player_0", "player_1")  # HighCard's agents
 
 
 class HighCard(MultiAgentEnv):
@@ -99,54 +104,62 @@ class HighCard(MultiAgentEnv):
         super().__init__()
         config = dict(config or {})
         self.cards = int(config.get("cards", 10))
-        self.agents = self.possible_agents = ["player_0", "player_1"]
-        self.observation_spaces = {a: gym.spaces.Box(0.0, 1.0, (1,), np.float32) for a in self.agents}
-        self.action_spaces = {a: gym.spaces.Discrete(2) for a in self.agents}
+        self.agents = self.possible_agents = list(PLAYERS)
+        self.observation_spaces = {a: gym.spaces.Box(0.0, 1.0, (1,), np.float32) for a in PLAYERS}
+        self.action_spaces = {a: gym.spaces.Discrete(2) for a in PLAYERS}
         self._rng = np.random.default_rng(config.get("seed"))
         self._hand: Dict[str, int] = {}
 
     def reset(self, *, seed: Optional[int] = None, options: Optional[dict] = None):
         if seed is not None:
             self._rng = np.random.default_rng(seed)
-        self._hand = {a: int(self._rng.integers(self.cards)) for a in self.agents}
+        self._hand = {a: int(self._rng.integers(self.cards)) for a in PLAYERS}
         return {a: np.array([c / (self.cards - 1)], np.float32) for a, c in self._hand.items()}, {}
 
     def step(self, action_dict):
-        a, b = (int(action_dict[p]) for p in self.agents)
-        ca, cb = (self._hand[p] for p in self.agents)
+        a, b = (int(action_dict[p]) for p in PLAYERS)
+        ca, cb = (self._hand[p] for p in PLAYERS)
         if a and b:
             r = 2.0 * ((ca > cb) - (ca < cb))
         else:
             r = float(a - b)  # the one who called wins 1 (0 when both fold)
         rewards = {"player_0": r, "player_1": -r}
-        obs = {p: np.array([self._hand[p] / (self.cards - 1)], np.float32) for p in self.agents}
-        done = {p: True for p in self.agents}
+        obs = {p: np.array([self._hand[p] / (self.cards - 1)], np.float32) for p in PLAYERS}
+        done = {p: True for p in PLAYERS}
         done["__all__"] = True
-        return obs, rewards, done, {p: False for p in self.agents} | {"__all__": False}, {}
+        return obs, rewards, done, {p: False for p in PLAYERS} | {"__all__": False}, {}
 
 
 def seat_mapping(main: str, slots: "list[str]", exploiters: "list[str] | tuple[str, ...]" = (),
-                 exploiter_share: float = 0.0, slot_seats: "Optional[Dict[str, str]]" = None) -> Any:
+                 exploiter_share: float = 0.0, slot_seats: "Optional[Dict[str, str]]" = None,
+                 self_share: float = 0.0) -> Callable[..., str]:
     """A policy mapping function for two-seat self-play: per episode, ``main`` takes one
     seat at random and one of ``slots`` the other (works on both API stacks). With
     ``exploiters``, a share ``exploiter_share`` of the episodes puts one of them against
     ``main`` instead of a slot (an exploiter plays only ``main``). With ``slot_seats``
     (``{slot: seat}``, as given to ``league(slot_seats=...)``), the opponent in seat ``s``
-    (the agent id as a string) takes one of the slots of that seat. Raises InvalidArgumentError
-    for a slot that ``slot_seats`` gives no seat."""
+    (the agent id as a string) takes one of the slots of that seat. A share ``self_share`` of
+    the episodes puts ``main`` in both seats: plain self-play, which learns faster than play
+    against frozen snapshots, while the slots keep it from forgetting what beat its past
+    selves (AlphaStar's main agents mix both). Raises InvalidArgumentError for a slot that
+    ``slot_seats`` gives no seat, or a share outside [0, 1]."""
     import zlib
 
+    for name, share in (("exploiter_share", exploiter_share), ("self_share", self_share)):
+        if not 0.0 <= share <= 1.0:
+            raise InvalidArgumentError(f"seat_mapping({name}={share!r}): a share of the episodes, in [0, 1]")
     by_seat: Dict[str, List[str]] = {}
-    for slot in slots if slot_seats else ():
-        if slot not in slot_seats:
+    seats = slot_seats or {}
+    for slot in slots if seats else ():
+        if slot not in seats:
             raise InvalidArgumentError(f"seat_mapping(slot_seats=...): slot {slot!r} has no seat; give every slot one")
-        by_seat.setdefault(str(slot_seats[slot]), []).append(slot)
+        by_seat.setdefault(str(seats[slot]), []).append(slot)
 
-    def mapping(agent_id: Any, episode: Any = None, *args: Any, **kwargs: Any) -> str:
+    def mapping(agent_id: object, episode: object = None, *args: object, **kwargs: object) -> str:
         key = getattr(episode, "id_", None) or getattr(episode, "episode_id", None) or 0
         h = zlib.crc32(str(key).encode())
         main_seat = h % 2
-        if str(agent_id).endswith(str(main_seat)):
+        if str(agent_id).endswith(str(main_seat)) or zlib.crc32(f"self {key}".encode()) % 1000 < self_share * 1000:
             return main
         if exploiters and (h >> 8) % 1000 < exploiter_share * 1000:
             return exploiters[(h >> 20) % len(exploiters)]
@@ -179,6 +192,11 @@ class OpenSpielGame(MultiAgentEnv):
     (:class:`rllib_ext.masking.MaskedPPOTorchRLModule`), so that what plays, what is
     snapshotted and what OpenSpiel judges is one policy over the legal actions only.
 
+    ``"information_state": True`` observes the state's ``information_state_tensor()`` instead:
+    the player's whole history (perfect recall). Leduc's ``observation_tensor()`` keeps only
+    the chips in the pot, so its 936 information states look like 516 observations, and a
+    policy cannot tell e.g. a raise in the first round from one in the second.
+
     With ``"action_mask": True`` or ``"report_illegal": True``, every step's info tells, for
     the player who acted, whether its action was illegal (``{"illegal_action": True}``), so
     a run can count the substitutions. New API stack only: the old stack refuses infos for
@@ -193,19 +211,31 @@ class OpenSpielGame(MultiAgentEnv):
         game = pyspiel.load_game(config.get("game", "kuhn_poker"))
         mask = bool(config.get("action_mask", False))
         return _seeded_env(OpenSpielEnv, bool(config.get("illegal_penalty", True)), mask,
-                           mask or bool(config.get("report_illegal", False)))(game)
+                           mask or bool(config.get("report_illegal", False)),
+                           bool(config.get("information_state", False)))(game)
+
+
+PlayerDict = Dict[int, object]  # OpenSpielEnv's per-player dicts (observations, rewards, infos), by player number
 
 
 @functools.lru_cache(maxsize=None)
-def _seeded_env(base: type, penalty: bool, mask: bool = False, report: bool = False) -> type:
+def _seeded_env(base: type, penalty: bool, mask: bool = False, report: bool = False,
+                information_state: bool = False) -> type:
     """``base`` (RLlib's ``OpenSpielEnv``) with seeded chance, without ``penalty`` the game's
-    returns as rewards, with ``mask`` the legal actions in the observation and with
-    ``report`` illegal moves in the infos (one class per kind, made on first use: pyspiel
-    and the wrapper load only when a game is made)."""
+    returns as rewards, with ``mask`` the legal actions in the observation, with ``report``
+    illegal moves in the infos and with ``information_state`` the information-state tensor
+    as the observation (one class per kind, made on first use: pyspiel and the wrapper load
+    only when a game is made)."""
 
-    class OpenSpielEnvSeeded(base):  # type: ignore[misc, valid-type]
-        def __init__(self, game: Any) -> None:
+    class OpenSpielEnvSeeded(base):
+        def __init__(self, game: object) -> None:
             super().__init__(game)
+            self.observation_space: gym.spaces.Dict
+            if information_state:
+                size = (self.env.information_state_tensor_size(),)
+                self.observation_space = gym.spaces.Dict({
+                    aid: gym.spaces.Box(float("-inf"), float("inf"), size, np.float32)
+                    for aid in self.observation_space.spaces})
             if mask:
                 n = self.env.num_distinct_actions()
                 self.observation_space = gym.spaces.Dict({
@@ -214,13 +244,13 @@ def _seeded_env(base: type, penalty: bool, mask: bool = False, report: bool = Fa
                     for aid, space in self.observation_space.spaces.items()
                 })
 
-        def reset(self, *, seed: Optional[int] = None, options: Optional[dict] = None) -> Any:
+        def reset(self, *, seed: Optional[int] = None, options: Optional[dict] = None) -> Tuple[PlayerDict, PlayerDict]:
             if seed is not None or "_chance" not in self.__dict__:
                 self._chance = random.Random(seed)  # made per game in evaluation: cheaper than numpy's
             obs, infos = super().reset(seed=seed, options=options)
-            return self.with_mask(obs), infos
+            return self.observe(obs), infos
 
-        def step(self, action: Dict[Any, Any]) -> Any:
+        def step(self, action: Mapping[int, int]) -> Tuple[PlayerDict, ...]:
             player = self.state.current_player()
             illegal = player in action and int(action[player]) not in self.state.legal_actions()
             obs, rewards, terminateds, truncateds, infos = super().step(action)
@@ -228,10 +258,13 @@ def _seeded_env(base: type, penalty: bool, mask: bool = False, report: bool = Fa
                 rewards = dict(enumerate(self.state.returns()))
             if report and player in action:
                 infos = {**infos, player: {"illegal_action": illegal}}
-            return self.with_mask(obs), rewards, terminateds, truncateds, infos
+            return self.observe(obs), rewards, terminateds, truncateds, infos
 
-        def with_mask(self, obs: Dict[Any, Any]) -> Dict[Any, Any]:
-            """The observations, each with its player's legal actions when the env masks."""
+        def observe(self, obs: PlayerDict) -> PlayerDict:
+            """The observations: with ``information_state`` each player's information-state
+            tensor, and with ``mask`` each with its player's legal actions."""
+            if information_state:
+                obs = {aid: np.asarray(self.state.information_state_tensor(aid), np.float32) for aid in obs}
             if not mask:
                 return obs
             return {aid: {"observations": o,

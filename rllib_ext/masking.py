@@ -16,7 +16,7 @@ and every forward pass adds ``max(log m, FLOAT_MIN)`` to the logits.
 
 from __future__ import annotations
 
-from typing import Any, Dict, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple
 
 import gymnasium as gym
 from ray.rllib.algorithms.ppo.torch.default_ppo_torch_rl_module import DefaultPPOTorchRLModule
@@ -24,6 +24,9 @@ from ray.rllib.core.columns import Columns
 from ray.rllib.utils.torch_utils import FLOAT_MIN
 
 from .errors import InvalidArgumentError
+
+if TYPE_CHECKING:
+    import torch
 
 #: The two keys of a masked observation (RLlib's action-masking layout).
 OBSERVATIONS, ACTION_MASK = "observations", "action_mask"
@@ -37,7 +40,7 @@ class MaskedPPOTorchRLModule(DefaultPPOTorchRLModule):
     ``Dict({"observations": Box, "action_mask": Box(0, 1, (n,))})``.
     """
 
-    def __init__(self, *, observation_space: Any = None, **kwargs: Any) -> None:
+    def __init__(self, *, observation_space: Optional[gym.Space] = None, **kwargs: Any) -> None:
         if not (isinstance(observation_space, gym.spaces.Dict)
                 and set(observation_space.spaces) == {OBSERVATIONS, ACTION_MASK}):
             raise InvalidArgumentError(
@@ -54,25 +57,25 @@ class MaskedPPOTorchRLModule(DefaultPPOTorchRLModule):
         # checkpoints see is what the env gives.
         self.observation_space = self.masked_observation_space
 
-    def _forward_inference(self, batch: Dict[str, Any], **kwargs: Any) -> Dict[str, Any]:
+    def _forward_inference(self, batch: Dict[str, Any], **kwargs: object) -> Dict[str, Any]:
         mask, batch = _split(batch)
         return _masked(super()._forward_inference(batch, **kwargs), mask)
 
-    def _forward_exploration(self, batch: Dict[str, Any], **kwargs: Any) -> Dict[str, Any]:
+    def _forward_exploration(self, batch: Dict[str, Any], **kwargs: object) -> Dict[str, Any]:
         mask, batch = _split(batch)
         return _masked(super()._forward_exploration(batch, **kwargs), mask)
 
-    def _forward_train(self, batch: Dict[str, Any], **kwargs: Any) -> Dict[str, Any]:
+    def _forward_train(self, batch: Dict[str, Any], **kwargs: object) -> Dict[str, Any]:
         mask, batch = _split(batch)
         return _masked(super()._forward_train(batch, **kwargs), mask)
 
-    def compute_values(self, batch: Dict[str, Any], embeddings: Any = None) -> Any:
+    def compute_values(self, batch: Dict[str, Any], embeddings: Optional[torch.Tensor] = None) -> Any:
         if isinstance(batch[Columns.OBS], dict):
             _, batch = _split(batch)
         return super().compute_values(batch, embeddings)
 
 
-def _split(batch: Dict[str, Any]) -> Tuple[Any, Dict[str, Any]]:
+def _split(batch: Dict[str, Any]) -> Tuple[torch.Tensor, Dict[str, Any]]:
     """(the mask, a shallow copy of the batch whose observations are the unmasked ones)."""
     obs = batch[Columns.OBS]
     if not isinstance(obs, dict) or OBSERVATIONS not in obs or ACTION_MASK not in obs:
@@ -82,7 +85,7 @@ def _split(batch: Dict[str, Any]) -> Tuple[Any, Dict[str, Any]]:
     return obs[ACTION_MASK], dict(batch, **{Columns.OBS: obs[OBSERVATIONS]})
 
 
-def _masked(out: Dict[str, Any], mask: Any) -> Dict[str, Any]:
+def _masked(out: Dict[str, Any], mask: torch.Tensor) -> Dict[str, Any]:
     """The output with ``max(log mask, FLOAT_MIN)`` added to its logits (RLlib's masking)."""
     import torch
 

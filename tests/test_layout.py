@@ -167,7 +167,7 @@ def import_graph(modules: Dict[str, str]) -> Dict[str, Set[str]]:
 LIVE_ALLOWED = {
     "": set(),
     "seam": set(),
-    "hooks": set(),
+    "hooks": {"seam"},  # RLlib's Algorithm, named for the checker (seam/rllib_types.py)
     "tune": set(),
     "restore": {"seam", "hooks"},
     "serving": {"seam", "restore", "hooks"},

@@ -16,7 +16,7 @@ from builders import pool_policy_dir
 
 pytest.importorskip("pyspiel")
 
-from rllib_ext import PolicyPool  # noqa: E402
+from rllib_ext import InvalidArgumentError, PolicyPool  # noqa: E402
 from rllib_ext.envs import OpenSpielGame, seat_mapping  # noqa: E402
 from rllib_ext.live.league.evaluation import EvaluationSpec, Matches  # noqa: E402
 from rllib_ext.pool.payoff import seat_row  # noqa: E402
@@ -188,6 +188,24 @@ def test_seat_mapping_routes_each_seat_to_its_slots_and_refuses_a_slot_without_s
     assert seen == set(slots)
     with pytest.raises(ValueError, match="slot 'opponent_3' has no seat"):
         seat_mapping("main", slots, slot_seats={s: seats[s] for s in slots[:3]})
+
+
+def test_seat_mapping_self_share_puts_main_in_both_seats_in_that_share_of_episodes():
+    slots = ["opponent_0", "opponent_1"]
+    mapping = seat_mapping("main", slots, self_share=0.4)
+    both = 0
+    for k in range(2000):
+        episode = type("Episode", (), {"id_": f"episode-{k}"})()
+        got = [mapping(agent, episode) for agent in (0, 1)]
+        assert got.count("main") >= 1 and [mapping(agent, episode) for agent in (0, 1)] == got  # per episode
+        both += got == ["main", "main"]
+    assert abs(both / 2000 - 0.4) < 0.05, both
+    never = seat_mapping("main", slots)  # the default: main never plays itself
+    assert all(sorted(never(a, type("E", (), {"id_": f"e{k}"})()) for a in (0, 1)).count("main") == 1
+               for k in range(300))
+    for bad in (-0.1, 1.5):
+        with pytest.raises(InvalidArgumentError, match=r"self_share=.*in \[0, 1\]"):
+            seat_mapping("main", slots, self_share=bad)
 
 
 def test_slot_seats_need_nash_and_name_slots():

@@ -36,7 +36,7 @@ def _counting_callbacks() -> type:
     return CountIllegal
 
 
-def _algo(mask: bool) -> Any:
+def _algo(mask: bool, information_state: bool = False) -> Any:
     from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
     from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
@@ -47,7 +47,8 @@ def _algo(mask: bool) -> Any:
     config = PPOPartialConfig()
     if mask:
         config = config.rl_module(rl_module_spec=RLModuleSpec(module_class=MaskedPPOTorchRLModule))
-    env_config = {"game": GAME, "illegal_penalty": False, "action_mask": mask, "report_illegal": True}
+    env_config = {"game": GAME, "illegal_penalty": False, "action_mask": mask, "report_illegal": True,
+                  "information_state": information_state}
     return (config.environment(OpenSpielGame, env_config=env_config)
             .env_runners(num_env_runners=0, episodes_to_numpy=False)
             .learners(num_learners=0)
@@ -195,6 +196,57 @@ def test_exploitability_judges_the_masked_policy_as_it_plays(masked):
     softmax = np.exp(logits - logits.max(axis=1, keepdims=True))
     assert np.allclose(probs[:50], softmax / softmax.sum(axis=1, keepdims=True), atol=1e-5)
     assert 0.0 < exploitability(GAME, {policy: 1.0}) < 5.0
+
+
+def _twins(game: Any) -> Tuple[Any, Any]:
+    """Two Leduc decisions with one observation tensor but two information states (and legal actions)."""
+    seen: Dict[Tuple[float, ...], Any] = {}
+    for state in _states(400):
+        key = tuple(state.observation_tensor()) + tuple(state.legal_actions_mask())
+        other = seen.setdefault(key, state)
+        if other.information_state_string() != state.information_state_string():
+            return other, state
+    raise AssertionError("no two Leduc decisions share an observation")
+
+
+def test_an_information_state_policy_is_judged_on_what_it_reads(masked, tmp_path):
+    """OpenSpielGame(information_state=True) observes the information-state tensor, and the
+    referee feeds a policy trained on it the same: its table equals the module's softmax on
+    those tensors, and it tells apart two decisions that share one observation tensor. The
+    observation-tensor policy (the negative control) cannot: it plays both alike."""
+    import pyspiel
+
+    from rllib_ext import InvalidArgumentError, NumpyPolicy
+    from rllib_ext.act.openspiel import tabular_policy
+    from rllib_ext.envs import OpenSpielGame
+
+    game = pyspiel.load_game(GAME)
+    env = OpenSpielGame({"game": GAME, "action_mask": True, "information_state": True})
+    obs, _ = env.reset(seed=3)
+    (player, first), = obs.items()
+    assert np.array_equal(first["observations"], env.state.information_state_tensor(player))
+    assert env.observation_space[player]["observations"].shape == (game.information_state_tensor_size(),)
+
+    algo = _algo(mask=True, information_state=True)
+    algo.train()
+    ckpt = algo.save(str(tmp_path / "info")).checkpoint.path
+    info_policy = NumpyPolicy.from_checkpoint(ckpt, "main")
+    table = tabular_policy(game, info_policy)
+    raw = {"observations": np.array([s.information_state_tensor() for s in table.states[:50]], np.float32),
+           "action_mask": np.array([s.legal_actions_mask() for s in table.states[:50]], np.float32)}
+    logits = _module_logits(algo, raw)
+    algo.stop()
+    softmax = np.exp(logits - logits.max(axis=1, keepdims=True))
+    assert np.allclose(table.action_probability_array[:50], softmax / softmax.sum(axis=1, keepdims=True), atol=1e-5)
+
+    a, b = _twins(game)
+    rows = [table.state_lookup[s.information_state_string()] for s in (a, b)]
+    assert not np.allclose(*table.action_probability_array[rows], atol=1e-6)
+    obs_table = tabular_policy(game, NumpyPolicy.from_checkpoint(masked[2], "main"))
+    assert np.allclose(*obs_table.action_probability_array[rows], atol=1e-7)
+
+    with pytest.raises(InvalidArgumentError, match=r"reads 30 numbers, but kuhn_poker\(\) gives 7 \(observation_tensor\)"):
+        tabular_policy(pyspiel.load_game("kuhn_poker"), info_policy)
 
 
 def test_a_masked_module_needs_the_masked_observation_space():

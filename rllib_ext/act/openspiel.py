@@ -3,8 +3,10 @@
 A league's progress is judged by something no one here wrote: OpenSpiel computes the
 exploitability of a policy (how much a best response gains against it; 0 at a Nash
 equilibrium) exactly, on small games such as Kuhn and Leduc poker. The policies here
-act on what RLlib's ``OpenSpielEnv`` gives them (the state's ``observation_tensor()``,
-and for a masking policy the legal actions' mask); an unmasked policy's action the game
+act on what RLlib's ``OpenSpielEnv`` gives them (the state's ``observation_tensor()``, or
+its ``information_state_tensor()`` for a policy trained on
+``OpenSpielGame(information_state=True)``, told apart by the policy's input size; and for
+a masking policy the legal actions' mask); an unmasked policy's action the game
 forbids is replaced, as that env does, by a uniformly random legal one. ``open_spiel`` is
 imported inside the functions (``pip install open_spiel``).
 """
@@ -17,21 +19,32 @@ from typing import Dict, List, Mapping, Protocol, Sequence, Tuple
 import numpy as np
 
 from ..errors import InvalidArgumentError, MissingDependencyError
-from .numpy_policy import ACTION_MASK, OBSERVATIONS, NumpyPolicy, Observations
+from .numpy_policy import ACTION_MASK, OBSERVATIONS, NumpyPolicy, Observations, input_space
 
 # What we use of OpenSpiel's objects (open_spiel has no type information).
+
+
+class GameType(Protocol):
+    """A ``pyspiel.GameType``."""
+
+    @property
+    def provides_information_state_tensor(self) -> bool: ...
 
 
 class Game(Protocol):
     """A ``pyspiel.Game``."""
 
     def num_players(self) -> int: ...
+    def get_type(self) -> GameType: ...
+    def observation_tensor_size(self) -> int: ...
+    def information_state_tensor_size(self) -> int: ...
 
 
 class GameState(Protocol):
     """A ``pyspiel.State``: what a policy acts on."""
 
     def observation_tensor(self) -> List[float]: ...
+    def information_state_tensor(self) -> List[float]: ...
     def legal_actions(self) -> List[int]: ...
 
 
@@ -74,13 +87,33 @@ def action_probabilities(policy: NumpyPolicy, observation: Sequence[float], lega
     return out
 
 
+def reads_information_state(game: Game, policy: NumpyPolicy) -> bool:
+    """Whether ``policy`` reads the information-state tensor (else the observation tensor),
+    from its input size: what it was trained on is not recorded otherwise.
+
+    Raises:
+        InvalidArgumentError: the input size is neither tensor's size.
+    """
+    size = int(np.prod(input_space(policy.observation_space).shape or (0,)))
+    sizes = {"observation": int(game.observation_tensor_size())}
+    if game.get_type().provides_information_state_tensor:
+        sizes["information_state"] = int(game.information_state_tensor_size())
+    if size not in sizes.values():
+        raise InvalidArgumentError(
+            f"policy {policy.policy_id!r} reads {size} numbers, but {game} gives "
+            + " or ".join(f"{n} ({k}_tensor)" for k, n in sizes.items())
+            + ": it was trained on another game")
+    return size != sizes["observation"]
+
+
 def tabular_policy(game: Game, policy: NumpyPolicy) -> TabularPolicy:
     """An OpenSpiel ``TabularPolicy`` of ``game`` that plays as ``policy`` does in every seat."""
     _, os_policy, _, _ = _openspiel()
     table: TabularPolicy = os_policy.TabularPolicy(game)
+    info = reads_information_state(game, policy)
     for i, state in enumerate(table.states):
-        table.action_probability_array[i] = action_probabilities(policy, state.observation_tensor(),
-                                                                 state.legal_actions())
+        tensor = state.information_state_tensor() if info else state.observation_tensor()
+        table.action_probability_array[i] = action_probabilities(policy, tensor, state.legal_actions())
     return table
 
 

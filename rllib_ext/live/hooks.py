@@ -10,7 +10,10 @@ never by importing each other: removing one breaks no other.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Dict, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Any, ClassVar, Dict, Mapping, Optional, Tuple
+
+if TYPE_CHECKING:
+    from .seam.rllib_types import Algorithm
 
 
 class Feature:
@@ -42,23 +45,23 @@ class Feature:
         directory differs): make what the feature reads there independent of the driver."""
 
     @classmethod
-    def build(cls, algo: object) -> Optional["Feature"]:
+    def build(cls, algo: Algorithm) -> Optional["Feature"]:
         """This feature for ``algo`` (after RLlib's setup), or None when not asked for."""
         return cls()
 
-    def setup(self, algo: object) -> None:
+    def setup(self, algo: Algorithm) -> None:
         """Once, after RLlib's own setup and the features before this one."""
 
-    def after_step(self, algo: Any, result: Dict[str, Any]) -> Mapping[str, Any]:
+    def after_step(self, algo: Algorithm, result: Dict[str, Any]) -> Mapping[str, object]:
         """After every ``step()``; what to add under ``result["rllib_ext"]``."""
         return {}
 
-    def state(self, algo: object) -> Optional[Dict[str, Any]]:
+    def state(self, algo: Algorithm) -> Optional[Dict[str, Any]]:
         """Plain data for the algorithm's checkpoint (None: nothing to keep)."""
         return None
 
-    def set_state(self, algo: object, state: Mapping[str, object]) -> None:
+    def set_state(self, algo: Algorithm, state: Mapping[str, object]) -> None:
         """Continue from :meth:`state` (called after RLlib restored its own state)."""
 
-    def stop(self, algo: Any) -> None:
+    def stop(self, algo: Algorithm) -> None:
         """When the algorithm stops (``algo.stop()``), before RLlib's cleanup: end what the feature started."""

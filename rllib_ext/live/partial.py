@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any, ClassVar, Dict, List, Mapping, Optional, Type, TypeVar, Union, overload
+from typing import (TYPE_CHECKING, Any, ClassVar, Collection, Dict, List, Mapping, Optional, Self, Type, TypeVar, Union,
+                    overload)
 
 from ..checkpoint.storage import resolve_path
 from ..errors import InvalidArgumentError
@@ -31,9 +32,20 @@ from . import tune
 from .features import FEATURES, FeatureConfig
 from .hooks import Feature
 from .seam.backends import backend_class
+from .seam.bridge import State
 from .seam.ray_internals import set_trial_info, trial_info
 from .restore.options import RestoreOptions
 from .restore.policies import PartialRestoreReport, PolicySelection, restore_policies
+
+if TYPE_CHECKING:  # for the checker, each base is what it stands in front of: an RLlib config / algorithm
+    from .seam.rllib_types import Algorithm, AlgorithmConfig
+
+    class _ConfigBase(FeatureConfig, AlgorithmConfig): ...
+
+    _AlgorithmBase = Algorithm
+else:  # at run time the RLlib class comes after it in the subclass's bases
+    _ConfigBase = FeatureConfig
+    _AlgorithmBase = object
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +60,7 @@ ALGO_OF_CONFIG: Dict[type, type] = {}
 F = TypeVar("F", bound=Feature)
 
 
-class PartialConfig(FeatureConfig):
+class PartialConfig(_ConfigBase):
     """In front of an RLlib ``AlgorithmConfig``: the features' config methods
     (``restore_policies()``, ``lightweight()``, ``snapshot_policies()``, ``league()``,
     ``population()``) and their plain-dict keys."""
@@ -57,13 +69,13 @@ class PartialConfig(FeatureConfig):
         algo_class = algo_class or ALGO_OF_CONFIG.get(type(self))
         if algo_class is not None:  # a config in use: tune.run("XPartial") must know the name
             tune.register({algo_class.__name__: algo_class})
-        super().__init__(algo_class=algo_class)  # type: ignore[call-arg]
+        super().__init__(algo_class=algo_class)
 
-    def update_from_dict(self, config_dict: Mapping[str, Any]) -> Any:
+    def update_from_dict(self, config_dict: Mapping[str, Any]) -> Self:
         """Also accept each feature's plain-dict key, e.g. ``{"restore_policies": {...}}``."""
         rest = dict(config_dict)
         taken = [(f, key, rest.pop(key)) for f in FEATURES for key in f.config_keys if rest.get(key)]
-        super().update_from_dict(rest)  # type: ignore[misc]
+        super().update_from_dict(rest)
         for feature, key, value in taken:
             feature.configure(self, key, value)
         return self
@@ -71,13 +83,13 @@ class PartialConfig(FeatureConfig):
     def validate(self) -> None:
         """RLlib's checks, after the features' entries in RLlib's callbacks list are made what
         this stack instantiates (the old stack: one class composing them)."""
-        composed = backend_class(self).callbacks_class(self.callbacks_class)  # type: ignore[attr-defined]
-        if composed is not self.callbacks_class:  # type: ignore[attr-defined]
+        composed = backend_class(self).callbacks_class(self.callbacks_class)
+        if composed is not self.callbacks_class:
             self.callbacks_class = composed
-        super().validate()  # type: ignore[misc]
+        super().validate()
 
 
-class PartialAlgorithm:
+class PartialAlgorithm(_AlgorithmBase):
     """In front of an RLlib ``Algorithm``: policy-granular restore and the features' hooks.
 
     ``class XPartial(PartialAlgorithm, X, config=XPartialConfig)`` makes ``XPartialConfig``
@@ -88,16 +100,16 @@ class PartialAlgorithm:
     partial_restore_reports: List[PartialRestoreReport]
     features: List[Feature]
 
-    def __init_subclass__(cls, config: Optional[type] = None, **kwargs: Any) -> None:
+    def __init_subclass__(cls, config: Optional[type] = None, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
         if config is not None:
             cls.partial_config_class = config
             ALGO_OF_CONFIG[config] = cls
 
     @classmethod
-    def get_default_config(cls) -> Any:
+    def get_default_config(cls) -> Any:  # each RLlib algorithm returns its own config class
         if cls.partial_config_class is None:
-            return super().get_default_config()  # type: ignore[misc]
+            return super().get_default_config()
         return cls.partial_config_class()
 
     def __init__(self, config: Any = None, *args: Any, **kwargs: Any) -> None:
@@ -106,12 +118,12 @@ class PartialAlgorithm:
         # read "default" in every trial. Kept here, put back first thing in setup().
         self._tune_trial_info = config.get(TRIAL_INFO_KEY) if isinstance(config, Mapping) else None
         self.features = []
-        super().__init__(config, *args, **kwargs)  # type: ignore[call-arg]
+        super().__init__(config, *args, **kwargs)
 
-    def setup(self, config: Any) -> None:
+    def setup(self, config: Any) -> None:  # Trainable: a dict; Algorithm: an AlgorithmConfig
         if self._tune_trial_info is not None and trial_info(self) is None:
             set_trial_info(self, self._tune_trial_info)  # Trainable.trial_id / trial_name read it
-        super().setup(config)  # type: ignore[misc]
+        super().setup(config)
         self.partial_restore_reports = []
         self.features = [f for f in (cls.build(self) for cls in FEATURES) if f is not None]
         for feature in self.features:
@@ -119,7 +131,7 @@ class PartialAlgorithm:
 
     def step(self) -> Dict[str, Any]:
         """RLlib's step, plus what each feature reports under ``result["rllib_ext"]``."""
-        result = super().step()  # type: ignore[misc]
+        result = super().step()
         for feature in self.features:
             extra = feature.after_step(self, result)
             if extra:
@@ -130,15 +142,15 @@ class PartialAlgorithm:
         """Each feature's :meth:`~rllib_ext.live.hooks.Feature.stop`, then RLlib's cleanup."""
         for feature in self.features:
             feature.stop(self)
-        super().cleanup()  # type: ignore[misc]
+        super().cleanup()
 
     @overload
-    def feature(self, kind: str) -> Optional[Any]: ...
+    def feature(self, kind: str) -> Optional[Feature]: ...
 
     @overload
     def feature(self, kind: Type[F]) -> Optional[F]: ...
 
-    def feature(self, kind: Union[str, Type[Feature]]) -> Optional[Any]:
+    def feature(self, kind: Union[str, Type[Feature]]) -> Optional[Feature]:
         """The feature this algorithm carries, by name (``"league"``) or class; None if the
         config did not ask for it. How features reach each other without importing each other."""
         for f in self.features:
@@ -148,36 +160,39 @@ class PartialAlgorithm:
 
     # The features' state rides in the algorithm's state: new stack get_state/set_state,
     # old stack __getstate__/__setstate__ (what RLlib's own checkpoints call).
-    def get_state(self, components: Any = None, *, not_components: Any = None, **kwargs: Any) -> Dict[str, Any]:
+    def get_state(self, components: "str | Collection[str] | None" = None, *,
+                  not_components: "str | Collection[str] | None" = None, **kwargs: object) -> Dict[str, Any]:
         """RLlib's state, plus each feature's (e.g. every module's KL coefficient / log
         alpha, which RLlib 2.60 saves nowhere, and the league)."""
-        state = super().get_state(components, not_components=not_components, **kwargs)  # type: ignore[misc]
+        state = super().get_state(components, not_components=not_components, **kwargs)
         return self._with_features(state) if components is None else state
 
     def set_state(self, state: Dict[str, Any]) -> None:
         rest, taken = _split_features(state)
-        super().set_state(rest)  # type: ignore[misc]
+        super().set_state(rest)
         self._continue_features(taken)
 
     def __getstate__(self) -> Dict[str, Any]:
-        return self._with_features(super().__getstate__())  # type: ignore[misc]
+        return self._with_features(super().__getstate__())
 
     def __setstate__(self, state: Dict[str, Any]) -> None:
         rest, taken = _split_features(state)
-        super().__setstate__(rest)  # type: ignore[misc]
+        super().__setstate__(rest)
         self._continue_features(taken)
 
     def _with_features(self, state: Dict[str, Any]) -> Dict[str, Any]:
         for feature in self.features:
-            data = feature.state(self) if feature.state_key else None
-            if data is not None:
-                state[feature.state_key] = data
+            key = feature.state_key
+            data = feature.state(self) if key else None
+            if key and data is not None:
+                state[key] = data
         return state
 
-    def _continue_features(self, taken: Mapping[str, Any]) -> None:
+    def _continue_features(self, taken: Mapping[str, Mapping[str, object]]) -> None:
         for feature in self.features:
-            if feature.state_key in taken:
-                feature.set_state(self, taken[feature.state_key])
+            key = feature.state_key
+            if key is not None and key in taken:
+                feature.set_state(self, taken[key])
 
     @classmethod
     def default_resource_request(cls, config: Any) -> Any:
@@ -187,10 +202,10 @@ class PartialAlgorithm:
         if isinstance(config, dict):
             for feature in FEATURES:
                 feature.prepare_trial_config(config)
-        return super().default_resource_request(config)  # type: ignore[misc]
+        return super().default_resource_request(config)
 
     def restore(
-        self, checkpoint_path: Any, policies: Optional[PolicySelection] = None, **options: Any
+        self, checkpoint_path: object, policies: Optional[PolicySelection] = None, **options: object
     ) -> Optional[PartialRestoreReport]:
         """RLlib's restore, or, with ``policies=``, a partial restore synced everywhere.
 
@@ -216,14 +231,14 @@ class PartialAlgorithm:
                 raise InvalidArgumentError("freeze=True needs policies=[...] (which policies to freeze?)")
             if chosen.mapping is not None:
                 raise InvalidArgumentError("mapping= needs policies=[...] (which policies to convert?)")
-            return super().restore(absolute_checkpoint(checkpoint_path))  # type: ignore[misc]
+            return super().restore(absolute_checkpoint(checkpoint_path))
         report = restore_policies(self, local_path(checkpoint_path), policies, **chosen.keywords())
         self.partial_restore_reports.append(report)
         return report
 
     @classmethod
     def from_checkpoint(
-        cls, path: Any, *args: Any, lightweight: bool = False, policies: Optional[List[str]] = None,
+        cls, path: object, *args: Any, lightweight: bool = False, policies: Optional[List[str]] = None,
         trusted: bool = False, **kwargs: Any,
     ) -> Any:
         """RLlib's ``from_checkpoint``; with ``lightweight=True`` a zero-resource build.
@@ -242,17 +257,18 @@ class PartialAlgorithm:
         if not lightweight:
             if policies is not None:
                 raise InvalidArgumentError("policies= goes with lightweight=True (RLlib's own: policy_ids=)")
-            return super().from_checkpoint(absolute_checkpoint(path), *args, **kwargs)  # type: ignore[misc]
+            return super().from_checkpoint(absolute_checkpoint(path), *args, **kwargs)
         return _lw.from_checkpoint(cls, local_path(path), policies, trusted=trusted)
 
     def act(
-        self, obs: Any, policy_id: str, explore: bool = False, agent_id: Optional[str] = None, state: Any = None
+        self, obs: object, policy_id: str, explore: bool = False, agent_id: Optional[str] = None,
+        state: Optional[State] = None,
     ) -> Any:
         """One action for one raw observation, filter included, on either API stack; a
         recurrent policy takes ``state=`` and returns ``(action, next_state)`` (see lightweight.act)."""
         return _lw.act(self, obs, policy_id, explore, agent_id, state)
 
-    def initial_state(self, policy_id: str) -> Any:
+    def initial_state(self, policy_id: str) -> Optional[State]:
         """A recurrent policy's initial state for :meth:`act` (None without state)."""
         return _lw.initial_state(self, policy_id)
 
@@ -265,7 +281,7 @@ class PartialAlgorithm:
         return policy_io.save_policy(self, policy_id, path, agent_id=agent_id, training_state=training_state)
 
     def load_policy(
-        self, path: "str | os.PathLike[str]", policy_id: Optional[str] = None, **options: Any
+        self, path: "str | os.PathLike[str]", policy_id: Optional[str] = None, **options: object
     ) -> PartialRestoreReport:
         """Add (or replace) a policy from a single-policy directory, with its observation
         filter, synced to all workers; ``options``: the :class:`~rllib_ext.RestoreOptions`
@@ -282,9 +298,15 @@ class PartialAlgorithm:
         algorithm's iteration and env steps; in a Tune trial, written as that trial."""
         return snapshot.snapshot_policy(self, policy_id, pool, rating=rating)
 
-    def load_checkpoint(self, checkpoint_dir: str) -> None:
-        # Tune hands us the trial's own checkpoint (resume, or tune.run(restore=...)).
-        super().load_checkpoint(resolve_path(checkpoint_dir))  # type: ignore[misc]
+    def load_checkpoint(self, checkpoint_dir: "str | Dict[str, object] | None") -> None:
+        """Tune hands us the trial's own checkpoint directory (resume, or ``tune.run(restore=...)``).
+
+        Trainable's signature also allows a dict (or None): what ``save_checkpoint`` returned
+        when it wrote no directory, which ``Algorithm.save_checkpoint`` never does."""
+        if not isinstance(checkpoint_dir, str):
+            raise InvalidArgumentError(f"load_checkpoint(checkpoint_dir={type(checkpoint_dir).__name__}): an "
+                                       "algorithm's checkpoint is a directory (a str)")
+        super().load_checkpoint(resolve_path(checkpoint_dir))
 
 
 def local_path(checkpoint: Any) -> "str | os.PathLike[str]":
@@ -321,7 +343,7 @@ def absolute_checkpoint(checkpoint: Any) -> Any:
     return checkpoint
 
 
-def _split_features(state: Mapping[str, Any]) -> "tuple[Dict[str, Any], Dict[str, Any]]":
+def _split_features(state: Mapping[str, Any]) -> "tuple[Dict[str, Any], Dict[str, Mapping[str, object]]]":
     """RLlib's part of a state, and the features' parts by state key."""
     rest = dict(state)
     keys = {f.state_key for f in FEATURES if f.state_key}

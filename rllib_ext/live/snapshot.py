@@ -10,17 +10,18 @@ from __future__ import annotations
 
 import os
 import tempfile
-from typing import Any, List, Mapping
+from typing import Any, Callable, List, Mapping, Optional
 
 from ..checkpoint.storage import fspath, resolve_path
 from ..pool.index import PoolEntry
 from ..pool.policy_pool import PolicyPool
 from ..pool.rules import DEFAULT_RATING
 from .seam.backends import backend_for
+from .seam.rllib_types import Algorithm
 from .serving.policy_io import save_policy
 
 
-def pool_path(pool: Any) -> str:
+def pool_path(pool: "PolicyPool | str | os.PathLike[str]") -> str:
     """A pool object or a path/URI -> the path (plain data travels to Tune trials)."""
     path = fspath(getattr(pool, "path", pool), "pool")
     return path if "://" in path else resolve_path(path)
@@ -41,7 +42,7 @@ def pool_for(algo: object, pool: "PolicyPool | str | os.PathLike[str]") -> Polic
 
 
 def snapshot_policy(
-    algo: Any, policy_id: str, pool: "PolicyPool | str | os.PathLike[str]", *, rating: float = DEFAULT_RATING,
+    algo: Algorithm, policy_id: str, pool: "PolicyPool | str | os.PathLike[str]", *, rating: float = DEFAULT_RATING,
     iteration: "int | None" = None, training_state: bool = False, meta: "Mapping[str, Any] | None" = None,
 ) -> PoolEntry:
     """Add ``policy_id`` of the live ``algo`` to ``pool``, as it is now.
@@ -72,7 +73,8 @@ def snapshot_policy(
                         env_steps=backend_for(algo).env_steps(), rating=rating, meta=meta)
 
 
-def drop_writer_entries_after(pool: PolicyPool, iteration: int, where: Any = None) -> List[str]:
+def drop_writer_entries_after(pool: PolicyPool, iteration: int,
+                              where: Optional[Callable[[PoolEntry], object]] = None) -> List[str]:
     """Remove ``pool``'s entries by its own writer taken after ``iteration`` (and matching
     ``where(entry)``, if given); return their ids.
 

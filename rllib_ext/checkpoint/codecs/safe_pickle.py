@@ -96,7 +96,7 @@ class Placeholder:
     # Set per instance in __new__ (object.__setattr__: no foreign __setattr__ runs).
     args: Tuple[object, ...]
     kwargs: Dict[str, object]
-    state: object
+    state: Any  # what the pickle set: callers (live.restore.filters) index it, catching what a wrong shape raises
     items: Dict[object, object]
     listitems: List[object]
     called: "Placeholder"

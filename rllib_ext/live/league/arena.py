@@ -13,13 +13,16 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Mapping, Set, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, Hashable, List, Mapping, Protocol, Set, Tuple
 
 import numpy as np
 
 from ...act.numpy_policy import NumpyPolicy, stack_observations
 from ...errors import CheckpointError
 from ...pool.payoff import seat_row
+
+if TYPE_CHECKING:
+    from ray.rllib.env.multi_agent_env import MultiAgentEnv
 
 #: ``(returns by policy id, learner, opponent) -> +1 / 0 / -1`` (the learner wins, draws, loses).
 OutcomeFn = Callable[[Dict[str, float], str, str], int]
@@ -33,8 +36,15 @@ class _Episode:
         self.id_ = self.episode_id = episode_id
 
 
+class Player(Protocol):
+    """What plays one side of a match: a :class:`NumpyPolicy` (tests give stand-ins)."""
+
+    def compute_actions(self, obs: "np.ndarray | Dict[str, np.ndarray]", *, explore: bool,
+                        rng: np.random.Generator) -> Tuple[np.ndarray, object]: ...
+
+
 #: ``(snapshot id, path) -> policy``: how a match loads a snapshot (tests give stand-ins).
-PolicyLoader = Callable[[str, str], Any]
+PolicyLoader = Callable[[str, str], Player]
 
 
 def load_snapshot(entry_id: str, path: str) -> NumpyPolicy:
@@ -50,9 +60,9 @@ def load_snapshot(entry_id: str, path: str) -> NumpyPolicy:
 class Arena:
     """Everything a match needs besides its two policies and its RNG, picklable: a Ray task gets it whole."""
 
-    env_creator: Callable[[Any], Any]
-    env_config: Any
-    mapping: Callable[[Any, Any], str]  # (agent, episode) -> policy id
+    env_creator: Callable[[Dict[str, object]], "MultiAgentEnv"]
+    env_config: Dict[str, object]
+    mapping: Callable[[Hashable, _Episode], str]  # (agent, episode) -> policy id
     learner: str
     outcome: OutcomeFn
     batch: int = 256  # EvaluationSpec's: games in lockstep
@@ -65,7 +75,7 @@ class MatchResult:
     """One match, as the driver records it: ``{(row a, row b): [wins, draws, losses from a's
     side, a's return sum, b's return sum]}``, its games and env steps, the seats seen."""
 
-    tallies: Dict[Tuple[str, str], List[Any]] = field(default_factory=dict)
+    tallies: Dict[Tuple[str, str], List[float]] = field(default_factory=dict)
     games: int = 0
     env_steps: int = 0
     seats: Set[str] = field(default_factory=set)
@@ -80,7 +90,7 @@ def remote_match(arena: Arena, load: PolicyLoader, a: str, b: str, paths: Tuple[
     return play_match(arena, [], pa, pb, a, b, games, rng, first)
 
 
-def play_match(arena: Arena, envs: List[Any], pa: Any, pb: Any, a: str, b: str, games: int,
+def play_match(arena: Arena, envs: "List[MultiAgentEnv]", pa: Player, pb: Player, a: str, b: str, games: int,
                rng: np.random.Generator, first: int = 0) -> MatchResult:
     """``games`` games of ``a`` (acting as ``pa``) against ``b`` (as ``pb``), tallied into the
     pair's own rows (unless ``a == b``) and the :func:`~rllib_ext.pool.payoff.seat_row` rows of
@@ -110,7 +120,7 @@ def play_match(arena: Arena, envs: List[Any], pa: Any, pb: Any, a: str, b: str, 
     return out
 
 
-def play_games(arena: Arena, envs: List[Any], pa: Any, pb: Any, n: int, first: int,
+def play_games(arena: Arena, envs: "List[MultiAgentEnv]", pa: Player, pb: Player, n: int, first: int,
                rng: np.random.Generator) -> List[Tuple[float, float, str, str, int]]:
     """``n`` episodes at once; game ``first + g`` puts ``pa`` on the learner's side when even.
     Returns each game's total reward of ``pa``'s side and of ``pb``'s, the seat each
@@ -125,9 +135,9 @@ def play_games(arena: Arena, envs: List[Any], pa: Any, pb: Any, n: int, first: i
     seeds = [int(rng.integers(0, 2**31)) for _ in range(deals)]
     episodes = [_Episode(ids[deal(g)]) for g in range(n)]
     obs = [env.reset(seed=seeds[deal(g)])[0] for g, env in enumerate(envs[:n])]
-    sides: List[Dict[Any, bool]] = [{} for _ in range(n)]  # agent -> plays pa
+    sides: List[Dict[Hashable, bool]] = [{} for _ in range(n)]  # agent -> plays pa
 
-    def plays_a(g: int, agent: Any) -> bool:
+    def plays_a(g: int, agent: Hashable) -> bool:
         if agent not in sides[g]:
             sides[g][agent] = (arena.mapping(agent, episodes[g]) == arena.learner) == a_learns[g]
         return sides[g][agent]
@@ -136,7 +146,7 @@ def play_games(arena: Arena, envs: List[Any], pa: Any, pb: Any, n: int, first: i
     steps = [0] * n
     active = list(range(n))
     for _ in range(MAX_STEPS):
-        actions: List[Dict[Any, Any]] = [{} for _ in range(n)]
+        actions: List[Dict[Hashable, object]] = [{} for _ in range(n)]
         for policy, mine in ((pa, True), (pb, False)):
             todo = [(g, agent) for g in active for agent in obs[g] if plays_a(g, agent) == mine]
             if todo:
@@ -158,6 +168,6 @@ def play_games(arena: Arena, envs: List[Any], pa: Any, pb: Any, n: int, first: i
                     for g, (x, y) in enumerate(totals)]
     raise CheckpointError(f"league evaluation: an episode did not end within {MAX_STEPS} steps")
 
-def _seat(sides: Mapping[Any, bool], a: bool) -> str:
+def _seat(sides: Mapping[Hashable, bool], a: bool) -> str:
     """The seat one side played in a game: its agent ids, sorted and joined by commas."""
     return ",".join(sorted(str(agent) for agent, plays_a in sides.items() if plays_a == a))

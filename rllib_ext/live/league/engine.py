@@ -25,9 +25,11 @@ from ...checkpoint.reader import read_weights
 from ...checkpoint.tensors import check_tensors
 from ...errors import InvalidArgumentError, MetaStrategyError, PolicyNotFoundError, not_found
 from ...pool.matchmaking import Candidate, Sampler
+from ...pool.policy_pool import PolicyPool
 from ...pool.rules import Outcome
 from ..restore.policies import restore_policies
 from ..seam.backends import backend_for
+from ..seam.rllib_types import Algorithm
 from ..serving.policy_io import save_policy
 from ..snapshot import drop_writer_entries_after, pool_for, snapshot_policy
 from .evaluation import EvaluationSpec, Matches
@@ -45,7 +47,7 @@ class SnapshotSpec:
     pool: str
     policies: List[str]
     every: int = 1
-    keep: Optional[Dict[str, Any]] = None  # a Retention as a dict (PolicyPool.prune's keep=)
+    keep: Optional[Dict[str, int]] = None  # a Retention as a dict (PolicyPool.prune's keep=)
 
 
 @dataclass
@@ -123,7 +125,7 @@ def check_specs(snapshots: Optional[SnapshotSpec], league: Optional[LeagueSpec],
 class League:
     """The league's driver side for one algorithm (built in ``setup``)."""
 
-    algo: Any
+    algo: Algorithm
     snapshots: Optional[SnapshotSpec]
     spec: Optional[LeagueSpec]
     assignment: Dict[str, Optional[str]] = field(default_factory=dict)  # slot -> entry id (None: copy of `of`)
@@ -131,15 +133,22 @@ class League:
     last_snapshot: int = 0
     last_refresh: int = 0
     sampler: Optional[Sampler] = None
-    pools: Dict[str, Any] = field(default_factory=dict)
+    pools: Dict[str, PolicyPool] = field(default_factory=dict)
     matches: Optional[Matches] = None
     exploiters: Optional[Exploiters] = None
 
-    def pool(self, path: str) -> Any:
+    def pool(self, path: str) -> PolicyPool:
         """The pool at ``path``, written to as this algorithm's Tune trial when it runs in one."""
         if path not in self.pools:
             self.pools[path] = pool_for(self.algo, path)
         return self.pools[path]
+
+    @property
+    def league(self) -> LeagueSpec:
+        """:attr:`spec` where only a league has one (InvalidArgumentError with snapshots alone)."""
+        if self.spec is None:
+            raise InvalidArgumentError("no league(...) in the config (only snapshot_policies()): no slots to fill")
+        return self.spec
 
     # --- setup -------------------------------------------------------------------------
     def setup(self) -> None:
@@ -171,10 +180,11 @@ class League:
             }
         if self.snapshots is not None and iteration - self.last_snapshot >= self.snapshots.every:
             out["snapshots"] = ",".join(self.snapshot(iteration))
-        if self.matches is not None:
-            population = [e.id for e in self.pool(self.spec.pool).entries() if e.policy in self.spec.population]
+        if self.matches is not None:  # made only with a league
+            spec = self.league
+            population = [e.id for e in self.pool(spec.pool).entries() if e.policy in spec.population]
             out["league_evaluation_games"] = self.matches.play_due(
-                self.pool(self.spec.pool), population, of=self.spec.population,
+                self.pool(spec.pool), population, of=spec.population,
                 training_env_steps=backend_for(self.algo).env_steps())
             if self.matches.spec.remote:
                 out["league_evaluation_pending"] = len(self.matches.pending)
@@ -202,7 +212,7 @@ class League:
         """:meth:`budget`, also written to the league's pool (as this writer), so a pool alone
         tells what its snapshots and table cost."""
         budget = self.budget()
-        self.pool(self.spec.pool).record_budget(
+        self.pool(self.league.pool).record_budget(
             training_env_steps=budget["training_env_steps"], evaluation_env_steps=budget["evaluation_env_steps"],
             evaluation_games=budget["evaluation_games"])
         return budget
@@ -212,7 +222,7 @@ class League:
         ``[wins, draws, losses, the learner's returns, the opponent's returns]``."""
         group = self.algo.env_runner_group
         totals: Dict[str, List[float]] = {}
-        for counts in group.foreach_env_runner(take_outcomes, local_env_runner=True):
+        for counts in [] if group is None else group.foreach_env_runner(take_outcomes, local_env_runner=True):
             for slot, row in (counts or {}).items():
                 acc = totals.setdefault(slot, [0, 0, 0, 0.0, 0.0])
                 for i, x in enumerate(row):
@@ -222,39 +232,44 @@ class League:
     def credit(self, totals: Mapping[str, List[float]]) -> Dict[str, Dict[str, int]]:
         """Credit each slot's games to the snapshot that sat in it: Elo, and the learner's
         live row of the payoff table; count the exploiters' games."""
-        slots = {slot: row for slot, row in totals.items() if slot in self.spec.slots}
+        spec = self.league
+        slots = {slot: row for slot, row in totals.items() if slot in spec.slots}
         rows = {slot: {"win": int(r[0]), "draw": int(r[1]), "loss": int(r[2])} for slot, r in slots.items()}
-        played = {slot: r for slot, r in slots.items() if self.assignment.get(slot) is not None and sum(r[:3])}
+        played = [(entry, r) for slot, r in slots.items()  # (the slot's entry id, its row)
+                  if (entry := self.assignment.get(slot)) is not None and sum(r[:3]) != 0]
         if played:  # a copy of `of` is no snapshot: nothing to rate
-            pool = self.pool(self.spec.pool)
-            outcomes = [Outcome(self.assignment[slot], wins=int(r[0]), draws=int(r[1]), losses=int(r[2]))
-                        for slot, r in played.items()]
-            self.main_rating, _ = pool.record(outcomes, self.main_rating, k=self.spec.elo_k, match=True)
-            live = pool.live_row(self.spec.learner)
+            pool = self.pool(spec.pool)
+            outcomes = [Outcome(entry, wins=int(r[0]), draws=int(r[1]), losses=int(r[2]))
+                        for entry, r in played]
+            self.main_rating, _ = pool.record(outcomes, self.main_rating, k=spec.elo_k, match=True)
+            live = pool.live_row(spec.learner)
             pool.record_games_batch([
-                (live, self.assignment[slot], {"wins": int(r[0]), "draws": int(r[1]), "losses": int(r[2]),
-                                               "return_a": float(r[3]), "return_b": float(r[4])})
-                for slot, r in played.items()])
+                (live, entry, {"wins": int(r[0]), "draws": int(r[1]), "losses": int(r[2]),
+                               "return_a": float(r[3]), "return_b": float(r[4])})
+                for entry, r in played])
         if self.exploiters is not None:
             self.exploiters.count(totals)
         return rows
 
     def snapshot(self, iteration: int) -> List[str]:
         """Write each snapshotted policy (weights + filter) into the pool; prune by ``keep``."""
-        pool = self.pool(self.snapshots.pool)
+        snapshots = self.snapshots
+        if snapshots is None:
+            raise InvalidArgumentError("no snapshot_policies(...) in the config: nothing to snapshot")
+        pool = self.pool(snapshots.pool)
         ids = []
         extra = self.exploiters.ids if self.exploiters is not None else []
-        for pid in [*self.snapshots.policies, *[p for p in extra if p not in self.snapshots.policies]]:
+        for pid in [*snapshots.policies, *[p for p in extra if p not in snapshots.policies]]:
             ids.append(snapshot_policy(self.algo, pid, pool, rating=self.main_rating, iteration=iteration).id)
-        if self.snapshots.keep:
+        if snapshots.keep:
             protected = {e for e in self.assignment.values() if e is not None}
-            pool.prune(self.snapshots.keep, protect=protected)
+            pool.prune(snapshots.keep, protect=protected)
         self.last_snapshot = iteration
         return ids
 
     def refresh(self, iteration: Optional[int] = None) -> None:
         """Draw snapshots for the slots and load them; all are checked before any is loaded."""
-        spec = self.spec
+        spec = self.league
         pool = self.pool(spec.pool)
         entries = [e for e in pool.entries() if e.policy in spec.population]
         if not entries:
@@ -263,7 +278,7 @@ class League:
             if spec.sample == "nash":
                 draw = self.nash_draw(pool)
             else:
-                draw = self.sampler.draw([Candidate(e.id, e.created, e.rating) for e in entries], len(spec.slots),
+                draw = self._sampler().draw([Candidate(e.id, e.created, e.rating) for e in entries], len(spec.slots),
                                          self.main_rating)
             chosen = {slot: pool.get(entry_id) for slot, entry_id in zip(spec.slots, draw)}
             backend = backend_for(self.algo)
@@ -277,28 +292,35 @@ class League:
         if iteration is not None:
             self.last_refresh = iteration
 
-    def nash_draw(self, pool: Any) -> List[str]:
+    def nash_draw(self, pool: PolicyPool) -> List[str]:
         """A snapshot per slot from the population's Nash mixture; with ``slot_seats``, a slot
         whose opponent plays seat ``s`` draws from the Nash mixture *of that seat* (the
         per-seat answer, :meth:`~rllib_ext.pool.PolicyPool.meta_strategy_by_seat`), so the
         learner trains as a best response in each seat; the one mixture until the table has
         seat games."""
-        spec = self.spec
+        spec, sampler = self.league, self._sampler()
         one = pool.meta_strategy(of=spec.population, solver="nash")
         if not spec.slot_seats:
-            return self.sampler.draw_mixture(one, len(spec.slots))
+            return sampler.draw_mixture(one, len(spec.slots))
+        seats = spec.slot_seats
         try:
             by_seat = pool.meta_strategy_by_seat(of=spec.population)
         except MetaStrategyError:  # no seat games yet
             by_seat = {}
-        return [self.sampler.draw_mixture(by_seat.get(spec.slot_seats.get(slot, ""), one), 1)[0] for slot in spec.slots]
+        return [sampler.draw_mixture(by_seat.get(seats.get(slot, ""), one), 1)[0] for slot in spec.slots]
+
+    def _sampler(self) -> Sampler:
+        if self.sampler is None:  # setup() makes it, or set_state() brings it back
+            self.sampler = Sampler(self.league.sample, self.league.seed)
+        return self.sampler
 
     def _fill_with_copies(self) -> None:
+        spec = self.league
         with tempfile.TemporaryDirectory(prefix="rllib_ext-league-") as tmp:
-            path = save_policy(self.algo, self.spec.learner, os.path.join(tmp, self.spec.learner))
-            for slot in self.spec.slots:
-                restore_policies(self.algo, path, {self.spec.learner: slot})
-        self.assignment = {slot: None for slot in self.spec.slots}
+            path = save_policy(self.algo, spec.learner, os.path.join(tmp, spec.learner))
+            for slot in spec.slots:
+                restore_policies(self.algo, path, {spec.learner: slot})
+        self.assignment = {slot: None for slot in spec.slots}
 
     def stop(self) -> None:
         """Cancel the remote evaluation matches in flight: none outlives the algorithm."""
@@ -346,7 +368,6 @@ class League:
         self.main_rating = float(state["main_rating"])
         self.last_snapshot = int(state["last_snapshot"])
         self.last_refresh = int(state["last_refresh"])
-
 
     def drop_lost_snapshots(self, iteration: int) -> List[str]:
         """Remove this writer's snapshots taken after ``iteration`` (the checkpoint's).

@@ -40,14 +40,21 @@ from __future__ import annotations
 import inspect
 import logging
 from dataclasses import dataclass
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Set, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Sequence, Set, Tuple, cast
 
 import numpy as np
 
 from ...errors import InvalidArgumentError, MetaStrategyError
 from ...pool.payoff import seat_row
-from .arena import Arena, MatchResult, OutcomeFn, PolicyLoader, load_snapshot, play_games, play_match, remote_match
+from ...pool.policy_pool import PolicyPool
+from ..seam.rllib_types import Algorithm, config_of
+from .arena import (Arena, MatchResult, OutcomeFn, Player, PolicyLoader, load_snapshot, play_games, play_match,
+                    remote_match)
 from .play import default_outcome
+
+if TYPE_CHECKING:
+    from ray import ObjectRef
+    from ray.rllib.env.multi_agent_env import MultiAgentEnv
 
 logger = logging.getLogger(__name__)
 
@@ -94,20 +101,20 @@ class EvaluationSpec:
 class Pending:
     """A match in flight as a Ray task."""
 
-    ref: Any  # ray.ObjectRef of a MatchResult
+    ref: "ObjectRef[MatchResult]"
     games: int
 
 
 class Matches:
     """Plays evaluation matches for one league; its RNG state goes into the league's."""
 
-    def __init__(self, algo: Any, spec: EvaluationSpec, learner: str, outcome: Optional[OutcomeFn], seed: int,
+    def __init__(self, algo: Algorithm, spec: EvaluationSpec, learner: str, outcome: Optional[OutcomeFn], seed: int,
                  load: PolicyLoader = load_snapshot) -> None:
         self.algo, self.spec, self.learner, self.load = algo, spec, learner, load
         self.outcome = outcome or default_outcome
         self.rng = np.random.Generator(np.random.PCG64(seed))
-        self.envs: List[Any] = []
-        self.policies: Dict[str, Any] = {}
+        self.envs: List[MultiAgentEnv] = []
+        self.policies: Dict[str, Player] = {}
         self.seats: Set[str] = set()  # the seats seen in the games (agent ids, see _seat)
         # Every game and env step recorded so far (cumulative, checkpointed): they cost as
         # much as training's, and the league's budget counts them (League.budget).
@@ -115,7 +122,7 @@ class Matches:
         self.env_steps = 0
         self.pending: Dict[Tuple[str, str], Pending] = {}  # remote matches in flight, by pair
         self._task: Any = None  # remote_match as a Ray remote function, made on first use
-        mapping = algo.config.policy_mapping_fn
+        mapping: Callable[..., str] = config_of(algo).policy_mapping_fn
         # The old stack's mapping functions also take the worker (None here: no worker plays).
         needs_worker = len([p for p in inspect.signature(mapping).parameters.values()
                             if p.kind == p.POSITIONAL_OR_KEYWORD and p.default is p.empty]) >= 3
@@ -124,10 +131,14 @@ class Matches:
     def arena(self) -> Arena:
         """This league's :class:`Arena` (read from the algorithm each time: nothing stale is shipped)."""
         spec = self.spec
-        return Arena(self.algo.env_creator, self.algo.config.env_config, self.mapping, self.learner, self.outcome,
+        # RLlib declares its creator for an EnvContext and any env; a league's env is a
+        # MultiAgentEnv, made (as RLlib's own env runners do) from the config's env_config dict.
+        creator = cast(Callable[[Dict[str, object]], "MultiAgentEnv"], self.algo.env_creator)
+        return Arena(creator, config_of(self.algo).env_config, self.mapping, self.learner, self.outcome,
                      int(spec.batch), bool(spec.duplicate), bool(spec.explore))
 
-    def play_due(self, pool: Any, population: Sequence[str], of: Sequence[str] = (), training_env_steps: int = 0) -> int:
+    def play_due(self, pool: PolicyPool, population: Sequence[str], of: Sequence[str] = (),
+                 training_env_steps: int = 0) -> int:
         """Play what ``population`` lacks (:meth:`due`), within ``max_share``; return the games recorded.
 
         With ``remote=True`` the finished remote matches are recorded first, then the due
@@ -153,7 +164,7 @@ class Matches:
         self.policies = {k: v for k, v in self.policies.items() if k in set(population)}
         return played
 
-    def record(self, pool: Any, a: str, b: str, result: MatchResult) -> int:
+    def record(self, pool: PolicyPool, a: str, b: str, result: MatchResult) -> int:
         """Write one match into the pool (one write: the pair's row and its seat rows), then
         count its games and env steps: recorded first, so the table never holds an uncounted game."""
         pool.record_games_batch([
@@ -176,7 +187,7 @@ class Matches:
         committed = self.env_steps + sum(p.games for p in self.pending.values()) * self.env_steps / max(self.games, 1)
         return committed < float(self.spec.max_share) * (training_env_steps + committed)
 
-    def due(self, pool: Any, population: Sequence[str], of: Sequence[str] = (),
+    def due(self, pool: PolicyPool, population: Sequence[str], of: Sequence[str] = (),
             skip: Optional[Set[Tuple[str, str]]] = None) -> List[Tuple[str, str]]:
         """The pairs to play next, least-played first, at most ``pairs``; none of ``skip`` (those in flight).
 
@@ -197,7 +208,7 @@ class Matches:
                 due = _short(played, int(spec.min_games), keep)
         return [pair for pair in due if pair not in (skip or ())][: spec.pairs]
 
-    def support(self, pool: Any, population: Sequence[str], of: Sequence[str]) -> Set[str]:
+    def support(self, pool: PolicyPool, population: Sequence[str], of: Sequence[str]) -> Set[str]:
         """The snapshots the Nash answer plays: per seat once the table has seat games, else the one mixture."""
         if not of:
             return set(population)
@@ -208,7 +219,7 @@ class Matches:
         mixtures = mixtures or [pool.meta_strategy(of=list(of), solver="nash")]
         return {i for mix in mixtures for i, p in mix.items() if p > SUPPORT and i in set(population)}
 
-    def _played(self, pool: Any, population: Sequence[str]) -> "Played":
+    def _played(self, pool: PolicyPool, population: Sequence[str]) -> "Played":
         """Each pair's games, least-played first, and (once two seats were seen) each
         snapshot's games against itself, which only the seat rows record."""
         pairs = pool.payoff(list(population)).least_played()
@@ -219,12 +230,12 @@ class Matches:
             selves = [(a, int(seats.games[k, n + k])) for k, a in enumerate(population)]
         return pairs, selves
 
-    def match(self, pool: Any, a: str, b: str, games: int) -> MatchResult:
+    def match(self, pool: PolicyPool, a: str, b: str, games: int) -> MatchResult:
         """``games`` games of ``a`` against ``b`` in the driver (:func:`~.arena.play_match`); not yet recorded."""
         return play_match(self.arena(), self.envs, self._policy(pool, a), self._policy(pool, b), a, b, games, self.rng)
 
     # ------------------------------------------------------------------ remote matches
-    def submit(self, pool: Any, a: str, b: str, games: int) -> None:
+    def submit(self, pool: PolicyPool, a: str, b: str, games: int) -> None:
         """Start the match ``a`` against ``b`` as a Ray task; :meth:`collect` records it."""
         import ray
 
@@ -235,7 +246,7 @@ class Matches:
         ref = self._task.remote(self.arena(), self.load, a, b, paths, games, seed, 0)
         self.pending[(a, b)] = Pending(ref, games)
 
-    def collect(self, pool: Any, wait: bool = False) -> int:
+    def collect(self, pool: PolicyPool, wait: bool = False) -> int:
         """Record the remote matches that have finished (all of them with ``wait``); return their games.
 
         A match whose snapshot left the pool while it ran (pruned) is dropped, uncounted."""
@@ -290,12 +301,12 @@ class Matches:
         self.env_steps = int(state.get("env_steps", 0))
 
     # ------------------------------------------------------------------ one game
-    def _policy(self, pool: Any, entry_id: str) -> Any:
+    def _policy(self, pool: PolicyPool, entry_id: str) -> Player:
         if entry_id not in self.policies:
             self.policies[entry_id] = self.load(entry_id, pool.get(entry_id).path)
         return self.policies[entry_id]
 
-    def _games(self, pa: Any, pb: Any, n: int, first: int) -> List[Tuple[float, float, str, str, int]]:
+    def _games(self, pa: Player, pb: Player, n: int, first: int) -> List[Tuple[float, float, str, str, int]]:
         return play_games(self.arena(), self.envs, pa, pb, n, first, self.rng)
 
 

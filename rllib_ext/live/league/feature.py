@@ -12,9 +12,12 @@ its slots protect their snapshots from pruning.
 from __future__ import annotations
 
 from dataclasses import asdict
+import os
 from typing import Any, Dict, Mapping, Optional, Sequence
 
+from ...pool.policy_pool import PolicyPool
 from ..hooks import Feature
+from ..seam.rllib_types import Algorithm, ConfigT, config_of
 from ..seam.ray_internals import config_extra, set_config_extra
 from ..snapshot import pool_path
 from .arena import OutcomeFn
@@ -27,8 +30,9 @@ SNAPSHOT_ATTR, LEAGUE_ATTR = "_rllib_ext_snapshots", "_rllib_ext_league"
 
 
 def snapshot_policies(
-    config: Any, pool: Any, policies: Sequence[str], *, every: int = 1, keep: Optional[Mapping[str, Any]] = None
-) -> Any:
+    config: ConfigT, pool: "PolicyPool | str | os.PathLike[str]", policies: Sequence[str], *, every: int = 1,
+    keep: Optional[Mapping[str, int]] = None,
+) -> ConfigT:
     """Snapshot ``policies`` (weights + filter) into ``pool`` every ``every`` iterations.
 
     Args:
@@ -52,11 +56,11 @@ def snapshot_policies(
 
 
 def league(
-    config: Any, pool: Any, *, of: str, slots: Sequence[str], sample: str = "pfsp", refresh_every: int = 1,
-    seed: int = 0, outcome_fn: Optional[OutcomeFn] = None, elo_k: float = 32.0,
+    config: ConfigT, pool: "PolicyPool | str | os.PathLike[str]", *, of: str, slots: Sequence[str], sample: str = "pfsp",
+    refresh_every: int = 1, seed: int = 0, outcome_fn: Optional[OutcomeFn] = None, elo_k: float = 32.0,
     evaluation: Optional[Mapping[str, Any]] = None, exploiters: Optional[Mapping[str, Mapping[str, Any]]] = None,
     reset_every: Optional[int] = None, slot_seats: Optional[Mapping[str, str]] = None,
-) -> Any:
+) -> ConfigT:
     """Play ``of`` against past snapshots of itself, loaded into the frozen ``slots``.
 
     Args:
@@ -145,7 +149,7 @@ class LeagueFeature(Feature):
         self.engine = engine
 
     @classmethod
-    def configure(cls, config: Any, key: str, value: Any) -> None:
+    def configure(cls, config: Any, key: str, value: Any) -> None:  # a plain dict's entry, checked by the call
         value = dict(value)
         if key == SNAPSHOT_KEY:
             snapshot_policies(config, value.pop("pool"), value.pop("policies"), **value)
@@ -153,9 +157,9 @@ class LeagueFeature(Feature):
             league(config, value.pop("pool"), **value)
 
     @classmethod
-    def build(cls, algo: Any) -> Optional["LeagueFeature"]:
-        snapshots = config_extra(algo.config, SNAPSHOT_ATTR)
-        spec = config_extra(algo.config, LEAGUE_ATTR)
+    def build(cls, algo: Algorithm) -> Optional["LeagueFeature"]:
+        snapshots = config_extra(config_of(algo), SNAPSHOT_ATTR)
+        spec = config_extra(config_of(algo), LEAGUE_ATTR)
         if not (snapshots or spec):
             return None
         return cls(League(algo, SnapshotSpec(**snapshots) if snapshots else None, _league_spec(spec) if spec else None))
@@ -175,17 +179,17 @@ class LeagueFeature(Feature):
         """The learner's current rating in the pool."""
         return float(self.engine.main_rating)
 
-    def setup(self, algo: Any) -> None:
+    def setup(self, algo: Algorithm) -> None:
         self.engine.setup()
 
-    def after_step(self, algo: Any, result: Dict[str, Any]) -> Mapping[str, Any]:
+    def after_step(self, algo: Algorithm, result: Dict[str, Any]) -> Mapping[str, object]:
         return self.engine.on_step(algo.iteration + 1)
 
-    def state(self, algo: Any) -> Optional[Dict[str, Any]]:
+    def state(self, algo: Algorithm) -> Optional[Dict[str, Any]]:
         return self.engine.state()
 
-    def stop(self, algo: Any) -> None:
+    def stop(self, algo: Algorithm) -> None:
         self.engine.stop()
 
-    def set_state(self, algo: Any, state: Mapping[str, Any]) -> None:
+    def set_state(self, algo: Algorithm, state: Mapping[str, Any]) -> None:
         self.engine.set_state(state)

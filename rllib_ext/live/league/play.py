@@ -46,7 +46,7 @@ def episode_returns(episode: Any, prev_chunks: Optional[Sequence[Any]] = None) -
     return out
 
 
-def count_episode(runner: Any, returns: Dict[str, float], of: str, slots: Sequence[str], outcome: Outcome) -> None:
+def count_episode(runner: object, returns: Dict[str, float], of: str, slots: Sequence[str], outcome: Outcome) -> None:
     """Add one episode's outcome against every opponent that played in it (``of`` must have played)."""
     if of not in returns:
         return
@@ -60,7 +60,7 @@ def count_episode(runner: Any, returns: Dict[str, float], of: str, slots: Sequen
             row[4] += returns[slot]
 
 
-def take_outcomes(runner: Any) -> Dict[str, List[float]]:
+def take_outcomes(runner: object) -> Dict[str, List[float]]:
     """This env runner's counts since the last call, reset (run on each env runner)."""
     return _COUNTS.pop(id(runner), {})
 
@@ -79,7 +79,7 @@ class LeagueCallbackMixin:
         runner = kwargs.get("env_runner") or kwargs.get("worker")
         returns = episode_returns(kwargs["episode"], kwargs.get("prev_episode_chunks"))
         count_episode(runner, returns, self.league_of, self.league_slots, self.league_outcome or default_outcome)
-        super().on_episode_end(**kwargs)  # type: ignore[misc]
+        super().on_episode_end(**kwargs)  # type: ignore[misc]  # a mixin: RLlibCallback comes after it in the MRO
 
 
 class LeagueCallbacks(LeagueCallbackMixin, RLlibCallback):
@@ -90,22 +90,23 @@ class LeagueCallbacks(LeagueCallbackMixin, RLlibCallback):
         self.league_of, self.league_slots, self.league_outcome = of, tuple(slots), outcome
 
 
-def league_callbacks(existing: Any, of: str, slots: Sequence[str], outcome: Optional[Outcome]) -> List[Any]:
+def league_callbacks(existing: object, of: str, slots: Sequence[str], outcome: Optional[Outcome]) -> List[Any]:
     """RLlib's callbacks list: ``existing`` (a class or a list), then ours, built with its settings.
 
     ``league()`` called again replaces ours. The old stack instantiates one class: the
     config composes the list into one when it is validated (``Backend.callbacks_class``).
     """
+    # Any: RLlib annotates the list as classes, but it instantiates any callable (ours: a partial).
     ours = functools.partial(LeagueCallbacks, of=of, slots=tuple(slots), outcome=outcome)
     theirs = [_user_part(c) for c in force_list(existing) if not _is_ours(c)]
     return [*(c for c in theirs if c is not RLlibCallback), ours]
 
 
-def _is_ours(callbacks: Any) -> bool:
+def _is_ours(callbacks: object) -> bool:
     return isinstance(callbacks, functools.partial) and callbacks.func is LeagueCallbacks
 
 
-def _user_part(callbacks: Any) -> Any:
+def _user_part(callbacks: object) -> object:
     """A league class as rllib_ext 0.4.0 built it (our mixin in front of the user's): the user's."""
     if isinstance(callbacks, type) and issubclass(callbacks, LeagueCallbackMixin) and callbacks is not LeagueCallbacks:
         return callbacks.__mro__[2]

@@ -35,6 +35,7 @@ from ..hooks import Feature
 from ..restore.policies import restore_policies
 from ..seam.backends import backend_for
 from ..seam.ray_internals import config_extra, set_config_extra
+from ..seam.rllib_types import Algorithm, AlgorithmConfig, ConfigT, config_of
 from ..snapshot import drop_writer_entries_after, pool_for, pool_path, snapshot_policy
 from .engine import META_TAG, Perturb, donor_for, perturbed
 from .hyperparams import check_names, config_values, set_hyperparams
@@ -64,7 +65,7 @@ class PopulationSpec:
     writer: Optional[str] = None  # an explicit pool writer (outside Tune; a trial uses its id)
 
 
-def check_spec(spec: PopulationSpec, config: object, policy_ids: Sequence[str]) -> None:
+def check_spec(spec: PopulationSpec, config: AlgorithmConfig, policy_ids: Sequence[str]) -> None:
     """Refuse what cannot work, naming the policy or the hyperparameter (driver side)."""
     ids = sorted(policy_ids)
     if not spec.policies:
@@ -93,9 +94,9 @@ def check_spec(spec: PopulationSpec, config: object, policy_ids: Sequence[str]) 
 
 
 def population(
-    config: Any, pool: Any, *, policies: Sequence[str], every: int = 10, quantile: float = 0.25,
-    score: "str | ScoreFn" = "return", perturb: Optional[Perturb] = None, seed: int = 0,
-) -> Any:
+    config: ConfigT, pool: "PolicyPool | str | os.PathLike[str]", *, policies: Sequence[str], every: int = 10,
+    quantile: float = 0.25, score: "str | ScoreFn" = "return", perturb: Optional[Perturb] = None, seed: int = 0,
+) -> ConfigT:
     """Population-based training per policy, across the trials that share ``pool``.
 
     Args:
@@ -195,7 +196,7 @@ class PopulationFeature(Feature):
         self._pool: Optional[PolicyPool] = None
 
     @classmethod
-    def configure(cls, config: Any, key: str, value: Any) -> None:
+    def configure(cls, config: Any, key: str, value: Any) -> None:  # a plain dict's entry, checked by the call
         value = dict(value)
         population(config, value.pop("pool"), **value)
 
@@ -206,11 +207,11 @@ class PopulationFeature(Feature):
             config[CONFIG_KEY] = {**spec, "pool": pool_path(spec["pool"])}
 
     @classmethod
-    def build(cls, algo: Any) -> Optional["PopulationFeature"]:
-        spec = config_extra(algo.config, SPEC_ATTR)
+    def build(cls, algo: Algorithm) -> Optional["PopulationFeature"]:
+        spec = config_extra(config_of(algo), SPEC_ATTR)
         return cls(PopulationSpec(**spec)) if spec else None
 
-    def pool(self, algo: object) -> PolicyPool:
+    def pool(self, algo: Algorithm) -> PolicyPool:
         """The shared pool, written to as this Tune trial (or the spec's writer outside Tune)."""
         if self._pool is None:
             trial = getattr(algo, "trial_id", "default")
@@ -220,7 +221,7 @@ class PopulationFeature(Feature):
                 self._pool = pool_for(algo, self.spec.pool)
         return self._pool
 
-    def setup(self, algo: Any) -> None:
+    def setup(self, algo: Any) -> None:  # a ...Partial algorithm: algo.feature("league")
         check_spec(self.spec, algo.config, backend_for(algo).ids())
         league = algo.feature("league")  # by name: the population imports nothing of the league
         if self.spec.score == "elo":
@@ -233,14 +234,14 @@ class PopulationFeature(Feature):
         self.rng = random.Random(f"{self.spec.seed}:{self.pool(algo).writer}")
         self.hyperparams = {pid: config_values(algo.config, pid, names) for pid in self.spec.policies}
 
-    def score(self, algo: Any, result: Mapping[str, Any], policy_id: str) -> float:
+    def score(self, algo: Any, result: Mapping[str, Any], policy_id: str) -> float:  # as setup
         if callable(self.spec.score):
             return float(self.spec.score(result, policy_id))
         if self.spec.score == "elo":
             return float(algo.feature("league").rating)
         return policy_return(result, policy_id)
 
-    def after_step(self, algo: Any, result: Dict[str, Any]) -> Mapping[str, Any]:
+    def after_step(self, algo: Algorithm, result: Dict[str, Any]) -> Mapping[str, object]:
         iteration = algo.iteration + 1
         scores = {pid: self.score(algo, result, pid) for pid in self.spec.policies}
         taken: Dict[str, Optional[str]] = {pid: None for pid in self.spec.policies}
@@ -250,7 +251,7 @@ class PopulationFeature(Feature):
         return {CONFIG_KEY: {pid: {"exploited_from": taken[pid], "hyperparams": dict(self.hyperparams[pid]),
                                    "score": scores[pid]} for pid in self.spec.policies}}
 
-    def round(self, algo: object, iteration: int, scores: Mapping[str, float]) -> Dict[str, Optional[str]]:
+    def round(self, algo: Algorithm, iteration: int, scores: Mapping[str, float]) -> Dict[str, Optional[str]]:
         """Snapshot every population policy, then let each weak one exploit and explore."""
         pool = self.pool(algo)
         for pid in self.spec.policies:
@@ -263,7 +264,7 @@ class PopulationFeature(Feature):
             taken[pid] = self.exploit(algo, pid, donor) if donor is not None else None
         return taken
 
-    def exploit(self, algo: Any, policy_id: str, donor: PoolEntry) -> str:
+    def exploit(self, algo: Algorithm, policy_id: str, donor: PoolEntry) -> str:
         """Load ``donor`` into ``policy_id`` (with training state), then set its perturbed hyperparameters."""
         restore_policies(algo, donor.path, {policy_id: policy_id}, training_state=True)
         values = perturbed((donor.meta or {}).get("hyperparams") or self.hyperparams[policy_id],
@@ -273,12 +274,12 @@ class PopulationFeature(Feature):
         self.exploits.setdefault(policy_id, []).append(donor.id)
         return donor.id
 
-    def state(self, algo: Any) -> Optional[Dict[str, Any]]:
+    def state(self, algo: Algorithm) -> Optional[Dict[str, Any]]:
         version, internal, gauss = self.rng.getstate()
         return {"iteration": int(algo.iteration), "hyperparams": {p: dict(v) for p, v in self.hyperparams.items()},
                 "last_round": self.last_round, "rng": [version, list(internal), gauss], "exploits": {p: list(v) for p, v in self.exploits.items()}}
 
-    def set_state(self, algo: Any, state: Mapping[str, Any]) -> None:
+    def set_state(self, algo: Algorithm, state: Mapping[str, Any]) -> None:
         if state.get("iteration") is not None:  # absent in states written before it was kept
             drop_lost_rounds(self.pool(algo), int(state["iteration"]))
         version, internal, gauss = state["rng"]

@@ -40,12 +40,12 @@ SETTABLE = {
 }
 
 
-def stack_of(config: Any) -> str:
+def stack_of(config: AlgorithmConfig) -> str:
     """"new" or "old": the stack of the backend that ``config`` builds."""
     return backend_class(config).stack
 
 
-def check_names(config: object, names: Sequence[str]) -> None:
+def check_names(config: AlgorithmConfig, names: Sequence[str]) -> None:
     """Refuse a name the config does not have, or one this stack cannot set per module.
 
     Raises:
@@ -101,16 +101,17 @@ def learner_set(learner: Learner, module_id: str, values: Mapping[str, float]) -
     set_module_config(config, module_id, config.copy(copy_frozen=False).update_from_dict({**base, **values}))
 
 
-def learner_values(learner: Any, module_id: str, names: Sequence[str]) -> Dict[str, float]:
+def learner_values(learner: Learner, module_id: str, names: Sequence[str]) -> Dict[str, float]:
     """What the next update of ``module_id`` uses: the optimizer's lr, the schedulers, the module's config."""
     out: Dict[str, float] = {}
     module_config = learner.config.get_config_for_module(module_id)
+    entropy = getattr(learner, "entropy_coeff_schedulers_per_module", None)  # PPO's, APPO's learners
     for name in names:
         if name == "lr":
             opts = learner.get_optimizers_for_module(module_id)
             out[name] = float(opts[0][1].param_groups[0]["lr"])
-        elif name == "entropy_coeff" and getattr(learner, "entropy_coeff_schedulers_per_module", None) is not None:
-            out[name] = float(learner.entropy_coeff_schedulers_per_module[module_id].get_current_value())
+        elif name == "entropy_coeff" and entropy is not None:
+            out[name] = float(entropy[module_id].get_current_value())
         else:
             out[name] = float(getattr(module_config, name))
     return out

@@ -17,6 +17,7 @@ from ...checkpoint.storage import resolve_path
 from ...errors import InvalidArgumentError, did_you_mean, not_found
 from ..hooks import Feature
 from ..seam.ray_internals import config_extra, set_config_extra
+from ..seam.rllib_types import AlgorithmConfig, ConfigT
 from .filters import ask_source_agents
 from .options import RestoreOptions
 from .policies import PolicySelection, normalize_selection, restore_policies
@@ -27,17 +28,17 @@ CONFIG_KEY = "restore_policies"  # the plain-dict spelling for tune.run(config={
 SPECS_ATTR = "_partial_restores"  # on the config; the name rllib_ext 0.3 checkpoints carry
 
 
-def specs_of(config: Any) -> List[Dict[str, Any]]:
+def specs_of(config: AlgorithmConfig) -> List[Dict[str, Any]]:
     """The restore specs recorded on ``config`` (a list of plain dicts)."""
     return list(config_extra(config, SPECS_ATTR) or [])
 
 
 def restore_policies_on_setup(
-    config: Any,
+    config: ConfigT,
     checkpoint: "str | os.PathLike[str]",
     policies: PolicySelection,
-    **options: Any,
-) -> Any:
+    **options: object,
+) -> ConfigT:
     """Restore ``policies`` from ``checkpoint`` when the algorithm is set up.
 
     May be called several times (several source checkpoints). Ids are checked against
@@ -88,7 +89,7 @@ class RestoreFeature(Feature):
     config_keys = (CONFIG_KEY,)
 
     @classmethod
-    def configure(cls, config: Any, key: str, value: Any) -> None:
+    def configure(cls, config: Any, key: str, value: Any) -> None:  # a plain dict's entry, checked below
         allowed = ("checkpoint", "policies", *RestoreOptions.names())
         for spec in value if isinstance(value, (list, tuple)) else [value]:
             if not isinstance(spec, Mapping):
@@ -118,7 +119,7 @@ class RestoreFeature(Feature):
             for spec in specs
         ]
 
-    def setup(self, algo: Any) -> None:
+    def setup(self, algo: Any) -> None:  # a ...Partial algorithm: its partial_restore_reports
         for spec in specs_of(algo.config):
             # Specs written before an option existed (0.3 checkpoints) lack it: its default.
             options = {k: v for k, v in spec.items() if k in RestoreOptions.names()}
@@ -126,7 +127,7 @@ class RestoreFeature(Feature):
             logger.info("rllib_ext: %s", report)
             algo.partial_restore_reports.append(report)
 
-    def after_step(self, algo: Any, result: Dict[str, Any]) -> Mapping[str, Any]:
+    def after_step(self, algo: Any, result: Dict[str, Any]) -> Mapping[str, object]:  # as setup
         """What the partial restores did, as strings (loggers skip them quietly; TensorBoard
         warns on a list of strings): ``restored`` maps target id -> "checkpoint:source id",
         ``frozen`` is "id,id,..."."""

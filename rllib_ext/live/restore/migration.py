@@ -13,25 +13,29 @@ into place. Observation-filter statistics go beside each module as
 
 from __future__ import annotations
 
+import copy
 import json
 import os
-from dataclasses import asdict, dataclass, field
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, TypedDict
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, Tuple, TypedDict, cast
 
 import numpy as np
 
 from ...checkpoint import format as fmt
 from ...checkpoint.atomic import check_out, write_dir_atomically
-from ...checkpoint.filters import FILTER_FILE, filters_of
+from ...checkpoint.filters import FILTER_FILE, FilterStats, filters_of
 from ...checkpoint.inspection import read_policy_opened
 from ...checkpoint.reader import ids_in, open_checkpoint, read_weights
-from ...checkpoint.storage import resolve_path
-from ...checkpoint.tensors import check_tensors, is_positional
+from ...checkpoint.storage import CheckpointDir, resolve_path
+from ...checkpoint.tensors import Weights, check_tensors, is_positional
 from ...convert.families import TARGET_CLASS, TARGET_MODULES, source_algorithm, source_model
 from ...convert.mapping import NameMapping, convert_policy
 from ...errors import CheckpointError, InvalidArgumentError, MigrationError, not_found
 from ..seam.bridge import effective_model_config, to_gym_space
 from ..seam.compat import require_supported_ray
+
+if TYPE_CHECKING:
+    from ..seam.rllib_types import RLModuleSpec
 
 NOT_CARRIED = ("optimizer state", "exploration state and timesteps", "the algorithm config (set it on the new stack)")
 
@@ -99,8 +103,17 @@ class MigrateReport:
             "module_class": self.module_class,
             "converted": dict(self.converted),
             "model_configs": {k: dict(v) for k, v in self.model_configs.items()},
-            "policies": {k: PolicyMigrationDict(**asdict(v)) for k, v in self.policies.items()},
+            "policies": {k: _policy_dict(v) for k, v in self.policies.items()},
         }
+
+
+def _policy_dict(m: PolicyMigration) -> PolicyMigrationDict:
+    """``asdict(m)``, field by field (a copy: the report's own lists and dicts stay its own)."""
+    return {
+        "policy_id": m.policy_id, "supported": m.supported, "source": m.source, "module_class": m.module_class,
+        "model_config": copy.deepcopy(m.model_config), "not_carried": list(m.not_carried),
+        "observation_filter": m.observation_filter, "reason": m.reason,
+    }
 
 
 def migrate(
@@ -156,29 +169,30 @@ def migrate(
 
     report = MigrateReport(checkpoint=path, out=final, dry_run=dry_run)
     filters = filters_of(ckpt, layout).stats
-    specs, ready = {}, {}
+    specs: Dict[str, RLModuleSpec] = {}
+    ready: Dict[str, Weights] = {}
     for pid in ids:
-        entry, spec, state = _prepare(ckpt, layout, pid, target, mapping, model_config, trusted)
-        if entry.supported and pid in filters:
+        entry, built = _prepare(ckpt, layout, pid, target, mapping, model_config, trusted)
+        if built is not None and pid in filters:
             entry.observation_filter = filters[pid].describe()
         report.policies[pid] = entry
-        if not entry.supported:
+        if built is None:  # not supported
             if not dry_run:
                 raise MigrationError(entry.reason)
             continue
-        specs[pid], ready[pid] = spec, state
+        specs[pid], ready[pid] = built
         report.converted[pid] = entry.source
         report.model_configs[pid] = entry.model_config
     classes = sorted({e.module_class for e in report.policies.values() if e.supported})
     report.module_class = ", ".join(classes) or TARGET_CLASS
-    if not dry_run:
+    if final is not None and not dry_run:  # out=None was refused above without dry_run
         _write(final, specs, ready, {pid: filters[pid] for pid in ready if pid in filters})
     return report
 
 
 def _source_policies(
     checkpoint: "str | os.PathLike[str]", policies: Optional[Sequence[str]], target: Optional[str]
-) -> Tuple[Any, fmt.Layout, str, List[str]]:
+) -> Tuple[CheckpointDir, fmt.Layout, str, List[str]]:
     """``(ckpt, layout, path, ids)`` of the old-stack policies to migrate, every argument checked."""
     if target is not None and target not in TARGET_MODULES:
         raise InvalidArgumentError(f"target={target!r}; expected one of {', '.join(TARGET_MODULES)}")
@@ -198,16 +212,19 @@ def _source_policies(
     return ckpt, layout, path, ids
 
 
-def _write(final: str, specs: Dict[str, Any], ready: Dict[str, Any], filters: Mapping[str, Any]) -> None:
+def _write(final: str, specs: Mapping[str, RLModuleSpec], ready: Mapping[str, Weights],
+           filters: Mapping[str, FilterStats]) -> None:
     """Build the MultiRLModule, let RLlib write its own checkpoint into a temporary sibling,
     put the filters beside it, read it back, and rename it into place."""
-    from ray.rllib.core.rl_module.multi_rl_module import MultiRLModuleSpec
+    from ray.rllib.core.rl_module.multi_rl_module import MultiRLModule, MultiRLModuleSpec
 
-    multi = MultiRLModuleSpec(rl_module_specs=specs).build()
+    # RLlib annotates build() with the base RLModule; a MultiRLModuleSpec builds a MultiRLModule.
+    multi = cast(MultiRLModule, MultiRLModuleSpec(rl_module_specs=dict(specs)).build())
     for pid, state in ready.items():
-        if hasattr(multi[pid], "make_target_networks"):
-            multi[pid].make_target_networks()  # written too, so an APPO learner starts from them
-        multi[pid].set_state(state)
+        module = multi[pid]
+        if hasattr(module, "make_target_networks"):
+            module.make_target_networks()  # written too, so an APPO learner starts from them
+        module.set_state(state)
 
     def fill(tmp: str) -> None:
         multi.save_to_path(tmp)
@@ -222,9 +239,11 @@ def _write(final: str, specs: Dict[str, Any], ready: Dict[str, Any], filters: Ma
     write_dir_atomically(final, fill)
 
 
-def _prepare(ckpt: Any, layout: Any, pid: str, target: Optional[str], mapping: Optional[NameMapping],
-             model_config: Optional[Mapping[str, Any]], trusted: bool) -> Any:
-    """``(PolicyMigration, RLModuleSpec or None, converted state or None)`` for one policy."""
+def _prepare(ckpt: CheckpointDir, layout: fmt.Layout, pid: str, target: Optional[str], mapping: Optional[NameMapping],
+             model_config: Optional[Mapping[str, Any]], trusted: bool,
+             ) -> Tuple[PolicyMigration, Optional[Tuple[RLModuleSpec, Weights]]]:
+    """``(PolicyMigration, (RLModuleSpec, converted state))`` for one policy; None for the
+    pair when the policy is not supported (the entry says why)."""
     from ray.rllib.core.rl_module.rl_module import RLModuleSpec
     from ray.rllib.utils.numpy import convert_to_numpy
 
@@ -245,10 +264,10 @@ def _prepare(ckpt: Any, layout: Any, pid: str, target: Optional[str], mapping: O
             f"{label}: policy class {pview.policy_class!r}; migrate() writes the new-stack default modules of "
             f"{', '.join(TARGET_MODULES)} and takes their policies only"
         )
-        return entry, None, None
+        return entry, None
     if pview.observation_space is None or pview.action_space is None:
         entry.reason = f"{label}: {ckpt.uri} records no observation/action space for it"
-        return entry, None, None
+        return entry, None
     if chosen == "APPO":
         entry.not_carried.append("APPO target networks (the old stack saves none; they start as copies)")
     if model.lstm is not None and not (model.fc.vf_share_layers) and mapping is None:
@@ -265,7 +284,7 @@ def _prepare(ckpt: Any, layout: Any, pid: str, target: Optional[str], mapping: O
         module = spec.build()
         if hasattr(module, "make_target_networks"):
             module.make_target_networks()
-        template = {n: np.asarray(v) for n, v in convert_to_numpy(module.get_state()).items()}
+        template = {n: np.asarray(convert_to_numpy(v)) for n, v in module.get_state().items()}
         converted = convert_policy(
             label, weights, template, pview.model_config, effective_model_config(cfg),
             observation_space=pview.observation_space, mapping=mapping, target_name=f"the new {entry.module_class}",
@@ -273,13 +292,13 @@ def _prepare(ckpt: Any, layout: Any, pid: str, target: Optional[str], mapping: O
         state = check_tensors(label, converted, template)
     except MigrationError as e:
         entry.reason = str(e)
-        return entry, None, None
+        return entry, None
     except Exception as e:  # RLlib could not build the target module from this config
         why = "; ".join(model.reasons) or f"{type(e).__name__}: {e}"
         entry.reason = f"{label}: cannot build {entry.module_class} for it ({why}); nothing written"
-        return entry, None, None
+        return entry, None
     entry.supported = True
-    return entry, spec, state
+    return entry, (spec, state)
 
 
 def _module_class(name: str) -> type:

@@ -39,7 +39,7 @@ class RestoreOptions:
     filters: bool = True
     """Carry the observation-filter statistics with the weights, so a policy acts on what it was trained on."""
 
-    agents: Optional[Mapping[Any, Any]] = None
+    agents: Optional[Mapping[str, str]] = None
     """For new-stack checkpoints, ``{target agent: source agent}`` whose filter statistics to carry, where the
     source's policy mapping function cannot be read (a lambda pickled by value)."""
 
@@ -85,6 +85,6 @@ class RestoreOptions:
         return {name: getattr(self, name) for name in self.names()}
 
 
-def _is_flag(value: Any) -> bool:
+def _is_flag(value: object) -> bool:
     """True, False, or what plain data writes for them (0, 1, numpy's bool)."""
     return isinstance(value, (bool, np.bool_)) or (type(value) is int and value in (0, 1))

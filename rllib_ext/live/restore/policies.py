@@ -29,7 +29,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -234,7 +234,7 @@ def restore_policies(
     algo: Algorithm,
     checkpoint: "str | os.PathLike[str]",
     policies: PolicySelection,
-    **options: Any,
+    **options: object,
 ) -> PartialRestoreReport:
     """Restore ``policies`` of ``checkpoint`` into the live ``algo`` and sync everywhere.
 
@@ -279,7 +279,7 @@ def restore_opened(
     ckpt: CheckpointDir,
     layout: fmt.Layout,
     policies: PolicySelection,
-    **options: Any,
+    **options: object,
 ) -> PartialRestoreReport:
     """:func:`restore_policies` on a checkpoint the caller has already opened."""
     t0 = time.perf_counter()

@@ -12,6 +12,7 @@ from typing import Any, Dict, Mapping, Optional
 from ...checkpoint.training_state import SCALARS_KEY
 from ..seam.carry_training import algorithm_scalars, set_algorithm_scalars
 from ..hooks import Feature
+from ..seam.rllib_types import Algorithm
 
 
 class TrainingScalarsFeature(Feature):
@@ -19,9 +20,9 @@ class TrainingScalarsFeature(Feature):
 
     state_key = SCALARS_KEY
 
-    def state(self, algo: Any) -> Optional[Dict[str, Any]]:
+    def state(self, algo: Algorithm) -> Optional[Dict[str, Any]]:
         return algorithm_scalars(algo) or None
 
-    def set_state(self, algo: Any, state: Mapping[str, Any]) -> None:
+    def set_state(self, algo: Algorithm, state: Mapping[str, Any]) -> None:
         if state:
             set_algorithm_scalars(algo, state)

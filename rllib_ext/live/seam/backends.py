@@ -39,8 +39,8 @@ from .bridge import (
 )
 from .compat import single_action_obs
 from .ray_internals import is_multi_module, old_stack_counters, raise_weights_seq_no
-from .rllib_types import (Algorithm, AlgorithmConfig, LearnerGroup, MetricsLogger, Model, PoliciesToTrain, Policy,
-                          RLModule, RLModuleSpec, Space, SpacePair)
+from .rllib_types import (Algorithm, AlgorithmConfig, ConfigT, Learner, LearnerGroup, MetricsLogger, Model,
+                          PoliciesToTrain, Policy, RLModule, RLModuleSpec, Space, SpacePair, config_of)
 from .filter_state import (
     agent_filter_of,
     agents_of,
@@ -170,7 +170,7 @@ class NewStackBackend(Backend):
         return self._learner_results(lambda learner: learner.config.policies_to_train)[0]
 
     def set_trainable(self, value: PoliciesToTrain) -> None:
-        def _set(learner: Any, _value: Any = value) -> None:
+        def _set(learner: Learner, _value: PoliciesToTrain = value) -> None:
             learner.config.multi_agent(policies_to_train=_value)
 
         self._learner_results(_set)
@@ -297,7 +297,7 @@ class OldStackBackend(Backend):
         if value is not None and not callable(value):
             value = list(value)
 
-        def _set(worker: Any, _value: Any = value) -> None:
+        def _set(worker: Any, _value: PoliciesToTrain = value) -> None:
             if _value is None:  # RLlib's setter refuses None, which a worker may start with
                 worker.is_policy_to_train = None
             else:
@@ -380,7 +380,7 @@ class OldStackBackend(Backend):
         return policy_action(policy.compute_single_action, initial_state(policy) is not None, obs, explore, state)
 
 
-def _old_stack(config: Any) -> Any:
+def _old_stack(config: ConfigT) -> ConfigT:
     return config.api_stack(enable_rl_module_and_learner=False, enable_env_runner_and_connector_v2=False)
 
 
@@ -396,5 +396,5 @@ def backend_named(stack: str) -> Type[Backend]:
 
 def backend_for(algo: Algorithm) -> Backend:
     """The backend for ``algo``'s API stack."""
-    return backend_class(cast(AlgorithmConfig, algo.config))(algo)  # set by Algorithm.__init__
+    return backend_class(config_of(algo))(algo)
 

@@ -92,7 +92,7 @@ def module_action(module: RLModule, obs: object, explore: bool = False, state: O
     return action, tree.map_structure(lambda v: np.array(v[0].numpy(), copy=True), out["state_out"])
 
 
-def policy_action(compute: Callable[..., Any], recurrent: bool, obs: Any, explore: bool,
+def policy_action(compute: Callable[..., Any], recurrent: bool, obs: object, explore: bool,
                   state: Optional[State]) -> object:
     """One action from an old-stack ``compute_single_action`` (a Policy's, or the Algorithm's
     with ``full_fetch=True``: both return ``(action, state_out, info)``).

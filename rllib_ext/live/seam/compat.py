@@ -34,13 +34,18 @@ from __future__ import annotations
 
 import re
 import sys
-from typing import Any, Tuple
+from typing import TYPE_CHECKING, Tuple, Type, TypeVar
 
 import numpy as np
 
 from ...errors import MissingDependencyError, UnsupportedRayError
 
 from .rllib_types import Algorithm
+
+if TYPE_CHECKING:
+    from ray.rllib.utils.filter import RunningStat
+
+R = TypeVar("R", bound="RunningStat")
 
 # The ``rllib`` extra of setup.py says the same (tests/test_compat.py checks both agree).
 LOWEST = (2, 45)  # inclusive
@@ -125,8 +130,8 @@ def require_release(feature: str, release: str, available: bool) -> None:
 # ---------------------------------------------------------------- API differences
 
 
-def running_stat(running_stat_cls: Any, shape: Tuple[int, ...], count: int, mean: np.ndarray,
-                 sum_sq_diff: np.ndarray) -> object:
+def running_stat(running_stat_cls: Type[R], shape: Tuple[int, ...], count: int, mean: np.ndarray,
+                 sum_sq_diff: np.ndarray) -> R:
     """A release's ``RunningStat`` holding these statistics (no pending deltas).
 
     Ray 2.47 (ray#53484) renamed the Welford sum ``std_array`` -> ``sum_sq_diff_array``

@@ -11,7 +11,7 @@ statistics with a policy. Ray is imported inside the functions that ship data to
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, List, Mapping, Optional, cast
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Mapping, Optional, Type, cast
 
 import numpy as np
 
@@ -25,6 +25,16 @@ from ...errors import CheckpointError
 from .compat import running_stat
 from .ray_internals import env_to_module_pipeline
 from .rllib_types import Algorithm, AlgorithmConfig, EnvRunnerGroup
+
+if TYPE_CHECKING:
+    from ray import ObjectRef
+    from ray.rllib.connectors.connector_v2 import ConnectorV2
+    from ray.rllib.evaluation.rollout_worker import RolloutWorker
+    from ray.rllib.utils.filter import MeanStdFilter, RunningStat
+
+    from ...checkpoint.views import FilterStatsJson
+
+    StatsRef = ObjectRef[Dict[str, FilterStatsJson]]  # {key: FilterStats.to_dict()} in Ray's object store
 
 CONNECTOR_CLASS = "MeanStdFilter"
 
@@ -63,7 +73,7 @@ def connector_filters(algo: Algorithm) -> ObservationFilters:
 def set_worker_filters(algo: Algorithm, updates: Mapping[str, FilterStats]) -> None:
     """Old stack: sync ``{policy id: statistics}`` into every worker's filters."""
 
-    def _set(er: Any, _ref: Any) -> None:
+    def _set(er: RolloutWorker, _ref: StatsRef) -> None:
         import ray
         from ray.rllib.utils.filter import MeanStdFilter, RunningStat
 
@@ -77,7 +87,7 @@ def set_worker_filters(algo: Algorithm, updates: Mapping[str, FilterStats]) -> N
 def set_connector_filters(algo: Algorithm, updates: Mapping[str, FilterStats]) -> None:
     """New stack: set ``{agent id: statistics}`` on every env runner's MeanStdFilter connector."""
 
-    def _set(er: Any, _ref: Any) -> None:
+    def _set(er: object, _ref: StatsRef) -> None:
         import ray
         from ray.rllib.utils.filter import RunningStat
 
@@ -88,7 +98,7 @@ def set_connector_filters(algo: Algorithm, updates: Mapping[str, FilterStats]) -
     _on_every_runner(algo, updates, _set)
 
 
-def target_mapping(algo: Algorithm) -> Callable[..., Any]:
+def target_mapping(algo: Algorithm) -> Callable[..., object]:
     """The live algorithm's ``policy_mapping_fn`` (everything to 'default_policy' without one)."""
     fn = cast(AlgorithmConfig, algo.config).policy_mapping_fn  # config: set by Algorithm.__init__
     return fn if callable(fn) else (lambda agent, *a, **k: "default_policy")
@@ -99,7 +109,7 @@ def maps(fn: Callable[..., object], agent: str) -> str:
     return str(fn(agent, None))
 
 
-def agents_of(algo: Algorithm, keys: Any, module_id: str) -> List[str]:
+def agents_of(algo: Algorithm, keys: Iterable[str], module_id: str) -> List[str]:
     """New stack: the agents among ``keys`` that the algorithm's mapping function sends to ``module_id``."""
     mapping = target_mapping(algo)
     return [a for a in keys if maps(mapping, a) == module_id]
@@ -138,7 +148,8 @@ def _same(a: FilterStats, b: FilterStats) -> bool:
     return a.same_settings(b) and a.count == b.count and np.array_equal(a.mean, b.mean)
 
 
-def _on_every_runner(algo: Algorithm, updates: Mapping[str, FilterStats], fn: Callable[[Any, Any], None]) -> None:
+# fn's env runner is Any: a RolloutWorker (old stack) or an EnvRunner (new stack), each stack's fn knows which.
+def _on_every_runner(algo: Algorithm, updates: Mapping[str, FilterStats], fn: Callable[[Any, StatsRef], None]) -> None:
     """``fn(env_runner, ref to {key: stats dict})`` on every env runner: local, remote, evaluation."""
     if not updates:
         return
@@ -154,7 +165,7 @@ def _on_every_runner(algo: Algorithm, updates: Mapping[str, FilterStats], fn: Ca
             group.foreach_env_runner(on_runner, local_env_runner=True)
 
 
-def _connector(er: object) -> Any:
+def _connector(er: object) -> Optional[ConnectorV2]:
     """The MeanStdFilter connector of an env runner's env-to-module pipeline, if any."""
     pipeline = env_to_module_pipeline(er)
     for conn in getattr(pipeline, "connectors", None) or []:
@@ -163,7 +174,7 @@ def _connector(er: object) -> Any:
     return None
 
 
-def _first(algo: Algorithm, fn: Callable[[Any], Any]) -> object:
+def _first(algo: Algorithm, fn: Callable[[object], object]) -> object:
     """``fn`` on the local env runner if there is one, else on the first remote one."""
     group = cast(EnvRunnerGroup, algo.env_runner_group)  # built by setup()
     local = getattr(group, "local_env_runner", None)
@@ -173,18 +184,19 @@ def _first(algo: Algorithm, fn: Callable[[Any], Any]) -> object:
     return results[0] if results else None
 
 
-def _rllib_filter(stats: FilterStats, filter_cls: Any, running_stat_cls: Any) -> object:
+def _rllib_filter(stats: FilterStats, filter_cls: Type[MeanStdFilter],
+                  running_stat_cls: Type[RunningStat]) -> MeanStdFilter:
     """A real RLlib ``MeanStdFilter`` holding ``stats`` (empty buffer)."""
     f = filter_cls(stats.shape, demean=stats.demean, destd=stats.destd, clip=stats.clip)
     f.running_stats = _running_stat(stats, running_stat_cls)
     return f
 
 
-def _running_stat(stats: FilterStats, running_stat_cls: object) -> Any:
+def _running_stat(stats: FilterStats, running_stat_cls: Type[RunningStat]) -> RunningStat:
     return running_stat(running_stat_cls, stats.shape, stats.count, stats.mean, stats.sum_sq_diff)
 
 
-def _connector_state(stats: FilterStats, running_stat_cls: object) -> Dict[str, Any]:
+def _connector_state(stats: FilterStats, running_stat_cls: Type[RunningStat]) -> Dict[str, object]:
     """The MeanStdFilter connector's per-agent state format (``set_state`` takes it)."""
     return {
         "shape": np.array(stats.shape),

@@ -57,14 +57,14 @@ _ATTR = "_rllib_ext_gate"
 class Gate:
     """Wraps RLlib's learner-thread update: counts updates, holds new ones, filters stale data."""
 
-    def __init__(self, update: Callable[..., Any]) -> None:
+    def __init__(self, update: Callable[..., object]) -> None:
         self.update = update  # RLlib's own (``Learner.update``), called as update(self=learner, ...)
         self.cond = threading.Condition()
         self.started = 0
         self.finished = 0
         self.limit: Optional[int] = None  # None: run freely; else no update numbered above it starts
         self.marks: Dict[str, int] = {}  # module id -> the weights version its restore made
-        self.held: Optional[Any] = None  # the learner's update lock (patch 0004), taken by hold()
+        self.held: Optional[threading.RLock] = None  # the learner's update lock (patch 0004), taken by hold()
 
     def __call__(self, /, **kwargs: Any) -> object:  # RLlib passes the learner as self=
         with self.cond:

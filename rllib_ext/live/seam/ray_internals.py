@@ -16,10 +16,15 @@ import sys
 import threading
 import time
 from types import CodeType
-from typing import Any, Callable, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional
 
 from ...errors import LearnerBusyError
 from .rllib_types import Algorithm, AlgorithmConfig, Learner, Policy
+
+if TYPE_CHECKING:
+    import torch
+    from ray.rllib.core.learner.learner import Optimizer
+    from ray.rllib.utils.schedules.scheduler import Scheduler
 
 
 # ------------------------------------------------------------ env runners, modules, configs
@@ -33,29 +38,30 @@ def is_multi_module(module: object) -> bool:
     return hasattr(module, "_rl_modules")
 
 
-def raise_weights_seq_no(obj: Any, version: int) -> int:
+def raise_weights_seq_no(obj: object, version: int) -> int:
     """Raise an env runner's / learner's ``_weights_seq_no`` to at least ``version``.
 
     Env runners stamp it on every sampled row (``weights_seq_no``) and refuse learner
     states older than it (2.45, 2.60: ``SingleAgentEnvRunner``, ``MultiAgentEnvRunner``,
     ``Learner``). Returns the new value.
     """
-    obj._weights_seq_no = max(int(getattr(obj, "_weights_seq_no", 0) or 0), int(version))
-    return obj._weights_seq_no
+    value = max(int(getattr(obj, "_weights_seq_no", 0) or 0), int(version))
+    setattr(obj, "_weights_seq_no", value)  # an env runner's is unknown to the type checker
+    return value
 
 
-def weights_seq_no(obj: Any) -> int:
+def weights_seq_no(obj: Learner) -> int:
     """A learner's weights version, ``Learner._weights_seq_no`` (2.45, 2.60)."""
     return int(obj._weights_seq_no)
 
 
-def bump_weights_seq_no(obj: Any) -> int:
+def bump_weights_seq_no(obj: Learner) -> int:
     """Make the next weights version of a learner (``_weights_seq_no`` + 1; 2.45, 2.60)."""
     obj._weights_seq_no += 1
     return int(obj._weights_seq_no)
 
 
-def old_stack_counters(algo: Algorithm) -> Dict[str, Any]:
+def old_stack_counters(algo: Algorithm) -> Dict[str, int]:
     """An old-stack algorithm's ``Algorithm._counters`` (2.45, 2.60): its lifetime step counts."""
     return algo._counters
 
@@ -98,15 +104,15 @@ def trial_info(trainable: object) -> object:
     return getattr(trainable, "_trial_info", None)
 
 
-def set_trial_info(trainable: Any, info: Any) -> None:
+def set_trial_info(trainable: object, info: object) -> None:
     """Give a Trainable the trial identity Tune passed in its config (``_trial_info``)."""
-    trainable._trial_info = info
+    setattr(trainable, "_trial_info", info)  # Trainable's own private attribute
 
 
 # --------------------------------------------------------------------- old-stack policies
 
 
-def torch_optimizers(policy: Policy) -> List[Any]:
+def torch_optimizers(policy: Policy) -> List[torch.optim.Optimizer]:
     """A torch policy's optimizers, ``TorchPolicyV2._optimizers`` (2.45, 2.60; [] if none)."""
     return list(getattr(policy, "_optimizers", None) or [])
 
@@ -129,17 +135,17 @@ def learner_thread(learner: Learner) -> Optional[threading.Thread]:
     return getattr(learner, "_learner_thread", None)
 
 
-def thread_update(thread: threading.Thread) -> Callable[..., Any]:
+def thread_update(thread: threading.Thread) -> Callable[..., object]:
     """``_LearnerThread._update_method`` (2.45, 2.60): read before every update."""
-    return thread._update_method  # type: ignore[attr-defined]
+    return thread._update_method  # type: ignore[attr-defined]  # _LearnerThread's, typed as a Thread here
 
 
 def set_thread_update(thread: threading.Thread, update: Callable[..., object]) -> None:
     """Put ``update`` in place of the thread's ``_update_method``: its next update calls it."""
-    thread._update_method = update  # type: ignore[attr-defined]
+    thread._update_method = update  # type: ignore[attr-defined]  # as in thread_update
 
 
-def update_lock(learner: Learner) -> Optional[Any]:
+def update_lock(learner: Learner) -> Optional[threading.RLock]:
     """``IMPALALearner._update_lock``, the RLock its thread holds per update (None unpatched).
 
     Added by ``patches/0004-appo-learner-restore-waits-for-update.patch`` (against 2.60;
@@ -177,7 +183,7 @@ def wait_until_out_of(thread: threading.Thread, code: CodeType, counted: CodeTyp
     """
     deadline = time.monotonic() + timeout
     while True:
-        frame = sys._current_frames().get(thread.ident)  # type: ignore[arg-type]
+        frame = sys._current_frames().get(thread.ident)  # type: ignore[arg-type]  # ident None (not started): no frame
         busy = False
         while frame is not None:
             if frame.f_code is counted:
@@ -199,7 +205,7 @@ def wait_until_out_of(thread: threading.Thread, code: CodeType, counted: CodeTyp
 # ------------------------------------------------------- per-module hyperparameters (PBT)
 
 
-def set_learner_lr_schedule(learner: Any, optimizer: Any, scheduler: Any) -> None:
+def set_learner_lr_schedule(learner: Learner, optimizer: Optimizer, scheduler: Scheduler) -> None:
     """Replace ``Learner._optimizer_lr_schedules[optimizer]`` (2.60): what
     ``after_gradient_based_update`` sets the optimizer's lr from after every update."""
     learner._optimizer_lr_schedules[optimizer] = scheduler

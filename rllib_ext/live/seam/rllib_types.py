@@ -8,7 +8,7 @@ an ``Algorithm`` of the old stack holds ``Policy`` objects, one of the new stack
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Sequence, Tuple, TypeVar, Union, cast
 
 if TYPE_CHECKING:
     import gymnasium as gym
@@ -33,11 +33,20 @@ SpacePair = Tuple["Space", "Space"]
 # RLlib's ``policies_to_train``: every policy (None), these ids, or ``(policy id, batch) -> bool``.
 PoliciesToTrain = Union[None, Sequence[str], Callable[..., bool]]
 
+# A config method (``config.league(...)``) returns the config it was called on, for chaining.
+ConfigT = TypeVar("ConfigT", bound="AlgorithmConfig")
+
 # What acts: a new-stack RLModule or an old-stack Policy.
 Model = Union["RLModule", "Policy"]
+
+
+def config_of(algo: "Algorithm") -> "AlgorithmConfig":
+    """``algo.config``: RLlib declares it Optional, but ``Algorithm.__init__`` always sets it."""
+    return cast("AlgorithmConfig", algo.config)
+
 
 __all__ = [
     "Algorithm", "AlgorithmConfig", "EnvRunnerGroup", "Learner", "LearnerGroup", "MetricsLogger", "MultiAgentBatch",
     "RLModule", "RLModuleSpec", "Policy", "Space",
-    "SpacePair", "PoliciesToTrain", "Model",
+    "SpacePair", "PoliciesToTrain", "Model", "ConfigT", "config_of",
 ]

@@ -6,14 +6,15 @@ checkpoints), so it sits above :mod:`rllib_ext.live.restore`.
 
 from __future__ import annotations
 
-from typing import Any, Dict
+from typing import Dict
 
 from ...checkpoint.reader import open_checkpoint
 from ..restore.feature import specs_of
+from ..seam.rllib_types import ConfigT, SpacePair
 from . import lightweight as lw
 
 
-def lightweight(config: Any) -> Any:
+def lightweight(config: ConfigT) -> ConfigT:
     """Zero remote workers, learners and evaluation runners, 0 CPUs for the algorithm.
 
     With ``restore_policies(...)`` given first, the algorithm holds only the restored
@@ -24,7 +25,7 @@ def lightweight(config: Any) -> Any:
     Returns:
         The config, for chaining.
     """
-    spaces: Dict[str, Any] = {}
+    spaces: Dict[str, SpacePair] = {}
     for spec in specs_of(config):
         found = lw.checkpoint_spaces(*open_checkpoint(spec["checkpoint"]), list(spec["policies"]))
         for src, tgt in spec["policies"].items():

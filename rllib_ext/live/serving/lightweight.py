@@ -32,7 +32,7 @@ from ...errors import CheckpointError, LightweightAlgorithmError, RecurrentState
 from ..seam.backends import backend_class, backend_for
 from ..seam.bridge import State, to_gym_space
 from ..restore.policies import restore_opened
-from ..seam.rllib_types import Algorithm, AlgorithmConfig, SpacePair
+from ..seam.rllib_types import Algorithm, AlgorithmConfig, ConfigT, SpacePair
 
 
 class SpacesOnlyEnv(MultiAgentEnv):
@@ -80,7 +80,7 @@ def checkpoint_spaces(ckpt: CheckpointDir, layout: fmt.Layout, ids: Sequence[str
     return out
 
 
-def zero_resources(config: AlgorithmConfig) -> AlgorithmConfig:
+def zero_resources(config: ConfigT) -> ConfigT:
     """No remote env runners, learners or evaluation runners; 0 CPUs/GPUs for the algorithm."""
     config.env_runners(num_env_runners=0)
     config.evaluation(evaluation_interval=None, evaluation_num_env_runners=0)
@@ -89,7 +89,7 @@ def zero_resources(config: AlgorithmConfig) -> AlgorithmConfig:
     return config
 
 
-def make_lightweight(config: AlgorithmConfig, spaces: Dict[str, SpacePair]) -> AlgorithmConfig:
+def make_lightweight(config: ConfigT, spaces: Dict[str, SpacePair]) -> ConfigT:
     """Cut ``config`` (an AlgorithmConfig, not frozen) down to a zero-resource one that
     holds only the policies in ``spaces`` and never builds the training env."""
     zero_resources(config)

@@ -287,7 +287,7 @@ def add_or_replace(
     algo: Algorithm,
     path: "str | os.PathLike[str]",
     policy_id: Optional[str] = None,
-    **options: Any,
+    **options: object,
 ) -> PartialRestoreReport:
     """Put the stored policy into the live ``algo`` as ``policy_id``, synced everywhere.
 
