@@ -121,8 +121,11 @@ def test_exploitability_of_one_mixture_per_seat_is_openspiels_of_that_joint_poli
 
     from rllib_ext.act.openspiel import exploitability, tabular_policy
 
+    from rllib_ext.checkpoint.views import SpaceView
+
     class Logits:
         masked = False  # unmasked: Kuhn has no illegal action anyway
+        observation_space = SpaceView("Box", (7,))  # Kuhn's observation tensor (the referee reads its size)
 
         def __init__(self, bet: float) -> None:
             self.bet = bet
