@@ -211,6 +211,32 @@ def test_seat_mapping_self_share_puts_main_in_both_seats_in_that_share_of_episod
             seat_mapping("main", slots, self_share=bad)
 
 
+def test_a_match_seats_each_side_once_when_training_maps_main_to_every_seat():
+    """With ``seat_mapping(self_share=1.0)`` every training episode is main against itself;
+    an evaluation match through that mapping must still put ``a`` in one seat and ``b`` in
+    the other. Kuhn, ``a`` always bets and ``b`` always passes: ``a`` wins every game from
+    either seat. Had ``a`` played both seats (the negative case), its returns would sum to
+    0 and every game would be a draw, in a seat "0,1"."""
+    pytest.importorskip("pyspiel")
+    from rllib_ext.live.league.arena import Arena, play_match
+    from rllib_ext.live.league.play import default_outcome
+
+    class Always:
+        def __init__(self, action: int) -> None:
+            self.action = action
+
+        def compute_actions(self, obs: Any, explore: bool = True, rng: Any = None) -> Any:
+            return np.full(len(obs), self.action), {}
+
+    arena = Arena(OpenSpielGame, {"game": "kuhn_poker", "illegal_penalty": False},
+                  seat_mapping("main", ["opponent_0"], self_share=1.0), "main", default_outcome, batch=16)
+    got = play_match(arena, [], Always(1), Always(0), "a", "b", 40, np.random.default_rng(0))
+    assert got.games == 40 and got.seats == {"0", "1"}, got.seats
+    assert got.tallies[("a", "b")][:3] == [40, 0, 0], got.tallies
+    assert sorted(k for k in got.tallies if k != ("a", "b")) == [(seat_row("a", "0"), seat_row("b", "1")),
+                                                                (seat_row("a", "1"), seat_row("b", "0"))]
+
+
 def test_slot_seats_need_nash_and_name_slots():
     from rllib_ext import PolicyNotFoundError
     from rllib_ext.live.league.engine import LeagueSpec, check_specs
