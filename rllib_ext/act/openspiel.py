@@ -50,9 +50,14 @@ def action_probabilities(policy: NumpyPolicy, observation: Sequence[float], lega
     return out
 
 
-def tabular_policy(game: Any, policy: NumpyPolicy) -> Any:
-    """An OpenSpiel ``TabularPolicy`` of ``game`` that plays as ``policy`` does in every seat."""
-    _, os_policy, _, _ = _openspiel()
+def tabular_policy(game: "str | Any", policy: NumpyPolicy) -> Any:
+    """An OpenSpiel ``TabularPolicy`` of ``game`` (or its name) that plays as ``policy`` does in every seat.
+
+    The bridge to OpenSpiel's own algorithms (expected values, best responses) for a policy
+    read from a checkpoint or a pool; :func:`exploitability` is built on it.
+    """
+    pyspiel, os_policy, _, _ = _openspiel()
+    game = pyspiel.load_game(game) if isinstance(game, str) else game
     table = os_policy.TabularPolicy(game)
     for i, state in enumerate(table.states):
         table.action_probability_array[i] = action_probabilities(policy, state.observation_tensor(),
