@@ -253,7 +253,7 @@ def timed_classes() -> Tuple[type, type]:
             super().load_checkpoint(checkpoint)
             seconds = time.perf_counter() - t0
             path = checkpoint if isinstance(checkpoint, str) else getattr(checkpoint, "path", "")
-            kept = all(all(k) for k in self.learner_group.foreach_learner(own_lr_kept))
+            kept = all(all(r.get()) for r in self.learner_group.foreach_learner(own_lr_kept))
             self._events.append({"kind": "restore", "seconds": seconds, "lr_kept": kept,
                                  "bytes": dir_size(path) if path and os.path.isdir(path) else 0})
 
