@@ -26,12 +26,8 @@ def main() -> None:
     import pyspiel
     from open_spiel.python.algorithms import expected_game_score
 
-    from rllib_ext import NumpyPolicy, PolicyPool, exploitability
-    # TODO(public API): a policy as an OpenSpiel TabularPolicy (the exact pair values below)
-    # and the Nash LP on a given matrix (the exact tables are not a pool's payoff table, so
-    # PolicyPool.meta_strategy / meta_strategy_by_seat cannot solve them) are not public yet.
-    from rllib_ext.act.openspiel import tabular_policy
-    from rllib_ext.pool.solvers import nash, zero_sum_nash
+    # The exact tables are no pool's payoff table: zero_sum_nash solves them as the pool solves its own.
+    from rllib_ext import MetaStrategyError, NumpyPolicy, PolicyPool, exploitability, tabular_policy, zero_sum_nash
 
     pool = PolicyPool(args.pool)
     game = pyspiel.load_game(args.game)
@@ -48,7 +44,7 @@ def main() -> None:
     np.fill_diagonal(gap, 0.0)
     answer = pool.meta_strategy(of=args.of, solver="nash")
     mixtures = {"sampled table (the pool's answer)": np.array([answer.get(i, 0.0) for i in ids]),
-                "exact table": nash(exact, ids)}
+                "exact table": zero_sum_nash(exact)[0]}  # symmetric: the row's mixture is the "nash" answer
     print(f"{n} snapshots of {args.of!r}; fewest games in a pair {int(np.min(sampled.games + np.eye(n) * 1e12))}; "
           f"largest |sampled - exact| entry {np.nanmax(gap):.3f}")
     for label, x in mixtures.items():
@@ -57,7 +53,7 @@ def main() -> None:
               f"exploitability {exploitability(args.game, mix):.3f}")
     try:
         by_seat = pool.meta_strategy_by_seat(of=args.of)
-    except ValueError as e:  # a pool without seat rows (written before them)
+    except MetaStrategyError as e:  # a pool without seat rows (written before them)
         print(f"  per seat: {e}")
         return
     seats = {"sampled seat rows (the pool's answer)": [np.array([by_seat[s].get(i, 0.0) for i in ids]) for s in sorted(by_seat, key=int)],

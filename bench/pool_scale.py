@@ -3,9 +3,8 @@
 One pool per size in ``--sizes`` (default 30, 120, 600) of a tiny policy, built as a league
 builds it: each new snapshot is added, then its games against the ``--against`` snapshots
 before it are recorded (default 50). Each pool is first built untimed to its size less
-``--window`` snapshots, its games recorded in one call per snapshot (``record_games_batch``,
-or on a version without it the same read-add-write of the writer's table file that
-``record_games`` does, under the pool's lock), which only makes the build quicker. Then
+``--window`` snapshots, its games recorded in one call per snapshot (``record_games_batch``),
+which only makes the build quicker. Then
 the last ``--window`` snapshots of every pool are added and recorded call by call, timed:
 ``add`` once each, ``record_games`` once per pair, the pools taking turns snapshot by
 snapshot, so a change in the disk's speed during the run (fsync times here vary by 5x
@@ -15,8 +14,9 @@ At each full size, ``payoff()`` (every entry, the whole table) is timed: *cold* 
 Python process (the call alone, not the interpreter's start or imports; the median of 3),
 and *warm* as the second call in this process.
 
-Runs against whichever ``rllib_ext`` is imported (``PYTHONPATH``), so one script gives
-the before and the after figures:
+Runs against whichever ``rllib_ext`` is imported (``PYTHONPATH``); public API only, so a
+version before ``record_games_batch`` (the "before" figures of issue 35 point 7) no longer
+runs it: ``git show b6ca750:bench/pool_scale.py`` does.
 
     PYTHONPATH=. python bench/pool_scale.py [--sizes 30,120,600] [--against 50] [--window 5]
         [--dir DIR] [--json OUT.json]
@@ -44,7 +44,8 @@ COLD = r"""
 import sys, time
 sys.path[:0] = [p for p in sys.argv[2].split(":") if p]
 from rllib_ext import PolicyPool
-import rllib_ext.pool.payoff, rllib_ext.pool.solvers  # imports (numpy) are not the call's time
+import rllib_ext
+rllib_ext.Payoff, rllib_ext.sample_mixture  # their modules' imports (numpy) are not the call's time
 t = time.perf_counter()
 table = PolicyPool(sys.argv[1], create=False).payoff()
 print(time.perf_counter() - t, len(table), int(table.games.sum()) // 2)
@@ -60,14 +61,8 @@ def games_of(rng: random.Random) -> Dict[str, Any]:
 
 
 def record_untimed(pool: Any, batch: Sequence[Tuple[str, str, Mapping[str, Any]]]) -> None:
-    """One call for a snapshot's games: the batch call, or the old read-add-write of the writer's file."""
-    if hasattr(pool, "record_games_batch"):
-        pool.record_games_batch(batch)
-        return
-    from rllib_ext.pool import payoff as old  # a version without the batch call
-
-    with pool._store.lock():
-        old.add_games(pool._store, pool.writer, [(a, b, old.check_games(a, b, g)) for a, b, g in batch])
+    """One call for a snapshot's games."""
+    pool.record_games_batch(batch)
 
 
 def cold_payoff(path: str) -> Tuple[float, int, int]:
@@ -79,7 +74,7 @@ def cold_payoff(path: str) -> Tuple[float, int, int]:
 
 def run(sizes: Sequence[int], against: int, window: int, root: str) -> List[Dict[str, Any]]:
     import rllib_ext
-    from rllib_ext.checkpoint import write_policy_dir
+    from rllib_ext import write_policy_dir
 
     weights = {"pi.weight": np.arange(12, dtype=np.float32).reshape(3, 4) / 7, "pi.bias": np.ones(3, np.float32)}
     src = write_policy_dir(os.path.join(root, "src"), "main", weights, {"stack": "new"})

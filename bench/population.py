@@ -21,7 +21,9 @@ Methods (``--method``), at the same number of trials and the same env steps per 
 ``ours`` (``PPOPartial`` with ``config.population(...)``: each policy ranked by its own
 return, exploited and perturbed on its own), ``tune`` (plain ``PPO`` under Tune's
 ``PopulationBasedTraining``, metric the sum of both returns, ``resample_probability=0``),
-``none`` (the same trials, no PBT). Both PBTs: a round every ``--every`` iterations,
+``tune-patched`` (the same as ``tune``, with RLlib patched by ``patches/``: in Ray 2.60 the
+restore after each of Tune's exploits brings the donor's hyperparameters back, see
+docs/patches.md), ``none`` (the same trials, no PBT). Both PBTs: a round every ``--every`` iterations,
 quantile 0.25, the task's hyperparameters multiplied by 0.8 or 1.25 (``chain``: lr and
 entropy_coeff; ``scaled``: lr). fcnet [16, 16], 200-step batches, no remote env runners,
 0.5 CPU per trial, ``ray.init(num_cpus=2)``: the trials run at the same time.
@@ -35,7 +37,14 @@ The envs live in this file. Run as a script it is ``__main__``, which cloudpickl
 the trials by value; imported (``import population``), ``main`` registers the module to be
 pickled by value too, so Tune's trial actors never need to import it.
 
-Run: python bench/population.py [--task scaled|chain] [--method ours|tune|none|all] [--seed S]
+``tune-patched`` runs in a child interpreter of its own (one process cannot hold two copies
+of ``ray.rllib``): ``patches/check.py --apply-to`` builds the patched copy of ``ray/rllib``,
+and a ``sitecustomize.py`` on ``PYTHONPATH`` makes ``import ray.rllib`` find it, in the
+child and in every Ray worker its cluster starts (they inherit the environment). Before
+the sweep a Ray task, and during it every trial, reports which ``ray.rllib`` it imported;
+anything but the patched copy stops the run.
+
+Run: python bench/population.py [--task scaled|chain] [--method ours|tune|tune-patched|none|all] [--seed S]
                                 [--trials 4] [--iters N] [--every K] [--json RUNS.jsonl] [--plot FILE.png]
      python bench/population.py --summarize RUNS.jsonl [--plot FILE.png [--seed S]]
 """
@@ -49,6 +58,7 @@ import math
 import os
 import random
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -62,8 +72,12 @@ from ray.rllib.env.multi_agent_env import MultiAgentEnv
 from rllib_ext.envs import SignGame, agent_to_policy
 
 POLICIES = ["policy_0", "policy_1"]
-METHODS = ("ours", "tune", "none")
-LABELS = {"ours": "rllib_ext (per policy)", "tune": "Tune PBT (whole trial)", "none": "no PBT"}
+METHODS = ("ours", "tune", "tune-patched", "none")
+LABELS = {"ours": "rllib_ext (per policy)", "tune": "Tune PBT (whole trial)",
+          "tune-patched": "Tune PBT, patched RLlib", "none": "no PBT"}
+TUNE_METHODS = ("tune", "tune-patched")
+PATCHED_ENV = "RLLIB_EXT_BENCH_PATCHED_RLLIB"  # the patched copy's directory (holds rllib/), in the child
+RLLIB_KEY = "bench_rllib_file"  # which ray.rllib a trial imported
 SCALES = [100.0, 0.1]
 FLIPS = [0, 0]
 LR_GRID = [1e-4, 1e-3, 1e-2, 1e-1]
@@ -217,8 +231,11 @@ def timed_classes() -> Tuple[type, type]:
             super().load_checkpoint(checkpoint)  # type: ignore[misc]
 
         def step(self) -> Dict[str, Any]:
+            import ray.rllib
+
             result = super().step()  # type: ignore[misc]
             result[BENCH_KEY], self._events = json.dumps(self._events), []  # a string: Tune's loggers take it
+            result[RLLIB_KEY] = ray.rllib.__file__
             return result
 
     class TimedPPOPartial(Timed, PPOPartial):
@@ -234,11 +251,24 @@ def timed_classes() -> Tuple[type, type]:
         def load_checkpoint(self, checkpoint: Any) -> None:
             t0 = time.perf_counter()
             super().load_checkpoint(checkpoint)
+            seconds = time.perf_counter() - t0
             path = checkpoint if isinstance(checkpoint, str) else getattr(checkpoint, "path", "")
-            self._events.append({"kind": "restore", "seconds": time.perf_counter() - t0,
+            kept = all(all(r.get()) for r in self.learner_group.foreach_learner(own_lr_kept))
+            self._events.append({"kind": "restore", "seconds": seconds, "lr_kept": kept,
                                  "bytes": dir_size(path) if path and os.path.isdir(path) else 0})
 
     return TimedPPOPartial, TimedPPO
+
+
+def own_lr_kept(learner: Any) -> List[bool]:
+    """Per optimizer group: does the optimizer train with the lr of this trial's config (not the
+    donor's, which unpatched Ray 2.60 restores for one iteration)? Read right after a restore."""
+    kept = []
+    for module_id in learner.module.keys():
+        lr = learner.config.get_config_for_module(module_id).lr
+        for _, optimizer in learner.get_optimizers_for_module(module_id):
+            kept += [math.isclose(group["lr"], lr, rel_tol=1e-9) for group in optimizer.param_groups]
+    return kept
 
 
 def trial_index(trial: Any) -> int:
@@ -264,10 +294,12 @@ def run(method: str, task_name: str, args: argparse.Namespace, base: str) -> Dic
     events: List[Dict[str, Any]] = []
     curves: Dict[int, List[List[float]]] = {}
     taken: List[Tuple[int, int, str, str]] = []  # (iteration, trial, policy, snapshot id): ours
+    rllib_files: set = set()  # the ray.rllib each trial imported
 
     class Collect(tune.Callback):
         def on_trial_result(self, iteration: int, trials: Any, trial: Any, result: Dict[str, Any], **info: Any) -> None:
             events.extend(json.loads(result.get(BENCH_KEY) or "[]"))
+            rllib_files.add(str(result.get(RLLIB_KEY)))
             i, it = trial_index(trial), int(result["training_iteration"])
             returns = (result.get("env_runners") or {}).get("module_episode_returns_mean") or {}
             curves.setdefault(i, []).append([it] + [float(returns.get(pid, float("nan"))) for pid in POLICIES])
@@ -285,7 +317,7 @@ def run(method: str, task_name: str, args: argparse.Namespace, base: str) -> Dic
     else:
         trainable = tune_cls
         config = base_config(PPOConfig, task, args.trials, args.seed)
-        if method == "tune":
+        if method in TUNE_METHODS:
             kwargs["scheduler"] = PopulationBasedTraining(
                 time_attr="training_iteration", metric="env_runners/episode_return_mean", mode="max",
                 perturbation_interval=args.every, quantile_fraction=QUANTILE, resample_probability=0.0,
@@ -297,6 +329,7 @@ def run(method: str, task_name: str, args: argparse.Namespace, base: str) -> Dic
                         storage_path=os.path.join(base, f"tune_{method}"), name=method, verbose=0,
                         callbacks=[Collect()], **kwargs)
     wall = time.perf_counter() - t0
+    check_rllib(rllib_files, f"the trials of {method!r}")
     trials = sorted(analysis.trials, key=trial_index)
     finals = [{pid: float(t.last_result["env_runners"]["module_episode_returns_mean"][pid]) for pid in POLICIES}
               for t in trials]
@@ -308,7 +341,7 @@ def run(method: str, task_name: str, args: argparse.Namespace, base: str) -> Dic
         out["exploits"] = [{"iteration": it, "trial": i, "policy": pid, "donor": index.get(pool.get(sid).writer),
                             "bytes": pool.get(sid).size} for it, i, pid, sid in taken]
         out["pool_bytes"] = dir_size(pool_dir)
-    elif method == "tune":  # [target tag, clone tag, target iteration, clone iteration, old config, new config]
+    elif method in TUNE_METHODS:  # [target tag, clone tag, target iteration, clone iteration, old config, new config]
         path = os.path.join(base, f"tune_{method}", method, "pbt_global.txt")
         lines = [json.loads(line) for line in open(path)] if os.path.exists(path) else []
         out["exploits"] = [{"iteration": int(line[3]), "trial": tag_index(line[0]), "policy": None,
@@ -316,6 +349,72 @@ def run(method: str, task_name: str, args: argparse.Namespace, base: str) -> Dic
     else:
         out["exploits"] = []
     return out
+
+
+SITECUSTOMIZE = f'''"""Written by bench/population.py: ``import ray.rllib`` finds the patched copy in ${PATCHED_ENV}."""
+import importlib.util
+import os
+import sys
+
+
+class PatchedRLlib:
+    """Finds ``ray.rllib`` in the patched copy (its submodules follow its ``__path__``); nothing else."""
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname != "ray.rllib" or not os.environ.get("{PATCHED_ENV}"):
+            return None
+        root = os.path.join(os.environ["{PATCHED_ENV}"], "rllib")
+        return importlib.util.spec_from_file_location(fullname, os.path.join(root, "__init__.py"),
+                                                      submodule_search_locations=[root])
+
+
+sys.meta_path.insert(0, PatchedRLlib())
+'''
+
+
+def expected_rllib() -> str:
+    """The ``ray.rllib`` directory this process and its workers must use: the patched copy in the
+    tune-patched child, the installed one elsewhere."""
+    import ray.rllib
+
+    overlay = os.environ.get(PATCHED_ENV)
+    return os.path.join(overlay, "rllib") if overlay else os.path.dirname(ray.rllib.__file__)
+
+
+def check_rllib(files: Any, who: str) -> None:
+    """Stop the run, loudly, if ``who`` imported another ``ray.rllib`` than :func:`expected_rllib`."""
+    want = expected_rllib() + os.sep
+    wrong = sorted(f for f in files if not f.startswith(want))
+    if wrong or not files:
+        raise SystemExit(f"bench/population.py: {who} imported ray.rllib from {wrong or 'nowhere'}, "
+                         f"not from {want}: the comparison would not be the one asked for")
+
+
+def run_patched(args: argparse.Namespace, base: str) -> Dict[str, Any]:
+    """``tune-patched`` in a child interpreter whose ``ray.rllib``, and its Ray workers', is the
+    copy ``patches/check.py --apply-to`` patched (see the module docstring); returns its result."""
+    overlay, site = os.path.join(base, "patched-ray"), os.path.join(base, "patched-site")
+    if not os.path.isdir(os.path.join(overlay, "rllib")):
+        check = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "patches", "check.py")
+        subprocess.run([sys.executable, check, "--apply-to", overlay], check=True, stdout=subprocess.DEVNULL)
+    os.makedirs(site, exist_ok=True)
+    with open(os.path.join(site, "sitecustomize.py"), "w") as f:
+        f.write(SITECUSTOMIZE)
+    env = {**os.environ, PATCHED_ENV: overlay,
+           "PYTHONPATH": os.pathsep.join(p for p in (site, os.environ.get("PYTHONPATH")) if p)}
+    out = os.path.join(base, "tune-patched.json")
+    cmd = [sys.executable, os.path.abspath(__file__), "--task", args.task, "--method", "tune-patched",
+           "--seed", str(args.seed), "--trials", str(args.trials), "--iters", str(args.iters),
+           "--every", str(args.every), "--dir", base, "--child-result", out]
+    subprocess.run(cmd, env=env, check=True)
+    with open(out) as f:
+        return json.load(f)
+
+
+def lr_kept(events: List[Dict[str, Any]]) -> List[int]:
+    """``[restores that train with the trial's own lr, restores]``."""
+    restores = [e for e in events if e["kind"] == "restore"]
+    return [sum(bool(e.get("lr_kept")) for e in restores), len(restores)]
 
 
 def med(events: List[Dict[str, Any]], kind: str, key: str) -> float:
@@ -358,7 +457,7 @@ def report(results: Dict[str, Dict[str, Any]], task_name: str, args: argparse.Na
     def row(label: str, cells: Sequence[str]) -> None:
         print(f"{label:<{w}}" + "".join(f"{x:>{c}}" for x in cells))
 
-    cells = {"ours": {}, "tune": {}, "none": {}}  # type: Dict[str, Dict[str, str]]
+    cells: Dict[str, Dict[str, str]] = {m: {} for m in METHODS}
     if "ours" in results:
         r = results["ours"]
         cells["ours"] = {
@@ -366,16 +465,18 @@ def report(results: Dict[str, Dict[str, Any]], task_name: str, args: argparse.Na
             "restores": "0",
             "bytes": f"{statistics.median(e['bytes'] for e in r['exploits']) / 1024:.1f} KB" if r["exploits"] else "-",
             "save": "- (pool snapshot)", "restore": "not public", "rebuild": "no"}
-    if "tune" in results:
-        ev = results["tune"]["events"]
+    for m in (m for m in TUNE_METHODS if m in results):
+        ev = results[m]["events"]
         rebuilds = [e["seconds"] for e in ev if e["kind"] == "rebuild"]
-        cells["tune"] = {
-            "exploits": f"{len(results['tune']['exploits'])} (whole trial)",
-            "restores": f"{sum(e['kind'] == 'restore' for e in ev)} (incl. resumes)",
+        cells[m] = {
+            "exploits": f"{len(results[m]['exploits'])} (whole trial)",
+            "restores": f"{lr_kept(ev)[1]} (incl. resumes)",
+            "lr kept": "{} of {}".format(*lr_kept(ev)),
             "bytes": f"{med(ev, 'restore', 'bytes') / 1024:.1f} KB",
             "save": f"{med(ev, 'save', 'seconds'):.3f} s", "restore": f"{med(ev, 'restore', 'seconds'):.3f} s",
             "rebuild": f"yes, {statistics.median(rebuilds):.2f} s" if rebuilds else "-"}
     for key, label in (("exploits", "exploits"), ("restores", "whole-trial restores"),
+                       ("lr kept", "restores training with own lr"),
                        ("bytes", "bytes per exploit (median)"), ("save", "save s per exploit (median)"),
                        ("restore", "restore s per exploit (median)"), ("rebuild", "trial rebuilt per restore")):
         if any(cells[m] for m in methods if m != "none"):
@@ -409,6 +510,7 @@ def main() -> None:
                              "--summarize: from the logged run of --seed, or the first logged seed)")
     parser.add_argument("--summarize", metavar="JSONL", default=None,
                         help="print the figures of the runs --json appended there, instead of running")
+    parser.add_argument("--child-result", default=None, help=argparse.SUPPRESS)  # run_patched's child writes here
     args = parser.parse_args()
     if args.summarize:
         runs = load_runs(args.summarize)
@@ -434,16 +536,42 @@ def main() -> None:
         cloudpickle.register_pickle_by_value(sys.modules[__name__])
     started = datetime.datetime.now().astimezone()
     base = os.path.abspath(args.dir or tempfile.mkdtemp(prefix="bench-population-"))
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    results = {}
-    for method in methods:
-        results[method] = run(method, args.task, args, base)
-        print(f"{method}: {results[method]['wall']:.0f} s", flush=True)
-    ray.shutdown()
+    child = bool(args.child_result)
+    if child and (methods != ["tune-patched"] or not os.environ.get(PATCHED_ENV)):
+        raise SystemExit(f"--child-result is run_patched's: --method tune-patched with ${PATCHED_ENV} set")
+    if child:
+        import ray.rllib
+
+        check_rllib({ray.rllib.__file__}, "the driver")
+    here = [m for m in methods if m != "tune-patched" or child]  # tune-patched: in a child of its own
+    results: Dict[str, Dict[str, Any]] = {}
+    if here:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+
+        @ray.remote(num_cpus=0)
+        def rllib_file() -> str:
+            import ray.rllib
+
+            return ray.rllib.__file__
+
+        check_rllib({ray.get(rllib_file.remote())}, "a Ray worker")
+        for method in here:
+            results[method] = run(method, args.task, args, base)
+            print(f"{method}: {results[method]['wall']:.0f} s", flush=True)
+        ray.shutdown()
+    if child:
+        with open(args.child_result, "w") as f:
+            json.dump(results["tune-patched"], f)
+        return
+    if "tune-patched" in methods:
+        results["tune-patched"] = run_patched(args, base)
+        print(f"tune-patched: {results['tune-patched']['wall']:.0f} s", flush=True)
+    results = {m: results[m] for m in methods}
     records = [{"task": args.task, "method": m, "seed": args.seed, "iters": args.iters, "every": args.every,
                 "trials": args.trials, "started": f"{started:%Y-%m-%d %H:%M %Z}", "command": command,
                 "finals": r["finals"], "wall": r["wall"], "curves": r["curves"],
-                "exploits": [{k: e[k] for k in ("iteration", "trial", "policy", "donor")} for e in r["exploits"]]}
+                "exploits": [{k: e[k] for k in ("iteration", "trial", "policy", "donor")} for e in r["exploits"]],
+                **({"restores_lr_kept": lr_kept(r["events"])} if m in TUNE_METHODS else {})}
                for m, r in results.items()]
     if args.json:
         with open(args.json, "a") as f:
@@ -492,6 +620,11 @@ def summarize(runs: List[Dict[str, Any]], path: str) -> None:
         for key, label in FIGURE_LABELS.items():
             cells = ["{:.2f} +- {:.2f}".format(*mean_se([f[key] for f in by[m].values()])) for m in methods]
             print(f"{label:<{w}}" + "".join(f"{x:>{c}}" for x in cells))
+        for m in (m for m in TUNE_METHODS if m in methods):
+            kept = [r["restores_lr_kept"] for r in mine if r["method"] == m and "restores_lr_kept" in r]
+            if kept:
+                print(f"{LABELS[m]}: restores training with the trial's own lr {sum(k[0] for k in kept)} of "
+                      f"{sum(k[1] for k in kept)} (over the {len(kept)} runs that logged it)")
         for other in (m for m in methods if m != "ours" and "ours" in methods):
             seeds = sorted(set(by["ours"]) & set(by[other]))
             if len(seeds) < 2:

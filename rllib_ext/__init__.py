@@ -47,6 +47,7 @@ _HOME: Dict[str, str] = {
     "PolicyOutput": "act.numpy_policy",
     "export_onnx": "act.onnx_export",
     "exploitability": "act.openspiel",
+    "tabular_policy": "act.openspiel",
     "MaskedPPOTorchRLModule": "masking",
     "migrate": "live.restore.migration",
     "MigrateReport": "live.restore.migration",

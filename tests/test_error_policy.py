@@ -300,6 +300,15 @@ BAD_CALLS: List[Tuple[str, Callable[[Ctx], Any], type, str]] = [
      "sample_mixture(mixture=...): not a mixture (non-negative probabilities, not all 0): {'a': -1.0}"),
     ("sample_mixture-size", lambda c: rllib_ext.sample_mixture({"a": 1.0}, c.rng, size=-1), InvalidArgumentError,
      "sample_mixture(size=-1): size must be a non-negative int"),
+    ("zero_sum_nash-shape", lambda c: rllib_ext.zero_sum_nash([1.0, -1.0]), InvalidArgumentError,
+     "zero_sum_nash(matrix=...): an array of shape (2,); expected a non-empty 2-D table of finite numbers "
+     "(the row player's payoffs)"),
+    ("zero_sum_nash-nan", lambda c: rllib_ext.zero_sum_nash([[0.0, float("nan")], [1.0, 0.0]]), InvalidArgumentError,
+     "zero_sum_nash(matrix=...): a value that is not finite; expected a non-empty 2-D table of finite numbers "
+     "(the row player's payoffs)"),
+    ("zero_sum_nash-text", lambda c: rllib_ext.zero_sum_nash([["a"]]), InvalidArgumentError,
+     "zero_sum_nash(matrix=...): a list of non-numbers; expected a non-empty 2-D table of finite numbers "
+     "(the row player's payoffs)"),
 ]
 
 
@@ -326,7 +335,8 @@ def test_the_table_covers_the_ray_free_public_calls_that_take_arguments():
     called = {c[0].split("-")[0].split(".")[0] for c in BAD_CALLS}
     expected = {"inspect", "read_weights", "policy_ids", "read_filters", "read_policy", "read_policy_dir",
                 "extract_policy", "export_npz", "write_policy_dir", "FilterStats", "merge_checkpoints",
-                "diff_checkpoints", "NumpyPolicy", "PolicyPool", "Retention", "sample_mixture", "RestoreOptions"}
+                "diff_checkpoints", "NumpyPolicy", "PolicyPool", "Retention", "sample_mixture", "RestoreOptions",
+                "zero_sum_nash"}
     assert expected <= called, sorted(expected - called)
     assert expected <= set(rllib_ext.__all__) | {"diff_checkpoints"}
 

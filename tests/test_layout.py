@@ -19,7 +19,8 @@ The rules are stated once, here, per package, and checked by an AST walk over
 
 Also: no module over ~400 lines, every module's docstring says in its first line what
 the module is for, no private name taken from another module, no public name that
-shadows a module. Every rule is run once on a planted violation too.
+shadows a module; and ``bench/`` imports only the public surface (:data:`PUBLIC_MODULES`).
+Every rule is run once on a planted violation too.
 """
 
 from __future__ import annotations
@@ -392,6 +393,100 @@ def _defines(source: str, name: str) -> bool:
         getattr(n, "name", None) == name or any(getattr(t, "id", None) == name for t in getattr(n, "targets", ()))
         for n in tree.body
     )
+
+
+# The public surface (docs/api.md): the names of rllib_ext, those of the packages that serve
+# theirs through it (the same names), and rllib_ext.envs, the documented example envs (None:
+# every name without a leading underscore). bench/ may import nothing else of ours.
+PUBLIC_MODULES = {
+    "rllib_ext": {*rllib_ext.__all__, "__version__"},
+    "rllib_ext.checkpoint": set(rllib_ext.checkpoint.__all__),
+    "rllib_ext.merge": set(rllib_ext.merge.__all__),
+    "rllib_ext.pool": set(rllib_ext.pool.__all__),
+    "rllib_ext.envs": None,
+}
+BENCH = os.path.join(os.path.dirname(ROOT), "bench")
+
+
+def _bench_files() -> Dict[str, str]:
+    """``{file name: source}`` of the scripts in ``bench/``."""
+    return {f: open(os.path.join(BENCH, f)).read() for f in sorted(os.listdir(BENCH)) if f.endswith(".py")}
+
+
+def private_use(dotted: str) -> bool:
+    """Does ``rllib_ext.a.b...`` (an import, or an attribute chain off ``rllib_ext``) reach past the
+    public surface? A public name's own attributes (``rllib_ext.PolicyPool.entries``) are its API,
+    and so are a module's dunders (``rllib_ext.__file__``)."""
+    parts = dotted.split(".")
+    module = parts[0]
+    for part in parts[1:]:
+        names = PUBLIC_MODULES[module]
+        if part.startswith("__") and part.endswith("__"):  # a module's own metadata: __file__, __version__
+            return False
+        if f"{module}.{part}" in PUBLIC_MODULES:
+            module = f"{module}.{part}"
+        elif names is None:
+            return part.startswith("_")
+        else:
+            return part not in names
+    return False
+
+
+def _dotted(node: ast.AST) -> str:
+    """``a.b.c`` of an attribute chain on a name; "" for anything else."""
+    parts = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    return ".".join([node.id, *reversed(parts)]) if isinstance(node, ast.Name) else ""
+
+
+def bench_violations(files: Dict[str, str]) -> List[str]:
+    """Imports of ``rllib_ext`` in bench/ scripts (at any depth) that are not public, and
+    attribute chains off an imported ``rllib_ext`` that reach a private module or name."""
+    bad = []
+    for name, source in files.items():
+        tree = ast.parse(source)
+        roots = {}  # local name -> the rllib_ext module it is bound to
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and not node.level and (node.module or "").split(".")[0] == "rllib_ext":
+                used = [f"{node.module}.{a.name}" for a in node.names]
+                roots.update({a.asname or a.name: f"{node.module}.{a.name}" for a in node.names
+                              if f"{node.module}.{a.name}" in PUBLIC_MODULES})
+            elif isinstance(node, ast.Import):
+                used = [a.name for a in node.names if a.name.split(".")[0] == "rllib_ext"]
+                roots.update({a.asname or "rllib_ext": a.name if a.asname else "rllib_ext" for a in node.names
+                              if a.name.split(".")[0] == "rllib_ext"})
+            else:
+                continue
+            bad += [f"{name} (line {node.lineno}) imports {u}" for u in used if private_use(u)]
+        for node in ast.walk(tree):
+            dotted = _dotted(node) if isinstance(node, ast.Attribute) else ""
+            head, _, rest = dotted.partition(".")
+            if head in roots and rest and private_use(f"{roots[head]}.{rest}"):
+                bad.append(f"{name} (line {node.lineno}) uses {roots[head]}.{rest}")
+    return sorted(set(bad))
+
+
+def test_bench_imports_the_public_api_only():
+    assert not bench_violations(_bench_files())
+
+
+@pytest.mark.parametrize("file,planted", [
+    ("population.py", "from rllib_ext.live.league.evaluation import Matches\n"),
+    ("exact_table.py", "def f():\n    from rllib_ext.pool.solvers import nash\n"),
+    ("pool_scale.py", "import rllib_ext.pool.payoff\n"),
+    ("pool_scale.py", "from rllib_ext.pool import payoff\n"),
+    ("act.py", "import rllib_ext\nx = rllib_ext.live.seam.backends.backend_for\n"),
+    ("act.py", "import rllib_ext as rx\nx = rx.pool.solvers.nash\n"),
+    ("league.py", "from rllib_ext.envs import _private\n"),
+    ("lightweight.py", "from rllib_ext import _HOME\n"),
+    ("lightweight.py", "from rllib_ext import checkpoint\nx = checkpoint.reader.read_weights\n"),
+])
+def test_the_bench_rule_fails_on_a_planted_private_import(file, planted):
+    files = _bench_files()
+    assert not bench_violations({file: files[file]})
+    assert bench_violations({file: files[file] + "\n" + planted}), planted
 
 
 def test_every_public_name_loads_from_its_one_table():

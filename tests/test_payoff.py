@@ -24,6 +24,7 @@ from builders import (
 
 from rllib_ext import (
     CheckpointFormatError, MissingDependencyError, Payoff, PolicyNotFoundError, PolicyPool, sample_mixture,
+    zero_sum_nash,
 )
 
 pytestmark = pytest.mark.all_cells  # cell-independent, Ray-free: the tf2 cell runs it too
@@ -646,6 +647,21 @@ def record_seat_matrix(pool, ids, first, games: int = 2) -> None:
             v = float(first[i, j])
             pool.record_games(seat_row(a, "0"), seat_row(b, "1"), wins=games * (v > 0), losses=games * (v < 0),
                               draws=games * (v == 0), return_a=v * games, return_b=-v * games)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_zero_sum_nash_solves_a_table_no_pool_recorded(seed):
+    """A rectangular zero-sum game given as a list: neither side gains by a pure deviation
+    (checked here); on a symmetric table its row mixture is the pool's "nash" answer."""
+    rng = np.random.default_rng(seed)
+    game = rng.normal(size=(4, 6)).round(3)
+    x, y = zero_sum_nash(game.tolist())
+    assert x.shape == (4,) and y.shape == (6,) and x.sum() == pytest.approx(1) and y.sum() == pytest.approx(1)
+    value = x @ game @ y
+    assert np.max(game @ y) - value <= 1e-6 and value - np.min(x @ game) <= 1e-6
+    x, y = zero_sum_nash(RPS)
+    np.testing.assert_allclose(x, [1 / 3] * 3, atol=1e-9)
+    np.testing.assert_allclose(y, [1 / 3] * 3, atol=1e-9)
 
 
 @pytest.mark.parametrize("seed", range(4))

@@ -106,9 +106,15 @@ def reads_information_state(game: Game, policy: NumpyPolicy) -> bool:
     return size != sizes["observation"]
 
 
-def tabular_policy(game: Game, policy: NumpyPolicy) -> TabularPolicy:
-    """An OpenSpiel ``TabularPolicy`` of ``game`` that plays as ``policy`` does in every seat."""
-    _, os_policy, _, _ = _openspiel()
+def tabular_policy(game: "str | Game", policy: NumpyPolicy) -> TabularPolicy:
+    """An OpenSpiel ``TabularPolicy`` of ``game`` (or its name) that plays as ``policy`` does in every seat.
+
+    The bridge to OpenSpiel's own algorithms (expected values, best responses) for a policy
+    read from a checkpoint or a pool; :func:`exploitability` is built on it. It reads the
+    tensor the policy reads (:func:`reads_information_state`).
+    """
+    pyspiel, os_policy, _, _ = _openspiel()
+    game = pyspiel.load_game(game) if isinstance(game, str) else game
     table: TabularPolicy = os_policy.TabularPolicy(game)
     info = reads_information_state(game, policy)
     for i, state in enumerate(table.states):

@@ -33,6 +33,7 @@ PUBLIC = {
     "Payoff": "payoff",
     "Budget": "budget",
     "sample_mixture": "solvers",
+    "zero_sum_nash": "solvers",
 }
 
 __all__ = sorted(PUBLIC)

@@ -132,11 +132,29 @@ def maximin(game: np.ndarray) -> np.ndarray:
     return out
 
 
-def zero_sum_nash(matrix: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+def zero_sum_nash(matrix: "np.ndarray | Sequence[Sequence[float]]") -> Tuple[np.ndarray, np.ndarray]:
     """A Nash equilibrium ``(x, y)`` of the zero-sum game where the row player gets
     ``matrix[i, j]`` and the column player its negative (rectangular is fine): each side's
-    :func:`maximin` mixture."""
-    return maximin(matrix), maximin(-matrix.T)
+    maximin mixture, by scipy's HiGHS.
+
+    For a table no pool recorded (exact values from OpenSpiel, another tool's results); a
+    pool's own table is solved by ``PolicyPool.meta_strategy`` and ``meta_strategy_by_seat``.
+    On a symmetric table (``matrix == -matrix.T``), ``x`` is the ``"nash"`` solver's mixture.
+
+    Raises:
+        InvalidArgumentError: ``matrix`` is not a non-empty 2-D table of finite numbers.
+        MissingDependencyError: scipy is not installed.
+    """
+    allowed = "expected a non-empty 2-D table of finite numbers (the row player's payoffs)"
+    try:
+        table = np.asarray(matrix, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InvalidArgumentError(f"zero_sum_nash(matrix=...): a {type(matrix).__name__} of non-numbers; {allowed}") from None
+    if table.ndim != 2 or not table.size:
+        raise InvalidArgumentError(f"zero_sum_nash(matrix=...): an array of shape {table.shape}; {allowed}")
+    if not np.all(np.isfinite(table)):
+        raise InvalidArgumentError(f"zero_sum_nash(matrix=...): a value that is not finite; {allowed}")
+    return maximin(table), maximin(-table.T)
 
 
 def seat_mixtures(table: Mapping[Pair, Sequence[float]], ids: List[str]) -> Dict[str, Dict[str, float]]:

@@ -22,7 +22,7 @@ Duplicate matches (``duplicate=True``, the default), as in duplicate bridge: the
 of a pair share the env's reset seed and the episode id, so they are dealt the same cards
 and seat the learner's side alike, with the snapshots swapped. The luck of the deal then
 cancels in the pair's sum: on Kuhn poker a pair's value needs 2.5-16 times fewer games
-for the same error (``bench/duplicate_matches.py``). An env that ignores
+for the same error (``bench/notes/retired.md``). An env that ignores
 ``reset(seed=...)`` just plays independent games, as without it.
 
 Remote matches (``remote=True``): each due match is one Ray task (``num_cpus`` each) on
