@@ -605,7 +605,7 @@ def mean_se(xs: Sequence[float]) -> Tuple[float, float]:
 
 def summarize(runs: List[Dict[str, Any]], path: str) -> None:
     """Per task: each figure's mean and standard error over the runs (seeds), per method; and
-    ours minus each other method, paired by seed (mean over the seeds both ran +- its
+    ours minus each other method (and tune-patched minus tune), paired by seed (mean over the seeds both ran +- its
     standard error, and that difference in standard errors)."""
     for task in sorted({r["task"] for r in runs}):
         mine = [r for r in runs if r["task"] == task]
@@ -625,16 +625,19 @@ def summarize(runs: List[Dict[str, Any]], path: str) -> None:
             if kept:
                 print(f"{LABELS[m]}: restores training with the trial's own lr {sum(k[0] for k in kept)} of "
                       f"{sum(k[1] for k in kept)} (over the {len(kept)} runs that logged it)")
-        for other in (m for m in methods if m != "ours" and "ours" in methods):
-            seeds = sorted(set(by["ours"]) & set(by[other]))
+        pairs = [("ours", m) for m in methods if m != "ours" and "ours" in methods]
+        if "tune" in methods and "tune-patched" in methods:  # what the patch changes for Tune's PBT
+            pairs.append(("tune-patched", "tune"))
+        for one, other in pairs:
+            seeds = sorted(set(by[one]) & set(by[other]))
             if len(seeds) < 2:
                 continue
-            print(f"ours minus {other}, paired over seeds {seeds}:")
+            print(f"{one} minus {other}, paired over seeds {seeds}:")
             for key in ("sum best trial", "sum mean"):
-                d, se = mean_se([by["ours"][s][key] - by[other][s][key] for s in seeds])
-                ahead = sum(by["ours"][s][key] >= by[other][s][key] for s in seeds)
+                d, se = mean_se([by[one][s][key] - by[other][s][key] for s in seeds])
+                ahead = sum(by[one][s][key] >= by[other][s][key] for s in seeds)
                 print(f"  {FIGURE_LABELS[key]:<{w - 2}}{d:+.2f} +- {se:.2f} ({d / se if se else math.inf:+.1f} SE; "
-                      f"ours >= {other} in {ahead} of {len(seeds)})")
+                      f"{one} >= {other} in {ahead} of {len(seeds)})")
 
 
 def plot(records: List[Dict[str, Any]], path: str) -> None:
