@@ -104,16 +104,22 @@ def total_steps(result: Dict[str, Any]) -> int:
     return int(result["rllib_ext"]["league_budget"]["total_env_steps"])
 
 
-def exploitability_of(game: str, mixture: Dict[str, Any], pool: Any) -> float:
+def exploitability_of(game: str, mixture: Dict[str, Any], pool: Any, loaded: Optional[Dict[str, Any]] = None) -> float:
     """OpenSpiel's exact exploitability of ``{snapshot id: probability}`` from ``pool``, or of
-    ``{seat: {snapshot id: probability}}`` (seats are the players ``"0"``, ``"1"``)."""
+    ``{seat: {snapshot id: probability}}`` (seats are the players ``"0"``, ``"1"``).
+    ``loaded`` caches the snapshots read, across the calls that share it."""
     from rllib_ext import NumpyPolicy
     from rllib_ext import exploitability
 
-    policies: Dict[str, Any] = {}
+    policies: Dict[str, Any] = {} if loaded is None else loaded
+
+    def policy(i: str) -> Any:
+        if i not in policies:
+            policies[i] = NumpyPolicy.from_checkpoint(pool.get(i).path)
+        return policies[i]
 
     def members(mix: Dict[str, float]) -> Dict[Any, float]:
-        return {policies.setdefault(i, NumpyPolicy.from_checkpoint(pool.get(i).path)): p for i, p in mix.items() if p > 0}
+        return {policy(i): p for i, p in mix.items() if p > 0}
 
     if all(isinstance(v, dict) for v in mixture.values()):
         return exploitability(game, [members(mixture[seat]) for seat in sorted(mixture, key=int)])
@@ -129,10 +135,11 @@ def answers(args: argparse.Namespace, pool: Any) -> Dict[str, Any]:
         per_seat = pool.meta_strategy_by_seat(of="main")
     except MetaStrategyError:  # no seat games yet (the first snapshots)
         per_seat = None
-    nash = exploitability_of(args.game, per_seat or one, pool)
-    uniform = exploitability_of(args.game, pool.meta_strategy(of="main", solver="uniform"), pool)
+    loaded: Dict[str, Any] = {}  # each snapshot read once for the three answers
+    nash = exploitability_of(args.game, per_seat or one, pool, loaded)
+    uniform = exploitability_of(args.game, pool.meta_strategy(of="main", solver="uniform"), pool, loaded)
     return {"snapshots": len(one), "mixture": one, "per_seat": per_seat,
-            "one_mixture": exploitability_of(args.game, one, pool), "nash": nash, "uniform": uniform,
+            "one_mixture": exploitability_of(args.game, one, pool, loaded), "nash": nash, "uniform": uniform,
             "meta_strategy": uniform if args.answer == "uniform" else nash}
 
 

@@ -136,14 +136,13 @@ def play_games(arena: Arena, envs: "List[MultiAgentEnv]", pa: Player, pb: Player
     episodes = [_Episode(ids[deal(g)]) for g in range(n)]
     obs = [env.reset(seed=seeds[deal(g)])[0] for g, env in enumerate(envs[:n])]
     sides: List[Dict[Hashable, bool]] = [{} for _ in range(n)]  # agent -> plays pa
-    learner_seated = [False] * n  # the learner's side is one agent, even where training maps more to it
 
     def plays_a(g: int, agent: Hashable) -> bool:
         if agent not in sides[g]:
             # A self-play episode of the training mapping (seat_mapping(self_share=...)) gives
-            # the learner every seat; a match still needs two sides: the first such agent.
-            learner = arena.mapping(agent, episodes[g]) == arena.learner and not learner_seated[g]
-            learner_seated[g] |= learner
+            # the learner every seat; a match still needs two sides: the first such agent
+            # (an agent holds the learner's side when its entry equals a_learns[g]).
+            learner = arena.mapping(agent, episodes[g]) == arena.learner and a_learns[g] not in sides[g].values()
             sides[g][agent] = learner == a_learns[g]
         return sides[g][agent]
 
