@@ -9,7 +9,9 @@ For the ``main`` snapshots of ``POOL`` (what ``examples/poker_league.py`` prints
 - the Nash mixture per seat of the restricted game with *exact* payoffs, computed by
   OpenSpiel over the whole game tree (no sampling, no env steps charged: a bound on what a
   perfect table could give with these snapshots, not a recipe);
-- all snapshots alike (``meta_strategy(solver="uniform")``), and the newer half alike;
+- all snapshots alike (``meta_strategy(solver="uniform")``), the trained ones alike (all but
+  the untrained ``main`` of iteration 0 that seeds the population: the example's
+  ``--answer uniform``), and the newer half alike;
 - each snapshot alone.
 
 With ``SELFPLAY_POOL`` (``selfplay pool: PATH``), also plain self-play's final snapshot
@@ -61,6 +63,8 @@ def judge(game: str, pool_dir: str, selfplay_dir: str = "") -> Dict[str, object]
     except MetaStrategyError as e:  # a pool without seat games
         out["table_nash_per_seat"] = f"none: {e}"
     out["all_alike"] = exploitability(game, mixture(policies, np.ones(n)))
+    trained = [(e.iteration or 0) > 0 for e in entries]
+    out["trained_alike"] = exploitability(game, mixture(policies, np.array(trained, dtype=float)))
     out["newer_half_alike"] = exploitability(game, mixture(policies, np.r_[np.zeros(n - n // 2), np.ones(n // 2)]))
     out["each_alone"] = [round(exploitability(game, {p: 1.0}), 3) for p in policies]
     if selfplay_dir:

@@ -126,8 +126,11 @@ def exploitability_of(game: str, mixture: Dict[str, Any], pool: Any, loaded: Opt
     return exploitability(game, members(mixture))
 
 
-def answers(args: argparse.Namespace, pool: Any) -> Dict[str, Any]:
-    """The league's answers, solved from its table: one Nash mixture for both seats, and one per seat."""
+def answers(args: argparse.Namespace, pool: Any, untrained: str = "") -> Dict[str, Any]:
+    """The league's answers: one Nash mixture for both seats and one per seat, solved from its
+    table, and the snapshots training produced all alike (every one but ``untrained``, the
+    initial ``main`` that seeds the population: PSRO's uniform meta-solver, fictitious play's
+    average, of what was trained; self-play's pool holds no untrained snapshot either)."""
     from rllib_ext import MetaStrategyError
 
     one = pool.meta_strategy(of="main", solver="nash")
@@ -137,7 +140,8 @@ def answers(args: argparse.Namespace, pool: Any) -> Dict[str, Any]:
         per_seat = None
     loaded: Dict[str, Any] = {}  # each snapshot read once for the three answers
     nash = exploitability_of(args.game, per_seat or one, pool, loaded)
-    uniform = exploitability_of(args.game, pool.meta_strategy(of="main", solver="uniform"), pool, loaded)
+    trained = {i: p for i, p in pool.meta_strategy(of="main", solver="uniform").items() if i != untrained}
+    uniform = exploitability_of(args.game, trained or {untrained: 1.0}, pool, loaded)
     return {"snapshots": len(one), "mixture": one, "per_seat": per_seat,
             "one_mixture": exploitability_of(args.game, one, pool, loaded), "nash": nash, "uniform": uniform,
             "meta_strategy": uniform if args.answer == "uniform" else nash}
@@ -165,14 +169,16 @@ def league(args: argparse.Namespace, log: Optional[Any]) -> Dict[str, float]:
     )
     algo = config.build_algo()
     pool = PolicyPool(args.pool)
-    algo.snapshot_policy("main", pool)  # the untrained main: the population's first member
+    untrained = algo.snapshot_policy("main", pool).id  # the population's first member
     t0, steps = time.time(), 0
     try:
         while steps < args.steps:
             result = algo.train()
             steps = total_steps(result)
+            if steps >= args.steps and not result["rllib_ext"].get("snapshots"):
+                algo.snapshot_policy("main", pool)  # the last of the budget's training is in the pool too
             if algo.iteration % report == 0 or steps >= args.steps:
-                got = answers(args, pool)
+                got = answers(args, pool, untrained)
                 budget = result["rllib_ext"]["league_budget"]
                 row = {"run": "league", "steps": steps, "training": budget["training_env_steps"],
                        "evaluation": budget["evaluation_env_steps"], "seconds": round(time.time() - t0, 1),
@@ -186,7 +192,7 @@ def league(args: argparse.Namespace, log: Optional[Any]) -> Dict[str, float]:
                     log.write(json.dumps(row) + "\n")
     finally:
         algo.stop()
-    got = answers(args, pool)
+    got = answers(args, pool, untrained)
     latest = max((e for e in pool.entries() if e.policy == "main"), key=lambda e: (e.iteration or 0, e.created))
     print("meta-strategy (snapshot: probability):")
     for seat, mix in (got["per_seat"] or {"both seats": got["mixture"]}).items():
