@@ -11,7 +11,6 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -43,7 +42,9 @@ def test_readme_is_a_front_page():
 
 @pytest.mark.slow
 def test_strict_build_fails_on_a_planted_broken_reference(tmp_path):
-    """A copy of docs/ with one ``{func}`` reference to a name that does not exist."""
+    """A copy of docs/ with one ``{func}`` reference to a name that does not exist fails the
+    strict build, and the planted reference is the only complaint: the same pages without it
+    build (the docs cell builds them strictly), so one build here is enough."""
     pytest.importorskip("sphinx")
     pytest.importorskip("myst_parser")
     src = tmp_path / "repo"
@@ -54,18 +55,12 @@ def test_strict_build_fails_on_a_planted_broken_reference(tmp_path):
     page = src / "docs" / "reading.md"
     page.write_text(page.read_text() + "\nSee {func}`rllib_ext.read_wieghts`.\n")
 
-    def build(docs: Path) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [sys.executable, "-m", "sphinx", "-nW", "--keep-going", "-q", "-b", "html", str(docs),
-             str(docs / "_build" / "html")],
-            capture_output=True, text=True, timeout=600,
-        )
-
-    broken = build(src / "docs")
+    broken = subprocess.run(
+        [sys.executable, "-m", "sphinx", "-nW", "--keep-going", "-q", "-b", "html", str(src / "docs"),
+         str(src / "docs" / "_build" / "html")],
+        capture_output=True, text=True, timeout=600,
+    )
     assert broken.returncode != 0
-    assert "rllib_ext.read_wieghts" in broken.stderr, broken.stderr[-2000:]
-    # Control: the same copy without the planted line builds.
-    page.write_text(page.read_text().replace("\nSee {func}`rllib_ext.read_wieghts`.\n", ""))
-    shutil.rmtree(src / "docs" / "_build")
-    ok = build(src / "docs")
-    assert ok.returncode == 0, ok.stderr[-3000:]
+    complaints = [line for line in broken.stderr.splitlines() if "WARNING" in line or "ERROR" in line]
+    assert complaints, broken.stderr[-2000:]
+    assert all("rllib_ext.read_wieghts" in line for line in complaints), broken.stderr[-3000:]
