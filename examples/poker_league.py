@@ -53,7 +53,7 @@ import tempfile
 import time
 from typing import Any, Dict, Optional
 
-ANSWERS = {"nash": "Nash mixture per seat", "uniform": "snapshots all alike"}
+ANSWERS = {"nash": "Nash mixture per seat", "uniform": "trained snapshots alike"}
 SLOTS = ["opponent_0", "opponent_1", "opponent_2", "opponent_3"]
 # The seat each slot's opponent plays: slots are drawn from the Nash mixture of their seat
 # (league(slot_seats=...)), so main trains as a best response to the per-seat answer.
@@ -186,7 +186,7 @@ def league(args: argparse.Namespace, log: Optional[Any]) -> Dict[str, float]:
                        "one_mixture": got["one_mixture"], "nash": got["nash"], "uniform": got["uniform"]}
                 print(f"league  {steps:7d} steps ({row['evaluation']:6d} of them evaluation)  {row['seconds']:6.0f} s  "
                       f"{row['snapshots']:3d} snapshots; exploitability of the Nash mixture per seat "
-                      f"{row['nash']:.3f}, of one for both seats {row['one_mixture']:.3f}, of all alike "
+                      f"{row['nash']:.3f}, of one for both seats {row['one_mixture']:.3f}, of the trained alike "
                       f"{row['uniform']:.3f}", flush=True)
                 if log:
                     log.write(json.dumps(row) + "\n")
@@ -311,7 +311,7 @@ def main(argv: Optional[list] = None) -> None:
     print(f"  league meta-strategy ({ANSWERS[args.answer]:<33}) {got['meta_strategy']:.3f}")
     print(f"  league Nash mixture per seat                     {got['nash']:.3f}")
     print(f"  league Nash mixture for both seats               {got['one_mixture']:.3f}")
-    print(f"  league snapshots all alike                       {got['uniform']:.3f}")
+    print(f"  league trained snapshots alike                   {got['uniform']:.3f}")
     print(f"  league final main                                {got['final_main']:.3f}")
     if baseline is not None:
         print(f"  plain self-play final main ({baseline['steps']} env steps)  {baseline['final_main']:.3f}")
