@@ -158,6 +158,8 @@ def pytest_collection_finish(session):
 # tests parametrized by `stack`, or marked `stack("new"|"old")`, run in the cells of that
 # stack; tests without a stack run in torch-new only (they do not depend on the cell),
 # unless marked `all_cells`. Unset: every torch test of both stacks (the quickest full local run).
+# torch-ray245 (the oldest Ray, tox.ini's [live] files): both stacks, but the slow end-to-end
+# tests (Tune runs, resumes) on the new stack only.
 _CELLS = {"torch-new": "new", "torch-old": "old", "tf2-old": "old"}
 
 
@@ -165,6 +167,9 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "all_cells: run in every matrix cell")
     config.addinivalue_line("markers", "ray_free: the module never imports Ray (tests/test_ray_free.py proves it)")
     config.addinivalue_line("markers", "torch_only: needs torch tensors, not in the tf2 cell")
+    config.addinivalue_line(
+        "markers", "framework_neutral: the code under test never sees the policy's framework (Tune plumbing, "
+        "numpy filters, storage, file atomicity): its old-stack run is torch-old's, not repeated in tf2-old")
     config.addinivalue_line(
         "markers", "stack(name): an old- or new-stack test not parametrized by stack: runs in that stack's cells"
     )
@@ -186,13 +191,21 @@ def pytest_collection_modifyitems(config, items):
     cell = os.environ.get("RLLIB_EXT_CELL")
     if not cell or cell == "docs":  # the docs cell runs what tox.ini names there, unfiltered
         return
+    if cell == "torch-ray245":  # both stacks on the oldest Ray; end to end (slow) on the new stack only
+        for item in items:
+            if _stack_of(item) == "old" and item.get_closest_marker("slow"):
+                item.add_marker(pytest.mark.skip(
+                    reason="old-stack end-to-end run: torch-old runs it on Ray 2.60, this cell on the new stack"))
+        return
     if cell not in _CELLS:
-        raise pytest.UsageError(f"RLLIB_EXT_CELL={cell!r}; expected one of {', '.join(_CELLS)}, docs")
+        raise pytest.UsageError(f"RLLIB_EXT_CELL={cell!r}; expected one of {', '.join(_CELLS)}, torch-ray245, docs")
     stack = _CELLS[cell]
     for item in items:
         item_stack = _stack_of(item)
         if cell.startswith("tf2") and item.get_closest_marker("torch_only"):
             item.add_marker(pytest.mark.skip(reason="torch only; not in the tf2 cell"))
+        elif cell.startswith("tf2") and item.get_closest_marker("framework_neutral"):
+            item.add_marker(pytest.mark.skip(reason="framework-neutral; its old-stack run is in torch-old"))
         elif item_stack is None:
             if cell != "torch-new" and not item.get_closest_marker("all_cells"):
                 item.add_marker(pytest.mark.skip(reason=f"cell-independent; runs in torch-new, not {cell}"))

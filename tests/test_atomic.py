@@ -35,6 +35,9 @@ from rllib_ext.checkpoint import atomic
 from rllib_ext.checkpoint import policy_file as pf
 from rllib_ext.checkpoint import read_policy_dir, read_weights
 
+# File writes and renames: torch-old runs these, tf2-old does not.
+pytestmark = pytest.mark.framework_neutral
+
 KILLS = {"policy_dir": 20, "extract": 20, "extract_npz": 20, "merge": 20}
 SEED = 20261125
 

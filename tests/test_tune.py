@@ -12,7 +12,8 @@ from builders import STACKS, assert_differs, assert_weights_equal, first_layer, 
 
 from rllib_ext import PPOPartial, read_weights
 
-pytestmark = pytest.mark.slow
+# Tune's plumbing is framework-neutral; tf2 policies in Tune: tests/test_tf2_keras.py.
+pytestmark = [pytest.mark.slow, pytest.mark.framework_neutral]
 
 
 
