@@ -34,6 +34,12 @@ league stops once it has spent it, and plain self-play gets the same total.
 It prints ``pool: PATH`` (the league's), ``selfplay pool: PATH`` and, at the end,
 ``budget: training=N evaluation=M total=T`` (the league's, as its pool records it).
 
+The recipes that beat plain self-play's final policy at the same total on three seeds
+(``bench/notes/league_budget.md``): self-play on disk answered by the average of what it
+trained, ``--phase 0 --self-share 1.0 --entropy 0.01 --answer uniform --eval-share 0.01``
+with ``--snapshot-every 2000`` on Kuhn (0.062 against 0.201) and ``--snapshot-every 20000
+--game leduc_poker --steps 300000`` on Leduc (0.657 against 0.871).
+
 Another recipe, self-play on disk: ``--sample latest --phase 0 --snapshot-every 5000``
 trains ``main`` continuously against its latest snapshot and answers with the Nash
 mixtures of its own snapshots. It depends much more on the seed (Kuhn, 100k training
