@@ -177,6 +177,7 @@ def league(args: argparse.Namespace, log: Optional[Any]) -> Dict[str, float]:
     pool = PolicyPool(args.pool)
     untrained = algo.snapshot_policy("main", pool).id  # the population's first member
     t0, steps = time.time(), 0
+    got: Optional[Dict[str, Any]] = None  # the last report's answers: the final ones
     try:
         while steps < args.steps:
             result = algo.train()
@@ -198,7 +199,8 @@ def league(args: argparse.Namespace, log: Optional[Any]) -> Dict[str, float]:
                     log.write(json.dumps(row) + "\n")
     finally:
         algo.stop()
-    got = answers(args, pool, untrained)
+    if got is None:  # no iteration ran (--steps 0); otherwise the last one reported, and stop() adds nothing
+        got = answers(args, pool, untrained)
     latest = max((e for e in pool.entries() if e.policy == "main"), key=lambda e: (e.iteration or 0, e.created))
     print("meta-strategy (snapshot: probability):")
     for seat, mix in (got["per_seat"] or {"both seats": got["mixture"]}).items():
